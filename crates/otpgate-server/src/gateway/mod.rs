@@ -1,0 +1,72 @@
+//! The gateway bridge: adapters that reach SMS gateways (sms-gate.app phones first) behind
+//! one trait, and the dispatcher the issuer hands its sends to.
+
+use async_trait::async_trait;
+
+/// One SMS to send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The idempotent message id (≤ 36 chars): `{verification_id}.{code_version}.{route}`.
+    pub message_id: String,
+    /// The destination, E.164.
+    pub phone: String,
+    /// The text (contains the code: never log it).
+    pub text: String,
+    /// Seconds the gateway may keep trying: the code's remaining lifetime.
+    pub ttl_secs: u64,
+    /// Segments the text takes (budgets count segments).
+    pub segments: u32,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("message_id", &self.message_id)
+            .field("phone", &"[redacted]")
+            .field("text", &"[redacted]")
+            .field("ttl_secs", &self.ttl_secs)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
+
+/// A send the issuer asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendJob {
+    /// The verification.
+    pub verification_id: String,
+    /// The code version this text carries.
+    pub code_version: u32,
+    /// The message.
+    pub message: Outgoing,
+    /// When the code expires, Unix ms: nothing may be sent after it.
+    pub expires_at_ms: i64,
+}
+
+/// Why a send could not be accepted.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// Every device is out of budget: fail fast instead of queueing past expiry.
+    #[error("no gateway capacity")]
+    NoCapacity {
+        /// Seconds until capacity frees up.
+        retry_after_secs: u64,
+    },
+    /// No gateway is configured or reachable.
+    #[error("no gateway available")]
+    Unavailable,
+}
+
+/// Where the issuer sends: the pool of devices (or, in tests, something simpler).
+#[async_trait]
+pub trait Dispatcher: Send + Sync + 'static {
+    /// Accepts a send; delivery progresses in the background and is written to the store.
+    ///
+    /// # Errors
+    /// [`DispatchError`] when no device can take it before the code expires.
+    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError>;
+
+    /// Whether at least one gateway is healthy (readiness).
+    async fn ready(&self) -> bool;
+}

@@ -1,0 +1,29 @@
+//! The otpgate issuer and gateway bridge.
+//!
+//! # Layout
+//! - [`cli`]: the `otpgate` command line (`serve`, `emulator`, `app-hash`, `sms ...`, `keys`,
+//!   `audit verify`).
+//! - [`config`]: the TOML configuration with environment overrides, and dev mode.
+//! - [`api`]: the HTTP API (axum), its one error shape and the OpenAPI document.
+//! - [`service`]: the verification flow: start, status, check, resend, cancel.
+//! - [`policy`]: budgets, the destination allow-list and the proof-of-work gate.
+//! - [`store`]: the state trait and its embedded (redb) and Redis backends.
+//! - [`gateway`]: the pool of Android phones and the adapters that reach them.
+//! - [`emulator`]: a fake phone speaking the sms-gate.app API.
+//! - [`keys`]: receipt signing keys and code keys.
+//! - [`audit`]: the hash-chained audit log.
+//! - [`clock`], [`random`]: the injected time and randomness.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod emulator;
+pub mod gateway;
+pub mod keys;
+pub mod policy;
+pub mod random;
+pub mod service;
+pub mod store;

@@ -1,0 +1,235 @@
+//! State: one trait, two real backends (embedded redb file, Redis), one conformance suite.
+//!
+//! Every operation that guards a security property is atomic inside the backend:
+//! [`Store::begin_check`] counts the attempt before the code is compared,
+//! [`Store::approve`] consumes the code at most once, [`Store::rotate`] enforces the resend
+//! cooldown, and [`Store::take_budget`] never lets a counter pass its limit, even with many
+//! issuer instances on one Redis.
+
+use async_trait::async_trait;
+use otpgate_core::wire::{DeliveryState, Status};
+use serde::{Deserialize, Serialize};
+
+/// The digest of the current code and what it was made with.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct StoredCode {
+    /// `HMAC-SHA-256(key, id ‖ 0 ‖ code)`, 32 bytes.
+    pub digest: Vec<u8>,
+    /// The id of the code key.
+    pub key_id: String,
+    /// 1 for the first code, +1 on each resend; binds checks and delivery events to one code.
+    pub version: u32,
+}
+
+/// Delivery of the current code as stored.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The state.
+    pub state: DeliveryState,
+    /// The gateway (device) that carries it.
+    pub gateway: Option<String>,
+    /// The message id used with the gateway.
+    pub message_id: Option<String>,
+    /// Last change, Unix ms.
+    pub updated_at_ms: i64,
+    /// A short reason on failure (never the text or the number).
+    pub detail: Option<String>,
+}
+
+/// The terminal decision recorded on a verification.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Still open.
+    Open,
+    /// The code was accepted (once).
+    Approved,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// A verification as stored.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The id.
+    pub id: String,
+    /// The app name.
+    pub app: String,
+    /// The destination, E.164.
+    pub phone: String,
+    /// The template locale.
+    pub locale: Option<String>,
+    /// Open, approved or cancelled.
+    pub outcome: Outcome,
+    /// The current code.
+    pub code: StoredCode,
+    /// Creation, Unix ms.
+    pub created_at_ms: i64,
+    /// Expiry of the current code, Unix ms.
+    pub expires_at_ms: i64,
+    /// Checks spent on the current code.
+    pub attempts: u32,
+    /// Checks allowed per code.
+    pub max_attempts: u32,
+    /// SMS sent so far (first send included).
+    pub sends: u32,
+    /// No resend before this, Unix ms.
+    pub resend_at_ms: i64,
+    /// Delivery of the current code.
+    pub delivery: DeliveryRecord,
+    /// A configured test number: fixed code, never sent.
+    pub test_number: bool,
+}
+
+impl Record {
+    /// The state the API shows at `now_ms`.
+    pub fn status(&self, now_ms: i64) -> Status {
+        match self.outcome {
+            Outcome::Approved => Status::Approved,
+            Outcome::Cancelled => Status::Cancelled,
+            Outcome::Open if self.attempts >= self.max_attempts => Status::MaxAttemptsReached,
+            Outcome::Open if now_ms >= self.expires_at_ms => Status::Expired,
+            Outcome::Open => Status::Pending,
+        }
+    }
+
+    /// Checks left on the current code.
+    pub fn attempts_left(&self) -> u32 {
+        self.max_attempts.saturating_sub(self.attempts)
+    }
+}
+
+/// The answer of [`Store::begin_check`].
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum CheckTicket {
+    /// One attempt was counted; compare against this digest, then call [`Store::approve`].
+    Ready {
+        /// The stored code.
+        code: StoredCode,
+        /// Attempts left after this one.
+        attempts_left: u32,
+    },
+    /// No such verification.
+    NotFound,
+    /// Approved before: the code is single use.
+    AlreadyUsed,
+    /// Cancelled.
+    Cancelled,
+    /// The code's lifetime is over.
+    Expired,
+    /// Every attempt is spent.
+    NoAttemptsLeft,
+}
+
+/// What a resend replaces.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Rotation {
+    /// The new code's digest, key id and version (must be the stored version + 1).
+    pub code: StoredCode,
+    /// New expiry, Unix ms.
+    pub expires_at_ms: i64,
+    /// Next allowed resend, Unix ms.
+    pub resend_at_ms: i64,
+    /// Most sends a verification may have.
+    pub max_sends: u32,
+}
+
+/// The answer of [`Store::rotate`].
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum RotateOutcome {
+    /// Replaced; the updated record.
+    Rotated(Box<Record>),
+    /// No such verification.
+    NotFound,
+    /// Inside the cooldown: retry at this time (Unix ms).
+    CoolingDown {
+        /// When a resend becomes possible, Unix ms.
+        retry_at_ms: i64,
+    },
+    /// The verification has had its maximum number of sends.
+    TooManySends,
+    /// Not pending any more (approved, cancelled, out of attempts).
+    NotPending(Status),
+    /// Another resend won the race (the version moved).
+    Conflict,
+}
+
+/// The answer of [`Store::take_budget`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Budget {
+    /// Counted; this many remain in the window.
+    Allowed {
+        /// Remaining in this window.
+        remaining: u32,
+    },
+    /// Spent: nothing was counted.
+    Exhausted {
+        /// Milliseconds until the window frees up.
+        retry_after_ms: i64,
+    },
+}
+
+/// A backend failure (never a client's mistake).
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached or failed to write.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+    /// [`Store::create`] with an id that exists.
+    #[error("id already exists")]
+    Duplicate,
+}
+
+/// The state of the issuer.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new verification, kept until `expires_at_ms` plus a grace period.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when the id exists.
+    async fn create(&self, record: &Record) -> Result<(), StoreError>;
+
+    /// Reads a verification.
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Atomically: when the verification is pending at `now_ms` with attempts left, counts
+    /// one attempt and returns the digest to compare against.
+    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError>;
+
+    /// Atomically marks the verification approved if it is still open, unexpired at
+    /// `now_ms` and on code `version`. Returns whether this call approved it: under any
+    /// concurrency exactly one call returns `true`.
+    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Atomically replaces the code (resend) if the cooldown is over and sends remain.
+    async fn rotate(&self, id: &str, rotation: &Rotation, now_ms: i64) -> Result<RotateOutcome, StoreError>;
+
+    /// Cancels an open verification. Returns the record after the call, `None` if unknown.
+    async fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<Record>, StoreError>;
+
+    /// Records a delivery change for code `version`, if it is still the current code and
+    /// the change moves forward ([`DeliveryState`] order). Returns whether it was applied.
+    async fn update_delivery(&self, id: &str, version: u32, delivery: &DeliveryRecord) -> Result<bool, StoreError>;
+
+    /// Counts one unit against `key` (fixed window of `window_ms` aligned on multiples of
+    /// the window) unless the count has reached `limit`.
+    async fn take_budget(&self, key: &str, limit: u32, window_ms: i64, now_ms: i64) -> Result<Budget, StoreError>;
+
+    /// Gives back one unit taken by [`Store::take_budget`] in the same window (when a later
+    /// check refused the request).
+    async fn refund_budget(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The count of `key` in the current window.
+    async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError>;
+
+    /// Returns `true` the first time `key` is seen within `ttl_ms` (webhook event ids,
+    /// spent proof-of-work challenges).
+    async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
