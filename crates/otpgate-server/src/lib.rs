@@ -5,6 +5,7 @@
 //!   `audit verify`).
 //! - [`config`]: the TOML configuration with environment overrides, and dev mode.
 //! - [`api`]: the HTTP API (axum), its one error shape and the OpenAPI document.
+//! - [`serve`]: assembly of the running issuer (`otpgate serve`).
 //! - [`service`]: the verification flow: start, status, check, resend, cancel.
 //! - [`policy`]: budgets, the destination allow-list and the proof-of-work gate.
 //! - [`store`]: the state trait and its embedded (redb) and Redis backends.
@@ -25,5 +26,6 @@ pub mod gateway;
 pub mod keys;
 pub mod policy;
 pub mod random;
+pub mod serve;
 pub mod service;
 pub mod store;
