@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything otpgate needs on a fresh Debian machine with Rust and Node (idempotent;
+# about 3 minutes the first time, about a second afterwards).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# wasm-bindgen-cli must equal the wasm-bindgen crate pinned in Cargo.lock. No --locked: the
+# registry reachable here lacks one of the CLI's locked transitive versions (toolchain.md).
+WBG=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; then
+  echo "setup: cargo install wasm-bindgen-cli $WBG"
+  cargo install -q wasm-bindgen-cli --version "$WBG"
+fi
+
+# JavaScript tools and test drivers, each pinned by its package-lock.json.
+for dir in scripts/tools tests-node e2e examples/edge-worker; do
+  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+    echo "setup: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+echo "setup: ok"
