@@ -1,1 +1,825 @@
-//! (being written)
+//! The gates in front of every SMS: destination allow-list, blocked prefixes, test numbers,
+//! an adaptive proof of work, and send budgets per phone, per IP, per number prefix and
+//! globally (anti SMS-pumping, NIST SP 800-63B §5.2.2 throttling, ASVS 2.4.1).
+//!
+//! # Order of the gates ([`Policy::admit_start`])
+//! 1. The destination: its country calling code must be allowed (unless
+//!    `danger_allow_all_countries`) and it must not start with a blocked prefix.
+//! 2. A configured test number is admitted with its fixed code: no budget, no SMS.
+//! 3. The proof of work, unless the caller presented a valid API key. Its difficulty rises
+//!    with abuse signals: the global send rate against its budget, a low approval ratio
+//!    (codes sent that are never entered are the mark of pumping), and bursts on one prefix.
+//! 4. The budgets, taken in turn; when one refuses, those already taken are given back.
+//!
+//! # Security
+//! API keys are kept as SHA-256 digests and compared in constant time. A proof-of-work
+//! solution buys one send: it is spent in the store, so a replay is refused even on another
+//! instance sharing the store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use otpgate_core::code::ct_eq;
+use otpgate_core::phone::{PhoneNumber, country_code_len};
+use otpgate_core::pow::{self, PowError};
+use otpgate_core::wire::PowSolution;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::random::OsRandom;
+use crate::store::{Budget, Store, StoreError};
+
+/// One budget: at most `limit` events per fixed window of `window_secs`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Events allowed per window.
+    pub limit: u32,
+    /// The window, seconds.
+    pub window_secs: u64,
+}
+
+impl Limit {
+    const fn new(limit: u32, window_secs: u64) -> Self {
+        Self { limit, window_secs }
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// The budgets (`[policy.budgets]`).
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budgets {
+    /// SMS to one number (default 5 per 10 min).
+    pub phone: Limit,
+    /// SMS to one number per day (default 10 per 24 h).
+    pub phone_daily: Limit,
+    /// Starts from one client IP (IPv6: per /64), unless the caller has an API key
+    /// (default 20 per 10 min).
+    pub ip: Limit,
+    /// SMS to one number prefix (the first `prefix_digits` digits; default 30 per 10 min).
+    pub prefix: Limit,
+    /// SMS in total (default 600 per minute).
+    pub global: Limit,
+    /// Code checks from one client IP, across verifications (default 100 per 10 min).
+    pub check_ip: Limit,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            phone: Limit::new(5, 600),
+            phone_daily: Limit::new(10, 86_400),
+            ip: Limit::new(20, 600),
+            prefix: Limit::new(30, 600),
+            global: Limit::new(600, 60),
+            check_ip: Limit::new(100, 600),
+        }
+    }
+}
+
+/// The proof-of-work gate (`[policy.pow]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowConfig {
+    /// Ask for proof of work when the difficulty is above zero (default on).
+    pub enabled: bool,
+    /// Difficulty (leading zero bits) asked for when nothing looks wrong (default 0: none).
+    pub base_difficulty: u8,
+    /// The most ever asked for (default 22, at most 24).
+    pub max_difficulty: u8,
+    /// Bits added per abuse signal (default 6).
+    pub step: u8,
+    /// Lifetime of a challenge, seconds (default 120).
+    pub challenge_ttl_secs: u64,
+    /// The window over which sends and approvals are counted, seconds (default 600).
+    pub signal_window_secs: u64,
+    /// Sends in the window before the approval ratio counts (default 20).
+    pub min_samples: u32,
+    /// Below this share of sends that end approved, the difficulty rises (default 0.5);
+    /// below half of it, it rises twice.
+    pub min_approval_ratio: f64,
+}
+
+impl Default for PowConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_difficulty: 0,
+            max_difficulty: 22,
+            step: 6,
+            challenge_ttl_secs: 120,
+            signal_window_secs: 600,
+            min_samples: 20,
+            min_approval_ratio: 0.5,
+        }
+    }
+}
+
+/// The calling codes allowed by default: a conservative list of low-fraud destinations.
+pub const DEFAULT_ALLOWED_COUNTRIES: &[&str] = &[
+    "1", "30", "31", "32", "33", "34", "39", "41", "43", "44", "45", "46", "47", "48", "49", "61",
+    "64", "81", "82", "351", "352", "353", "354", "358", "420",
+];
+
+/// The `[policy]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Code lifetime, seconds (default 300; 60–600).
+    pub lifetime_secs: u64,
+    /// Checks per code (default 5; 1–10).
+    pub max_attempts: u32,
+    /// Wait before the first resend, seconds (default 30; at least 10); doubles per resend.
+    pub cooldown_secs: u64,
+    /// The longest resend wait, seconds (default 3600).
+    pub max_cooldown_secs: u64,
+    /// SMS per verification, the first included (default 3; 1–10).
+    pub max_sends: u32,
+    /// Digits after `+` that make a prefix for the prefix budget (default 6).
+    pub prefix_digits: usize,
+    /// The budgets.
+    pub budgets: Budgets,
+    /// Allowed country calling codes, without `+` (default [`DEFAULT_ALLOWED_COUNTRIES`]).
+    pub allowed_countries: Vec<String>,
+    /// Lifts the country allow-list entirely (SMS pumping risk).
+    pub danger_allow_all_countries: bool,
+    /// Number prefixes never sent to (premium-rate or known pumping ranges), e.g. `"+4470"`.
+    pub blocked_prefixes: Vec<String>,
+    /// API keys of trusted backends (skip the proof of work and the IP budget). Each entry
+    /// is `sha256:<hex digest of the key>`, `env:VARIABLE` or `file:/path` (never the key
+    /// itself in the file).
+    pub api_keys: Vec<String>,
+    /// Test numbers and their fixed codes: no SMS is sent, no budget is spent.
+    pub test_numbers: BTreeMap<String, String>,
+    /// The proof-of-work gate.
+    pub pow: PowConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            lifetime_secs: 300,
+            max_attempts: 5,
+            cooldown_secs: 30,
+            max_cooldown_secs: 3600,
+            max_sends: 3,
+            prefix_digits: 6,
+            budgets: Budgets::default(),
+            allowed_countries: DEFAULT_ALLOWED_COUNTRIES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            danger_allow_all_countries: false,
+            blocked_prefixes: Vec::new(),
+            api_keys: Vec::new(),
+            test_numbers: BTreeMap::new(),
+            pow: PowConfig::default(),
+        }
+    }
+}
+
+fn digits_of(prefix: &str) -> &str {
+    prefix.strip_prefix('+').unwrap_or(prefix)
+}
+
+/// Resolves one `api_keys` entry to the SHA-256 of the key.
+fn resolve_api_key(entry: &str) -> Result<[u8; 32], String> {
+    let digest = |key: &str| -> Result<[u8; 32], String> {
+        let key = key.trim();
+        if key.len() < 16 {
+            return Err("API key shorter than 16 characters".into());
+        }
+        Ok(Sha256::digest(key.as_bytes()).into())
+    };
+    if let Some(h) = entry.strip_prefix("sha256:") {
+        let bytes = hex::decode(h.trim()).map_err(|_| "sha256: needs 64 hex digits".to_owned())?;
+        bytes
+            .try_into()
+            .map_err(|_| "sha256: needs 64 hex digits".to_owned())
+    } else if let Some(var) = entry.strip_prefix("env:") {
+        let v = Zeroizing::new(
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        );
+        digest(&v)
+    } else if let Some(path) = entry.strip_prefix("file:") {
+        let v = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+        );
+        digest(&v)
+    } else {
+        Err(
+            "use sha256:<hex>, env:VARIABLE or file:/path (keys never go in the config file)"
+                .into(),
+        )
+    }
+}
+
+impl PolicyConfig {
+    /// Checks every value; the error is `"key: reason"` with the key relative to `[policy]`.
+    ///
+    /// # Errors
+    /// The first value out of bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |k: &str, r: &str| Err(format!("{k}: {r}"));
+        if !(60..=600).contains(&self.lifetime_secs) {
+            return bad(
+                "lifetime_secs",
+                "must be between 60 and 600 (1 to 10 minutes)",
+            );
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return bad("max_attempts", "must be between 1 and 10");
+        }
+        if !(10..=3600).contains(&self.cooldown_secs) {
+            return bad("cooldown_secs", "must be between 10 and 3600");
+        }
+        if self.max_cooldown_secs < self.cooldown_secs || self.max_cooldown_secs > 86_400 {
+            return bad(
+                "max_cooldown_secs",
+                "must be between cooldown_secs and 86400",
+            );
+        }
+        if !(1..=10).contains(&self.max_sends) {
+            return bad("max_sends", "must be between 1 and 10");
+        }
+        if !(2..=12).contains(&self.prefix_digits) {
+            return bad("prefix_digits", "must be between 2 and 12");
+        }
+        let b = &self.budgets;
+        for (name, l) in [
+            ("phone", b.phone),
+            ("phone_daily", b.phone_daily),
+            ("ip", b.ip),
+            ("prefix", b.prefix),
+            ("global", b.global),
+            ("check_ip", b.check_ip),
+        ] {
+            if l.limit == 0 {
+                return Err(format!("budgets.{name}.limit: must be at least 1"));
+            }
+            if !(1..=7 * 86_400).contains(&l.window_secs) {
+                return Err(format!(
+                    "budgets.{name}.window_secs: must be between 1 and 604800"
+                ));
+            }
+        }
+        if self.allowed_countries.is_empty() && !self.danger_allow_all_countries {
+            return bad(
+                "allowed_countries",
+                "empty: no number could be sent to (or set danger_allow_all_countries)",
+            );
+        }
+        for (i, cc) in self.allowed_countries.iter().enumerate() {
+            let cc = digits_of(cc);
+            let known = cc.bytes().all(|c| c.is_ascii_digit())
+                && country_code_len(cc) == u8::try_from(cc.len()).ok();
+            if cc.is_empty() || cc.len() > 3 || !known {
+                return Err(format!(
+                    "allowed_countries[{i}]: {cc:?} is not a country calling code"
+                ));
+            }
+        }
+        for (i, p) in self.blocked_prefixes.iter().enumerate() {
+            let d = digits_of(p);
+            if d.is_empty() || d.len() > 15 || !d.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(format!(
+                    "blocked_prefixes[{i}]: {p:?} must be 1 to 15 digits"
+                ));
+            }
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            resolve_api_key(k).map_err(|r| format!("api_keys[{i}]: {r}"))?;
+        }
+        for (phone, code) in &self.test_numbers {
+            if PhoneNumber::parse(phone).is_err() {
+                return Err(format!("test_numbers: {phone:?} is not an E.164 number"));
+            }
+            let ok = (4..=10).contains(&code.len())
+                && code
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+            if !ok {
+                return Err(format!(
+                    "test_numbers: the code of {phone:?} must be 4 to 10 digits or capital letters"
+                ));
+            }
+        }
+        let p = &self.pow;
+        if p.max_difficulty > 22 {
+            return bad("pow.max_difficulty", "must be at most 22");
+        }
+        if p.base_difficulty > p.max_difficulty {
+            return bad("pow.base_difficulty", "must not exceed pow.max_difficulty");
+        }
+        if p.step == 0 || p.step > 22 {
+            return bad("pow.step", "must be between 1 and 22");
+        }
+        if !(10..=600).contains(&p.challenge_ttl_secs) {
+            return bad("pow.challenge_ttl_secs", "must be between 10 and 600");
+        }
+        if !(60..=86_400).contains(&p.signal_window_secs) {
+            return bad("pow.signal_window_secs", "must be between 60 and 86400");
+        }
+        if !(0.0..=1.0).contains(&p.min_approval_ratio) {
+            return bad("pow.min_approval_ratio", "must be between 0 and 1");
+        }
+        Ok(())
+    }
+}
+
+/// What the policy needs to know about a start (or a resend).
+#[derive(Clone, Debug)]
+pub struct StartContext<'a> {
+    /// The destination.
+    pub phone: &'a PhoneNumber,
+    /// The app name.
+    pub app: &'a str,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The caller presented a valid API key.
+    pub trusted: bool,
+    /// The proof-of-work solution sent with the request.
+    pub pow: Option<&'a PowSolution>,
+    /// Now, Unix ms.
+    pub now_ms: i64,
+}
+
+/// An admitted request.
+#[derive(Clone, Eq, PartialEq)]
+pub struct Admission {
+    /// For a test number: its fixed code (no SMS is sent).
+    pub test_code: Option<String>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("test_code", &self.test_code.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The destination's country is not allowed or its prefix is blocked (403
+    /// `destination_not_allowed`).
+    #[error("destination not allowed")]
+    CountryNotAllowed,
+    /// A budget is spent (429 `rate_limited`, `Retry-After`).
+    #[error("rate limited ({scope}), retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Which budget: `phone`, `ip`, `prefix`, `global` or `check_ip`.
+        scope: &'static str,
+        /// Seconds until the window frees up.
+        retry_after_secs: u64,
+    },
+    /// Proof of work is needed: solve `challenge` and send the solution (428 `pow_required`).
+    #[error("proof of work required")]
+    PowRequired {
+        /// The challenge (`otpgate_core::pow` format).
+        challenge: String,
+    },
+    /// The proof-of-work solution is invalid (400).
+    #[error("invalid proof of work: {0}")]
+    PowInvalid(PowError),
+    /// The proof-of-work solution was already used (403 `pow_replayed`).
+    #[error("proof of work already used")]
+    PowReplayed,
+    /// The store failed (503 `store_unavailable`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PolicyError {
+    /// A stable snake_case code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::CountryNotAllowed => "destination_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::PowRequired { .. } => "pow_required",
+            Self::PowInvalid(e) => e.code(),
+            Self::PowReplayed => "pow_replayed",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// Store keys of the signals.
+const SIGNAL_SENT: &str = "pol:sig:sent";
+const SIGNAL_APPROVED: &str = "pol:sig:ok";
+const GLOBAL_KEY: &str = "pol:b:g";
+/// How long the global part of the difficulty is reused before it is computed again.
+const SIGNAL_CACHE_MS: i64 = 1000;
+
+/// The policy in force.
+pub struct Policy {
+    cfg: PolicyConfig,
+    store: Arc<dyn Store>,
+    pow_key: Zeroizing<Vec<u8>>,
+    api_keys: Vec<[u8; 32]>,
+    /// E.164 → fixed code.
+    test_numbers: BTreeMap<String, String>,
+    allowed: Vec<String>,
+    blocked: Vec<String>,
+    /// (computed at ms, global difficulty part).
+    signal_cache: Mutex<Option<(i64, u8)>>,
+    difficulty: AtomicU8,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("allowed_countries", &self.allowed)
+            .field("api_keys", &self.api_keys.len())
+            .field("test_numbers", &self.test_numbers.len())
+            .field("pow_key", &"[redacted]")
+            .finish()
+    }
+}
+
+fn retry_secs(ms: i64) -> u64 {
+    u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1)
+}
+
+/// The key of an IP: IPv4 as is, IPv6 by its /64 (one subscriber gets a whole /64).
+fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+impl Policy {
+    /// The policy for a validated configuration. `api_keys` entries that cannot be
+    /// resolved are ignored ([`PolicyConfig::validate`] reports them first).
+    pub fn new(cfg: PolicyConfig, store: Arc<dyn Store>, pow_key: Vec<u8>) -> Self {
+        let api_keys = cfg
+            .api_keys
+            .iter()
+            .filter_map(|k| resolve_api_key(k).ok())
+            .collect();
+        let test_numbers = cfg
+            .test_numbers
+            .iter()
+            .filter_map(|(p, c)| {
+                PhoneNumber::parse(p)
+                    .ok()
+                    .map(|p| (p.as_str().to_owned(), c.clone()))
+            })
+            .collect();
+        let allowed = cfg
+            .allowed_countries
+            .iter()
+            .map(|c| digits_of(c).to_owned())
+            .collect();
+        let blocked = cfg
+            .blocked_prefixes
+            .iter()
+            .map(|c| digits_of(c).to_owned())
+            .collect();
+        let base = if cfg.pow.enabled {
+            cfg.pow.base_difficulty
+        } else {
+            0
+        };
+        Self {
+            cfg,
+            store,
+            pow_key: Zeroizing::new(pow_key),
+            api_keys,
+            test_numbers,
+            allowed,
+            blocked,
+            signal_cache: Mutex::new(None),
+            difficulty: AtomicU8::new(base),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    fn check_destination(&self, phone: &PhoneNumber) -> Result<(), PolicyError> {
+        let digits = &phone.as_str()[1..];
+        if !self.cfg.danger_allow_all_countries
+            && !self.allowed.iter().any(|c| c == phone.country_code())
+        {
+            return Err(PolicyError::CountryNotAllowed);
+        }
+        if self.blocked.iter().any(|p| digits.starts_with(p.as_str())) {
+            return Err(PolicyError::CountryNotAllowed);
+        }
+        Ok(())
+    }
+
+    fn send_budgets<'a>(
+        &self,
+        ctx: &'a StartContext<'a>,
+        with_ip: bool,
+    ) -> Vec<(&'static str, String, Limit)> {
+        let b = &self.cfg.budgets;
+        let e164 = ctx.phone.as_str();
+        let mut v = vec![
+            ("phone", format!("pol:b:ph:{e164}"), b.phone),
+            ("phone", format!("pol:b:pd:{e164}"), b.phone_daily),
+        ];
+        if with_ip && !ctx.trusted {
+            v.push(("ip", format!("pol:b:ip:{}", ip_key(ctx.client_ip)), b.ip));
+        }
+        v.push(("prefix", self.prefix_key(ctx.phone), b.prefix));
+        v.push(("global", GLOBAL_KEY.to_owned(), b.global));
+        v
+    }
+
+    fn prefix_key(&self, phone: &PhoneNumber) -> String {
+        format!("pol:b:px:{}", phone.prefix(self.cfg.prefix_digits))
+    }
+
+    /// Takes every budget in turn; when one refuses, gives back those already taken.
+    async fn take_all(
+        &self,
+        budgets: &[(&'static str, String, Limit)],
+        now_ms: i64,
+    ) -> Result<(), PolicyError> {
+        let mut taken: Vec<&(&'static str, String, Limit)> = Vec::with_capacity(budgets.len());
+        for b in budgets {
+            let (scope, key, limit) = b;
+            let outcome = self
+                .store
+                .take_budget(key, limit.limit, limit.window_ms(), now_ms)
+                .await;
+            let refusal = match outcome {
+                Ok(Budget::Allowed { .. }) => {
+                    taken.push(b);
+                    continue;
+                }
+                Ok(Budget::Exhausted { retry_after_ms }) => PolicyError::RateLimited {
+                    scope,
+                    retry_after_secs: retry_secs(retry_after_ms),
+                },
+                Err(e) => PolicyError::Store(e),
+            };
+            for (_, key, limit) in taken {
+                // Best effort: a failed refund only makes the budget stricter.
+                let _ = self
+                    .store
+                    .refund_budget(key, limit.window_ms(), now_ms)
+                    .await;
+            }
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    fn signal_window_ms(&self) -> i64 {
+        i64::try_from(self.cfg.pow.signal_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// The part of the difficulty that depends on global signals (cached for a second).
+    async fn global_difficulty(&self, now_ms: i64) -> Result<u8, StoreError> {
+        if let Ok(guard) = self.signal_cache.lock()
+            && let Some((at, d)) = *guard
+            && (at..at + SIGNAL_CACHE_MS).contains(&now_ms)
+        {
+            return Ok(d);
+        }
+        let p = &self.cfg.pow;
+        let g = self.cfg.budgets.global;
+        let used = self
+            .store
+            .budget_used(GLOBAL_KEY, g.window_ms(), now_ms)
+            .await?;
+        let w = self.signal_window_ms();
+        let sent = self.store.budget_used(SIGNAL_SENT, w, now_ms).await?;
+        let approved = self.store.budget_used(SIGNAL_APPROVED, w, now_ms).await?;
+        let mut d = p.base_difficulty;
+        // Global send rate against its budget.
+        let frac = f64::from(used) / f64::from(g.limit.max(1));
+        if frac >= 0.5 {
+            d = d.saturating_add(p.step);
+        }
+        if frac >= 0.8 {
+            d = d.saturating_add(p.step);
+        }
+        // Approval ratio: pumped SMS are never entered.
+        if sent >= p.min_samples.max(1) {
+            let ratio = f64::from(approved) / f64::from(sent);
+            if ratio < p.min_approval_ratio {
+                d = d.saturating_add(p.step);
+            }
+            if ratio < p.min_approval_ratio / 2.0 {
+                d = d.saturating_add(p.step);
+            }
+        }
+        let d = d.min(p.max_difficulty);
+        if let Ok(mut guard) = self.signal_cache.lock() {
+            *guard = Some((now_ms, d));
+        }
+        self.difficulty.store(d, Ordering::Relaxed);
+        Ok(d)
+    }
+
+    /// The difficulty asked of a start to `phone` now.
+    async fn difficulty_for(&self, phone: &PhoneNumber, now_ms: i64) -> Result<u8, StoreError> {
+        let p = &self.cfg.pow;
+        if !p.enabled {
+            return Ok(0);
+        }
+        let mut d = self.global_difficulty(now_ms).await?;
+        // A burst on one prefix (adjacent numbers on one range).
+        let px = self.cfg.budgets.prefix;
+        let used = self
+            .store
+            .budget_used(&self.prefix_key(phone), px.window_ms(), now_ms)
+            .await?;
+        if f64::from(used) >= f64::from(px.limit) * 0.5 {
+            d = d.saturating_add(p.step);
+        }
+        Ok(d.min(p.max_difficulty))
+    }
+
+    fn challenge(
+        &self,
+        binding: &str,
+        difficulty: u8,
+        now_ms: i64,
+    ) -> Result<PolicyError, PolicyError> {
+        let ttl = i64::try_from(self.cfg.pow.challenge_ttl_secs).unwrap_or(120);
+        let expires = now_ms.div_euclid(1000) + ttl;
+        let challenge = pow::issue(&self.pow_key, binding, difficulty, expires, &mut OsRandom)
+            .map_err(|_| {
+                PolicyError::Store(StoreError::Unavailable("random source failed".into()))
+            })?;
+        Ok(PolicyError::PowRequired { challenge })
+    }
+
+    async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<(), PolicyError> {
+        let difficulty = self.difficulty_for(ctx.phone, ctx.now_ms).await?;
+        if difficulty == 0 {
+            return Ok(());
+        }
+        let binding = format!("{}|{}", ctx.app, ctx.phone.as_str());
+        let Some(sol) = ctx.pow else {
+            return Err(self.challenge(&binding, difficulty, ctx.now_ms)?);
+        };
+        let now_secs = ctx.now_ms.div_euclid(1000);
+        let met = pow::verify(&self.pow_key, &binding, &sol.challenge, sol.nonce, now_secs)
+            .map_err(PolicyError::PowInvalid)?;
+        // A challenge issued before the difficulty rose still counts, within one step.
+        if met < difficulty.saturating_sub(self.cfg.pow.step) {
+            return Err(self.challenge(&binding, difficulty, ctx.now_ms)?);
+        }
+        let (_, expires) = pow::describe(&sol.challenge).map_err(PolicyError::PowInvalid)?;
+        let ttl_ms = (expires - now_secs + 1).max(1).saturating_mul(1000);
+        let digest = hex::encode(Sha256::digest(sol.challenge.as_bytes()));
+        if !self
+            .store
+            .once(&format!("pow:{digest}"), ttl_ms, ctx.now_ms)
+            .await?
+        {
+            return Err(PolicyError::PowReplayed);
+        }
+        Ok(())
+    }
+
+    async fn count_send(&self, now_ms: i64) {
+        // Signals only: a failure must not refuse a request that passed every gate.
+        let _ = self
+            .store
+            .take_budget(SIGNAL_SENT, u32::MAX, self.signal_window_ms(), now_ms)
+            .await;
+    }
+
+    /// Every gate before a send: allow-list, test numbers bypass, adaptive PoW, budgets
+    /// (phone, IP, prefix, global; API-key callers skip the PoW and the IP budget).
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the gate that refused.
+    pub async fn admit_start(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
+        self.check_destination(ctx.phone)?;
+        if let Some(code) = self.test_code(ctx.phone) {
+            return Ok(Admission {
+                test_code: Some(code.to_owned()),
+            });
+        }
+        if !ctx.trusted {
+            self.check_pow(ctx).await?;
+        }
+        self.take_all(&self.send_budgets(ctx, true), ctx.now_ms)
+            .await?;
+        self.count_send(ctx.now_ms).await;
+        Ok(Admission { test_code: None })
+    }
+
+    /// Gate before a resend: the destination again, and the phone, prefix and global
+    /// budgets (the cooldown is enforced by the store's `rotate`).
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the gate that refused.
+    pub async fn admit_resend(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
+        self.check_destination(ctx.phone)?;
+        if let Some(code) = self.test_code(ctx.phone) {
+            return Ok(Admission {
+                test_code: Some(code.to_owned()),
+            });
+        }
+        self.take_all(&self.send_budgets(ctx, false), ctx.now_ms)
+            .await?;
+        self.count_send(ctx.now_ms).await;
+        Ok(Admission { test_code: None })
+    }
+
+    /// Per-IP limit on checks (brute force across verifications).
+    ///
+    /// # Errors
+    /// [`PolicyError::RateLimited`] with scope `check_ip`, or [`PolicyError::Store`].
+    pub async fn admit_check(&self, client_ip: IpAddr, now_ms: i64) -> Result<(), PolicyError> {
+        let l = self.cfg.budgets.check_ip;
+        let key = format!("pol:b:ck:{}", ip_key(client_ip));
+        match self
+            .store
+            .take_budget(&key, l.limit, l.window_ms(), now_ms)
+            .await?
+        {
+            Budget::Allowed { .. } => Ok(()),
+            Budget::Exhausted { retry_after_ms } => Err(PolicyError::RateLimited {
+                scope: "check_ip",
+                retry_after_secs: retry_secs(retry_after_ms),
+            }),
+        }
+    }
+
+    /// Feeds the abuse signals (approval ratio) after a check.
+    pub async fn record_check(&self, approved: bool, now_ms: i64) {
+        if approved {
+            let _ = self
+                .store
+                .take_budget(SIGNAL_APPROVED, u32::MAX, self.signal_window_ms(), now_ms)
+                .await;
+        }
+    }
+
+    /// Code lifetime, ms.
+    pub fn lifetime_ms(&self) -> i64 {
+        i64::try_from(self.cfg.lifetime_secs.clamp(60, 600)).unwrap_or(300) * 1000
+    }
+
+    /// Checks per code.
+    pub fn max_attempts(&self) -> u32 {
+        self.cfg.max_attempts
+    }
+
+    /// SMS per verification, the first included.
+    pub fn max_sends(&self) -> u32 {
+        self.cfg.max_sends
+    }
+
+    /// The wait before the next resend after `sends_so_far` SMS: the cooldown, doubled for
+    /// each resend already made, capped at `max_cooldown_secs`.
+    pub fn cooldown_ms(&self, sends_so_far: u32) -> i64 {
+        let doublings = sends_so_far.saturating_sub(1).min(20);
+        let secs = self
+            .cfg
+            .cooldown_secs
+            .saturating_mul(1u64 << doublings)
+            .min(self.cfg.max_cooldown_secs);
+        i64::try_from(secs).unwrap_or(3600).saturating_mul(1000)
+    }
+
+    /// The fixed code of a test number (never sent).
+    pub fn test_code(&self, phone: &PhoneNumber) -> Option<&str> {
+        self.test_numbers.get(phone.as_str()).map(String::as_str)
+    }
+
+    /// Whether `presented` is one of the configured API keys, in constant time.
+    pub fn api_key_valid(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Compare against every key without stopping early.
+        self.api_keys
+            .iter()
+            .fold(false, |found, k| found | ct_eq(k, &digest))
+    }
+
+    /// The difficulty asked for now, without per-prefix signals (for metrics).
+    pub fn current_difficulty(&self) -> u8 {
+        self.difficulty.load(Ordering::Relaxed)
+    }
+}
