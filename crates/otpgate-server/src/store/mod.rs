@@ -10,6 +10,15 @@ use async_trait::async_trait;
 use otpgate_core::wire::{DeliveryState, Status};
 use serde::{Deserialize, Serialize};
 
+mod logic;
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// How long a verification stays readable after its code expired (status answers
+/// `expired` meanwhile); every backend forgets it afterwards.
+pub const RETENTION_GRACE_MS: i64 = 60 * 60 * 1000;
+
 /// The digest of the current code and what it was made with.
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct StoredCode {

@@ -1,0 +1,197 @@
+//! The state machine shared by the in-process backends (memory, embedded).
+//!
+//! The Redis backend re-states the same rules in Lua (`redis.rs`); the conformance suite
+//! holds all three to the same answers.
+
+use otpgate_core::wire::{DeliveryState, Status};
+
+use super::{CheckTicket, DeliveryRecord, Outcome, Record, RotateOutcome, Rotation};
+
+/// Start of the fixed window of `window_ms` holding `now_ms` (windows are aligned on
+/// multiples of their length; a non-positive length counts as 1 ms).
+pub(crate) fn window_start(now_ms: i64, window_ms: i64) -> i64 {
+    let w = window_ms.max(1);
+    now_ms - now_ms.rem_euclid(w)
+}
+
+/// The window length actually used for `window_ms`.
+pub(crate) fn window_len(window_ms: i64) -> i64 {
+    window_ms.max(1)
+}
+
+/// When a record may be forgotten: its expiry plus the grace period.
+pub(crate) fn purge_at(record: &Record) -> i64 {
+    record
+        .expires_at_ms
+        .saturating_add(super::RETENTION_GRACE_MS)
+}
+
+/// [`super::Store::begin_check`] on a loaded record; counts the attempt in `rec` when the
+/// answer is `Ready` (the caller then writes it back).
+pub(crate) fn begin_check(rec: &mut Record, now_ms: i64) -> CheckTicket {
+    match rec.outcome {
+        Outcome::Approved => return CheckTicket::AlreadyUsed,
+        Outcome::Cancelled => return CheckTicket::Cancelled,
+        Outcome::Open => {}
+    }
+    if rec.attempts >= rec.max_attempts {
+        return CheckTicket::NoAttemptsLeft;
+    }
+    if now_ms >= rec.expires_at_ms {
+        return CheckTicket::Expired;
+    }
+    rec.attempts += 1;
+    CheckTicket::Ready {
+        code: rec.code.clone(),
+        attempts_left: rec.attempts_left(),
+    }
+}
+
+/// [`super::Store::approve`] on a loaded record; returns whether it changed.
+pub(crate) fn approve(rec: &mut Record, version: u32, now_ms: i64) -> bool {
+    if rec.outcome == Outcome::Open && rec.code.version == version && now_ms < rec.expires_at_ms {
+        rec.outcome = Outcome::Approved;
+        true
+    } else {
+        false
+    }
+}
+
+/// [`super::Store::rotate`] on a loaded record; `rec` is changed only when the answer is
+/// `Rotated`.
+pub(crate) fn rotate(rec: &mut Record, rotation: &Rotation, now_ms: i64) -> RotateOutcome {
+    // An expired code may be replaced (that is what a resend is for); a decided one or one
+    // whose attempts are spent may not.
+    match rec.status(now_ms) {
+        Status::Pending | Status::Expired => {}
+        other => return RotateOutcome::NotPending(other),
+    }
+    if Some(rotation.code.version) != rec.code.version.checked_add(1) {
+        return RotateOutcome::Conflict;
+    }
+    if rec.sends >= rotation.max_sends {
+        return RotateOutcome::TooManySends;
+    }
+    if now_ms < rec.resend_at_ms {
+        return RotateOutcome::CoolingDown {
+            retry_at_ms: rec.resend_at_ms,
+        };
+    }
+    rec.code = rotation.code.clone();
+    rec.expires_at_ms = rotation.expires_at_ms;
+    rec.resend_at_ms = rotation.resend_at_ms;
+    rec.attempts = 0;
+    rec.sends = rec.sends.saturating_add(1);
+    rec.delivery = DeliveryRecord {
+        state: DeliveryState::Queued,
+        gateway: None,
+        message_id: None,
+        updated_at_ms: now_ms,
+        detail: None,
+    };
+    RotateOutcome::Rotated(Box::new(rec.clone()))
+}
+
+/// [`super::Store::cancel`] on a loaded record; returns whether it changed.
+pub(crate) fn cancel(rec: &mut Record) -> bool {
+    if rec.outcome == Outcome::Open {
+        rec.outcome = Outcome::Cancelled;
+        true
+    } else {
+        false
+    }
+}
+
+/// Whether a delivery change may be applied to the stored delivery.
+///
+/// Same message (or an unnamed one): only forward ([`DeliveryState::may_become`]). A
+/// different message id is a new route (failover): it may start again at `queued` or
+/// `submitted`, unless the stored message was already delivered or skipped; otherwise it
+/// too may only move forward.
+pub(crate) fn delivery_allowed(stored: &DeliveryRecord, next: &DeliveryRecord) -> bool {
+    let new_route = match (&stored.message_id, &next.message_id) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    };
+    if stored.state.may_become(next.state) {
+        return true;
+    }
+    new_route
+        && next.state.rank() <= DeliveryState::Submitted.rank()
+        && stored.state != DeliveryState::Delivered
+        && stored.state != DeliveryState::Skipped
+}
+
+/// [`super::Store::update_delivery`] on a loaded record; returns whether it changed.
+pub(crate) fn update_delivery(rec: &mut Record, version: u32, next: &DeliveryRecord) -> bool {
+    if rec.code.version != version || !delivery_allowed(&rec.delivery, next) {
+        return false;
+    }
+    let prev = std::mem::replace(&mut rec.delivery, next.clone());
+    // An event that names no route keeps the route already known.
+    if rec.delivery.message_id.is_none() {
+        rec.delivery.message_id = prev.message_id;
+    }
+    if rec.delivery.gateway.is_none() {
+        rec.delivery.gateway = prev.gateway;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(state: DeliveryState, msg: Option<&str>) -> DeliveryRecord {
+        DeliveryRecord {
+            state,
+            gateway: None,
+            message_id: msg.map(str::to_owned),
+            updated_at_ms: 0,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn windows_align() {
+        assert_eq!(window_start(1_234, 1_000), 1_000);
+        assert_eq!(window_start(1_000, 1_000), 1_000);
+        assert_eq!(window_start(999, 1_000), 0);
+        assert_eq!(window_start(-1, 1_000), -1_000);
+        assert_eq!(window_start(5, 0), 5);
+    }
+
+    #[test]
+    fn delivery_moves_forward_or_restarts_on_a_new_route() {
+        use DeliveryState::*;
+        assert!(delivery_allowed(
+            &d(Queued, None),
+            &d(Submitted, Some("m1"))
+        ));
+        assert!(!delivery_allowed(
+            &d(Sent, Some("m1")),
+            &d(Submitted, Some("m1"))
+        ));
+        assert!(!delivery_allowed(
+            &d(Delivered, Some("m1")),
+            &d(Failed, Some("m1"))
+        ));
+        assert!(delivery_allowed(
+            &d(Failed, Some("m1")),
+            &d(Submitted, Some("m2"))
+        ));
+        assert!(delivery_allowed(
+            &d(Sent, Some("m1")),
+            &d(Queued, Some("m2"))
+        ));
+        assert!(!delivery_allowed(
+            &d(Delivered, Some("m1")),
+            &d(Submitted, Some("m2"))
+        ));
+        assert!(!delivery_allowed(
+            &d(Sent, Some("m1")),
+            &d(Sent, Some("m2"))
+        ));
+        assert!(!delivery_allowed(&d(Sent, Some("m1")), &d(Submitted, None)));
+    }
+}

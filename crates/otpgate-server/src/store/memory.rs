@@ -1,0 +1,303 @@
+//! An in-process store (a mutex around hash maps): tests, development, single short-lived
+//! instances. Nothing survives a restart.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    Budget, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation, Store, StoreError, logic,
+};
+
+/// How often (in store time) the maps are scanned for forgotten entries.
+const SWEEP_EVERY_MS: i64 = 10_000;
+
+/// The in-memory [`Store`].
+///
+/// Time for forgetting entries is the latest `now_ms` any call has passed (the store has no
+/// clock of its own), so tests driving a `ManualClock` see consistent behaviour: a record is
+/// gone once a call has been made at or after its expiry plus
+/// [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<String, Record>,
+    /// (key, window length, window start) → count.
+    budgets: HashMap<(String, i64, i64), u32>,
+    /// key → until (Unix ms, exclusive).
+    once: HashMap<String, i64>,
+    /// The latest `now_ms` seen.
+    now_ms: i64,
+    last_sweep_ms: i64,
+}
+
+impl State {
+    /// Advances store time and forgets what is past its retention now and then.
+    fn tick(&mut self, now_ms: i64) {
+        if now_ms > self.now_ms {
+            self.now_ms = now_ms;
+        }
+        if self.now_ms - self.last_sweep_ms >= SWEEP_EVERY_MS {
+            self.last_sweep_ms = self.now_ms;
+            let now = self.now_ms;
+            self.records.retain(|_, r| logic::purge_at(r) > now);
+            self.budgets
+                .retain(|(_, w, start), _| start.saturating_add(*w) > now);
+            self.once.retain(|_, until| *until > now);
+        }
+    }
+
+    /// A live record (not past its retention).
+    fn record_mut(&mut self, id: &str) -> Option<&mut Record> {
+        let now = self.now_ms;
+        self.records
+            .get_mut(id)
+            .filter(|r| logic::purge_at(r) > now)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change (every change
+        // is computed before it is written), so a poisoned lock is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.tick(record.created_at_ms);
+        if s.record_mut(&record.id).is_some() {
+            return Err(StoreError::Duplicate);
+        }
+        s.records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let mut s = self.lock();
+        Ok(s.record_mut(id).cloned())
+    }
+
+    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        Ok(match s.record_mut(id) {
+            None => CheckTicket::NotFound,
+            Some(rec) => logic::begin_check(rec, now_ms),
+        })
+    }
+
+    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        Ok(s.record_mut(id)
+            .is_some_and(|rec| logic::approve(rec, version, now_ms)))
+    }
+
+    async fn rotate(
+        &self,
+        id: &str,
+        rotation: &Rotation,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        Ok(match s.record_mut(id) {
+            None => RotateOutcome::NotFound,
+            Some(rec) => logic::rotate(rec, rotation, now_ms),
+        })
+    }
+
+    async fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<Record>, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        Ok(s.record_mut(id).map(|rec| {
+            logic::cancel(rec);
+            rec.clone()
+        }))
+    }
+
+    async fn update_delivery(
+        &self,
+        id: &str,
+        version: u32,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.tick(delivery.updated_at_ms);
+        Ok(s.record_mut(id)
+            .is_some_and(|rec| logic::update_delivery(rec, version, delivery)))
+    }
+
+    async fn take_budget(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Budget, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        let count = s.budgets.entry((key.to_owned(), w, start)).or_insert(0);
+        if *count >= limit {
+            return Ok(Budget::Exhausted {
+                retry_after_ms: start + w - now_ms,
+            });
+        }
+        *count += 1;
+        Ok(Budget::Allowed {
+            remaining: limit - *count,
+        })
+    }
+
+    async fn refund_budget(
+        &self,
+        key: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        if let Some(count) = s.budgets.get_mut(&(key.to_owned(), w, start)) {
+            *count = count.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError> {
+        let s = self.lock();
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        Ok(s.budgets
+            .get(&(key.to_owned(), w, start))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        match s.once.get(key) {
+            Some(until) if *until > now_ms => Ok(false),
+            _ => {
+                s.once
+                    .insert(key.to_owned(), now_ms.saturating_add(ttl_ms.max(1)));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use otpgate_core::wire::{DeliveryState, Status};
+
+    use super::*;
+    use crate::store::{Outcome, StoredCode};
+
+    fn record(id: &str, now: i64) -> Record {
+        Record {
+            id: id.to_owned(),
+            app: "app".to_owned(),
+            phone: "+33612345678".to_owned(),
+            locale: None,
+            outcome: Outcome::Open,
+            code: StoredCode {
+                digest: vec![7; 32],
+                key_id: "k1".to_owned(),
+                version: 1,
+            },
+            created_at_ms: now,
+            expires_at_ms: now + 300_000,
+            attempts: 0,
+            max_attempts: 3,
+            sends: 1,
+            resend_at_ms: now + 30_000,
+            delivery: DeliveryRecord {
+                state: DeliveryState::Queued,
+                gateway: None,
+                message_id: None,
+                updated_at_ms: now,
+                detail: None,
+            },
+            test_number: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn check_counts_then_approves_once() {
+        let s = MemoryStore::new();
+        let now = 1_000_000;
+        s.create(&record("v1", now)).await.expect("create");
+        assert_eq!(
+            s.create(&record("v1", now)).await,
+            Err(StoreError::Duplicate)
+        );
+        let t = s.begin_check("v1", now + 1).await.expect("check");
+        assert!(matches!(
+            t,
+            CheckTicket::Ready {
+                attempts_left: 2,
+                ..
+            }
+        ));
+        assert_eq!(s.get("v1").await.expect("get").map(|r| r.attempts), Some(1));
+        assert!(s.approve("v1", 1, now + 2).await.expect("approve"));
+        assert!(!s.approve("v1", 1, now + 3).await.expect("approve"));
+        assert_eq!(
+            s.begin_check("v1", now + 4).await.expect("check"),
+            CheckTicket::AlreadyUsed
+        );
+        let r = s.get("v1").await.expect("get").expect("present");
+        assert_eq!(r.status(now + 5), Status::Approved);
+    }
+
+    #[tokio::test]
+    async fn forgets_records_after_grace_in_store_time() {
+        let s = MemoryStore::new();
+        let now = 1_000_000;
+        s.create(&record("v1", now)).await.expect("create");
+        let gone_at = now + 300_000 + crate::store::RETENTION_GRACE_MS;
+        assert_eq!(
+            s.begin_check("v1", gone_at - 1).await.expect("check"),
+            CheckTicket::Expired
+        );
+        assert!(s.get("v1").await.expect("get").is_some());
+        assert_eq!(
+            s.begin_check("v1", gone_at).await.expect("check"),
+            CheckTicket::NotFound
+        );
+        assert!(s.get("v1").await.expect("get").is_none());
+        s.once("tick", 1, gone_at + SWEEP_EVERY_MS).await.expect("once");
+        assert!(s.lock().records.is_empty(), "swept");
+    }
+}
