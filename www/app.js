@@ -409,14 +409,12 @@ function showExpired() {
 function startResendClock() {
   if (!cur?.resendAt || cur.expiredShown) return;
   const btn = $("resend-btn");
-  const note = $("resend-note");
   resendCooldown.start(
     cur.resendAt,
     (left) => {
       btn.disabled = true;
       btn.textContent = `Resend code (${formatSecs(left)})`;
       btn.setAttribute("aria-label", `Resend code, available in ${spokenSecs(left)}`);
-      note.textContent = "";
     },
     () => {
       btn.disabled = false;

@@ -1,0 +1,201 @@
+// Shared helpers of the browser end-to-end tests: the issuer under test, Chromium through
+// playwright-core, and reading the SMS off the emulated phone panel like a person would.
+
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, "..");
+export const SHOTS = path.join(HERE, "screenshots");
+mkdirSync(SHOTS, { recursive: true });
+
+/** The issuer under test (`otpgate serve` in dev mode, started by scripts/test.sh). */
+export function serverUrl() {
+  const url = process.env.OTPGATE_TEST_SERVER;
+  if (!url) {
+    throw new Error(
+      "OTPGATE_TEST_SERVER is not set: start `otpgate serve` in dev mode from the repository root " +
+        "and export its URL (scripts/test.sh does both)",
+    );
+  }
+  return url.replace(/\/+$/, "");
+}
+
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/**
+ * A fresh Chromium (new temporary profile each time). Returns `{ context, page, close }`;
+ * console errors and page errors are collected in `errors`.
+ */
+export async function openBrowser({ viewport = { width: 1100, height: 900 } } = {}) {
+  const profile = mkdtempSync(path.join(tmpdir(), "otpgate-e2e-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport,
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  return {
+    context,
+    page,
+    errors,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A US number in the fictional 555-01xx range, different on every call (per-phone budgets). */
+export function freshPhone() {
+  const area = 201 + Math.floor(Math.random() * 700);
+  const line = String(100 + Math.floor(Math.random() * 100)).padStart(4, "0");
+  const national = `${area}555${line}`;
+  return { national, e164: `+1${national}` };
+}
+
+/** Opens the demo page and waits until the npm package is loaded. */
+export async function openDemo(page, base) {
+  await page.goto(`${base}/`);
+  await page.waitForSelector("html[data-ready=true]", { timeout: 15_000 });
+}
+
+/** Fills the number (United States) and presses "Send code"; returns performance.now(). */
+export async function startVerification(page, phone) {
+  await page.selectOption("#country", "US");
+  await page.fill("#national", phone.national);
+  await page.click("#start-btn");
+  await page.waitForSelector("#verify-step:not([hidden])", { timeout: 15_000 });
+}
+
+/** The code of an SMS text: the WebOTP line's `#code`, else the first run of 4–10 digits. */
+export function codeOf(text) {
+  const webotp = /(?:^|\n)@\S+ #([^\s]+)/.exec(text);
+  if (webotp) return webotp[1];
+  const digits = /\b(\d{4,10})\b/.exec(text);
+  return digits ? digits[1] : null;
+}
+
+/**
+ * Waits until the emulated phone panel shows `count` SMS and returns the newest one's text
+ * and code (read from the page, as the person would).
+ */
+export async function smsOnPanel(page, count = 1, timeout = 20_000) {
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("#sms-list .sms").length >= n,
+    count,
+    { timeout },
+  );
+  const texts = await page.$$eval("#sms-list .sms .text", (els) => els.map((e) => e.textContent));
+  const text = texts[texts.length - 1];
+  const code = codeOf(text);
+  if (!code) throw new Error(`no code in the SMS on the panel: ${JSON.stringify(text)}`);
+  return { text, code, all: texts };
+}
+
+/** Types a code like a person (key by key) and submits with Enter. */
+export async function typeCode(page, code) {
+  await page.fill("#code", "");
+  await page.click("#code");
+  await page.keyboard.type(code, { delay: 15 });
+  await page.keyboard.press("Enter");
+}
+
+export async function screenshot(page, name) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The `otpgate` binary: OTPGATE_BIN, else target/debug, else target/release. */
+export function otpgateBin() {
+  const candidates = [
+    process.env.OTPGATE_BIN,
+    path.join(ROOT, "target/debug/otpgate"),
+    path.join(ROOT, "target/release/otpgate"),
+  ].filter(Boolean);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(`no otpgate binary (tried ${candidates.join(", ")}): cargo build -p otpgate-server`);
+  }
+  return found;
+}
+
+/**
+ * Starts an own `otpgate serve` (from the repository root, so it serves www/) with `args`
+ * and `env`, waits for /healthz; returns `{ url, stop, log }`.
+ */
+export async function startServer({ args = [], env = {} } = {}) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(tmpdir(), "otpgate-e2e-data-"));
+  const url = `http://127.0.0.1:${port}`;
+  let log = "";
+  const child = spawn(
+    otpgateBin(),
+    ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args],
+    { cwd: ROOT, env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  child.stdout.on("data", (d) => { log += d; });
+  child.stderr.on("data", (d) => { log += d; });
+  const exited = new Promise((r) => child.once("exit", r));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`otpgate serve exited (${child.exitCode}):\n${log}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`otpgate serve did not become healthy:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    dataDir,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
