@@ -104,22 +104,19 @@ pub(crate) fn cancel(rec: &mut Record) -> bool {
 
 /// Whether a delivery change may be applied to the stored delivery.
 ///
-/// Same message (or an unnamed one): only forward ([`DeliveryState::may_become`]). A
+/// Same message (or either side unnamed): only forward ([`DeliveryState::may_become`]). A
 /// different message id is a new route (failover): it may start again at `queued` or
-/// `submitted`, unless the stored message was already delivered or skipped; otherwise it
-/// too may only move forward.
+/// `submitted`, unless the stored message was already delivered or skipped; any other
+/// event naming another message (a late event of an abandoned route) is ignored.
 pub(crate) fn delivery_allowed(stored: &DeliveryRecord, next: &DeliveryRecord) -> bool {
-    let new_route = match (&stored.message_id, &next.message_id) {
-        (Some(a), Some(b)) => a != b,
-        _ => false,
-    };
-    if stored.state.may_become(next.state) {
-        return true;
+    match (&stored.message_id, &next.message_id) {
+        (Some(a), Some(b)) if a != b => {
+            next.state.rank() <= DeliveryState::Submitted.rank()
+                && stored.state != DeliveryState::Delivered
+                && stored.state != DeliveryState::Skipped
+        }
+        _ => stored.state.may_become(next.state),
     }
-    new_route
-        && next.state.rank() <= DeliveryState::Submitted.rank()
-        && stored.state != DeliveryState::Delivered
-        && stored.state != DeliveryState::Skipped
 }
 
 /// [`super::Store::update_delivery`] on a loaded record; returns whether it changed.

@@ -297,7 +297,9 @@ mod tests {
             CheckTicket::NotFound
         );
         assert!(s.get("v1").await.expect("get").is_none());
-        s.once("tick", 1, gone_at + SWEEP_EVERY_MS).await.expect("once");
+        s.once("tick", 1, gone_at + SWEEP_EVERY_MS)
+            .await
+            .expect("once");
         assert!(s.lock().records.is_empty(), "swept");
     }
 }

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use otpgate_core::wire::{DeliveryState, Status};
 use serde::{Deserialize, Serialize};
 
+#[doc(hidden)]
+pub mod conformance;
 mod logic;
 mod memory;
 
@@ -215,22 +217,39 @@ pub trait Store: Send + Sync + 'static {
     async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Atomically replaces the code (resend) if the cooldown is over and sends remain.
-    async fn rotate(&self, id: &str, rotation: &Rotation, now_ms: i64) -> Result<RotateOutcome, StoreError>;
+    async fn rotate(
+        &self,
+        id: &str,
+        rotation: &Rotation,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError>;
 
     /// Cancels an open verification. Returns the record after the call, `None` if unknown.
     async fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<Record>, StoreError>;
 
     /// Records a delivery change for code `version`, if it is still the current code and
     /// the change moves forward ([`DeliveryState`] order). Returns whether it was applied.
-    async fn update_delivery(&self, id: &str, version: u32, delivery: &DeliveryRecord) -> Result<bool, StoreError>;
+    async fn update_delivery(
+        &self,
+        id: &str,
+        version: u32,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError>;
 
     /// Counts one unit against `key` (fixed window of `window_ms` aligned on multiples of
     /// the window) unless the count has reached `limit`.
-    async fn take_budget(&self, key: &str, limit: u32, window_ms: i64, now_ms: i64) -> Result<Budget, StoreError>;
+    async fn take_budget(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Budget, StoreError>;
 
     /// Gives back one unit taken by [`Store::take_budget`] in the same window (when a later
     /// check refused the request).
-    async fn refund_budget(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<(), StoreError>;
+    async fn refund_budget(&self, key: &str, window_ms: i64, now_ms: i64)
+    -> Result<(), StoreError>;
 
     /// The count of `key` in the current window.
     async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError>;

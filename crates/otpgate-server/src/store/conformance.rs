@@ -1,0 +1,903 @@
+//! The conformance suite every [`Store`] backend must pass (memory, embedded, Redis).
+//!
+//! Test code compiled into the library so the integration tests in `tests/` can run it on
+//! each backend: `store::conformance::run_all(store).await` (on a multi-thread runtime, so
+//! the concurrency properties really race). Each property is also a function of its own.
+//! Times are taken from the system clock, because the Redis backend expires keys on the
+//! server's clock; ids and keys are random, so one store can serve several runs at once.
+//! A failed property panics with a message (this is test code: `expect` is deliberate).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otpgate_core::wire::{DeliveryState, Status};
+use tokio::sync::Barrier;
+
+use super::{
+    Budget, CheckTicket, DeliveryRecord, Outcome, RETENTION_GRACE_MS, Record, RotateOutcome,
+    Rotation, Store, StoreError, StoredCode,
+};
+use crate::clock::{Clock, SystemClock};
+
+/// How many tasks race in the concurrency properties.
+pub const RACERS: usize = 200;
+
+/// Runs every property in turn.
+pub async fn run_all(store: Arc<dyn Store>) {
+    ping(&store).await;
+    create_get_duplicate(&store).await;
+    check_counts_the_attempt_first(&store).await;
+    expiry_is_exact(&store).await;
+    approve_only_once_and_only_current(&store).await;
+    cancel_is_final(&store).await;
+    concurrent_checks_never_pass_max_attempts(&store).await;
+    concurrent_check_and_approve_approves_once(&store).await;
+    rotate_rules(&store).await;
+    concurrent_rotates_one_wins(&store).await;
+    delivery_moves_forward_only(&store).await;
+    budget_exact_under_concurrency(&store).await;
+    budget_windows_and_refund(&store).await;
+    once_is_once_until_ttl(&store).await;
+    records_are_forgotten_after_grace(&store).await;
+}
+
+/// The system time, Unix ms.
+fn now() -> i64 {
+    SystemClock.now_ms()
+}
+
+/// A fresh random id with `prefix`.
+pub fn fresh_id(prefix: &str) -> String {
+    crate::random::id(prefix).expect("OS random")
+}
+
+/// A pending verification created at `now_ms`: code version 1, 5 min lifetime, 5 attempts,
+/// one send, resend after 30 s, delivery queued.
+pub fn sample_record(id: &str, now_ms: i64) -> Record {
+    Record {
+        id: id.to_owned(),
+        app: "conformance".to_owned(),
+        phone: "+33612345678".to_owned(),
+        locale: Some("fr".to_owned()),
+        outcome: Outcome::Open,
+        code: StoredCode {
+            digest: (0..32).collect(),
+            key_id: "k1".to_owned(),
+            version: 1,
+        },
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms + 300_000,
+        attempts: 0,
+        max_attempts: 5,
+        sends: 1,
+        resend_at_ms: now_ms + 30_000,
+        delivery: DeliveryRecord {
+            state: DeliveryState::Queued,
+            gateway: None,
+            message_id: None,
+            updated_at_ms: now_ms,
+            detail: None,
+        },
+        test_number: false,
+    }
+}
+
+/// A rotation to `version` at `now_ms` (5 min lifetime, 60 s cooldown, at most 3 sends).
+pub fn sample_rotation(version: u32, now_ms: i64) -> Rotation {
+    Rotation {
+        code: StoredCode {
+            digest: vec![version as u8; 32],
+            key_id: "k2".to_owned(),
+            version,
+        },
+        expires_at_ms: now_ms + 300_000,
+        resend_at_ms: now_ms + 60_000,
+        max_sends: 3,
+    }
+}
+
+fn delivery(state: DeliveryState, msg: Option<&str>, at: i64) -> DeliveryRecord {
+    DeliveryRecord {
+        state,
+        gateway: msg.map(|_| "phone-1".to_owned()),
+        message_id: msg.map(str::to_owned),
+        updated_at_ms: at,
+        detail: None,
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, rec: &Record) {
+    store.create(rec).await.expect("create");
+}
+
+async fn get(store: &Arc<dyn Store>, id: &str) -> Record {
+    store.get(id).await.expect("get").expect("record present")
+}
+
+/// `ping` answers.
+pub async fn ping(store: &Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+}
+
+/// A record reads back as written (every field); a second create with the same id is
+/// `Duplicate` and changes nothing; unknown ids are `None`/`NotFound`.
+pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
+    let t = now();
+    let id = fresh_id("v_");
+    let mut rec = sample_record(&id, t);
+    rec.delivery = DeliveryRecord {
+        state: DeliveryState::Submitted,
+        gateway: Some("phone-ü".to_owned()),
+        message_id: Some(format!("{id}.1.0")),
+        updated_at_ms: t + 1,
+        detail: Some("quoted \"detail\"".to_owned()),
+    };
+    rec.test_number = true;
+    create(store, &rec).await;
+    assert_eq!(get(store, &id).await, rec, "round trip");
+
+    let mut other = sample_record(&id, t);
+    other.phone = "+15550000000".to_owned();
+    assert_eq!(
+        store.create(&other).await,
+        Err(StoreError::Duplicate),
+        "duplicate id"
+    );
+    assert_eq!(
+        get(store, &id).await,
+        rec,
+        "duplicate create changed nothing"
+    );
+
+    let mut plain = sample_record(&fresh_id("v_"), t);
+    plain.locale = None;
+    create(store, &plain).await;
+    assert_eq!(
+        get(store, &plain.id).await,
+        plain,
+        "round trip without options"
+    );
+
+    let unknown = fresh_id("v_");
+    assert_eq!(store.get(&unknown).await.expect("get"), None);
+    assert_eq!(
+        store.begin_check(&unknown, t).await.expect("check"),
+        CheckTicket::NotFound
+    );
+    assert!(!store.approve(&unknown, 1, t).await.expect("approve"));
+    assert_eq!(store.cancel(&unknown, t).await.expect("cancel"), None);
+    assert_eq!(
+        store
+            .rotate(&unknown, &sample_rotation(2, t), t)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotFound
+    );
+    let d = delivery(DeliveryState::Sent, None, t);
+    assert!(
+        !store
+            .update_delivery(&unknown, 1, &d)
+            .await
+            .expect("delivery")
+    );
+}
+
+/// `begin_check` counts the attempt before any comparison (the count is visible at once),
+/// hands out the stored code, and refuses once every attempt is spent.
+pub async fn check_counts_the_attempt_first(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    for n in 1..=rec.max_attempts {
+        match store
+            .begin_check(&rec.id, t + i64::from(n))
+            .await
+            .expect("check")
+        {
+            CheckTicket::Ready {
+                code,
+                attempts_left,
+            } => {
+                assert_eq!(code, rec.code, "hands out the stored code");
+                assert_eq!(attempts_left, rec.max_attempts - n);
+            }
+            other => panic!("attempt {n}: expected Ready, got {other:?}"),
+        }
+        assert_eq!(
+            get(store, &rec.id).await.attempts,
+            n,
+            "attempt counted before any compare"
+        );
+    }
+    let t2 = t + 100;
+    assert_eq!(
+        store.begin_check(&rec.id, t2).await.expect("check"),
+        CheckTicket::NoAttemptsLeft
+    );
+    let after = get(store, &rec.id).await;
+    assert_eq!(
+        after.attempts, rec.max_attempts,
+        "refused checks are not counted further"
+    );
+    assert_eq!(after.status(t2), Status::MaxAttemptsReached);
+    // The last counted attempt may still approve (its compare came after the count).
+    assert!(store.approve(&rec.id, 1, t2).await.expect("approve"));
+}
+
+/// A code is dead at exactly `expires_at_ms`, alive one millisecond before.
+pub async fn expiry_is_exact(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    let exp = rec.expires_at_ms;
+    create(store, &rec).await;
+    assert!(matches!(
+        store.begin_check(&rec.id, exp - 1).await.expect("check"),
+        CheckTicket::Ready { .. }
+    ));
+    assert_eq!(
+        store.begin_check(&rec.id, exp).await.expect("check"),
+        CheckTicket::Expired
+    );
+    assert_eq!(
+        get(store, &rec.id).await.attempts,
+        1,
+        "an expired check is not counted"
+    );
+    assert!(
+        !store.approve(&rec.id, 1, exp).await.expect("approve"),
+        "no approval at expiry"
+    );
+    assert!(
+        store.approve(&rec.id, 1, exp - 1).await.expect("approve"),
+        "approval just before"
+    );
+    assert_eq!(get(store, &rec.id).await.status(exp + 1), Status::Approved);
+}
+
+/// Approval happens once, only for the current code version, and is final.
+pub async fn approve_only_once_and_only_current(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    assert!(
+        !store.approve(&rec.id, 2, t).await.expect("approve"),
+        "wrong version"
+    );
+    assert!(
+        !store.approve(&rec.id, 0, t).await.expect("approve"),
+        "wrong version"
+    );
+    assert!(store.approve(&rec.id, 1, t).await.expect("approve"));
+    assert!(
+        !store.approve(&rec.id, 1, t).await.expect("approve"),
+        "only once"
+    );
+    assert_eq!(
+        store.begin_check(&rec.id, t).await.expect("check"),
+        CheckTicket::AlreadyUsed
+    );
+    let after = store
+        .cancel(&rec.id, t)
+        .await
+        .expect("cancel")
+        .expect("present");
+    assert_eq!(
+        after.outcome,
+        Outcome::Approved,
+        "cancel does not undo an approval"
+    );
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotPending(Status::Approved)
+    );
+    assert_eq!(get(store, &rec.id).await.outcome, Outcome::Approved);
+}
+
+/// Cancel closes an open verification for good.
+pub async fn cancel_is_final(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    let after = store
+        .cancel(&rec.id, t)
+        .await
+        .expect("cancel")
+        .expect("present");
+    assert_eq!(after.outcome, Outcome::Cancelled);
+    assert_eq!(after.status(t), Status::Cancelled);
+    assert_eq!(
+        store.begin_check(&rec.id, t).await.expect("check"),
+        CheckTicket::Cancelled
+    );
+    assert!(!store.approve(&rec.id, 1, t).await.expect("approve"));
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotPending(Status::Cancelled)
+    );
+    let again = store
+        .cancel(&rec.id, t)
+        .await
+        .expect("cancel")
+        .expect("present");
+    assert_eq!(again.outcome, Outcome::Cancelled, "cancel is idempotent");
+    assert_eq!(get(store, &rec.id).await.attempts, 0);
+}
+
+/// [`RACERS`] concurrent checks on a code with 5 attempts: exactly 5 are counted.
+pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.begin_check(&id, t + 1).await.expect("check")
+        }));
+    }
+    let mut ready = 0;
+    let mut left = BTreeSet::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            CheckTicket::Ready { attempts_left, .. } => {
+                ready += 1;
+                left.insert(attempts_left);
+            }
+            CheckTicket::NoAttemptsLeft => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        ready, rec.max_attempts,
+        "exactly max_attempts checks got a ticket"
+    );
+    assert_eq!(
+        left,
+        (0..rec.max_attempts).collect(),
+        "each count handed out once"
+    );
+    assert_eq!(get(store, &rec.id).await.attempts, rec.max_attempts);
+}
+
+/// [`RACERS`] concurrent check-then-approve on one verification: exactly one approval.
+pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) {
+    let t = now();
+    let mut rec = sample_record(&fresh_id("v_"), t);
+    rec.max_attempts = 1_000;
+    create(store, &rec).await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            match store.begin_check(&id, t + 1).await.expect("check") {
+                CheckTicket::Ready { code, .. } => store
+                    .approve(&id, code.version, t + 1)
+                    .await
+                    .expect("approve"),
+                CheckTicket::AlreadyUsed => false,
+                other => panic!("unexpected {other:?}"),
+            }
+        }));
+    }
+    let mut approved = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            approved += 1;
+        }
+    }
+    assert_eq!(approved, 1, "exactly one approval under concurrency");
+    let after = get(store, &rec.id).await;
+    assert_eq!(after.outcome, Outcome::Approved);
+    assert!(after.attempts >= 1 && after.attempts as usize <= RACERS);
+}
+
+/// Resend rules: cooldown, version = stored + 1, send limit, attempts reset, delivery
+/// queued, old code dead, expired codes replaceable, spent ones not.
+pub async fn rotate_rules(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    assert!(matches!(
+        store.begin_check(&rec.id, t + 1).await.expect("check"),
+        CheckTicket::Ready { .. }
+    ));
+    let sent = delivery(DeliveryState::Sent, Some("m1"), t + 2);
+    assert!(
+        store
+            .update_delivery(&rec.id, 1, &sent)
+            .await
+            .expect("delivery")
+    );
+
+    let early = t + 1_000;
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(2, early), early)
+            .await
+            .expect("rotate"),
+        RotateOutcome::CoolingDown {
+            retry_at_ms: rec.resend_at_ms
+        }
+    );
+    let at = rec.resend_at_ms;
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(1, at), at)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Conflict,
+        "same version"
+    );
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(3, at), at)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Conflict,
+        "skipped version"
+    );
+    let unchanged = get(store, &rec.id).await;
+    assert_eq!(
+        (unchanged.code.version, unchanged.sends, unchanged.attempts),
+        (1, 1, 1)
+    );
+
+    let rot = sample_rotation(2, at);
+    let RotateOutcome::Rotated(new) = store.rotate(&rec.id, &rot, at).await.expect("rotate") else {
+        panic!("expected Rotated");
+    };
+    assert_eq!(new.code, rot.code);
+    assert_eq!(
+        (new.expires_at_ms, new.resend_at_ms),
+        (rot.expires_at_ms, rot.resend_at_ms)
+    );
+    assert_eq!(
+        (new.attempts, new.sends),
+        (0, 2),
+        "attempts reset, send counted"
+    );
+    assert_eq!(new.delivery.state, DeliveryState::Queued);
+    assert_eq!(new.delivery.message_id, None);
+    assert_eq!(
+        *new,
+        get(store, &rec.id).await,
+        "returned record is the stored one"
+    );
+
+    assert!(
+        !store.approve(&rec.id, 1, at).await.expect("approve"),
+        "old code is dead"
+    );
+    match store.begin_check(&rec.id, at + 1).await.expect("check") {
+        CheckTicket::Ready {
+            code,
+            attempts_left,
+        } => {
+            assert_eq!(code, rot.code, "checks see the new code");
+            assert_eq!(attempts_left, rec.max_attempts - 1);
+        }
+        other => panic!("expected Ready, got {other:?}"),
+    }
+
+    // Third send allowed (max 3) after the new cooldown, even though the code expired.
+    let late = rot.expires_at_ms + 10;
+    assert_eq!(get(store, &rec.id).await.status(late), Status::Expired);
+    let RotateOutcome::Rotated(third) = store
+        .rotate(&rec.id, &sample_rotation(3, late), late)
+        .await
+        .expect("rotate")
+    else {
+        panic!("an expired code may be replaced");
+    };
+    assert_eq!(third.sends, 3);
+    let later = late + 60_000;
+    assert_eq!(
+        store
+            .rotate(&rec.id, &sample_rotation(4, later), later)
+            .await
+            .expect("rotate"),
+        RotateOutcome::TooManySends
+    );
+
+    // Spent attempts: no resend.
+    let spent = sample_record(&fresh_id("v_"), t);
+    create(store, &spent).await;
+    for _ in 0..spent.max_attempts {
+        store.begin_check(&spent.id, t + 1).await.expect("check");
+    }
+    let at = spent.resend_at_ms;
+    assert_eq!(
+        store
+            .rotate(&spent.id, &sample_rotation(2, at), at)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotPending(Status::MaxAttemptsReached)
+    );
+}
+
+/// Concurrent resends of one verification: exactly one replaces the code.
+pub async fn concurrent_rotates_one_wins(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    let at = rec.resend_at_ms;
+    let racers = 50;
+    let barrier = Arc::new(Barrier::new(racers));
+    let mut tasks = Vec::new();
+    for _ in 0..racers {
+        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .rotate(&id, &sample_rotation(2, at), at)
+                .await
+                .expect("rotate")
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            RotateOutcome::Rotated(_) => won += 1,
+            RotateOutcome::Conflict | RotateOutcome::CoolingDown { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "one resend wins");
+    let after = get(store, &rec.id).await;
+    assert_eq!((after.code.version, after.sends), (2, 2));
+}
+
+/// Delivery changes apply to the current code only and only move forward; a new route
+/// (another message id) may start again at queued/submitted.
+pub async fn delivery_moves_forward_only(store: &Arc<dyn Store>) {
+    use DeliveryState::{Delivered, Failed, Queued, Sent, Submitted};
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    let id = rec.id.as_str();
+    let steps: &[(u32, DeliveryState, Option<&str>, bool)] = &[
+        (2, Submitted, Some("m1"), false), // not the current code
+        (1, Submitted, Some("m1"), true),
+        (1, Queued, Some("m1"), false),    // backwards
+        (1, Submitted, Some("m1"), false), // not forward
+        (1, Sent, Some("m1"), true),
+        (1, Submitted, None, false), // unnamed: forward only
+        (1, Failed, Some("m1"), true),
+        (1, Submitted, Some("m2"), true), // failover: new route restarts
+        (1, Sent, Some("m1"), false),     // late event of the old route, not forward
+        (1, Delivered, Some("m2"), true),
+        (1, Failed, Some("m2"), false),    // terminal
+        (1, Submitted, Some("m3"), false), // delivered: no restart
+    ];
+    for (n, (version, state, msg, applied)) in steps.iter().enumerate() {
+        let d = delivery(*state, *msg, t + 1 + n as i64);
+        assert_eq!(
+            store
+                .update_delivery(id, *version, &d)
+                .await
+                .expect("delivery"),
+            *applied,
+            "step {n}: v{version} {state:?} {msg:?}"
+        );
+        let stored = get(store, id).await.delivery;
+        if *applied {
+            assert_eq!(stored, d, "step {n} stored as given");
+        } else {
+            assert_ne!(
+                stored.updated_at_ms, d.updated_at_ms,
+                "step {n} not applied"
+            );
+        }
+    }
+    let final_d = get(store, id).await.delivery;
+    assert_eq!(
+        (final_d.state, final_d.message_id.as_deref()),
+        (Delivered, Some("m2"))
+    );
+
+    // An event without a message id keeps the known route.
+    let rec2 = sample_record(&fresh_id("v_"), t);
+    create(store, &rec2).await;
+    assert!(
+        store
+            .update_delivery(&rec2.id, 1, &delivery(Submitted, Some("x1"), t))
+            .await
+            .expect("delivery")
+    );
+    let bare = DeliveryRecord {
+        state: Failed,
+        gateway: None,
+        message_id: None,
+        updated_at_ms: t + 1,
+        detail: Some("timeout".into()),
+    };
+    assert!(
+        store
+            .update_delivery(&rec2.id, 1, &bare)
+            .await
+            .expect("delivery")
+    );
+    let stored = get(store, &rec2.id).await.delivery;
+    assert_eq!(stored.message_id.as_deref(), Some("x1"));
+    assert_eq!(stored.gateway.as_deref(), Some("phone-1"));
+    assert_eq!(
+        (stored.state, stored.detail.as_deref()),
+        (Failed, Some("timeout"))
+    );
+
+    // After a resend, events of the old code are ignored.
+    let at = rec2.resend_at_ms;
+    assert!(matches!(
+        store
+            .rotate(&rec2.id, &sample_rotation(2, at), at)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated(_)
+    ));
+    assert!(
+        !store
+            .update_delivery(&rec2.id, 1, &delivery(Delivered, Some("x1"), at))
+            .await
+            .expect("delivery")
+    );
+    assert!(
+        store
+            .update_delivery(&rec2.id, 2, &delivery(Submitted, Some("y1"), at))
+            .await
+            .expect("delivery")
+    );
+}
+
+/// [`RACERS`] concurrent takers on a budget of 50: exactly 50 pass, each remaining count
+/// is handed out once, and the refused ones are not counted.
+pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
+    let t = now();
+    let key = fresh_id("phone:");
+    let (limit, window) = (50u32, 3_600_000i64);
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .take_budget(&key, limit, window, t)
+                .await
+                .expect("take")
+        }));
+    }
+    let window_end = t - t.rem_euclid(window) + window;
+    let mut remaining = BTreeSet::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Budget::Allowed { remaining: r } => assert!(remaining.insert(r), "remaining {r} twice"),
+            Budget::Exhausted { retry_after_ms } => {
+                assert_eq!(retry_after_ms, window_end - t);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(remaining, (0..limit).collect(), "exactly the limit passed");
+    assert_eq!(refused, RACERS - limit as usize);
+    assert_eq!(
+        store.budget_used(&key, window, t).await.expect("used"),
+        limit
+    );
+}
+
+/// Fixed windows roll over, refunds give back one unit (never below zero), a zero limit
+/// refuses, and unknown keys count zero.
+pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
+    let window = 60_000i64;
+    let t = now();
+    let start = t - t.rem_euclid(window) + window; // the next window, from its start
+    let key = fresh_id("ip:");
+    assert_eq!(
+        store.budget_used(&key, window, start).await.expect("used"),
+        0
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 2, window, start + 10)
+            .await
+            .expect("take"),
+        Budget::Allowed { remaining: 1 }
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 2, window, start + 20)
+            .await
+            .expect("take"),
+        Budget::Allowed { remaining: 0 }
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 2, window, start + 30)
+            .await
+            .expect("take"),
+        Budget::Exhausted {
+            retry_after_ms: window - 30
+        }
+    );
+    assert_eq!(
+        store
+            .budget_used(&key, window, start + 40)
+            .await
+            .expect("used"),
+        2
+    );
+    store
+        .refund_budget(&key, window, start + 50)
+        .await
+        .expect("refund");
+    assert_eq!(
+        store
+            .budget_used(&key, window, start + 50)
+            .await
+            .expect("used"),
+        1
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 2, window, start + 60)
+            .await
+            .expect("take"),
+        Budget::Allowed { remaining: 0 }
+    );
+
+    // The last millisecond of the window is still in it; the next one starts afresh.
+    assert!(matches!(
+        store
+            .take_budget(&key, 2, window, start + window - 1)
+            .await
+            .expect("take"),
+        Budget::Exhausted { retry_after_ms: 1 }
+    ));
+    let next = start + window;
+    assert_eq!(
+        store.budget_used(&key, window, next).await.expect("used"),
+        0
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 2, window, next)
+            .await
+            .expect("take"),
+        Budget::Allowed { remaining: 1 }
+    );
+    assert_eq!(
+        store.budget_used(&key, window, start).await.expect("used"),
+        2,
+        "old window kept its count"
+    );
+    // Another window length is another counter.
+    assert_eq!(
+        store
+            .budget_used(&key, window * 2, next)
+            .await
+            .expect("used"),
+        0
+    );
+
+    let fresh = fresh_id("ip:");
+    store
+        .refund_budget(&fresh, window, start)
+        .await
+        .expect("refund");
+    store
+        .refund_budget(&fresh, window, start)
+        .await
+        .expect("refund");
+    assert_eq!(
+        store
+            .take_budget(&fresh, 1, window, start)
+            .await
+            .expect("take"),
+        Budget::Allowed { remaining: 0 }
+    );
+    assert!(matches!(
+        store
+            .take_budget(&fresh, 1, window, start)
+            .await
+            .expect("take"),
+        Budget::Exhausted { .. }
+    ));
+
+    let zero = fresh_id("global:");
+    assert!(matches!(
+        store
+            .take_budget(&zero, 0, window, start)
+            .await
+            .expect("take"),
+        Budget::Exhausted { .. }
+    ));
+    assert_eq!(
+        store.budget_used(&zero, window, start).await.expect("used"),
+        0
+    );
+}
+
+/// `once` is true for exactly one of many concurrent callers, false within the TTL, and
+/// true again after it.
+pub async fn once_is_once_until_ttl(store: &Arc<dyn Store>) {
+    let key = fresh_id("evt:");
+    let ttl = 300;
+    let t = now();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.once(&key, ttl, t).await.expect("once")
+        }));
+    }
+    let mut first = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            first += 1;
+        }
+    }
+    assert_eq!(first, 1, "exactly one caller sees the key first");
+    assert!(
+        !store.once(&key, ttl, now()).await.expect("once"),
+        "still within the TTL"
+    );
+    tokio::time::sleep(Duration::from_millis(ttl as u64 + 200)).await;
+    assert!(
+        store.once(&key, ttl, now()).await.expect("once"),
+        "seen again after the TTL"
+    );
+    assert!(!store.once(&key, ttl, now()).await.expect("once"));
+}
+
+/// A record past its expiry plus [`RETENTION_GRACE_MS`] is eventually gone, while one
+/// inside the grace period still reads (status `expired`).
+pub async fn records_are_forgotten_after_grace(store: &Arc<dyn Store>) {
+    let t = now();
+    let mut short = sample_record(&fresh_id("v_"), t);
+    short.expires_at_ms = t + 300 - RETENTION_GRACE_MS;
+    short.resend_at_ms = short.expires_at_ms;
+    create(store, &short).await;
+    let mut graced = sample_record(&fresh_id("v_"), t);
+    graced.expires_at_ms = t + 1;
+    create(store, &graced).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Any call moves the in-process stores' notion of now forward.
+        store
+            .once(&fresh_id("tick:"), 1, now())
+            .await
+            .expect("tick");
+        if store.get(&short.id).await.expect("get").is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "record still present 10 s after expiry + grace"
+        );
+    }
+    assert_eq!(
+        store.begin_check(&short.id, now()).await.expect("check"),
+        CheckTicket::NotFound
+    );
+    assert_eq!(
+        get(store, &graced.id).await.status(now()),
+        Status::Expired,
+        "inside grace: still there"
+    );
+}
