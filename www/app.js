@@ -660,8 +660,18 @@ async function approved(res) {
     const r = await fetch("/.well-known/jwks.json", { cache: "no-store" });
     if (!r.ok) throw Object.assign(new Error(`JWKS answered ${r.status}`), { code: "jwks_unavailable" });
     const jwks = await r.json();
-    claims = otp.verifyReceipt(receipt, jwks, { audience: AUDIENCE, issuer: ISSUER });
-    show(check, `Signature valid: verified offline with ${describeKeys(jwks)} from /.well-known/jwks.json (issuer ${ISSUER}, audience ${AUDIENCE}).`, "ok");
+    let issuer = ISSUER;
+    try {
+      claims = otp.verifyReceipt(receipt, jwks, { audience: AUDIENCE, issuer });
+    } catch (err) {
+      // Dev mode names its listen address (127.0.0.1) as the issuer; the same server opened
+      // as localhost is the same issuer.
+      const alias = loopbackAlias(issuer);
+      if (err?.code !== "receipt_wrong_issuer" || !alias) throw err;
+      issuer = alias;
+      claims = otp.verifyReceipt(receipt, jwks, { audience: AUDIENCE, issuer });
+    }
+    show(check, `Signature valid: verified offline with ${describeKeys(jwks)} from /.well-known/jwks.json (issuer ${issuer}, audience ${AUDIENCE}).`, "ok");
     result.dataset.receipt = "valid";
   } catch (err) {
     const code = err?.code ? ` (${err.code})` : "";
@@ -674,6 +684,20 @@ async function approved(res) {
     claims = decodeClaims(receipt);
   }
   renderClaims(claims || {});
+}
+
+/** The same loopback origin under its other name (localhost <-> 127.0.0.1), if any. */
+function loopbackAlias(origin) {
+  if (meta("otpgate-issuer")) return null;
+  try {
+    const u = new URL(origin);
+    if (u.hostname === "localhost") u.hostname = "127.0.0.1";
+    else if (u.hostname === "127.0.0.1") u.hostname = "localhost";
+    else return null;
+    return u.origin;
+  } catch {
+    return null;
+  }
 }
 
 function describeKeys(jwks) {
