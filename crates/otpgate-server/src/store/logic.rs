@@ -19,6 +19,12 @@ pub(crate) fn window_len(window_ms: i64) -> i64 {
     window_ms.max(1)
 }
 
+/// When a budget counter may be forgotten: one window length after its window ended (so
+/// the count of the window just past still reads).
+pub(crate) fn budget_purge_at(window_start: i64, window_len: i64) -> i64 {
+    window_start.saturating_add(window_len.saturating_mul(2))
+}
+
 /// When a record may be forgotten: its expiry plus the grace period.
 pub(crate) fn purge_at(record: &Record) -> i64 {
     record

@@ -47,7 +47,7 @@ impl State {
             let now = self.now_ms;
             self.records.retain(|_, r| logic::purge_at(r) > now);
             self.budgets
-                .retain(|(_, w, start), _| start.saturating_add(*w) > now);
+                .retain(|(_, w, start), _| logic::budget_purge_at(*start, *w) > now);
             self.once.retain(|_, until| *until > now);
         }
     }

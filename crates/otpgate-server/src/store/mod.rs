@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use otpgate_core::wire::{DeliveryState, Status};
 use serde::{Deserialize, Serialize};
 
+mod codec;
 #[doc(hidden)]
 pub mod conformance;
+mod embedded;
 mod logic;
 mod memory;
 
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use memory::MemoryStore;
 
 /// How long a verification stays readable after its code expired (status answers

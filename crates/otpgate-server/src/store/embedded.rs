@@ -1,0 +1,892 @@
+//! The embedded store: one crash-safe redb file, the default backend of a single issuer.
+//!
+//! # Durability
+//! Every change is acknowledged only after the write transaction that holds it was
+//! committed with [`Durability::Immediate`] (the file is fsync'd), so an acknowledged
+//! write survives `kill -9` or a power cut.
+//!
+//! # Group commit
+//! One writer thread owns the write side. Operations arrive over a channel; the writer
+//! takes every operation waiting (up to [`EmbeddedOptions::max_batch`]), applies them one
+//! after the other in ONE write transaction (each sees the effects of the previous ones, so
+//! every operation is atomic and they are serialised), commits once (one fsync for the
+//! batch), then answers each caller. If the commit fails, every operation of the batch
+//! fails with [`StoreError::Unavailable`] and none of them took effect. Under load the
+//! queue fills during an fsync, so batches grow with the load.
+//!
+//! Reads (`get`, `budget_used`) use their own read transactions, concurrently with the
+//! writer; they see every acknowledged write.
+//!
+//! # Retention
+//! The store has no clock of its own: its notion of "now" is the latest `now_ms` a call
+//! passed (persisted with each batch). A record is forgotten at its expiry plus
+//! [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS) (reads stop returning it at once,
+//! and the writer's periodic sweep deletes it through an index ordered by purge time), a
+//! budget counter one window length after its window, a `once` key at its TTL.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+use tokio::sync::oneshot;
+
+use super::{
+    Budget, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation, Store, StoreError, codec,
+    logic,
+};
+
+/// id → encoded record.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// (purge at, id): the records in the order they are forgotten.
+const RECORD_PURGE: TableDefinition<(i64, &str), ()> = TableDefinition::new("record_purge");
+/// (purge at, window length, key) → count; the purge time identifies the window.
+const BUDGETS: TableDefinition<(i64, i64, &str), u32> = TableDefinition::new("budgets");
+/// key → until (exclusive).
+const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
+/// (until, key).
+const ONCE_PURGE: TableDefinition<(i64, &str), ()> = TableDefinition::new("once_purge");
+/// Store-wide values: `format`, `now_ms`.
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// The layout version of the file.
+const LAYOUT: i64 = 1;
+
+/// Tuning of the [`EmbeddedStore`].
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Most operations committed together.
+    pub max_batch: usize,
+    /// How often the writer deletes what is past its retention.
+    pub sweep_every: Duration,
+    /// Most entries deleted per table by one sweep (keeps a sweep short; the next one goes
+    /// on).
+    pub sweep_limit: usize,
+    /// redb page cache, bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            sweep_every: Duration::from_secs(10),
+            sweep_limit: 10_000,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The embedded [`Store`] (see the module docs for durability and batching).
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    tx: Option<mpsc::Sender<Msg>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    now_ms: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("now_ms", &self.now_ms.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+enum Op {
+    Create(Box<Record>),
+    BeginCheck {
+        id: String,
+        now: i64,
+    },
+    Approve {
+        id: String,
+        version: u32,
+        now: i64,
+    },
+    Rotate {
+        id: String,
+        rotation: Box<Rotation>,
+        now: i64,
+    },
+    Cancel {
+        id: String,
+        now: i64,
+    },
+    Delivery {
+        id: String,
+        version: u32,
+        delivery: Box<DeliveryRecord>,
+    },
+    Take {
+        key: String,
+        limit: u32,
+        window: i64,
+        now: i64,
+    },
+    Refund {
+        key: String,
+        window: i64,
+        now: i64,
+    },
+    Once {
+        key: String,
+        ttl: i64,
+        now: i64,
+    },
+}
+
+impl Op {
+    /// The caller's `now`, which moves the store's clock.
+    fn now(&self) -> i64 {
+        match self {
+            Op::Create(r) => r.created_at_ms,
+            Op::Delivery { delivery, .. } => delivery.updated_at_ms,
+            Op::BeginCheck { now, .. }
+            | Op::Approve { now, .. }
+            | Op::Rotate { now, .. }
+            | Op::Cancel { now, .. }
+            | Op::Take { now, .. }
+            | Op::Refund { now, .. }
+            | Op::Once { now, .. } => *now,
+        }
+    }
+}
+
+enum Answer {
+    Unit,
+    Bool(bool),
+    Check(CheckTicket),
+    Rotate(RotateOutcome),
+    Record(Option<Box<Record>>),
+    Budget(Budget),
+}
+
+struct Msg {
+    op: Op,
+    reply: oneshot::Sender<Result<Answer, StoreError>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path` with default options. After a crash,
+    /// redb repairs the file on open (the last committed batch is the state).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened or created (including
+    /// when another process has it open), [`StoreError::Corrupt`] when it has another
+    /// layout.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
+    /// Opens (or creates) the store file at `path`.
+    ///
+    /// # Errors
+    /// As [`EmbeddedStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create(path)
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        let now = init(&db)?;
+        let db = Arc::new(db);
+        let now_ms = Arc::new(AtomicI64::new(now));
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let (db, now_ms) = (Arc::clone(&db), Arc::clone(&now_ms));
+            std::thread::Builder::new()
+                .name("otpgate-store-writer".into())
+                .spawn(move || writer_loop(&db, &rx, &now_ms, &opts))
+                .map_err(unavailable)?
+        };
+        Ok(Self {
+            db,
+            tx: Some(tx),
+            writer: Mutex::new(Some(writer)),
+            now_ms,
+        })
+    }
+
+    async fn submit(&self, op: Op) -> Result<Answer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or_else(|| unavailable("closed"))?;
+        tx.send(Msg { op, reply })
+            .map_err(|_| unavailable("writer stopped"))?;
+        answer.await.map_err(|_| unavailable("writer stopped"))?
+    }
+
+    fn now(&self) -> i64 {
+        self.now_ms.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the queued operations and stop; joining
+        // it releases the file before the store is gone (so it can be reopened at once).
+        self.tx = None;
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Creates the tables, checks the layout, returns the persisted clock.
+fn init(db: &Database) -> Result<i64, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let now = {
+        let mut meta = txn.open_table(META).map_err(unavailable)?;
+        let layout = meta.get("format").map_err(unavailable)?.map(|g| g.value());
+        match layout {
+            None => {
+                meta.insert("format", LAYOUT).map_err(unavailable)?;
+            }
+            Some(LAYOUT) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "store layout {other} (expected {LAYOUT})"
+                )));
+            }
+        }
+        let now = meta
+            .get("now_ms")
+            .map_err(unavailable)?
+            .map_or(0, |g| g.value());
+        txn.open_table(RECORDS).map_err(unavailable)?;
+        txn.open_table(RECORD_PURGE).map_err(unavailable)?;
+        txn.open_table(BUDGETS).map_err(unavailable)?;
+        txn.open_table(ONCE).map_err(unavailable)?;
+        txn.open_table(ONCE_PURGE).map_err(unavailable)?;
+        now
+    };
+    txn.commit().map_err(unavailable)?;
+    Ok(now)
+}
+
+fn writer_loop(
+    db: &Database,
+    rx: &mpsc::Receiver<Msg>,
+    now_ms: &AtomicI64,
+    opts: &EmbeddedOptions,
+) {
+    let mut last_sweep = Instant::now();
+    loop {
+        let wait = opts
+            .sweep_every
+            .saturating_sub(last_sweep.elapsed())
+            .max(Duration::from_millis(1));
+        let mut batch = Vec::new();
+        match rx.recv_timeout(wait) {
+            Ok(m) => batch.push(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        while batch.len() < opts.max_batch.max(1) {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let sweep = last_sweep.elapsed() >= opts.sweep_every;
+        if sweep {
+            last_sweep = Instant::now();
+        }
+        if batch.is_empty() && !sweep {
+            continue;
+        }
+        for m in &batch {
+            now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
+        }
+        let now = now_ms.load(Ordering::Acquire);
+        match run_batch(db, &batch, sweep.then_some(opts.sweep_limit), now) {
+            Ok(answers) => {
+                for (m, a) in batch.into_iter().zip(answers) {
+                    // A caller that gave up does not take the change back: it was committed.
+                    let _ = m.reply.send(a);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, ops = batch.len(), "embedded store: batch not committed");
+                for m in batch {
+                    let _ = m.reply.send(Err(unavailable(&msg)));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction and commits it durably.
+fn run_batch(
+    db: &Database,
+    batch: &[Msg],
+    sweep_limit: Option<usize>,
+    now: i64,
+) -> Result<Vec<Result<Answer, StoreError>>, redb::Error> {
+    let mut txn: WriteTransaction = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    {
+        let mut t = Tables::open(&txn)?;
+        for m in batch {
+            answers.push(t.apply(&m.op, now)?);
+        }
+        if let Some(limit) = sweep_limit {
+            t.sweep(now, limit)?;
+        }
+        t.meta.insert("now_ms", now)?;
+    }
+    txn.commit()?;
+    Ok(answers)
+}
+
+struct Tables<'txn> {
+    records: Table<'txn, &'static str, &'static [u8]>,
+    record_purge: Table<'txn, (i64, &'static str), ()>,
+    budgets: Table<'txn, (i64, i64, &'static str), u32>,
+    once: Table<'txn, &'static str, i64>,
+    once_purge: Table<'txn, (i64, &'static str), ()>,
+    meta: Table<'txn, &'static str, i64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Self {
+            records: txn.open_table(RECORDS)?,
+            record_purge: txn.open_table(RECORD_PURGE)?,
+            budgets: txn.open_table(BUDGETS)?,
+            once: txn.open_table(ONCE)?,
+            once_purge: txn.open_table(ONCE_PURGE)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+
+    /// A live record (not past its retention at `now`). The outer error aborts the batch;
+    /// the inner one is this operation's answer.
+    fn load(&self, id: &str, now: i64) -> Result<Result<Option<Record>, StoreError>, redb::Error> {
+        let Some(bytes) = self.records.get(id)? else {
+            return Ok(Ok(None));
+        };
+        Ok(codec::decode(bytes.value()).map(|r| (logic::purge_at(&r) > now).then_some(r)))
+    }
+
+    fn save(&mut self, rec: &Record, old_purge_at: Option<i64>) -> Result<(), redb::Error> {
+        let purge_at = logic::purge_at(rec);
+        if old_purge_at != Some(purge_at) {
+            if let Some(old) = old_purge_at {
+                self.record_purge.remove((old, rec.id.as_str()))?;
+            }
+            self.record_purge.insert((purge_at, rec.id.as_str()), ())?;
+        }
+        self.records
+            .insert(rec.id.as_str(), codec::encode(rec).as_bytes())?;
+        Ok(())
+    }
+
+    /// Loads the record `id`, lets `f` change it, saves it when `f` says it changed.
+    fn update<T>(
+        &mut self,
+        id: &str,
+        now: i64,
+        missing: T,
+        f: impl FnOnce(&mut Record) -> (T, bool),
+    ) -> Result<Result<T, StoreError>, redb::Error> {
+        let mut rec = match self.load(id, now)? {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Ok(missing)),
+            Err(e) => return Ok(Err(e)),
+        };
+        let old_purge_at = logic::purge_at(&rec);
+        let (answer, changed) = f(&mut rec);
+        if changed {
+            self.save(&rec, Some(old_purge_at))?;
+        }
+        Ok(Ok(answer))
+    }
+
+    fn apply(&mut self, op: &Op, now: i64) -> Result<Result<Answer, StoreError>, redb::Error> {
+        Ok(match op {
+            Op::Create(rec) => {
+                let existing = self
+                    .records
+                    .get(rec.id.as_str())?
+                    .map(|g| codec::decode(g.value()));
+                match existing {
+                    Some(Ok(old)) if logic::purge_at(&old) > now => Err(StoreError::Duplicate),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(old)) => {
+                        self.save(rec, Some(logic::purge_at(&old)))?;
+                        Ok(Answer::Unit)
+                    }
+                    None => {
+                        self.save(rec, None)?;
+                        Ok(Answer::Unit)
+                    }
+                }
+            }
+            Op::BeginCheck { id, now: at } => self
+                .update(id, now, CheckTicket::NotFound, |r| {
+                    let t = logic::begin_check(r, *at);
+                    let changed = matches!(t, CheckTicket::Ready { .. });
+                    (t, changed)
+                })?
+                .map(Answer::Check),
+            Op::Approve {
+                id,
+                version,
+                now: at,
+            } => self
+                .update(id, now, false, |r| {
+                    let ok = logic::approve(r, *version, *at);
+                    (ok, ok)
+                })?
+                .map(Answer::Bool),
+            Op::Rotate {
+                id,
+                rotation,
+                now: at,
+            } => self
+                .update(id, now, RotateOutcome::NotFound, |r| {
+                    let o = logic::rotate(r, rotation, *at);
+                    let changed = matches!(o, RotateOutcome::Rotated(_));
+                    (o, changed)
+                })?
+                .map(Answer::Rotate),
+            Op::Cancel { id, .. } => self
+                .update(id, now, None, |r| {
+                    let changed = logic::cancel(r);
+                    (Some(Box::new(r.clone())), changed)
+                })?
+                .map(Answer::Record),
+            Op::Delivery {
+                id,
+                version,
+                delivery,
+            } => self
+                .update(id, now, false, |r| {
+                    let ok = logic::update_delivery(r, *version, delivery);
+                    (ok, ok)
+                })?
+                .map(Answer::Bool),
+            Op::Take {
+                key,
+                limit,
+                window,
+                now: at,
+            } => {
+                let k = budget_key(key, *window, *at);
+                let count = self.budgets.get(k)?.map_or(0, |g| g.value());
+                if count >= *limit {
+                    let (w, start) = (
+                        logic::window_len(*window),
+                        logic::window_start(*at, *window),
+                    );
+                    Ok(Answer::Budget(Budget::Exhausted {
+                        retry_after_ms: start + w - at,
+                    }))
+                } else {
+                    self.budgets.insert(k, count + 1)?;
+                    Ok(Answer::Budget(Budget::Allowed {
+                        remaining: limit - count - 1,
+                    }))
+                }
+            }
+            Op::Refund {
+                key,
+                window,
+                now: at,
+            } => {
+                let k = budget_key(key, *window, *at);
+                let count = self.budgets.get(k)?.map_or(0, |g| g.value());
+                if count > 0 {
+                    self.budgets.insert(k, count - 1)?;
+                }
+                Ok(Answer::Unit)
+            }
+            Op::Once { key, ttl, now: at } => {
+                let until = self.once.get(key.as_str())?.map(|g| g.value());
+                match until {
+                    Some(u) if u > *at => Ok(Answer::Bool(false)),
+                    _ => {
+                        if let Some(u) = until {
+                            self.once_purge.remove((u, key.as_str()))?;
+                        }
+                        let new_until = at.saturating_add((*ttl).max(1));
+                        self.once.insert(key.as_str(), new_until)?;
+                        self.once_purge.insert((new_until, key.as_str()), ())?;
+                        Ok(Answer::Bool(true))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Deletes up to `limit` entries per table that are past their retention at `now`.
+    fn sweep(&mut self, now: i64, limit: usize) -> Result<(), redb::Error> {
+        let end = now.saturating_add(1);
+        let ids: Vec<(i64, String)> = self
+            .record_purge
+            .range::<(i64, &str)>(..(end, ""))?
+            .take(limit)
+            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+            .collect::<Result<_, _>>()?;
+        for (at, id) in &ids {
+            self.record_purge.remove((*at, id.as_str()))?;
+            self.records.remove(id.as_str())?;
+        }
+        let budgets: Vec<(i64, i64, String)> = self
+            .budgets
+            .range::<(i64, i64, &str)>(..(end, i64::MIN, ""))?
+            .take(limit)
+            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1, k.value().2.to_owned())))
+            .collect::<Result<_, _>>()?;
+        for (at, w, key) in &budgets {
+            self.budgets.remove((*at, *w, key.as_str()))?;
+        }
+        let once: Vec<(i64, String)> = self
+            .once_purge
+            .range::<(i64, &str)>(..(end, ""))?
+            .take(limit)
+            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+            .collect::<Result<_, _>>()?;
+        for (at, key) in &once {
+            self.once_purge.remove((*at, key.as_str()))?;
+            self.once.remove(key.as_str())?;
+        }
+        if !(ids.is_empty() && budgets.is_empty() && once.is_empty()) {
+            tracing::debug!(
+                records = ids.len(),
+                budgets = budgets.len(),
+                once = once.len(),
+                "embedded store: swept"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The budget table key of `key` in the window holding `now`.
+fn budget_key(key: &str, window_ms: i64, now: i64) -> (i64, i64, &str) {
+    let (w, start) = (
+        logic::window_len(window_ms),
+        logic::window_start(now, window_ms),
+    );
+    (logic::budget_purge_at(start, w), w, key)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        match self.submit(Op::Create(Box::new(record.clone()))).await? {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(RECORDS).map_err(unavailable)?;
+        let Some(bytes) = table.get(id).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let rec = codec::decode(bytes.value())?;
+        Ok((logic::purge_at(&rec) > self.now()).then_some(rec))
+    }
+
+    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
+        match self
+            .submit(Op::BeginCheck {
+                id: id.to_owned(),
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Check(t) => Ok(t),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
+        match self
+            .submit(Op::Approve {
+                id: id.to_owned(),
+                version,
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn rotate(
+        &self,
+        id: &str,
+        rotation: &Rotation,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        let op = Op::Rotate {
+            id: id.to_owned(),
+            rotation: Box::new(rotation.clone()),
+            now: now_ms,
+        };
+        match self.submit(op).await? {
+            Answer::Rotate(o) => Ok(o),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<Record>, StoreError> {
+        match self
+            .submit(Op::Cancel {
+                id: id.to_owned(),
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Record(r) => Ok(r.map(|b| *b)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn update_delivery(
+        &self,
+        id: &str,
+        version: u32,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        let op = Op::Delivery {
+            id: id.to_owned(),
+            version,
+            delivery: Box::new(delivery.clone()),
+        };
+        match self.submit(op).await? {
+            Answer::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn take_budget(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Budget, StoreError> {
+        match self
+            .submit(Op::Take {
+                key: key.to_owned(),
+                limit,
+                window: window_ms,
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Budget(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn refund_budget(
+        &self,
+        key: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self
+            .submit(Op::Refund {
+                key: key.to_owned(),
+                window: window_ms,
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(BUDGETS).map_err(unavailable)?;
+        Ok(table
+            .get(budget_key(key, window_ms, now_ms))
+            .map_err(unavailable)?
+            .map_or(0, |g| g.value()))
+    }
+
+    async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        match self
+            .submit(Op::Once {
+                key: key.to_owned(),
+                ttl: ttl_ms,
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        txn.open_table(META).map_err(unavailable)?;
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match writer.as_ref() {
+            Some(h) if !h.is_finished() => Ok(()),
+            _ => Err(unavailable("writer stopped")),
+        }
+    }
+}
+
+/// The writer answered with the wrong kind (cannot happen: each op has one answer kind).
+fn unexpected() -> StoreError {
+    StoreError::Unavailable("embedded store: mismatched answer".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{sample_record, sample_rotation};
+
+    fn table_len<K: redb::Key + 'static, V: redb::Value + 'static>(
+        store: &EmbeddedStore,
+        def: TableDefinition<K, V>,
+    ) -> u64 {
+        use redb::ReadableTableMetadata;
+        let txn = store.db.begin_read().expect("read");
+        txn.open_table(def).expect("table").len().expect("len")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn state_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let t = 1_764_000_000_000;
+        {
+            let s = EmbeddedStore::open(&path).expect("open");
+            s.create(&sample_record("v_a", t)).await.expect("create");
+            s.create(&sample_record("v_b", t)).await.expect("create");
+            assert!(matches!(
+                s.begin_check("v_a", t + 1).await.expect("check"),
+                CheckTicket::Ready { .. }
+            ));
+            assert!(s.approve("v_b", 1, t + 2).await.expect("approve"));
+            let at = t + 30_000;
+            assert!(matches!(
+                s.rotate("v_a", &sample_rotation(2, at), at)
+                    .await
+                    .expect("rotate"),
+                RotateOutcome::Rotated(_)
+            ));
+            s.take_budget("k", 10, 60_000, t).await.expect("take");
+            s.take_budget("k", 10, 60_000, t).await.expect("take");
+            assert!(s.once("evt", 60_000, t).await.expect("once"));
+        }
+        let s = EmbeddedStore::open(&path).expect("reopen");
+        let a = s.get("v_a").await.expect("get").expect("v_a kept");
+        assert_eq!((a.code.version, a.sends, a.attempts), (2, 2, 0));
+        let b = s.get("v_b").await.expect("get").expect("v_b kept");
+        assert_eq!(b.outcome, crate::store::Outcome::Approved);
+        assert!(
+            !s.approve("v_b", 1, t + 3).await.expect("approve"),
+            "still single use"
+        );
+        assert_eq!(s.budget_used("k", 60_000, t).await.expect("used"), 2);
+        assert!(
+            !s.once("evt", 60_000, t + 1).await.expect("once"),
+            "once remembered"
+        );
+        assert_eq!(
+            s.create(&sample_record("v_a", t)).await,
+            Err(StoreError::Duplicate)
+        );
+        assert!(s.now() >= t + 30_000, "clock persisted");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweep_deletes_what_is_past_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = EmbeddedOptions {
+            sweep_every: Duration::from_millis(50),
+            ..EmbeddedOptions::default()
+        };
+        let s = EmbeddedStore::open_with(dir.path().join("s.redb"), opts).expect("open");
+        let t = 1_764_000_000_000;
+        for i in 0..20 {
+            s.create(&sample_record(&format!("v_{i}"), t))
+                .await
+                .expect("create");
+        }
+        let mut keep = sample_record("v_keep", t);
+        keep.expires_at_ms = t + 10 * crate::store::RETENTION_GRACE_MS;
+        s.create(&keep).await.expect("create");
+        s.take_budget("k", 5, 60_000, t).await.expect("take");
+        s.once("evt", 1_000, t).await.expect("once");
+        assert_eq!(table_len(&s, RECORDS), 21);
+
+        // Moving the store's clock past expiry + grace: reads stop at once, the sweep deletes.
+        let later = t + 300_000 + crate::store::RETENTION_GRACE_MS;
+        s.once("tick", 1, later).await.expect("tick");
+        assert!(s.get("v_0").await.expect("get").is_none());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(table_len(&s, RECORDS), 1);
+        assert_eq!(table_len(&s, RECORD_PURGE), 1);
+        assert_eq!(table_len(&s, BUDGETS), 0);
+        assert_eq!(table_len(&s, ONCE), 1, "only the fresh tick key");
+        assert_eq!(table_len(&s, ONCE_PURGE), 1);
+        assert!(s.get("v_keep").await.expect("get").is_some());
+        // A forgotten id may be used again.
+        s.create(&sample_record("v_0", later))
+            .await
+            .expect("create again");
+    }
+
+    #[test]
+    fn refuses_a_file_in_use_or_of_another_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let s = EmbeddedStore::open(&path).expect("open");
+        assert!(matches!(
+            EmbeddedStore::open(&path),
+            Err(StoreError::Unavailable(_))
+        ));
+        drop(s);
+        {
+            let db = Database::create(&path).expect("db");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(META)
+                .expect("meta")
+                .insert("format", 99)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        assert!(matches!(
+            EmbeddedStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, b"not a database at all").expect("write");
+        assert!(EmbeddedStore::open(&junk).is_err());
+    }
+}
