@@ -156,8 +156,8 @@ export function otpgateBin() {
  * Starts an own `otpgate serve` (from the repository root, so it serves www/) with `args`
  * and `env`, waits for /healthz; returns `{ url, stop, log }`.
  */
-export async function startServer({ args = [], env = {} } = {}) {
-  const port = await freePort();
+export async function startServer({ args = [], env = {}, port: wanted } = {}) {
+  const port = wanted || (await freePort());
   const dataDir = mkdtempSync(path.join(tmpdir(), "otpgate-e2e-data-"));
   const url = `http://127.0.0.1:${port}`;
   let log = "";

@@ -1,0 +1,110 @@
+// Expiry and rate limits in a real browser. These need a short code lifetime and a small
+// budget, so this file starts its own `otpgate serve` with e2e/otpgate-e2e.toml (lifetime 60 s,
+// the policy's minimum; 2 codes per number per 10 min; a test number with a fixed code).
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { HERE, freePort, openBrowser, openDemo, freshPhone, screenshot, startServer, typeCode } from "./helpers.mjs";
+
+const TEST_NUMBER = { national: "5550100999", e164: "+15550100999" };
+const TEST_CODE = "424242";
+
+let server;
+let work;
+
+before(async () => {
+  work = mkdtempSync(path.join(tmpdir(), "otpgate-e2e-cfg-"));
+  const port = await freePort();
+  const config = path.join(work, "otpgate.toml");
+  writeFileSync(
+    config,
+    readFileSync(path.join(HERE, "otpgate-e2e.toml"), "utf8").replaceAll("127.0.0.1:8080", `127.0.0.1:${port}`),
+  );
+  server = await startServer({
+    port,
+    args: ["--config", config],
+    env: { OTPGATE_E2E_API_KEY: randomBytes(24).toString("hex") },
+  });
+});
+
+after(async () => {
+  await server?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test("expiry: a live countdown, then the code is refused as expired", { timeout: 150_000 }, async () => {
+  const b = await openBrowser();
+  try {
+    const { page } = b;
+    await openDemo(page, server.url);
+    await page.selectOption("#country", "US");
+    await page.fill("#national", TEST_NUMBER.national);
+    await page.click("#start-btn");
+    await page.waitForSelector("#verify-step:not([hidden])", { timeout: 15_000 });
+    const countdown = await page.textContent("#expiry");
+    assert.match(countdown, /The code expires in (0:5\d|1:00|\d+ s)\./, countdown);
+    await screenshot(page, "expiry-1-countdown");
+
+    // The page's own clock says so first...
+    await page.waitForFunction(
+      () => /expired/.test(document.querySelector("#check-error").textContent),
+      null,
+      { timeout: 90_000, polling: 500 },
+    );
+    assert.equal((await page.textContent("#resend-btn")).trim(), "Send a new code");
+    assert.ok(await page.locator("#resend-btn").isEnabled());
+    // ...and the issuer agrees: the right code, too late, is refused.
+    await page.evaluate(() => { document.querySelector("#check-error").textContent = ""; });
+    await typeCode(page, TEST_CODE);
+    await page.waitForFunction(
+      () => /expired/.test(document.querySelector("#check-error").textContent),
+      null,
+      { timeout: 10_000 },
+    );
+    assert.ok(await page.locator("#result").isHidden(), "never approved");
+    await screenshot(page, "expiry-2-expired");
+  } finally {
+    await b.close();
+  }
+});
+
+test("rate limit: the refusal counts down live from Retry-After", async () => {
+  const b = await openBrowser();
+  try {
+    const { page } = b;
+    await openDemo(page, server.url);
+    const phone = freshPhone();
+    // The budget is two codes per number: use them, the third is refused.
+    for (let i = 0; i < 2; i++) {
+      await page.selectOption("#country", "US");
+      await page.fill("#national", phone.national);
+      await page.click("#start-btn");
+      await page.waitForSelector("#verify-step:not([hidden])", { timeout: 15_000 });
+      await page.click("#change-btn");
+      await page.waitForSelector("#start-form:not([hidden])");
+    }
+    await page.fill("#national", phone.national);
+    await page.click("#start-btn");
+    await page.waitForFunction(
+      () => /Too many requests/.test(document.querySelector("#start-error").textContent),
+      null,
+      { timeout: 15_000 },
+    );
+    const first = await page.textContent("#start-error");
+    assert.match(first, /You can request a code again in (\d+:\d\d|\d+ s)\./);
+    assert.ok(await page.locator("#start-btn").isDisabled(), "the button waits too");
+    await screenshot(page, "rate-limit-countdown");
+    // Live: the text changes by itself within a couple of seconds.
+    await page.waitForFunction(
+      (prev) => document.querySelector("#start-error").textContent !== prev,
+      first,
+      { timeout: 3_000 },
+    );
+  } finally {
+    await b.close();
+  }
+});
