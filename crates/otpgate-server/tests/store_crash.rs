@@ -1,0 +1,179 @@
+//! Crash safety of the embedded store: a child process writes and prints what the store
+//! acknowledged, gets SIGKILLed mid-stream, and every acknowledged write must be in the
+//! file when it is reopened (and the file must be consistent).
+//!
+//! The child is this test binary re-executed with `OTPGATE_CRASH_CHILD=<path>`: it runs
+//! `crash_child` only.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use otpgate_server::clock::{Clock, SystemClock};
+use otpgate_server::store::conformance::sample_record;
+use otpgate_server::store::{EmbeddedStore, Outcome, Store};
+
+const CHILD_ENV: &str = "OTPGATE_CRASH_CHILD";
+/// One window for the whole run (about 1,100 years), so no boundary falls inside it.
+const WINDOW: i64 = 1 << 45;
+
+/// The child: 32 writers creating records, approving every other one and counting a
+/// budget, printing `ACK <kind> <id>` after each acknowledged write. Runs until killed.
+#[test]
+fn crash_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return; // normal test run: nothing to do
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).expect("open"));
+        let run = std::process::id();
+        let mut tasks = Vec::new();
+        for w in 0..32 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                for n in 0u64.. {
+                    let now = SystemClock.now_ms();
+                    let id = format!("v_{run}_{w}_{n}");
+                    store
+                        .create(&sample_record(&id, now))
+                        .await
+                        .expect("create");
+                    println!("ACK create {id}");
+                    if n % 2 == 0 {
+                        assert!(store.approve(&id, 1, now).await.expect("approve"));
+                        println!("ACK approve {id}");
+                    }
+                    store
+                        .take_budget("crash", u32::MAX, WINDOW, now)
+                        .await
+                        .expect("take");
+                    println!("ACK budget {id}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("writer");
+        }
+    });
+}
+
+struct Acks {
+    created: BTreeSet<String>,
+    approved: BTreeSet<String>,
+    budget: u64,
+}
+
+/// Runs a child on `path`, kills it with SIGKILL after `kill_after` acknowledgements, and
+/// returns every acknowledgement it printed before dying.
+fn run_child_and_kill(path: &Path, kill_after: usize) -> Acks {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut acks = Acks {
+        created: BTreeSet::new(),
+        approved: BTreeSet::new(),
+        budget: 0,
+    };
+    let mut seen = 0;
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child");
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("ACK") {
+            continue;
+        }
+        let (kind, id) = (
+            parts.next().expect("kind"),
+            parts.next().expect("id").to_owned(),
+        );
+        match kind {
+            "create" => acks.created.insert(id),
+            "approve" => acks.approved.insert(id),
+            "budget" => {
+                acks.budget += 1;
+                true
+            }
+            other => panic!("unknown ack {other}"),
+        };
+        seen += 1;
+        if seen == kill_after && !killed {
+            child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+            killed = true;
+        }
+        // Keep reading: lines printed before the kill are acknowledged writes too.
+    }
+    let status = child.wait().expect("wait");
+    assert!(killed, "the child stopped by itself: {status:?}");
+    assert!(!status.success(), "killed child reports failure");
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("crash.redb");
+    let mut created = BTreeSet::new();
+    let mut approved = BTreeSet::new();
+    let mut budget = 0;
+    for round in 0..3 {
+        let acks = run_child_and_kill(&path, 600 + round * 400);
+        assert!(!acks.created.is_empty());
+        created.extend(acks.created);
+        approved.extend(acks.approved);
+        budget += acks.budget;
+
+        // The file is consistent (redb's own check) ...
+        {
+            let mut db = redb::Database::open(&path).expect("reopen raw");
+            assert!(
+                db.check_integrity().expect("integrity check"),
+                "file repaired cleanly"
+            );
+        }
+        // ... and holds every acknowledged write.
+        let store = EmbeddedStore::open(&path).expect("reopen store");
+        for id in &created {
+            let rec = store
+                .get(id)
+                .await
+                .expect("get")
+                .unwrap_or_else(|| panic!("acknowledged {id} lost"));
+            if approved.contains(id) {
+                assert_eq!(
+                    rec.outcome,
+                    Outcome::Approved,
+                    "acknowledged approval of {id} lost"
+                );
+            }
+        }
+        let used = store
+            .budget_used("crash", WINDOW, SystemClock.now_ms())
+            .await
+            .expect("used");
+        assert!(
+            u64::from(used) >= budget,
+            "budget count {used} < acknowledged {budget}"
+        );
+        eprintln!(
+            "round {round}: {} records, {} approvals, budget {used} (acked {budget})",
+            created.len(),
+            approved.len()
+        );
+    }
+}
