@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   serverUrl, openBrowser, openDemo, freshPhone, startVerification, smsOnPanel, typeCode, screenshot,
+  axeViolations,
 } from "./helpers.mjs";
 
 test("happy path: start, SMS on the phone panel, code typed, approved, claims verified", async () => {
@@ -42,6 +43,7 @@ test("happy path: start, SMS on the phone panel, code typed, approved, claims ve
     const pageMs = Number(await page.getAttribute("#result", "data-elapsed-ms"));
     console.log(`# timing: start → approved ${pageMs} ms measured by the page, ${wall} ms wall clock (typing included)`);
     await screenshot(page, "happy-2-approved");
+    assert.deepEqual(await axeViolations(page), [], "axe-core: the verdict");
     assert.deepEqual(b.errors, [], "no console or page errors");
   } finally {
     await b.close();
@@ -81,6 +83,7 @@ test("accessible form: every control has a label, keyboard only works", async ()
         .map((el) => el.id));
     assert.deepEqual(unlabelled, []);
     assert.ok(await page.$("[aria-live]"), "a live region announces status changes");
+    assert.deepEqual(await axeViolations(page), [], "axe-core: the number step");
     // Keyboard only: focus the number field, type, submit with Enter.
     const phone = freshPhone();
     await page.selectOption("#country", "US");
@@ -88,6 +91,12 @@ test("accessible form: every control has a label, keyboard only works", async ()
     await page.keyboard.type(phone.national);
     await page.keyboard.press("Enter");
     await page.waitForSelector("#verify-step:not([hidden])", { timeout: 15_000 });
+    await page.waitForSelector("#sms-list .sms", { timeout: 15_000 });
+    assert.deepEqual(await axeViolations(page), [], "axe-core: the code step with the phone panel");
+    await page.emulateMedia({ colorScheme: "dark" });
+    assert.deepEqual(await axeViolations(page), [], "axe-core: the code step, dark scheme");
+    await screenshot(page, "a11y-dark-code-step");
+    await page.emulateMedia({ colorScheme: "light" });
     // A refusal is explained without a round trip: an empty code.
     await page.keyboard.press("Enter");
     assert.match(await page.textContent("#check-error"), /Enter the code/);

@@ -120,6 +120,20 @@ export async function typeCode(page, code) {
   await page.keyboard.press("Enter");
 }
 
+/**
+ * Runs axe-core (WCAG 2.x A/AA rules) on the page as it is now; returns the violations of
+ * serious or critical impact as readable lines.
+ */
+export async function axeViolations(page) {
+  await page.addScriptTag({ path: path.join(HERE, "node_modules/axe-core/axe.min.js") });
+  const result = await page.evaluate(async () =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }));
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
 export async function screenshot(page, name) {
   const file = path.join(SHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
