@@ -134,10 +134,13 @@ function explain(err, during) {
     case 422:
       return wrongCodeText(err);
     case 429:
-      if (during === "check" && !(retry > 0)) {
+      if (during === "check" && code !== "rate_limited") {
         return "Too many wrong codes: this code is locked. Send a new code.";
       }
-      return ""; // a countdown replaces the text, see rateLimited()
+      // Usually a live countdown replaces this text (see rateLimited()).
+      return retry > 0
+        ? `Too many requests. Try again in ${spokenSecs(retry)}.`
+        : "Too many requests. Try again later.";
     default:
       if (status >= 500) {
         return "The verification service is unavailable right now. Please try again in a moment.";
