@@ -16,9 +16,11 @@ pub mod conformance;
 mod embedded;
 mod logic;
 mod memory;
+mod redis;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use memory::MemoryStore;
+pub use redis::{RedisOptions, RedisStore};
 
 /// How long a verification stays readable after its code expired (status answers
 /// `expired` meanwhile); every backend forgets it afterwards.

@@ -1,0 +1,582 @@
+//! The Redis store: several issuer instances share one Redis (or Redis Cluster).
+//!
+//! # Atomicity
+//! Every operation that reads and changes state is ONE Lua script touching ONE key, so it
+//! is atomic on the server whatever the number of issuers; the scripts are the only
+//! writers. Keys carry a hash tag (Cluster compatible):
+//! - a verification: `<prefix>:v:{<id>}`, the record as JSON (the format of
+//!   `store/codec.rs`, read and written by the scripts with cjson), expiring (PEXPIRE) at
+//!   its code's expiry plus [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS), counted
+//!   from the caller's `now` (so clock skew between issuers and Redis does not matter);
+//! - a budget counter: `<prefix>:b:{<key>}:<window length>:<window start>`, an integer
+//!   (checked against the limit, then INCR) expiring one window length after its window;
+//! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock).
+//!
+//! # Failures
+//! Every failure to reach Redis (refused, dropped, timed out after
+//! [`RedisOptions::op_timeout`]) is [`StoreError::Unavailable`], never a panic; the
+//! connection manager reconnects in the background. A write whose answer was lost may
+//! have been applied: budgets then count one unit too many (never too few), and an
+//! approval the caller did not see stays single use.
+//!
+//! # Durability
+//! As configured on the Redis server (AOF `appendfsync everysec` loses up to a second on
+//! a crash of the Redis host; use `always` or replicas with `WAIT` to do better).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use super::{
+    Budget, CheckTicket, DeliveryRecord, RETENTION_GRACE_MS, Record, RotateOutcome, Rotation,
+    Store, StoreError, codec, logic,
+};
+use otpgate_core::wire::Status;
+
+/// Timeouts of the [`RedisStore`].
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Most time one operation may take, reconnection included.
+    pub op_timeout: Duration,
+    /// Most time to establish a connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            op_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The Redis [`Store`] (see the module docs).
+#[derive(Clone)]
+pub struct RedisStore {
+    con: ConnectionManager,
+    prefix: String,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    // The URL may carry a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// Common helpers of the record scripts.
+const PRELUDE: &str = r"
+local function load(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+local function save(key, rec)
+  local raw = cjson.encode(rec)
+  redis.call('SET', key, raw, 'KEEPTTL')
+  return raw
+end
+";
+
+/// ARGV: now. Returns {kind[, record]}.
+const BEGIN_CHECK: &str = r"
+local rec = load(KEYS[1])
+if not rec then return {'not_found'} end
+if rec.outcome == 'approved' then return {'already_used'} end
+if rec.outcome == 'cancelled' then return {'cancelled'} end
+if rec.attempts >= rec.max_attempts then return {'no_attempts_left'} end
+if tonumber(ARGV[1]) >= rec.expires_at_ms then return {'expired'} end
+rec.attempts = rec.attempts + 1
+return {'ready', save(KEYS[1], rec)}
+";
+
+/// ARGV: version, now. Returns 1 when this call approved.
+const APPROVE: &str = r"
+local rec = load(KEYS[1])
+if not rec then return 0 end
+if rec.outcome ~= 'open' or rec.version ~= tonumber(ARGV[1]) or tonumber(ARGV[2]) >= rec.expires_at_ms then
+  return 0
+end
+rec.outcome = 'approved'
+save(KEYS[1], rec)
+return 1
+";
+
+/// ARGV: now, version, digest (hex), key id, expires at, resend at, max sends, grace.
+const ROTATE: &str = r"
+local rec = load(KEYS[1])
+if not rec then return {'not_found'} end
+local now = tonumber(ARGV[1])
+if rec.outcome == 'approved' then return {'not_pending', 'approved'} end
+if rec.outcome == 'cancelled' then return {'not_pending', 'cancelled'} end
+if rec.attempts >= rec.max_attempts then return {'not_pending', 'max_attempts_reached'} end
+if tonumber(ARGV[2]) ~= rec.version + 1 then return {'conflict'} end
+if rec.sends >= tonumber(ARGV[7]) then return {'too_many_sends'} end
+if now < rec.resend_at_ms then return {'cooling_down', rec.resend_at_ms} end
+rec.version = tonumber(ARGV[2])
+rec.digest = ARGV[3]
+rec.key_id = ARGV[4]
+rec.expires_at_ms = tonumber(ARGV[5])
+rec.resend_at_ms = tonumber(ARGV[6])
+rec.attempts = 0
+rec.sends = rec.sends + 1
+rec.d_state = 'queued'
+rec.d_gateway = cjson.null
+rec.d_message_id = cjson.null
+rec.d_updated_at_ms = now
+rec.d_detail = cjson.null
+local raw = cjson.encode(rec)
+local ttl = rec.expires_at_ms + tonumber(ARGV[8]) - now
+if ttl < 1 then ttl = 1 end
+redis.call('SET', KEYS[1], raw, 'PX', ttl)
+return {'rotated', raw}
+";
+
+/// Returns the record after the call, or nil.
+const CANCEL: &str = r"
+local rec = load(KEYS[1])
+if not rec then return false end
+if rec.outcome == 'open' then
+  rec.outcome = 'cancelled'
+  return save(KEYS[1], rec)
+end
+return redis.call('GET', KEYS[1])
+";
+
+/// ARGV: version, delivery JSON (the record's d_* fields). Returns 1 when applied.
+const UPDATE_DELIVERY: &str = r"
+local rank = {queued = 0, submitted = 1, sent = 2, delivered = 3, failed = 3, skipped = 3}
+local rec = load(KEYS[1])
+if not rec then return 0 end
+if rec.version ~= tonumber(ARGV[1]) then return 0 end
+local d = cjson.decode(ARGV[2])
+local old_rank, new_rank = rank[rec.d_state], rank[d.d_state]
+if old_rank == nil or new_rank == nil then return redis.error_reply('unknown delivery state') end
+local old_msg, new_msg = rec.d_message_id, d.d_message_id
+local allowed
+if old_msg ~= cjson.null and new_msg ~= cjson.null and old_msg ~= new_msg then
+  allowed = new_rank <= rank.submitted and rec.d_state ~= 'delivered' and rec.d_state ~= 'skipped'
+else
+  allowed = new_rank > old_rank
+end
+if not allowed then return 0 end
+rec.d_state = d.d_state
+rec.d_updated_at_ms = d.d_updated_at_ms
+rec.d_detail = d.d_detail
+if new_msg ~= cjson.null then rec.d_message_id = new_msg end
+if d.d_gateway ~= cjson.null then rec.d_gateway = d.d_gateway end
+save(KEYS[1], rec)
+return 1
+";
+
+/// ARGV: limit, ttl. Returns the remaining count, or -1 when exhausted (nothing counted).
+const TAKE_BUDGET: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit = tonumber(ARGV[1])
+if count >= limit then return -1 end
+count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return limit - count
+";
+
+/// Gives back one unit, never below zero.
+const REFUND_BUDGET: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+";
+
+struct Scripts {
+    begin_check: Script,
+    approve: Script,
+    rotate: Script,
+    cancel: Script,
+    update_delivery: Script,
+    take_budget: Script,
+    refund_budget: Script,
+}
+
+static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
+    let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+    Scripts {
+        begin_check: record(BEGIN_CHECK),
+        approve: record(APPROVE),
+        rotate: record(ROTATE),
+        cancel: record(CANCEL),
+        update_delivery: record(UPDATE_DELIVERY),
+        take_budget: Script::new(TAKE_BUDGET),
+        refund_budget: Script::new(REFUND_BUDGET),
+    }
+});
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS is
+    /// not enabled in this build) with default timeouts; every key starts with
+    /// `key_prefix` (several deployments can share one Redis).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is invalid, the prefix is empty or holds
+    /// `{`/`}` (they would break the hash tags), or Redis does not answer.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, key_prefix, RedisOptions::default()).await
+    }
+
+    /// As [`RedisStore::connect`], with explicit timeouts.
+    ///
+    /// # Errors
+    /// As [`RedisStore::connect`].
+    pub async fn connect_with(
+        url: &str,
+        key_prefix: &str,
+        opts: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
+            return Err(unavailable(
+                "key prefix must be non-empty and contain no '{' or '}'",
+            ));
+        }
+        // The parse error could echo the URL (and a password in it): keep only its kind.
+        let client = redis::Client::open(url)
+            .map_err(|e| unavailable(format!("invalid URL ({:?})", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.op_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let con = tokio::time::timeout(
+            opts.op_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| unavailable("connect timed out"))?
+        .map_err(unavailable)?;
+        let store = Self {
+            con,
+            prefix: key_prefix.to_owned(),
+            op_timeout: opts.op_timeout,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn record_key(&self, id: &str) -> String {
+        format!("{}:v:{{{id}}}", self.prefix)
+    }
+
+    fn budget_key(&self, key: &str, window_ms: i64, now_ms: i64) -> String {
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        format!("{}:b:{{{key}}}:{w}:{start}", self.prefix)
+    }
+
+    fn once_key(&self, key: &str) -> String {
+        format!("{}:o:{{{key}}}", self.prefix)
+    }
+
+    /// Runs one request under the operation timeout.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable("timed out")),
+        }
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        key: String,
+        args: &[String],
+    ) -> Result<Value, StoreError> {
+        let mut con = self.con.clone();
+        let mut inv = script.key(key);
+        for a in args {
+            inv.arg(a);
+        }
+        self.bounded(inv.invoke_async(&mut con)).await
+    }
+}
+
+/// Reads a script's `{kind, payload...}` answer.
+fn parts(v: Value) -> Result<(String, Vec<Value>), StoreError> {
+    let mut items = match v {
+        Value::Array(items) => items.into_iter(),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "redis: unexpected answer {other:?}"
+            )));
+        }
+    };
+    let kind = match items.next() {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(Value::SimpleString(s)) => s,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "redis: unexpected answer kind {other:?}"
+            )));
+        }
+    };
+    Ok((kind, items.collect()))
+}
+
+fn record_of(v: Option<&Value>) -> Result<Record, StoreError> {
+    match v {
+        Some(Value::BulkString(b)) => codec::decode(b),
+        other => Err(StoreError::Corrupt(format!(
+            "redis: expected a record, got {other:?}"
+        ))),
+    }
+}
+
+fn int_of(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        other => Err(StoreError::Corrupt(format!(
+            "redis: expected an integer, got {other:?}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        let ttl = logic::purge_at(record)
+            .saturating_sub(record.created_at_ms)
+            .max(1);
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.record_key(&record.id))
+            .arg(codec::encode(record))
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl);
+        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        match set {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Duplicate),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.record_key(id));
+        let raw: Option<Vec<u8>> = self.bounded(cmd.query_async(&mut con)).await?;
+        raw.map(|b| codec::decode(&b)).transpose()
+    }
+
+    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
+        let v = self
+            .eval(
+                &SCRIPTS.begin_check,
+                self.record_key(id),
+                &[now_ms.to_string()],
+            )
+            .await?;
+        let (kind, rest) = parts(v)?;
+        Ok(match kind.as_str() {
+            "ready" => {
+                let rec = record_of(rest.first())?;
+                CheckTicket::Ready {
+                    attempts_left: rec.attempts_left(),
+                    code: rec.code,
+                }
+            }
+            "not_found" => CheckTicket::NotFound,
+            "already_used" => CheckTicket::AlreadyUsed,
+            "cancelled" => CheckTicket::Cancelled,
+            "expired" => CheckTicket::Expired,
+            "no_attempts_left" => CheckTicket::NoAttemptsLeft,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "redis: unknown check answer {other}"
+                )));
+            }
+        })
+    }
+
+    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
+        let v = self
+            .eval(
+                &SCRIPTS.approve,
+                self.record_key(id),
+                &[version.to_string(), now_ms.to_string()],
+            )
+            .await?;
+        Ok(int_of(&v)? == 1)
+    }
+
+    async fn rotate(
+        &self,
+        id: &str,
+        rotation: &Rotation,
+        now_ms: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        let args = [
+            now_ms.to_string(),
+            rotation.code.version.to_string(),
+            hex::encode(&rotation.code.digest),
+            rotation.code.key_id.clone(),
+            rotation.expires_at_ms.to_string(),
+            rotation.resend_at_ms.to_string(),
+            rotation.max_sends.to_string(),
+            RETENTION_GRACE_MS.to_string(),
+        ];
+        let (kind, rest) = parts(
+            self.eval(&SCRIPTS.rotate, self.record_key(id), &args)
+                .await?,
+        )?;
+        Ok(match kind.as_str() {
+            "rotated" => RotateOutcome::Rotated(Box::new(record_of(rest.first())?)),
+            "not_found" => RotateOutcome::NotFound,
+            "conflict" => RotateOutcome::Conflict,
+            "too_many_sends" => RotateOutcome::TooManySends,
+            "cooling_down" => {
+                let at = rest
+                    .first()
+                    .ok_or_else(|| StoreError::Corrupt("redis: cooldown without time".into()))?;
+                RotateOutcome::CoolingDown {
+                    retry_at_ms: int_of(at)?,
+                }
+            }
+            "not_pending" => {
+                let status = match rest.first() {
+                    Some(Value::BulkString(b)) if b == b"approved" => Status::Approved,
+                    Some(Value::BulkString(b)) if b == b"cancelled" => Status::Cancelled,
+                    _ => Status::MaxAttemptsReached,
+                };
+                RotateOutcome::NotPending(status)
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "redis: unknown rotate answer {other}"
+                )));
+            }
+        })
+    }
+
+    async fn cancel(&self, id: &str, _now_ms: i64) -> Result<Option<Record>, StoreError> {
+        match self.eval(&SCRIPTS.cancel, self.record_key(id), &[]).await? {
+            Value::Nil => Ok(None),
+            v @ Value::BulkString(_) => record_of(Some(&v)).map(Some),
+            other => Err(StoreError::Corrupt(format!(
+                "redis: unexpected cancel answer {other:?}"
+            ))),
+        }
+    }
+
+    async fn update_delivery(
+        &self,
+        id: &str,
+        version: u32,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        let d = serde_json::json!({
+            "d_state": delivery.state,
+            "d_gateway": delivery.gateway,
+            "d_message_id": delivery.message_id,
+            "d_updated_at_ms": delivery.updated_at_ms,
+            "d_detail": delivery.detail,
+        });
+        let v = self
+            .eval(
+                &SCRIPTS.update_delivery,
+                self.record_key(id),
+                &[version.to_string(), d.to_string()],
+            )
+            .await?;
+        Ok(int_of(&v)? == 1)
+    }
+
+    async fn take_budget(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Budget, StoreError> {
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        let ttl = (logic::budget_purge_at(start, w) - now_ms).max(1);
+        let args = [limit.to_string(), ttl.to_string()];
+        let left = int_of(
+            &self
+                .eval(
+                    &SCRIPTS.take_budget,
+                    self.budget_key(key, window_ms, now_ms),
+                    &args,
+                )
+                .await?,
+        )?;
+        Ok(match u32::try_from(left) {
+            Ok(remaining) => Budget::Allowed { remaining },
+            Err(_) => Budget::Exhausted {
+                retry_after_ms: start + w - now_ms,
+            },
+        })
+    }
+
+    async fn refund_budget(
+        &self,
+        key: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.eval(
+            &SCRIPTS.refund_budget,
+            self.budget_key(key, window_ms, now_ms),
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.budget_key(key, window_ms, now_ms));
+        let n: Option<i64> = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(0)))
+    }
+
+    async fn once(&self, key: &str, ttl_ms: i64, _now_ms: i64) -> Result<bool, StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.once_key(key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(set.is_some())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let pong: String = self
+            .bounded(redis::cmd("PING").query_async(&mut con))
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(unavailable(format!("unexpected PING answer {pong}")))
+        }
+    }
+}
