@@ -1,15 +1,263 @@
 //! The otpgate client module, compiled to WebAssembly and published as the npm package
-//! `otpgate`: thin `wasm-bindgen` exports over [`otpgate_core`].
+//! `otpgate`: thin `wasm-bindgen` exports over [`otpgate_core`], a `fetch` client for the
+//! issuer's HTTP API and the WebOTP glue.
+//!
+//! Every rule (SMS grammar, app hashes, segments, receipts, webhook signatures, proof of work)
+//! lives in `otpgate-core`; each export here converts its JS arguments, calls the core and
+//! converts the answer back. Data objects keep the JSON shapes of the CLI and the HTTP API
+//! (`parseSms` returns exactly what `otpgate sms parse` prints); option bags are camelCase.
+//!
+//! # Layout
+//! - this file: the synchronous exports (SMS, app hash, receipts, webhooks, proof of work);
+//! - `client`: `OtpClient`, the issuer API over the runtime's global `fetch`;
+//! - `webotp`: `receiveCode`, `navigator.credentials.get({otp})` bound by hand;
+//! - `error`: `OtpError`, a JS `Error` with a stable `code`;
+//! - `convert`: JS ↔ Rust conversions that fail with `invalid_argument`;
+//! - `typings`: the TypeScript interfaces of options and results.
+//!
+//! # Security
+//! Nothing here holds a secret of the issuer. Receipt and webhook checks are the core's
+//! (Ed25519 with `verify_strict`, constant-time HMAC comparison); the clock is the JS clock
+//! (`Date.now()`), never `SystemTime`, which panics on wasm32.
 #![forbid(unsafe_code)]
 
+mod client;
+mod convert;
+mod error;
+mod typings;
+mod webotp;
+
+use otpgate_core::{pow, receipt, sms, webhook};
 use wasm_bindgen::prelude::*;
 
-/// Parses an OTP SMS: `{code, webotp: {host, code, iframeHost} | null, appHash}`.
+use crate::convert::{
+    MAX_SAFE_INTEGER, bytes, int, now_secs, opt_int, opt_string, opt_text, req_string,
+};
+use crate::error::{from_core, invalid, otp_error};
+
+pub use crate::client::OtpClient;
+
+/// A small free-list allocator instead of std's dlmalloc: about 6 KB less wasm. The module
+/// makes few, short-lived allocations (strings of one SMS, one HTTP answer), where a free
+/// list is as fast; the lock is uncontended (wasm32 without threads).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+pub use crate::webotp::receive_code;
+
+/// A required string argument.
+fn text_arg(value: &JsValue, what: &str) -> Result<String, JsValue> {
+    value
+        .as_string()
+        .ok_or_else(|| invalid(&format!("{what} must be a string")))
+}
+
+/// Parses a received OTP SMS: `{code, webotp: {host, code, iframe_host} | null, app_hash}`,
+/// exactly what `otpgate sms parse` prints for the same text.
 ///
 /// # Errors
-/// Never in practice; a conversion failure becomes a JS error.
-#[wasm_bindgen(js_name = parseSms)]
-pub fn parse_sms(text: &str) -> Result<JsValue, JsError> {
-    let parsed = otpgate_core::sms::parse(text);
-    Ok(serde_wasm_bindgen::to_value(&parsed)?)
+/// `invalid_argument` when `text` is not a string.
+#[wasm_bindgen(js_name = parseSms, unchecked_return_type = "ParsedSms")]
+pub fn parse_sms(
+    #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+) -> Result<JsValue, JsValue> {
+    Ok(convert::parsed(&sms::parse::parse_ref(&text_arg(
+        &text, "text",
+    )?)))
+}
+
+/// Composes the OTP SMS the issuer would send: `{text, locale, encoding, segments, units,
+/// bytes, ucs2_forced_by_template}`, as `otpgate sms compose --json`. Options: `app`, `code`
+/// (required), `origin`, `iframeOrigin`, `appHash`, `locale`, `template`, `layout`
+/// (`"combined"`, the default, or `"hash_line"`).
+///
+/// # Errors
+/// `invalid_argument` for options of the wrong type; the core's code (`bad_code`,
+/// `bad_origin`, `too_long`...) when the message cannot be composed.
+#[wasm_bindgen(js_name = composeSms, unchecked_return_type = "ComposedSms")]
+pub fn compose_sms(
+    #[wasm_bindgen(unchecked_param_type = "ComposeSmsOptions")] options: JsValue,
+) -> Result<JsValue, JsValue> {
+    let o = |key| opt_string(&options, key);
+    let (app, code) = (req_string(&options, "app")?, req_string(&options, "code")?);
+    let (origin, iframe, hash, locale) = (
+        o("origin")?,
+        o("iframeOrigin")?,
+        o("appHash")?,
+        o("locale")?,
+    );
+    let template = o("template")?
+        .map(sms::Template::new)
+        .transpose()
+        .map_err(|e| from_core(e.code(), &e))?;
+    let layout = match o("layout")?.as_deref() {
+        None | Some("combined") => sms::compose::Layout::Combined,
+        Some("hash_line") => sms::compose::Layout::HashLine,
+        Some(_) => return Err(invalid("`layout` must be \"combined\" or \"hash_line\"")),
+    };
+    let request = sms::compose::ComposeRequest {
+        origin: origin.as_deref(),
+        iframe_origin: iframe.as_deref(),
+        app_hash: hash.as_deref(),
+        locale: locale.as_deref(),
+        template: template.as_ref(),
+        layout,
+        ..sms::compose::ComposeRequest::new(&app, &code)
+    };
+    let composed = sms::compose::compose(request).map_err(|e| from_core(e.code(), &e))?;
+    Ok(convert::composed(&composed))
+}
+
+/// Counts the SMS segments of `text`: `{encoding, segments, units}` as `otpgate sms segments`.
+///
+/// # Errors
+/// `invalid_argument` when `text` is not a string.
+#[wasm_bindgen(js_name = smsSegments, unchecked_return_type = "SmsSegments")]
+pub fn sms_segments(
+    #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+) -> Result<JsValue, JsValue> {
+    Ok(convert::segments(&sms::segments(&text_arg(&text, "text")?)))
+}
+
+/// The 11-character SMS Retriever hash of an Android package signed with `certificate`
+/// (DER bytes, or PEM text or bytes).
+///
+/// # Errors
+/// `invalid_argument` for arguments of the wrong type; the core's code for a bad certificate
+/// or package name.
+#[wasm_bindgen(js_name = appHash)]
+pub fn app_hash(
+    #[wasm_bindgen(js_name = packageName, unchecked_param_type = "string")] package_name: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer | string")]
+    certificate: JsValue,
+) -> Result<String, JsValue> {
+    let package = text_arg(&package_name, "packageName")?;
+    sms::app_hash(&package, &bytes(&certificate, "certificate")?)
+        .map_err(|e| from_core(e.code(), &e))
+}
+
+/// Whether `message` ends with the SMS Retriever app hash `expected` (compared in constant
+/// time).
+///
+/// # Errors
+/// `invalid_argument` when an argument is not a string or `expected` is not 11 base64
+/// characters.
+#[wasm_bindgen(js_name = verifyAppHash)]
+pub fn verify_app_hash(
+    #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] expected: JsValue,
+) -> Result<bool, JsValue> {
+    let expected = text_arg(&expected, "expected")?;
+    if expected.len() != 11
+        || !expected
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return Err(invalid("expected must be an 11-character app hash"));
+    }
+    let message = text_arg(&message, "message")?;
+    let found = sms::parse::parse_ref(&message).app_hash.unwrap_or_default();
+    Ok(otpgate_core::code::ct_eq(
+        found.as_bytes(),
+        expected.as_bytes(),
+    ))
+}
+
+/// Verifies a receipt (EdDSA JWT) offline against the issuer's JWKS and returns its claims.
+/// `now` (Unix seconds) defaults to `Date.now()`, `leeway` (seconds of clock skew) to 0.
+///
+/// # Errors
+/// `invalid_argument` for a bad JWKS or options; `receipt_*` codes for a refused receipt.
+#[wasm_bindgen(js_name = verifyReceipt, unchecked_return_type = "ReceiptClaims")]
+pub fn verify_receipt(
+    #[wasm_bindgen(unchecked_param_type = "string")] jwt: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Jwks | string")] jwks: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "VerifyReceiptOptions")] options: JsValue,
+) -> Result<JsValue, JsValue> {
+    let jwks = convert::jwks(&jwks)?;
+    let (audience, issuer) = (
+        req_string(&options, "audience")?,
+        req_string(&options, "issuer")?,
+    );
+    let now = opt_int(&options, "now", 0.0, MAX_SAFE_INTEGER)?.map_or_else(now_secs, |n| n as i64);
+    let leeway = opt_int(&options, "leeway", 0.0, 86_400.0)?.unwrap_or(0.0) as i64;
+    let expect = receipt::Expectations {
+        audience: &audience,
+        issuer: &issuer,
+        now,
+        leeway,
+    };
+    let claims = receipt::verify(&text_arg(&jwt, "jwt")?, &jwks, &expect)
+        .map_err(|e| from_core(e.code(), &e))?;
+    Ok(convert::claims(&claims))
+}
+
+/// Checks an sms-gate.app webhook: `signature` (`X-Signature`) over the exact raw body and
+/// `timestamp` (`X-Timestamp`), within `windowSecs` (default 300) of `now` (default
+/// `Date.now()`). Returns `true`; throws when the webhook must be refused.
+///
+/// # Errors
+/// `missing_signature`, `bad_timestamp`, `stale_timestamp`, `bad_signature`, or
+/// `invalid_argument`.
+#[wasm_bindgen(js_name = verifyWebhookSignature)]
+pub fn verify_webhook_signature(
+    #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+    #[wasm_bindgen(js_name = rawBody, unchecked_param_type = "Uint8Array | ArrayBuffer | string")]
+    raw_body: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string | number | null | undefined")] timestamp: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string | null | undefined")] signature: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "VerifyWebhookOptions | undefined")] options: JsValue,
+) -> Result<bool, JsValue> {
+    let now = opt_int(&options, "now", 0.0, MAX_SAFE_INTEGER)?.map_or_else(now_secs, |n| n as i64);
+    let window = opt_int(&options, "windowSecs", 0.0, 86_400.0)?
+        .map_or(webhook::DEFAULT_WINDOW_SECS, |n| n as i64);
+    let (ts, sig) = (
+        opt_text(&timestamp, "timestamp")?,
+        opt_text(&signature, "signature")?,
+    );
+    webhook::verify_smsgate(
+        &text_arg(&key, "key")?,
+        &bytes(&raw_body, "rawBody")?,
+        ts.as_deref(),
+        sig.as_deref(),
+        now,
+        window,
+    )
+    .map(|()| true)
+    .map_err(|e| from_core(e.code(), &e))
+}
+
+/// Solves the issuer's proof-of-work challenge: the nonce to send back with the retried
+/// request. Tries at most `maxTries` nonces (default 64 × 2^difficulty: failing by chance is
+/// then below 1e-27).
+///
+/// # Errors
+/// `pow_malformed` for a challenge that is not in the `v1.` format; `pow_unsolved` when no
+/// nonce was found within `maxTries`.
+#[wasm_bindgen(js_name = solvePow)]
+pub fn solve_pow(
+    #[wasm_bindgen(unchecked_param_type = "string")] challenge: JsValue,
+    #[wasm_bindgen(js_name = maxTries, unchecked_param_type = "number | undefined")]
+    max_tries: JsValue,
+) -> Result<f64, JsValue> {
+    let challenge = text_arg(&challenge, "challenge")?;
+    let max = match max_tries.is_undefined() || max_tries.is_null() {
+        true => None,
+        false => Some(int(&max_tries, "maxTries", 1.0, MAX_SAFE_INTEGER)? as u64),
+    };
+    solve(&challenge, max)
+}
+
+/// [`solve_pow`] on Rust values, shared with the client's automatic retry.
+pub(crate) fn solve(challenge: &str, max_tries: Option<u64>) -> Result<f64, JsValue> {
+    let (difficulty, _) = pow::describe(challenge).map_err(|e| from_core(e.code(), &e))?;
+    let max = max_tries.unwrap_or(64u64 << difficulty);
+    match pow::solve(challenge, max).map_err(|e| from_core(e.code(), &e))? {
+        Some(nonce) => Ok(nonce as f64),
+        None => Err(otp_error(
+            "pow_unsolved",
+            "no proof-of-work nonce found within maxTries",
+        )),
+    }
 }
