@@ -1,1 +1,1074 @@
-//! (being written)
+//! The issuer's configuration: a TOML file, environment overrides, and dev mode.
+//!
+//! # Sources, in order
+//! 1. The TOML file (`otpgate serve --config FILE` or `OTPGATE_CONFIG`). Every section denies
+//!    unknown keys, so a typo stops the server with the file, the key and the reason.
+//! 2. Environment overrides: `OTPGATE_LISTEN`, `OTPGATE_PUBLIC_URL`, `OTPGATE_DATA_DIR`,
+//!    `OTPGATE_STORE` (`embedded`, `memory`, or a `redis://` / `rediss://` URL),
+//!    `OTPGATE_STORE_PATH`, `OTPGATE_REDIS_URL[_FILE]`, `OTPGATE_REDIS_KEY_PREFIX`,
+//!    `OTPGATE_TRUST_FORWARDED_FOR`, `OTPGATE_STATIC_DIR`.
+//! 3. The command line (`--listen`, `--data-dir`).
+//!
+//! Without a file the issuer runs in **dev mode** ([`Config::dev`]): embedded store under
+//! `./otpgate-data`, the emulated phone as the only gateway, a demo app named `demo`.
+//!
+//! # Security
+//! Secrets never live in the TOML file: a Redis URL carrying a password is refused there and
+//! must come from `OTPGATE_REDIS_URL` or the file named by `OTPGATE_REDIS_URL_FILE`. Signing
+//! and code keys are loaded by [`crate::keys::KeyRing`] from the environment or the data dir.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use otpgate_core::code::CodeSpec;
+use serde::Deserialize;
+
+use crate::policy::PolicyConfig;
+use crate::service::standin::GatewaysConfig;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "otpgate-data";
+/// The default request body limit, bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+/// The largest request body limit accepted, bytes.
+pub const MAX_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Why the configuration was refused. The server does not start on any of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
+    #[error("{path}:{line}:{column}: `{key}`: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key path (`apps[0].origins`), or `.` for the document.
+        key: String,
+        /// 1-based line, 0 when unknown.
+        line: usize,
+        /// 1-based column, 0 when unknown.
+        column: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value parsed but is not acceptable (bad origin, too large limit, secret in the file).
+    #[error("{source_name}: `{key}`: {reason}")]
+    Invalid {
+        /// The file, an environment variable, or `dev mode`.
+        source_name: String,
+        /// The dotted key path.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// A stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "config_unreadable",
+            Self::Parse { .. } => "config_parse",
+            Self::Invalid { .. } => "config_invalid",
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// `[[apps]]`: the apps codes are issued for. The first one is the default app.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// `[policy]`: budgets, allow-list, proof of work, test numbers.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `[gateways]`: the phones and providers that send.
+    #[serde(default)]
+    pub gateways: GatewaysConfig,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Set when no file was given: dev mode (never set from the file).
+    #[serde(skip)]
+    pub dev_mode: bool,
+    /// The file the configuration came from.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The public base URL of the issuer: the receipts' `iss`. Defaults to `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Where the embedded store, generated keys and the audit log live.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Largest request body, bytes (413 above it).
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// A directory served at `/` (the demo page in dev mode).
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
+    /// Seconds a request may take before 503.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// `[server.tls]`: serve HTTPS directly.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            data_dir: None,
+            body_limit_bytes: DEFAULT_BODY_LIMIT,
+            trust_forwarded_for: false,
+            static_dir: None,
+            request_timeout_secs: default_request_timeout(),
+            shutdown_grace_secs: default_grace(),
+            tls: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_body_limit() -> usize {
+    DEFAULT_BODY_LIMIT
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_grace() -> u64 {
+    10
+}
+
+/// `[server.tls]`: PEM files (the key file is a secret: keep it 0600).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Which backend keeps the state.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// A crash-safe file in the data dir (one instance).
+    #[default]
+    Embedded,
+    /// Redis, shared by several instances.
+    Redis,
+    /// In memory: lost on restart (tests and throw-away demos only).
+    Memory,
+}
+
+/// `[store]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `embedded`, `redis` or `memory`.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// The embedded store file (default `DATA_DIR/store.redb`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The Redis URL without a password (the password-bearing URL comes from
+    /// `OTPGATE_REDIS_URL` or `OTPGATE_REDIS_URL_FILE`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The prefix of every Redis key (several deployments may share one Redis).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            path: None,
+            url: None,
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+fn default_key_prefix() -> String {
+    "otpgate:".into()
+}
+
+/// `[[apps]]`: one site or app codes are issued for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The name clients pass as `app` (`[a-z0-9_-]`, 1–32 characters).
+    pub name: String,
+    /// The origins allowed to call the API from a browser (CORS), e.g.
+    /// `https://shop.example.com`. The first one's host goes on the WebOTP line.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// SMS Retriever hashes (11 characters) of the Android apps that read the SMS.
+    #[serde(default)]
+    pub android_app_hashes: Vec<String>,
+    /// Message templates by locale (`en`, `pt-BR`), with `{code}`, `{app}` placeholders.
+    /// The WebOTP line and the app-hash line are appended by the issuer.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// The locale used when the request names none or an unknown one.
+    #[serde(default = "default_locale")]
+    pub default_locale: String,
+    /// The receipts' `aud` (default: the app name).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The display name put in the SMS (default: the app name).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// `[apps.code]`: length and alphabet of the codes.
+    #[serde(default)]
+    pub code: CodeSpec,
+}
+
+fn default_locale() -> String {
+    "en".into()
+}
+
+impl AppConfig {
+    /// The receipts' audience.
+    pub fn audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The name shown in the SMS.
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The host on the WebOTP line (`@host #code`): the first origin's host.
+    pub fn webotp_host(&self) -> Option<String> {
+        self.origins
+            .first()
+            .and_then(|o| Origin::parse(o).ok())
+            .map(|o| o.host)
+    }
+
+    /// The template for `locale` (exact, then the language part, then the default locale),
+    /// or `None` when the app has no templates (the built-in one applies).
+    pub fn template(&self, locale: Option<&str>) -> Option<&str> {
+        let find = |l: &str| {
+            self.templates
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(l))
+                .map(|(_, v)| v.as_str())
+        };
+        locale
+            .and_then(|l| find(l).or_else(|| l.split(['-', '_']).next().and_then(find)))
+            .or_else(|| find(&self.default_locale))
+            .or_else(|| self.templates.values().next().map(String::as_str))
+    }
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Write the audit log (on by default).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The log file (default `DATA_DIR/audit.jsonl`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Days entries are kept before the retention purge.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            retention_days: default_retention(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_retention() -> u32 {
+    90
+}
+
+/// A browser origin the CORS layer accepts: `scheme://host[:port]`, or in dev mode
+/// `http://localhost:*` (any port).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Origin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host, lower case.
+    pub host: String,
+    /// The port; `None` = the scheme's default.
+    pub port: Option<u16>,
+    /// Any port matches (dev mode only).
+    pub any_port: bool,
+}
+
+impl Origin {
+    /// Parses a configured origin.
+    ///
+    /// # Errors
+    /// A reason when it is not `http(s)://host[:port]` (no path, no user info).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (scheme, rest) = s.split_once("://").ok_or("expected scheme://host[:port]")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err("scheme must be http or https".into());
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '@', '?', '#']) {
+            return Err("an origin has no path, query or user info".into());
+        }
+        let (host, port, any_port) = match rest.rsplit_once(':') {
+            Some((h, "*")) => (h, None, true),
+            Some((h, p)) => (
+                h,
+                Some(p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?),
+                false,
+            ),
+            None => (rest, None, false),
+        };
+        if !valid_host(host) {
+            return Err(format!("bad host `{host}`"));
+        }
+        Ok(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+            any_port,
+        })
+    }
+
+    /// Whether the `Origin` header value `presented` is this origin.
+    pub fn matches(&self, presented: &str) -> bool {
+        let Ok(p) = Origin::parse(presented) else {
+            return false;
+        };
+        if p.any_port || p.scheme != self.scheme || p.host != self.host {
+            return false;
+        }
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        self.any_port || p.port.unwrap_or(default) == self.port.unwrap_or(default)
+    }
+}
+
+/// A host name (letters, digits, hyphens in dot-separated labels) or an IPv4 address.
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Reads the environment: a seam so tests can pass their own variables.
+pub trait Env {
+    /// The variable, if set and valid UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The command-line overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads `path` (or dev mode without one), then applies the environment and the command
+    /// line, then validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file (or variable), the key and the reason.
+    pub fn load(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: &dyn Env,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                let mut cfg = Self::parse(&text, p)?;
+                cfg.source = Some(p.to_path_buf());
+                if cfg.store.url.as_deref().is_some_and(url_has_password) {
+                    return Err(ConfigError::Invalid {
+                        source_name: p.display().to_string(),
+                        key: "store.url".into(),
+                        reason: "secrets do not belong in the file: pass a URL with a password in \
+                                 OTPGATE_REDIS_URL or OTPGATE_REDIS_URL_FILE"
+                            .into(),
+                    });
+                }
+                cfg
+            }
+            None => Self::dev(),
+        };
+        cfg.apply_env(env)?;
+        if let Some(l) = overrides.listen {
+            cfg.server.listen = l;
+        }
+        if let Some(d) = &overrides.data_dir {
+            cfg.server.data_dir = Some(d.clone());
+        }
+        if cfg.dev_mode {
+            cfg.finish_dev();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; `path` only names the file in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the key path and the line and column.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let parse_error = |key: String, err: &toml::de::Error| {
+            let (line, column) = err
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                key,
+                line,
+                column,
+                reason: err.message().to_owned(),
+            }
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| parse_error(".".into(), &e))?;
+        serde_path_to_error::deserialize::<_, Self>(de).map_err(|e| {
+            let key = e.path().to_string();
+            parse_error(key, e.inner())
+        })
+    }
+
+    /// The dev-mode configuration (no file): embedded store in `./otpgate-data`, the
+    /// emulated phone, a `demo` app for the listen host, CORS for any localhost port.
+    pub fn dev() -> Self {
+        Self {
+            dev_mode: true,
+            ..Self::default()
+        }
+    }
+
+    /// Completes dev mode once the listen address is known (the demo app and its origins).
+    fn finish_dev(&mut self) {
+        if self.apps.is_empty() {
+            let host = if self.server.listen.ip().is_loopback() {
+                "localhost".to_owned()
+            } else {
+                self.server.listen.ip().to_string()
+            };
+            let port = self.server.listen.port();
+            self.apps.push(AppConfig {
+                name: "demo".into(),
+                origins: vec![
+                    format!("http://{host}:{port}"),
+                    "http://localhost:*".into(),
+                    "http://127.0.0.1:*".into(),
+                ],
+                android_app_hashes: Vec::new(),
+                templates: BTreeMap::new(),
+                default_locale: default_locale(),
+                audience: None,
+                display_name: Some("otpgate demo".into()),
+                code: CodeSpec::default(),
+            });
+        }
+        if self.server.static_dir.is_none() && Path::new("www").is_dir() {
+            self.server.static_dir = Some(PathBuf::from("www"));
+        }
+    }
+
+    fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        let invalid = |var: &str, reason: String| ConfigError::Invalid {
+            source_name: format!("environment variable {var}"),
+            key: var.to_owned(),
+            reason,
+        };
+        if let Some(v) = env.var("OTPGATE_LISTEN") {
+            self.server.listen = v
+                .parse()
+                .map_err(|_| invalid("OTPGATE_LISTEN", format!("`{v}` is not ADDR:PORT")))?;
+        }
+        if let Some(v) = env.var("OTPGATE_PUBLIC_URL") {
+            self.server.public_url = Some(v);
+        }
+        if let Some(v) = env.var("OTPGATE_DATA_DIR") {
+            self.server.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("OTPGATE_STATIC_DIR") {
+            self.server.static_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("OTPGATE_TRUST_FORWARDED_FOR") {
+            self.server.trust_forwarded_for = match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => {
+                    return Err(invalid(
+                        "OTPGATE_TRUST_FORWARDED_FOR",
+                        "expected true or false".into(),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = env.var("OTPGATE_STORE") {
+            match v.as_str() {
+                "embedded" => self.store.kind = StoreKind::Embedded,
+                "memory" => self.store.kind = StoreKind::Memory,
+                "redis" => self.store.kind = StoreKind::Redis,
+                url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                    self.store.kind = StoreKind::Redis;
+                    self.store.url = Some(url.to_owned());
+                }
+                _ => {
+                    return Err(invalid(
+                        "OTPGATE_STORE",
+                        "expected embedded, memory, redis or a redis:// URL".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(v) = env.var("OTPGATE_STORE_PATH") {
+            self.store.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("OTPGATE_REDIS_URL") {
+            self.store.url = Some(v);
+        } else if let Some(file) = env.var("OTPGATE_REDIS_URL_FILE") {
+            let url = std::fs::read_to_string(&file).map_err(|e| {
+                invalid("OTPGATE_REDIS_URL_FILE", format!("cannot read {file}: {e}"))
+            })?;
+            self.store.url = Some(url.trim().to_owned());
+        }
+        if let Some(v) = env.var("OTPGATE_REDIS_KEY_PREFIX") {
+            self.store.key_prefix = v;
+        }
+        Ok(())
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.server
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// The public URL without a trailing slash (receipts' `iss`).
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.server.listen)
+            }
+        }
+    }
+
+    /// The embedded store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("store.redb"))
+    }
+
+    /// The audit log file.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("audit.jsonl"))
+    }
+
+    /// The app named `name`, or the default (first) app for `None`.
+    pub fn app(&self, name: Option<&str>) -> Option<&AppConfig> {
+        match name {
+            None => self.apps.first(),
+            Some(n) => self.apps.iter().find(|a| a.name == n),
+        }
+    }
+
+    /// Every origin CORS accepts (dev-mode wildcards included).
+    pub fn cors_origins(&self) -> Vec<Origin> {
+        self.apps
+            .iter()
+            .flat_map(|a| a.origins.iter())
+            .filter_map(|o| Origin::parse(o).ok())
+            .collect()
+    }
+
+    /// Checks the values that parsed but may still be wrong.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let source_name = match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "dev mode".to_owned(),
+        };
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            source_name: source_name.clone(),
+            key,
+            reason,
+        };
+        let s = &self.server;
+        if s.body_limit_bytes < 256 || s.body_limit_bytes > MAX_BODY_LIMIT {
+            return Err(invalid(
+                "server.body_limit_bytes".into(),
+                format!("must be 256..={MAX_BODY_LIMIT}"),
+            ));
+        }
+        if s.request_timeout_secs == 0 || s.request_timeout_secs > 300 {
+            return Err(invalid(
+                "server.request_timeout_secs".into(),
+                "must be 1..=300".into(),
+            ));
+        }
+        if s.shutdown_grace_secs > 600 {
+            return Err(invalid(
+                "server.shutdown_grace_secs".into(),
+                "must be at most 600".into(),
+            ));
+        }
+        if let Some(u) = &s.public_url {
+            let o = u.trim_end_matches('/');
+            let host_part = o.split_once("://").map(|(_, r)| r).unwrap_or("");
+            if !(o.starts_with("http://") || o.starts_with("https://"))
+                || host_part.is_empty()
+                || host_part.contains(['@', '?', '#', ' '])
+            {
+                return Err(invalid(
+                    "server.public_url".into(),
+                    "must be an http(s):// URL without user info".into(),
+                ));
+            }
+        }
+        match self.store.kind {
+            StoreKind::Redis => {
+                let Some(url) = &self.store.url else {
+                    return Err(invalid(
+                        "store.url".into(),
+                        "the redis store needs a URL (store.url, OTPGATE_STORE or OTPGATE_REDIS_URL)".into(),
+                    ));
+                };
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid(
+                        "store.url".into(),
+                        "must start with redis:// or rediss://".into(),
+                    ));
+                }
+            }
+            StoreKind::Embedded | StoreKind::Memory => {}
+        }
+        if self.store.key_prefix.len() > 64 || self.store.key_prefix.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "store.key_prefix".into(),
+                "at most 64 characters, no braces or spaces".into(),
+            ));
+        }
+        if self.apps.is_empty() {
+            return Err(invalid(
+                "apps".into(),
+                "at least one [[apps]] entry is needed".into(),
+            ));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |k: &str| format!("apps[{i}].{k}");
+            if app.name.is_empty()
+                || app.name.len() > 32
+                || !app
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    key("name"),
+                    "1-32 characters among a-z 0-9 - _".into(),
+                ));
+            }
+            if self.apps[..i].iter().any(|a| a.name == app.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate app name `{}`", app.name),
+                ));
+            }
+            for (j, o) in app.origins.iter().enumerate() {
+                let parsed =
+                    Origin::parse(o).map_err(|r| invalid(format!("apps[{i}].origins[{j}]"), r))?;
+                if parsed.any_port && !self.dev_mode {
+                    return Err(invalid(
+                        format!("apps[{i}].origins[{j}]"),
+                        "a wildcard port is for dev mode only".into(),
+                    ));
+                }
+            }
+            for (j, h) in app.android_app_hashes.iter().enumerate() {
+                if h.len() != 11
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+                {
+                    return Err(invalid(
+                        format!("apps[{i}].android_app_hashes[{j}]"),
+                        "an SMS Retriever hash is 11 base64 characters".into(),
+                    ));
+                }
+            }
+            for (locale, t) in &app.templates {
+                if !t.contains("{code}") {
+                    return Err(invalid(
+                        format!("apps[{i}].templates.{locale}"),
+                        "the template must contain {code}".into(),
+                    ));
+                }
+                if t.len() > 160 {
+                    return Err(invalid(
+                        format!("apps[{i}].templates.{locale}"),
+                        "longer than one SMS".into(),
+                    ));
+                }
+            }
+            if let Some(aud) = &app.audience
+                && (aud.is_empty() || aud.len() > 256)
+            {
+                return Err(invalid(key("audience"), "1-256 characters".into()));
+            }
+            app.code
+                .validate()
+                .map_err(|e| invalid(key("code.length"), e.to_string()))?;
+        }
+        self.policy.validate().map_err(|r| {
+            let (k, reason) = r
+                .split_once(": ")
+                .map(|(k, r)| (k.to_owned(), r.to_owned()))
+                .unwrap_or(("".into(), r));
+            invalid(
+                format!("policy.{k}").trim_end_matches('.').to_owned(),
+                reason,
+            )
+        })?;
+        if self.audit.retention_days == 0 {
+            return Err(invalid(
+                "audit.retention_days".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL carries a password (`scheme://user:pass@host`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("otpgate.toml"))
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+public_url = "https://otp.example.com/"
+
+[[apps]]
+name = "shop"
+origins = ["https://shop.example.com"]
+android_app_hashes = ["FA+9qCX9VSu"]
+templates = { en = "{code} is your {app} code", pt-BR = "{code} é o seu código {app}" }
+code = { length = 8, alphabet = "alphanumeric" }
+"#;
+
+    #[test]
+    fn a_full_file_parses_and_validates() {
+        let cfg = parse(MINIMAL).expect("parses");
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.public_url(), "https://otp.example.com");
+        let app = cfg.app(None).expect("default app");
+        assert_eq!(app.name, "shop");
+        assert_eq!(app.audience(), "shop");
+        assert_eq!(app.webotp_host().as_deref(), Some("shop.example.com"));
+        assert_eq!(app.code.length, 8);
+        assert_eq!(
+            app.template(Some("pt-BR")),
+            Some("{code} é o seu código {app}")
+        );
+        assert_eq!(
+            app.template(Some("en-GB")),
+            Some("{code} is your {app} code")
+        );
+        assert_eq!(app.template(Some("de")), Some("{code} is your {app} code"));
+        assert!(cfg.app(Some("nope")).is_none());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_key_and_line() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n")
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.starts_with("otpgate.toml:3:"), "{msg}");
+        assert!(msg.contains("listen_port"), "{msg}");
+        let err = parse("[[apps]]\nname = \"a\"\norigin = [\"https://a.com\"]\n")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("origin"), "{err}");
+        let err = parse("[server]\nbody_limit_bytes = \"big\"\n").expect_err("wrong type");
+        let msg = err.to_string();
+        assert!(msg.contains("server.body_limit_bytes"), "{msg}");
+        let err = parse("[server\n").expect_err("bad toml");
+        assert_eq!(err.code(), "config_parse");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_their_key() {
+        let with = |extra: &str| {
+            let mut c = parse(&format!("{MINIMAL}{extra}")).expect("parses");
+            c.source = Some("f.toml".into());
+            c.validate().expect_err("invalid").to_string()
+        };
+        assert!(with("[[apps]]\nname = \"shop\"\n").contains("apps[1].name"));
+        assert!(with("[[apps]]\nname = \"Bad Name\"\n").contains("apps[1].name"));
+        assert!(
+            with("[[apps]]\nname = \"b\"\norigins = [\"shop.example.com\"]\n")
+                .contains("apps[1].origins[0]")
+        );
+        assert!(
+            with("[[apps]]\nname = \"b\"\norigins = [\"http://localhost:*\"]\n")
+                .contains("dev mode only")
+        );
+        assert!(
+            with("[[apps]]\nname = \"b\"\nandroid_app_hashes = [\"short\"]\n")
+                .contains("android_app_hashes[0]")
+        );
+        assert!(
+            with("[[apps]]\nname = \"b\"\ntemplates = { en = \"no code here\" }\n")
+                .contains("templates.en")
+        );
+        assert!(with("[[apps]]\nname = \"b\"\ncode = { length = 3 }\n").contains("code.length"));
+        let mut c = parse(MINIMAL).expect("parses");
+        c.server.body_limit_bytes = 10 * MAX_BODY_LIMIT;
+        assert!(
+            c.validate()
+                .expect_err("too big")
+                .to_string()
+                .contains("server.body_limit_bytes")
+        );
+    }
+
+    #[test]
+    fn a_redis_url_with_a_password_is_refused_in_the_file_but_accepted_from_env() {
+        let text = format!(
+            "{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://:hunter2@127.0.0.1/\"\n"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, &text).expect("write");
+        let err = Config::load(Some(&path), &Overrides::default(), &env(&[]))
+            .expect_err("secret in file");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("store.url") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        let text = format!("{MINIMAL}\n[store]\nkind = \"redis\"\n");
+        std::fs::write(&path, &text).expect("write");
+        let cfg = Config::load(
+            Some(&path),
+            &Overrides::default(),
+            &env(&[("OTPGATE_REDIS_URL", "redis://:pw@127.0.0.1:6379/")]),
+        )
+        .expect("url from env");
+        assert_eq!(cfg.store.kind, StoreKind::Redis);
+        assert!(!format!("{:?}", cfg.store).contains("pw@"));
+    }
+
+    #[test]
+    fn environment_and_command_line_override_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, MINIMAL).expect("write");
+        let e = env(&[
+            ("OTPGATE_LISTEN", "127.0.0.1:7000"),
+            ("OTPGATE_PUBLIC_URL", "https://issuer.example"),
+            ("OTPGATE_STORE", "redis://127.0.0.1:6379/"),
+            ("OTPGATE_DATA_DIR", "/var/lib/otpgate"),
+        ]);
+        let cfg = Config::load(Some(&path), &Overrides::default(), &e).expect("loads");
+        assert_eq!(cfg.server.listen.port(), 7000);
+        assert_eq!(cfg.public_url(), "https://issuer.example");
+        assert_eq!(cfg.store.kind, StoreKind::Redis);
+        assert_eq!(cfg.data_dir(), PathBuf::from("/var/lib/otpgate"));
+        let o = Overrides {
+            listen: Some("127.0.0.1:7100".parse().expect("addr")),
+            data_dir: None,
+        };
+        let cfg = Config::load(Some(&path), &o, &e).expect("loads");
+        assert_eq!(cfg.server.listen.port(), 7100);
+        let bad = env(&[("OTPGATE_LISTEN", "nope")]);
+        let err = Config::load(Some(&path), &Overrides::default(), &bad).expect_err("bad env");
+        assert!(err.to_string().contains("OTPGATE_LISTEN"));
+        let err = Config::load(
+            Some(&path),
+            &Overrides::default(),
+            &env(&[("OTPGATE_STORE", "mysql://x")]),
+        )
+        .expect_err("bad store");
+        assert!(err.to_string().contains("OTPGATE_STORE"));
+    }
+
+    #[test]
+    fn dev_mode_has_a_demo_app_for_localhost() {
+        let cfg = Config::load(None, &Overrides::default(), &env(&[])).expect("dev");
+        assert!(cfg.dev_mode);
+        assert_eq!(cfg.server.listen.to_string(), DEFAULT_LISTEN);
+        let app = cfg.app(None).expect("demo");
+        assert_eq!(app.name, "demo");
+        assert_eq!(app.webotp_host().as_deref(), Some("localhost"));
+        let origins = cfg.cors_origins();
+        assert!(origins.iter().any(|o| o.matches("http://localhost:5173")));
+        assert!(origins.iter().any(|o| o.matches("http://127.0.0.1:3000")));
+        assert!(!origins.iter().any(|o| o.matches("https://evil.example")));
+        assert!(
+            !origins
+                .iter()
+                .any(|o| o.matches("http://localhost.evil.example:80"))
+        );
+    }
+
+    #[test]
+    fn origins_match_exactly() {
+        let o = Origin::parse("https://Shop.example.com").expect("origin");
+        assert!(o.matches("https://shop.example.com"));
+        assert!(o.matches("https://shop.example.com:443"));
+        assert!(!o.matches("http://shop.example.com"));
+        assert!(!o.matches("https://shop.example.com.evil.com"));
+        assert!(!o.matches("https://shop.example.com:8443"));
+        assert!(!o.matches("null"));
+        for bad in [
+            "ftp://a.com",
+            "https://a.com/path",
+            "https://u@a.com",
+            "https://",
+            "https://a..com",
+            "https://a.com:99999",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The one error shape of the API, `{"error": {"code", "message", ...}}`, and the middleware
+//! that puts every response (axum's own rejections, 404/405 fallbacks, 413, timeouts,
+//! panics) into it.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use otpgate_core::wire::{ErrorBody, ErrorDetail};
+
+use crate::service::ServiceError;
+
+use super::RequestId;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable code.
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
+    /// Attempts left (wrong code).
+    pub attempts_left: Option<u32>,
+    /// A proof-of-work challenge (pow_required).
+    pub challenge: Option<String>,
+    /// The internal cause of a 5xx: logged with the request id, never sent.
+    pub cause: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            attempts_left: None,
+            challenge: None,
+            cause: None,
+        }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut out = Self::new(status, e.code(), e.message());
+        out.retry_after = e.retry_after();
+        match &e {
+            ServiceError::WrongCode { attempts_left } => out.attempts_left = Some(*attempts_left),
+            ServiceError::NoAttemptsLeft => out.attempts_left = Some(0),
+            ServiceError::PowRequired { challenge } => out.challenge = Some(challenge.clone()),
+            _ => {}
+        }
+        if status.is_server_error() {
+            out.cause = Some(e.to_string());
+        }
+        out
+    }
+}
+
+/// The internal cause of a 5xx, carried to the logging middleware in the response extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct InternalCause(pub(crate) String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                attempts_left: self.attempts_left,
+                retry_after: self.retry_after,
+                challenge: self.challenge,
+                request_id: None,
+            },
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(cause) = self.cause {
+            res.extensions_mut().insert(InternalCause(cause));
+        }
+        res
+    }
+}
+
+/// The error code and message for a bare status (fallbacks and rejections of layers).
+fn for_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "bad request"),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "unauthorized"),
+        StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
+        StatusCode::NOT_FOUND => ("not_found", "not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ("invalid_request", "the request could not be processed")
+        }
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the service is temporarily unavailable")
+        }
+        s if s.is_server_error() => ("internal_error", "internal error"),
+        _ => ("error", "error"),
+    }
+}
+
+/// Middleware: every 4xx/5xx leaves in the one error shape with the request id; the cause
+/// of a 5xx is logged with the request id and never sent.
+pub(crate) async fn normalize_errors(req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    if let Some(InternalCause(cause)) = parts.extensions.remove::<InternalCause>() {
+        tracing::error!(request_id = %request_id, %method, path = %path, status = status.as_u16(), cause = %cause, "request failed");
+    } else if status.is_server_error() {
+        tracing::error!(request_id = %request_id, %method, path = %path, status = status.as_u16(), "request failed");
+    }
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let bytes = if is_json {
+        axum::body::to_bytes(body, 64 * 1024).await.ok()
+    } else {
+        None
+    };
+    let mut parsed: Option<ErrorBody> = bytes.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+    // A 5xx never carries anything but the generic sentence.
+    if status.is_server_error()
+        && let Some(p) = parsed.as_mut()
+        && !matches!(
+            p.error.code.as_str(),
+            "store_unavailable" | "no_gateway_capacity" | "gateway_unavailable" | "not_ready"
+        )
+    {
+        let (code, message) = for_status(status);
+        p.error.code = code.into();
+        p.error.message = message.into();
+    }
+    let mut body = parsed.unwrap_or_else(|| {
+        let (code, message) = for_status(status);
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                attempts_left: None,
+                retry_after: None,
+                challenge: None,
+                request_id: None,
+            },
+        }
+    });
+    body.error.request_id = Some(request_id);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}

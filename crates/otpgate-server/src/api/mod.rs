@@ -1,0 +1,473 @@
+//! The HTTP API of the issuer (axum): the routes of DESIGN.md, the one error shape, request
+//! ids, CORS from the configured apps' origins, the body limit, the trusted-backend API key,
+//! metrics and the OpenAPI document.
+//!
+//! # Layout
+//! - [`error`]: [`ApiError`] and the middleware that puts every error (axum's rejections and
+//!   fallbacks included) into `{"error": {"code", "message", ...}}`.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
+//!
+//! # Security
+//! Ids that are not well formed answer exactly like unknown ids (404). A 5xx never carries
+//! internals: the cause is logged with the request id. The client address comes from the
+//! socket; `X-Forwarded-For` is read only when `[server] trust_forwarded_for = true`.
+
+pub mod error;
+pub mod openapi;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use otpgate_core::wire::{CheckRequest, PowSolution, StartRequest};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+
+use crate::config::Origin;
+use crate::metrics::Metrics;
+use crate::service::{RequestMeta, Service, StartInput};
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id of the request being served (in the request extensions).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// What the router is built from.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The verification service.
+    pub service: Arc<Service>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Read the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+/// How the router is wrapped.
+#[derive(Clone, Debug)]
+pub struct RouterOptions {
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// The browser origins CORS accepts.
+    pub cors_origins: Vec<Origin>,
+    /// A directory served for paths no route matches (the demo page).
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            body_limit: crate::config::DEFAULT_BODY_LIMIT,
+            timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            static_dir: None,
+        }
+    }
+}
+
+/// The API routes with every layer. `extra` (gateway webhooks, the emulator in dev mode) is
+/// merged in before the layers, so it shares the request ids, errors and metrics.
+pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router {
+    let metrics = state.metrics.clone();
+    let api = Router::new()
+        .route("/v1/verifications", post(start))
+        .route("/v1/verifications/{id}", get(status).delete(cancel))
+        .route("/v1/verifications/{id}/check", post(check))
+        .route("/v1/verifications/{id}/resend", post(resend))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .with_state(state)
+        .merge(extra);
+    let api = match options.static_dir {
+        Some(dir) => api.fallback_service(ServeDir::new(dir)),
+        None => api.fallback(|| async { ApiError::not_found() }),
+    };
+    let origins = options.cors_origins;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| origins.iter().any(|allowed| allowed.matches(o)))
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, REQUEST_ID])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    api.layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(error::normalize_errors))
+        .layer(cors)
+        .layer(middleware::from_fn_with_state(metrics, observe))
+        .layer(middleware::from_fn(request_id))
+}
+
+/// Middleware: takes a sane incoming `X-Request-Id` or makes one, and returns it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::random::id("req_").unwrap_or_else(|_| "req_unavailable".into()));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// Middleware: latency by route template (never the raw path: bounded cardinality).
+async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    metrics.http(
+        &route,
+        &method,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    res
+}
+
+/// The caller, as the service sees it.
+struct Caller(RequestMeta);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let socket_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let client_ip = if state.trust_forwarded_for {
+            forwarded_for(&parts.headers).unwrap_or(socket_ip)
+        } else {
+            socket_ip
+        };
+        let trusted = match parts.headers.get(header::AUTHORIZATION) {
+            None => false,
+            Some(v) => {
+                let key = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.strip_prefix("Bearer "))
+                    .map(str::trim)
+                    .unwrap_or("");
+                if key.is_empty() || !state.service.policy().api_key_valid(key) {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_api_key",
+                        "the API key is not valid",
+                    ));
+                }
+                true
+            }
+        };
+        Ok(Self(RequestMeta {
+            request_id,
+            client_ip,
+            trusted,
+        }))
+    }
+}
+
+/// The client address a trusted proxy appended: the right-most valid entry.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .next_back()
+}
+
+/// Decodes a JSON body with clear errors: 415 without a JSON content type, 400 for bad
+/// JSON (syntax, invalid UTF-8) or a body that does not match (unknown field, wrong type).
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
+            Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            ),
+        }
+    })
+}
+
+/// The path id, or 404 for anything that cannot be one.
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(id)| id).map_err(|_| ApiError::not_found())
+}
+
+/// Starts a verification and sends the code.
+#[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
+    request_body = openapi::StartRequestDoc,
+    responses(
+        (status = 201, description = "Started; the SMS is on its way", body = openapi::VerificationDoc),
+        (status = 400, description = "Bad input", body = openapi::ErrorDoc),
+        (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
+        (status = 403, description = "Destination not allowed", body = openapi::ErrorDoc),
+        (status = 428, description = "Proof of work required (`challenge` in the body)", body = openapi::ErrorDoc),
+        (status = 429, description = "Rate limited (`Retry-After`)", body = openapi::ErrorDoc),
+        (status = 503, description = "Store or gateways unavailable", body = openapi::ErrorDoc),
+    ))]
+async fn start(
+    State(state): State<ApiState>,
+    Caller(meta): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: StartRequest = json_body(&headers, &body)?;
+    let input = StartInput {
+        phone: req.phone,
+        app: req.app,
+        locale: req.locale,
+        pow: req.pow,
+    };
+    let view = state.service.start(input, &meta).await?;
+    let mut res = (StatusCode::CREATED, Json(&view)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/verifications/{}", view.id)) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(res)
+}
+
+/// The state of a verification, with the delivery state kept current.
+#[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id")),
+    responses(
+        (status = 200, description = "The verification", body = openapi::VerificationDoc),
+        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+    ))]
+async fn status(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let view = state.service.status(&id).await?;
+    Ok(Json(view).into_response())
+}
+
+/// Checks a code; approves it once and returns the signed receipt.
+#[utoipa::path(post, path = "/v1/verifications/{id}/check", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id")),
+    request_body = openapi::CheckRequestDoc,
+    responses(
+        (status = 200, description = "Approved", body = openapi::CheckResponseDoc),
+        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 409, description = "Already used", body = openapi::ErrorDoc),
+        (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
+        (status = 422, description = "Wrong code (`attempts_left`)", body = openapi::ErrorDoc),
+        (status = 429, description = "No attempts left, or rate limited", body = openapi::ErrorDoc),
+    ))]
+async fn check(
+    State(state): State<ApiState>,
+    Caller(meta): Caller,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let req: CheckRequest = json_body(&headers, &body)?;
+    let out = state.service.check(&id, &req.code, &meta).await?;
+    Ok(Json(out).into_response())
+}
+
+/// The optional body of a resend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResendRequest {
+    #[serde(default)]
+    pow: Option<PowSolution>,
+}
+
+/// Sends a new code that replaces the old one.
+#[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id")),
+    request_body(content = openapi::ResendRequestDoc, description = "Optional: a solved proof of work"),
+    responses(
+        (status = 200, description = "A new code was sent", body = openapi::VerificationDoc),
+        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 409, description = "Already used", body = openapi::ErrorDoc),
+        (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
+        (status = 429, description = "Inside the cooldown (`Retry-After`), or too many sends", body = openapi::ErrorDoc),
+    ))]
+async fn resend(
+    State(state): State<ApiState>,
+    Caller(meta): Caller,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let req: ResendRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResendRequest::default()
+    } else {
+        json_body(&headers, &body)?
+    };
+    let view = state.service.resend(&id, req.pow, &meta).await?;
+    Ok(Json(view).into_response())
+}
+
+/// Cancels a verification.
+#[utoipa::path(delete, path = "/v1/verifications/{id}", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id")),
+    responses(
+        (status = 200, description = "Cancelled", body = openapi::VerificationDoc),
+        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 409, description = "Already used", body = openapi::ErrorDoc),
+    ))]
+async fn cancel(
+    State(state): State<ApiState>,
+    Caller(meta): Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let view = state.service.cancel(&id, &meta).await?;
+    Ok(Json(view).into_response())
+}
+
+/// The public keys receipts are signed with.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "receipts",
+    responses((status = 200, description = "JWK Set (Ed25519 OKP keys)", body = openapi::JwksDoc)))]
+async fn jwks(State(state): State<ApiState>) -> Response {
+    let mut res = Json(state.service.keys().jwks()).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: the store answers and at least one gateway is healthy.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready", body = openapi::ErrorDoc)))]
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let store = state.service.store().ping().await;
+    let gateways = state.service.dispatcher().ready().await;
+    match (&store, gateways) {
+        (Ok(()), true) => {
+            Json(serde_json::json!({"status": "ready", "store": "ok", "gateways": "ok"}))
+                .into_response()
+        }
+        _ => {
+            let what = match (store.is_ok(), gateways) {
+                (false, false) => "store and gateways unavailable",
+                (false, true) => "store unavailable",
+                _ => "no gateway available",
+            };
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", what);
+            e.cause = store.err().map(|e| e.to_string());
+            e.into_response()
+        }
+    }
+}
+
+/// Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics_text(State(state): State<ApiState>) -> Response {
+    let mut res = state.metrics.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1")))]
+async fn openapi_json() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_takes_the_last_valid_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, garbage, 10.0.0.7"),
+        );
+        assert_eq!(forwarded_for(&h), Some("10.0.0.7".parse().expect("ip")));
+        h.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
+        assert_eq!(forwarded_for(&h), None);
+    }
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics of the issuer, served as text at `GET /metrics`.
+//!
+//! Labels never carry a phone number, a code or a verification id: only outcomes, routes
+//! and gateway names, so the cardinality stays bounded.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The issuer's metrics.
+pub struct Metrics {
+    registry: Registry,
+    verifications: Family<Labels, Counter>,
+    checks: Family<Labels, Counter>,
+    dispatches: Family<Labels, Counter>,
+    http: Family<Labels, Histogram>,
+    pow_difficulty: Gauge<i64, AtomicI64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("otpgate");
+        let verifications = Family::<Labels, Counter>::default();
+        let checks = Family::<Labels, Counter>::default();
+        let dispatches = Family::<Labels, Counter>::default();
+        let http = Family::<Labels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+        );
+        let pow_difficulty = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "verifications",
+            "Verification starts and their terminal outcomes, by outcome",
+            verifications.clone(),
+        );
+        registry.register("checks", "Code checks, by result", checks.clone());
+        registry.register(
+            "dispatches",
+            "Sends handed to the gateway pool, by result",
+            dispatches.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by route, method and status class",
+            http.clone(),
+        );
+        registry.register(
+            "pow_difficulty",
+            "Current proof-of-work difficulty, bits",
+            pow_difficulty.clone(),
+        );
+        Self {
+            registry,
+            verifications,
+            checks,
+            dispatches,
+            http,
+            pow_difficulty,
+        }
+    }
+
+    /// Counts a verification outcome (`started`, `approved`, `rate_limited`, ...).
+    pub fn verification(&self, outcome: &'static str) {
+        self.verifications
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// Counts a check result (`approved`, `wrong_code`, `expired`, ...).
+    pub fn check(&self, result: &'static str) {
+        self.checks
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts a dispatch result (`accepted`, `skipped`, `no_capacity`, `unavailable`).
+    pub fn dispatch(&self, result: &'static str) {
+        self.dispatches
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Observes one HTTP request. `route` is the matched route template, never the raw path.
+    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = format!("{}xx", status / 100);
+        self.http
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("method", method.to_owned()),
+                ("status", class),
+            ])
+            .observe(seconds);
+    }
+
+    /// Sets the current proof-of-work difficulty.
+    pub fn set_pow_difficulty(&self, bits: u8) {
+        self.pow_difficulty.set(i64::from(bits));
+    }
+
+    /// The registry, to register more metrics (the gateway pool's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::new();
+        m.verification("started");
+        m.verification("started");
+        m.check("wrong_code");
+        m.http("/v1/verifications", "POST", 201, 0.003);
+        m.set_pow_difficulty(12);
+        let text = m.render();
+        assert!(
+            text.contains("otpgate_verifications_total{outcome=\"started\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otpgate_checks_total{result=\"wrong_code\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otpgate_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("route=\"/v1/verifications\""), "{text}");
+        assert!(text.contains("otpgate_pow_difficulty 12"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
