@@ -24,6 +24,7 @@ pub mod config;
 pub mod emulator;
 pub mod gateway;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod random;
 pub mod serve;
