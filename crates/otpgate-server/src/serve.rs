@@ -1,9 +1,368 @@
-//! `otpgate serve` (being written).
+//! `otpgate serve`: assembles the issuer and runs it until SIGINT/SIGTERM.
+//!
+//! [`run`] loads the configuration (dev mode without a file), sets up JSON logs and a tokio
+//! runtime, binds the listener and calls [`run_with_listener`], which tests reuse with a
+//! listener on `127.0.0.1:0` and their own shutdown future (mini-redis style).
+//!
+//! # Security
+//! Logs are structured JSON and never carry a code, a full number or a secret: the service
+//! logs numbers masked, and configuration errors never echo secret values.
 
-/// Runs the issuer.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use otpgate_core::phone::PhoneNumber;
+use otpgate_core::wire::DeliveryState;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiState, RouterOptions};
+use crate::audit::AuditLog;
+use crate::cli::ServeArgs;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{Config, Overrides, ProcessEnv, StoreKind};
+use crate::gateway::{DispatchError, Dispatcher, SendJob};
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::service::{Service, ServiceParts};
+use crate::store::{DeliveryRecord, EmbeddedStore, MemoryStore, RedisStore, Store};
+
+/// Runs the issuer: the body of `otpgate serve`.
 ///
 /// # Errors
-/// Configuration or start-up failures.
-pub fn run(_args: crate::cli::ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet implemented")
+/// A configuration error (file, key, reason), a port in use, a store that cannot be opened.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+    };
+    let config = Config::load(args.config.as_deref(), &overrides, &ProcessEnv)?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("otpgate")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        run_with_listener(config, listener, shutdown_signal()).await
+    })
+}
+
+/// JSON logs on stderr; the filter comes from `OTPGATE_LOG` (then `RUST_LOG`), default `info`.
+fn init_logging() {
+    let filter = std::env::var("OTPGATE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}
+
+/// A running issuer's parts (what tests may want to reach).
+pub struct Issuer {
+    /// The router with every layer.
+    pub router: Router,
+    /// The service.
+    pub service: Arc<Service>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").finish_non_exhaustive()
+    }
+}
+
+/// Opens the store of the configuration.
+///
+/// # Errors
+/// The store cannot be opened or reached.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store.kind {
+        StoreKind::Embedded => {
+            let path = config.store_path();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Arc::new(
+                EmbeddedStore::open(&path)
+                    .with_context(|| format!("cannot open the store {}", path.display()))?,
+            )
+        }
+        StoreKind::Redis => {
+            let url = config
+                .store
+                .url
+                .as_deref()
+                .context("store.url is required for the redis store")?;
+            Arc::new(
+                RedisStore::connect(url, &config.store.key_prefix)
+                    .await
+                    .context("cannot connect to Redis")?,
+            )
+        }
+        StoreKind::Memory => {
+            tracing::warn!("memory store: every verification is lost on restart");
+            Arc::new(MemoryStore::new())
+        }
+    })
+}
+
+/// Builds the issuer of `config` as it would listen on `local_addr`.
+///
+/// # Errors
+/// Keys, store, audit log or gateways cannot be set up.
+pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Issuer> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = KeyRing::load_or_create(&data_dir).context("cannot load the keys")?;
+    let store = open_store(config).await?;
+    let audit = if config.audit.enabled {
+        Arc::new(
+            AuditLog::open(&config.audit_path(), keys.pseudonym_key().to_vec())
+                .context("cannot open the audit log")?,
+        )
+    } else {
+        Arc::new(AuditLog::disabled())
+    };
+    let policy = Arc::new(Policy::new(
+        config.policy.clone(),
+        store.clone(),
+        keys.pow_key().to_vec(),
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let mut issuer_url = config.public_url();
+    if config.server.public_url.is_none() && config.server.listen.port() == 0 {
+        issuer_url = format!("http://{local_addr}");
+    }
+    let (dispatcher, extra) = dispatcher_for(config, store.clone(), clock.clone());
+    let service = Arc::new(Service::new(ServiceParts {
+        store: store.clone(),
+        keys,
+        audit,
+        policy,
+        dispatcher,
+        clock,
+        apps: config.apps.clone(),
+        issuer: issuer_url.clone(),
+        metrics: metrics.clone(),
+    }));
+    let state = ApiState {
+        service: service.clone(),
+        metrics,
+        trust_forwarded_for: config.server.trust_forwarded_for,
+    };
+    let options = RouterOptions {
+        body_limit: config.server.body_limit_bytes,
+        timeout: Duration::from_secs(config.server.request_timeout_secs),
+        cors_origins: config.cors_origins(),
+        static_dir: config.server.static_dir.clone().filter(|d| d.is_dir()),
+    };
+    let router = api::router(state, options, extra);
+    if config.dev_mode {
+        tracing::warn!(
+            listen = %local_addr,
+            data_dir = %data_dir.display(),
+            issuer = %issuer_url,
+            "DEV MODE: no configuration file; embedded store, emulated phone as the only gateway, \
+             demo app `demo`, CORS open to http://localhost:* — do not use in production"
+        );
+    }
+    Ok(Issuer {
+        router,
+        service,
+        store,
+    })
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains in-flight requests
+/// (at most `[server] shutdown_grace_secs`).
+///
+/// # Errors
+/// Set-up failures (see [`build`]) or a failing listener.
+pub async fn run_with_listener<F>(
+    config: Config,
+    listener: TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let local_addr = listener.local_addr()?;
+    let issuer = build(&config, local_addr).await?;
+    tracing::info!(listen = %local_addr, dev_mode = config.dev_mode, store = ?config.store.kind, "otpgate issuer listening");
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    };
+    let app = issuer
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let mut rx2 = rx.clone();
+    let drain_deadline = async move {
+        let _ = rx2.wait_for(|v| *v).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r.context("server failed")?,
+        () = drain_deadline => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    tracing::info!("otpgate issuer stopped");
+    Ok(())
+}
+
+/// The dispatcher of the configuration and the routes it adds.
+///
+/// STAND-IN until the gateway pool lands: an in-process sender that marks each message
+/// `sent` and keeps what it "sent" for `GET /_emulator/messages` in dev mode.
+fn dispatcher_for(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> (Arc<dyn Dispatcher>, Router) {
+    let sender = Arc::new(LocalSender {
+        store,
+        clock,
+        outbox: Mutex::new(Vec::new()),
+    });
+    let extra = if config.dev_mode {
+        Router::new()
+            .route("/_emulator/messages", get(outbox))
+            .with_state(sender.clone())
+    } else {
+        Router::new()
+    };
+    (sender, extra)
+}
+
+/// An in-process sender (stand-in for the gateway pool): nothing leaves the machine.
+struct LocalSender {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    outbox: Mutex<Vec<SentMessage>>,
+}
+
+/// What the in-process sender "sent".
+#[derive(Clone, Debug, Serialize)]
+struct SentMessage {
+    id: String,
+    phone: String,
+    text: String,
+    state: String,
+    created_at: String,
+    sent_at: String,
+    sim_number: u8,
+}
+
+#[async_trait]
+impl Dispatcher for LocalSender {
+    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError> {
+        let now = self.clock.now_ms();
+        let record = DeliveryRecord {
+            state: DeliveryState::Sent,
+            gateway: Some("local".into()),
+            message_id: Some(job.message.message_id.clone()),
+            updated_at_ms: now,
+            detail: None,
+        };
+        if self
+            .store
+            .update_delivery(&job.verification_id, job.code_version, &record)
+            .await
+            .is_err()
+        {
+            return Err(DispatchError::Unavailable);
+        }
+        if let Ok(mut outbox) = self.outbox.lock() {
+            if outbox.len() >= 1000 {
+                outbox.remove(0);
+            }
+            outbox.push(SentMessage {
+                id: job.message.message_id,
+                phone: job.message.phone,
+                text: job.message.text,
+                state: "Sent".into(),
+                created_at: rfc3339(now),
+                sent_at: rfc3339(now),
+                sim_number: 1,
+            });
+        }
+        Ok(())
+    }
+
+    async fn ready(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    phone: Option<String>,
+}
+
+async fn outbox(
+    State(sender): State<Arc<LocalSender>>,
+    Query(q): Query<OutboxQuery>,
+) -> axum::response::Response {
+    let phone = q.phone.map(|p| {
+        PhoneNumber::parse(&p)
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or(p)
+    });
+    let list: Vec<SentMessage> = sender
+        .outbox
+        .lock()
+        .map(|o| {
+            o.iter()
+                .filter(|m| phone.as_deref().is_none_or(|p| m.phone == p))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    axum::Json(list).into_response()
 }
