@@ -12,6 +12,15 @@ pub struct TextMessage {
     pub text: String,
 }
 
+/// `dataMessage`: a binary SMS to an application port.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct DataMessage {
+    /// The payload, base64.
+    pub data: String,
+    /// The destination port, 1..65535.
+    pub port: u16,
+}
+
 /// `POST /messages` body.
 #[derive(Clone, Debug, Default, Eq, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +37,9 @@ pub struct SendMessage {
     /// The legacy text form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// A binary SMS instead of text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_message: Option<DataMessage>,
     /// Recipients, E.164 (or encrypted blobs).
     pub phone_numbers: Vec<String>,
     /// Whether text and numbers are encrypted.
@@ -48,6 +60,9 @@ pub struct SendMessage {
     /// RFC 3339 alternative to `ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
+    /// RFC 3339: send no earlier than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_at: Option<String>,
 }
 
 /// One recipient's state.
@@ -85,7 +100,57 @@ pub struct MessageState {
     /// State → timestamp history.
     #[serde(default)]
     pub states: BTreeMap<String, String>,
+    /// The text, while the message is not hashed (and, in lists, only with `includeContent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_message: Option<TextMessage>,
+    /// The binary payload, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_message: Option<DataMessage>,
 }
+
+/// A registered webhook: `{id, deviceId, url, event}`.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// The id (≤ 36 chars); generated when absent; the same id replaces.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The device it applies to (cloud mode).
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The one event this webhook receives.
+    pub event: String,
+}
+
+/// `GET /health`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResponse {
+    /// `pass | warn | fail`.
+    pub status: String,
+    /// The app version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The release id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<serde_json::Value>,
+    /// Named checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<serde_json::Value>,
+}
+
+/// The seven message states, in the order a message moves through them.
+pub const STATES: [&str; 7] = [
+    "Pending",
+    "Processed",
+    "Sent",
+    "Delivered",
+    "Failed",
+    "Cancelling",
+    "Cancelled",
+];
 
 /// A webhook delivery: `{id, webhookId, event, deviceId, payload}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! The gateway bridge: adapters that reach SMS gateways (sms-gate.app phones first) behind
 //! one trait, and the dispatcher the issuer hands its sends to.
 
+pub mod crypto;
+
 use async_trait::async_trait;
 
 /// One SMS to send.
