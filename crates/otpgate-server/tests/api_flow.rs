@@ -1,0 +1,282 @@
+//! The verification flow over real HTTP, on the memory, embedded and Redis stores: the
+//! happy path with a receipt verified offline against the JWKS, wrong codes, attempts,
+//! expiry, resend rotation and cooldown, cancel, single use, and 200 concurrent checks.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod api_support;
+
+use std::sync::Arc;
+
+use api_support::{Backend, Harness, ISSUER, assert_error, open_policy};
+use otpgate_core::receipt::{Expectations, Jwks, verify};
+use otpgate_server::clock::Clock;
+use serde_json::json;
+
+const PHONE: &str = "+447700900123";
+
+async fn happy_path_receipt_verifies_with_the_jwks(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let (status, headers, body) = h
+        .post(
+            "/v1/verifications",
+            json!({"phone": "+44 7700 900123", "app": "shop"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(headers.get("x-request-id").is_some());
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["attempts_left"], 5);
+    assert_eq!(body["delivery"]["state"], "queued");
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(body["resend_at"].is_string());
+    // The SMS: code first, WebOTP line last, sent once, with the code's remaining life.
+    let code = h.code(&id);
+    {
+        let jobs = h.capture.jobs.lock().unwrap();
+        assert_eq!(jobs.len(), 1);
+        let job = &jobs[0];
+        assert_eq!(job.message.phone, PHONE);
+        assert!(
+            job.message
+                .text
+                .ends_with(&format!("@shop.example.com #{}", code)),
+            "{}",
+            job.message.text.len()
+        );
+        assert!(job.message.text.starts_with(&code));
+        assert!(job.message.ttl_secs > 290 && job.message.ttl_secs <= 300);
+        assert_eq!(job.message.message_id, format!("{id}.1.0"));
+    }
+    let (status, _, view) = h.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["id"], id.as_str());
+
+    let (status, _, body) = h.check(&id, &code).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+    let receipt = body["receipt"].as_str().unwrap();
+
+    let (status, headers, jwks) = h.get("/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    assert!(headers.get("cache-control").is_some());
+    let jwks: Jwks = serde_json::from_value(jwks).unwrap();
+    let expect = Expectations {
+        audience: "shop",
+        issuer: ISSUER,
+        now: h.clock.now_secs(),
+        leeway: 0,
+    };
+    let claims = verify(receipt, &jwks, &expect).expect("the receipt verifies");
+    assert_eq!(claims.sub, id);
+    assert_eq!(claims.jti, id);
+    assert_eq!(claims.phone_number, PHONE);
+    assert!(claims.phone_number_verified);
+    assert_eq!(claims.exp - claims.iat, 600);
+    // For another audience it does not.
+    let other = Expectations {
+        audience: "bank",
+        ..expect
+    };
+    assert!(verify(receipt, &jwks, &other).is_err());
+
+    // Single use: the same right code again is 409.
+    let (status, headers, body) = h.check(&id, &code).await;
+    assert_error(status, &headers, &body, 409, "already_used");
+    let (_, _, view) = h.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(view["status"], "approved");
+}
+
+async fn wrong_codes_count_down_then_no_attempts(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let id = h.start(PHONE).await;
+    let right = h.code(&id);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for left in (0..5).rev() {
+        let (status, headers, body) = h.check(&id, wrong).await;
+        assert_error(status, &headers, &body, 422, "wrong_code");
+        assert_eq!(body["error"]["attempts_left"], left, "{body}");
+    }
+    // Even the right code is refused once every attempt is spent.
+    let (status, headers, body) = h.check(&id, &right).await;
+    assert_error(status, &headers, &body, 429, "no_attempts_left");
+    let (_, _, view) = h.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(view["status"], "max_attempts_reached");
+    assert_eq!(view["attempts_left"], 0);
+    // A garbage code costs an attempt too, it is never a free probe.
+    let id = h.start("+447700900124").await;
+    let (status, _, body) = h.check(&id, "not a code").await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["attempts_left"], 4);
+}
+
+async fn expired_codes_are_gone(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let id = h.start(PHONE).await;
+    let code = h.code(&id);
+    h.clock.advance(300_000);
+    let (status, headers, body) = h.check(&id, &code).await;
+    assert_error(status, &headers, &body, 410, "expired");
+    let (_, _, view) = h.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(view["status"], "expired");
+    // A resend of an expired verification is refused too.
+    let (status, headers, body) = h
+        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
+        .await;
+    assert_error(status, &headers, &body, 410, "expired");
+}
+
+async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let id = h.start(PHONE).await;
+    let old = h.code(&id);
+    let (wrong_first, _, _) = h
+        .check(&id, if old == "000000" { "111111" } else { "000000" })
+        .await;
+    assert_eq!(wrong_first, 422);
+    // Inside the cooldown: 429 with Retry-After, nothing sent.
+    let res = h
+        .client
+        .post(h.url(&format!("/v1/verifications/{id}/resend")))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = api_support::split(res).await;
+    assert_error(status, &headers, &body, 429, "resend_cooldown");
+    let retry: u64 = headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert_eq!(h.sends(), 1);
+
+    h.clock.advance(30_000);
+    let res = h
+        .client
+        .post(h.url(&format!("/v1/verifications/{id}/resend")))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, view) = api_support::split(res).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["attempts_left"], 5, "attempts reset on a new code");
+    assert_eq!(h.sends(), 2);
+    let new = h.code(&id);
+    {
+        let jobs = h.capture.jobs.lock().unwrap();
+        assert_eq!(jobs[1].code_version, 2);
+        assert_eq!(jobs[1].message.message_id, format!("{id}.2.0"));
+    }
+    if new != old {
+        let (status, _, body) = h.check(&id, &old).await;
+        assert_eq!(status, 422, "the old code is dead: {body}");
+    }
+    // The next resend waits longer (back-off).
+    h.clock.advance(30_000);
+    let (status, headers, _) = h
+        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
+        .await;
+    assert_eq!(status, 429);
+    assert!(headers.get("retry-after").is_some());
+    let (status, _, body) = h.check(&id, &new).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, headers, body) = h
+        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
+        .await;
+    assert_error(status, &headers, &body, 409, "already_used");
+}
+
+async fn cancel_ends_the_verification(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let id = h.start(PHONE).await;
+    let code = h.code(&id);
+    let (status, _, view) = h.delete(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "cancelled");
+    let (status, headers, body) = h.check(&id, &code).await;
+    assert_error(status, &headers, &body, 410, "cancelled");
+    // Unknown and malformed ids answer the same 404.
+    for bad in [
+        "v_AAAAAAAAAAAAAAAAAAAAAA",
+        "nope",
+        "v_%2F..%2F",
+        &"x".repeat(3000),
+    ] {
+        let (status, headers, body) = h.delete(&format!("/v1/verifications/{bad}")).await;
+        assert_error(status, &headers, &body, 404, "not_found");
+        let (status, headers, body) = h.check(bad, "123456").await;
+        assert_error(status, &headers, &body, 404, "not_found");
+        let (status, headers, body) = h.get(&format!("/v1/verifications/{bad}")).await;
+        assert_error(status, &headers, &body, 404, "not_found");
+    }
+}
+
+async fn concurrent_right_codes_approve_exactly_once(backend: Backend) {
+    let mut policy = open_policy();
+    policy.max_attempts = 10;
+    let h = Arc::new(Harness::with_policy(backend, policy).await);
+    let id = h.start(PHONE).await;
+    let code = h.code(&id);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let h = h.clone();
+        let id = id.clone();
+        let code = code.clone();
+        tasks.push(tokio::spawn(async move { h.check(&id, &code).await }));
+    }
+    let mut approved = 0;
+    let mut receipts = 0;
+    for t in tasks {
+        let (status, _, body) = t.await.unwrap();
+        assert!(matches!(status, 200 | 409 | 429), "{status} {body}");
+        if status == 200 {
+            approved += 1;
+            receipts += usize::from(body["receipt"].is_string());
+        }
+    }
+    assert_eq!(approved, 1, "exactly one check wins");
+    assert_eq!(receipts, 1);
+}
+
+async fn test_numbers_use_their_fixed_code_and_never_send(backend: Backend) {
+    let mut policy = open_policy();
+    policy
+        .test_numbers
+        .insert("+15555550100".into(), "424242".into());
+    let h = Harness::with_policy(backend, policy).await;
+    let (status, _, body) = h
+        .post("/v1/verifications", json!({"phone": "+15555550100"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["delivery"]["state"], "skipped");
+    assert_eq!(h.sends(), 0);
+    let id = body["id"].as_str().unwrap();
+    let (status, _, body) = h.check(id, "424242").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn no_gateway_capacity_is_503_with_retry_after(backend: Backend) {
+    let h = Harness::new(backend).await;
+    *h.capture.no_capacity.lock().unwrap() = true;
+    let (status, headers, body) = h.post("/v1/verifications", json!({"phone": PHONE})).await;
+    assert_error(status, &headers, &body, 503, "no_gateway_capacity");
+    assert_eq!(headers.get("retry-after").unwrap(), "7");
+}
+
+on_every_store!(
+    happy_path_receipt_verifies_with_the_jwks,
+    wrong_codes_count_down_then_no_attempts,
+    expired_codes_are_gone,
+    resend_rotates_the_code_after_the_cooldown,
+    cancel_ends_the_verification,
+    concurrent_right_codes_approve_exactly_once,
+    test_numbers_use_their_fixed_code_and_never_send,
+    no_gateway_capacity_is_503_with_retry_after,
+);
