@@ -170,12 +170,24 @@ fn is_secret_key(key: &str) -> bool {
         || k.contains("digest")
 }
 
-/// A string that is (or contains) an international number.
+/// A string that is (or contains) an international number, separators allowed.
 fn looks_like_number(s: &str) -> bool {
     let b = s.as_bytes();
     b.iter().enumerate().any(|(i, &c)| {
-        c == b'+' && b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count() >= 7
+        c == b'+'
+            && b[i + 1..]
+                .iter()
+                .take_while(|d| d.is_ascii_digit() || matches!(d, b' ' | b'.' | b'-' | b'(' | b')'))
+                .filter(|d| d.is_ascii_digit())
+                .count()
+                >= 7
     })
+}
+
+/// Keys whose value is a number (masked whatever it looks like).
+fn is_number_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "to" || k.contains("phone") || k.contains("msisdn") || k.ends_with("number")
 }
 
 /// Drops secret-looking keys and masks numbers, recursively.
@@ -184,18 +196,27 @@ fn sanitize(v: Value) -> Value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, v) in map {
-                if !is_secret_key(&k) {
-                    out.insert(k, sanitize(v));
+                if is_secret_key(&k) {
+                    continue;
                 }
+                let v = match v {
+                    Value::String(s) if is_number_key(&k) && !s.starts_with("p:") => {
+                        Value::String(mask(&s))
+                    }
+                    other => sanitize(other),
+                };
+                out.insert(k, v);
             }
             Value::Object(out)
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sanitize).collect()),
-        Value::String(s) if looks_like_number(&s) => Value::String(
-            PhoneNumber::parse(&s).map_or_else(|_| "[redacted]".to_owned(), |p| p.masked()),
-        ),
+        Value::String(s) if looks_like_number(&s) => Value::String(mask(&s)),
         other => other,
     }
+}
+
+fn mask(s: &str) -> String {
+    PhoneNumber::parse(s).map_or_else(|_| "[redacted]".to_owned(), |p| p.masked())
 }
 
 /// Parses the `at` field written by [`rfc3339`] (`YYYY-MM-DDTHH:MM:SSZ`) to Unix ms.

@@ -1,0 +1,638 @@
+//! The policy gates: configuration bounds, every budget and its rollback, the destination
+//! allow-list and blocked prefixes, test numbers, API keys, the proof-of-work exchange and
+//! its adaptive difficulty.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use otpgate_core::phone::PhoneNumber;
+use otpgate_core::pow::{self, PowError};
+use otpgate_core::wire::PowSolution;
+use otpgate_server::clock::{Clock as _, ManualClock};
+use otpgate_server::policy::{Limit, Policy, PolicyConfig, PolicyError, StartContext};
+use otpgate_server::store::{MemoryStore, Store as _};
+use sha2::{Digest as _, Sha256};
+
+const POW_KEY: &[u8] = b"pow key of the policy tests, 32b";
+/// 2026-11-25T20:00:00Z.
+const T0: i64 = 1_795_636_800_000;
+
+struct Env {
+    policy: Policy,
+    store: Arc<MemoryStore>,
+    clock: ManualClock,
+}
+
+fn env(cfg: PolicyConfig) -> Env {
+    cfg.validate().expect("valid config");
+    let store = Arc::new(MemoryStore::new());
+    let policy = Policy::new(cfg, store.clone(), POW_KEY.to_vec());
+    Env {
+        policy,
+        store,
+        clock: ManualClock::new(T0),
+    }
+}
+
+/// No proof of work: budget tests.
+fn no_pow() -> PolicyConfig {
+    let mut c = PolicyConfig::default();
+    c.pow.enabled = false;
+    c
+}
+
+fn phone(s: &str) -> PhoneNumber {
+    PhoneNumber::parse(s).expect("phone")
+}
+
+fn ip(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+}
+
+impl Env {
+    async fn start(&self, p: &PhoneNumber, client: IpAddr) -> Result<Option<String>, PolicyError> {
+        self.start_with(p, client, false, None).await
+    }
+
+    async fn start_with(
+        &self,
+        p: &PhoneNumber,
+        client: IpAddr,
+        trusted: bool,
+        pow: Option<&PowSolution>,
+    ) -> Result<Option<String>, PolicyError> {
+        let ctx = StartContext {
+            phone: p,
+            app: "shop",
+            client_ip: client,
+            trusted,
+            pow,
+            now_ms: self.clock.now_ms(),
+        };
+        self.policy.admit_start(&ctx).await.map(|a| a.test_code)
+    }
+}
+
+fn scope(r: Result<Option<String>, PolicyError>) -> &'static str {
+    match r {
+        Err(PolicyError::RateLimited {
+            scope,
+            retry_after_secs,
+        }) => {
+            assert!(retry_after_secs >= 1);
+            scope
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_are_safe_and_valid() {
+    let c = PolicyConfig::default();
+    c.validate().expect("defaults valid");
+    assert_eq!(
+        (
+            c.lifetime_secs,
+            c.max_attempts,
+            c.cooldown_secs,
+            c.max_sends
+        ),
+        (300, 5, 30, 3)
+    );
+    assert_eq!(
+        c.budgets.phone,
+        Limit {
+            limit: 5,
+            window_secs: 600
+        }
+    );
+    assert_eq!(
+        c.budgets.phone_daily,
+        Limit {
+            limit: 10,
+            window_secs: 86_400
+        }
+    );
+    assert_eq!(
+        c.budgets.ip,
+        Limit {
+            limit: 20,
+            window_secs: 600
+        }
+    );
+    assert_eq!(
+        c.budgets.prefix,
+        Limit {
+            limit: 30,
+            window_secs: 600
+        }
+    );
+    assert!(!c.danger_allow_all_countries);
+    assert!(c.pow.enabled && c.pow.max_difficulty <= 22);
+    let p = env(c).policy;
+    assert_eq!(p.lifetime_ms(), 300_000);
+    assert_eq!(p.max_attempts(), 5);
+    assert_eq!(p.max_sends(), 3);
+    assert_eq!(
+        [p.cooldown_ms(1), p.cooldown_ms(2), p.cooldown_ms(3)],
+        [30_000, 60_000, 120_000]
+    );
+    assert_eq!(p.cooldown_ms(40), 3_600_000, "capped");
+}
+
+#[test]
+fn out_of_bounds_values_name_their_key() {
+    type Edit = Box<dyn Fn(&mut PolicyConfig)>;
+    fn case(key: &'static str, f: impl Fn(&mut PolicyConfig) + 'static) -> (&'static str, Edit) {
+        (key, Box::new(f))
+    }
+    let cases = [
+        case("lifetime_secs:", |c| c.lifetime_secs = 601),
+        case("lifetime_secs:", |c| c.lifetime_secs = 59),
+        case("max_attempts:", |c| c.max_attempts = 0),
+        case("max_attempts:", |c| c.max_attempts = 11),
+        case("cooldown_secs:", |c| c.cooldown_secs = 9),
+        case("max_sends:", |c| c.max_sends = 0),
+        case("budgets.phone.limit:", |c| c.budgets.phone.limit = 0),
+        case("budgets.global.window_secs:", |c| {
+            c.budgets.global.window_secs = 0
+        }),
+        case("allowed_countries[0]:", |c| {
+            c.allowed_countries = vec!["999".into()]
+        }),
+        case("allowed_countries:", |c| c.allowed_countries.clear()),
+        case("blocked_prefixes[0]:", |c| {
+            c.blocked_prefixes = vec!["+44x".into()]
+        }),
+        case("api_keys[0]:", |c| {
+            c.api_keys = vec!["my-plain-secret-key-in-config".into()]
+        }),
+        case("api_keys[0]:", |c| {
+            c.api_keys = vec!["env:OTPGATE_TEST_SURELY_UNSET_VAR".into()]
+        }),
+        case("test_numbers:", |c| {
+            c.test_numbers.insert("12345".into(), "123456".into());
+        }),
+        case("test_numbers:", |c| {
+            c.test_numbers.insert("+15555550100".into(), "12".into());
+        }),
+        case("pow.max_difficulty:", |c| c.pow.max_difficulty = 23),
+        case("pow.base_difficulty:", |c| c.pow.base_difficulty = 23),
+        case("pow.challenge_ttl_secs:", |c| c.pow.challenge_ttl_secs = 5),
+    ];
+    for (key, edit) in cases {
+        let mut c = PolicyConfig::default();
+        edit(&mut c);
+        let err = c.validate().expect_err(key);
+        assert!(err.starts_with(key), "{err} should start with {key}");
+    }
+    let mut c = PolicyConfig::default();
+    c.allowed_countries.clear();
+    c.danger_allow_all_countries = true;
+    c.validate().expect("allow-all is explicit");
+}
+
+#[test]
+fn the_config_parses_from_toml_and_refuses_unknown_keys() {
+    let c: PolicyConfig = toml::from_str(
+        "lifetime_secs = 120\nallowed_countries = [\"33\", \"+44\"]\n[budgets.phone]\nlimit = 3\nwindow_secs = 300\n[pow]\nbase_difficulty = 4\n[test_numbers]\n\"+15555550100\" = \"000000\"\n",
+    )
+    .expect("toml");
+    c.validate().expect("valid");
+    assert_eq!(c.lifetime_secs, 120);
+    assert_eq!(c.budgets.phone.limit, 3);
+    assert_eq!(c.budgets.ip.limit, 20, "unset budgets keep their defaults");
+    assert_eq!(c.pow.max_difficulty, 22);
+    assert!(toml::from_str::<PolicyConfig>("lifetime = 120").is_err());
+    assert!(toml::from_str::<PolicyConfig>("[pow]\nenable = true").is_err());
+}
+
+#[tokio::test]
+async fn phone_budget_per_ten_minutes_and_per_day() {
+    let e = env(no_pow());
+    let p = phone("+33612345678");
+    for i in 0..5 {
+        e.start(&p, ip(i)).await.expect("within budget");
+    }
+    assert_eq!(scope(e.start(&p, ip(99)).await), "phone");
+    e.clock.advance(600_000);
+    for i in 0..5 {
+        e.start(&p, ip(10 + i)).await.expect("next window");
+    }
+    e.clock.advance(600_000);
+    assert_eq!(scope(e.start(&p, ip(98)).await), "phone", "10 a day");
+    // Another number is not affected.
+    e.start(&phone("+33612345679"), ip(97))
+        .await
+        .expect("other number");
+}
+
+#[tokio::test]
+async fn ip_budget_and_trusted_callers() {
+    let e = env(no_pow());
+    for i in 0..20 {
+        e.start(&phone(&format!("+3361{:07}", i * 1000)), ip(1))
+            .await
+            .expect("within budget");
+    }
+    let next = phone("+33619999999");
+    assert_eq!(scope(e.start(&next, ip(1)).await), "ip");
+    e.start_with(&next, ip(1), true, None)
+        .await
+        .expect("an API-key caller skips the IP budget");
+    // IPv6 clients are counted per /64.
+    let e = env(no_pow());
+    for i in 0..20u16 {
+        let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1));
+        e.start(&phone(&format!("+3362{:07}", u32::from(i) * 1000)), a)
+            .await
+            .expect("within budget");
+    }
+    let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0xffff, 1, 2, 3));
+    assert_eq!(scope(e.start(&phone("+33629999999"), a).await), "ip");
+}
+
+#[tokio::test]
+async fn prefix_and_global_budgets() {
+    let e = env(no_pow());
+    for i in 0..30 {
+        e.start(&phone(&format!("+3361234{i:04}")), ip(i))
+            .await
+            .expect("within budget");
+    }
+    assert_eq!(
+        scope(e.start(&phone("+33612349999"), ip(100)).await),
+        "prefix"
+    );
+    e.start(&phone("+33612449999"), ip(101))
+        .await
+        .expect("another prefix");
+
+    let mut c = no_pow();
+    c.budgets.global = Limit {
+        limit: 3,
+        window_secs: 60,
+    };
+    let e = env(c);
+    for i in 0..3 {
+        e.start(&phone(&format!("+336{i}0000000")), ip(i))
+            .await
+            .expect("within budget");
+    }
+    assert_eq!(
+        scope(e.start(&phone("+33690000000"), ip(9)).await),
+        "global"
+    );
+    e.clock.advance(60_000);
+    e.start(&phone("+33690000000"), ip(9))
+        .await
+        .expect("next minute");
+}
+
+#[tokio::test]
+async fn a_refusal_gives_back_the_budgets_already_taken() {
+    let mut c = no_pow();
+    c.budgets.phone = Limit {
+        limit: 1,
+        window_secs: 600,
+    };
+    c.budgets.global = Limit {
+        limit: 1,
+        window_secs: 60,
+    };
+    let e = env(c);
+    e.start(&phone("+33611111111"), ip(1)).await.expect("first");
+    let y = phone("+33622222222");
+    assert_eq!(scope(e.start(&y, ip(2)).await), "global");
+    e.clock.advance(60_000);
+    // The phone budget of y (limit 1 per 10 min) was refunded when the global one refused.
+    e.start(&y, ip(2))
+        .await
+        .expect("phone budget was given back");
+    let used = e
+        .store
+        .budget_used(&format!("pol:b:ip:{}", ip(2)), 600_000, e.clock.now_ms())
+        .await
+        .expect("used");
+    assert_eq!(used, 1, "the refused attempt's IP unit was refunded too");
+}
+
+#[tokio::test]
+async fn destinations_allow_list_and_blocked_prefixes() {
+    let mut c = no_pow();
+    c.blocked_prefixes = vec!["+4470".into()];
+    let e = env(c);
+    assert_eq!(
+        e.start(&phone("+79161234567"), ip(1)).await,
+        Err(PolicyError::CountryNotAllowed)
+    );
+    assert_eq!(
+        e.start(&phone("+2348012345678"), ip(1)).await,
+        Err(PolicyError::CountryNotAllowed)
+    );
+    assert_eq!(
+        e.start(&phone("+447012345678"), ip(1)).await,
+        Err(PolicyError::CountryNotAllowed)
+    );
+    e.start(&phone("+447700900123"), ip(1))
+        .await
+        .expect("UK mobile allowed");
+    assert_eq!(
+        PolicyError::CountryNotAllowed.code(),
+        "destination_not_allowed"
+    );
+
+    let mut c = no_pow();
+    c.danger_allow_all_countries = true;
+    let e = env(c);
+    e.start(&phone("+79161234567"), ip(1))
+        .await
+        .expect("allow-all");
+
+    let mut c = no_pow();
+    c.allowed_countries = vec!["234".into()];
+    let e = env(c);
+    e.start(&phone("+2348012345678"), ip(1))
+        .await
+        .expect("listed");
+    assert_eq!(
+        e.start(&phone("+33612345678"), ip(1)).await,
+        Err(PolicyError::CountryNotAllowed)
+    );
+}
+
+#[tokio::test]
+async fn test_numbers_get_their_fixed_code_and_spend_nothing() {
+    let mut c = PolicyConfig::default();
+    c.pow.base_difficulty = 20;
+    c.test_numbers
+        .insert("+1 (555) 555-0100".into(), "424242".into());
+    c.test_numbers
+        .insert("+79161234567".into(), "111111".into());
+    let e = env(c);
+    let t = phone("+15555550100");
+    assert_eq!(e.policy.test_code(&t), Some("424242"));
+    for _ in 0..50 {
+        assert_eq!(
+            e.start(&t, ip(1)).await,
+            Ok(Some("424242".into())),
+            "no budget, no PoW"
+        );
+    }
+    let now = e.clock.now_ms();
+    assert_eq!(
+        e.store
+            .budget_used("pol:b:ph:+15555550100", 600_000, now)
+            .await
+            .expect("used"),
+        0,
+        "no budget"
+    );
+    assert_eq!(
+        e.store
+            .budget_used("pol:b:g", 60_000, now)
+            .await
+            .expect("used"),
+        0,
+        "no budget"
+    );
+    // The allow-list still comes first.
+    assert_eq!(
+        e.start(&phone("+79161234567"), ip(1)).await,
+        Err(PolicyError::CountryNotAllowed)
+    );
+    assert_eq!(e.policy.test_code(&phone("+15555550101")), None);
+}
+
+#[tokio::test]
+async fn api_keys_compare_by_digest() {
+    let key = "backend-key-0123456789abcdef";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("api-key");
+    std::fs::write(&file, "another-backend-key-0123456789\n").expect("write");
+    let mut c = no_pow();
+    c.api_keys = vec![
+        format!("sha256:{}", hex::encode(Sha256::digest(key))),
+        format!("file:{}", file.display()),
+    ];
+    let e = env(c);
+    assert!(e.policy.api_key_valid(key));
+    assert!(e.policy.api_key_valid("another-backend-key-0123456789"));
+    for wrong in [
+        "",
+        "backend-key-0123456789abcde",
+        "backend-key-0123456789abcdef ",
+        "sha256:",
+    ] {
+        assert!(!e.policy.api_key_valid(wrong), "{wrong:?}");
+    }
+    assert!(
+        !env(no_pow()).policy.api_key_valid(key),
+        "no keys configured"
+    );
+}
+
+#[tokio::test]
+async fn proof_of_work_required_solved_accepted_and_not_replayable() {
+    let mut c = PolicyConfig::default();
+    c.pow.base_difficulty = 8;
+    let e = env(c);
+    let p = phone("+33612345678");
+    let challenge = match e.start(&p, ip(1)).await {
+        Err(PolicyError::PowRequired { challenge }) => challenge,
+        other => panic!("expected pow_required, got {other:?}"),
+    };
+    assert_eq!(pow::describe(&challenge).expect("format").0, 8);
+    let nonce = pow::solve(&challenge, 1 << 20)
+        .expect("format")
+        .expect("solved");
+    let sol = PowSolution {
+        challenge: challenge.clone(),
+        nonce,
+    };
+    e.start_with(&p, ip(1), false, Some(&sol))
+        .await
+        .expect("solved: admitted");
+    assert_eq!(
+        e.start_with(&p, ip(2), false, Some(&sol)).await,
+        Err(PolicyError::PowReplayed),
+        "one solution, one send"
+    );
+    assert_eq!(PolicyError::PowReplayed.code(), "pow_replayed");
+
+    // Bound to the number (and the app).
+    let c2 = match e.start(&p, ip(3)).await {
+        Err(PolicyError::PowRequired { challenge }) => challenge,
+        other => panic!("expected pow_required, got {other:?}"),
+    };
+    let sol2 = PowSolution {
+        nonce: pow::solve(&c2, 1 << 20).expect("ok").expect("solved"),
+        challenge: c2,
+    };
+    assert_eq!(
+        e.start_with(&phone("+33612345679"), ip(3), false, Some(&sol2))
+            .await,
+        Err(PolicyError::PowInvalid(PowError::Forged))
+    );
+    // A wrong nonce, then expiry.
+    let bad = PowSolution {
+        nonce: (0..)
+            .find(|n| pow::work(&sol2.challenge, *n) < 8)
+            .expect("a bad nonce"),
+        ..sol2.clone()
+    };
+    assert_eq!(
+        e.start_with(&p, ip(3), false, Some(&bad)).await,
+        Err(PolicyError::PowInvalid(PowError::Insufficient))
+    );
+    e.clock.advance(121_000);
+    assert_eq!(
+        e.start_with(&p, ip(3), false, Some(&sol2)).await,
+        Err(PolicyError::PowInvalid(PowError::Expired))
+    );
+    // A trusted backend needs none.
+    e.start_with(&p, ip(4), true, None)
+        .await
+        .expect("API-key callers skip the PoW");
+}
+
+async fn difficulty_asked(e: &Env, p: &PhoneNumber) -> u8 {
+    match e.start(p, ip(7777)).await {
+        Ok(_) => 0,
+        Err(PolicyError::PowRequired { challenge }) => pow::describe(&challenge).expect("format").0,
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
+    let mut c = PolicyConfig::default();
+    c.budgets.global = Limit {
+        limit: 100,
+        window_secs: 60,
+    };
+    let e = env(c);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33600000001")).await,
+        0,
+        "quiet: no work asked"
+    );
+    assert_eq!(e.policy.current_difficulty(), 0);
+    // A burst of sends to many ranges that are never approved (a backend with an API key
+    // is used to generate it here, as the attacker would through the front door).
+    for i in 0..60 {
+        e.start_with(
+            &phone(&format!("+336{:02}000000", i + 10)),
+            ip(i),
+            true,
+            None,
+        )
+        .await
+        .expect("trusted");
+    }
+    e.clock.advance(1_000);
+    let d = difficulty_asked(&e, &phone("+33100000000")).await;
+    // 61 % of the global budget (+6) and no approval out of 61 sends (+12).
+    assert_eq!(d, 18);
+    assert_eq!(e.policy.current_difficulty(), 18);
+    // The global window passes: only the approval ratio remains.
+    e.clock.advance(60_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33100000001")).await, 12);
+    // The signal window passes: back to nothing.
+    e.clock.advance(600_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33100000002")).await, 0);
+    assert_eq!(e.policy.current_difficulty(), 0);
+}
+
+#[tokio::test]
+async fn approvals_keep_the_difficulty_down_and_prefix_bursts_raise_it() {
+    let e = env(PolicyConfig::default());
+    for i in 0..40 {
+        e.start_with(
+            &phone(&format!("+336{:02}000000", i + 10)),
+            ip(i),
+            true,
+            None,
+        )
+        .await
+        .expect("trusted");
+        e.policy.record_check(true, e.clock.now_ms()).await;
+    }
+    e.clock.advance(1_000);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000000")).await,
+        0,
+        "every code entered: legit traffic"
+    );
+
+    // Fifteen sends on one prefix (half its budget): that prefix needs work, others not.
+    for i in 0..15 {
+        e.start_with(&phone(&format!("+3370000{i:04}")), ip(1), true, None)
+            .await
+            .expect("trusted");
+    }
+    assert_eq!(difficulty_asked(&e, &phone("+33700009999")).await, 6);
+    assert_eq!(difficulty_asked(&e, &phone("+33710009999")).await, 0);
+}
+
+#[tokio::test]
+async fn checks_are_limited_per_ip() {
+    let mut c = no_pow();
+    c.budgets.check_ip = Limit {
+        limit: 3,
+        window_secs: 600,
+    };
+    let e = env(c);
+    for _ in 0..3 {
+        e.policy
+            .admit_check(ip(1), e.clock.now_ms())
+            .await
+            .expect("within budget");
+    }
+    match e.policy.admit_check(ip(1), e.clock.now_ms()).await {
+        Err(PolicyError::RateLimited {
+            scope: "check_ip",
+            retry_after_secs,
+        }) => assert!(retry_after_secs <= 600),
+        other => panic!("expected check_ip limit, got {other:?}"),
+    }
+    e.policy
+        .admit_check(ip(2), e.clock.now_ms())
+        .await
+        .expect("another IP");
+}
+
+#[tokio::test]
+async fn resends_spend_the_phone_budget_but_not_the_ip_budget() {
+    let mut c = no_pow();
+    c.budgets.ip = Limit {
+        limit: 1,
+        window_secs: 600,
+    };
+    let e = env(c);
+    let p = phone("+33612345678");
+    e.start(&p, ip(1)).await.expect("start");
+    for _ in 0..4 {
+        let ctx = StartContext {
+            phone: &p,
+            app: "shop",
+            client_ip: ip(1),
+            trusted: false,
+            pow: None,
+            now_ms: e.clock.now_ms(),
+        };
+        e.policy.admit_resend(&ctx).await.expect("resend");
+    }
+    let ctx = StartContext {
+        phone: &p,
+        app: "shop",
+        client_ip: ip(1),
+        trusted: false,
+        pow: None,
+        now_ms: e.clock.now_ms(),
+    };
+    assert!(matches!(
+        e.policy.admit_resend(&ctx).await,
+        Err(PolicyError::RateLimited { scope: "phone", .. })
+    ));
+}
