@@ -137,30 +137,24 @@ pub fn app_hash(
         .map_err(|e| from_core(e.code(), &e))
 }
 
-/// Whether `message` ends with the SMS Retriever app hash `expected` (compared in constant
-/// time).
+/// Whether `message` carries the SMS Retriever app hash `expected` as a whitespace-separated
+/// token (what Play services require; the core's rule).
 ///
 /// # Errors
-/// `invalid_argument` when an argument is not a string or `expected` is not 11 base64
-/// characters.
+/// `invalid_argument` when an argument is not a string or `expected` is not 11 characters of
+/// the standard base64 alphabet.
 #[wasm_bindgen(js_name = verifyAppHash)]
 pub fn verify_app_hash(
     #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string")] expected: JsValue,
 ) -> Result<bool, JsValue> {
     let expected = text_arg(&expected, "expected")?;
-    if expected.len() != 11
-        || !expected
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-    {
+    if !sms::compose::is_valid_app_hash(&expected) {
         return Err(invalid("expected must be an 11-character app hash"));
     }
-    let message = text_arg(&message, "message")?;
-    let found = sms::parse::parse_ref(&message).app_hash.unwrap_or_default();
-    Ok(otpgate_core::code::ct_eq(
-        found.as_bytes(),
-        expected.as_bytes(),
+    Ok(sms::app_hash::verify_app_hash(
+        &text_arg(&message, "message")?,
+        &expected,
     ))
 }
 

@@ -1,0 +1,909 @@
+//! Tests shared by `tests/node.rs` (Node) and `tests/web.rs` (headless Chromium): every
+//! export through its Rust entry point, with JS values in and out, plus the whole flow against
+//! a real `otpgate serve` (dev mode) named by `OTPGATE_TEST_SERVER` at build time.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ed25519_dalek::SigningKey;
+use js_sys::{Array, Function, JSON, Object, Promise, Reflect, Uint8Array};
+use otpgate::OtpClient;
+use otpgate_core::receipt::{self, Claims, Jwk, Jwks};
+use otpgate_core::rng::{RngUnavailable, SecureRandom};
+use otpgate_core::{pow, webhook};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+const DER: &[u8] =
+    include_bytes!("../../crates/otpgate-core/src/sms/testdata/rn-template-debug.der");
+const PEM: &str = include_str!("../../crates/otpgate-core/src/sms/testdata/rn-template-debug.pem");
+
+/// The issuer the integration tests use. Required: a missing server is a failure, not a skip.
+pub fn server() -> &'static str {
+    option_env!("OTPGATE_TEST_SERVER")
+        .expect("OTPGATE_TEST_SERVER must name a running `otpgate serve` (dev mode); scripts/test.sh sets it")
+}
+
+pub fn get(value: &JsValue, path: &str) -> JsValue {
+    path.split('.').fold(value.clone(), |v, key| {
+        Reflect::get(&v, &key.into()).expect("object")
+    })
+}
+
+pub fn text(value: &JsValue, path: &str) -> String {
+    get(value, path)
+        .as_string()
+        .unwrap_or_else(|| panic!("{path} is not a string in {}", stringify(value)))
+}
+
+pub fn stringify(value: &JsValue) -> String {
+    JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+pub fn obj(entries: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in entries {
+        Reflect::set(&o, &(*k).into(), v).expect("set");
+    }
+    o.into()
+}
+
+/// The `code` of an `OtpError`, checking that it is one.
+pub fn code_of(err: &JsValue) -> String {
+    assert!(
+        err.is_instance_of::<js_sys::Error>(),
+        "not an Error: {err:?}"
+    );
+    assert_eq!(text(err, "name"), "OtpError");
+    text(err, "code")
+}
+
+pub async fn resolve(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+struct Fixed(u8);
+impl SecureRandom for Fixed {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), RngUnavailable> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- SMS
+
+#[wasm_bindgen_test]
+fn parse_sms_matches_the_cli_shape() {
+    let cases = [
+        (
+            "Your code is 123456\n@shop.example.com #123456",
+            r#"{"code":"123456","webotp":{"host":"shop.example.com","code":"123456","iframe_host":null},"app_hash":null}"#,
+        ),
+        (
+            "Code 4821\n@top.example #4821 @pay.example",
+            r#"{"code":"4821","webotp":{"host":"top.example","code":"4821","iframe_host":"pay.example"},"app_hash":null}"#,
+        ),
+        // A trailing newline means no origin-bound code (WICG: the last line is empty).
+        (
+            "Hi\n@shop.example.com #123456\n",
+            r#"{"code":"123456","webotp":null,"app_hash":null}"#,
+        ),
+        ("hello", r#"{"code":null,"webotp":null,"app_hash":null}"#),
+    ];
+    for (sms, expected) in cases {
+        let got = stringify(&otpgate::parse_sms(sms.into()).expect("parses"));
+        let got: JsValue = JSON::parse(&got).expect("json");
+        let want: JsValue = JSON::parse(expected).expect("json");
+        assert_eq!(stringify(&got), stringify(&want), "{sms:?}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn parse_sms_reports_the_app_hash_and_refuses_non_strings() {
+    let parsed =
+        otpgate::parse_sms("<#> Your code is 123456\n@shop.example #123456 kFUwfusCq/+".into())
+            .expect("parses");
+    assert_eq!(text(&parsed, "app_hash"), "kFUwfusCq/+");
+    assert_eq!(text(&parsed, "webotp.code"), "123456");
+    let err = otpgate::parse_sms(JsValue::from_f64(5.0)).expect_err("not a string");
+    assert_eq!(code_of(&err), "invalid_argument");
+}
+
+#[wasm_bindgen_test]
+fn sms_segments_counts_units() {
+    let s = otpgate::sms_segments("hello".into()).expect("ok");
+    assert_eq!(
+        stringify(&s),
+        r#"{"encoding":"GSM-7","segments":1,"units":5}"#
+    );
+    let euro = otpgate::sms_segments("€".into()).expect("ok");
+    assert_eq!(
+        get(&euro, "units").as_f64(),
+        Some(2.0),
+        "extension characters count 2"
+    );
+    let long = otpgate::sms_segments("Привет".repeat(12).into()).expect("ok");
+    assert_eq!(text(&long, "encoding"), "UCS-2");
+    assert_eq!(get(&long, "units").as_f64(), Some(72.0));
+    assert_eq!(get(&long, "segments").as_f64(), Some(2.0));
+}
+
+#[wasm_bindgen_test]
+fn compose_sms_round_trips_through_parse() {
+    let opts = obj(&[
+        ("app", "Shop".into()),
+        ("code", "482913".into()),
+        ("origin", "shop.example.com".into()),
+        ("appHash", "kFUwfusCq/+".into()),
+    ]);
+    let composed = otpgate::compose_sms(opts).expect("composes");
+    assert_eq!(get(&composed, "segments").as_f64(), Some(1.0));
+    assert_eq!(text(&composed, "encoding"), "GSM-7");
+    let parsed = otpgate::parse_sms(get(&composed, "text")).expect("parses");
+    assert_eq!(text(&parsed, "webotp.host"), "shop.example.com");
+    assert_eq!(text(&parsed, "code"), "482913");
+    assert_eq!(text(&parsed, "app_hash"), "kFUwfusCq/+");
+
+    let bad = otpgate::compose_sms(obj(&[("app", "Shop".into()), ("code", "12".into())]))
+        .expect_err("short code");
+    assert_eq!(code_of(&bad), "bad_code");
+    let bad = otpgate::compose_sms(obj(&[("app", "Shop".into())])).expect_err("no code");
+    assert_eq!(code_of(&bad), "invalid_argument");
+    let layout = obj(&[
+        ("app", "Shop".into()),
+        ("code", "123456".into()),
+        ("layout", "sideways".into()),
+    ]);
+    assert_eq!(
+        code_of(&otpgate::compose_sms(layout).expect_err("layout")),
+        "invalid_argument"
+    );
+}
+
+#[wasm_bindgen_test]
+fn app_hash_from_der_and_pem() {
+    let der = Uint8Array::from(DER);
+    assert_eq!(
+        otpgate::app_hash("com.awesomeproject".into(), der.into()).expect("der"),
+        "kFUwfusCq/+"
+    );
+    assert_eq!(
+        otpgate::app_hash("com.awesomeproject".into(), PEM.into()).expect("pem"),
+        "kFUwfusCq/+"
+    );
+    let err = otpgate::app_hash(
+        "com.awesomeproject".into(),
+        Uint8Array::from(&b"junk"[..]).into(),
+    )
+    .expect_err("bad");
+    assert_eq!(code_of(&err), "bad_certificate");
+    let err =
+        otpgate::app_hash("nodots".into(), Uint8Array::from(DER).into()).expect_err("bad package");
+    assert_eq!(code_of(&err), "bad_package");
+    let err = otpgate::app_hash("com.a.b".into(), JsValue::from_f64(1.0)).expect_err("not bytes");
+    assert_eq!(code_of(&err), "invalid_argument");
+}
+
+#[wasm_bindgen_test]
+fn verify_app_hash_checks_tokens() {
+    let sms = "<#> Your code is 123456\n@shop.example #123456 kFUwfusCq/+";
+    assert_eq!(
+        otpgate::verify_app_hash(sms.into(), "kFUwfusCq/+".into()),
+        Ok(true)
+    );
+    assert_eq!(
+        otpgate::verify_app_hash(sms.into(), "AAAAAAAAAAA".into()),
+        Ok(false)
+    );
+    let err = otpgate::verify_app_hash(sms.into(), "short".into()).expect_err("malformed");
+    assert_eq!(code_of(&err), "invalid_argument");
+}
+
+// ---------------------------------------------------------------- receipts
+
+fn claims() -> Claims {
+    Claims {
+        iss: "https://otp.example.com".into(),
+        aud: "shop".into(),
+        sub: "v_AAAAAAAAAAAAAAAAAAAAAA".into(),
+        jti: "v_AAAAAAAAAAAAAAAAAAAAAA".into(),
+        phone_number: "+447700900123".into(),
+        phone_number_verified: true,
+        iat: 1_700_000_000,
+        exp: 1_700_000_600,
+    }
+}
+
+fn jwks_js(key: &SigningKey) -> JsValue {
+    let jwks = Jwks {
+        keys: vec![Jwk::ed25519("k1", &key.verifying_key())],
+    };
+    let keys: Array = jwks
+        .keys
+        .iter()
+        .map(|k| {
+            obj(&[
+                ("kty", k.kty.as_str().into()),
+                ("crv", k.crv.as_str().into()),
+                ("x", k.x.as_str().into()),
+                ("kid", k.kid.as_str().into()),
+            ])
+        })
+        .collect();
+    obj(&[("keys", keys.into())])
+}
+
+fn expect(now: f64) -> JsValue {
+    obj(&[
+        ("audience", "shop".into()),
+        ("issuer", "https://otp.example.com".into()),
+        ("now", now.into()),
+    ])
+}
+
+#[wasm_bindgen_test]
+fn verify_receipt_accepts_a_good_receipt_and_refuses_the_rest() {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let jwt = receipt::sign(&key, "k1", &claims());
+    let jwks = jwks_js(&key);
+    let got = otpgate::verify_receipt(jwt.clone().into(), jwks.clone(), expect(1_700_000_100.0))
+        .expect("valid");
+    assert_eq!(text(&got, "phone_number"), "+447700900123");
+    assert_eq!(get(&got, "phone_number_verified"), JsValue::TRUE);
+    assert_eq!(get(&got, "exp").as_f64(), Some(1_700_000_600.0));
+    // The JWKS as JSON text works too.
+    let as_text = JsValue::from(stringify(&jwks));
+    assert!(otpgate::verify_receipt(jwt.clone().into(), as_text, expect(1_700_000_100.0)).is_ok());
+
+    let err = |jwt: &str, jwks: &JsValue, opts: JsValue| {
+        code_of(&otpgate::verify_receipt(jwt.into(), jwks.clone(), opts).expect_err("refused"))
+    };
+    assert_eq!(err(&jwt, &jwks, expect(1_700_000_601.0)), "receipt_expired");
+    let wrong_aud = obj(&[
+        ("audience", "bank".into()),
+        ("issuer", "https://otp.example.com".into()),
+        ("now", 1_700_000_100.0.into()),
+    ]);
+    assert_eq!(err(&jwt, &jwks, wrong_aud), "receipt_wrong_audience");
+    let other = jwks_js(&SigningKey::from_bytes(&[8; 32]));
+    assert_eq!(
+        err(&jwt, &other, expect(1_700_000_100.0)),
+        "receipt_bad_signature"
+    );
+    let mut tampered = claims();
+    tampered.phone_number = "+447700900999".into();
+    let forged = receipt::sign(&SigningKey::from_bytes(&[9; 32]), "k1", &tampered);
+    assert_eq!(
+        err(&forged, &jwks, expect(1_700_000_100.0)),
+        "receipt_bad_signature"
+    );
+    assert_eq!(
+        err("a.b", &jwks, expect(1_700_000_100.0)),
+        "receipt_malformed"
+    );
+    // Options and JWKS are validated.
+    assert_eq!(
+        err(&jwt, &jwks, obj(&[("issuer", "x".into())])),
+        "invalid_argument"
+    );
+    assert_eq!(
+        err(&jwt, &obj(&[("keys", 3.into())]), expect(1.0)),
+        "invalid_argument"
+    );
+    let leeway = obj(&[
+        ("audience", "shop".into()),
+        ("issuer", "https://otp.example.com".into()),
+        ("leeway", (-1).into()),
+    ]);
+    assert_eq!(err(&jwt, &jwks, leeway), "invalid_argument");
+}
+
+#[wasm_bindgen_test]
+fn verify_receipt_defaults_now_to_the_js_clock() {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let now = (js_sys::Date::now() / 1000.0) as i64;
+    let fresh = Claims {
+        iat: now - 5,
+        exp: now + 600,
+        ..claims()
+    };
+    let jwt = receipt::sign(&key, "k1", &fresh);
+    let opts = obj(&[
+        ("audience", "shop".into()),
+        ("issuer", "https://otp.example.com".into()),
+    ]);
+    assert!(otpgate::verify_receipt(jwt.into(), jwks_js(&key), opts.clone()).is_ok());
+    let old = receipt::sign(&key, "k1", &claims());
+    assert_eq!(
+        code_of(&otpgate::verify_receipt(old.into(), jwks_js(&key), opts).expect_err("old")),
+        "receipt_expired"
+    );
+}
+
+// ---------------------------------------------------------------- webhooks
+
+#[wasm_bindgen_test]
+fn verify_webhook_signature_checks_body_time_and_key() {
+    let body = r#"{"event":"sms:delivered","payload":{"messageId":"m1"}}"#;
+    let sig = webhook::sign_smsgate("s3cret", body.as_bytes(), "1700000000");
+    let opts = |now: f64| obj(&[("now", now.into())]);
+    let ok = otpgate::verify_webhook_signature(
+        "s3cret".into(),
+        body.into(),
+        "1700000000".into(),
+        sig.clone().into(),
+        opts(1_700_000_100.0),
+    );
+    assert_eq!(ok, Ok(true));
+    let bytes = Uint8Array::from(body.as_bytes());
+    let ok = otpgate::verify_webhook_signature(
+        "s3cret".into(),
+        bytes.into(),
+        1_700_000_000.0.into(),
+        sig.clone().into(),
+        opts(1_700_000_000.0),
+    );
+    assert_eq!(
+        ok,
+        Ok(true),
+        "a Uint8Array body and a numeric timestamp work"
+    );
+
+    let err = |key: &str, body: &str, ts: JsValue, sig: JsValue, o: JsValue| {
+        code_of(
+            &otpgate::verify_webhook_signature(key.into(), body.into(), ts, sig, o)
+                .expect_err("refused"),
+        )
+    };
+    let tampered = body.replace("m1", "m2");
+    assert_eq!(
+        err(
+            "s3cret",
+            &tampered,
+            "1700000000".into(),
+            sig.clone().into(),
+            opts(1_700_000_000.0)
+        ),
+        "bad_signature"
+    );
+    assert_eq!(
+        err(
+            "other",
+            body,
+            "1700000000".into(),
+            sig.clone().into(),
+            opts(1_700_000_000.0)
+        ),
+        "bad_signature"
+    );
+    assert_eq!(
+        err(
+            "s3cret",
+            body,
+            "1700000000".into(),
+            sig.clone().into(),
+            opts(1_700_000_301.0)
+        ),
+        "stale_timestamp"
+    );
+    assert_eq!(
+        err(
+            "s3cret",
+            body,
+            JsValue::NULL,
+            sig.clone().into(),
+            opts(1_700_000_000.0)
+        ),
+        "missing_signature"
+    );
+    assert_eq!(
+        err(
+            "s3cret",
+            body,
+            "17e8".into(),
+            sig.clone().into(),
+            opts(1_700_000_000.0)
+        ),
+        "bad_timestamp"
+    );
+    let window = obj(&[("now", 1_700_000_100.0.into()), ("windowSecs", 10.into())]);
+    assert_eq!(
+        err("s3cret", body, "1700000000".into(), sig.into(), window),
+        "stale_timestamp"
+    );
+    // Default clock: a signature from 2023 is stale today.
+    let old = webhook::sign_smsgate("s3cret", body.as_bytes(), "1700000000");
+    assert_eq!(
+        err(
+            "s3cret",
+            body,
+            "1700000000".into(),
+            old.into(),
+            JsValue::UNDEFINED
+        ),
+        "stale_timestamp"
+    );
+}
+
+// ---------------------------------------------------------------- proof of work
+
+#[wasm_bindgen_test]
+fn solve_pow_finds_a_nonce_the_issuer_accepts() {
+    let key = b"pow key for the client tests....";
+    let challenge =
+        pow::issue(key, "demo|+447700900123", 12, 2_000_000_000, &mut Fixed(3)).expect("issue");
+    let nonce = otpgate::solve_pow(challenge.clone().into(), JsValue::UNDEFINED).expect("solved");
+    assert_eq!(
+        pow::verify(
+            key,
+            "demo|+447700900123",
+            &challenge,
+            nonce as u64,
+            1_700_000_000
+        ),
+        Ok(12)
+    );
+
+    assert_eq!(
+        code_of(&otpgate::solve_pow("nope".into(), JsValue::UNDEFINED).expect_err("malformed")),
+        "pow_malformed"
+    );
+    let hard = pow::issue(key, "b", 20, 2_000_000_000, &mut Fixed(4)).expect("issue");
+    assert!(pow::work(&hard, 0) < 20, "the fixture's nonce 0 must fail");
+    let err = otpgate::solve_pow(hard.into(), 1.into()).expect_err("one try is not enough");
+    assert_eq!(code_of(&err), "pow_unsolved");
+    assert_eq!(
+        code_of(&otpgate::solve_pow("v1.1.1.a.b".into(), 0.5.into()).expect_err("bad maxTries")),
+        "invalid_argument"
+    );
+}
+
+// ---------------------------------------------------------------- WebOTP
+
+#[wasm_bindgen_test]
+async fn receive_code_with_an_aborted_signal_rejects_aborted() {
+    let signal = obj(&[("aborted", JsValue::TRUE)]);
+    let err = resolve(otpgate::receive_code(obj(&[("signal", signal)])))
+        .await
+        .expect_err("aborted");
+    assert_eq!(code_of(&err), "aborted");
+}
+
+// ---------------------------------------------------------------- OtpClient with a fake fetch
+
+/// What the fake `fetch` saw: (method, url, body).
+pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>)>>>;
+
+/// A `fetch` answering each call with the next `(status, body, headers)` (a real `Response`),
+/// or rejecting with a `TypeError` when `status` is 0; `check` may look at the request body.
+pub fn fake_fetch(
+    answers: Vec<(u16, String, Vec<(&'static str, String)>)>,
+    check: impl Fn(usize, Option<&str>) + 'static,
+) -> (Function, Seen) {
+    let seen: Seen = Rc::default();
+    let log = Rc::clone(&seen);
+    let answers = RefCell::new(answers.into_iter());
+    let f = Closure::<dyn FnMut(JsValue, JsValue) -> JsValue>::new(
+        move |url: JsValue, init: JsValue| {
+            let body = get(&init, "body").as_string();
+            let n = log.borrow().len();
+            check(n, body.as_deref());
+            log.borrow_mut().push((
+                text(&init, "method"),
+                url.as_string().unwrap_or_default(),
+                body,
+            ));
+            let (status, body, headers) = answers.borrow_mut().next().expect("no more answers");
+            if status == 0 {
+                return Promise::reject(&js_sys::TypeError::new("fetch failed").into()).into();
+            }
+            let h = Object::new();
+            for (k, v) in headers {
+                Reflect::set(&h, &k.into(), &v.into()).expect("set");
+            }
+            let ctor: Function = Reflect::get(&js_sys::global(), &"Response".into())
+                .expect("Response")
+                .dyn_into()
+                .expect("fn");
+            let init = obj(&[("status", status.into()), ("headers", h.into())]);
+            let response =
+                Reflect::construct(&ctor, &Array::of2(&body.into(), &init)).expect("Response");
+            Promise::resolve(&response).into()
+        },
+    );
+    (f.into_js_value().unchecked_into(), seen)
+}
+
+fn view_json(id: &str, state: &str, status: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","status":"{status}","expires_at":"2030-01-01T00:00:00Z","resend_at":"2030-01-01T00:00:00Z","attempts_left":5,"delivery":{{"state":"{state}"}}}}"#
+    )
+}
+
+fn client_with(fetch: Function) -> OtpClient {
+    OtpClient::new(
+        "https://otp.example.com/".into(),
+        obj(&[
+            ("fetch", fetch.into()),
+            ("app", "demo".into()),
+            ("apiKey", "k3y".into()),
+        ]),
+    )
+    .expect("client")
+}
+
+#[wasm_bindgen_test]
+fn otp_client_validates_its_arguments() {
+    let bad =
+        |url: &str| code_of(&OtpClient::new(url.into(), JsValue::UNDEFINED).expect_err("refused"));
+    assert_eq!(bad("ftp://x"), "invalid_argument");
+    assert_eq!(bad("https://x/?q=1"), "invalid_argument");
+    let err = OtpClient::new("https://x".into(), obj(&[("fetch", 1.into())])).expect_err("fetch");
+    assert_eq!(code_of(&err), "invalid_argument");
+    assert!(
+        OtpClient::new("https://x".into(), JsValue::UNDEFINED).is_ok(),
+        "the global fetch is found"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn otp_client_start_sends_the_wire_request_and_returns_the_view() {
+    let (fetch, seen) = fake_fetch(
+        vec![(201, view_json("v_1", "queued", "pending"), vec![])],
+        |_, _| {},
+    );
+    let client = client_with(fetch);
+    let v = resolve(client.start("+447700900123".into(), obj(&[("locale", "pt-BR".into())])))
+        .await
+        .expect("started");
+    assert_eq!(text(&v, "id"), "v_1");
+    assert_eq!(text(&v, "delivery.state"), "queued");
+    let seen = seen.borrow();
+    assert_eq!(seen[0].0, "POST");
+    assert_eq!(seen[0].1, "https://otp.example.com/v1/verifications");
+    assert_eq!(
+        seen[0].2.as_deref(),
+        Some(r#"{"phone":"+447700900123","app":"demo","locale":"pt-BR"}"#)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn otp_client_solves_pow_required_and_retries_once() {
+    let key = b"pow key for the client tests....";
+    let challenge =
+        pow::issue(key, "demo|+447700900123", 10, 2_000_000_000, &mut Fixed(5)).expect("issue");
+    let body = format!(
+        r#"{{"error":{{"code":"pow_required","message":"solve it","challenge":"{challenge}"}}}}"#
+    );
+    let expected = challenge.clone();
+    let (fetch, seen) = fake_fetch(
+        vec![
+            (428, body, vec![]),
+            (201, view_json("v_2", "queued", "pending"), vec![]),
+        ],
+        move |n, body| {
+            if n == 1 {
+                let sent = JSON::parse(body.expect("body")).expect("json");
+                assert_eq!(text(&sent, "pow.challenge"), expected);
+                let nonce = get(&sent, "pow.nonce").as_f64().expect("nonce") as u64;
+                assert_eq!(
+                    pow::verify(key, "demo|+447700900123", &expected, nonce, 1_700_000_000),
+                    Ok(10)
+                );
+            }
+        },
+    );
+    let v = resolve(client_with(fetch).start("+447700900123".into(), JsValue::UNDEFINED))
+        .await
+        .expect("started after pow");
+    assert_eq!(text(&v, "id"), "v_2");
+    assert_eq!(seen.borrow().len(), 2);
+}
+
+#[wasm_bindgen_test]
+async fn otp_client_maps_http_errors_to_stable_codes() {
+    let answers = vec![
+        (
+            429,
+            r#"{"error":{"code":"rate_limited","message":"slow down","request_id":"r1"}}"#
+                .to_owned(),
+            vec![("retry-after", "42".to_owned())],
+        ),
+        (
+            422,
+            r#"{"error":{"code":"wrong_code","message":"no","attempts_left":3}}"#.to_owned(),
+            vec![],
+        ),
+        (502, "<html>bad gateway</html>".to_owned(), vec![]),
+        (0, String::new(), vec![]),
+        (200, r#"{"id":"v_3"}"#.to_owned(), vec![]),
+    ];
+    let (fetch, seen) = fake_fetch(answers, |_, _| {});
+    let client = client_with(fetch);
+
+    let err = resolve(client.resend("v_3".into())).await.expect_err("429");
+    assert_eq!(code_of(&err), "rate_limited");
+    assert_eq!(get(&err, "status").as_f64(), Some(429.0));
+    assert_eq!(get(&err, "retryAfter").as_f64(), Some(42.0));
+    assert_eq!(text(&err, "requestId"), "r1");
+
+    let err = resolve(client.check("v_3".into(), "000000".into()))
+        .await
+        .expect_err("422");
+    assert_eq!(code_of(&err), "wrong_code");
+    assert_eq!(get(&err, "attemptsLeft").as_f64(), Some(3.0));
+
+    let err = resolve(client.status("v_3".into())).await.expect_err("502");
+    assert_eq!(code_of(&err), "server_error");
+    let err = resolve(client.status("v_3".into()))
+        .await
+        .expect_err("network");
+    assert_eq!(code_of(&err), "network_error");
+    let err = resolve(client.status("v_3".into()))
+        .await
+        .expect_err("incomplete view");
+    assert_eq!(code_of(&err), "bad_response");
+
+    // Ids that could leave /v1/verifications/ never reach fetch.
+    let err = resolve(client.status("../healthz".into()))
+        .await
+        .expect_err("bad id");
+    assert_eq!(code_of(&err), "invalid_argument");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[0].0, "POST");
+    assert_eq!(
+        seen[0].1,
+        "https://otp.example.com/v1/verifications/v_3/resend"
+    );
+    assert_eq!(seen[1].2.as_deref(), Some(r#"{"code":"000000"}"#));
+}
+
+#[wasm_bindgen_test]
+async fn otp_client_wait_for_delivery_polls_until_settled() {
+    let answers = vec![
+        (200, view_json("v_4", "queued", "pending"), vec![]),
+        (200, view_json("v_4", "sent", "pending"), vec![]),
+        (200, view_json("v_4", "delivered", "pending"), vec![]),
+    ];
+    let (fetch, seen) = fake_fetch(answers, |_, _| {});
+    let v = resolve(
+        client_with(fetch).wait_for_delivery("v_4".into(), obj(&[("intervalMs", 250.into())])),
+    )
+    .await
+    .expect("settled");
+    assert_eq!(text(&v, "delivery.state"), "delivered");
+    assert_eq!(seen.borrow().len(), 3);
+
+    let (fetch, _) = fake_fetch(
+        vec![(200, view_json("v_5", "queued", "pending"), vec![])],
+        |_, _| {},
+    );
+    let signal = obj(&[("aborted", JsValue::TRUE)]);
+    let err =
+        resolve(client_with(fetch).wait_for_delivery("v_5".into(), obj(&[("signal", signal)])))
+            .await
+            .expect_err("aborted");
+    assert_eq!(code_of(&err), "aborted");
+}
+
+// ---------------------------------------------------------------- a real issuer
+
+async fn fetch_json(url: &str) -> JsValue {
+    let fetch: Function = Reflect::get(&js_sys::global(), &"fetch".into())
+        .expect("fetch")
+        .dyn_into()
+        .expect("fn");
+    let response = resolve(
+        fetch
+            .call1(&JsValue::UNDEFINED, &url.into())
+            .expect("call")
+            .dyn_into()
+            .expect("promise"),
+    )
+    .await
+    .expect("fetched");
+    assert_eq!(get(&response, "status").as_f64(), Some(200.0), "GET {url}");
+    let json: Function = get(&response, "json").dyn_into().expect("fn");
+    resolve(
+        json.call0(&response)
+            .expect("json")
+            .dyn_into()
+            .expect("promise"),
+    )
+    .await
+    .expect("json body")
+}
+
+/// A fresh UK test-range number (Ofcom drama numbers), so budgets of earlier runs do not apply.
+fn random_phone() -> String {
+    format!("+4477009{:05}", (js_sys::Math::random() * 100_000.0) as u32)
+}
+
+/// The last SMS the dev-mode emulated phone "sent" to `phone`.
+async fn last_sms(base: &str, phone: &str) -> String {
+    let url = format!(
+        "{base}/_emulator/messages?phone={}",
+        js_sys::encode_uri_component(phone)
+    );
+    for _ in 0..100 {
+        let answer = fetch_json(&url).await;
+        let list = if Array::is_array(&answer) {
+            answer
+        } else {
+            get(&answer, "messages")
+        };
+        let list = Array::from(&list);
+        if let Some(last) = list
+            .iter()
+            .filter(|m| get(m, "phone").as_string().as_deref() == Some(phone))
+            .last()
+        {
+            return text(&last, "text");
+        }
+        sleep(100).await;
+    }
+    panic!("the emulated phone sent nothing to {phone}");
+}
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .expect("setTimeout")
+            .dyn_into()
+            .expect("fn");
+        set_timeout
+            .call2(&JsValue::UNDEFINED, &resolve, &ms.into())
+            .expect("timer");
+    });
+    resolve(p).await.expect("slept");
+}
+
+#[wasm_bindgen_test]
+async fn issuer_flow_start_sms_check_receipt() {
+    let base = server();
+    let client = OtpClient::new(base.into(), JsValue::UNDEFINED).expect("client");
+    let phone = random_phone();
+    let v = resolve(client.start(phone.clone().into(), JsValue::UNDEFINED))
+        .await
+        .expect("start");
+    let id = text(&v, "id");
+    assert_eq!(text(&v, "status"), "pending");
+    assert_eq!(
+        text(
+            &resolve(client.status(id.clone().into()))
+                .await
+                .expect("status"),
+            "id"
+        ),
+        id
+    );
+
+    let sms = last_sms(base, &phone).await;
+    let parsed = otpgate::parse_sms(sms.clone().into()).expect("parse");
+    let code = text(&parsed, "code");
+    assert_eq!(
+        text(&parsed, "webotp.code"),
+        code,
+        "the issuer's SMS carries an origin-bound line: {sms:?}"
+    );
+
+    let delivered =
+        resolve(client.wait_for_delivery(id.clone().into(), obj(&[("intervalMs", 250.into())])))
+            .await
+            .expect("settles");
+    assert_eq!(text(&delivered, "id"), id);
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let err = resolve(client.check(id.clone().into(), wrong.into()))
+        .await
+        .expect_err("wrong code");
+    assert_eq!(
+        get(&err, "status").as_f64(),
+        Some(422.0),
+        "{}",
+        stringify(&err)
+    );
+    assert!(
+        get(&err, "attemptsLeft").as_f64().is_some(),
+        "attemptsLeft on a wrong code"
+    );
+
+    let ok = resolve(client.check(id.clone().into(), code.clone().into()))
+        .await
+        .expect("approved");
+    assert_eq!(text(&ok, "status"), "approved");
+    let jwt = text(&ok, "receipt");
+    let jwks = fetch_json(&format!("{base}/.well-known/jwks.json")).await;
+    // The issuer's own iss/aud, read from the unverified payload, then checked for real.
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let unverified: JsValue =
+        JSON::parse(&String::from_utf8(base64url(payload)).expect("utf8")).expect("json");
+    let (iss, aud) = (text(&unverified, "iss"), text(&unverified, "aud"));
+    let claims = otpgate::verify_receipt(
+        jwt.clone().into(),
+        jwks.clone(),
+        obj(&[
+            ("audience", aud.clone().into()),
+            ("issuer", iss.clone().into()),
+        ]),
+    )
+    .expect("receipt verifies");
+    assert_eq!(text(&claims, "phone_number"), phone);
+    assert_eq!(text(&claims, "sub"), id);
+    let wrong_aud = obj(&[
+        ("audience", format!("{aud}-other").into()),
+        ("issuer", iss.into()),
+    ]);
+    assert_eq!(
+        code_of(&otpgate::verify_receipt(jwt.into(), jwks, wrong_aud).expect_err("aud")),
+        "receipt_wrong_audience"
+    );
+
+    // Single use.
+    let again = resolve(client.check(id.into(), code.into()))
+        .await
+        .expect_err("used");
+    let status = get(&again, "status").as_f64().unwrap_or(0.0);
+    assert!(
+        (400.0..500.0).contains(&status),
+        "a used code is refused: {}",
+        stringify(&again)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn issuer_flow_resend_cooldown_and_cancel() {
+    let base = server();
+    let client = OtpClient::new(base.into(), JsValue::UNDEFINED).expect("client");
+    let v = resolve(client.start(random_phone().into(), JsValue::UNDEFINED))
+        .await
+        .expect("start");
+    let id = text(&v, "id");
+    // Inside the 30 s cooldown: 429 with a Retry-After the page can read (CORS-exposed).
+    let err = resolve(client.resend(id.clone().into()))
+        .await
+        .expect_err("cooldown");
+    assert_eq!(code_of(&err), "rate_limited", "{}", stringify(&err));
+    assert!(
+        get(&err, "retryAfter").as_f64().is_some_and(|s| s > 0.0),
+        "retryAfter is set"
+    );
+    resolve(client.cancel(id.clone().into()))
+        .await
+        .expect("cancelled");
+    let v = resolve(client.status(id.clone().into())).await;
+    match v {
+        Ok(v) => assert_eq!(text(&v, "status"), "cancelled"),
+        Err(err) => assert_eq!(
+            get(&err, "status").as_f64(),
+            Some(410.0),
+            "{}",
+            stringify(&err)
+        ),
+    }
+    let err = resolve(client.status("v_doesnotexist000000000000".into()))
+        .await
+        .expect_err("unknown id");
+    assert_eq!(get(&err, "status").as_f64(), Some(404.0));
+}
+
+fn base64url(s: &str) -> Vec<u8> {
+    let std = s.replace('-', "+").replace('_', "/");
+    let padded = format!("{std}{}", "=".repeat((4 - std.len() % 4) % 4));
+    let decoded = js_sys::global().unchecked_into::<Object>();
+    let atob: Function = Reflect::get(&decoded, &"atob".into())
+        .expect("atob")
+        .dyn_into()
+        .expect("fn");
+    let bin = atob
+        .call1(&JsValue::UNDEFINED, &padded.into())
+        .expect("base64")
+        .as_string()
+        .expect("string");
+    bin.chars().map(|c| c as u8).collect()
+}
