@@ -1052,6 +1052,16 @@ code = { length = 8, alphabet = "alphanumeric" }
     }
 
     #[test]
+    fn the_sample_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/otpgate.toml");
+        let cfg = Config::load(Some(&path), &Overrides::default(), &env(&[]))
+            .expect("the sample is valid");
+        assert_eq!(cfg.apps.len(), 2);
+        assert_eq!(cfg.app(Some("bank")).map(|a| a.code.length), Some(8));
+        assert_eq!(cfg.public_url(), "https://otp.example.com");
+    }
+
+    #[test]
     fn origins_match_exactly() {
         let o = Origin::parse("https://Shop.example.com").expect("origin");
         assert!(o.matches("https://shop.example.com"));
