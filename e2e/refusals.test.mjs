@@ -33,7 +33,10 @@ test("wrong code: refused with the attempts left, then the right code still work
 
     await typeCode(page, wrongOf(wrongOf(code)));
     await page.waitForFunction(
-      (prev) => document.querySelector("#check-error").textContent !== prev,
+      (prev) => {
+        const t = document.querySelector("#check-error").textContent;
+        return t !== "" && t !== prev;
+      },
       first,
       { timeout: 10_000 },
     );

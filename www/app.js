@@ -396,12 +396,13 @@ function startExpiryClock() {
 }
 
 function showExpired() {
-  if (!cur || cur.expiredShown || cur.done) return;
+  if (!cur || cur.done) return;
+  const first = !cur.expiredShown;
   cur.expiredShown = true;
   expiryClock.stop();
   $("expiry").textContent = "";
   show($("check-error"), "This code has expired. Send a new code.");
-  announce("The code has expired. Send a new code.");
+  if (first) announce("The code has expired. Send a new code.");
   const resend = $("resend-btn");
   resend.disabled = false;
   resend.textContent = "Send a new code";
@@ -579,6 +580,9 @@ async function pollPhone() {
       const note = $("phone-error");
       note.hidden = false;
       note.textContent = "This issuer has no emulated phone (production configuration): the SMS goes to the real number.";
+      document.querySelector(".phone").hidden = true;
+      $("phone-dev-hint").hidden = true;
+      $("phone-title").textContent = "Your phone";
       return;
     }
     if (r.ok) {
