@@ -1,0 +1,139 @@
+//! `otpgate serve` as a user meets it: a broken config file stops it with the file, the key,
+//! the line and the reason (non-zero exit); with no config it runs in dev mode (the emulated
+//! phone's outbox is readable, the demo app works end to end); SIGTERM drains and exits 0.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod serve_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use serve_support::{Server, free_port};
+
+fn serve_with(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otpgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .env_remove("OTPGATE_CONFIG")
+        .env("OTPGATE_DATA_DIR", dir.path().join("data"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_broken_config_names_file_key_and_reason_and_does_not_start() {
+    let (code, err) = serve_with("[server]\nlisten = \"127.0.0.1:0\"\nlisten_port = 8080\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("bad.toml:3:"), "{err}");
+    assert!(err.contains("listen_port"), "{err}");
+
+    let (code, err) = serve_with("[[apps]]\nname = \"shop\"\n\n[store]\nkind = \"sqlite\"\n");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("store.kind") && err.contains("bad.toml"),
+        "{err}"
+    );
+
+    let (code, err) = serve_with("[[apps]]\nname = \"shop\"\norigins = [\"shop.example.com\"]\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("apps[0].origins[0]"), "{err}");
+
+    let (code, err) = serve_with(
+        "[[apps]]\nname = \"shop\"\n[store]\nkind = \"redis\"\nurl = \"redis://:s3cret@10.0.0.1/\"\n",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("store.url"), "{err}");
+    assert!(!err.contains("s3cret"), "a secret was echoed: {err}");
+
+    let (code, err) = serve_with("[[apps]]\nname = \"shop\"\n[policy]\nmax_attempts = 0\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("policy.max_attempts"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Server::start(dir.path(), None, port, &[]);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let res = client
+        .post(format!("{base}/v1/verifications"))
+        .json(&json!({"phone": "+447700900123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The emulated phone's outbox: the SMS with the WebOTP line for the listen host.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let list: Value = client
+            .get(format!("{base}/_emulator/messages?phone=%2B447700900123"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(t) = list
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|m| m["text"].as_str())
+        {
+            break t.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SMS reached the emulated phone"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let webotp = text.lines().last().unwrap();
+    assert!(webotp.starts_with("@localhost #"), "{text}");
+    let code = webotp.rsplit('#').next().unwrap();
+    let res = client
+        .post(format!("{base}/v1/verifications/{id}/check"))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    // Dev mode made its data dir and keys next to the working directory.
+    assert!(dir.path().join("otpgate-data").is_dir());
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
