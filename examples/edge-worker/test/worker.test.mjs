@@ -236,6 +236,7 @@ test("webhook: a good signature is forwarded to the issuer with the same bytes a
     headers: { "content-type": "application/json", "x-timestamp": ts, "x-signature": signWebhook(WEBHOOK_KEY, EVENT, ts) },
     body: EVENT,
   });
+  console.log(`# webhook forwarded: the issuer answered ${r.status} ${JSON.stringify(r.body)}`);
   // The answer is the issuer's (it carries the issuer's request id), not the edge's refusal.
   assert.ok(r.headers.get("x-request-id"), `forwarded to the issuer: ${r.status} ${JSON.stringify(r.body)}`);
   const code = r.body?.error?.code || "";
