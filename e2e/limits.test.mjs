@@ -108,3 +108,39 @@ test("rate limit: the refusal counts down live from Retry-After", async () => {
     await b.close();
   }
 });
+
+test("attempts: the last wrong code locks the code, and the page says so", async () => {
+  const b = await openBrowser();
+  try {
+    const { page } = b;
+    await openDemo(page, server.url);
+    await page.selectOption("#country", "US");
+    await page.fill("#national", TEST_NUMBER.national);
+    await page.click("#start-btn");
+    await page.waitForSelector("#verify-step:not([hidden])", { timeout: 15_000 });
+    // max_attempts = 3 in the e2e config.
+    const seen = [];
+    for (const wrong of ["111111", "222222", "333333"]) {
+      await page.evaluate(() => { document.querySelector("#check-error").textContent = ""; });
+      await typeCode(page, wrong);
+      await page.waitForFunction(() => document.querySelector("#check-error").textContent !== "", null, { timeout: 10_000 });
+      seen.push(await page.textContent("#check-error"));
+    }
+    assert.match(seen[0], /2 attempts left/);
+    assert.match(seen[1], /1 attempt left/);
+    assert.match(seen[2], /no attempts are left|locked/);
+    assert.ok(await page.locator("#check-btn").isDisabled(), "nothing more to try with this code");
+    await screenshot(page, "attempts-exhausted");
+    // Even the right code is refused now.
+    await page.evaluate(() => {
+      document.querySelector("#check-btn").disabled = false;
+      document.querySelector("#check-error").textContent = "";
+    });
+    await typeCode(page, TEST_CODE);
+    await page.waitForFunction(() => document.querySelector("#check-error").textContent !== "", null, { timeout: 10_000 });
+    assert.match(await page.textContent("#check-error"), /locked|no attempts|Send a new code/);
+    assert.ok(await page.locator("#result").isHidden(), "never approved");
+  } finally {
+    await b.close();
+  }
+});
