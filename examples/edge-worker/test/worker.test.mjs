@@ -255,3 +255,58 @@ test("JWKS: cached in module scope, so receipts still verify while the issuer is
   assert.equal(proxied.status, 502);
   assert.equal(proxied.body.error.code, "issuer_unavailable");
 });
+
+test("webhook: the forwarded request carries exactly the signed bytes and headers", async () => {
+  // A capture server in place of the issuer, to compare bytes (the real issuer above checks
+  // the signature again, which only passes on exact bytes; this pins it down independently).
+  const http = await import("node:http");
+  const captured = [];
+  const capture = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      captured.push({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(202, { "content-type": "application/json", "x-request-id": "req_capture" });
+      res.end("{}");
+    });
+  });
+  await new Promise((r) => capture.listen(0, "127.0.0.1", r));
+  const edge = new Miniflare({
+    modulesRoot: WORKER_DIR,
+    modules: [
+      { type: "ESModule", path: path.join(WORKER_DIR, "worker.mjs") },
+      { type: "ESModule", path: path.join(WORKER_DIR, "pkg/otpgate.js") },
+      { type: "CompiledWasm", path: path.join(WORKER_DIR, "pkg/otpgate_bg.wasm") },
+    ],
+    compatibilityDate: "2025-09-01",
+    bindings: {
+      OTPGATE_ISSUER: `http://127.0.0.1:${capture.address().port}`,
+      OTPGATE_AUDIENCE: "demo",
+      SMSGATE_WEBHOOK_KEY: WEBHOOK_KEY,
+    },
+  });
+  try {
+    // Bytes a re-serialisation would change: spacing, key order, a non-ASCII character.
+    const body = Buffer.from('{"event":"sms:sent",  "id":"evt-2","payload":{"messageId":"m1","note":"café"},"deviceId":"d"}');
+    const ts = String(Math.floor(Date.now() / 1000));
+    const sig = signWebhook(WEBHOOK_KEY, body, ts);
+    const r = await edge.dispatchFetch("http://worker.test/webhooks/sms-gate", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-timestamp": ts, "x-signature": sig },
+      body,
+    });
+    assert.equal(r.status, 202);
+    assert.equal(captured.length, 1);
+    const got = captured[0];
+    assert.equal(got.method, "POST");
+    assert.equal(got.url, "/v1/gateways/sms-gate/webhook");
+    assert.ok(got.body.equals(body), "the exact bytes");
+    assert.equal(got.headers["x-signature"], sig);
+    assert.equal(got.headers["x-timestamp"], ts);
+    assert.equal(got.headers["content-type"], "application/json");
+    assert.equal(got.headers.authorization, undefined, "no API key on webhooks");
+  } finally {
+    await edge.dispose();
+    await new Promise((r) => capture.close(r));
+  }
+});
