@@ -152,10 +152,11 @@ export function freePort() {
   });
 }
 
-/** The `otpgate` binary: OTPGATE_BIN, else target/debug, else target/release. */
+/** The `otpgate` binary: OTPGATE_BIN, else $CARGO_TARGET_DIR/debug, target/debug, target/release. */
 export function otpgateBin() {
   const candidates = [
     process.env.OTPGATE_BIN,
+    process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, "debug/otpgate"),
     path.join(ROOT, "target/debug/otpgate"),
     path.join(ROOT, "target/release/otpgate"),
   ].filter(Boolean);

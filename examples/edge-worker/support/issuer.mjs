@@ -30,6 +30,7 @@ export function freePort() {
 export function otpgateBin() {
   const candidates = [
     process.env.OTPGATE_BIN,
+    process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, "debug/otpgate"),
     path.join(ROOT, "target/debug/otpgate"),
     path.join(ROOT, "target/release/otpgate"),
   ].filter(Boolean);
