@@ -1,0 +1,419 @@
+//! HTTP load client for a running `otpgate serve` (see `scripts/bench-issuer.sh`).
+//!
+//! ```text
+//! cargo run --release -p otpgate-server --example load -- \
+//!     --base http://127.0.0.1:8080[,http://127.0.0.1:8081] --concurrency 64 --duration-secs 10 \
+//!     --app bench --test-phone +15555550100 --test-code 123456
+//! ```
+//!
+//! Three phases in one run, each bounded by `--duration-secs` and `--max-requests`:
+//! - `health`: `GET /healthz` (the floor: HTTP stack only);
+//! - `start`: `POST /v1/verifications` to random `+1 2xx` numbers (the full start path:
+//!   policy, store, audit log, dispatch); expects 201;
+//! - `check`: first a pool of verifications is opened on the test number (timed apart, as
+//!   `start (test number)`), then each is checked four times with a wrong code (422) and
+//!   once with the right one (200), spreading instances when several bases are given.
+//!
+//! Prints one row per endpoint: requests, expected answers, requests/s, p50 and p99.
+//! The server's budgets must be raised for this (the script's bench config does it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use otpgate_core::wire::{CheckRequest, StartRequest, VerificationView};
+use tokio::sync::Mutex;
+
+/// Options.
+#[derive(Debug, Parser)]
+#[command(about = "HTTP load client for otpgate serve")]
+struct Args {
+    /// Issuer base URLs, comma separated (workers spread over them).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    base: Vec<String>,
+    /// Concurrent workers (each keeps one request in flight).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Time limit of each phase, seconds.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Request limit of each phase.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: usize,
+    /// Verifications opened for the check phase (5 checks each).
+    #[arg(long, default_value_t = 30_000)]
+    check_pool: usize,
+    /// The app name sent with starts.
+    #[arg(long, default_value = "bench")]
+    app: String,
+    /// A configured test number (fixed code, never sent).
+    #[arg(long, default_value = "+15555550100")]
+    test_phone: String,
+    /// Its fixed code.
+    #[arg(long, default_value = "123456")]
+    test_code: String,
+    /// Phases to run, comma separated: health, start, check.
+    #[arg(long, default_value = "health,start,check", value_delimiter = ',')]
+    phases: Vec<String>,
+}
+
+/// What one phase measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, usize>,
+    failures: usize,
+}
+
+impl Tally {
+    fn record(&mut self, started: Instant, status: Option<u16>) {
+        self.latencies_us
+            .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        match status {
+            Some(s) => *self.statuses.entry(s).or_default() += 1,
+            None => self.failures += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        for (s, n) in other.statuses {
+            *self.statuses.entry(s).or_default() += n;
+        }
+        self.failures += other.failures;
+    }
+}
+
+struct Row {
+    name: String,
+    tally: Tally,
+    elapsed: Duration,
+    expected: Vec<u16>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
+}
+
+fn print_table(rows: &mut [Row]) {
+    println!();
+    println!(
+        "{:<34} {:>9} {:>9} {:>10} {:>9} {:>9}  other",
+        "endpoint", "requests", "expected", "req/s", "p50 ms", "p99 ms"
+    );
+    for r in rows.iter_mut() {
+        r.tally.latencies_us.sort_unstable();
+        let n = r.tally.latencies_us.len();
+        let ok: usize = r
+            .expected
+            .iter()
+            .map(|s| r.tally.statuses.get(s).copied().unwrap_or(0))
+            .sum();
+        let mut other: Vec<String> = r
+            .tally
+            .statuses
+            .iter()
+            .filter(|(s, _)| !r.expected.contains(s))
+            .map(|(s, c)| format!("{s}x{c}"))
+            .collect();
+        if r.tally.failures > 0 {
+            other.push(format!("io-errors x{}", r.tally.failures));
+        }
+        println!(
+            "{:<34} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2}  {}",
+            r.name,
+            n,
+            ok,
+            n as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            percentile(&r.tally.latencies_us, 0.50),
+            percentile(&r.tally.latencies_us, 0.99),
+            if other.is_empty() {
+                "-".to_owned()
+            } else {
+                other.join(" ")
+            }
+        );
+    }
+}
+
+/// A small xorshift generator for phone numbers (not security relevant).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `+1 2xx xxx xxxx`: a NANP-shaped number, distinct across the run with high odds.
+    fn phone(&mut self) -> String {
+        format!("+12{:09}", self.next() % 1_000_000_000)
+    }
+}
+
+struct Ctx {
+    args: Args,
+    client: reqwest::Client,
+    deadline_len: Duration,
+}
+
+impl Ctx {
+    fn base(&self, worker: usize) -> &str {
+        &self.args.base[worker % self.args.base.len()]
+    }
+}
+
+/// Runs `work` on `concurrency` workers until the time or the request count is spent.
+async fn phase<F, Fut>(ctx: &Arc<Ctx>, name: &str, expected: &[u16], limit: usize, work: F) -> Row
+where
+    F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = (Tally, usize)> + Send + 'static,
+{
+    let counter = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + ctx.deadline_len;
+    let mut handles = Vec::new();
+    for w in 0..ctx.args.concurrency {
+        let ctx = Arc::clone(ctx);
+        let counter = Arc::clone(&counter);
+        let work = work.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut round = 0u64;
+            while Instant::now() < deadline && counter.fetch_add(1, Ordering::Relaxed) < limit {
+                let (t, _) = work(Arc::clone(&ctx), w, round).await;
+                round += 1;
+                let stop = t.statuses.is_empty() && t.failures == 0;
+                tally.merge(t);
+                if stop {
+                    break; // nothing left to do for this worker
+                }
+            }
+            tally
+        }));
+    }
+    let mut tally = Tally::default();
+    for h in handles {
+        if let Ok(t) = h.await {
+            tally.merge(t);
+        }
+    }
+    Row {
+        name: name.to_owned(),
+        tally,
+        elapsed: started.elapsed(),
+        expected: expected.to_vec(),
+    }
+}
+
+/// POSTs `body` as JSON; the status and the body, or `None` on a transport error.
+async fn post_json<T: serde::Serialize>(
+    client: &reqwest::Client,
+    url: &str,
+    body: &T,
+) -> Option<(u16, Vec<u8>)> {
+    let resp = client.post(url).json(body).send().await.ok()?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.ok()?;
+    Some((status, bytes.to_vec()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        !args.base.is_empty() && args.concurrency > 0,
+        "need a base URL and workers"
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("http client")?;
+    // Wait for every instance to answer.
+    for base in &args.base {
+        let url = format!("{base}/healthz");
+        let mut ok = false;
+        for _ in 0..100 {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(ok, "{url} does not answer");
+    }
+    println!(
+        "load: {} instance(s), {} workers, phases of at most {} s / {} requests, {} CPUs",
+        args.base.len(),
+        args.concurrency,
+        args.duration_secs,
+        args.max_requests,
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    let deadline_len = Duration::from_secs(args.duration_secs);
+    let phases = args.phases.clone();
+    let max = args.max_requests;
+    let ctx = Arc::new(Ctx {
+        args,
+        client,
+        deadline_len,
+    });
+    let mut rows = Vec::new();
+
+    if phases.iter().any(|p| p == "health") {
+        rows.push(
+            phase(&ctx, "GET /healthz", &[200], max, |ctx, w, _| async move {
+                let mut t = Tally::default();
+                let started = Instant::now();
+                let status = ctx
+                    .client
+                    .get(format!("{}/healthz", ctx.base(w)))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.status().as_u16());
+                t.record(started, status);
+                (t, 1)
+            })
+            .await,
+        );
+    }
+
+    if phases.iter().any(|p| p == "start") {
+        rows.push(
+            phase(
+                &ctx,
+                "POST /v1/verifications",
+                &[201],
+                max,
+                |ctx, w, round| async move {
+                    let mut t = Tally::default();
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15
+                        ^ ((w as u64) << 32)
+                        ^ round.wrapping_mul(0x2545_f491_4f6c_dd1d)
+                        ^ 1);
+                    let req = StartRequest {
+                        phone: rng.phone(),
+                        app: Some(ctx.args.app.clone()),
+                        locale: None,
+                        pow: None,
+                    };
+                    let started = Instant::now();
+                    let r = post_json(
+                        &ctx.client,
+                        &format!("{}/v1/verifications", ctx.base(w)),
+                        &req,
+                    )
+                    .await;
+                    t.record(started, r.map(|(s, _)| s));
+                    (t, 1)
+                },
+            )
+            .await,
+        );
+    }
+
+    if phases.iter().any(|p| p == "check") {
+        // Open the pool of verifications on the test number.
+        let pool: Arc<Mutex<Vec<(usize, String)>>> =
+            Arc::new(Mutex::new(Vec::with_capacity(ctx.args.check_pool)));
+        let sink = Arc::clone(&pool);
+        let mut open = phase(
+            &ctx,
+            "POST /v1/verifications (test no.)",
+            &[201],
+            ctx.args.check_pool,
+            move |ctx, w, _| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    let mut t = Tally::default();
+                    let req = StartRequest {
+                        phone: ctx.args.test_phone.clone(),
+                        app: Some(ctx.args.app.clone()),
+                        locale: None,
+                        pow: None,
+                    };
+                    let started = Instant::now();
+                    let r = post_json(
+                        &ctx.client,
+                        &format!("{}/v1/verifications", ctx.base(w)),
+                        &req,
+                    )
+                    .await;
+                    t.record(started, r.as_ref().map(|(s, _)| *s));
+                    if let Some((201, body)) = r
+                        && let Ok(v) = serde_json::from_slice::<VerificationView>(&body)
+                    {
+                        sink.lock().await.push((w, v.id));
+                    }
+                    (t, 1)
+                }
+            },
+        )
+        .await;
+        open.name = format!("{} [setup]", open.name);
+        rows.push(open);
+        let opened = pool.lock().await.len();
+        let wrong = if ctx.args.test_code == "000000" {
+            "999999"
+        } else {
+            "000000"
+        }
+        .to_owned();
+        let source = Arc::clone(&pool);
+        let mut row = phase(
+            &ctx,
+            "POST /v1/verifications/{id}/check",
+            &[200, 422],
+            max / 5,
+            move |ctx, w, _| {
+                let source = Arc::clone(&source);
+                let wrong = wrong.clone();
+                async move {
+                    let mut t = Tally::default();
+                    let Some((opened_on, id)) = source.lock().await.pop() else {
+                        return (t, 0);
+                    };
+                    // Check on another instance than the one that opened it, when there are several.
+                    let url = format!(
+                        "{}/v1/verifications/{id}/check",
+                        ctx.base(opened_on + 1 + w)
+                    );
+                    for i in 0..5 {
+                        let code = if i < 4 {
+                            wrong.clone()
+                        } else {
+                            ctx.args.test_code.clone()
+                        };
+                        let started = Instant::now();
+                        let r = post_json(&ctx.client, &url, &CheckRequest { code }).await;
+                        t.record(started, r.map(|(s, _)| s));
+                    }
+                    (t, 5)
+                }
+            },
+        )
+        .await;
+        row.name = format!("{} ({} verif.)", row.name, opened);
+        rows.push(row);
+    }
+
+    print_table(&mut rows);
+    Ok(())
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Issuer load benchmark: starts/s, checks/s and a trivial endpoint, p50/p99, over HTTP on
+# loopback against real `otpgate serve` processes.
+#
+#   scripts/bench-issuer.sh [embedded|redis|all]     (default: all)
+#
+# 1. builds `otpgate` and the load client (`examples/load.rs`) in release mode;
+# 2. embedded: one instance on the embedded store (redb file + audit log, both fsync'd);
+# 3. redis: a private redis-server on a free port and two instances sharing it (the keys
+#    are shared through one data directory, each instance has its own audit log); checks are
+#    sent to the instance that did not open the verification;
+# 4. after each run, `otpgate audit verify` checks every audit log written under load;
+# 5. stops everything it started (also on Ctrl-C or error).
+#
+# Knobs (environment): DURATION (s per phase, default 10), CONCURRENCY (default 64),
+# MAX_REQUESTS (per phase, default 200000), CHECK_POOL (verifications for the check
+# phase, default 30000), KEEP=1 keeps the temporary directory.
+# Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+which="${1:-all}"
+case "$which" in embedded | redis | all) ;; *)
+	echo "usage: $0 [embedded|redis|all]" >&2
+	exit 2
+	;;
+esac
+DURATION="${DURATION:-10}"
+CONCURRENCY="${CONCURRENCY:-64}"
+MAX_REQUESTS="${MAX_REQUESTS:-200000}"
+CHECK_POOL="${CHECK_POOL:-30000}"
+TEST_PHONE="+15555550100"
+TEST_CODE="123456"
+
+echo "== building (release)"
+cargo build --release -q -p otpgate-server --bin otpgate --example load
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/release/otpgate"
+load="$target/release/examples/load"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/otpgate-bench.XXXXXX")"
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ "${KEEP:-0}" == 1 ]]; then
+		echo "kept $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_http() { # url
+	for _ in $(seq 1 100); do
+		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "no answer from $1" >&2
+	return 1
+}
+
+# config FILE PORT DATA_DIR AUDIT_FILE STORE_TOML
+write_config() {
+	cat >"$1" <<EOF
+# Bench configuration: budgets raised far above any real deployment, PoW off, one test
+# number with a fixed code (used for the check phase; never sent).
+[server]
+listen = "127.0.0.1:$2"
+data_dir = "$3"
+
+[store]
+$5
+
+[[apps]]
+name = "bench"
+origins = ["https://bench.example"]
+
+[policy]
+allowed_countries = ["1"]
+
+[policy.test_numbers]
+"$TEST_PHONE" = "$TEST_CODE"
+
+[policy.budgets]
+phone = { limit = 1000000, window_secs = 600 }
+phone_daily = { limit = 1000000, window_secs = 86400 }
+ip = { limit = 100000000, window_secs = 600 }
+prefix = { limit = 100000000, window_secs = 600 }
+global = { limit = 100000000, window_secs = 60 }
+check_ip = { limit = 100000000, window_secs = 600 }
+
+[policy.pow]
+enabled = false
+
+[audit]
+enabled = true
+path = "$4"
+EOF
+}
+
+start_server() { # config logfile
+	RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --config "$1" >"$2" 2>&1 &
+	pids+=($!)
+}
+
+run_load() { # bases
+	"$load" --base "$1" --concurrency "$CONCURRENCY" --duration-secs "$DURATION" \
+		--max-requests "$MAX_REQUESTS" --check-pool "$CHECK_POOL" --app bench \
+		--test-phone "$TEST_PHONE" --test-code "$TEST_CODE"
+}
+
+verify_audit() { # files...
+	for f in "$@"; do
+		"$bin" audit verify --file "$f"
+	done
+}
+
+if [[ "$which" == embedded || "$which" == all ]]; then
+	echo
+	echo "== embedded store, one instance"
+	port="$(free_port)"
+	dir="$work/embedded"
+	mkdir -p "$dir"
+	write_config "$dir/otpgate.toml" "$port" "$dir/data" "$dir/audit.jsonl" 'kind = "embedded"'
+	start_server "$dir/otpgate.toml" "$dir/serve.log"
+	server_pid="${pids[-1]}"
+	if ! wait_http "http://127.0.0.1:$port/healthz"; then
+		cat "$dir/serve.log" >&2
+		exit 1
+	fi
+	run_load "http://127.0.0.1:$port"
+	kill "$server_pid"
+	wait "$server_pid" 2>/dev/null || true
+	verify_audit "$dir/audit.jsonl"
+fi
+
+if [[ "$which" == redis || "$which" == all ]]; then
+	echo
+	echo "== Redis store, two instances"
+	command -v redis-server >/dev/null || {
+		echo "redis-server not found" >&2
+		exit 1
+	}
+	rport="$(free_port)"
+	dir="$work/redis"
+	mkdir -p "$dir"
+	# A private Redis: no persistence (the default `redis-server` settings of a cache).
+	redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 1 50); do
+		if redis-cli -p "$rport" ping >/dev/null 2>&1; then break; fi
+		sleep 0.1
+	done
+	bases=()
+	audits=()
+	for i in 1 2; do
+		port="$(free_port)"
+		write_config "$dir/otpgate-$i.toml" "$port" "$dir/data" "$dir/audit-$i.jsonl" \
+			"kind = \"redis\"
+url = \"redis://127.0.0.1:$rport/\""
+		start_server "$dir/otpgate-$i.toml" "$dir/serve-$i.log"
+		if ! wait_http "http://127.0.0.1:$port/healthz"; then
+			cat "$dir/serve-$i.log" >&2
+			exit 1
+		fi
+		bases+=("http://127.0.0.1:$port")
+		audits+=("$dir/audit-$i.jsonl")
+	done
+	run_load "$(
+		IFS=,
+		echo "${bases[*]}"
+	)"
+	verify_audit "${audits[@]}"
+fi
