@@ -142,11 +142,12 @@ enum Op {
 }
 
 impl Op {
-    /// The caller's `now`, which moves the store's clock.
+    /// The caller's `now`, which moves the store's clock (the issuer's clock only).
     fn now(&self) -> i64 {
         match self {
             Op::Create(r) => r.created_at_ms,
-            Op::Delivery { delivery, .. } => delivery.updated_at_ms,
+            // A delivery time may come from a phone's clock: it never moves the store's.
+            Op::Delivery { .. } => i64::MIN,
             Op::BeginCheck { now, .. }
             | Op::Approve { now, .. }
             | Op::Rotate { now, .. }

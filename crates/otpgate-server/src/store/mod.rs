@@ -5,6 +5,20 @@
 //! [`Store::approve`] consumes the code at most once, [`Store::rotate`] enforces the resend
 //! cooldown, and [`Store::take_budget`] never lets a counter pass its limit, even with many
 //! issuer instances on one Redis.
+//!
+//! # Layout
+//! - [`MemoryStore`] (`memory.rs`): in process, for tests and development.
+//! - [`EmbeddedStore`] (`embedded.rs`): one crash-safe redb file, group commit.
+//! - [`RedisStore`] (`redis.rs`): one Lua script per operation, Cluster-compatible keys.
+//! - `logic.rs`: the state machine shared by memory and embedded (Redis states it in Lua);
+//!   `codec.rs`: the versioned stored form of a [`Record`].
+//! - `conformance.rs`: the suite all three pass (`tests/store_conformance.rs`).
+//!
+//! # Time
+//! Every time is Unix ms from the caller's clock (`now_ms` arguments). The in-process
+//! stores have no clock: they forget entries relative to the latest `now_ms` seen
+//! (delivery times, which may come from a phone, do not count). Redis
+//! expires keys relative to the caller's `now_ms` at write time (`once` on its own clock).
 
 use async_trait::async_trait;
 use otpgate_core::wire::{DeliveryState, Status};
@@ -203,17 +217,23 @@ pub enum StoreError {
 /// The state of the issuer.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Inserts a new verification, kept until `expires_at_ms` plus a grace period.
+    /// Inserts a new verification, kept until `expires_at_ms` plus
+    /// [`RETENTION_GRACE_MS`] (during the grace period it reads with status `expired`;
+    /// afterwards it is gone and its id may be used again). `created_at_ms` is the
+    /// caller's now.
     ///
     /// # Errors
     /// [`StoreError::Duplicate`] when the id exists.
     async fn create(&self, record: &Record) -> Result<(), StoreError>;
 
-    /// Reads a verification.
+    /// Reads a verification (`None` when unknown or past its retention).
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
 
     /// Atomically: when the verification is pending at `now_ms` with attempts left, counts
-    /// one attempt and returns the digest to compare against.
+    /// one attempt and returns the digest to compare against. The count is stored before
+    /// the answer is returned, so a comparison never happens uncounted. Answers are checked
+    /// in the order of [`Record::status`]: approved, cancelled, attempts spent, expired
+    /// (`now_ms >= expires_at_ms`).
     async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError>;
 
     /// Atomically marks the verification approved if it is still open, unexpired at
@@ -222,6 +242,12 @@ pub trait Store: Send + Sync + 'static {
     async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Atomically replaces the code (resend) if the cooldown is over and sends remain.
+    ///
+    /// Checked in this order: unknown → `NotFound`; approved, cancelled or attempts spent
+    /// → `NotPending` (an expired code may be replaced); `rotation.code.version` not the
+    /// stored version + 1 → `Conflict`; `sends >= max_sends` → `TooManySends`;
+    /// `now_ms < resend_at_ms` → `CoolingDown`. On success: the new code, expiry and
+    /// cooldown, attempts 0, sends + 1, delivery `queued` with no route.
     async fn rotate(
         &self,
         id: &str,
@@ -229,11 +255,17 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<RotateOutcome, StoreError>;
 
-    /// Cancels an open verification. Returns the record after the call, `None` if unknown.
+    /// Cancels an open verification (outcome `Open`, whatever its expiry or attempts);
+    /// approved or cancelled ones are left as they are. Returns the record after the call,
+    /// `None` if unknown.
     async fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<Record>, StoreError>;
 
     /// Records a delivery change for code `version`, if it is still the current code and
-    /// the change moves forward ([`DeliveryState`] order). Returns whether it was applied.
+    /// the change moves forward ([`DeliveryState::may_become`]). A change naming another
+    /// message id than the stored one is a new route (failover): it may start again at
+    /// `queued` or `submitted` unless the stored message was delivered or skipped, and any
+    /// other change for another message is ignored. A change with no message id or
+    /// gateway keeps the stored ones. Returns whether it was applied.
     async fn update_delivery(
         &self,
         id: &str,
@@ -242,7 +274,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Counts one unit against `key` (fixed window of `window_ms` aligned on multiples of
-    /// the window) unless the count has reached `limit`.
+    /// the window) unless the count has reached `limit`; an `Exhausted` answer counts
+    /// nothing. Each window length is its own counter; a counter is kept one window
+    /// length after its window ends.
     async fn take_budget(
         &self,
         key: &str,
@@ -260,7 +294,8 @@ pub trait Store: Send + Sync + 'static {
     async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError>;
 
     /// Returns `true` the first time `key` is seen within `ttl_ms` (webhook event ids,
-    /// spent proof-of-work challenges).
+    /// spent proof-of-work challenges): under any concurrency, exactly one caller gets
+    /// `true`. Redis measures the TTL on its own clock.
     async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Whether the backend answers (readiness).

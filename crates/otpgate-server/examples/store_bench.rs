@@ -1,0 +1,159 @@
+//! Store throughput: issuer-shaped work on the embedded store and on Redis.
+//!
+//! `cargo run --release -p otpgate-server --example store_bench -- [embedded|redis|memory|all] [N] [CONCURRENCY]`
+//!
+//! - "start": 1 `create` + 4 `take_budget` (phone, IP, prefix, global), as a verification
+//!   start does;
+//! - "check": 1 `take_budget` (per-IP check limit) + `begin_check` + `approve`, as a
+//!   successful check does.
+//!
+//! Redis: `OTPGATE_TEST_REDIS_URL`, or a `redis-server` spawned on a free port. The
+//! embedded file lives in a temporary directory (same disk as `TMPDIR`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use otpgate_server::clock::{Clock, SystemClock};
+use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
+use otpgate_server::store::{CheckTicket, EmbeddedStore, MemoryStore, RedisStore, Store};
+
+const HOUR: i64 = 3_600_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map_or("all", String::as_str).to_owned();
+    let n: usize = args.get(1).map_or(Ok(20_000), |s| s.parse())?;
+    let conc: usize = args.get(2).map_or(Ok(64), |s| s.parse())?;
+    println!(
+        "N = {n}, concurrency = {conc}, {} CPUs",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+
+    if which == "memory" || which == "all" {
+        run("memory", Arc::new(MemoryStore::new()), n, conc).await;
+    }
+    if which == "embedded" || which == "all" {
+        let dir = tempfile::tempdir()?;
+        let store =
+            EmbeddedStore::open(dir.path().join("bench.redb")).map_err(anyhow::Error::msg)?;
+        run("embedded", Arc::new(store), n, conc).await;
+    }
+    if which == "redis" || which == "all" {
+        let redis = TestRedis::start();
+        let store = RedisStore::connect(&redis.url, &fresh_id("bench"))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        run("redis", Arc::new(store), n, conc).await;
+    }
+    Ok(())
+}
+
+async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
+    let ids: Arc<Vec<String>> = Arc::new((0..n).map(|_| fresh_id("v_")).collect());
+
+    let secs = parallel(conc, n, {
+        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+        move |i| {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            async move {
+                let now = SystemClock.now_ms();
+                let ip = format!("ip:10.0.{}.{}", i % 250, i / 250 % 250);
+                for (key, limit) in [
+                    (format!("phone:{i}"), 5),
+                    (ip, 50),
+                    ("prefix:+336".to_owned(), u32::MAX),
+                    ("global".to_owned(), u32::MAX),
+                ] {
+                    store
+                        .take_budget(&key, limit, HOUR, now)
+                        .await
+                        .expect("take_budget");
+                }
+                store
+                    .create(&sample_record(&ids[i], now))
+                    .await
+                    .expect("create");
+            }
+        }
+    })
+    .await;
+    println!(
+        "{name:>9}: start (1 create + 4 take_budget): {:>8.0} starts/s ({:>8.0} ops/s)",
+        n as f64 / secs,
+        5.0 * n as f64 / secs
+    );
+
+    let secs = parallel(conc, n, {
+        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+        move |i| {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            async move {
+                let now = SystemClock.now_ms();
+                let ip = format!("check-ip:10.0.{}.{}", i % 250, i / 250 % 250);
+                store
+                    .take_budget(&ip, u32::MAX, HOUR, now)
+                    .await
+                    .expect("take_budget");
+                match store.begin_check(&ids[i], now).await.expect("begin_check") {
+                    CheckTicket::Ready { code, .. } => {
+                        assert!(
+                            store
+                                .approve(&ids[i], code.version, now)
+                                .await
+                                .expect("approve")
+                        );
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    })
+    .await;
+    println!(
+        "{name:>9}: check (take_budget + begin_check + approve): {:>8.0} checks/s ({:>8.0} ops/s)",
+        n as f64 / secs,
+        3.0 * n as f64 / secs
+    );
+
+    let secs = parallel(conc, n, {
+        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+        move |i| {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            async move {
+                store.get(&ids[i]).await.expect("get").expect("present");
+            }
+        }
+    })
+    .await;
+    println!("{name:>9}: get: {:>8.0} reads/s", n as f64 / secs);
+}
+
+/// Runs `f(0..n)` on `conc` workers; returns the elapsed seconds.
+async fn parallel<F, Fut>(conc: usize, n: usize, f: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let f = Arc::new(f);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conc {
+        let (next, f) = (Arc::clone(&next), Arc::clone(&f));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                f(i).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    started.elapsed().as_secs_f64()
+}
