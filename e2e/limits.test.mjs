@@ -27,7 +27,10 @@ before(async () => {
   server = await startServer({
     port,
     args: ["--config", config],
-    env: { OTPGATE_E2E_API_KEY: randomBytes(24).toString("hex") },
+    env: {
+      OTPGATE_E2E_API_KEY: randomBytes(24).toString("hex"),
+      OTPGATE_E2E_WEBHOOK_KEY: randomBytes(24).toString("hex"),
+    },
   });
 });
 

@@ -41,6 +41,9 @@ export function otpgateBin() {
   return found;
 }
 
+/** The sms-gate.app webhook signing key the test issuer and the worker share. */
+export const WEBHOOK_KEY = "e2e-webhook-signing-key-0123456789";
+
 /** Starts the issuer; returns `{ url, apiKey, receiptKey (KeyObject), stop(), log() }`. */
 export async function startIssuer() {
   const port = await freePort();
@@ -63,6 +66,7 @@ export async function startIssuer() {
         ...process.env,
         OTPGATE_RECEIPT_KEY: privateKey.export({ format: "pem", type: "pkcs8" }),
         OTPGATE_E2E_API_KEY: apiKey,
+        OTPGATE_E2E_WEBHOOK_KEY: WEBHOOK_KEY,
         OTPGATE_PUBLIC_URL: url,
       },
       stdio: ["ignore", "pipe", "pipe"],

@@ -8,10 +8,9 @@ import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, sign } from "node:crypto";
 import path from "node:path";
 import { Miniflare } from "miniflare";
-import { startIssuer, TEST_CODE, TEST_NUMBER } from "../support/issuer.mjs";
+import { startIssuer, TEST_CODE, TEST_NUMBER, WEBHOOK_KEY } from "../support/issuer.mjs";
 
 const WORKER_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-const WEBHOOK_KEY = "e2e-webhook-signing-key-0123456789";
 
 let issuer;
 let mf;
