@@ -75,7 +75,10 @@ pub struct CodeSpec {
 
 impl Default for CodeSpec {
     fn default() -> Self {
-        Self { length: 6, alphabet: Alphabet::Digits }
+        Self {
+            length: 6,
+            alphabet: Alphabet::Digits,
+        }
     }
 }
 
@@ -179,7 +182,10 @@ pub struct CodeKey {
 impl CodeKey {
     /// A key with an id; `secret` should be at least 32 random bytes.
     pub fn new(id: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        Self { id: id.into(), secret: secret.into() }
+        Self {
+            id: id.into(),
+            secret: secret.into(),
+        }
     }
 
     /// The key id stored next to each digest.
@@ -206,7 +212,10 @@ impl CodeKey {
 
 impl fmt::Debug for CodeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CodeKey").field("id", &self.id).field("secret", &"[redacted]").finish()
+        f.debug_struct("CodeKey")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
     }
 }
 
@@ -263,14 +272,24 @@ mod tests {
     fn lengths_outside_4_to_10_are_refused() {
         let mut rng = TestRng(7);
         for length in [0, 3, 11, 64] {
-            let spec = CodeSpec { length, alphabet: Alphabet::Digits };
+            let spec = CodeSpec {
+                length,
+                alphabet: Alphabet::Digits,
+            };
             assert_eq!(spec.generate(&mut rng), Err(CodeError::BadLength(length)));
         }
         for length in 4..=10 {
-            let spec = CodeSpec { length, alphabet: Alphabet::Alphanumeric };
+            let spec = CodeSpec {
+                length,
+                alphabet: Alphabet::Alphanumeric,
+            };
             let code = spec.generate(&mut rng).expect("valid spec");
             assert_eq!(code.expose().len(), length);
-            assert!(code.expose().bytes().all(|b| ALPHANUMERIC.as_bytes().contains(&b)));
+            assert!(
+                code.expose()
+                    .bytes()
+                    .all(|b| ALPHANUMERIC.as_bytes().contains(&b))
+            );
         }
     }
 
@@ -278,14 +297,20 @@ mod tests {
     fn rejection_sampling_drops_the_biased_tail() {
         // Digits: 256 % 10 = 6, so bytes 250..=255 must be rejected. Starting at 250, the
         // first six bytes are dropped and the code starts with 256 % 10 = 0, 1, 2...
-        let spec = CodeSpec { length: 6, alphabet: Alphabet::Digits };
+        let spec = CodeSpec {
+            length: 6,
+            alphabet: Alphabet::Digits,
+        };
         let code = spec.generate(&mut Counting(250)).expect("code");
         assert_eq!(code.expose(), "012345");
     }
 
     #[test]
     fn generated_digits_are_uniform() {
-        let spec = CodeSpec { length: 10, alphabet: Alphabet::Digits };
+        let spec = CodeSpec {
+            length: 10,
+            alphabet: Alphabet::Digits,
+        };
         let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
         let mut counts = [0u32; 10];
         for _ in 0..20_000 {
@@ -294,13 +319,19 @@ mod tests {
             }
         }
         // 200,000 draws, 20,000 expected each; chi-square with 9 dof stays far below 40.
-        let chi: f64 = counts.iter().map(|&c| (f64::from(c) - 20_000.0).powi(2) / 20_000.0).sum();
+        let chi: f64 = counts
+            .iter()
+            .map(|&c| (f64::from(c) - 20_000.0).powi(2) / 20_000.0)
+            .sum();
         assert!(chi < 40.0, "chi-square {chi}, counts {counts:?}");
     }
 
     #[test]
     fn a_failing_random_source_is_an_error_not_a_weak_code() {
-        assert_eq!(CodeSpec::default().generate(&mut Broken), Err(CodeError::Rng(RngUnavailable)));
+        assert_eq!(
+            CodeSpec::default().generate(&mut Broken),
+            Err(CodeError::Rng(RngUnavailable))
+        );
     }
 
     #[test]
@@ -314,7 +345,10 @@ mod tests {
         let other = CodeKey::new("k2", b"another key of thirty-two bytes!".to_vec());
         assert!(!other.matches("ver_a", &code, &d));
         // separator: id "ab" + code "1" differs from id "a" + code "b1"
-        assert_ne!(key.digest("ab", &Code::new("1")), key.digest("a", &Code::new("b1")));
+        assert_ne!(
+            key.digest("ab", &Code::new("1")),
+            key.digest("a", &Code::new("b1"))
+        );
         assert!(!key.matches("ver_a", &code, &d[..31]));
     }
 
@@ -329,11 +363,23 @@ mod tests {
     #[test]
     fn typed_codes_are_normalised() {
         let spec = CodeSpec::default();
-        assert_eq!(spec.normalize(" 123-456 ").map(|c| c.expose().to_owned()), Some("123456".into()));
+        assert_eq!(
+            spec.normalize(" 123-456 ").map(|c| c.expose().to_owned()),
+            Some("123456".into())
+        );
         assert!(spec.normalize("12345").is_none());
         assert!(spec.normalize("12345a").is_none());
-        let alnum = CodeSpec { length: 4, alphabet: Alphabet::Alphanumeric };
-        assert_eq!(alnum.normalize("ab2c").map(|c| c.expose().to_owned()), Some("AB2C".into()));
-        assert!(alnum.normalize("AB0C").is_none(), "0 is a look-alike and not in the alphabet");
+        let alnum = CodeSpec {
+            length: 4,
+            alphabet: Alphabet::Alphanumeric,
+        };
+        assert_eq!(
+            alnum.normalize("ab2c").map(|c| c.expose().to_owned()),
+            Some("AB2C".into())
+        );
+        assert!(
+            alnum.normalize("AB0C").is_none(),
+            "0 is a look-alike and not in the alphabet"
+        );
     }
 }

@@ -57,7 +57,10 @@ impl PhoneNumber {
             return Err(PhoneError::NotE164);
         }
         let cc_len = country_code_len(&digits).ok_or(PhoneError::UnknownCountryCode)?;
-        Ok(Self { e164: format!("+{digits}"), cc_len })
+        Ok(Self {
+            e164: format!("+{digits}"),
+            cc_len,
+        })
     }
 
     /// `+` and the digits.
@@ -189,10 +192,20 @@ mod tests {
             "+44/7700900123",
             &format!("+{}", "1".repeat(40)),
         ] {
-            assert_eq!(PhoneNumber::parse(input), Err(PhoneError::NotE164), "{input:?}");
+            assert_eq!(
+                PhoneNumber::parse(input),
+                Err(PhoneError::NotE164),
+                "{input:?}"
+            );
         }
-        assert_eq!(PhoneNumber::parse("+2901234567").map(|p| p.country_code().to_owned()), Ok("290".into()));
-        assert_eq!(PhoneNumber::parse("+9991234567"), Err(PhoneError::UnknownCountryCode));
+        assert_eq!(
+            PhoneNumber::parse("+2901234567").map(|p| p.country_code().to_owned()),
+            Ok("290".into())
+        );
+        assert_eq!(
+            PhoneNumber::parse("+9991234567"),
+            Err(PhoneError::UnknownCountryCode)
+        );
     }
 
     #[test]

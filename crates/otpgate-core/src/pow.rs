@@ -72,7 +72,11 @@ pub fn issue(
 ) -> Result<String, RngUnavailable> {
     let mut salt = [0u8; 12];
     rng.fill(&mut salt)?;
-    let unsigned = format!("v1.{}.{expires}.{}", difficulty.min(MAX_DIFFICULTY), URL_SAFE_NO_PAD.encode(salt));
+    let unsigned = format!(
+        "v1.{}.{expires}.{}",
+        difficulty.min(MAX_DIFFICULTY),
+        URL_SAFE_NO_PAD.encode(salt)
+    );
     let tag = URL_SAFE_NO_PAD.encode(mac(key, &unsigned, binding));
     Ok(format!("{unsigned}.{tag}"))
 }
@@ -83,9 +87,14 @@ pub fn issue(
 /// [`PowError::Malformed`].
 pub fn describe(challenge: &str) -> Result<(u8, i64), PowError> {
     let mut parts = challenge.split('.');
-    let (Some("v1"), Some(d), Some(e), Some(_salt), Some(_tag), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("v1"), Some(d), Some(e), Some(_salt), Some(_tag), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(PowError::Malformed);
     };
     let difficulty: u8 = d.parse().map_err(|_| PowError::Malformed)?;
@@ -122,10 +131,18 @@ fn leading_zero_bits(bytes: &[u8]) -> u32 {
 ///
 /// # Errors
 /// [`PowError`] naming the failed check.
-pub fn verify(key: &[u8], binding: &str, challenge: &str, nonce: u64, now: i64) -> Result<u8, PowError> {
+pub fn verify(
+    key: &[u8],
+    binding: &str,
+    challenge: &str,
+    nonce: u64,
+    now: i64,
+) -> Result<u8, PowError> {
     let (difficulty, expires) = describe(challenge)?;
     let (unsigned, tag) = challenge.rsplit_once('.').ok_or(PowError::Malformed)?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| PowError::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| PowError::Malformed)?;
     if !ct_eq(&mac(key, unsigned, binding), &tag) {
         return Err(PowError::Forged);
     }
@@ -201,19 +218,42 @@ mod tests {
     fn wrong_binding_key_expiry_or_work_fail() {
         let c = issue(KEY, "+15551234567", 12, 1000, &mut Fixed).expect("issue");
         let nonce = solve(&c, 1 << 22).expect("ok").expect("found");
-        assert_eq!(verify(KEY, "+15557654321", &c, nonce, 0), Err(PowError::Forged));
-        assert_eq!(verify(b"other", "+15551234567", &c, nonce, 0), Err(PowError::Forged));
-        assert_eq!(verify(KEY, "+15551234567", &c, nonce, 1001), Err(PowError::Expired));
+        assert_eq!(
+            verify(KEY, "+15557654321", &c, nonce, 0),
+            Err(PowError::Forged)
+        );
+        assert_eq!(
+            verify(b"other", "+15551234567", &c, nonce, 0),
+            Err(PowError::Forged)
+        );
+        assert_eq!(
+            verify(KEY, "+15551234567", &c, nonce, 1001),
+            Err(PowError::Expired)
+        );
         let bad = (0..).find(|n| work(&c, *n) < 12).expect("some nonce fails");
-        assert_eq!(verify(KEY, "+15551234567", &c, bad, 0), Err(PowError::Insufficient));
+        assert_eq!(
+            verify(KEY, "+15551234567", &c, bad, 0),
+            Err(PowError::Insufficient)
+        );
         // Lowering the difficulty in the token breaks the MAC.
         let lowered = c.replacen("v1.12.", "v1.1.", 1);
-        assert_eq!(verify(KEY, "+15551234567", &lowered, nonce, 0), Err(PowError::Forged));
+        assert_eq!(
+            verify(KEY, "+15551234567", &lowered, nonce, 0),
+            Err(PowError::Forged)
+        );
     }
 
     #[test]
     fn malformed_challenges() {
-        for c in ["", "v1", "v2.1.2.a.b", "v1.x.2.a.b", "v1.99.2.a.b", "v1.1.2.a.b.c", "v1.1.2.a.!!"] {
+        for c in [
+            "",
+            "v1",
+            "v2.1.2.a.b",
+            "v1.x.2.a.b",
+            "v1.99.2.a.b",
+            "v1.1.2.a.b.c",
+            "v1.1.2.a.!!",
+        ] {
             assert!(verify(KEY, "b", c, 0, 0).is_err(), "{c}");
         }
         assert_eq!(solve("nope", 10), Err(PowError::Malformed));

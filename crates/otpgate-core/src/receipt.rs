@@ -147,11 +147,19 @@ struct Header {
 
 /// Signs `claims` with `key`, naming `kid` in the header.
 pub fn sign(key: &SigningKey, kid: &str, claims: &Claims) -> String {
-    let header = Header { alg: "EdDSA".into(), typ: Some("JWT".into()), kid: Some(kid.into()) };
+    let header = Header {
+        alg: "EdDSA".into(),
+        typ: Some("JWT".into()),
+        kid: Some(kid.into()),
+    };
     // Serialising these plain structs cannot fail.
     let h = serde_json::to_vec(&header).unwrap_or_default();
     let c = serde_json::to_vec(claims).unwrap_or_default();
-    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c));
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(h),
+        URL_SAFE_NO_PAD.encode(c)
+    );
     let sig = key.sign(signing_input.as_bytes());
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
 }
@@ -165,14 +173,20 @@ pub fn verify(jwt: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Result<Claim
         return Err(ReceiptError::Malformed);
     }
     let mut parts = jwt.split('.');
-    let (Some(h64), Some(c64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h64), Some(c64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ReceiptError::Malformed);
     };
     let header: Header = decode_json(h64)?;
     if header.alg != "EdDSA" {
         return Err(ReceiptError::UnsupportedAlgorithm);
     }
-    if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
         return Err(ReceiptError::Malformed);
     }
     let kid = header.kid.ok_or(ReceiptError::UnknownKey)?;
@@ -215,7 +229,9 @@ pub fn verify(jwt: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Result<Claim
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, ReceiptError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| ReceiptError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| ReceiptError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| ReceiptError::Malformed)
 }
 
@@ -241,11 +257,21 @@ mod tests {
     }
 
     fn expect(now: i64) -> Expectations<'static> {
-        Expectations { audience: "shop", issuer: "https://otp.example.com", now, leeway: 0 }
+        Expectations {
+            audience: "shop",
+            issuer: "https://otp.example.com",
+            now,
+            leeway: 0,
+        }
     }
 
     fn jwks() -> Jwks {
-        Jwks { keys: vec![Jwk::ed25519("old", &key(2).verifying_key()), Jwk::ed25519("k1", &key(1).verifying_key())] }
+        Jwks {
+            keys: vec![
+                Jwk::ed25519("old", &key(2).verifying_key()),
+                Jwk::ed25519("k1", &key(1).verifying_key()),
+            ],
+        }
     }
 
     #[test]
@@ -262,9 +288,22 @@ mod tests {
         let mut other = claims();
         other.phone_number = "+15550000000".into();
         let forged_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).expect("json"));
-        assert_eq!(verify(&format!("{head}.{forged_claims}.{sig}"), &jwks(), &expect(1200)), Err(ReceiptError::BadSignature));
-        assert_eq!(verify(&jwt, &jwks(), &expect(1601)), Err(ReceiptError::Expired));
-        assert_eq!(verify(&jwt, &jwks(), &expect(999)), Err(ReceiptError::NotYetValid));
+        assert_eq!(
+            verify(
+                &format!("{head}.{forged_claims}.{sig}"),
+                &jwks(),
+                &expect(1200)
+            ),
+            Err(ReceiptError::BadSignature)
+        );
+        assert_eq!(
+            verify(&jwt, &jwks(), &expect(1601)),
+            Err(ReceiptError::Expired)
+        );
+        assert_eq!(
+            verify(&jwt, &jwks(), &expect(999)),
+            Err(ReceiptError::NotYetValid)
+        );
         let mut e = expect(1200);
         e.audience = "bank";
         assert_eq!(verify(&jwt, &jwks(), &e), Err(ReceiptError::WrongAudience));
@@ -273,9 +312,15 @@ mod tests {
         assert_eq!(verify(&jwt, &jwks(), &e), Err(ReceiptError::WrongIssuer));
         // Signed by a key that is not published.
         let rogue = sign(&key(9), "k1", &claims());
-        assert_eq!(verify(&rogue, &jwks(), &expect(1200)), Err(ReceiptError::BadSignature));
+        assert_eq!(
+            verify(&rogue, &jwks(), &expect(1200)),
+            Err(ReceiptError::BadSignature)
+        );
         let unknown = sign(&key(1), "k9", &claims());
-        assert_eq!(verify(&unknown, &jwks(), &expect(1200)), Err(ReceiptError::UnknownKey));
+        assert_eq!(
+            verify(&unknown, &jwks(), &expect(1200)),
+            Err(ReceiptError::UnknownKey)
+        );
     }
 
     #[test]
@@ -283,14 +328,22 @@ mod tests {
         let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).expect("json"));
         for alg in ["none", "HS256", "RS256", "eddsa"] {
             let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","kid":"k1"}}"#));
-            assert_eq!(verify(&format!("{h}.{c}."), &jwks(), &expect(1200)), Err(ReceiptError::UnsupportedAlgorithm), "{alg}");
+            assert_eq!(
+                verify(&format!("{h}.{c}."), &jwks(), &expect(1200)),
+                Err(ReceiptError::UnsupportedAlgorithm),
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn malformed_receipts() {
         for jwt in ["", "a", "a.b", "a.b.c.d", "!!.!!.!!", &"a".repeat(9000)] {
-            assert_eq!(verify(jwt, &jwks(), &expect(1200)), Err(ReceiptError::Malformed), "{jwt:.20}");
+            assert_eq!(
+                verify(jwt, &jwks(), &expect(1200)),
+                Err(ReceiptError::Malformed),
+                "{jwt:.20}"
+            );
         }
     }
 }

@@ -78,7 +78,9 @@ pub fn verify_smsgate(
     now: i64,
     window_secs: i64,
 ) -> Result<(), WebhookError> {
-    let (ts, sig) = timestamp.zip(signature).ok_or(WebhookError::MissingHeader)?;
+    let (ts, sig) = timestamp
+        .zip(signature)
+        .ok_or(WebhookError::MissingHeader)?;
     if ts.is_empty() || ts.len() > 12 || !ts.bytes().all(|b| b.is_ascii_digit()) {
         return Err(WebhookError::BadTimestamp);
     }
@@ -87,7 +89,10 @@ pub fn verify_smsgate(
         return Err(WebhookError::Stale);
     }
     let expected = sign_smsgate(key, body, ts);
-    if ct_eq(expected.as_bytes(), sig.trim().to_ascii_lowercase().as_bytes()) {
+    if ct_eq(
+        expected.as_bytes(),
+        sig.trim().to_ascii_lowercase().as_bytes(),
+    ) {
         Ok(())
     } else {
         Err(WebhookError::BadSignature)
@@ -103,9 +108,16 @@ pub fn sign_textbee(secret: &str, body: &[u8]) -> String {
 ///
 /// # Errors
 /// [`WebhookError::MissingHeader`] or [`WebhookError::BadSignature`].
-pub fn verify_textbee(secret: &str, body: &[u8], signature: Option<&str>) -> Result<(), WebhookError> {
+pub fn verify_textbee(
+    secret: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(), WebhookError> {
     let sig = signature.ok_or(WebhookError::MissingHeader)?;
-    if ct_eq(sign_textbee(secret, body).as_bytes(), sig.trim().to_ascii_lowercase().as_bytes()) {
+    if ct_eq(
+        sign_textbee(secret, body).as_bytes(),
+        sig.trim().to_ascii_lowercase().as_bytes(),
+    ) {
         Ok(())
     } else {
         Err(WebhookError::BadSignature)
@@ -120,18 +132,39 @@ mod tests {
 
     #[test]
     fn known_vector() {
-        // Computed independently: printf '%s%s' "$BODY" 1700000000 | openssl dgst -sha256 -hmac key
-        let sig = sign_smsgate("key", b"{}", "1700000000");
-        assert_eq!(sig.len(), 64);
-        assert_eq!(sig, sign_smsgate("key", b"{}1700000000", ""));
+        // Python: hmac.new(b"key", b"{}1700000000", hashlib.sha256).hexdigest()
+        assert_eq!(
+            sign_smsgate("key", b"{}", "1700000000"),
+            "93800482ca289ca2ab5ad69bbb6a631e6a997ad0fb659f5edfb80f566fc07457"
+        );
     }
 
     #[test]
     fn valid_signature_within_window_passes() {
         let sig = sign_smsgate("s3cret", BODY, "1700000000");
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(&sig), 1_700_000_100, 300), Ok(()));
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                BODY,
+                Some("1700000000"),
+                Some(&sig),
+                1_700_000_100,
+                300
+            ),
+            Ok(())
+        );
         let upper = sig.to_ascii_uppercase();
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(&upper), 1_700_000_000, 300), Ok(()));
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                BODY,
+                Some("1700000000"),
+                Some(&upper),
+                1_700_000_000,
+                300
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -140,26 +173,91 @@ mod tests {
         let now = 1_700_000_000;
         let mut tampered = BODY.to_vec();
         tampered[10] ^= 1;
-        assert_eq!(verify_smsgate("s3cret", &tampered, Some("1700000000"), Some(&sig), now, 300), Err(WebhookError::BadSignature));
-        assert_eq!(verify_smsgate("other", BODY, Some("1700000000"), Some(&sig), now, 300), Err(WebhookError::BadSignature));
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                &tampered,
+                Some("1700000000"),
+                Some(&sig),
+                now,
+                300
+            ),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_smsgate("other", BODY, Some("1700000000"), Some(&sig), now, 300),
+            Err(WebhookError::BadSignature)
+        );
         // The timestamp is signed: moving it breaks the signature.
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000001"), Some(&sig), now, 300), Err(WebhookError::BadSignature));
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(&sig), now + 301, 300), Err(WebhookError::Stale));
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(&sig), now - 301, 300), Err(WebhookError::Stale));
-        assert_eq!(verify_smsgate("s3cret", BODY, None, Some(&sig), now, 300), Err(WebhookError::MissingHeader));
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), None, now, 300), Err(WebhookError::MissingHeader));
+        assert_eq!(
+            verify_smsgate("s3cret", BODY, Some("1700000001"), Some(&sig), now, 300),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                BODY,
+                Some("1700000000"),
+                Some(&sig),
+                now + 301,
+                300
+            ),
+            Err(WebhookError::Stale)
+        );
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                BODY,
+                Some("1700000000"),
+                Some(&sig),
+                now - 301,
+                300
+            ),
+            Err(WebhookError::Stale)
+        );
+        assert_eq!(
+            verify_smsgate("s3cret", BODY, None, Some(&sig), now, 300),
+            Err(WebhookError::MissingHeader)
+        );
+        assert_eq!(
+            verify_smsgate("s3cret", BODY, Some("1700000000"), None, now, 300),
+            Err(WebhookError::MissingHeader)
+        );
         for ts in ["", "-5", "17e8", "99999999999999999999", "1700000000 "] {
-            assert_eq!(verify_smsgate("s3cret", BODY, Some(ts), Some(&sig), now, 300), Err(WebhookError::BadTimestamp), "{ts:?}");
+            assert_eq!(
+                verify_smsgate("s3cret", BODY, Some(ts), Some(&sig), now, 300),
+                Err(WebhookError::BadTimestamp),
+                "{ts:?}"
+            );
         }
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(&sig[..63]), now, 300), Err(WebhookError::BadSignature));
-        assert_eq!(verify_smsgate("s3cret", BODY, Some("1700000000"), Some(""), now, 300), Err(WebhookError::BadSignature));
+        assert_eq!(
+            verify_smsgate(
+                "s3cret",
+                BODY,
+                Some("1700000000"),
+                Some(&sig[..63]),
+                now,
+                300
+            ),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_smsgate("s3cret", BODY, Some("1700000000"), Some(""), now, 300),
+            Err(WebhookError::BadSignature)
+        );
     }
 
     #[test]
     fn textbee_signatures() {
         let sig = sign_textbee("tb", BODY);
         assert_eq!(verify_textbee("tb", BODY, Some(&sig)), Ok(()));
-        assert_eq!(verify_textbee("tb", b"{}", Some(&sig)), Err(WebhookError::BadSignature));
-        assert_eq!(verify_textbee("tb", BODY, None), Err(WebhookError::MissingHeader));
+        assert_eq!(
+            verify_textbee("tb", b"{}", Some(&sig)),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_textbee("tb", BODY, None),
+            Err(WebhookError::MissingHeader)
+        );
     }
 }

@@ -29,5 +29,8 @@ pub fn bytes(n: usize) -> Result<Vec<u8>, RngUnavailable> {
 pub fn id(prefix: &str) -> Result<String, RngUnavailable> {
     use base64::Engine as _;
     let b = bytes(16)?;
-    Ok(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)))
+    Ok(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    ))
 }

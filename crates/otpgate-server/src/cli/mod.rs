@@ -56,7 +56,11 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EmulatorArgs {
     /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8081", env = "OTPGATE_EMULATOR_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8081",
+        env = "OTPGATE_EMULATOR_LISTEN"
+    )]
     pub listen: SocketAddr,
     /// The Basic-auth user.
     #[arg(long, default_value = "sms", env = "OTPGATE_EMULATOR_USERNAME")]
