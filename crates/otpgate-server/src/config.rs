@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use otpgate_core::code::CodeSpec;
 use serde::Deserialize;
 
+use crate::gateway::GatewaysConfig;
 use crate::policy::PolicyConfig;
-use crate::service::standin::GatewaysConfig;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -23,7 +23,11 @@ pub struct Metrics {
     dispatches: Family<Labels, Counter>,
     http: Family<Labels, Histogram>,
     pow_difficulty: Gauge<i64, AtomicI64>,
+    extra: std::sync::OnceLock<ExtraMetrics>,
 }
+
+/// A source of more Prometheus text (the gateway pool's counters), appended to the output.
+pub type ExtraMetrics = Box<dyn Fn() -> String + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +80,7 @@ impl Metrics {
             dispatches,
             http,
             pow_difficulty,
+            extra: std::sync::OnceLock::new(),
         }
     }
 
@@ -122,11 +127,23 @@ impl Metrics {
         &self.registry
     }
 
+    /// Sets the source of extra metrics (once; later calls are ignored).
+    pub fn set_extra(&self, extra: ExtraMetrics) {
+        let _ = self.extra.set(extra);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
+        if let Some(extra) = self.extra.get() {
+            let body = out
+                .strip_suffix("# EOF\n")
+                .map(str::to_owned)
+                .unwrap_or(out);
+            out = format!("{body}{}# EOF\n", extra());
+        }
         out
     }
 }

@@ -10,27 +10,23 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::serve::ListenerExt as _;
-use otpgate_core::phone::PhoneNumber;
 use otpgate_core::wire::DeliveryState;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState, RouterOptions};
 use crate::audit::AuditLog;
 use crate::cli::ServeArgs;
-use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Overrides, ProcessEnv, StoreKind};
-use crate::gateway::{DispatchError, Dispatcher, SendJob};
+use crate::emulator::{Emulator, EmulatorConfig};
+use crate::gateway::{DispatchError, Dispatcher, GatewaysConfig, Pool, SendJob};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -178,7 +174,14 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     if config.server.public_url.is_none() && config.server.listen.port() == 0 {
         issuer_url = format!("http://{local_addr}");
     }
-    let (dispatcher, extra) = dispatcher_for(config, store.clone(), clock.clone());
+    let (dispatcher, extra) = dispatcher_for(
+        config,
+        local_addr,
+        store.clone(),
+        audit.clone(),
+        clock.clone(),
+        &metrics,
+    )?;
     let service = Arc::new(Service::new(ServiceParts {
         store: store.clone(),
         keys,
@@ -371,45 +374,130 @@ impl axum::serve::Listener for TlsListener {
 
 /// The dispatcher of the configuration and the routes it adds.
 ///
-/// STAND-IN until the gateway pool lands: an in-process sender that marks each message
-/// `sent` and keeps what it "sent" for `GET /_emulator/messages` in dev mode.
+/// - dev mode: the built-in emulated phone (sms-gate.app API at `/_emulator/phone`, its
+///   outbox at `/_emulator/messages`) driven by the gateway pool over loopback HTTP, with
+///   signed webhooks back to `/v1/gateways/sms-gate/webhook`;
+/// - a configuration with `[[gateways.devices]]`: the pool and its webhook routes;
+/// - a configuration without devices: nothing can be sent. Messages are discarded after
+///   being marked `sent` by gateway `discard` (benchmarks, test-number-only deployments), and
+///   this is logged at error level at start.
+///
+/// # Errors
+/// The pool refuses its section (a missing secret, a bad URL).
 fn dispatcher_for(
     config: &Config,
+    local_addr: SocketAddr,
     store: Arc<dyn Store>,
+    audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
-) -> (Arc<dyn Dispatcher>, Router) {
-    let sender = Arc::new(LocalSender {
-        store,
-        clock,
-        outbox: Mutex::new(Vec::new()),
-    });
-    let extra = if config.dev_mode {
-        Router::new()
-            .route("/_emulator/messages", get(outbox))
-            .with_state(sender.clone())
-    } else {
-        Router::new()
-    };
-    (sender, extra)
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<dyn Dispatcher>, Router)> {
+    if config.dev_mode {
+        let host = if local_addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
+        } else {
+            local_addr
+        };
+        let base = format!("http://{host}");
+        let password = crate::random::id("").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let signing_key = crate::random::id("").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut ecfg =
+            EmulatorConfig::new("sms", Some(password.clone()), Some(signing_key.clone()));
+        ecfg.webhooks
+            .push(format!("{base}/v1/gateways/sms-gate/webhook"));
+        ecfg.clock = clock.clone();
+        let emulator = Emulator::new(ecfg);
+        let gateways = GatewaysConfig::dev(&base, "sms", &password, &signing_key);
+        let pool = Pool::new(gateways, store, audit, clock)?;
+        expose_pool_metrics(metrics, &pool);
+        let extra = pool
+            .routes()
+            .merge(emulator.outbox_router())
+            .nest("/_emulator/phone", emulator.router());
+        return Ok((pool, extra));
+    }
+    if config.gateways.is_empty() {
+        tracing::error!(
+            "no [[gateways.devices]] configured: SMS are NOT sent (discarded, marked sent by \
+             gateway `discard`); only test numbers can really be verified"
+        );
+        let sender = Arc::new(LocalSender { store, clock });
+        return Ok((sender, Router::new()));
+    }
+    let pool = Pool::new(config.gateways.clone(), store, audit, clock)?;
+    expose_pool_metrics(metrics, &pool);
+    let routes = pool.routes();
+    Ok((pool, routes))
 }
 
-/// An in-process sender (stand-in for the gateway pool): nothing leaves the machine.
+/// Adds the pool's counters to `/metrics`.
+fn expose_pool_metrics(metrics: &Metrics, pool: &Arc<Pool>) {
+    let weak = Arc::downgrade(pool);
+    metrics.set_extra(Box::new(move || {
+        let Some(pool) = weak.upgrade() else {
+            return String::new();
+        };
+        let m = pool.metrics();
+        let mut out = String::new();
+        out.push_str(
+            "# HELP otpgate_gateway_messages Messages handled by the gateway pool, by event.\n",
+        );
+        out.push_str("# TYPE otpgate_gateway_messages counter\n");
+        for (event, v) in [
+            ("submitted", m.submitted),
+            ("sent", m.sent),
+            ("delivered", m.delivered),
+            ("failed", m.failed),
+            ("failover", m.failovers),
+            ("no_capacity", m.no_capacity),
+            ("expired", m.expired),
+        ] {
+            out.push_str(&format!(
+                "otpgate_gateway_messages_total{{event=\"{event}\"}} {v}\n"
+            ));
+        }
+        out.push_str("# HELP otpgate_gateway_webhooks Delivery webhooks, by result.\n");
+        out.push_str("# TYPE otpgate_gateway_webhooks counter\n");
+        for (result, v) in [
+            ("accepted", m.webhooks_accepted),
+            ("rejected", m.webhooks_rejected),
+            ("duplicate", m.webhooks_duplicate),
+        ] {
+            out.push_str(&format!(
+                "otpgate_gateway_webhooks_total{{result=\"{result}\"}} {v}\n"
+            ));
+        }
+        out.push_str("# HELP otpgate_gateway_in_flight Messages being tracked.\n");
+        out.push_str("# TYPE otpgate_gateway_in_flight gauge\n");
+        out.push_str(&format!("otpgate_gateway_in_flight {}\n", m.in_flight));
+        out.push_str("# HELP otpgate_gateway_device_up Whether a device is healthy.\n");
+        out.push_str("# TYPE otpgate_gateway_device_up gauge\n");
+        for d in &m.devices {
+            let name = d.name.replace(['\\', '"', '\n'], "_");
+            out.push_str(&format!(
+                "otpgate_gateway_device_up{{device=\"{name}\",kind=\"{}\"}} {}\n",
+                d.kind,
+                u8::from(d.up)
+            ));
+        }
+        out.push_str("# HELP otpgate_gateway_device_submitted Sends accepted, by device.\n");
+        out.push_str("# TYPE otpgate_gateway_device_submitted counter\n");
+        for d in &m.devices {
+            let name = d.name.replace(['\\', '"', '\n'], "_");
+            out.push_str(&format!(
+                "otpgate_gateway_device_submitted_total{{device=\"{name}\"}} {}\n",
+                d.submitted
+            ));
+        }
+        out
+    }));
+}
+
+/// The sender used when no device is configured: marks each message `sent` by gateway
+/// `discard` and sends nothing.
 struct LocalSender {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    outbox: Mutex<Vec<SentMessage>>,
-}
-
-/// What the in-process sender "sent".
-#[derive(Clone, Debug, Serialize)]
-struct SentMessage {
-    id: String,
-    phone: String,
-    text: String,
-    state: String,
-    created_at: String,
-    sent_at: String,
-    sim_number: u8,
 }
 
 #[async_trait]
@@ -418,7 +506,7 @@ impl Dispatcher for LocalSender {
         let now = self.clock.now_ms();
         let record = DeliveryRecord {
             state: DeliveryState::Sent,
-            gateway: Some("local".into()),
+            gateway: Some("discard".into()),
             message_id: Some(job.message.message_id.clone()),
             updated_at_ms: now,
             detail: None,
@@ -431,51 +519,10 @@ impl Dispatcher for LocalSender {
         {
             return Err(DispatchError::Unavailable);
         }
-        if let Ok(mut outbox) = self.outbox.lock() {
-            if outbox.len() >= 1000 {
-                outbox.remove(0);
-            }
-            outbox.push(SentMessage {
-                id: job.message.message_id,
-                phone: job.message.phone,
-                text: job.message.text,
-                state: "Sent".into(),
-                created_at: rfc3339(now),
-                sent_at: rfc3339(now),
-                sim_number: 1,
-            });
-        }
         Ok(())
     }
 
     async fn ready(&self) -> bool {
         true
     }
-}
-
-#[derive(Deserialize)]
-struct OutboxQuery {
-    phone: Option<String>,
-}
-
-async fn outbox(
-    State(sender): State<Arc<LocalSender>>,
-    Query(q): Query<OutboxQuery>,
-) -> axum::response::Response {
-    let phone = q.phone.map(|p| {
-        PhoneNumber::parse(&p)
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or(p)
-    });
-    let list: Vec<SentMessage> = sender
-        .outbox
-        .lock()
-        .map(|o| {
-            o.iter()
-                .filter(|m| phone.as_deref().is_none_or(|p| m.phone == p))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    axum::Json(list).into_response()
 }

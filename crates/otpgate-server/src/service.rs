@@ -34,7 +34,6 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError, StartContext};
 use crate::random::{self, OsRandom};
-pub(crate) mod standin;
 use crate::store::{
     CheckTicket, DeliveryRecord, Outcome, Record, RotateOutcome, Rotation, Store, StoreError,
     StoredCode,

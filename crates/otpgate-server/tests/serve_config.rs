@@ -101,6 +101,44 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The phone's signed webhooks move the delivery state forward.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view: Value = client
+            .get(format!("{base}/v1/verifications/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let state = view["delivery"]["state"].as_str().unwrap_or("").to_owned();
+        if state == "sent" || state == "delivered" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivery state stuck at {state}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("otpgate_gateway_messages_total{event=\"submitted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("otpgate_gateway_device_up{device=\"emulator\""),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"));
     let webotp = text.lines().last().unwrap();
     assert!(webotp.starts_with("@localhost #"), "{text}");
     let code = webotp.rsplit('#').next().unwrap();
