@@ -1224,7 +1224,9 @@ async fn send(
 
 async fn list(State(emu): State<Arc<Emulator>>, Query(q): Query<HashMap<String, String>>) -> Resp {
     let num = |k: &str, d: usize| -> Result<usize, String> {
-        q.get(k).map_or(Ok(d), |v| v.parse().map_err(|_| format!("{k} must be a number")))
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse().map_err(|_| format!("{k} must be a number"))
+        })
     };
     let limit = match num("limit", 50) {
         Ok(l) if (1..=100).contains(&l) => l,
@@ -1244,7 +1246,9 @@ async fn list(State(emu): State<Arc<Emulator>>, Query(q): Query<HashMap<String, 
     let bound = |k: &str| -> Result<Option<i64>, String> {
         match q.get(k) {
             None => Ok(None),
-            Some(v) => parse_time(v).map(Some).ok_or_else(|| format!("{k} must be RFC 3339")),
+            Some(v) => parse_time(v)
+                .map(Some)
+                .ok_or_else(|| format!("{k} must be RFC 3339")),
         }
     };
     let (from, to) = match (bound("from"), bound("to")) {

@@ -1,7 +1,13 @@
 //! The gateway bridge: adapters that reach SMS gateways (sms-gate.app phones first) behind
 //! one trait, and the dispatcher the issuer hands its sends to.
 
+pub mod adapter;
+pub mod config;
 pub mod crypto;
+pub mod pool;
+
+pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
+pub use pool::{DeviceMetrics, Pool, PoolMetrics};
 
 use async_trait::async_trait;
 
@@ -58,6 +64,20 @@ pub enum DispatchError {
     /// No gateway is configured or reachable.
     #[error("no gateway available")]
     Unavailable,
+    /// The code has (almost) expired: too little lifetime is left to send it.
+    #[error("code expired before it could be sent")]
+    Expired,
+}
+
+impl DispatchError {
+    /// A stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoCapacity { .. } => "no_gateway_capacity",
+            Self::Unavailable => "gateway_unavailable",
+            Self::Expired => "code_expired",
+        }
+    }
 }
 
 /// Where the issuer sends: the pool of devices (or, in tests, something simpler).

@@ -1,0 +1,530 @@
+//! The `[gateways]` section: devices/SIMs, their budgets, and where the secrets come from.
+//!
+//! ```toml
+//! [gateways]
+//! webhook_signing_key_env = "OTPGATE_SMSGATE_SIGNING_KEY"
+//!
+//! [[gateways.devices]]
+//! name = "pixel-1"
+//! kind = "sms-gate"            # sms-gate | textbee | multiotp | webhook | twilio | sns
+//! url = "http://192.168.1.20:8080"
+//! mode = "local"               # local (no prefix) | cloud (/3rdparty/v1 base)
+//! username = "sms"
+//! password_env = "PIXEL1_PASSWORD"
+//! sim = 1
+//! countries = ["44", "33"]     # country calling codes; empty = any
+//! budget_per_minute = 25       # SMS segments per budget window (Android allows ~30/min)
+//! daily_cap = 500
+//! ```
+//!
+//! Secrets are never in the file: `*_env` names an environment variable.
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// A secret string: prints as `[redacted]`, zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(Zeroizing::new(s.into()))
+    }
+
+    /// The value (never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The kind of gateway a device is.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Deserialize)]
+pub enum Kind {
+    /// An Android phone with sms-gate.app (local server, or through the cloud/private server).
+    #[serde(rename = "sms-gate")]
+    SmsGate,
+    /// TextBee (`POST /gateway/devices/{id}/send-sms`, `x-api-key`).
+    #[serde(rename = "textbee")]
+    TextBee,
+    /// multiOTP SMSGatewayApp: the phone polls us.
+    #[serde(rename = "multiotp")]
+    MultiOtp,
+    /// A generic signed webhook (bring your own provider).
+    #[serde(rename = "webhook")]
+    Webhook,
+    /// Twilio Messages API: a fallback used only when every phone failed.
+    #[serde(rename = "twilio")]
+    Twilio,
+    /// AWS SNS `Publish`: a fallback used only when every phone failed.
+    #[serde(rename = "sns")]
+    Sns,
+}
+
+impl Kind {
+    /// Whether this is a commercial fallback (used only when every phone failed).
+    pub fn is_fallback(self) -> bool {
+        matches!(self, Self::Twilio | Self::Sns)
+    }
+
+    /// The name used in logs and the delivery record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SmsGate => "sms-gate",
+            Self::TextBee => "textbee",
+            Self::MultiOtp => "multiotp",
+            Self::Webhook => "webhook",
+            Self::Twilio => "twilio",
+            Self::Sns => "sns",
+        }
+    }
+}
+
+/// sms-gate.app: the phone's own server, or the cloud/private server.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `http://phone:8080`, paths without a prefix.
+    #[default]
+    Local,
+    /// `https://api.sms-gate.app` or a private server: paths under `/3rdparty/v1`.
+    Cloud,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_budget() -> u32 {
+    25
+}
+
+/// One device (or SIM, or provider account) of the pool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// A unique name (logs, budgets, the delivery record).
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+    /// The base URL (unused for `multiotp`, optional for `sns`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// sms-gate.app mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Basic-auth user (sms-gate, multiotp), or the Twilio account SID.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The environment variable holding the password (Basic auth; Twilio auth token).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The environment variable holding a bearer token / API key (sms-gate JWT, TextBee key).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The SIM slot (1..3).
+    #[serde(default)]
+    pub sim: Option<u8>,
+    /// Relative share of traffic.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Country calling codes served (`"44"` or `"+44"`); empty = any.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// SMS segments per budget window (default 25, under Android's 30 per minute).
+    #[serde(default = "default_budget")]
+    pub budget_per_minute: u32,
+    /// Most segments per UTC day (0 = no cap).
+    #[serde(default)]
+    pub daily_cap: u32,
+    /// The gateway's own device id (sms-gate cloud `deviceId`, TextBee device id); sms-gate
+    /// `system:ping` webhooks with this id mark the device healthy.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// sms-gate end-to-end encryption passphrase, from this environment variable.
+    #[serde(default)]
+    pub encryption_passphrase_env: Option<String>,
+    /// The signing key of this device's webhooks (or of our requests, for `webhook`), from
+    /// this environment variable; sms-gate devices default to the pool-wide key.
+    #[serde(default)]
+    pub signing_key_env: Option<String>,
+    /// The sender (Twilio `From` number or `MG...` messaging service SID).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// AWS region (sns).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// HTTP timeout for one call, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Literal secrets (dev mode and tests; never read from a file).
+    #[serde(skip)]
+    pub(crate) literal: LiteralSecrets,
+}
+
+/// Secrets given in code rather than through the environment (dev mode, tests).
+#[derive(Clone, Debug, Default)]
+pub struct LiteralSecrets {
+    /// The password.
+    pub password: Option<Secret>,
+    /// The token.
+    pub token: Option<Secret>,
+    /// The signing key.
+    pub signing_key: Option<Secret>,
+    /// The encryption passphrase.
+    pub passphrase: Option<Secret>,
+}
+
+impl DeviceConfig {
+    /// A device of `kind` named `name` at `url` with the defaults.
+    pub fn new(name: impl Into<String>, kind: Kind, url: Option<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            url,
+            mode: Mode::Local,
+            username: None,
+            password_env: None,
+            token_env: None,
+            sim: None,
+            weight: 1,
+            countries: Vec::new(),
+            budget_per_minute: default_budget(),
+            daily_cap: 0,
+            device_id: None,
+            encryption_passphrase_env: None,
+            signing_key_env: None,
+            from: None,
+            region: None,
+            timeout_ms: None,
+            literal: LiteralSecrets::default(),
+        }
+    }
+
+    /// Sets literal secrets (dev mode and tests).
+    pub fn with_secrets(mut self, secrets: LiteralSecrets) -> Self {
+        self.literal = secrets;
+        self
+    }
+}
+
+fn default_window() -> u64 {
+    60
+}
+fn default_health() -> u64 {
+    15
+}
+fn default_poll() -> u64 {
+    10
+}
+fn default_webhook_window() -> i64 {
+    otpgate_core::webhook::DEFAULT_WINDOW_SECS
+}
+
+/// The `[gateways]` section. The default has no device (the issuer then runs in dev mode or
+/// refuses to start, its choice).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaysConfig {
+    /// The devices.
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// The environment variable holding the sms-gate.app webhook signing key.
+    #[serde(default)]
+    pub webhook_signing_key_env: Option<String>,
+    /// Accepted clock difference of signed webhooks, seconds.
+    #[serde(default = "default_webhook_window")]
+    pub webhook_window_secs: i64,
+    /// The window `budget_per_minute` counts over, seconds (60; shorter in benchmarks).
+    #[serde(default = "default_window")]
+    pub budget_window_secs: u64,
+    /// How often device health is checked, seconds.
+    #[serde(default = "default_health")]
+    pub health_interval_secs: u64,
+    /// How often in-flight messages are polled, seconds (a safety net where webhooks exist).
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: u64,
+    /// The literal pool-wide signing key (dev mode and tests).
+    #[serde(skip)]
+    pub(crate) signing_key: Option<Secret>,
+}
+
+impl Default for GatewaysConfig {
+    fn default() -> Self {
+        Self {
+            devices: Vec::new(),
+            webhook_signing_key_env: None,
+            webhook_window_secs: default_webhook_window(),
+            budget_window_secs: default_window(),
+            health_interval_secs: default_health(),
+            poll_interval_secs: default_poll(),
+            signing_key: None,
+        }
+    }
+}
+
+impl GatewaysConfig {
+    /// Dev mode: one sms-gate.app local-mode device, the emulator mounted at
+    /// `{issuer_base_url}/_emulator/phone`, whose webhooks go to
+    /// `{issuer_base_url}/v1/gateways/sms-gate/webhook`.
+    pub fn dev(issuer_base_url: &str, username: &str, password: &str, signing_key: &str) -> Self {
+        let base = issuer_base_url.trim_end_matches('/');
+        let mut device = DeviceConfig::new(
+            "emulator",
+            Kind::SmsGate,
+            Some(format!("{base}/_emulator/phone")),
+        );
+        device.username = Some(username.to_owned());
+        device.literal.password = Some(Secret::new(password));
+        Self {
+            devices: vec![device],
+            signing_key: Some(Secret::new(signing_key)),
+            health_interval_secs: 5,
+            poll_interval_secs: 5,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the literal pool-wide signing key (tests).
+    pub fn with_signing_key(mut self, key: &str) -> Self {
+        self.signing_key = Some(Secret::new(key));
+        self
+    }
+
+    /// Whether any device is configured.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Checks the section without reading the environment: `"key: reason"`.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        if !(1..=3600).contains(&self.budget_window_secs) {
+            return Err("gateways.budget_window_secs: must be 1..3600".into());
+        }
+        if !(1..=3600).contains(&self.webhook_window_secs) {
+            return Err("gateways.webhook_window_secs: must be 1..3600".into());
+        }
+        if !(1..=3600).contains(&self.health_interval_secs)
+            || !(1..=3600).contains(&self.poll_interval_secs)
+        {
+            return Err(
+                "gateways.health_interval_secs / poll_interval_secs: must be 1..3600".into(),
+            );
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = |f: &str| format!("gateways.devices[{i}].{f}");
+            let valid_name = !d.name.is_empty()
+                && d.name.len() <= 64
+                && d.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return Err(format!("{}: 1..64 of [A-Za-z0-9_-]", at("name")));
+            }
+            if !names.insert(d.name.clone()) {
+                return Err(format!("{}: duplicate name {:?}", at("name"), d.name));
+            }
+            if d.weight == 0 || d.weight > 1000 {
+                return Err(format!("{}: must be 1..1000", at("weight")));
+            }
+            if d.budget_per_minute == 0 {
+                return Err(format!("{}: must be positive", at("budget_per_minute")));
+            }
+            if d.sim.is_some_and(|s| !(1..=3).contains(&s)) {
+                return Err(format!("{}: must be 1..3", at("sim")));
+            }
+            for c in &d.countries {
+                let c = c.trim_start_matches('+');
+                if c.is_empty() || c.len() > 3 || !c.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "{}: {c:?} is not a country calling code",
+                        at("countries")
+                    ));
+                }
+            }
+            let needs_url = !matches!(d.kind, Kind::MultiOtp | Kind::Sns);
+            match &d.url {
+                Some(u) => match reqwest::Url::parse(u) {
+                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
+                    _ => return Err(format!("{}: not an http(s) URL", at("url"))),
+                },
+                None if needs_url => {
+                    return Err(format!(
+                        "{}: required for kind {}",
+                        at("url"),
+                        d.kind.as_str()
+                    ));
+                }
+                None => {}
+            }
+            match d.kind {
+                Kind::SmsGate
+                    if d.username.is_some()
+                        && d.password_env.is_none()
+                        && d.literal.password.is_none() =>
+                {
+                    return Err(format!("{}: required with username", at("password_env")));
+                }
+                Kind::SmsGate
+                    if d.username.is_none()
+                        && d.token_env.is_none()
+                        && d.literal.token.is_none() =>
+                {
+                    return Err(format!(
+                        "{}: username + password_env or token_env required",
+                        at("username")
+                    ));
+                }
+                Kind::TextBee
+                    if d.device_id.is_none()
+                        || (d.token_env.is_none() && d.literal.token.is_none()) =>
+                {
+                    return Err(format!(
+                        "{}: textbee needs device_id and token_env (the API key)",
+                        at("device_id")
+                    ));
+                }
+                Kind::MultiOtp
+                    if d.username.is_none()
+                        || (d.password_env.is_none() && d.literal.password.is_none()) =>
+                {
+                    return Err(format!(
+                        "{}: multiotp needs username and password_env (the phone's Basic auth)",
+                        at("username")
+                    ));
+                }
+                Kind::Webhook if d.signing_key_env.is_none() && d.literal.signing_key.is_none() => {
+                    return Err(format!(
+                        "{}: required for kind webhook",
+                        at("signing_key_env")
+                    ));
+                }
+                Kind::Twilio
+                    if d.username.is_none()
+                        || d.from.is_none()
+                        || (d.password_env.is_none() && d.literal.password.is_none()) =>
+                {
+                    return Err(format!(
+                        "{}: twilio needs username (account SID), password_env (auth token) and from",
+                        at("username")
+                    ));
+                }
+                Kind::Sns
+                    if d.region.is_none()
+                        || (d.username.is_none())
+                        || (d.password_env.is_none() && d.literal.password.is_none()) =>
+                {
+                    return Err(format!(
+                        "{}: sns needs region, username (access key id) and password_env (secret key)",
+                        at("region")
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a secret from its literal or the named environment variable.
+pub(crate) fn secret(
+    literal: &Option<Secret>,
+    env: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Option<Secret>> {
+    if let Some(s) = literal {
+        return Ok(Some(s.clone()));
+    }
+    match env {
+        None => Ok(None),
+        Some(name) => match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
+            _ => anyhow::bail!("{what}: environment variable {name} is not set"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let cfg: GatewaysConfig = toml::from_str(
+            r#"
+            webhook_signing_key_env = "K"
+            [[devices]]
+            name = "pixel-1"
+            kind = "sms-gate"
+            url = "http://192.168.1.20:8080"
+            mode = "local"
+            username = "sms"
+            password_env = "PIXEL1_PASSWORD"
+            sim = 1
+            countries = ["44", "+33"]
+            budget_per_minute = 25
+            daily_cap = 500
+            [[devices]]
+            name = "fallback"
+            kind = "twilio"
+            url = "https://api.twilio.com"
+            username = "AC123"
+            password_env = "TWILIO_TOKEN"
+            from = "+15550001111"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(cfg.devices.len(), 2);
+        assert_eq!(cfg.devices[0].kind, Kind::SmsGate);
+        assert!(cfg.devices[1].kind.is_fallback());
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(toml::from_str::<GatewaysConfig>("nope = 1").is_err());
+        assert!(
+            toml::from_str::<GatewaysConfig>("[[devices]]\nname='a'\nkind='sms-gate'\nbogus=1")
+                .is_err()
+        );
+        assert!(
+            toml::from_str::<GatewaysConfig>("[[devices]]\nname='a'\nkind='carrier-pigeon'")
+                .is_err()
+        );
+        let bad = |s: &str| {
+            toml::from_str::<GatewaysConfig>(s)
+                .expect("parses")
+                .validate()
+        };
+        assert!(bad("[[devices]]\nname='a b'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
+            .is_err_and(|e| e.contains("name")));
+        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='ftp://x'\nusername='u'\npassword_env='P'")
+            .is_err_and(|e| e.contains("url")));
+        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'").is_err());
+        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=['UK']")
+            .is_err_and(|e| e.contains("countries")));
+        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
+            .is_err_and(|e| e.contains("duplicate")));
+    }
+
+    #[test]
+    fn dev_points_at_the_mounted_emulator_and_redacts() {
+        let cfg = GatewaysConfig::dev("http://127.0.0.1:8080/", "sms", "pw", "key");
+        assert_eq!(
+            cfg.devices[0].url.as_deref(),
+            Some("http://127.0.0.1:8080/_emulator/phone")
+        );
+        assert_eq!(cfg.validate(), Ok(()));
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("\"pw\"") && !dbg.contains("\"key\""), "{dbg}");
+    }
+}

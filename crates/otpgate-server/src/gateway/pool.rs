@@ -1,0 +1,1384 @@
+//! The pool of devices: choice, budgets, health, retries, failover and delivery tracking.
+//!
+//! # Invariants
+//! - Nothing is sent for an expired code: the clock is checked against `expires_at_ms`
+//!   (with the gateway's 5-second minimum ttl) right before every attempt, and the stored
+//!   verification must still be open on the same code version.
+//! - The same send never goes out twice: message ids are `{verification_id}.{version}.{route}`;
+//!   a retry to the same device reuses the id (sms-gate answers 409 = already accepted); a
+//!   new route (another device) is taken only after the previous one certainly failed.
+//! - Budgets are counted in the store (`dev:{name}:min`, `dev:{name}:day`), in segments, so
+//!   they hold across issuer instances; a dispatch that finds no capacity fails at once.
+//! - Delivery events are applied through `Store::update_delivery`, which only moves forward
+//!   and only for the current code version, so replays and stale events change nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use otpgate_core::code::ct_eq;
+use otpgate_core::phone::PhoneNumber;
+use otpgate_core::wire::DeliveryState;
+use otpgate_core::wire::smsgate::WebhookEnvelope;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
+use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret};
+use super::{DispatchError, Dispatcher, SendJob};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::clock::Clock;
+use crate::store::{Budget, DeliveryRecord, Outcome, Store};
+
+/// The shortest lifetime worth sending (sms-gate.app refuses a ttl under 5 s).
+pub const MIN_LIFE_MS: i64 = 5_000;
+const BREAKER_THRESHOLD: u32 = 3;
+const BREAKER_OPEN_MS: i64 = 30_000;
+const SAME_DEVICE_RETRIES: u32 = 2;
+const DEDUP_TTL_MS: i64 = 3 * 86_400_000;
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Default)]
+struct Health {
+    /// The last health check's answer (true until one says otherwise).
+    healthy: bool,
+    failures: u32,
+    open_until_ms: i64,
+}
+
+struct Device {
+    cfg: DeviceConfig,
+    adapter: Arc<dyn Adapter>,
+    multiotp: Option<Arc<MultiOtp>>,
+    /// The key of this device's webhooks (sms-gate: falls back to the pool key).
+    signing_key: Option<Secret>,
+    /// multiOTP: the phone's Basic-auth password.
+    password: Option<Secret>,
+    health: Mutex<Health>,
+    submitted: AtomicU64,
+}
+
+impl Device {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn usable(&self, now_ms: i64) -> bool {
+        let h = self.health();
+        h.healthy && now_ms >= h.open_until_ms
+    }
+
+    fn ok(&self) {
+        let mut h = self.health();
+        h.failures = 0;
+        h.open_until_ms = 0;
+    }
+
+    fn fail(&self, now_ms: i64) {
+        let mut h = self.health();
+        h.failures = h.failures.saturating_add(1);
+        if h.failures >= BREAKER_THRESHOLD {
+            h.open_until_ms = now_ms + BREAKER_OPEN_MS;
+        }
+    }
+
+    fn serves(&self, phone: Option<&PhoneNumber>) -> bool {
+        if self.cfg.countries.is_empty() {
+            return true;
+        }
+        phone.is_some_and(|p| {
+            self.cfg
+                .countries
+                .iter()
+                .any(|c| c.trim_start_matches('+') == p.country_code())
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    job: SendJob,
+    device: usize,
+    route: u32,
+    tried: Vec<usize>,
+    remote_id: Option<String>,
+    polled_at_ms: i64,
+}
+
+/// Counters the issuer may expose as metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    submitted: AtomicU64,
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    failovers: AtomicU64,
+    no_capacity: AtomicU64,
+    expired: AtomicU64,
+    webhooks_accepted: AtomicU64,
+    webhooks_rejected: AtomicU64,
+    webhooks_duplicate: AtomicU64,
+}
+
+/// A snapshot of the pool for metrics and readiness.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PoolMetrics {
+    /// Sends accepted by a gateway.
+    pub submitted: u64,
+    /// Sends reported sent.
+    pub sent: u64,
+    /// Sends reported delivered.
+    pub delivered: u64,
+    /// Verifications whose every route failed.
+    pub failed: u64,
+    /// Moves to another device.
+    pub failovers: u64,
+    /// Dispatches refused for lack of capacity.
+    pub no_capacity: u64,
+    /// Sends dropped because the code expired first.
+    pub expired: u64,
+    /// Webhooks accepted.
+    pub webhooks_accepted: u64,
+    /// Webhooks refused (bad signature, stale).
+    pub webhooks_rejected: u64,
+    /// Webhooks seen before (de-duplicated).
+    pub webhooks_duplicate: u64,
+    /// Messages being tracked.
+    pub in_flight: u64,
+    /// Per device.
+    pub devices: Vec<DeviceMetrics>,
+}
+
+/// One device in [`PoolMetrics`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeviceMetrics {
+    /// The name.
+    pub name: String,
+    /// The kind.
+    pub kind: &'static str,
+    /// Healthy and its circuit closed.
+    pub up: bool,
+    /// Sends it accepted.
+    pub submitted: u64,
+}
+
+enum Reserve {
+    Device(usize),
+    NoCapacity { retry_after_ms: i64 },
+    NoDevice,
+    Store,
+}
+
+/// The pool (implements [`Dispatcher`]).
+pub struct Pool {
+    cfg: GatewaysConfig,
+    devices: Vec<Device>,
+    store: Arc<dyn Store>,
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+    pool_key: Option<Secret>,
+    inflight: Mutex<HashMap<String, InFlight>>,
+    remote: Mutex<HashMap<String, String>>,
+    counters: Counters,
+    started: AtomicBool,
+    /// Failed messages waiting for their next route (a channel, not a direct spawn, keeps
+    /// the send → event → failover → send cycle out of the future types).
+    failover_tx: tokio::sync::mpsc::UnboundedSender<(InFlight, String)>,
+    failover_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(InFlight, String)>>>,
+    me: Weak<Pool>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field(
+                "devices",
+                &self.devices.iter().map(|d| &d.cfg.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// `{verification_id}.{version}.{route}`.
+fn message_id(job: &SendJob, route: u32) -> String {
+    format!("{}.{}.{route}", job.verification_id, job.code_version)
+}
+
+/// Splits a message id into verification id, code version and route.
+pub fn parse_message_id(id: &str) -> Option<(&str, u32, u32)> {
+    let mut it = id.rsplitn(3, '.');
+    let route = it.next()?.parse().ok()?;
+    let version = it.next()?.parse().ok()?;
+    let vid = it.next().filter(|v| !v.is_empty())?;
+    Some((vid, version, route))
+}
+
+fn err(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+impl Pool {
+    /// Builds the pool; reads the secrets its config names from the environment.
+    ///
+    /// # Errors
+    /// An invalid section or a missing secret.
+    pub fn new(
+        cfg: GatewaysConfig,
+        store: Arc<dyn Store>,
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Self>> {
+        cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let pool_key = secret(
+            &cfg.signing_key,
+            &cfg.webhook_signing_key_env,
+            "gateways.webhook_signing_key_env",
+        )?;
+        let mut devices = Vec::with_capacity(cfg.devices.len());
+        for d in &cfg.devices {
+            let (adapter, multiotp) = adapter::build(d, clock.clone())?;
+            let what = format!("gateways.devices[{}].signing_key_env", d.name);
+            let own_key = secret(&d.literal.signing_key, &d.signing_key_env, &what)?;
+            let password = if d.kind == Kind::MultiOtp {
+                secret(
+                    &d.literal.password,
+                    &d.password_env,
+                    &format!("gateways.devices[{}].password_env", d.name),
+                )?
+            } else {
+                None
+            };
+            devices.push(Device {
+                cfg: d.clone(),
+                adapter,
+                multiotp,
+                signing_key: own_key.or_else(|| {
+                    if d.kind == Kind::SmsGate {
+                        pool_key.clone()
+                    } else {
+                        None
+                    }
+                }),
+                password,
+                health: Mutex::new(Health {
+                    healthy: true,
+                    ..Health::default()
+                }),
+                submitted: AtomicU64::new(0),
+            });
+        }
+        if devices.iter().any(|d| d.cfg.kind == Kind::SmsGate)
+            && pool_key.is_none()
+            && devices.iter().all(|d| d.signing_key.is_none())
+        {
+            tracing::warn!(
+                "gateways: no webhook signing key: sms-gate delivery events will be refused, state comes from polling only"
+            );
+        }
+        let (failover_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Arc::new_cyclic(|me| Self {
+            cfg,
+            devices,
+            store,
+            audit,
+            clock,
+            pool_key,
+            inflight: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            started: AtomicBool::new(false),
+            failover_tx,
+            failover_rx: Mutex::new(Some(rx)),
+            me: me.clone(),
+        }))
+    }
+
+    fn inflight(&self) -> MutexGuard<'_, HashMap<String, InFlight>> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A snapshot of the counters and device states.
+    pub fn metrics(&self) -> PoolMetrics {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let now = self.clock.now_ms();
+        PoolMetrics {
+            submitted: l(&c.submitted),
+            sent: l(&c.sent),
+            delivered: l(&c.delivered),
+            failed: l(&c.failed),
+            failovers: l(&c.failovers),
+            no_capacity: l(&c.no_capacity),
+            expired: l(&c.expired),
+            webhooks_accepted: l(&c.webhooks_accepted),
+            webhooks_rejected: l(&c.webhooks_rejected),
+            webhooks_duplicate: l(&c.webhooks_duplicate),
+            in_flight: self.inflight().len() as u64,
+            devices: self
+                .devices
+                .iter()
+                .map(|d| DeviceMetrics {
+                    name: d.cfg.name.clone(),
+                    kind: d.cfg.kind.as_str(),
+                    up: d.usable(now),
+                    submitted: l(&d.submitted),
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts the health and polling loops (once, inside a tokio runtime).
+    fn ensure_started(&self) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.started.store(false, Ordering::SeqCst);
+            return;
+        }
+        let weak = self.me.clone();
+        let every = Duration::from_secs(self.cfg.health_interval_secs);
+        tokio::spawn(async move {
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                pool.check_health().await;
+                drop(pool);
+                tokio::time::sleep(every).await;
+            }
+        });
+        if let Some(mut rx) = self
+            .failover_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let weak = self.me.clone();
+            tokio::spawn(async move {
+                while let Some((entry, reason)) = rx.recv().await {
+                    let Some(pool) = weak.upgrade() else { return };
+                    tokio::spawn(pool.failover(entry, reason));
+                }
+            });
+        }
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.poll_once().await;
+            }
+        });
+    }
+
+    async fn check_health(&self) {
+        for d in &self.devices {
+            let up = d.adapter.health().await;
+            let mut h = d.health();
+            if up && !h.healthy {
+                tracing::info!(device = %d.cfg.name, "gateway healthy again");
+            } else if !up && h.healthy {
+                tracing::warn!(device = %d.cfg.name, "gateway health check failed");
+            }
+            h.healthy = up;
+        }
+    }
+
+    async fn poll_once(&self) {
+        let now = self.clock.now_ms();
+        let push_every = i64::try_from(self.cfg.poll_interval_secs).unwrap_or(10) * 1000;
+        let due: Vec<(String, InFlight)> = {
+            let mut g = self.inflight();
+            // Forget what can no longer matter (the code is long dead).
+            g.retain(|_, f| f.job.expires_at_ms + 120_000 > now);
+            let mut due = Vec::new();
+            for (id, f) in g.iter_mut() {
+                let every = if self.devices[f.device].adapter.pushes_events() {
+                    push_every
+                } else {
+                    2_000
+                };
+                if now - f.polled_at_ms >= every {
+                    f.polled_at_ms = now;
+                    due.push((id.clone(), f.clone()));
+                }
+            }
+            due
+        };
+        for (id, f) in due {
+            if let Ok(Some(state)) = self.devices[f.device]
+                .adapter
+                .status(&id, f.remote_id.as_deref())
+                .await
+            {
+                self.on_state(&id, state).await;
+            }
+        }
+    }
+
+    /// Picks a device with budget for `job`, excluding `tried`, among phones or fallbacks.
+    async fn reserve(&self, job: &SendJob, tried: &[usize], fallback: bool) -> Reserve {
+        let now = self.clock.now_ms();
+        let phone = PhoneNumber::parse(&job.message.phone).ok();
+        let mut candidates: Vec<usize> = (0..self.devices.len())
+            .filter(|i| !tried.contains(i))
+            .filter(|&i| {
+                let d = &self.devices[i];
+                d.cfg.kind.is_fallback() == fallback && d.usable(now) && d.serves(phone.as_ref())
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Reserve::NoDevice;
+        }
+        let window_ms = i64::try_from(self.cfg.budget_window_secs).unwrap_or(60) * 1000;
+        let units = job.message.segments.max(1);
+        let mut retry_after_ms = i64::MAX;
+        while !candidates.is_empty() {
+            let idx = self.weighted_pick(&candidates);
+            let i = candidates.swap_remove(idx);
+            let d = &self.devices[i];
+            match self
+                .take(
+                    &format!("dev:{}:min", d.cfg.name),
+                    d.cfg.budget_per_minute,
+                    window_ms,
+                    units,
+                    now,
+                )
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(retry)) => {
+                    retry_after_ms = retry_after_ms.min(retry);
+                    continue;
+                }
+                Err(()) => return Reserve::Store,
+            }
+            if d.cfg.daily_cap > 0 {
+                match self
+                    .take(
+                        &format!("dev:{}:day", d.cfg.name),
+                        d.cfg.daily_cap,
+                        DAY_MS,
+                        units,
+                        now,
+                    )
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(retry)) => {
+                        self.refund(&format!("dev:{}:min", d.cfg.name), window_ms, units, now)
+                            .await;
+                        retry_after_ms = retry_after_ms.min(retry);
+                        continue;
+                    }
+                    Err(()) => return Reserve::Store,
+                }
+            }
+            return Reserve::Device(i);
+        }
+        Reserve::NoCapacity {
+            retry_after_ms: retry_after_ms.clamp(0, DAY_MS),
+        }
+    }
+
+    /// Takes `units` from a budget, all or nothing: `Ok(Err(retry_after_ms))` when spent.
+    async fn take(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        units: u32,
+        now: i64,
+    ) -> Result<Result<(), i64>, ()> {
+        for taken in 0..units {
+            match self.store.take_budget(key, limit, window_ms, now).await {
+                Ok(Budget::Allowed { .. }) => {}
+                Ok(Budget::Exhausted { retry_after_ms }) => {
+                    self.refund(key, window_ms, taken, now).await;
+                    return Ok(Err(retry_after_ms));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway budget: store unavailable");
+                    self.refund(key, window_ms, taken, now).await;
+                    return Err(());
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn refund(&self, key: &str, window_ms: i64, units: u32, now: i64) {
+        for _ in 0..units {
+            let _ = self.store.refund_budget(key, window_ms, now).await;
+        }
+    }
+
+    fn weighted_pick(&self, candidates: &[usize]) -> usize {
+        let total: u64 = candidates
+            .iter()
+            .map(|&i| u64::from(self.devices[i].cfg.weight))
+            .sum();
+        let r = crate::random::bytes(8)
+            .map(|b| b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+            .unwrap_or(0);
+        let mut point = r % total.max(1);
+        for (k, &i) in candidates.iter().enumerate() {
+            let w = u64::from(self.devices[i].cfg.weight);
+            if point < w {
+                return k;
+            }
+            point -= w;
+        }
+        0
+    }
+
+    /// Whether the verification still wants this code sent (open, same version, alive).
+    async fn current(&self, job: &SendJob) -> bool {
+        match self.store.get(&job.verification_id).await {
+            Ok(Some(r)) => {
+                r.outcome == Outcome::Open
+                    && r.code.version == job.code_version
+                    && r.expires_at_ms > self.clock.now_ms()
+            }
+            Ok(None) => false,
+            // The store is down: the job's own expiry (checked by the caller) still holds.
+            Err(_) => true,
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        job: SendJob,
+        mut idx: usize,
+        mut route: u32,
+        mut tried: Vec<usize>,
+    ) {
+        let mut same = 0u32;
+        loop {
+            let now = self.clock.now_ms();
+            let remaining = job.expires_at_ms - now;
+            if remaining < MIN_LIFE_MS {
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                self.give_up(&job, "expired before it could be sent").await;
+                return;
+            }
+            if !self.current(&job).await {
+                return;
+            }
+            let id = message_id(&job, route);
+            let mut msg = job.message.clone();
+            msg.message_id = id.clone();
+            msg.ttl_secs = u64::try_from(remaining / 1000).unwrap_or(5);
+            let dev = &self.devices[idx];
+            match dev.adapter.send(&msg).await {
+                Ok(acc) => {
+                    dev.ok();
+                    self.accepted(job, idx, route, tried, acc).await;
+                    return;
+                }
+                Err(e) => {
+                    dev.fail(self.clock.now_ms());
+                    tracing::info!(device = %dev.cfg.name, message_id = %id, code = e.code(), "gateway send failed");
+                    let idempotent = dev.adapter.idempotent();
+                    if e.ambiguous() && !idempotent {
+                        // It may have gone out; resending elsewhere could send it twice.
+                        self.accepted(
+                            job,
+                            idx,
+                            route,
+                            tried,
+                            Accepted {
+                                remote_id: None,
+                                state: RemoteState::Accepted,
+                            },
+                        )
+                        .await;
+                        return;
+                    }
+                    if !matches!(e, SendError::Rejected { .. }) && same < SAME_DEVICE_RETRIES {
+                        same += 1;
+                        let wait = (250i64 << same)
+                            .min((job.expires_at_ms - self.clock.now_ms() - MIN_LIFE_MS).max(0));
+                        tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+                        continue;
+                    }
+                    if e.ambiguous()
+                        && let Ok(Some(state)) = dev.adapter.status(&id, None).await
+                    {
+                        // The device has it after all.
+                        self.accepted(
+                            job,
+                            idx,
+                            route,
+                            tried,
+                            Accepted {
+                                remote_id: None,
+                                state,
+                            },
+                        )
+                        .await;
+                        return;
+                    }
+                    match self.next_route(&job, &tried).await {
+                        Some(n) => {
+                            self.counters.failovers.fetch_add(1, Ordering::Relaxed);
+                            idx = n;
+                            route += 1;
+                            tried.push(n);
+                            same = 0;
+                        }
+                        None => {
+                            self.give_up(&job, e.code()).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next device for a message whose previous routes failed, waiting for budget while
+    /// the code lives; fallbacks once every phone was tried or none is usable.
+    async fn next_route(&self, job: &SendJob, tried: &[usize]) -> Option<usize> {
+        loop {
+            let now = self.clock.now_ms();
+            if job.expires_at_ms - now < MIN_LIFE_MS {
+                return None;
+            }
+            let wait = match self.reserve(job, tried, false).await {
+                Reserve::Device(i) => return Some(i),
+                Reserve::NoDevice => match self.reserve(job, tried, true).await {
+                    Reserve::Device(i) => return Some(i),
+                    Reserve::NoDevice => return None,
+                    Reserve::NoCapacity { retry_after_ms } => retry_after_ms,
+                    Reserve::Store => 500,
+                },
+                Reserve::NoCapacity { retry_after_ms } => retry_after_ms,
+                Reserve::Store => 500,
+            };
+            if now + wait > job.expires_at_ms - MIN_LIFE_MS {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(wait.clamp(50, 1_000).unsigned_abs())).await;
+        }
+    }
+
+    async fn accepted(
+        &self,
+        job: SendJob,
+        idx: usize,
+        route: u32,
+        tried: Vec<usize>,
+        acc: Accepted,
+    ) {
+        let id = message_id(&job, route);
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        self.devices[idx].submitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = &acc.remote_id {
+            self.remote
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(r.clone(), id.clone());
+        }
+        self.inflight().insert(
+            id.clone(),
+            InFlight {
+                job: job.clone(),
+                device: idx,
+                route,
+                tried,
+                remote_id: acc.remote_id.clone(),
+                polled_at_ms: self.clock.now_ms(),
+            },
+        );
+        self.apply(
+            &job.verification_id,
+            job.code_version,
+            DeliveryState::Submitted,
+            Some(idx),
+            &id,
+            None,
+            Some(&job),
+        )
+        .await;
+        if acc.state != RemoteState::Accepted {
+            self.on_state(&id, acc.state).await;
+        }
+    }
+
+    /// Records that the message is lost. The record names no route, so it applies whichever
+    /// route the store knows (unless that one already reached a final state).
+    async fn give_up(&self, job: &SendJob, reason: &str) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(verification = %job.verification_id, reason, "every gateway route failed");
+        let rec = DeliveryRecord {
+            state: DeliveryState::Failed,
+            gateway: None,
+            message_id: None,
+            updated_at_ms: self.clock.now_ms(),
+            detail: Some(reason.chars().take(120).collect()),
+        };
+        if let Ok(true) = self
+            .store
+            .update_delivery(&job.verification_id, job.code_version, &rec)
+            .await
+        {
+            let phone = PhoneNumber::parse(&job.message.phone).ok();
+            self.audit(
+                "sms.failed",
+                &job.verification_id,
+                phone,
+                json!({"reason": reason}),
+            )
+            .await;
+        }
+    }
+
+    /// Writes a delivery change; audits it when it applied.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        vid: &str,
+        version: u32,
+        state: DeliveryState,
+        device: Option<usize>,
+        message_id: &str,
+        reason: Option<&str>,
+        job: Option<&SendJob>,
+    ) -> bool {
+        let now = self.clock.now_ms();
+        let gateway = device.map(|i| self.devices[i].cfg.name.clone());
+        let rec = DeliveryRecord {
+            state,
+            gateway: gateway.clone(),
+            message_id: Some(message_id.to_owned()),
+            updated_at_ms: now,
+            detail: reason.map(|r| r.chars().take(120).collect()),
+        };
+        match self.store.update_delivery(vid, version, &rec).await {
+            Ok(true) => {
+                let kind = match state {
+                    DeliveryState::Submitted => "sms.submitted",
+                    DeliveryState::Sent => "sms.sent",
+                    DeliveryState::Delivered => "sms.delivered",
+                    DeliveryState::Failed => "sms.failed",
+                    _ => return true,
+                };
+                let phone = job.and_then(|j| PhoneNumber::parse(&j.message.phone).ok());
+                self.audit(
+                    kind,
+                    vid,
+                    phone,
+                    json!({"gateway": gateway, "message_id": message_id, "reason": reason}),
+                )
+                .await;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery update: store unavailable");
+                false
+            }
+        }
+    }
+
+    /// The one place the gateway writes audit events.
+    async fn audit(
+        &self,
+        kind: &'static str,
+        vid: &str,
+        phone: Option<PhoneNumber>,
+        detail: Value,
+    ) {
+        let mut ev = AuditEvent::new(kind, self.clock.now_ms());
+        ev.verification_id = Some(vid.to_owned());
+        ev.phone = phone;
+        ev.detail = detail;
+        if let Err(e) = self.audit.append(ev).await {
+            tracing::error!(error = %e, kind, "audit append failed");
+        }
+    }
+
+    /// Applies a state a gateway reported for one of our message ids (webhook or poll).
+    async fn on_state(&self, id: &str, state: RemoteState) {
+        let Some((vid, version, _)) = parse_message_id(id) else {
+            return;
+        };
+        let entry = self.inflight().get(id).cloned();
+        let device = entry.as_ref().map(|e| e.device);
+        let job = entry.as_ref().map(|e| &e.job);
+        match state {
+            RemoteState::Accepted => {}
+            RemoteState::Sent => {
+                if self
+                    .apply(vid, version, DeliveryState::Sent, device, id, None, job)
+                    .await
+                {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            RemoteState::Delivered => {
+                self.inflight().remove(id);
+                if self
+                    .apply(
+                        vid,
+                        version,
+                        DeliveryState::Delivered,
+                        device,
+                        id,
+                        None,
+                        job,
+                    )
+                    .await
+                {
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            RemoteState::Failed(reason) => {
+                // Only the instance that holds the message fails it over; removing the entry
+                // under the lock makes that happen once, however many events arrive.
+                let Some(e) = self.inflight().remove(id) else {
+                    return;
+                };
+                self.devices[e.device].fail(self.clock.now_ms());
+                tracing::info!(device = %self.devices[e.device].cfg.name, message_id = %id, reason = %reason.chars().take(60).collect::<String>(), "gateway reported failure");
+                let _ = self.failover_tx.send((e, reason));
+            }
+        }
+    }
+
+    /// Sends a failed message by its next route, or records the failure.
+    async fn failover(self: Arc<Self>, e: InFlight, reason: String) {
+        match self.next_route(&e.job, &e.tried).await {
+            Some(n) => {
+                self.counters.failovers.fetch_add(1, Ordering::Relaxed);
+                let mut tried = e.tried;
+                tried.push(n);
+                self.run(e.job, n, e.route + 1, tried).await;
+            }
+            None => self.give_up(&e.job, &reason).await,
+        }
+    }
+
+    /// The routes that receive delivery events, to merge into the issuer's router:
+    /// `POST /v1/gateways/sms-gate/webhook`, `POST /v1/gateways/textbee/webhook`,
+    /// `POST /v1/gateways/webhook/events` and the multiOTP polling endpoint
+    /// `GET|POST /v1/gateways/multiotp/{device}`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        self.ensure_started();
+        Router::new()
+            .route("/v1/gateways/sms-gate/webhook", post(smsgate_webhook))
+            .route("/v1/gateways/textbee/webhook", post(textbee_webhook))
+            .route("/v1/gateways/webhook/events", post(generic_events))
+            .route(
+                "/v1/gateways/multiotp/{device}",
+                axum::routing::get(multiotp_get).post(multiotp_post),
+            )
+            .layer(DefaultBodyLimit::max(256 * 1024))
+            .with_state(self.clone())
+    }
+
+    async fn first_time(&self, key: &str) -> Result<bool, Response> {
+        self.store
+            .once(key, DEDUP_TTL_MS, self.clock.now_ms())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "webhook de-duplication: store unavailable");
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "try again later",
+                )
+            })
+    }
+
+    fn rejected(&self, code: &str) -> Response {
+        self.counters
+            .webhooks_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        err(StatusCode::UNAUTHORIZED, code, "webhook signature refused")
+    }
+}
+
+#[async_trait]
+impl Dispatcher for Pool {
+    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError> {
+        self.ensure_started();
+        let now = self.clock.now_ms();
+        if job.expires_at_ms - now < MIN_LIFE_MS {
+            return Err(DispatchError::Expired);
+        }
+        if self.devices.is_empty() {
+            return Err(DispatchError::Unavailable);
+        }
+        let idx = match self.reserve(&job, &[], false).await {
+            Reserve::Device(i) => i,
+            Reserve::NoDevice => match self.reserve(&job, &[], true).await {
+                Reserve::Device(i) => i,
+                Reserve::NoCapacity { retry_after_ms } => {
+                    self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
+                    return Err(DispatchError::NoCapacity {
+                        retry_after_secs: retry_secs(retry_after_ms),
+                    });
+                }
+                Reserve::NoDevice | Reserve::Store => return Err(DispatchError::Unavailable),
+            },
+            Reserve::NoCapacity { retry_after_ms } => {
+                self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
+                return Err(DispatchError::NoCapacity {
+                    retry_after_secs: retry_secs(retry_after_ms),
+                });
+            }
+            Reserve::Store => return Err(DispatchError::Unavailable),
+        };
+        let Some(pool) = self.me.upgrade() else {
+            return Err(DispatchError::Unavailable);
+        };
+        tokio::spawn(pool.run(job, idx, 1, vec![idx]));
+        Ok(())
+    }
+
+    async fn ready(&self) -> bool {
+        let now = self.clock.now_ms();
+        self.devices.iter().any(|d| d.usable(now))
+    }
+}
+
+fn retry_secs(ms: i64) -> u64 {
+    u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn smsgate_webhook(
+    State(pool): State<Arc<Pool>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = pool.clock.now_secs();
+    let (ts, sig) = (
+        header_str(&headers, "x-timestamp"),
+        header_str(&headers, "x-signature"),
+    );
+    let mut keys: Vec<&Secret> = pool.pool_key.iter().collect();
+    keys.extend(
+        pool.devices
+            .iter()
+            .filter(|d| d.cfg.kind == Kind::SmsGate)
+            .filter_map(|d| d.signing_key.as_ref()),
+    );
+    if keys.is_empty() {
+        return pool.rejected("no_signing_key");
+    }
+    let mut verdict = Err(otpgate_core::webhook::WebhookError::BadSignature);
+    for k in keys {
+        verdict = otpgate_core::webhook::verify_smsgate(
+            k.expose(),
+            &body,
+            ts,
+            sig,
+            now,
+            pool.cfg.webhook_window_secs,
+        );
+        if verdict.is_ok()
+            || !matches!(
+                verdict,
+                Err(otpgate_core::webhook::WebhookError::BadSignature)
+            )
+        {
+            break;
+        }
+    }
+    if let Err(e) = verdict {
+        return pool.rejected(e.code());
+    }
+    let env: WebhookEnvelope = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(_) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid_webhook",
+                "not a webhook envelope",
+            );
+        }
+    };
+    if env.id.is_empty() || env.id.len() > 64 {
+        return err(StatusCode::BAD_REQUEST, "invalid_webhook", "bad event id");
+    }
+    match pool.first_time(&format!("wh:smsgate:{}", env.id)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            pool.counters
+                .webhooks_duplicate
+                .fetch_add(1, Ordering::Relaxed);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Err(r) => return r,
+    }
+    pool.counters
+        .webhooks_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    let message = env
+        .payload
+        .get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let state = match env.event.as_str() {
+        "sms:sent" => Some(RemoteState::Sent),
+        "sms:delivered" => Some(RemoteState::Delivered),
+        "sms:failed" => Some(RemoteState::Failed(
+            env.payload
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+                .chars()
+                .take(120)
+                .collect(),
+        )),
+        "sms:cancelled" => Some(RemoteState::Failed("cancelled".into())),
+        "system:ping" => {
+            let now = pool.clock.now_ms();
+            for d in &pool.devices {
+                if d.cfg.device_id.is_some() && d.cfg.device_id == env.device_id {
+                    d.health().healthy = true;
+                    let _ = now;
+                }
+            }
+            None
+        }
+        _ => None,
+    };
+    if let (Some(id), Some(state)) = (message, state) {
+        pool.on_state(&id, state).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn textbee_webhook(
+    State(pool): State<Arc<Pool>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sig = header_str(&headers, "x-signature");
+    let ok = pool
+        .devices
+        .iter()
+        .filter(|d| d.cfg.kind == Kind::TextBee)
+        .filter_map(|d| d.signing_key.as_ref())
+        .any(|k| otpgate_core::webhook::verify_textbee(k.expose(), &body, sig).is_ok());
+    if !ok {
+        return pool.rejected("bad_signature");
+    }
+    // No timestamp or event id is signed: a replay is the same body, so de-duplicate on it.
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    match pool.first_time(&format!("wh:textbee:{digest}")).await {
+        Ok(true) => {}
+        Ok(false) => {
+            pool.counters
+                .webhooks_duplicate
+                .fetch_add(1, Ordering::Relaxed);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Err(r) => return r,
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return err(StatusCode::BAD_REQUEST, "invalid_webhook", "not JSON"),
+    };
+    pool.counters
+        .webhooks_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    let what = v
+        .get("event")
+        .or_else(|| v.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let state = if what.contains("delivered") {
+        Some(RemoteState::Delivered)
+    } else if what.contains("failed") {
+        Some(RemoteState::Failed(
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+                .chars()
+                .take(120)
+                .collect(),
+        ))
+    } else if what.contains("sent") {
+        Some(RemoteState::Sent)
+    } else {
+        None
+    };
+    let batch = v
+        .get("smsBatchId")
+        .or_else(|| v.get("smsBatch"))
+        .and_then(Value::as_str);
+    let id = batch.and_then(|b| {
+        pool.remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(b)
+            .cloned()
+    });
+    if let (Some(id), Some(state)) = (id, state) {
+        pool.on_state(&id, state).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn generic_events(
+    State(pool): State<Arc<Pool>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (ts, sig) = (
+        header_str(&headers, "x-otpgate-timestamp"),
+        header_str(&headers, "x-otpgate-signature"),
+    );
+    let (Some(ts), Some(sig)) = (ts, sig) else {
+        return pool.rejected("missing_signature");
+    };
+    let Ok(at) = ts.parse::<i64>() else {
+        return pool.rejected("bad_timestamp");
+    };
+    if (pool.clock.now_secs() - at).abs() > pool.cfg.webhook_window_secs {
+        return pool.rejected("stale_timestamp");
+    }
+    let ok = pool
+        .devices
+        .iter()
+        .filter(|d| d.cfg.kind == Kind::Webhook)
+        .filter_map(|d| d.signing_key.as_ref())
+        .any(|k| {
+            ct_eq(
+                adapter::webhook_signature(k.expose(), ts, &body).as_bytes(),
+                sig.trim().to_ascii_lowercase().as_bytes(),
+            )
+        });
+    if !ok {
+        return pool.rejected("bad_signature");
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return err(StatusCode::BAD_REQUEST, "invalid_webhook", "not JSON"),
+    };
+    let (Some(event_id), Some(mid), Some(state)) = (
+        v.get("id").and_then(Value::as_str),
+        v.get("message_id").and_then(Value::as_str),
+        v.get("state").and_then(Value::as_str),
+    ) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook",
+            "id, message_id and state are required",
+        );
+    };
+    match pool
+        .first_time(&format!(
+            "wh:generic:{}",
+            event_id.chars().take(64).collect::<String>()
+        ))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            pool.counters
+                .webhooks_duplicate
+                .fetch_add(1, Ordering::Relaxed);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Err(r) => return r,
+    }
+    pool.counters
+        .webhooks_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    let state = match state {
+        "sent" => Some(RemoteState::Sent),
+        "delivered" => Some(RemoteState::Delivered),
+        "failed" => Some(RemoteState::Failed(
+            v.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+                .chars()
+                .take(120)
+                .collect(),
+        )),
+        _ => None,
+    };
+    if let Some(state) = state {
+        pool.on_state(mid, state).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn multiotp_device<'a>(
+    pool: &'a Pool,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<&'a Device, Box<Response>> {
+    use base64::Engine as _;
+    let Some(d) = pool
+        .devices
+        .iter()
+        .find(|d| d.cfg.kind == Kind::MultiOtp && d.cfg.name == name)
+    else {
+        return Err(Box::new(err(StatusCode::NOT_FOUND, "not_found", "no such device")));
+    };
+    let expected = format!(
+        "{}:{}",
+        d.cfg.username.as_deref().unwrap_or(""),
+        d.password.as_ref().map_or("", |p| p.expose())
+    );
+    let given = header_str(headers, header::AUTHORIZATION.as_str())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .unwrap_or_default();
+    if d.password.is_some() && ct_eq(&given, expected.as_bytes()) {
+        Ok(d)
+    } else {
+        let mut r = err(StatusCode::UNAUTHORIZED, "unauthorized", "bad credentials");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"otpgate\""),
+        );
+        Err(Box::new(r))
+    }
+}
+
+async fn multiotp_get(
+    State(pool): State<Arc<Pool>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match multiotp_device(&pool, &name, &headers) {
+        Ok(_) => axum::Json(json!({"medic-gateway": true})).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn multiotp_post(
+    State(pool): State<Arc<Pool>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let d = match multiotp_device(&pool, &name, &headers) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let v: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": true, "message": "body must be a JSON object"})),
+            )
+                .into_response();
+        }
+    };
+    if let Some(updates) = v.get("updates").and_then(Value::as_array) {
+        for u in updates.iter().take(1000) {
+            let (Some(id), Some(status)) = (
+                u.get("id").and_then(Value::as_str),
+                u.get("status").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let state = match status {
+                "SENT" => RemoteState::Sent,
+                "DELIVERED" => RemoteState::Delivered,
+                "FAILED" => RemoteState::Failed(
+                    u.get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("failed")
+                        .chars()
+                        .take(120)
+                        .collect(),
+                ),
+                _ => continue,
+            };
+            pool.on_state(id, state).await;
+        }
+    }
+    let (alive, dead) = d.multiotp.as_ref().map(|q| q.drain()).unwrap_or_default();
+    for p in dead {
+        pool.inflight().remove(&p.id);
+    }
+    let mut out = Vec::with_capacity(alive.len());
+    for p in alive {
+        let job = pool.inflight().get(&p.id).map(|f| f.job.clone());
+        // The same guard as every other send: alive and still the current code.
+        let ok = match &job {
+            Some(j) => {
+                j.expires_at_ms - pool.clock.now_ms() >= MIN_LIFE_MS && pool.current(j).await
+            }
+            None => {
+                // Queued a moment ago, not yet recorded: hand it out on the next poll.
+                if let Some(q) = &d.multiotp {
+                    q.requeue(p);
+                }
+                continue;
+            }
+        };
+        if ok {
+            out.push(json!({"id": p.id, "to": p.to, "content": p.content}));
+        }
+    }
+    axum::Json(json!({"messages": out})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_round_trip() {
+        let job = SendJob {
+            verification_id: "v_AAAAAAAAAAAAAAAAAAAAAA".into(),
+            code_version: 2,
+            message: super::super::Outgoing {
+                message_id: String::new(),
+                phone: "+15551234567".into(),
+                text: String::new(),
+                ttl_secs: 60,
+                segments: 1,
+            },
+            expires_at_ms: 0,
+        };
+        let id = message_id(&job, 3);
+        assert!(id.len() <= 36);
+        assert_eq!(
+            parse_message_id(&id),
+            Some(("v_AAAAAAAAAAAAAAAAAAAAAA", 2, 3))
+        );
+        for bad in ["", "x", "a.b", "a.1", ".1.1", "a.x.1", "a.1.x"] {
+            assert_eq!(parse_message_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The gateway pool against emulated phones on real sockets: delivery, failover, budgets,
+//! expiry, and webhook security (forged, replayed, duplicated, stale).
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otpgate_core::wire::DeliveryState;
+use otpgate_server::audit::AuditLog;
+use otpgate_server::clock::{Clock, SystemClock};
+use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
+use otpgate_server::gateway::{
+    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
+    Secret, SendJob,
+};
+use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use serde_json::{Value, json};
+
+const KEY: &str = "webhook-signing-key";
+
+struct Rig {
+    pool: Arc<Pool>,
+    phones: Vec<Arc<Emulator>>,
+    store: Arc<dyn Store>,
+    hook: String,
+    http: reqwest::Client,
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+/// Phones with the given knobs and budgets; the pool's webhook receiver on a real socket.
+async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let hook = format!("{base}/v1/gateways/sms-gate/webhook");
+    let mut emus = Vec::new();
+    let mut devices = Vec::new();
+    for (i, (knobs, budget)) in phones.iter().enumerate() {
+        let mut cfg = EmulatorConfig::new("sms", Some(format!("pw-{i}")), Some(KEY.into()));
+        cfg.knobs = knobs.clone();
+        cfg.webhooks = vec![hook.clone()];
+        let emu = Emulator::new(cfg);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        let e = emu.clone();
+        tokio::spawn(async move { e.serve(l).await });
+        let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
+        d.username = Some("sms".into());
+        d.budget_per_minute = *budget;
+        d.timeout_ms = Some(2_000);
+        d.device_id = Some(emu.device_id().to_owned());
+        devices.push(d.with_secrets(LiteralSecrets {
+            password: Some(Secret::new(format!("pw-{i}"))),
+            ..LiteralSecrets::default()
+        }));
+        emus.push(emu);
+    }
+    let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
+    cfg.devices = devices;
+    cfg.budget_window_secs = window_secs;
+    cfg.poll_interval_secs = 1;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let pool = Pool::new(
+        cfg,
+        store.clone(),
+        Arc::new(AuditLog::disabled()),
+        Arc::new(SystemClock),
+    )
+    .expect("pool");
+    let app = pool.routes();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Rig {
+        pool,
+        phones: emus,
+        store,
+        hook,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn fast() -> Knobs {
+    Knobs {
+        delay_ms: 10,
+        webhook_retry_base_ms: 50,
+        ..Knobs::default()
+    }
+}
+
+impl Rig {
+    /// A stored verification and its send job (code version `version`).
+    async fn job(&self, n: usize, version: u32, life_ms: i64) -> SendJob {
+        let vid = format!("v_{n:0>22}");
+        let phone = format!("+1555{:07}", 1_000_000 + n);
+        let now = now_ms();
+        let rec = Record {
+            id: vid.clone(),
+            app: "demo".into(),
+            phone: phone.clone(),
+            locale: None,
+            outcome: Outcome::Open,
+            code: StoredCode {
+                digest: vec![0; 32],
+                key_id: "k".into(),
+                version,
+            },
+            created_at_ms: now,
+            expires_at_ms: now + life_ms,
+            attempts: 0,
+            max_attempts: 5,
+            sends: version,
+            resend_at_ms: now,
+            delivery: DeliveryRecord {
+                state: DeliveryState::Queued,
+                gateway: None,
+                message_id: None,
+                updated_at_ms: now,
+                detail: None,
+            },
+            test_number: false,
+        };
+        let _ = self.store.create(&rec).await;
+        SendJob {
+            verification_id: vid,
+            code_version: version,
+            message: Outgoing {
+                message_id: String::new(),
+                phone,
+                text: format!("code {n:06} v{version}"),
+                ttl_secs: 0,
+                segments: 1,
+            },
+            expires_at_ms: now + life_ms,
+        }
+    }
+
+    async fn delivery(&self, vid: &str) -> DeliveryState {
+        self.store
+            .get(vid)
+            .await
+            .expect("store")
+            .expect("record")
+            .delivery
+            .state
+    }
+
+    async fn wait_terminal(&self, vid: &str, within: Duration) -> DeliveryState {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.delivery(vid).await;
+            if s.is_terminal() || tokio::time::Instant::now() > end {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// How many times each text went out, over all phones.
+    fn sent_texts(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for p in &self.phones {
+            for s in p.sent(None) {
+                *m.entry(s.text).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    async fn post_hook(&self, body: &str, ts: i64, key: &str) -> reqwest::Response {
+        let ts = ts.to_string();
+        let sig = otpgate_core::webhook::sign_smsgate(key, body.as_bytes(), &ts);
+        self.http
+            .post(&self.hook)
+            .header("content-type", "application/json")
+            .header("X-Timestamp", ts)
+            .header("X-Signature", sig)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("post")
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_submitted_sent_and_delivered_through_webhooks() {
+    let r = rig(&[(fast(), 25)], 60).await;
+    let job = r.job(1, 1, 60_000).await;
+    r.pool.dispatch(job.clone()).await.expect("dispatched");
+    assert_eq!(
+        r.wait_terminal(&job.verification_id, Duration::from_secs(10))
+            .await,
+        DeliveryState::Delivered
+    );
+    let rec = r
+        .store
+        .get(&job.verification_id)
+        .await
+        .expect("store")
+        .expect("record");
+    assert_eq!(rec.delivery.gateway.as_deref(), Some("phone-0"));
+    assert_eq!(
+        rec.delivery.message_id.as_deref(),
+        Some(format!("{}.1.1", job.verification_id).as_str())
+    );
+    let sent = r.phones[0].sent(None);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].phone, job.message.phone);
+    assert_eq!(sent[0].id, format!("{}.1.1", job.verification_id));
+    let m = r.pool.metrics();
+    assert!(m.webhooks_accepted >= 2, "{m:?}");
+    assert!(r.pool.ready().await);
+}
+
+#[tokio::test]
+async fn failover_delivers_every_code_exactly_once() {
+    let bad = Knobs {
+        failure_rate: 1.0,
+        ..fast()
+    };
+    let r = rig(&[(bad, 25), (fast(), 25)], 60).await;
+    let mut jobs = Vec::new();
+    for n in 0..12 {
+        let job = r.job(n, 1, 60_000).await;
+        r.pool.dispatch(job.clone()).await.expect("dispatched");
+        jobs.push(job);
+    }
+    for job in &jobs {
+        assert_eq!(
+            r.wait_terminal(&job.verification_id, Duration::from_secs(20))
+                .await,
+            DeliveryState::Delivered,
+            "{}",
+            job.verification_id
+        );
+    }
+    let sent = r.sent_texts();
+    for job in &jobs {
+        assert_eq!(
+            sent.get(&job.message.text),
+            Some(&1),
+            "{} sent once",
+            job.message.text
+        );
+    }
+    assert!(
+        r.phones[0].sent(None).is_empty(),
+        "the failing phone never got anything out"
+    );
+    assert!(r.pool.metrics().failovers > 0);
+}
+
+#[tokio::test]
+async fn a_phone_that_refuses_connections_is_failed_over_at_once() {
+    let down = Knobs {
+        offline: Offline::Refuse,
+        ..fast()
+    };
+    let r = rig(&[(down, 25), (fast(), 25)], 60).await;
+    r.phones[0].set_knobs(Knobs {
+        offline: Offline::Refuse,
+        ..fast()
+    });
+    let mut jobs = Vec::new();
+    for n in 0..6 {
+        let job = r.job(100 + n, 1, 60_000).await;
+        r.pool.dispatch(job.clone()).await.expect("dispatched");
+        jobs.push(job);
+    }
+    for job in &jobs {
+        assert_eq!(
+            r.wait_terminal(&job.verification_id, Duration::from_secs(20))
+                .await,
+            DeliveryState::Delivered
+        );
+    }
+    assert_eq!(r.phones[1].sent(None).len(), 6);
+}
+
+#[tokio::test]
+async fn budgets_are_never_exceeded_and_excess_fails_fast() {
+    let r = rig(&[(fast(), 4), (fast(), 3)], 60).await;
+    let mut ok = Vec::new();
+    let mut refused = 0;
+    for n in 0..12 {
+        let job = r.job(200 + n, 1, 60_000).await;
+        let t = std::time::Instant::now();
+        match r.pool.dispatch(job.clone()).await {
+            Ok(()) => ok.push(job),
+            Err(DispatchError::NoCapacity { retry_after_secs }) => {
+                assert!(t.elapsed() < Duration::from_millis(500), "fail fast");
+                assert!((1..=60).contains(&retry_after_secs));
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok.len(), 7);
+    assert_eq!(refused, 5);
+    for job in &ok {
+        assert_eq!(
+            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
+                .await,
+            DeliveryState::Delivered
+        );
+    }
+    assert_eq!(r.phones[0].sent(None).len(), 4);
+    assert_eq!(r.phones[1].sent(None).len(), 3);
+}
+
+#[tokio::test]
+async fn a_code_that_expires_in_the_retry_loop_is_never_sent() {
+    // Phone 0 fails everything; phone 1 has budget for one message, which job A takes. Job B
+    // fails on phone 0, then waits for phone 1's budget (60 s window) past its 7 s lifetime.
+    let bad = Knobs {
+        failure_rate: 1.0,
+        ..fast()
+    };
+    let r = rig(&[(bad, 25), (fast(), 1)], 60).await;
+    let a = r.job(300, 1, 60_000).await;
+    let b = r.job(301, 1, 7_000).await;
+    // Make sure A lands on phone 1 first: phone 0 fails it over.
+    r.pool.dispatch(a.clone()).await.expect("a");
+    assert_eq!(
+        r.wait_terminal(&a.verification_id, Duration::from_secs(10))
+            .await,
+        DeliveryState::Delivered
+    );
+    r.pool.dispatch(b.clone()).await.expect("b");
+    assert_eq!(
+        r.wait_terminal(&b.verification_id, Duration::from_secs(15))
+            .await,
+        DeliveryState::Failed
+    );
+    let sent = r.sent_texts();
+    assert_eq!(
+        sent.get(&b.message.text),
+        None,
+        "the expired code never went out"
+    );
+    // And a code that is already (nearly) dead is refused outright.
+    let c = r.job(302, 1, 3_000).await;
+    assert_eq!(r.pool.dispatch(c).await, Err(DispatchError::Expired));
+}
+
+#[tokio::test]
+async fn a_code_replaced_by_a_resend_is_not_sent() {
+    let r = rig(&[(fast(), 25)], 60).await;
+    // The stored verification is on version 2 (a resend happened); a job for version 1 is stale.
+    let newer = r.job(401, 2, 60_000).await;
+    let stale = SendJob {
+        code_version: 1,
+        ..newer.clone()
+    };
+    r.pool
+        .dispatch(stale.clone())
+        .await
+        .expect("accepted for dispatch");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        r.phones[0].sent(None).is_empty(),
+        "the old code version is never sent"
+    );
+}
+
+#[tokio::test]
+async fn forged_replayed_duplicated_and_stale_webhooks_change_nothing() {
+    let r = rig(
+        &[(
+            Knobs {
+                drop_reports: 1.0,
+                ..fast()
+            },
+            25,
+        )],
+        60,
+    )
+    .await;
+    let job = r.job(500, 2, 60_000).await;
+    r.pool.dispatch(job.clone()).await.expect("dispatched");
+    // Reports are dropped: the message stays Sent.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while r.delivery(&job.verification_id).await != DeliveryState::Sent
+        && tokio::time::Instant::now() < end
+    {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(r.delivery(&job.verification_id).await, DeliveryState::Sent);
+    let mid = format!("{}.2.1", job.verification_id);
+    let now = SystemClock.now_secs();
+    let env = |id: &str, event: &str, message: &str| {
+        json!({"id": id, "webhookId": "w", "event": event, "deviceId": r.phones[0].device_id(),
+               "payload": {"messageId": message, "recipient": job.message.phone, "deliveredAt": "2026-01-01T00:00:00.000Z"}})
+        .to_string()
+    };
+
+    // Forged: wrong key, tampered body, missing headers, stale timestamp.
+    let resp = r
+        .post_hook(&env("e1", "sms:failed", &mid), now, "not-the-key")
+        .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "bad_signature");
+    assert!(v["error"]["message"].is_string());
+    let resp = r
+        .post_hook(&env("e2", "sms:delivered", &mid), now - 301, KEY)
+        .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"]["code"],
+        "stale_timestamp"
+    );
+    let resp = r
+        .http
+        .post(&r.hook)
+        .body(env("e3", "sms:delivered", &mid))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(r.delivery(&job.verification_id).await, DeliveryState::Sent);
+
+    // A stale event for an old code version.
+    let old = format!("{}.1.1", job.verification_id);
+    assert_eq!(
+        r.post_hook(&env("e4", "sms:delivered", &old), now, KEY)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(r.delivery(&job.verification_id).await, DeliveryState::Sent);
+
+    // Unknown events are accepted and ignored.
+    assert_eq!(
+        r.post_hook(&env("e5", "sms:received", &mid), now, KEY)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+
+    // A genuine sms:failed, replayed: the first triggers failover (no other phone: Failed);
+    // a replay with the same id is a no-op, as is a later delivered with a fresh id.
+    let failed = env("e6", "sms:failed", &mid);
+    assert_eq!(r.post_hook(&failed, now, KEY).await.status().as_u16(), 204);
+    assert_eq!(
+        r.wait_terminal(&job.verification_id, Duration::from_secs(5))
+            .await,
+        DeliveryState::Failed
+    );
+    assert_eq!(r.post_hook(&failed, now, KEY).await.status().as_u16(), 204);
+    assert_eq!(
+        r.post_hook(&env("e7", "sms:delivered", &mid), now, KEY)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        r.delivery(&job.verification_id).await,
+        DeliveryState::Failed
+    );
+    let m = r.pool.metrics();
+    assert!(
+        m.webhooks_duplicate >= 1 && m.webhooks_rejected >= 3,
+        "{m:?}"
+    );
+    assert_eq!(r.phones[0].sent(None).len(), 1, "nothing was sent again");
+
+    // Malformed but signed: 400 in the one error shape.
+    let resp = r.post_hook("[1,2]", now, KEY).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"]["code"],
+        "invalid_webhook"
+    );
+}
