@@ -144,8 +144,8 @@ impl OtpClient {
         self.run(Op::Check(id, code))
     }
 
-    /// Sends a new code (the old one stops working). Rejects with `rate_limited` and
-    /// `retryAfter` inside the cooldown.
+    /// Sends a new code (the old one stops working). Rejects with `resend_cooldown` (429)
+    /// and `retryAfter` inside the cooldown.
     #[wasm_bindgen(unchecked_return_type = "Promise<Verification>")]
     pub fn resend(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
         self.run(Op::Resend(id))

@@ -750,6 +750,25 @@ async fn last_sms(base: &str, phone: &str) -> String {
     panic!("the emulated phone sent nothing to {phone}");
 }
 
+/// An `AbortController` that aborts after `ms`.
+fn abort_after(ms: i32) -> JsValue {
+    let global = js_sys::global();
+    let ctor: Function = Reflect::get(&global, &"AbortController".into())
+        .expect("ctor")
+        .dyn_into()
+        .expect("fn");
+    let controller = Reflect::construct(&ctor, &Array::new()).expect("controller");
+    let abort: Function = get(&controller, "abort").dyn_into().expect("fn");
+    let set_timeout: Function = Reflect::get(&global, &"setTimeout".into())
+        .expect("setTimeout")
+        .dyn_into()
+        .expect("fn");
+    set_timeout
+        .call2(&JsValue::UNDEFINED, &abort.bind(&controller), &ms.into())
+        .expect("timer");
+    controller
+}
+
 async fn sleep(ms: i32) {
     let p = Promise::new(&mut |resolve, _| {
         let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
@@ -792,11 +811,31 @@ async fn issuer_flow_start_sms_check_receipt() {
         "the issuer's SMS carries an origin-bound line: {sms:?}"
     );
 
-    let delivered =
-        resolve(client.wait_for_delivery(id.clone().into(), obj(&[("intervalMs", 250.into())])))
-            .await
-            .expect("settles");
-    assert_eq!(text(&delivered, "id"), id);
+    // Delivered (the emulated phone's delivery report) or, if the report is slow, still moving
+    // forward when the 8 s signal fires; the abort must stop the polling.
+    let controller = abort_after(8000);
+    let options = obj(&[
+        ("intervalMs", 250.into()),
+        ("signal", get(&controller, "signal")),
+    ]);
+    match resolve(client.wait_for_delivery(id.clone().into(), options)).await {
+        Ok(v) => assert!(
+            ["delivered", "failed"].contains(&text(&v, "delivery.state").as_str()),
+            "{}",
+            stringify(&v)
+        ),
+        Err(err) => {
+            assert_eq!(code_of(&err), "aborted");
+            let v = resolve(client.status(id.clone().into()))
+                .await
+                .expect("status");
+            assert!(
+                ["submitted", "sent"].contains(&text(&v, "delivery.state").as_str()),
+                "{}",
+                stringify(&v)
+            );
+        }
+    }
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let err = resolve(client.check(id.clone().into(), wrong.into()))
@@ -868,7 +907,13 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
     let err = resolve(client.resend(id.clone().into()))
         .await
         .expect_err("cooldown");
-    assert_eq!(code_of(&err), "rate_limited", "{}", stringify(&err));
+    assert_eq!(
+        get(&err, "status").as_f64(),
+        Some(429.0),
+        "{}",
+        stringify(&err)
+    );
+    assert_eq!(code_of(&err), "resend_cooldown", "the issuer's stable code");
     assert!(
         get(&err, "retryAfter").as_f64().is_some_and(|s| s > 0.0),
         "retryAfter is set"
