@@ -86,6 +86,7 @@ impl Template {
     /// # Errors
     /// As [`Template::new`].
     pub fn validate(&self) -> Result<(), ComposeError> {
+        check_template_chars(&self.0)?;
         let mut has_code = false;
         for piece in Pieces::new(&self.0) {
             if let Piece::Placeholder(Placeholder::Code) = piece? {
@@ -427,6 +428,20 @@ pub fn builtin_template(tag: &str) -> Option<(&'static str, &'static str)> {
         .find(|(l, _)| *l == primary)
 }
 
+/// Templates may span lines (LF) but carry no other control character (CR, FF, TAB, …) and no
+/// Unicode line or paragraph separator: those would move or hide line breaks.
+fn check_template_chars(template: &str) -> Result<(), ComposeError> {
+    if template
+        .chars()
+        .any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Err(ComposeError::BadTemplate(
+            "control character or line separator other than a newline",
+        ));
+    }
+    Ok(())
+}
+
 fn check_app(app: &str) -> Result<(), ComposeError> {
     if app.trim().is_empty() {
         return Err(ComposeError::BadApp("empty"));
@@ -537,6 +552,7 @@ pub fn compose(req: ComposeRequest<'_>) -> Result<Composed, ComposeError> {
         ("en".to_owned(), BUILTIN_TEMPLATES[0].1)
     };
 
+    check_template_chars(template)?;
     // Render the human text in one pass (values are never re-scanned for placeholders).
     let mut human = String::with_capacity(template.len() + 48);
     let mut forced = false;
@@ -560,7 +576,10 @@ pub fn compose(req: ComposeRequest<'_>) -> Result<Composed, ComposeError> {
             }
         }
     }
-    if !contains_token(&human, req.code) {
+    // Leading and trailing whitespace (blank lines included) is dropped: the layout adds its
+    // own line breaks, and a trailing newline would hide the origin-bound line.
+    let human = human.trim_matches(|c: char| c.is_ascii_whitespace());
+    if !contains_token(human, req.code) {
         return Err(ComposeError::CodeMissing);
     }
 
@@ -569,7 +588,7 @@ pub fn compose(req: ComposeRequest<'_>) -> Result<Composed, ComposeError> {
     if req.app_hash.is_some() && req.layout == Layout::Combined {
         text.push_str("<#> ");
     }
-    text.push_str(&human);
+    text.push_str(human);
     let origin_line = origin.as_ref().map(|o| {
         let mut line = format!("@{o} #{}", req.code);
         if let Some(f) = &iframe {
@@ -1021,6 +1040,25 @@ mod tests {
             Template::new("no code").map_err(|e| e.code()),
             Err("code_missing")
         );
+    }
+
+    #[test]
+    fn template_whitespace_is_trimmed() {
+        let t = Template::new("\n  Code {code}\nfor {app} \n\n").expect("valid");
+        for (origin, want) in [
+            (None, "Code 123456\nfor Example"),
+            (
+                Some("example.com"),
+                "Code 123456\nfor Example\n@example.com #123456",
+            ),
+        ] {
+            let r = ComposeRequest {
+                template: Some(&t),
+                origin,
+                ..req("Example", "123456")
+            };
+            assert_eq!(compose(r).map(|c| c.text).as_deref(), Ok(want));
+        }
     }
 
     #[test]
