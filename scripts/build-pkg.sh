@@ -50,7 +50,11 @@ VERSION=$(cargo metadata -q --no-deps --format-version 1 |
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$WORK/otpgate_bg.wasm" "$OUT/"
-cp "$WORK/web/otpgate.js" "$WORK/web/otpgate.d.ts" "$OUT/"
+cp "$WORK/web/otpgate.js" "$OUT/"
+# Trailing option bags are optional in JS; wasm-bindgen types `Option<JsValue>` parameters
+# as required, so mark them `?` (the names and types come from src/, see unchecked_param_type).
+sed -E 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
+  "$WORK/web/otpgate.d.ts" >"$OUT/otpgate.d.ts"
 cp pkg-template/node.mjs pkg-template/node.d.ts "$OUT/"
 cp pkg-template/README.md "$OUT/"
 [ -f LICENSE ] && cp LICENSE "$OUT/"

@@ -71,9 +71,10 @@ impl OtpClient {
     /// no `fetch` and none was passed.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        #[wasm_bindgen(unchecked_param_type = "string")] base_url: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "OtpClientOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(js_name = baseUrl, unchecked_param_type = "string")] base_url: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "OtpClientOptions")] options: Option<JsValue>,
     ) -> Result<OtpClient, JsValue> {
+        let options = options.unwrap_or_default();
         let base = base_url
             .as_string()
             .ok_or_else(|| invalid("baseUrl must be a string"))?;
@@ -122,9 +123,9 @@ impl OtpClient {
     pub fn start(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] phone: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "StartOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "StartOptions")] options: Option<JsValue>,
     ) -> Promise {
-        self.run(Op::Start(phone, options))
+        self.run(Op::Start(phone, options.unwrap_or_default()))
     }
 
     /// The current state of a verification, delivery included.
@@ -166,10 +167,9 @@ impl OtpClient {
     pub fn wait_for_delivery(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WaitForDeliveryOptions | undefined")]
-        options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WaitForDeliveryOptions")] options: Option<JsValue>,
     ) -> Promise {
-        self.run(Op::Wait(id, options))
+        self.run(Op::Wait(id, options.unwrap_or_default()))
     }
 }
 

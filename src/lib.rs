@@ -201,8 +201,9 @@ pub fn verify_webhook_signature(
     raw_body: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string | number | null | undefined")] timestamp: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string | null | undefined")] signature: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "VerifyWebhookOptions | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "VerifyWebhookOptions")] options: Option<JsValue>,
 ) -> Result<bool, JsValue> {
+    let options = options.unwrap_or_default();
     let now = opt_int(&options, "now", 0.0, MAX_SAFE_INTEGER)?.map_or_else(now_secs, |n| n as i64);
     let window = opt_int(&options, "windowSecs", 0.0, 86_400.0)?
         .map_or(webhook::DEFAULT_WINDOW_SECS, |n| n as i64);
@@ -232,13 +233,12 @@ pub fn verify_webhook_signature(
 #[wasm_bindgen(js_name = solvePow)]
 pub fn solve_pow(
     #[wasm_bindgen(unchecked_param_type = "string")] challenge: JsValue,
-    #[wasm_bindgen(js_name = maxTries, unchecked_param_type = "number | undefined")]
-    max_tries: JsValue,
+    #[wasm_bindgen(js_name = maxTries, unchecked_param_type = "number")] max_tries: Option<JsValue>,
 ) -> Result<f64, JsValue> {
     let challenge = text_arg(&challenge, "challenge")?;
-    let max = match max_tries.is_undefined() || max_tries.is_null() {
-        true => None,
-        false => Some(int(&max_tries, "maxTries", 1.0, MAX_SAFE_INTEGER)? as u64),
+    let max = match max_tries.filter(|m| !m.is_undefined() && !m.is_null()) {
+        None => None,
+        Some(m) => Some(int(&m, "maxTries", 1.0, MAX_SAFE_INTEGER)? as u64),
     };
     solve(&challenge, max)
 }

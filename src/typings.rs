@@ -125,11 +125,13 @@ export interface FetchResponseLike {
   text(): Promise<string>;
 }
 
-/** A `fetch`-compatible function. */
-export type FetchLike = (
-  url: string,
-  init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignalLike },
-) => Promise<FetchResponseLike>;
+/**
+ * A `fetch`-compatible function. It is called as `fetch(url, {method, headers, body?, signal?})`
+ * with `headers` a plain object of strings; `init` is typed loosely so that the DOM's, Node's
+ * and workers' `fetch` (whose `RequestInit` types differ) all fit.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type FetchLike = (url: string, init?: any) => Promise<FetchResponseLike>;
 
 /** Options of `new OtpClient`. */
 export interface OtpClientOptions {

@@ -32,8 +32,9 @@ extern "C" {
 /// `invalid_argument`.
 #[wasm_bindgen(js_name = receiveCode, unchecked_return_type = "Promise<string>")]
 pub fn receive_code(
-    #[wasm_bindgen(unchecked_param_type = "ReceiveCodeOptions | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "ReceiveCodeOptions")] options: Option<JsValue>,
 ) -> Promise {
+    let options = options.unwrap_or_default();
     future_to_promise(async move { receive(&options).await.map(JsValue::from) })
 }
 

@@ -11,14 +11,14 @@ use wasm_bindgen_test::*;
 
 #[wasm_bindgen_test]
 async fn receive_code_is_unsupported_outside_browsers() {
-    let err = resolve(otpgate::receive_code(JsValue::UNDEFINED))
+    let err = resolve(otpgate::receive_code(None))
         .await
         .expect_err("no WebOTP in Node");
     assert_eq!(code_of(&err), "webotp_unsupported");
-    let err = resolve(otpgate::receive_code(obj(&[(
+    let err = resolve(otpgate::receive_code(Some(obj(&[(
         "signal",
         obj(&[("aborted", JsValue::FALSE)]),
-    )])))
+    )]))))
     .await
     .expect_err("none");
     assert_eq!(code_of(&err), "webotp_unsupported");

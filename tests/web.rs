@@ -38,7 +38,7 @@ fn stub_webotp(present: bool, answer: impl Fn(JsValue) -> Promise + 'static) {
 #[wasm_bindgen_test]
 async fn receive_code_without_otp_credential_is_unsupported() {
     stub_webotp(false, |_| Promise::resolve(&JsValue::NULL));
-    let err = resolve(otpgate::receive_code(JsValue::UNDEFINED))
+    let err = resolve(otpgate::receive_code(None))
         .await
         .expect_err("desktop Linux Chromium has no WebOTP");
     assert_eq!(code_of(&err), "webotp_unsupported");
@@ -57,7 +57,7 @@ async fn receive_code_asks_for_an_sms_otp_and_returns_its_code() {
     });
     let controller = web_sys_abort_controller();
     let signal = common::get(&controller, "signal");
-    let code = resolve(otpgate::receive_code(obj(&[("signal", signal)])))
+    let code = resolve(otpgate::receive_code(Some(obj(&[("signal", signal)]))))
         .await
         .expect("code");
     assert_eq!(code.as_string().as_deref(), Some("123456"));
@@ -70,7 +70,7 @@ async fn receive_code_maps_abort_and_refusal() {
         e.set_name("AbortError");
         Promise::reject(&e.into())
     });
-    let err = resolve(otpgate::receive_code(JsValue::UNDEFINED))
+    let err = resolve(otpgate::receive_code(None))
         .await
         .expect_err("aborted");
     assert_eq!(code_of(&err), "aborted");
@@ -79,7 +79,7 @@ async fn receive_code_maps_abort_and_refusal() {
         e.set_name("InvalidStateError");
         Promise::reject(&e.into())
     });
-    let err = resolve(otpgate::receive_code(JsValue::UNDEFINED))
+    let err = resolve(otpgate::receive_code(None))
         .await
         .expect_err("refused");
     assert_eq!(code_of(&err), "webotp_failed");

@@ -336,7 +336,7 @@ fn verify_webhook_signature_checks_body_time_and_key() {
         body.into(),
         "1700000000".into(),
         sig.clone().into(),
-        opts(1_700_000_100.0),
+        Some(opts(1_700_000_100.0)),
     );
     assert_eq!(ok, Ok(true));
     let bytes = Uint8Array::from(body.as_bytes());
@@ -345,7 +345,7 @@ fn verify_webhook_signature_checks_body_time_and_key() {
         bytes.into(),
         1_700_000_000.0.into(),
         sig.clone().into(),
-        opts(1_700_000_000.0),
+        Some(opts(1_700_000_000.0)),
     );
     assert_eq!(
         ok,
@@ -355,8 +355,14 @@ fn verify_webhook_signature_checks_body_time_and_key() {
 
     let err = |key: &str, body: &str, ts: JsValue, sig: JsValue, o: JsValue| {
         code_of(
-            &otpgate::verify_webhook_signature(key.into(), body.into(), ts, sig, o)
-                .expect_err("refused"),
+            &otpgate::verify_webhook_signature(
+                key.into(),
+                body.into(),
+                ts,
+                sig,
+                Some(o).filter(|o: &JsValue| !o.is_undefined()),
+            )
+            .expect_err("refused"),
         )
     };
     let tampered = body.replace("m1", "m2");
@@ -436,7 +442,7 @@ fn solve_pow_finds_a_nonce_the_issuer_accepts() {
     let key = b"pow key for the client tests....";
     let challenge =
         pow::issue(key, "demo|+447700900123", 12, 2_000_000_000, &mut Fixed(3)).expect("issue");
-    let nonce = otpgate::solve_pow(challenge.clone().into(), JsValue::UNDEFINED).expect("solved");
+    let nonce = otpgate::solve_pow(challenge.clone().into(), None).expect("solved");
     assert_eq!(
         pow::verify(
             key,
@@ -449,15 +455,17 @@ fn solve_pow_finds_a_nonce_the_issuer_accepts() {
     );
 
     assert_eq!(
-        code_of(&otpgate::solve_pow("nope".into(), JsValue::UNDEFINED).expect_err("malformed")),
+        code_of(&otpgate::solve_pow("nope".into(), None).expect_err("malformed")),
         "pow_malformed"
     );
     let hard = pow::issue(key, "b", 20, 2_000_000_000, &mut Fixed(4)).expect("issue");
     assert!(pow::work(&hard, 0) < 20, "the fixture's nonce 0 must fail");
-    let err = otpgate::solve_pow(hard.into(), 1.into()).expect_err("one try is not enough");
+    let err = otpgate::solve_pow(hard.into(), Some(1.into())).expect_err("one try is not enough");
     assert_eq!(code_of(&err), "pow_unsolved");
     assert_eq!(
-        code_of(&otpgate::solve_pow("v1.1.1.a.b".into(), 0.5.into()).expect_err("bad maxTries")),
+        code_of(
+            &otpgate::solve_pow("v1.1.1.a.b".into(), Some(0.5.into())).expect_err("bad maxTries")
+        ),
         "invalid_argument"
     );
 }
@@ -467,7 +475,7 @@ fn solve_pow_finds_a_nonce_the_issuer_accepts() {
 #[wasm_bindgen_test]
 async fn receive_code_with_an_aborted_signal_rejects_aborted() {
     let signal = obj(&[("aborted", JsValue::TRUE)]);
-    let err = resolve(otpgate::receive_code(obj(&[("signal", signal)])))
+    let err = resolve(otpgate::receive_code(Some(obj(&[("signal", signal)]))))
         .await
         .expect_err("aborted");
     assert_eq!(code_of(&err), "aborted");
@@ -527,25 +535,25 @@ fn view_json(id: &str, state: &str, status: &str) -> String {
 fn client_with(fetch: Function) -> OtpClient {
     OtpClient::new(
         "https://otp.example.com/".into(),
-        obj(&[
+        Some(obj(&[
             ("fetch", fetch.into()),
             ("app", "demo".into()),
             ("apiKey", "k3y".into()),
-        ]),
+        ])),
     )
     .expect("client")
 }
 
 #[wasm_bindgen_test]
 fn otp_client_validates_its_arguments() {
-    let bad =
-        |url: &str| code_of(&OtpClient::new(url.into(), JsValue::UNDEFINED).expect_err("refused"));
+    let bad = |url: &str| code_of(&OtpClient::new(url.into(), None).expect_err("refused"));
     assert_eq!(bad("ftp://x"), "invalid_argument");
     assert_eq!(bad("https://x/?q=1"), "invalid_argument");
-    let err = OtpClient::new("https://x".into(), obj(&[("fetch", 1.into())])).expect_err("fetch");
+    let err =
+        OtpClient::new("https://x".into(), Some(obj(&[("fetch", 1.into())]))).expect_err("fetch");
     assert_eq!(code_of(&err), "invalid_argument");
     assert!(
-        OtpClient::new("https://x".into(), JsValue::UNDEFINED).is_ok(),
+        OtpClient::new("https://x".into(), None).is_ok(),
         "the global fetch is found"
     );
 }
@@ -557,9 +565,12 @@ async fn otp_client_start_sends_the_wire_request_and_returns_the_view() {
         |_, _| {},
     );
     let client = client_with(fetch);
-    let v = resolve(client.start("+447700900123".into(), obj(&[("locale", "pt-BR".into())])))
-        .await
-        .expect("started");
+    let v = resolve(client.start(
+        "+447700900123".into(),
+        Some(obj(&[("locale", "pt-BR".into())])),
+    ))
+    .await
+    .expect("started");
     assert_eq!(text(&v, "id"), "v_1");
     assert_eq!(text(&v, "delivery.state"), "queued");
     let seen = seen.borrow();
@@ -597,7 +608,7 @@ async fn otp_client_solves_pow_required_and_retries_once() {
             }
         },
     );
-    let v = resolve(client_with(fetch).start("+447700900123".into(), JsValue::UNDEFINED))
+    let v = resolve(client_with(fetch).start("+447700900123".into(), None))
         .await
         .expect("started after pow");
     assert_eq!(text(&v, "id"), "v_2");
@@ -672,7 +683,8 @@ async fn otp_client_wait_for_delivery_polls_until_settled() {
     ];
     let (fetch, seen) = fake_fetch(answers, |_, _| {});
     let v = resolve(
-        client_with(fetch).wait_for_delivery("v_4".into(), obj(&[("intervalMs", 250.into())])),
+        client_with(fetch)
+            .wait_for_delivery("v_4".into(), Some(obj(&[("intervalMs", 250.into())]))),
     )
     .await
     .expect("settled");
@@ -684,10 +696,11 @@ async fn otp_client_wait_for_delivery_polls_until_settled() {
         |_, _| {},
     );
     let signal = obj(&[("aborted", JsValue::TRUE)]);
-    let err =
-        resolve(client_with(fetch).wait_for_delivery("v_5".into(), obj(&[("signal", signal)])))
-            .await
-            .expect_err("aborted");
+    let err = resolve(
+        client_with(fetch).wait_for_delivery("v_5".into(), Some(obj(&[("signal", signal)]))),
+    )
+    .await
+    .expect_err("aborted");
     assert_eq!(code_of(&err), "aborted");
 }
 
@@ -785,9 +798,9 @@ async fn sleep(ms: i32) {
 #[wasm_bindgen_test]
 async fn issuer_flow_start_sms_check_receipt() {
     let base = server();
-    let client = OtpClient::new(base.into(), JsValue::UNDEFINED).expect("client");
+    let client = OtpClient::new(base.into(), None).expect("client");
     let phone = random_phone();
-    let v = resolve(client.start(phone.clone().into(), JsValue::UNDEFINED))
+    let v = resolve(client.start(phone.clone().into(), None))
         .await
         .expect("start");
     let id = text(&v, "id");
@@ -818,7 +831,7 @@ async fn issuer_flow_start_sms_check_receipt() {
         ("intervalMs", 250.into()),
         ("signal", get(&controller, "signal")),
     ]);
-    match resolve(client.wait_for_delivery(id.clone().into(), options)).await {
+    match resolve(client.wait_for_delivery(id.clone().into(), Some(options))).await {
         Ok(v) => assert!(
             ["delivered", "failed"].contains(&text(&v, "delivery.state").as_str()),
             "{}",
@@ -898,8 +911,8 @@ async fn issuer_flow_start_sms_check_receipt() {
 #[wasm_bindgen_test]
 async fn issuer_flow_resend_cooldown_and_cancel() {
     let base = server();
-    let client = OtpClient::new(base.into(), JsValue::UNDEFINED).expect("client");
-    let v = resolve(client.start(random_phone().into(), JsValue::UNDEFINED))
+    let client = OtpClient::new(base.into(), None).expect("client");
+    let v = resolve(client.start(random_phone().into(), None))
         .await
         .expect("start");
     let id = text(&v, "id");
