@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
-use otpgate_server::store::{CheckTicket, EmbeddedStore, MemoryStore, RedisStore, Store};
+use otpgate_server::store::{
+    BudgetRequest, Budgets, CheckTicket, EmbeddedStore, MemoryStore, RedisStore, Store,
+};
 
 const HOUR: i64 = 3_600_000;
 
@@ -36,9 +38,19 @@ async fn main() -> anyhow::Result<()> {
     }
     if which == "embedded" || which == "all" {
         let dir = tempfile::tempdir()?;
-        let store =
-            EmbeddedStore::open(dir.path().join("bench.redb")).map_err(anyhow::Error::msg)?;
-        run("embedded", Arc::new(store), n, conc).await;
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path().join("bench.redb")).map_err(anyhow::Error::msg)?,
+        );
+        run("embedded", Arc::clone(&store) as Arc<dyn Store>, n, conc).await;
+        let st = store.stats();
+        let b = st.batches.max(1);
+        println!(
+            " embedded: {} commits, {:.1} ops/commit, apply {:.2} ms/commit, commit+fsync {:.2} ms/commit",
+            st.batches,
+            st.ops as f64 / b as f64,
+            st.apply_micros as f64 / b as f64 / 1e3,
+            st.commit_micros as f64 / b as f64 / 1e3
+        );
     }
     if which == "redis" || which == "all" {
         let redis = TestRedis::start();
@@ -83,6 +95,57 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
         "{name:>9}: start (1 create + 4 take_budget): {:>8.0} starts/s ({:>8.0} ops/s)",
         n as f64 / secs,
         5.0 * n as f64 / secs
+    );
+
+    let batched_ids: Arc<Vec<String>> = Arc::new((0..n).map(|_| fresh_id("v_")).collect());
+    let secs = parallel(conc, n, {
+        let (store, ids) = (Arc::clone(&store), Arc::clone(&batched_ids));
+        move |i| {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            async move {
+                let now = SystemClock.now_ms();
+                let (phone, ip) = (
+                    format!("b-phone:{i}"),
+                    format!("b-ip:10.0.{}.{}", i % 250, i / 250 % 250),
+                );
+                let budgets = [
+                    BudgetRequest {
+                        key: &phone,
+                        limit: 5,
+                        window_ms: HOUR,
+                    },
+                    BudgetRequest {
+                        key: &ip,
+                        limit: 50,
+                        window_ms: HOUR,
+                    },
+                    BudgetRequest {
+                        key: "b-prefix:+336",
+                        limit: u32::MAX,
+                        window_ms: HOUR,
+                    },
+                    BudgetRequest {
+                        key: "b-global",
+                        limit: u32::MAX,
+                        window_ms: HOUR,
+                    },
+                ];
+                let taken = store
+                    .take_budgets(&budgets, now)
+                    .await
+                    .expect("take_budgets");
+                assert!(matches!(taken, Budgets::Allowed { .. }));
+                store
+                    .create(&sample_record(&ids[i], now))
+                    .await
+                    .expect("create");
+            }
+        }
+    })
+    .await;
+    println!(
+        "{name:>9}: start (1 create + 1 take_budgets of 4): {:>8.0} starts/s",
+        n as f64 / secs
     );
 
     let secs = parallel(conc, n, {

@@ -18,8 +18,8 @@ use otpgate_core::wire::{DeliveryState, Status};
 use tokio::sync::Barrier;
 
 use super::{
-    Budget, CheckTicket, DeliveryRecord, Outcome, RETENTION_GRACE_MS, Record, RotateOutcome,
-    Rotation, Store, StoreError, StoredCode,
+    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Outcome, RETENTION_GRACE_MS,
+    Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -41,6 +41,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delivery_moves_forward_only(&store).await;
     budget_exact_under_concurrency(&store).await;
     budget_windows_and_refund(&store).await;
+    take_budgets_all_or_nothing(&store).await;
     once_is_once_until_ttl(&store).await;
     records_are_forgotten_after_grace(&store).await;
 }
@@ -829,6 +830,124 @@ pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
     assert_eq!(
         store.budget_used(&zero, window, start).await.expect("used"),
         0
+    );
+}
+
+/// `take_budgets` counts on every budget or on none, also under concurrency.
+pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
+    let window = 3_600_000i64;
+    let t = now();
+    let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
+    let reqs = [
+        BudgetRequest {
+            key: &wide,
+            limit: 1_000,
+            window_ms: window,
+        },
+        BudgetRequest {
+            key: &narrow,
+            limit: 2,
+            window_ms: window,
+        },
+    ];
+    assert_eq!(
+        store.take_budgets(&reqs, t).await.expect("take"),
+        Budgets::Allowed {
+            remaining: vec![999, 1]
+        }
+    );
+    assert_eq!(
+        store.take_budgets(&reqs, t).await.expect("take"),
+        Budgets::Allowed {
+            remaining: vec![998, 0]
+        }
+    );
+    let end = t - t.rem_euclid(window) + window;
+    assert_eq!(
+        store.take_budgets(&reqs, t).await.expect("take"),
+        Budgets::Exhausted {
+            index: 1,
+            retry_after_ms: end - t
+        }
+    );
+    assert_eq!(
+        store.budget_used(&wide, window, t).await.expect("used"),
+        2,
+        "refused: nothing kept"
+    );
+    assert_eq!(
+        store.budget_used(&narrow, window, t).await.expect("used"),
+        2
+    );
+    assert_eq!(
+        store.take_budgets(&[], t).await.expect("take"),
+        Budgets::Allowed { remaining: vec![] }
+    );
+
+    // The same key twice with room for one: refused, nothing counted.
+    let twice = fresh_id("ip:");
+    let same = [
+        BudgetRequest {
+            key: &twice,
+            limit: 1,
+            window_ms: window,
+        },
+        BudgetRequest {
+            key: &twice,
+            limit: 1,
+            window_ms: window,
+        },
+    ];
+    assert!(matches!(
+        store.take_budgets(&same, t).await.expect("take"),
+        Budgets::Exhausted { index: 1, .. }
+    ));
+    assert_eq!(store.budget_used(&twice, window, t).await.expect("used"), 0);
+
+    // Racing: exactly `limit` pass, and the wide budget keeps only theirs.
+    let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
+    let limit = 50;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, wide, narrow) = (
+            Arc::clone(store),
+            Arc::clone(&barrier),
+            wide.clone(),
+            narrow.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let reqs = [
+                BudgetRequest {
+                    key: &wide,
+                    limit: 1_000,
+                    window_ms: window,
+                },
+                BudgetRequest {
+                    key: &narrow,
+                    limit,
+                    window_ms: window,
+                },
+            ];
+            barrier.wait().await;
+            store.take_budgets(&reqs, t).await.expect("take")
+        }));
+    }
+    let mut allowed = 0;
+    for task in tasks {
+        if let Budgets::Allowed { .. } = task.await.expect("task") {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, limit, "exactly the limit passed");
+    assert_eq!(
+        store.budget_used(&narrow, window, t).await.expect("used"),
+        limit
+    );
+    assert_eq!(
+        store.budget_used(&wide, window, t).await.expect("used"),
+        limit,
+        "refused takes were given back"
     );
 }
 

@@ -25,7 +25,7 @@
 //! budget counter one window length after its window, a `once` key at its TTL.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,8 +37,8 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    Budget, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation, Store, StoreError, codec,
-    logic,
+    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation,
+    Store, StoreError, codec, logic,
 };
 
 /// id → encoded record.
@@ -82,8 +82,30 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// Counters of the writer since the store was opened (for metrics and benchmarks).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct EmbeddedStats {
+    /// Write transactions committed (each one fsync).
+    pub batches: u64,
+    /// Operations applied in them.
+    pub ops: u64,
+    /// Time spent applying operations, microseconds.
+    pub apply_micros: u64,
+    /// Time spent committing (writing pages and the fsync), microseconds.
+    pub commit_micros: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    ops: AtomicU64,
+    apply_micros: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
 /// The embedded [`Store`] (see the module docs for durability and batching).
 pub struct EmbeddedStore {
+    counters: Arc<Counters>,
     db: Arc<Database>,
     tx: Option<mpsc::Sender<Msg>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -129,6 +151,10 @@ enum Op {
         window: i64,
         now: i64,
     },
+    TakeMany {
+        budgets: Vec<(String, u32, i64)>,
+        now: i64,
+    },
     Refund {
         key: String,
         window: i64,
@@ -153,6 +179,7 @@ impl Op {
             | Op::Rotate { now, .. }
             | Op::Cancel { now, .. }
             | Op::Take { now, .. }
+            | Op::TakeMany { now, .. }
             | Op::Refund { now, .. }
             | Op::Once { now, .. } => *now,
         }
@@ -166,6 +193,7 @@ enum Answer {
     Rotate(RotateOutcome),
     Record(Option<Box<Record>>),
     Budget(Budget),
+    Budgets(Budgets),
 }
 
 struct Msg {
@@ -203,14 +231,17 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let now_ms = Arc::new(AtomicI64::new(now));
         let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
         let writer = {
-            let (db, now_ms) = (Arc::clone(&db), Arc::clone(&now_ms));
+            let (db, now_ms, counters) =
+                (Arc::clone(&db), Arc::clone(&now_ms), Arc::clone(&counters));
             std::thread::Builder::new()
                 .name("otpgate-store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &now_ms, &opts))
+                .spawn(move || writer_loop(&db, &rx, &now_ms, &opts, &counters))
                 .map_err(unavailable)?
         };
         Ok(Self {
+            counters,
             db,
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
@@ -228,6 +259,17 @@ impl EmbeddedStore {
 
     fn now(&self) -> i64 {
         self.now_ms.load(Ordering::Acquire)
+    }
+
+    /// The writer's counters so far.
+    pub fn stats(&self) -> EmbeddedStats {
+        let c = &self.counters;
+        EmbeddedStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            ops: c.ops.load(Ordering::Relaxed),
+            apply_micros: c.apply_micros.load(Ordering::Relaxed),
+            commit_micros: c.commit_micros.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -284,6 +326,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Msg>,
     now_ms: &AtomicI64,
     opts: &EmbeddedOptions,
+    counters: &Counters,
 ) {
     let mut last_sweep = Instant::now();
     loop {
@@ -314,7 +357,7 @@ fn writer_loop(
             now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
         }
         let now = now_ms.load(Ordering::Acquire);
-        match run_batch(db, &batch, sweep.then_some(opts.sweep_limit), now) {
+        match run_batch(db, &batch, sweep.then_some(opts.sweep_limit), now, counters) {
             Ok(answers) => {
                 for (m, a) in batch.into_iter().zip(answers) {
                     // A caller that gave up does not take the change back: it was committed.
@@ -338,7 +381,9 @@ fn run_batch(
     batch: &[Msg],
     sweep_limit: Option<usize>,
     now: i64,
+    counters: &Counters,
 ) -> Result<Vec<Result<Answer, StoreError>>, redb::Error> {
+    let started = Instant::now();
     let mut txn: WriteTransaction = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     let mut answers = Vec::with_capacity(batch.len());
@@ -352,7 +397,19 @@ fn run_batch(
         }
         t.meta.insert("now_ms", now)?;
     }
+    let applied = Instant::now();
     txn.commit()?;
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    counters.batches.fetch_add(1, Ordering::Relaxed);
+    counters
+        .ops
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    counters
+        .apply_micros
+        .fetch_add(micros(applied - started), Ordering::Relaxed);
+    counters
+        .commit_micros
+        .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
     Ok(answers)
 }
 
@@ -506,6 +563,35 @@ impl<'txn> Tables<'txn> {
                         remaining: limit - count - 1,
                     }))
                 }
+            }
+            Op::TakeMany { budgets, now: at } => {
+                // Counted on a copy first, written only when every budget allowed it (the
+                // same key may appear twice).
+                let mut next: Vec<((i64, i64, &str), u32)> = Vec::with_capacity(budgets.len());
+                let mut remaining = Vec::with_capacity(budgets.len());
+                for (index, (key, limit, window)) in budgets.iter().enumerate() {
+                    let k = budget_key(key, *window, *at);
+                    let count = match next.iter().rev().find(|(nk, _)| *nk == k) {
+                        Some((_, c)) => *c,
+                        None => self.budgets.get(k)?.map_or(0, |g| g.value()),
+                    };
+                    if count >= *limit {
+                        let (w, start) = (
+                            logic::window_len(*window),
+                            logic::window_start(*at, *window),
+                        );
+                        return Ok(Ok(Answer::Budgets(Budgets::Exhausted {
+                            index,
+                            retry_after_ms: start + w - at,
+                        })));
+                    }
+                    remaining.push(limit - count - 1);
+                    next.push((k, count + 1));
+                }
+                for (k, c) in next {
+                    self.budgets.insert(k, c)?;
+                }
+                Ok(Answer::Budgets(Budgets::Allowed { remaining }))
             }
             Op::Refund {
                 key,
@@ -700,6 +786,27 @@ impl Store for EmbeddedStore {
             .await?
         {
             Answer::Budget(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn take_budgets(
+        &self,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
+        let budgets = budgets
+            .iter()
+            .map(|b| (b.key.to_owned(), b.limit, b.window_ms))
+            .collect();
+        match self
+            .submit(Op::TakeMany {
+                budgets,
+                now: now_ms,
+            })
+            .await?
+        {
+            Answer::Budgets(b) => Ok(b),
             _ => Err(unexpected()),
         }
     }

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Budget, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation, Store, StoreError, logic,
+    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation,
+    Store, StoreError, logic,
 };
 
 /// How often (in store time) the maps are scanned for forgotten entries.
@@ -167,6 +168,44 @@ impl Store for MemoryStore {
         Ok(Budget::Allowed {
             remaining: limit - *count,
         })
+    }
+
+    async fn take_budgets(
+        &self,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        // Counted on a copy first, written only when every budget allowed it (the same key
+        // may appear twice).
+        let mut next: Vec<((String, i64, i64), u32)> = Vec::with_capacity(budgets.len());
+        let mut remaining = Vec::with_capacity(budgets.len());
+        for (index, b) in budgets.iter().enumerate() {
+            let (w, start) = (
+                logic::window_len(b.window_ms),
+                logic::window_start(now_ms, b.window_ms),
+            );
+            let k = (b.key.to_owned(), w, start);
+            let count = next
+                .iter()
+                .rev()
+                .find(|(nk, _)| *nk == k)
+                .map(|(_, c)| *c)
+                .unwrap_or_else(|| s.budgets.get(&k).copied().unwrap_or(0));
+            if count >= b.limit {
+                return Ok(Budgets::Exhausted {
+                    index,
+                    retry_after_ms: start + w - now_ms,
+                });
+            }
+            remaining.push(b.limit - count - 1);
+            next.push((k, count + 1));
+        }
+        for (k, c) in next {
+            s.budgets.insert(k, c);
+        }
+        Ok(Budgets::Allowed { remaining })
     }
 
     async fn refund_budget(

@@ -32,7 +32,7 @@ mod logic;
 mod memory;
 mod redis;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
 pub use redis::{RedisOptions, RedisStore};
 
@@ -199,6 +199,34 @@ pub enum Budget {
     },
 }
 
+/// One budget of [`Store::take_budgets`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct BudgetRequest<'a> {
+    /// The counter.
+    pub key: &'a str,
+    /// Most units per window.
+    pub limit: u32,
+    /// The fixed window, ms.
+    pub window_ms: i64,
+}
+
+/// The answer of [`Store::take_budgets`].
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Budgets {
+    /// One unit was counted on every budget; what remains of each, in request order.
+    Allowed {
+        /// Remaining in each window.
+        remaining: Vec<u32>,
+    },
+    /// A budget was spent: nothing stays counted on any of them.
+    Exhausted {
+        /// The position of the first spent budget in the request.
+        index: usize,
+        /// Milliseconds until its window frees up.
+        retry_after_ms: i64,
+    },
+}
+
 /// A backend failure (never a client's mistake).
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -290,6 +318,39 @@ pub trait Store: Send + Sync + 'static {
     async fn refund_budget(&self, key: &str, window_ms: i64, now_ms: i64)
     -> Result<(), StoreError>;
 
+    /// Takes one unit from each budget, all or nothing: when one is spent, the units taken
+    /// from the others are given back. The embedded and memory stores do it in one atomic
+    /// step (one commit instead of one per budget, which is what a start needs to be fast
+    /// on the embedded store); the default takes them one by one and refunds on refusal,
+    /// so a concurrent reader may briefly see a unit that is then given back.
+    async fn take_budgets(
+        &self,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
+        let mut remaining = Vec::with_capacity(budgets.len());
+        for (index, b) in budgets.iter().enumerate() {
+            let taken = match self.take_budget(b.key, b.limit, b.window_ms, now_ms).await {
+                Ok(t) => t,
+                Err(e) => {
+                    refund_all(self, &budgets[..index], now_ms).await;
+                    return Err(e);
+                }
+            };
+            match taken {
+                Budget::Allowed { remaining: r } => remaining.push(r),
+                Budget::Exhausted { retry_after_ms } => {
+                    refund_all(self, &budgets[..index], now_ms).await;
+                    return Ok(Budgets::Exhausted {
+                        index,
+                        retry_after_ms,
+                    });
+                }
+            }
+        }
+        Ok(Budgets::Allowed { remaining })
+    }
+
     /// The count of `key` in the current window.
     async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError>;
 
@@ -300,4 +361,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Gives back one unit of each budget (best effort: a failure leaves a unit counted,
+/// which only errs on the safe side).
+async fn refund_all<S: Store + ?Sized>(store: &S, budgets: &[BudgetRequest<'_>], now_ms: i64) {
+    for b in budgets {
+        if let Err(e) = store.refund_budget(b.key, b.window_ms, now_ms).await {
+            tracing::warn!(error = %e, "budget refund failed");
+        }
+    }
 }
