@@ -158,15 +158,18 @@ function wrongCodeText(err) {
   return "That code is not right. Check the SMS and try again.";
 }
 
-/** A 429 with Retry-After: a live countdown in `el`, `onDone` when it is over. */
-function rateLimited(err, el, what, onDone, countdown) {
+/**
+ * A 429 (or a 503) with Retry-After: a live countdown in `el`, `onDone` when it is over.
+ * `why` is the first sentence.
+ */
+function rateLimited(err, el, what, onDone, countdown, why = "Too many requests.") {
   const retry = Number(err?.retryAfter ?? err?.retry_after);
   const secs = Number.isFinite(retry) && retry > 0 ? retry : 30;
   const until = Date.now() + secs * 1000;
-  announce(`Too many requests. You can ${what} again in ${spokenSecs(secs)}.`);
+  announce(`${why} You can ${what} again in ${spokenSecs(secs)}.`);
   countdown.start(
     until,
-    (left) => show(el, `Too many requests. You can ${what} again in ${formatSecs(left)}.`, "warn"),
+    (left) => show(el, `${why} You can ${what} again in ${formatSecs(left)}.`, "warn"),
     () => {
       show(el, `You can ${what} again now.`, "ok");
       announce(`You can ${what} again now.`);
@@ -229,6 +232,14 @@ async function beginVerification(phone) {
   } catch (err) {
     if (err?.status === 429) {
       rateLimited(err, startErr, "request a code", () => { btn.disabled = false; }, startCooldown);
+      btn.textContent = "Send code";
+      return;
+    }
+    if (err?.status === 503 && Number(err?.retryAfter) > 0) {
+      const why = err?.code === "gateway_unavailable"
+        ? "No gateway phone can send an SMS right now."
+        : "The verification service is busy.";
+      rateLimited(err, startErr, "try", () => { btn.disabled = false; }, startCooldown, why);
       btn.textContent = "Send code";
       return;
     }

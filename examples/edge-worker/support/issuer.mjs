@@ -67,6 +67,7 @@ export async function startIssuer() {
         OTPGATE_RECEIPT_KEY: privateKey.export({ format: "pem", type: "pkcs8" }),
         OTPGATE_E2E_API_KEY: apiKey,
         OTPGATE_E2E_WEBHOOK_KEY: WEBHOOK_KEY,
+        OTPGATE_E2E_DEVICE_PASSWORD: randomBytes(12).toString("hex"),
         OTPGATE_PUBLIC_URL: url,
       },
       stdio: ["ignore", "pipe", "pipe"],
