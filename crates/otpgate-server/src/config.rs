@@ -803,18 +803,27 @@ impl Config {
                     ));
                 }
             }
-            for (locale, t) in &app.templates {
-                if !t.contains("{code}") {
+            for locale in app.templates.keys() {
+                if !app.templates[locale].contains("{code}") {
                     return Err(invalid(
                         format!("apps[{i}].templates.{locale}"),
                         "the template must contain {code}".into(),
                     ));
                 }
-                if t.len() > 160 {
-                    return Err(invalid(
-                        format!("apps[{i}].templates.{locale}"),
-                        "longer than one SMS".into(),
-                    ));
+            }
+            // Compose a sample SMS for every locale the app has: a template that cannot make
+            // a valid one-segment message stops the server now, not at the first send.
+            let sample = otpgate_core::code::Code::new("7".repeat(app.code.length.clamp(4, 10)));
+            let locales: Vec<Option<&str>> = std::iter::once(None)
+                .chain(app.templates.keys().map(|k| Some(k.as_str())))
+                .collect();
+            for locale in locales {
+                if let Err(e) = crate::service::compose_sms(app, locale, &sample) {
+                    let k = match locale {
+                        Some(l) => format!("apps[{i}].templates.{l}"),
+                        None => format!("apps[{i}]"),
+                    };
+                    return Err(invalid(k, format!("cannot compose a valid SMS: {e}")));
                 }
             }
             if let Some(aud) = &app.audience
@@ -892,7 +901,7 @@ public_url = "https://otp.example.com/"
 name = "shop"
 origins = ["https://shop.example.com"]
 android_app_hashes = ["FA+9qCX9VSu"]
-templates = { en = "{code} is your {app} code", pt-BR = "{code} é o seu código {app}" }
+templates = { en = "{code} is your {app} code", pt-BR = "{code} é o seu codigo {app}" }
 code = { length = 8, alphabet = "alphanumeric" }
 "#;
 
@@ -908,7 +917,7 @@ code = { length = 8, alphabet = "alphanumeric" }
         assert_eq!(app.code.length, 8);
         assert_eq!(
             app.template(Some("pt-BR")),
-            Some("{code} é o seu código {app}")
+            Some("{code} é o seu codigo {app}")
         );
         assert_eq!(
             app.template(Some("en-GB")),

@@ -21,6 +21,7 @@ use otpgate_core::code::{Code, CodeSpec};
 use otpgate_core::phone::{PhoneError, PhoneNumber};
 use otpgate_core::pow::PowError;
 use otpgate_core::receipt::Claims;
+use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, compose};
 use otpgate_core::wire::{
     CheckResponse, Delivery, DeliveryState, PowSolution, Status, VerificationView,
 };
@@ -45,8 +46,6 @@ pub const RECEIPT_LIFETIME_SECS: i64 = 600;
 pub const MAX_CODE_INPUT: usize = 64;
 /// The longest locale tag accepted.
 pub const MAX_LOCALE: usize = 35;
-/// The message when an app has no template.
-pub const DEFAULT_TEMPLATE: &str = "{code} is your {app} verification code.";
 
 /// Why a call failed. Each variant maps to one HTTP status and one stable code.
 #[derive(Debug, thiserror::Error)]
@@ -526,8 +525,9 @@ impl Service {
         code: &Code,
         meta: &RequestMeta,
     ) -> Result<(), ServiceError> {
-        let text = compose_sms(app, record.locale.as_deref(), code);
-        let segments = otpgate_core::sms::segments(&text).segments.max(1);
+        let (text, segments) = compose_sms(app, record.locale.as_deref(), code).map_err(|e| {
+            ServiceError::Internal(format!("cannot compose the SMS for app {}: {e}", app.name))
+        })?;
         let now = self.clock.now_ms();
         let version = record.code.version;
         let job = SendJob {
@@ -948,33 +948,34 @@ fn validate_locale(l: String) -> Result<String, ServiceError> {
     }
 }
 
-/// The SMS text for `app`: the template (code first by default), then the SMS Retriever
-/// hash line when the app has one, then the WebOTP line `@host #code` as the last line.
-pub fn compose_sms(app: &AppConfig, locale: Option<&str>, code: &Code) -> String {
-    let template = app.template(locale).unwrap_or(DEFAULT_TEMPLATE);
-    let mut text = template
-        .replace("{app}", app.display_name())
-        .replace("{code}", code.expose());
-    if let Some(hash) = app.android_app_hashes.first() {
-        text.push_str("\n\n");
-        text.push_str(hash);
-    }
-    if let Some(host) = app.webotp_host() {
-        text.push_str(if app.android_app_hashes.is_empty() {
-            "\n\n@"
-        } else {
-            "\n@"
-        });
-        text.push_str(&host);
-        text.push_str(" #");
-        text.push_str(code.expose());
-    }
-    text
-}
-
-/// The code spec of an app (re-exported for the API docs).
-pub fn code_spec(app: &AppConfig) -> CodeSpec {
-    app.code
+/// The SMS text for `app` ([`otpgate_core::sms::compose`]): the app's template for the
+/// locale (else the built-in one), the `<#>` marker and app hash when the app has an Android
+/// hash, and the WebOTP line `@host #code` for the app's first origin. Returns the text and
+/// its segment count.
+///
+/// # Errors
+/// [`ComposeError`] when the app's configuration cannot make a valid one-segment SMS (the
+/// configuration check at start composes a sample for every app and locale, so this is rare).
+pub fn compose_sms(
+    app: &AppConfig,
+    locale: Option<&str>,
+    code: &Code,
+) -> Result<(String, u32), ComposeError> {
+    let templates = TemplateSet(
+        app.templates
+            .iter()
+            .map(|(k, v)| (k.clone(), Template(v.clone())))
+            .collect(),
+    );
+    let host = app.webotp_host();
+    let composed = compose(ComposeRequest {
+        origin: host.as_deref(),
+        app_hash: app.android_app_hashes.first().map(String::as_str),
+        locale: Some(locale.unwrap_or(&app.default_locale)),
+        templates: Some(&templates),
+        ..ComposeRequest::new(app.display_name(), code.expose())
+    })?;
+    Ok((composed.text, composed.segments.segments.max(1)))
 }
 
 #[cfg(test)]
@@ -1012,18 +1013,25 @@ mod tests {
 
     #[test]
     fn the_sms_ends_with_the_webotp_line_and_parses_back() {
-        let text = compose_sms(&app(), None, &Code::new("123456"));
-        assert_eq!(
-            text,
-            "123456 is your Shop verification code.\n\n@shop.example.com #123456"
-        );
+        let (text, segments) = compose_sms(&app(), None, &Code::new("123456")).expect("composes");
+        assert_eq!(text, "Your Shop code is 123456\n@shop.example.com #123456");
+        assert_eq!(segments, 1);
+        let parsed = otpgate_core::sms::parse(&text);
+        assert_eq!(parsed.webotp.map(|w| w.code), Some("123456".to_owned()));
         let mut with_hash = app();
         with_hash.android_app_hashes = vec!["FA+9qCX9VSu".into()];
-        let text = compose_sms(&with_hash, Some("fr"), &Code::new("654321"));
-        assert!(
-            text.ends_with("\nFA+9qCX9VSu\n@shop.example.com #654321"),
-            "{text}"
+        with_hash
+            .templates
+            .insert("fr".into(), "{code} est votre code {app}".into());
+        let (text, _) =
+            compose_sms(&with_hash, Some("fr-CA"), &Code::new("654321")).expect("composes");
+        assert_eq!(
+            text,
+            "<#> 654321 est votre code Shop\n@shop.example.com #654321 FA+9qCX9VSu"
         );
+        let (text, _) =
+            compose_sms(&with_hash, Some("de"), &Code::new("654321")).expect("composes");
+        assert!(text.contains("Ihr Code"), "{text}");
     }
 
     #[test]

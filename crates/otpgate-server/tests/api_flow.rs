@@ -44,7 +44,12 @@ async fn happy_path_receipt_verifies_with_the_jwks(backend: Backend) {
             "{}",
             job.message.text.len()
         );
-        assert!(job.message.text.starts_with(&code));
+        let parsed = otpgate_core::sms::parse(&job.message.text);
+        assert_eq!(
+            parsed.webotp.map(|w| w.host),
+            Some("shop.example.com".to_owned())
+        );
+        assert_eq!(job.message.segments, 1);
         assert!(job.message.ttl_secs > 290 && job.message.ttl_secs <= 300);
         assert_eq!(job.message.message_id, format!("{id}.1.0"));
     }
