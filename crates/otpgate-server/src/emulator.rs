@@ -423,7 +423,7 @@ fn fmt_time(ms: i64) -> String {
 }
 
 /// Parses RFC 3339 (`2026-08-01T10:00:00Z`, fractions and offsets allowed) to Unix ms.
-pub(crate) fn parse_time(s: &str) -> Option<i64> {
+pub fn parse_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20
         || b[4] != b'-'

@@ -103,6 +103,9 @@ fn one() -> u32 {
 fn default_budget() -> u32 {
     25
 }
+fn default_android_limit() -> u32 {
+    30
+}
 
 /// One device (or SIM, or provider account) of the pool.
 #[derive(Clone, Debug, Deserialize)]
@@ -142,6 +145,11 @@ pub struct DeviceConfig {
     /// Most segments per UTC day (0 = no cap).
     #[serde(default)]
     pub daily_cap: u32,
+    /// The phone's own limit per budget window, counted over a *sliding* window (Android's
+    /// `SmsUsageMonitor`: 30 per 60 s by default). When two back-to-back fixed-window budgets
+    /// could pass it, sends are also spread over fifths of the window.
+    #[serde(default = "default_android_limit")]
+    pub android_limit: u32,
     /// The gateway's own device id (sms-gate cloud `deviceId`, TextBee device id); sms-gate
     /// `system:ping` webhooks with this id mark the device healthy.
     #[serde(default)]
@@ -196,6 +204,7 @@ impl DeviceConfig {
             countries: Vec::new(),
             budget_per_minute: default_budget(),
             daily_cap: 0,
+            android_limit: default_android_limit(),
             device_id: None,
             encryption_passphrase_env: None,
             signing_key_env: None,
@@ -338,6 +347,9 @@ impl GatewaysConfig {
             }
             if d.budget_per_minute == 0 {
                 return Err(format!("{}: must be positive", at("budget_per_minute")));
+            }
+            if d.android_limit < 6 {
+                return Err(format!("{}: must be at least 6", at("android_limit")));
             }
             if d.sim.is_some_and(|s| !(1..=3).contains(&s)) {
                 return Err(format!("{}: must be 1..3", at("sim")));

@@ -45,6 +45,7 @@ const BREAKER_OPEN_MS: i64 = 30_000;
 const SAME_DEVICE_RETRIES: u32 = 2;
 const DEDUP_TTL_MS: i64 = 3 * 86_400_000;
 const DAY_MS: i64 = 86_400_000;
+const SUB_WINDOWS: i64 = 5;
 
 #[derive(Debug, Default)]
 struct Health {
@@ -452,42 +453,54 @@ impl Pool {
             let idx = self.weighted_pick(&candidates);
             let i = candidates.swap_remove(idx);
             let d = &self.devices[i];
-            match self
-                .take(
-                    &format!("dev:{}:min", d.cfg.name),
-                    d.cfg.budget_per_minute,
-                    window_ms,
-                    units,
-                    now,
-                )
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(retry)) => {
-                    retry_after_ms = retry_after_ms.min(retry);
-                    continue;
-                }
-                Err(()) => return Reserve::Store,
+            // Android counts over a sliding window, the store over fixed ones: two full
+            // windows back to back could put 2 x budget inside one sliding window. When that
+            // could pass the phone's limit L, sends are also capped per fifth of the window at
+            // L/6 (a sliding window overlaps at most six fifths).
+            let mut budgets = vec![(
+                format!("dev:{}:min", d.cfg.name),
+                d.cfg.budget_per_minute,
+                window_ms,
+            )];
+            if d.cfg.budget_per_minute.saturating_mul(2) > d.cfg.android_limit {
+                let sub_cap = (d.cfg.android_limit / 6).max(1);
+                budgets.insert(
+                    0,
+                    (
+                        format!("dev:{}:sub", d.cfg.name),
+                        sub_cap,
+                        (window_ms / SUB_WINDOWS).max(1),
+                    ),
+                );
             }
             if d.cfg.daily_cap > 0 {
-                match self
-                    .take(
-                        &format!("dev:{}:day", d.cfg.name),
-                        d.cfg.daily_cap,
-                        DAY_MS,
-                        units,
-                        now,
-                    )
-                    .await
-                {
-                    Ok(Ok(())) => {}
+                budgets.push((format!("dev:{}:day", d.cfg.name), d.cfg.daily_cap, DAY_MS));
+            }
+            let mut taken = 0;
+            let mut verdict = Ok(());
+            for (key, limit, window) in &budgets {
+                match self.take(key, *limit, *window, units, now).await {
+                    Ok(Ok(())) => taken += 1,
                     Ok(Err(retry)) => {
-                        self.refund(&format!("dev:{}:min", d.cfg.name), window_ms, units, now)
-                            .await;
+                        verdict = Err(Some(retry));
+                        break;
+                    }
+                    Err(()) => {
+                        verdict = Err(None);
+                        break;
+                    }
+                }
+            }
+            if let Err(why) = verdict {
+                for (key, _, window) in &budgets[..taken] {
+                    self.refund(key, *window, units, now).await;
+                }
+                match why {
+                    Some(retry) => {
                         retry_after_ms = retry_after_ms.min(retry);
                         continue;
                     }
-                    Err(()) => return Reserve::Store,
+                    None => return Reserve::Store,
                 }
             }
             return Reserve::Device(i);
@@ -1244,7 +1257,11 @@ fn multiotp_device<'a>(
         .iter()
         .find(|d| d.cfg.kind == Kind::MultiOtp && d.cfg.name == name)
     else {
-        return Err(Box::new(err(StatusCode::NOT_FOUND, "not_found", "no such device")));
+        return Err(Box::new(err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such device",
+        )));
     };
     let expected = format!(
         "{}:{}",
