@@ -16,8 +16,9 @@
 //!   (e.g. an emoji with a skin-tone modifier) may be split between their code points, as
 //!   `split-sms` does; Twilio keeps them whole, which can cost one more part in rare cases.
 //! - National language shift tables are not used.
-//! - The empty message is 1 segment of 0 units: an empty SMS still takes one PDU, and both
-//!   Twilio's calculator and `split-sms` report one (empty) part.
+//! - The empty message is 1 segment of 0 units: an empty SMS still takes one PDU, and Twilio's
+//!   calculator says so too (`SegmentedMessage._buildSegments` starts from one segment, so
+//!   `new SegmentedMessage("").segmentsCount` is 1).
 //!
 //! Counting allocates nothing and reads the text at most twice (the second pass only for
 //! messages that need more than one part).
