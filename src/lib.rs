@@ -62,9 +62,7 @@ fn text_arg(value: &JsValue, what: &str) -> Result<String, JsValue> {
 pub fn parse_sms(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
 ) -> Result<JsValue, JsValue> {
-    Ok(convert::parsed(&sms::parse::parse_ref(&text_arg(
-        &text, "text",
-    )?)))
+    convert::parsed(&sms::parse::parse_ref(&text_arg(&text, "text")?))
 }
 
 /// Composes the OTP SMS the issuer would send: `{text, locale, encoding, segments, units,
@@ -106,7 +104,7 @@ pub fn compose_sms(
         ..sms::compose::ComposeRequest::new(&app, &code)
     };
     let composed = sms::compose::compose(request).map_err(|e| from_core(e.code(), &e))?;
-    Ok(convert::composed(&composed))
+    convert::composed(&composed)
 }
 
 /// Counts the SMS segments of `text`: `{encoding, segments, units}` as `otpgate sms segments`.
@@ -117,7 +115,7 @@ pub fn compose_sms(
 pub fn sms_segments(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
 ) -> Result<JsValue, JsValue> {
-    Ok(convert::segments(&sms::segments(&text_arg(&text, "text")?)))
+    convert::segments(&sms::segments(&text_arg(&text, "text")?))
 }
 
 /// The 11-character SMS Retriever hash of an Android package signed with `certificate`
@@ -184,7 +182,7 @@ pub fn verify_receipt(
     };
     let claims = receipt::verify(&text_arg(&jwt, "jwt")?, &jwks, &expect)
         .map_err(|e| from_core(e.code(), &e))?;
-    Ok(convert::claims(&claims))
+    convert::claims(&claims)
 }
 
 /// Checks an sms-gate.app webhook: `signature` (`X-Signature`) over the exact raw body and

@@ -20,6 +20,7 @@ const DER: &[u8] =
 const PEM: &str = include_str!("../../crates/otpgate-core/src/sms/testdata/rn-template-debug.pem");
 
 /// The issuer the integration tests use. Required: a missing server is a failure, not a skip.
+#[allow(clippy::option_env_unwrap)] // on purpose: without a server these tests must fail
 pub fn server() -> &'static str {
     option_env!("OTPGATE_TEST_SERVER")
         .expect("OTPGATE_TEST_SERVER must name a running `otpgate serve` (dev mode); scripts/test.sh sets it")
@@ -483,13 +484,16 @@ async fn receive_code_with_an_aborted_signal_rejects_aborted() {
 
 // ---------------------------------------------------------------- OtpClient with a fake fetch
 
+/// One answer of the fake `fetch`: status (0: reject), body, headers.
+pub type Answer = (u16, String, Vec<(&'static str, String)>);
+
 /// What the fake `fetch` saw: (method, url, body).
 pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>)>>>;
 
 /// A `fetch` answering each call with the next `(status, body, headers)` (a real `Response`),
 /// or rejecting with a `TypeError` when `status` is 0; `check` may look at the request body.
 pub fn fake_fetch(
-    answers: Vec<(u16, String, Vec<(&'static str, String)>)>,
+    answers: Vec<Answer>,
     check: impl Fn(usize, Option<&str>) + 'static,
 ) -> (Function, Seen) {
     let seen: Seen = Rc::default();
@@ -753,8 +757,7 @@ async fn last_sms(base: &str, phone: &str) -> String {
         let list = Array::from(&list);
         if let Some(last) = list
             .iter()
-            .filter(|m| get(m, "phone").as_string().as_deref() == Some(phone))
-            .last()
+            .rfind(|m| get(m, "phone").as_string().as_deref() == Some(phone))
         {
             return text(&last, "text");
         }
@@ -777,7 +780,7 @@ fn abort_after(ms: i32) -> JsValue {
         .dyn_into()
         .expect("fn");
     set_timeout
-        .call2(&JsValue::UNDEFINED, &abort.bind(&controller), &ms.into())
+        .call2(&JsValue::UNDEFINED, &abort.bind0(&controller), &ms.into())
         .expect("timer");
     controller
 }
