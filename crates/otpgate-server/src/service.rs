@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use otpgate_core::code::{Code, CodeSpec};
+use otpgate_core::code::Code;
 use otpgate_core::phone::{PhoneError, PhoneNumber};
 use otpgate_core::pow::PowError;
 use otpgate_core::receipt::Claims;
@@ -991,7 +991,7 @@ mod tests {
             default_locale: "en".into(),
             audience: None,
             display_name: Some("Shop".into()),
-            code: CodeSpec::default(),
+            code: otpgate_core::code::CodeSpec::default(),
         }
     }
 
