@@ -1,7 +1,7 @@
 // Shared helpers of the browser end-to-end tests: the issuer under test, Chromium through
 // playwright-core, and reading the SMS off the emulated phone panel like a person would.
 
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, existsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -152,15 +152,21 @@ export function freePort() {
   });
 }
 
-/** The `otpgate` binary: OTPGATE_BIN, else $CARGO_TARGET_DIR/debug, target/debug, target/release. */
+/** The `otpgate` binary: OTPGATE_BIN, else the newest of $CARGO_TARGET_DIR/debug, target/debug, target/release. */
 export function otpgateBin() {
+  if (process.env.OTPGATE_BIN) {
+    if (!existsSync(process.env.OTPGATE_BIN)) throw new Error(`OTPGATE_BIN=${process.env.OTPGATE_BIN} does not exist`);
+    return process.env.OTPGATE_BIN;
+  }
   const candidates = [
-    process.env.OTPGATE_BIN,
     process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, "debug/otpgate"),
     path.join(ROOT, "target/debug/otpgate"),
     path.join(ROOT, "target/release/otpgate"),
   ].filter(Boolean);
-  const found = candidates.find((p) => existsSync(p));
+  // The most recently built one: a stale binary elsewhere must not win.
+  const found = candidates
+    .filter((p) => existsSync(p))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!found) {
     throw new Error(`no otpgate binary (tried ${candidates.join(", ")}): cargo build -p otpgate-server`);
   }

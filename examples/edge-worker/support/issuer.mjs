@@ -5,7 +5,7 @@
 
 import { spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -28,13 +28,19 @@ export function freePort() {
 }
 
 export function otpgateBin() {
+  if (process.env.OTPGATE_BIN) {
+    if (!existsSync(process.env.OTPGATE_BIN)) throw new Error(`OTPGATE_BIN=${process.env.OTPGATE_BIN} does not exist`);
+    return process.env.OTPGATE_BIN;
+  }
   const candidates = [
-    process.env.OTPGATE_BIN,
     process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, "debug/otpgate"),
     path.join(ROOT, "target/debug/otpgate"),
     path.join(ROOT, "target/release/otpgate"),
   ].filter(Boolean);
-  const found = candidates.find((p) => existsSync(p));
+  // The most recently built one: a stale binary elsewhere must not win.
+  const found = candidates
+    .filter((p) => existsSync(p))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!found) {
     throw new Error(`no otpgate binary (tried ${candidates.join(", ")}): cargo build -p otpgate-server`);
   }
