@@ -275,7 +275,71 @@ async fn no_gateway_capacity_is_503_with_retry_after(backend: Backend) {
     assert_eq!(headers.get("retry-after").unwrap(), "7");
 }
 
+async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let res = h
+        .client
+        .post(h.url("/v1/verifications"))
+        .header("x-request-id", "audit-start-1")
+        .json(&json!({"phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = h.code(&id);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(h.check(&id, wrong).await.0, 422);
+    let res = h
+        .client
+        .post(h.url(&format!("/v1/verifications/{id}/check")))
+        .header("x-request-id", "audit-check-2")
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let log = std::fs::read_to_string(&h.audit_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["verification.started", "check.rejected", "check.approved"],
+        "{log}"
+    );
+    assert_eq!(lines[0]["request_id"], "audit-start-1");
+    assert_eq!(lines[2]["request_id"], "audit-check-2");
+    assert!(lines.iter().all(|l| l["verification_id"] == id.as_str()));
+    assert!(
+        lines[0]["phone"].as_str().unwrap().ends_with(":23"),
+        "pseudonym with the last two digits"
+    );
+    assert!(
+        !log.contains("7700900123"),
+        "a full number reached the audit log: {log}"
+    );
+    assert!(
+        !log.contains(&format!("\"{code}\"")),
+        "the code reached the audit log: {log}"
+    );
+    assert!(
+        !log.contains(&format!("\"{wrong}\"")),
+        "a typed code reached the audit log: {log}"
+    );
+    assert_eq!(
+        otpgate_server::audit::verify_file(&h.audit_path).ok(),
+        Some(3),
+        "the chain verifies"
+    );
+}
+
 on_every_store!(
+    the_audit_log_carries_request_ids_never_codes_or_numbers,
     happy_path_receipt_verifies_with_the_jwks,
     wrong_codes_count_down_then_no_attempts,
     expired_codes_are_gone,

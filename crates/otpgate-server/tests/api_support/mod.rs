@@ -60,6 +60,9 @@ pub struct Harness {
     pub clock: ManualClock,
     pub capture: Arc<Capture>,
     pub store: Arc<dyn Store>,
+    /// The audit log file (a real, fsync'd, hash-chained log).
+    pub audit_path: std::path::PathBuf,
+    _audit_dir: tempfile::TempDir,
     _tmp: Option<tempfile::TempDir>,
     _redis: Option<TestRedis>,
     _server: tokio::task::JoinHandle<()>,
@@ -119,6 +122,9 @@ impl Harness {
         let capture = Arc::new(Capture::default());
         let metrics = Arc::new(Metrics::new());
         let keys = KeyRing::ephemeral();
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit_path = audit_dir.path().join("audit.jsonl");
+        let audit = Arc::new(AuditLog::open(&audit_path, keys.pseudonym_key().to_vec()).unwrap());
         let policy = Arc::new(Policy::new(policy, store.clone(), keys.pow_key().to_vec()));
         let apps = vec![app("shop"), app("bank")];
         let cors_origins: Vec<Origin> = apps
@@ -129,7 +135,7 @@ impl Harness {
         let service = Arc::new(Service::new(ServiceParts {
             store: store.clone(),
             keys,
-            audit: Arc::new(AuditLog::disabled()),
+            audit,
             policy,
             dispatcher: capture.clone(),
             clock: Arc::new(clock.clone()),
@@ -165,6 +171,8 @@ impl Harness {
             clock,
             capture,
             store,
+            audit_path,
+            _audit_dir: audit_dir,
             _tmp: tmp,
             _redis: redis,
             _server: server,
