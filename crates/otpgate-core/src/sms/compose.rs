@@ -210,7 +210,8 @@ pub struct Composed {
     /// The SMS text (no trailing newline).
     pub text: String,
     /// The locale whose template was used (`"en"`, `"pt"`, an app template's key, or the
-    /// requested locale for an explicit template; `"und"` if there was none).
+    /// requested locale for an explicit template; `"und"` if there was none or it does not
+    /// look like a BCP 47 tag).
     pub locale: String,
     /// Its encoding and length (always one segment).
     pub segments: Segments,
@@ -418,6 +419,13 @@ fn normalize_locale(tag: &str) -> String {
         .collect()
 }
 
+/// A BCP 47-looking tag: 1–35 ASCII letters, digits and hyphens, starting with a letter.
+fn is_plausible_locale(tag: &str) -> bool {
+    (1..=35).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_alphabetic())
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// The built-in template for `tag` (by primary subtag), if there is one.
 pub fn builtin_template(tag: &str) -> Option<(&'static str, &'static str)> {
     let tag = normalize_locale(tag);
@@ -539,7 +547,9 @@ pub fn compose(req: ComposeRequest<'_>) -> Result<Composed, ComposeError> {
     let (locale, template): (String, &str) = if let Some(t) = req.template {
         (
             req.locale
-                .map_or_else(|| "und".to_owned(), normalize_locale),
+                .map(normalize_locale)
+                .filter(|l| is_plausible_locale(l))
+                .unwrap_or_else(|| "und".to_owned()),
             t.as_str(),
         )
     } else if let Some((l, t)) = req.templates.zip(req.locale).and_then(|(s, l)| s.find(l)) {
@@ -853,6 +863,20 @@ mod tests {
             "<#> {Acme} 4711 for example.com; hash FA+9qCX9VSu.\n@example.com #4711 FA+9qCX9VSu"
         );
         assert_eq!(c.locale, "en-gb");
+        for (locale, want) in [
+            (None, "und"),
+            (Some("<b>x</b>"), "und"),
+            (Some("pt_BR"), "pt-br"),
+        ] {
+            let r = ComposeRequest {
+                template: Some(&t),
+                locale,
+                origin: Some("example.com"),
+                app_hash: Some("FA+9qCX9VSu"),
+                ..req("Acme", "4711")
+            };
+            assert_eq!(compose(r).map(|c| c.locale).as_deref(), Ok(want));
+        }
     }
 
     #[test]
