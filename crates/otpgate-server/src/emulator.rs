@@ -612,6 +612,10 @@ impl Emulator {
             )
             .route("/logs", get(empty_list))
             .route("/inbox", get(empty_list))
+            .route("/inbox/export", post(accepted_empty))
+            .route("/inbox/refresh", post(accepted_empty))
+            .route("/messages/inbox/export", post(accepted_empty))
+            .route("/devices/{id}", axum::routing::delete(delete_device))
             .route("/auth/token", post(issue_token))
             .route("/_control", get(get_control).post(post_control))
             .route_layer(middleware::from_fn_with_state(self.clone(), auth))
@@ -1460,6 +1464,21 @@ async fn patch_settings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Resp {
     }
     merge(&mut g.settings, shown);
     axum::Json(g.settings.clone()).into_response()
+}
+
+async fn accepted_empty() -> Resp {
+    (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
+}
+
+async fn delete_device(State(emu): State<Arc<Emulator>>, Path(id): Path<String>) -> Resp {
+    if id == emu.device_id {
+        error(
+            StatusCode::BAD_REQUEST,
+            "an emulated phone cannot delete itself",
+        )
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
 }
 
 async fn empty_list() -> Resp {
