@@ -14,7 +14,8 @@
 #
 # Knobs (environment): DURATION (s per phase, default 10), CONCURRENCY (default 64),
 # MAX_REQUESTS (per phase, default 200000), CHECK_POOL (verifications for the check
-# phase, default 30000), KEEP=1 keeps the temporary directory.
+# phase, default 30000), KEEP=1 keeps the temporary directory, SKIP_BUILD=1 uses the
+# binaries already built.
 # Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
 set -euo pipefail
 
@@ -32,8 +33,10 @@ CHECK_POOL="${CHECK_POOL:-30000}"
 TEST_PHONE="+15555550100"
 TEST_CODE="123456"
 
-echo "== building (release)"
-cargo build --release -q -p otpgate-server --bin otpgate --example load
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+	echo "== building (release)"
+	cargo build --release -q -p otpgate-server --bin otpgate --example load
+fi
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release/otpgate"
 load="$target/release/examples/load"
