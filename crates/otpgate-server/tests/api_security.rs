@@ -505,6 +505,8 @@ mod inputs {
             ("/readyz", "get"),
             ("/metrics", "get"),
             ("/openapi.json", "get"),
+            ("/v1/gateways/sms-gate/webhook", "post"),
+            ("/v1/gateways/multiotp/{device}", "get"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -169,6 +169,36 @@ pub struct JwksDoc {
     pub keys: Vec<JwkDoc>,
 }
 
+/// Delivery events from sms-gate.app phones (served by the gateway pool).
+#[utoipa::path(post, path = "/v1/gateways/sms-gate/webhook", tag = "gateways",
+    params(
+        ("X-Signature" = String, Header, description = "hex HMAC-SHA256 of the raw body and X-Timestamp"),
+        ("X-Timestamp" = String, Header, description = "Unix seconds; refused outside the window"),
+    ),
+    request_body(content = String, content_type = "application/json",
+        description = "sms-gate.app webhook event (sms:sent, sms:delivered, sms:failed, system:ping)"),
+    responses(
+        (status = 200, description = "Accepted (or a duplicate, acknowledged)"),
+        (status = 401, description = "Bad, stale or missing signature", body = ErrorDoc),
+    ))]
+fn smsgate_webhook_doc() {}
+
+/// Delivery events from TextBee (served by the gateway pool).
+#[utoipa::path(post, path = "/v1/gateways/textbee/webhook", tag = "gateways",
+    responses((status = 200, description = "Accepted"), (status = 401, description = "Bad signature", body = ErrorDoc)))]
+fn textbee_webhook_doc() {}
+
+/// Delivery events from a generic signed-webhook provider (served by the gateway pool).
+#[utoipa::path(post, path = "/v1/gateways/webhook/events", tag = "gateways",
+    responses((status = 200, description = "Accepted"), (status = 401, description = "Bad signature", body = ErrorDoc)))]
+fn generic_events_doc() {}
+
+/// The multiOTP SMSGatewayApp polling endpoint (the phone fetches its messages here).
+#[utoipa::path(get, path = "/v1/gateways/multiotp/{device}", tag = "gateways",
+    params(("device" = String, Path, description = "The configured device name")),
+    responses((status = 200, description = "Messages to send"), (status = 401, description = "Bad credentials", body = ErrorDoc)))]
+fn multiotp_poll_doc() {}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -184,6 +214,10 @@ pub struct JwksDoc {
         super::readyz,
         super::metrics_text,
         super::openapi_json,
+        smsgate_webhook_doc,
+        textbee_webhook_doc,
+        generic_events_doc,
+        multiotp_poll_doc,
     ),
     components(schemas(
         StartRequestDoc, PowSolutionDoc, CheckRequestDoc, ResendRequestDoc, StatusDoc, DeliveryStateDoc,
@@ -193,6 +227,7 @@ pub struct JwksDoc {
         (name = "verifications", description = "Start, check, resend and cancel verifications"),
         (name = "receipts", description = "Keys to verify receipts offline"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "gateways", description = "Delivery events from the gateways (routes of the gateway pool)"),
     )
 )]
 pub struct ApiDoc;
