@@ -484,3 +484,94 @@ async fn forged_replayed_duplicated_and_stale_webhooks_change_nothing() {
         "invalid_webhook"
     );
 }
+
+#[tokio::test]
+async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
+    let mut cfg = EmulatorConfig::new("sms", Some("pw".into()), Some(KEY.into()));
+    cfg.knobs = fast();
+    cfg.encryption_passphrase = Some("e2e-pass".into());
+    let emu = Emulator::new(cfg);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let e = emu.clone();
+    tokio::spawn(async move { e.serve(l).await });
+    // A bearer token from the gateway's /auth/token.
+    let tok: Value = reqwest::Client::new()
+        .post(format!("{url}/3rdparty/v1/auth/token"))
+        .basic_auth("sms", Some("pw"))
+        .json(&json!({"ttl": 3600, "scopes": ["messages:send", "messages:read"]}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = tok["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let base = url.clone();
+    let mut d = DeviceConfig::new("cloud", Kind::SmsGate, Some(url));
+    d.mode = otpgate_server::gateway::Mode::Cloud;
+    let d = d.with_secrets(LiteralSecrets {
+        token: Some(Secret::new(token)),
+        passphrase: Some(Secret::new("e2e-pass")),
+        ..LiteralSecrets::default()
+    });
+    let mut gcfg = GatewaysConfig::default().with_signing_key(KEY);
+    gcfg.devices = vec![d];
+    gcfg.poll_interval_secs = 1;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let pool = Pool::new(
+        gcfg,
+        store.clone(),
+        Arc::new(AuditLog::disabled()),
+        Arc::new(SystemClock),
+    )
+    .expect("pool");
+    let r = Rig {
+        pool,
+        phones: vec![emu.clone()],
+        store,
+        hook: String::new(),
+        http: reqwest::Client::new(),
+    };
+    let job = r.job(600, 1, 60_000).await;
+    r.pool.dispatch(job.clone()).await.expect("dispatched");
+    // No webhooks registered here: polling brings the state (Delivered) back.
+    assert_eq!(
+        r.wait_terminal(&job.verification_id, Duration::from_secs(15))
+            .await,
+        DeliveryState::Delivered
+    );
+    let out = emu.sent(None);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].phone, job.message.phone,
+        "the emulator decrypted the number"
+    );
+    assert_eq!(out[0].text, job.message.text);
+    // What the gateway holds is ciphertext: the number and text never reached it in clear.
+    let st: Value = reqwest::Client::new()
+        .get(format!("{base}/3rdparty/v1/messages/{}", out[0].id))
+        .basic_auth("sms", Some("pw"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(st["isEncrypted"], true);
+    assert!(
+        st["recipients"][0]["phoneNumber"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("$aes-256-cbc/pbkdf2-sha1$i=75000$"))
+    );
+    assert!(
+        st["textMessage"]["text"]
+            .as_str()
+            .is_some_and(|t| !t.contains("code"))
+    );
+}
