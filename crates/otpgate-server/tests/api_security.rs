@@ -332,6 +332,43 @@ mod inputs {
         assert_eq!(h.sends(), 1);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_outage_is_503_without_internals_and_not_ready() {
+        let mut h = Harness::new(Backend::RedisPrivate).await;
+        let id = h.start("+447700900950").await;
+        h.redis.as_mut().unwrap().stop();
+        let (status, headers, body) = h
+            .post("/v1/verifications", json!({"phone": "+447700900951"}))
+            .await;
+        assert_error(status, &headers, &body, 503, "store_unavailable");
+        assert!(headers.get("retry-after").is_some());
+        let text = body.to_string();
+        for leak in ["127.0.0.1", "redis", "Redis", "refused", "os error"] {
+            assert!(!text.contains(leak), "{leak} leaked: {text}");
+        }
+        let (status, headers, body) = h.check(&id, "123456").await;
+        assert_error(status, &headers, &body, 503, "store_unavailable");
+        let (status, headers, body) = h.get("/readyz").await;
+        assert_error(status, &headers, &body, 503, "not_ready");
+        assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+        let (status, _, _) = h.get("/healthz").await;
+        assert_eq!(status, 200, "liveness does not depend on the store");
+        // Back up (an empty Redis: this test server keeps no data): ready again.
+        h.redis.as_mut().unwrap().restart();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, _, _) = h.get("/readyz").await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready again after Redis came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     #[tokio::test]
     async fn request_ids_are_honoured_when_sane() {
         let h = Harness::new(Backend::Memory).await;

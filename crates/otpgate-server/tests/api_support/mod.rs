@@ -29,6 +29,8 @@ pub enum Backend {
     Memory,
     Embedded,
     Redis,
+    /// A redis-server of the test's own (it may stop it).
+    RedisPrivate,
 }
 
 /// Captures sends; can be told to refuse for lack of capacity.
@@ -64,7 +66,7 @@ pub struct Harness {
     pub audit_path: std::path::PathBuf,
     _audit_dir: tempfile::TempDir,
     _tmp: Option<tempfile::TempDir>,
-    _redis: Option<TestRedis>,
+    pub redis: Option<TestRedis>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -110,8 +112,12 @@ impl Harness {
                 tmp = Some(dir);
                 Arc::new(s)
             }
-            Backend::Redis => {
-                let r = TestRedis::start();
+            Backend::Redis | Backend::RedisPrivate => {
+                let r = if matches!(backend, Backend::Redis) {
+                    TestRedis::start()
+                } else {
+                    TestRedis::spawn()
+                };
                 let prefix = format!("t{}:", otpgate_server::random::id("").unwrap());
                 let s = RedisStore::connect(&r.url, &prefix).await.unwrap();
                 redis = Some(r);
@@ -174,7 +180,7 @@ impl Harness {
             audit_path,
             _audit_dir: audit_dir,
             _tmp: tmp,
-            _redis: redis,
+            redis,
             _server: server,
         }
     }
