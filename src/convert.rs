@@ -268,3 +268,62 @@ pub(crate) fn jwks(value: &JsValue) -> Result<otpgate_core::receipt::Jwks, JsVal
         .collect();
     Ok(otpgate_core::receipt::Jwks { keys })
 }
+
+/// Receipt JSON decoded with the runtime's `JSON.parse` (see `receipt::ReceiptJson`): strict
+/// about types like the core's serde decoding, without linking serde_json into the wasm.
+pub(crate) struct JsJson;
+
+impl JsJson {
+    fn object(json: &[u8]) -> Option<JsValue> {
+        let value = js_sys::JSON::parse(std::str::from_utf8(json).ok()?).ok()?;
+        (value.is_object() && !js_sys::Array::is_array(&value)).then_some(value)
+    }
+
+    fn field(obj: &JsValue, key: &str) -> Option<JsValue> {
+        Reflect::get(obj, &JsValue::from_str(key))
+            .ok()
+            .filter(|v| !v.is_undefined())
+    }
+
+    fn string(obj: &JsValue, key: &str) -> Option<String> {
+        Self::field(obj, key)?.as_string()
+    }
+
+    /// An optional string: absent or `null` is `None`; any other type refuses the JSON.
+    fn opt_string(obj: &JsValue, key: &str) -> Option<Option<String>> {
+        match Self::field(obj, key).filter(|v| !v.is_null()) {
+            None => Some(None),
+            Some(v) => v.as_string().map(Some),
+        }
+    }
+
+    fn integer(obj: &JsValue, key: &str) -> Option<i64> {
+        let n = Self::field(obj, key)?.as_f64()?;
+        (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then_some(n as i64)
+    }
+}
+
+impl otpgate_core::receipt::ReceiptJson for JsJson {
+    fn header(&self, json: &[u8]) -> Option<otpgate_core::receipt::HeaderFields> {
+        let h = Self::object(json)?;
+        Some(otpgate_core::receipt::HeaderFields {
+            alg: Self::string(&h, "alg")?,
+            typ: Self::opt_string(&h, "typ")?,
+            kid: Self::opt_string(&h, "kid")?,
+        })
+    }
+
+    fn claims(&self, json: &[u8]) -> Option<otpgate_core::receipt::Claims> {
+        let c = Self::object(json)?;
+        Some(otpgate_core::receipt::Claims {
+            iss: Self::string(&c, "iss")?,
+            aud: Self::string(&c, "aud")?,
+            sub: Self::string(&c, "sub")?,
+            jti: Self::string(&c, "jti")?,
+            phone_number: Self::string(&c, "phone_number")?,
+            phone_number_verified: Self::field(&c, "phone_number_verified")?.as_bool()?,
+            iat: Self::integer(&c, "iat")?,
+            exp: Self::integer(&c, "exp")?,
+        })
+    }
+}

@@ -180,7 +180,7 @@ pub fn verify_receipt(
         now,
         leeway,
     };
-    let claims = receipt::verify(&text_arg(&jwt, "jwt")?, &jwks, &expect)
+    let claims = receipt::verify_with(&text_arg(&jwt, "jwt")?, &jwks, &expect, &convert::JsJson)
         .map_err(|e| from_core(e.code(), &e))?;
     convert::claims(&claims)
 }

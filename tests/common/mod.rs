@@ -303,6 +303,86 @@ fn verify_receipt_accepts_a_good_receipt_and_refuses_the_rest() {
     assert_eq!(err(&jwt, &jwks, leeway), "invalid_argument");
 }
 
+/// A JWT with this header and payload JSON, signed with `key` (the issuer's key: only the
+/// JSON decoding is under test).
+fn signed(key: &SigningKey, header: &str, payload: &str) -> String {
+    use ed25519_dalek::Signer as _;
+    let b64 = |b: &[u8]| {
+        let bin: String = b.iter().map(|&c| char::from(c)).collect();
+        let btoa: Function = Reflect::get(&js_sys::global(), &"btoa".into())
+            .expect("btoa")
+            .dyn_into()
+            .expect("fn");
+        let s = btoa
+            .call1(&JsValue::UNDEFINED, &bin.into())
+            .expect("btoa")
+            .as_string()
+            .expect("string");
+        s.trim_end_matches('=').replace('+', "-").replace('/', "_")
+    };
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+#[wasm_bindgen_test]
+fn verify_receipt_decodes_the_json_strictly() {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let jwks = jwks_js(&key);
+    let good = r#"{"iss":"https://otp.example.com","aud":"shop","sub":"v_1","jti":"v_1","phone_number":"+447700900123","phone_number_verified":true,"iat":1700000000,"exp":1700000600}"#;
+    let err = |jwt: String| {
+        code_of(
+            &otpgate::verify_receipt(jwt.into(), jwks.clone(), expect(1_700_000_100.0))
+                .expect_err("refused"),
+        )
+    };
+    assert!(
+        otpgate::verify_receipt(
+            signed(&key, r#"{"alg":"EdDSA","kid":"k1"}"#, good).into(),
+            jwks.clone(),
+            expect(1_700_000_100.0)
+        )
+        .is_ok()
+    );
+    for alg in ["none", "HS256", "eddsa"] {
+        let header = format!(r#"{{"alg":"{alg}","kid":"k1"}}"#);
+        assert_eq!(
+            err(signed(&key, &header, good)),
+            "receipt_unsupported_alg",
+            "{alg}"
+        );
+    }
+    assert_eq!(
+        err(signed(
+            &key,
+            r#"{"alg":"EdDSA","kid":"k1","typ":"JWS"}"#,
+            good
+        )),
+        "receipt_malformed"
+    );
+    assert_eq!(
+        err(signed(&key, r#"{"alg":"EdDSA","kid":7}"#, good)),
+        "receipt_malformed"
+    );
+    assert_eq!(err(signed(&key, r#"["EdDSA"]"#, good)), "receipt_malformed");
+    assert_eq!(
+        err(signed(&key, r#"{"alg":"EdDSA"}"#, good)),
+        "receipt_unknown_key"
+    );
+    let h = r#"{"alg":"EdDSA","kid":"k1"}"#;
+    for bad in [
+        good.replace("true", "\"true\""),
+        good.replace("1700000600", "1700000600.5"),
+        good.replace(r#""aud":"shop","#, ""),
+        good.replace(r#""+447700900123""#, "447700900123"),
+        "not json".to_owned(),
+    ] {
+        assert_eq!(err(signed(&key, h, &bad)), "receipt_malformed", "{bad}");
+    }
+    let unverified = good.replace("true", "false");
+    assert_eq!(err(signed(&key, h, &unverified)), "receipt_not_verified");
+}
+
 #[wasm_bindgen_test]
 fn verify_receipt_defaults_now_to_the_js_clock() {
     let key = SigningKey::from_bytes(&[7; 32]);
