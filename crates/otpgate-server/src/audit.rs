@@ -441,6 +441,18 @@ fn recover_head(file: &mut File, path: &Path) -> anyhow::Result<Head> {
     }
 }
 
+/// Creates (or truncates) `path` with mode 0600.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.read(true).append(true).create(true);
@@ -559,14 +571,8 @@ impl Writer {
             return Ok(0);
         };
         let tmp = self.path.with_extension("purge.tmp");
-        let mut out = std::io::BufWriter::new(
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .context("cannot create temp file")?,
-        );
+        let mut out =
+            std::io::BufWriter::new(create_private(&tmp).context("cannot create temp file")?);
         let detail = serde_json::json!({ "anchor": anchor, "dropped": dropped, "before": rfc3339(before_ms) });
         let body = format!(
             "\"at\":\"{}\",\"kind\":\"checkpoint\",\"request_id\":null,\"verification_id\":null,\"app\":null,\"phone\":null,\"detail\":{}",
