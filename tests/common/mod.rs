@@ -104,6 +104,29 @@ fn parse_sms_matches_the_cli_shape() {
 }
 
 #[wasm_bindgen_test]
+fn parse_sms_escapes_like_json_and_equals_the_core() {
+    let nasty = [
+        "@a.example #a\"b\\c\u{1}d\u{7f}é😀",
+        "Code \"x\"\t9981\n@b.example #9981 @c.example",
+        "\u{0}\u{1f}",
+    ];
+    for sms in nasty {
+        let core = otpgate_core::sms::parse(sms);
+        let js = otpgate::parse_sms(sms.into()).expect("parses");
+        assert_eq!(get(&js, "code").as_string(), core.code, "{sms:?}");
+        assert_eq!(get(&js, "app_hash").as_string(), core.app_hash, "{sms:?}");
+        match core.webotp {
+            Some(w) => {
+                assert_eq!(text(&js, "webotp.code"), w.code, "{sms:?}");
+                assert_eq!(text(&js, "webotp.host"), w.host);
+                assert_eq!(get(&js, "webotp.iframe_host").as_string(), w.iframe_host);
+            }
+            None => assert!(get(&js, "webotp").is_null()),
+        }
+    }
+}
+
+#[wasm_bindgen_test]
 fn parse_sms_reports_the_app_hash_and_refuses_non_strings() {
     let parsed =
         otpgate::parse_sms("<#> Your code is 123456\n@shop.example #123456 kFUwfusCq/+".into())
