@@ -69,6 +69,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
     cfg.devices = devices;
     cfg.budget_window_secs = window_secs;
     cfg.poll_interval_secs = 1;
+    cfg.health_interval_secs = 1;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let pool = Pool::new(
         cfg,
@@ -574,4 +575,44 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
             .as_str()
             .is_some_and(|t| !t.contains("code"))
     );
+}
+
+#[tokio::test]
+async fn health_checks_take_a_phone_out_and_back() {
+    let r = rig(&[(fast(), 25), (fast(), 25)], 60).await;
+    r.phones[0].set_knobs(Knobs {
+        offline: Offline::Unavailable,
+        ..fast()
+    });
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let m = r.pool.metrics();
+    assert!(!m.devices[0].up && m.devices[1].up, "{m:?}");
+    assert!(r.pool.ready().await);
+    for n in 0..5 {
+        let job = r.job(700 + n, 1, 60_000).await;
+        r.pool.dispatch(job.clone()).await.expect("dispatched");
+        assert_eq!(
+            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
+                .await,
+            DeliveryState::Delivered
+        );
+    }
+    assert!(
+        r.phones[0].states().is_empty(),
+        "the unhealthy phone was never tried"
+    );
+    assert_eq!(r.phones[1].sent(None).len(), 5);
+    // Both down: not ready, and a dispatch has nowhere to go.
+    r.phones[1].set_knobs(Knobs {
+        offline: Offline::Unavailable,
+        ..fast()
+    });
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(!r.pool.ready().await);
+    let job = r.job(710, 1, 60_000).await;
+    assert_eq!(r.pool.dispatch(job).await, Err(DispatchError::Unavailable));
+    r.phones[0].set_knobs(fast());
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(r.pool.metrics().devices[0].up);
+    assert!(r.pool.ready().await);
 }
