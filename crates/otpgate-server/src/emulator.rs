@@ -99,6 +99,8 @@ pub struct Knobs {
     pub webhook_retry_base_ms: u64,
     /// Webhook retries after the first attempt (the app: 15).
     pub webhook_retries: u32,
+    /// Interval of `system:ping` webhooks, in milliseconds (0 = off, as the app's default).
+    pub ping_interval_ms: u64,
 }
 
 impl Default for Knobs {
@@ -112,6 +114,7 @@ impl Default for Knobs {
             limit_window_ms: 60_000,
             webhook_retry_base_ms: 5_000,
             webhook_retries: 15,
+            ping_interval_ms: 0,
         }
     }
 }
@@ -128,6 +131,7 @@ struct KnobsPatch {
     limit_window_ms: Option<u64>,
     webhook_retry_base_ms: Option<u64>,
     webhook_retries: Option<u32>,
+    ping_interval_ms: Option<u64>,
 }
 
 /// `offline` accepts a boolean too (`true` = 503).
@@ -175,6 +179,9 @@ impl Knobs {
         }
         if let Some(v) = p.webhook_retries {
             k.webhook_retries = v.min(30);
+        }
+        if let Some(v) = p.ping_interval_ms {
+            k.ping_interval_ms = if v == 0 { 0 } else { v.clamp(100, 86_400_000) };
         }
         Ok(k)
     }
@@ -375,6 +382,7 @@ pub struct Emulator {
     inner: Mutex<Inner>,
     knobs: Mutex<Knobs>,
     refuse: AtomicBool,
+    pinger: AtomicBool,
     http: reqwest::Client,
 }
 
@@ -529,6 +537,7 @@ impl Emulator {
             }),
             knobs: Mutex::new(cfg.knobs),
             refuse: AtomicBool::new(false),
+            pinger: AtomicBool::new(false),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(30))
@@ -595,6 +604,7 @@ impl Emulator {
     /// The full API router (local paths, `/3rdparty/v1`, `/api/3rdparty/v1`, `/_control`,
     /// `/_emulator/messages`).
     pub fn router(self: &Arc<Self>) -> Router {
+        self.start_pinger();
         let api = Router::new()
             .route("/message", post(send).get(list))
             .route("/messages", post(send).get(list))
@@ -627,6 +637,49 @@ impl Emulator {
             .nest("/api/3rdparty/v1", api)
             .with_state(self.clone())
             .merge(self.outbox_router())
+    }
+
+    /// Sends `system:ping` webhooks every `ping_interval_ms` (knob) while the phone is online.
+    fn start_pinger(self: &Arc<Self>) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || self.pinger.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = 0i64;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Some(emu) = weak.upgrade() else { return };
+                let k = emu.knobs();
+                let now = emu.clock.now_ms();
+                let every = i64::try_from(k.ping_interval_ms).unwrap_or(i64::MAX);
+                if k.ping_interval_ms > 0 && k.offline == Offline::Online && now - last >= every {
+                    last = now;
+                    emu.emit("system:ping", json!({"health": emu.health_view()}));
+                }
+            }
+        });
+    }
+
+    fn health_view(&self) -> HealthResponse {
+        let (failed, pending) = {
+            let g = self.lock();
+            let failed = g.messages.values().filter(|m| m.state == "Failed").count();
+            let pending = g.messages.values().filter(|m| m.state == "Pending").count();
+            (failed, pending)
+        };
+        HealthResponse {
+            status: "pass".into(),
+            version: Some(APP_VERSION.into()),
+            release_id: Some(json!(1)),
+            checks: Some(json!({
+                "messages:failed": {"description": "Failed messages", "observedUnit": "messages", "observedValue": failed, "status": "pass"},
+                "messages:pending": {"description": "Pending messages", "observedUnit": "messages", "observedValue": pending, "status": "pass"},
+                "connection:status": {"description": "Internet connection status", "observedUnit": "boolean", "observedValue": 1, "status": "pass"},
+            })),
+        }
     }
 
     /// Only `GET /_emulator/messages?phone=` (what the issuer mounts in dev mode).
@@ -1335,23 +1388,7 @@ async fn cancel(State(emu): State<Arc<Emulator>>, Path(id): Path<String>) -> Res
 }
 
 async fn health(State(emu): State<Arc<Emulator>>) -> Resp {
-    let (failed, pending) = {
-        let g = emu.lock();
-        let failed = g.messages.values().filter(|m| m.state == "Failed").count();
-        let pending = g.messages.values().filter(|m| m.state == "Pending").count();
-        (failed, pending)
-    };
-    axum::Json(HealthResponse {
-        status: "pass".into(),
-        version: Some(APP_VERSION.into()),
-        release_id: Some(json!(1)),
-        checks: Some(json!({
-            "messages:failed": {"description": "Failed messages", "observedUnit": "messages", "observedValue": failed, "status": "pass"},
-            "messages:pending": {"description": "Pending messages", "observedUnit": "messages", "observedValue": pending, "status": "pass"},
-            "connection:status": {"description": "Internet connection status", "observedUnit": "boolean", "observedValue": 1, "status": "pass"},
-        })),
-    })
-    .into_response()
+    axum::Json(emu.health_view()).into_response()
 }
 
 async fn list_webhooks(State(emu): State<Arc<Emulator>>) -> Resp {

@@ -601,3 +601,25 @@ async fn failure_rate_and_dropped_reports() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(p.get("/messages/d-1").await.2["state"], "Sent");
 }
+
+#[tokio::test]
+async fn system_ping_webhooks_when_enabled() {
+    let (seen, url) = sink(0).await;
+    let p = phone(fast(), vec![]).await;
+    p.post("/webhooks", json!({"url": url, "event": "system:ping"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.0.lock().expect("lock").is_empty(), "off by default");
+    let (s, _, _) = p.post("/_control", json!({"ping_interval_ms": 100})).await;
+    assert_eq!(s, StatusCode::OK);
+    for _ in 0..100 {
+        if !seen.0.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = seen.0.lock().expect("lock").clone();
+    let v: Value = serde_json::from_slice(&got[0].1).expect("json");
+    assert_eq!(v["event"], "system:ping");
+    assert_eq!(v["payload"]["health"]["status"], "pass");
+}
