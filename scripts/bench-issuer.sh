@@ -77,6 +77,7 @@ write_config() {
 # Bench configuration: budgets raised far above any real deployment, PoW off, one test
 # number with a fixed code (used for the check phase; never sent).
 [server]
+danger_discard_sends = true
 listen = "127.0.0.1:$2"
 data_dir = "$3"
 

@@ -144,6 +144,11 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Run without any gateway device: sends are marked `sent` by a gateway named
+    /// `discard` and NOTHING is transmitted (benchmarks, test-number-only deployments).
+    /// Without it a configuration with no `[[gateways.devices]]` is refused.
+    #[serde(default)]
+    pub danger_discard_sends: bool,
     /// `[server.tls]`: serve HTTPS directly.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -161,6 +166,7 @@ impl Default for ServerConfig {
             request_timeout_secs: default_request_timeout(),
             shutdown_grace_secs: default_grace(),
             tls: None,
+            danger_discard_sends: false,
         }
     }
 }
@@ -851,6 +857,14 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if !self.dev_mode && self.gateways.is_empty() && !self.server.danger_discard_sends {
+            return Err(invalid(
+                "gateways.devices".into(),
+                "no gateway device configured: add [[gateways.devices]] (or, to run without \
+                 sending anything, set server.danger_discard_sends = true)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -896,6 +910,7 @@ mod tests {
 [server]
 listen = "127.0.0.1:9000"
 public_url = "https://otp.example.com/"
+danger_discard_sends = true
 
 [[apps]]
 name = "shop"
@@ -904,6 +919,17 @@ android_app_hashes = ["FA+9qCX9VSu"]
 templates = { en = "{code} is your {app} code", pt-BR = "{code} é o seu codigo {app}" }
 code = { length = 8, alphabet = "alphanumeric" }
 "#;
+
+    #[test]
+    fn a_config_without_gateways_must_opt_in_to_discarding_sends() {
+        let without = MINIMAL.replace("danger_discard_sends = true\n", "");
+        let err = parse(&without)
+            .expect("parses")
+            .validate()
+            .expect_err("no device and no opt-in");
+        assert!(err.to_string().contains("gateways.devices"), "{err}");
+        assert!(err.to_string().contains("danger_discard_sends"), "{err}");
+    }
 
     #[test]
     fn a_full_file_parses_and_validates() {

@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::random::OsRandom;
-use crate::store::{Budget, Store, StoreError};
+use crate::store::{Budget, BudgetRequest, Budgets as TakenBudgets, Store, StoreError};
 
 /// One budget: at most `limit` events per fixed window of `window_secs`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
@@ -358,6 +358,8 @@ pub struct StartContext<'a> {
 pub struct Admission {
     /// For a test number: its fixed code (no SMS is sent).
     pub test_code: Option<String>,
+    /// The budgets taken (key, window), for [`Policy::refund`].
+    taken: Vec<(String, i64)>,
 }
 
 impl fmt::Debug for Admission {
@@ -554,39 +556,43 @@ impl Policy {
     }
 
     /// Takes every budget in turn; when one refuses, gives back those already taken.
+    /// Takes every budget or none (one atomic step where the backend allows it, one commit on
+    /// the embedded store). Returns what was taken so a failed send can give it back.
     async fn take_all(
         &self,
         budgets: &[(&'static str, String, Limit)],
         now_ms: i64,
-    ) -> Result<(), PolicyError> {
-        let mut taken: Vec<&(&'static str, String, Limit)> = Vec::with_capacity(budgets.len());
-        for b in budgets {
-            let (scope, key, limit) = b;
-            let outcome = self
-                .store
-                .take_budget(key, limit.limit, limit.window_ms(), now_ms)
-                .await;
-            let refusal = match outcome {
-                Ok(Budget::Allowed { .. }) => {
-                    taken.push(b);
-                    continue;
-                }
-                Ok(Budget::Exhausted { retry_after_ms }) => PolicyError::RateLimited {
-                    scope,
-                    retry_after_secs: retry_secs(retry_after_ms),
-                },
-                Err(e) => PolicyError::Store(e),
-            };
-            for (_, key, limit) in taken {
-                // Best effort: a failed refund only makes the budget stricter.
-                let _ = self
-                    .store
-                    .refund_budget(key, limit.window_ms(), now_ms)
-                    .await;
-            }
-            return Err(refusal);
+    ) -> Result<Vec<(String, i64)>, PolicyError> {
+        let requests: Vec<BudgetRequest<'_>> = budgets
+            .iter()
+            .map(|(_, key, limit)| BudgetRequest {
+                key,
+                limit: limit.limit,
+                window_ms: limit.window_ms(),
+            })
+            .collect();
+        match self.store.take_budgets(&requests, now_ms).await? {
+            TakenBudgets::Allowed { .. } => Ok(budgets
+                .iter()
+                .map(|(_, key, limit)| (key.clone(), limit.window_ms()))
+                .collect()),
+            TakenBudgets::Exhausted {
+                index,
+                retry_after_ms,
+            } => Err(PolicyError::RateLimited {
+                scope: budgets.get(index).map_or("global", |b| b.0),
+                retry_after_secs: retry_secs(retry_after_ms),
+            }),
         }
-        Ok(())
+    }
+
+    /// Gives back the send budgets an [`Admission`] took, when the send it admitted could
+    /// not leave (no gateway capacity): a refused send must not eat the person's quota.
+    pub async fn refund(&self, admission: &Admission, now_ms: i64) {
+        for (key, window_ms) in &admission.taken {
+            // Best effort: a failed refund only makes the budget stricter.
+            let _ = self.store.refund_budget(key, *window_ms, now_ms).await;
+        }
     }
 
     fn signal_window_ms(&self) -> i64 {
@@ -718,15 +724,20 @@ impl Policy {
         if let Some(code) = self.test_code(ctx.phone) {
             return Ok(Admission {
                 test_code: Some(code.to_owned()),
+                taken: Vec::new(),
             });
         }
         if !ctx.trusted {
             self.check_pow(ctx).await?;
         }
-        self.take_all(&self.send_budgets(ctx, true), ctx.now_ms)
+        let taken = self
+            .take_all(&self.send_budgets(ctx, true), ctx.now_ms)
             .await?;
         self.count_send(ctx.now_ms).await;
-        Ok(Admission { test_code: None })
+        Ok(Admission {
+            test_code: None,
+            taken,
+        })
     }
 
     /// Gate before a resend: the destination again, and the phone, prefix and global
@@ -739,12 +750,17 @@ impl Policy {
         if let Some(code) = self.test_code(ctx.phone) {
             return Ok(Admission {
                 test_code: Some(code.to_owned()),
+                taken: Vec::new(),
             });
         }
-        self.take_all(&self.send_budgets(ctx, false), ctx.now_ms)
+        let taken = self
+            .take_all(&self.send_budgets(ctx, false), ctx.now_ms)
             .await?;
         self.count_send(ctx.now_ms).await;
-        Ok(Admission { test_code: None })
+        Ok(Admission {
+            test_code: None,
+            taken,
+        })
     }
 
     /// Per-IP limit on checks (brute force across verifications).

@@ -378,7 +378,8 @@ impl axum::serve::Listener for TlsListener {
 ///   outbox at `/_emulator/messages`) driven by the gateway pool over loopback HTTP, with
 ///   signed webhooks back to `/v1/gateways/sms-gate/webhook`;
 /// - a configuration with `[[gateways.devices]]`: the pool and its webhook routes;
-/// - a configuration without devices: nothing can be sent. Messages are discarded after
+/// - a configuration without devices (only with `server.danger_discard_sends = true`):
+///   nothing can be sent. Messages are discarded after
 ///   being marked `sent` by gateway `discard` (benchmarks, test-number-only deployments), and
 ///   this is logged at error level at start.
 ///

@@ -459,7 +459,7 @@ impl Service {
         };
         let id = random::id("v_").map_err(|e| ServiceError::Internal(e.to_string()))?;
         let test_number = admission.test_code.is_some();
-        let code = match admission.test_code {
+        let code = match admission.test_code.clone() {
             Some(c) => Code::new(normalize(&c)),
             None => app
                 .code
@@ -499,7 +499,10 @@ impl Service {
             },
             test_number,
         };
-        self.store.create(&record).await?;
+        if let Err(e) = self.store.create(&record).await {
+            self.policy.refund(&admission, now).await;
+            return Err(e.into());
+        }
         self.audit(
             "verification.started",
             Some(meta),
@@ -510,8 +513,10 @@ impl Service {
         .await;
         if test_number {
             self.metrics.dispatch("skipped");
-        } else {
-            self.send(app, &record, &phone, &code, meta).await?;
+        } else if let Err(e) = self.send(app, &record, &phone, &code, meta).await {
+            // The SMS never left: give the person's quota back.
+            self.policy.refund(&admission, now).await;
+            return Err(e);
         }
         Ok(self.view(&record, now))
     }
@@ -786,7 +791,7 @@ impl Service {
             }
         };
         let test_number = record.test_number || admission.test_code.is_some();
-        let code = match admission.test_code {
+        let code = match admission.test_code.clone() {
             Some(c) => Code::new(normalize(&c)),
             None => app
                 .code
@@ -805,7 +810,12 @@ impl Service {
             resend_at_ms: now + self.policy.cooldown_ms(record.sends + 1),
             max_sends: self.policy.max_sends(),
         };
-        let mut updated = match self.store.rotate(id, &rotation, now).await? {
+        let rotated = self.store.rotate(id, &rotation, now).await;
+        if !matches!(rotated, Ok(RotateOutcome::Rotated(_))) {
+            // No new code, no SMS: the budgets taken for it go back.
+            self.policy.refund(&admission, now).await;
+        }
+        let mut updated = match rotated? {
             RotateOutcome::Rotated(r) => *r,
             RotateOutcome::NotFound => return Err(ServiceError::NotFound),
             RotateOutcome::CoolingDown { retry_at_ms } => {
@@ -839,8 +849,9 @@ impl Service {
                 updated.delivery = skipped;
             }
             self.metrics.dispatch("skipped");
-        } else {
-            self.send(app, &updated, &phone, &code, meta).await?;
+        } else if let Err(e) = self.send(app, &updated, &phone, &code, meta).await {
+            self.policy.refund(&admission, now).await;
+            return Err(e);
         }
         Ok(self.view(&updated, now))
     }

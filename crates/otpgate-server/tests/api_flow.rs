@@ -273,6 +273,16 @@ async fn no_gateway_capacity_is_503_with_retry_after(backend: Backend) {
     let (status, headers, body) = h.post("/v1/verifications", json!({"phone": PHONE})).await;
     assert_error(status, &headers, &body, 503, "no_gateway_capacity");
     assert_eq!(headers.get("retry-after").unwrap(), "7");
+    // A send that never left gives its budgets back: more refused starts than the
+    // per-phone budget (5 per 10 min) still end in 503, never 429, and once a gateway has
+    // capacity again the number can still get a code.
+    for _ in 0..7 {
+        let (status, headers, body) = h.post("/v1/verifications", json!({"phone": PHONE})).await;
+        assert_error(status, &headers, &body, 503, "no_gateway_capacity");
+    }
+    *h.capture.no_capacity.lock().unwrap() = false;
+    let (status, _, body) = h.post("/v1/verifications", json!({"phone": PHONE})).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backend) {

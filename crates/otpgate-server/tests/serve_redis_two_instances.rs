@@ -30,6 +30,7 @@ async fn start_on_a_check_on_b_with_shared_limits() {
         format!(
             r#"
 [server]
+danger_discard_sends = true
 public_url = "https://issuer.test"
 
 [store]

@@ -15,6 +15,7 @@ async fn a_pending_verification_survives_sigkill() {
         &config,
         r#"
 [server]
+danger_discard_sends = true
 public_url = "https://issuer.test"
 
 [store]

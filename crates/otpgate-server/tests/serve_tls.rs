@@ -20,6 +20,7 @@ fn write_config(
         format!(
             r#"
 [server]
+danger_discard_sends = true
 public_url = "https://localhost"
 
 [server.tls]
