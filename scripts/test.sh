@@ -18,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n=== %s ===\n' "$*"; }
+step() { printf '\n=== %s (at %ss) ===\n' "$*" "$SECONDS"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Redis: the tests' shared server (the store tests can also spawn their own).
