@@ -107,21 +107,32 @@ pub trait Adapter: Send + Sync + 'static {
     async fn send(&self, msg: &Outgoing) -> Result<Accepted, SendError>;
 
     /// The state of a message sent before (`None`: unknown to the gateway, or the gateway
-    /// has no status call).
+    /// has no status call, the default).
     async fn status(
         &self,
-        message_id: &str,
-        remote_id: Option<&str>,
-    ) -> Result<Option<RemoteState>, SendError>;
+        _message_id: &str,
+        _remote_id: Option<&str>,
+    ) -> Result<Option<RemoteState>, SendError> {
+        Ok(None)
+    }
 
-    /// Whether the gateway answers and says it is fine.
-    async fn health(&self) -> bool;
+    /// Whether the gateway answers and says it is fine (default: assumed healthy when the
+    /// gateway has no health call; failed sends still open the circuit breaker).
+    async fn health(&self) -> bool {
+        true
+    }
 
     /// Whether re-sending with the same message id is harmless (the gateway de-duplicates).
-    fn idempotent(&self) -> bool;
+    /// Default: no, so a timed-out send is never retried blindly.
+    fn idempotent(&self) -> bool {
+        false
+    }
 
-    /// Whether the gateway pushes delivery events (webhooks), so polling is only a safety net.
-    fn pushes_events(&self) -> bool;
+    /// Whether the gateway pushes delivery events (webhooks), so polling is only a safety
+    /// net. Default: no.
+    fn pushes_events(&self) -> bool {
+        false
+    }
 }
 
 fn client(dev: &DeviceConfig) -> reqwest::Client {
@@ -409,6 +420,8 @@ struct TextBee {
     sim: Option<u8>,
 }
 
+// TextBee reports through its webhooks; its status calls need the per-SMS id, which the send
+// answer does not carry, so `status` keeps the default (unknown).
 #[async_trait]
 impl Adapter for TextBee {
     async fn send(&self, msg: &Outgoing) -> Result<Accepted, SendError> {
@@ -451,24 +464,6 @@ impl Adapter for TextBee {
             remote_id: batch,
             state: RemoteState::Accepted,
         })
-    }
-
-    async fn status(
-        &self,
-        _id: &str,
-        _remote: Option<&str>,
-    ) -> Result<Option<RemoteState>, SendError> {
-        // TextBee reports through its webhooks; its status calls need the per-SMS id, which
-        // the send answer does not carry.
-        Ok(None)
-    }
-
-    async fn health(&self) -> bool {
-        true
-    }
-
-    fn idempotent(&self) -> bool {
-        false
     }
 
     fn pushes_events(&self) -> bool {
@@ -522,18 +517,6 @@ impl Adapter for SignedWebhook {
             }),
             s => Err(SendError::from_status(s, &text)),
         }
-    }
-
-    async fn status(
-        &self,
-        _id: &str,
-        _remote: Option<&str>,
-    ) -> Result<Option<RemoteState>, SendError> {
-        Ok(None)
-    }
-
-    async fn health(&self) -> bool {
-        true
     }
 
     fn idempotent(&self) -> bool {
@@ -615,18 +598,6 @@ impl Adapter for Twilio {
         }
         let v: Value = res.json().await.map_err(|e| SendError::from_reqwest(&e))?;
         Ok(Some(twilio_state(v.get("status").and_then(Value::as_str))))
-    }
-
-    async fn health(&self) -> bool {
-        true
-    }
-
-    fn idempotent(&self) -> bool {
-        false
-    }
-
-    fn pushes_events(&self) -> bool {
-        false
     }
 }
 
@@ -755,26 +726,6 @@ impl Adapter for Sns {
             state: RemoteState::Sent,
         })
     }
-
-    async fn status(
-        &self,
-        _id: &str,
-        _remote: Option<&str>,
-    ) -> Result<Option<RemoteState>, SendError> {
-        Ok(None)
-    }
-
-    async fn health(&self) -> bool {
-        true
-    }
-
-    fn idempotent(&self) -> bool {
-        false
-    }
-
-    fn pushes_events(&self) -> bool {
-        false
-    }
 }
 
 /// One message waiting for a multiOTP phone to pick it up.
@@ -847,18 +798,6 @@ impl Adapter for MultiOtp {
             remote_id: None,
             state: RemoteState::Accepted,
         })
-    }
-
-    async fn status(
-        &self,
-        _id: &str,
-        _remote: Option<&str>,
-    ) -> Result<Option<RemoteState>, SendError> {
-        Ok(None)
-    }
-
-    async fn health(&self) -> bool {
-        true
     }
 
     fn idempotent(&self) -> bool {
