@@ -15,7 +15,10 @@
 # Knobs (environment): DURATION (s per phase, default 10), CONCURRENCY (default 64),
 # MAX_REQUESTS (per phase, default 200000), CHECK_POOL (verifications for the check
 # phase, default 30000), KEEP=1 keeps the temporary directory, SKIP_BUILD=1 uses the
-# binaries already built.
+# binaries already built, JSON_DIR=DIR also writes the figures as JSON
+# (DIR/issuer-embedded.json, DIR/issuer-redis.json; scripts/bench.sh reads them),
+# REDIS_AOF=no|everysec|always (default no: the private Redis keeps nothing on disk;
+# everysec/always turn on its append-only file with that fsync policy).
 # Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
 set -euo pipefail
 
@@ -30,6 +33,12 @@ DURATION="${DURATION:-10}"
 CONCURRENCY="${CONCURRENCY:-64}"
 MAX_REQUESTS="${MAX_REQUESTS:-200000}"
 CHECK_POOL="${CHECK_POOL:-30000}"
+REDIS_AOF="${REDIS_AOF:-no}"
+case "$REDIS_AOF" in no | everysec | always) ;; *)
+	echo "REDIS_AOF must be no, everysec or always" >&2
+	exit 2
+	;;
+esac
 TEST_PHONE="+15555550100"
 TEST_CODE="123456"
 
@@ -116,10 +125,15 @@ start_server() { # config logfile
 	pids+=($!)
 }
 
-run_load() { # bases
+run_load() { # bases name
+	local json=()
+	if [[ -n "${JSON_DIR:-}" ]]; then
+		mkdir -p "$JSON_DIR"
+		json=(--json "$JSON_DIR/issuer-$2.json")
+	fi
 	"$load" --base "$1" --concurrency "$CONCURRENCY" --duration-secs "$DURATION" \
 		--max-requests "$MAX_REQUESTS" --check-pool "$CHECK_POOL" --app bench \
-		--test-phone "$TEST_PHONE" --test-code "$TEST_CODE"
+		--test-phone "$TEST_PHONE" --test-code "$TEST_CODE" "${json[@]}"
 }
 
 verify_audit() { # files...
@@ -141,7 +155,7 @@ if [[ "$which" == embedded || "$which" == all ]]; then
 		cat "$dir/serve.log" >&2
 		exit 1
 	fi
-	run_load "http://127.0.0.1:$port"
+	run_load "http://127.0.0.1:$port" embedded
 	kill "$server_pid"
 	wait "$server_pid" 2>/dev/null || true
 	verify_audit "$dir/audit.jsonl"
@@ -157,8 +171,15 @@ if [[ "$which" == redis || "$which" == all ]]; then
 	rport="$(free_port)"
 	dir="$work/redis"
 	mkdir -p "$dir"
-	# A private Redis: no persistence (the default `redis-server` settings of a cache).
-	redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+	# A private Redis: no persistence by default (the settings of a cache); REDIS_AOF turns
+	# on the append-only file.
+	if [[ "$REDIS_AOF" == no ]]; then
+		aof=(--appendonly no)
+	else
+		aof=(--appendonly yes --appendfsync "$REDIS_AOF")
+	fi
+	echo "   redis-server: RDB snapshots off, append-only file: $REDIS_AOF"
+	redis-server --port "$rport" --bind 127.0.0.1 --save "" "${aof[@]}" \
 		--dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 1 50); do
@@ -183,6 +204,6 @@ url = \"redis://127.0.0.1:$rport/\""
 	run_load "$(
 		IFS=,
 		echo "${bases[*]}"
-	)"
+	)" redis
 	verify_audit "${audits[@]}"
 fi

@@ -5,7 +5,9 @@
 //! `--windows` budget windows. Reported: delivered SMS as a share of the sum of budgets
 //! (bar: ≥ 95 %), sends of an expired code (must be 0) and duplicate sends (must be 0).
 //!
-//! `cargo run -p otpgate-server --example gateway_bench -- [--windows N] [--phones N]`
+//! `cargo run -p otpgate-server --example gateway_bench -- [--windows N] [--phones N] [--json FILE]`
+//!
+//! `--json FILE` (`-` = stdout) also writes the figures as one JSON object.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +27,14 @@ const KEY: &str = "bench-signing-key";
 const BUDGET: u32 = 10;
 const WINDOW_SECS: u64 = 10;
 const LIFETIME_MS: i64 = 300_000;
+
+fn arg_str(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -219,6 +229,39 @@ async fn main() -> anyhow::Result<()> {
     );
     let pass = share >= 95.0 && expired_sends == 0 && duplicates == 0 && over_budget == 0;
     println!("{}", if pass { "PASS" } else { "FAIL" });
+    if let Some(path) = arg_str("--json") {
+        let json = serde_json::to_string_pretty(&serde_json::json!({
+            "phones": phones,
+            "budget_per_window": BUDGET,
+            "window_secs": WINDOW_SECS,
+            "windows": windows,
+            "offered": offered,
+            "accepted": accepted,
+            "refused_no_capacity": refused,
+            "other_errors": other,
+            "budget_sum": budget_sum,
+            "delivered": delivered,
+            "delivered_share_pct": share,
+            "expired_sends": expired_sends,
+            "duplicates": duplicates,
+            "windows_over_budget": over_budget,
+            "pool": {
+                "submitted": m.submitted,
+                "sent": m.sent,
+                "delivered": m.delivered,
+                "failed": m.failed,
+                "failovers": m.failovers,
+                "webhooks_accepted": m.webhooks_accepted,
+                "webhooks_duplicate": m.webhooks_duplicate,
+            },
+            "pass": pass,
+        }))?;
+        if path == "-" {
+            println!("{json}");
+        } else {
+            std::fs::write(&path, json)?;
+        }
+    }
     if pass {
         Ok(())
     } else {

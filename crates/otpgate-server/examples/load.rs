@@ -58,6 +58,10 @@ struct Args {
     /// Phases to run, comma separated: health, start, check.
     #[arg(long, default_value = "health,start,check", value_delimiter = ',')]
     phases: Vec<String>,
+    /// Also write the rows as JSON to this file (`-` = stdout): one object per phase, keyed
+    /// `health`, `start`, `start_test`, `check`.
+    #[arg(long)]
+    json: Option<String>,
 }
 
 /// What one phase measured.
@@ -88,6 +92,8 @@ impl Tally {
 }
 
 struct Row {
+    /// Machine-readable key: `health`, `start`, `start_test`, `check`.
+    key: &'static str,
     name: String,
     tally: Tally,
     elapsed: Duration,
@@ -102,6 +108,65 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
+/// The figures of one row, for `--json`.
+#[derive(serde::Serialize)]
+struct RowFigures {
+    name: String,
+    requests: usize,
+    expected: usize,
+    requests_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    elapsed_s: f64,
+    /// Answers other than the expected ones, by status (`io` for transport errors).
+    other: BTreeMap<String, usize>,
+}
+
+fn figures(r: &mut Row) -> RowFigures {
+    r.tally.latencies_us.sort_unstable();
+    let n = r.tally.latencies_us.len();
+    let expected = r
+        .expected
+        .iter()
+        .map(|s| r.tally.statuses.get(s).copied().unwrap_or(0))
+        .sum();
+    let mut other: BTreeMap<String, usize> = r
+        .tally
+        .statuses
+        .iter()
+        .filter(|(s, _)| !r.expected.contains(s))
+        .map(|(s, c)| (s.to_string(), *c))
+        .collect();
+    if r.tally.failures > 0 {
+        other.insert("io".into(), r.tally.failures);
+    }
+    RowFigures {
+        name: r.name.clone(),
+        requests: n,
+        expected,
+        requests_per_s: n as f64 / r.elapsed.as_secs_f64().max(1e-9),
+        p50_ms: percentile(&r.tally.latencies_us, 0.50),
+        p99_ms: percentile(&r.tally.latencies_us, 0.99),
+        elapsed_s: r.elapsed.as_secs_f64(),
+        other,
+    }
+}
+
+fn write_json(path: &str, meta: serde_json::Value, rows: &mut [Row]) -> anyhow::Result<()> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("meta".into(), meta);
+    for r in rows.iter_mut() {
+        obj.insert(r.key.into(), serde_json::to_value(figures(r))?);
+    }
+    let text = serde_json::to_string_pretty(&obj)?;
+    if path == "-" {
+        println!("{text}");
+    } else {
+        std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
+}
+
 fn print_table(rows: &mut [Row]) {
     println!();
     println!(
@@ -109,31 +174,26 @@ fn print_table(rows: &mut [Row]) {
         "endpoint", "requests", "expected", "req/s", "p50 ms", "p99 ms"
     );
     for r in rows.iter_mut() {
-        r.tally.latencies_us.sort_unstable();
-        let n = r.tally.latencies_us.len();
-        let ok: usize = r
-            .expected
+        let f = figures(r);
+        let other: Vec<String> = f
+            .other
             .iter()
-            .map(|s| r.tally.statuses.get(s).copied().unwrap_or(0))
-            .sum();
-        let mut other: Vec<String> = r
-            .tally
-            .statuses
-            .iter()
-            .filter(|(s, _)| !r.expected.contains(s))
-            .map(|(s, c)| format!("{s}x{c}"))
+            .map(|(s, c)| {
+                if s == "io" {
+                    format!("io-errors x{c}")
+                } else {
+                    format!("{s}x{c}")
+                }
+            })
             .collect();
-        if r.tally.failures > 0 {
-            other.push(format!("io-errors x{}", r.tally.failures));
-        }
         println!(
             "{:<34} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2}  {}",
-            r.name,
-            n,
-            ok,
-            n as f64 / r.elapsed.as_secs_f64().max(1e-9),
-            percentile(&r.tally.latencies_us, 0.50),
-            percentile(&r.tally.latencies_us, 0.99),
+            f.name,
+            f.requests,
+            f.expected,
+            f.requests_per_s,
+            f.p50_ms,
+            f.p99_ms,
             if other.is_empty() {
                 "-".to_owned()
             } else {
@@ -173,7 +233,14 @@ impl Ctx {
 }
 
 /// Runs `work` on `concurrency` workers until the time or the request count is spent.
-async fn phase<F, Fut>(ctx: &Arc<Ctx>, name: &str, expected: &[u16], limit: usize, work: F) -> Row
+async fn phase<F, Fut>(
+    ctx: &Arc<Ctx>,
+    key: &'static str,
+    name: &str,
+    expected: &[u16],
+    limit: usize,
+    work: F,
+) -> Row
 where
     F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = (Tally, usize)> + Send + 'static,
@@ -208,6 +275,7 @@ where
         }
     }
     Row {
+        key,
         name: name.to_owned(),
         tally,
         elapsed: started.elapsed(),
@@ -266,6 +334,14 @@ async fn main() -> anyhow::Result<()> {
         args.max_requests,
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
+    let meta = serde_json::json!({
+        "instances": args.base.len(),
+        "concurrency": args.concurrency,
+        "duration_secs": args.duration_secs,
+        "max_requests": args.max_requests,
+        "cpus": std::thread::available_parallelism().map_or(0, |p| p.get()),
+    });
+    let json_path = args.json.clone();
     let deadline_len = Duration::from_secs(args.duration_secs);
     let phases = args.phases.clone();
     let max = args.max_requests;
@@ -278,19 +354,26 @@ async fn main() -> anyhow::Result<()> {
 
     if phases.iter().any(|p| p == "health") {
         rows.push(
-            phase(&ctx, "GET /healthz", &[200], max, |ctx, w, _| async move {
-                let mut t = Tally::default();
-                let started = Instant::now();
-                let status = ctx
-                    .client
-                    .get(format!("{}/healthz", ctx.base(w)))
-                    .send()
-                    .await
-                    .ok()
-                    .map(|r| r.status().as_u16());
-                t.record(started, status);
-                (t, 1)
-            })
+            phase(
+                &ctx,
+                "health",
+                "GET /healthz",
+                &[200],
+                max,
+                |ctx, w, _| async move {
+                    let mut t = Tally::default();
+                    let started = Instant::now();
+                    let status = ctx
+                        .client
+                        .get(format!("{}/healthz", ctx.base(w)))
+                        .send()
+                        .await
+                        .ok()
+                        .map(|r| r.status().as_u16());
+                    t.record(started, status);
+                    (t, 1)
+                },
+            )
             .await,
         );
     }
@@ -299,6 +382,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push(
             phase(
                 &ctx,
+                "start",
                 "POST /v1/verifications",
                 &[201],
                 max,
@@ -336,6 +420,7 @@ async fn main() -> anyhow::Result<()> {
         let sink = Arc::clone(&pool);
         let mut open = phase(
             &ctx,
+            "start_test",
             "POST /v1/verifications (test no.)",
             &[201],
             ctx.args.check_pool,
@@ -379,6 +464,7 @@ async fn main() -> anyhow::Result<()> {
         let source = Arc::clone(&pool);
         let mut row = phase(
             &ctx,
+            "check",
             "POST /v1/verifications/{id}/check",
             &[200, 422],
             max / 5,
@@ -415,5 +501,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     print_table(&mut rows);
+    if let Some(path) = json_path {
+        write_json(&path, meta, &mut rows)?;
+    }
     Ok(())
 }
