@@ -2,9 +2,9 @@
 //!
 //! `cargo run --release -p otpgate-server --example store_bench -- [embedded|redis|memory|all] [N] [CONCURRENCY]`
 //!
-//! - "start": 1 `create` + 4 `take_budget` (phone, IP, prefix, global), as a verification
-//!   start does;
-//! - "check": 1 `take_budget` (per-IP check limit) + `begin_check` + `approve`, as a
+//! - "start": 1 `open` (4 budgets: phone, IP, prefix, global, and the record), as a
+//!   verification start does;
+//! - "check": 1 `check` with the per-IP check budget (count, compare, approve in one step), as a
 //!   successful check does.
 //!
 //! Redis: `OTPGATE_TEST_REDIS_URL`, or a `redis-server` spawned on a free port. The
@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
+use otpgate_server::store::conformance::{TestRedis, fresh_id, right, sample_record};
 use otpgate_server::store::{
-    BudgetRequest, Budgets, CheckTicket, EmbeddedStore, MemoryStore, RedisStore, Store,
+    BudgetRequest, Budgets, CheckOutcome, EmbeddedStore, MemoryStore, RedisStore, Store,
 };
 
 const HOUR: i64 = 3_600_000;
@@ -131,20 +131,16 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
                     },
                 ];
                 let taken = store
-                    .take_budgets(&budgets, now)
+                    .open(&sample_record(&ids[i], now), &budgets, now)
                     .await
-                    .expect("take_budgets");
+                    .expect("open");
                 assert!(matches!(taken, Budgets::Allowed { .. }));
-                store
-                    .create(&sample_record(&ids[i], now))
-                    .await
-                    .expect("create");
             }
         }
     })
     .await;
     println!(
-        "{name:>9}: start (1 create + 1 take_budgets of 4): {:>8.0} starts/s",
+        "{name:>9}: start (1 open: 4 budgets + the record): {:>8.0} starts/s",
         n as f64 / secs
     );
 
@@ -155,19 +151,18 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
             async move {
                 let now = SystemClock.now_ms();
                 let ip = format!("check-ip:10.0.{}.{}", i % 250, i / 250 % 250);
-                store
-                    .take_budget(&ip, u32::MAX, HOUR, now)
+                let budget = BudgetRequest {
+                    key: &ip,
+                    limit: u32::MAX,
+                    window_ms: HOUR,
+                };
+                let guess = right(&sample_record(&ids[i], now).code);
+                match store
+                    .check(&ids[i], &guess, Some(budget), now)
                     .await
-                    .expect("take_budget");
-                match store.begin_check(&ids[i], now).await.expect("begin_check") {
-                    CheckTicket::Ready { code, .. } => {
-                        assert!(
-                            store
-                                .approve(&ids[i], code.version, now)
-                                .await
-                                .expect("approve")
-                        );
-                    }
+                    .expect("check")
+                {
+                    CheckOutcome::Approved(_) => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }
@@ -175,9 +170,8 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
     })
     .await;
     println!(
-        "{name:>9}: check (take_budget + begin_check + approve): {:>8.0} checks/s ({:>8.0} ops/s)",
-        n as f64 / secs,
-        3.0 * n as f64 / secs
+        "{name:>9}: check (budget + count + compare + approve, one step): {:>8.0} checks/s",
+        n as f64 / secs
     );
 
     let secs = parallel(conc, n, {

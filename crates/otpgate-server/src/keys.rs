@@ -537,6 +537,12 @@ impl KeyRing {
         &self.inner.code_keys[0]
     }
 
+    /// Every code key held: the current one first, then retired ones within their
+    /// retention.
+    pub fn code_keys(&self) -> &[CodeKey] {
+        &self.inner.code_keys
+    }
+
     /// A code key by id, current or retired within its retention (checks of codes issued
     /// before a rotation).
     pub fn code_key_by_id(&self, id: &str) -> Option<&CodeKey> {

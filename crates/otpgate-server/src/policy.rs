@@ -353,6 +353,40 @@ pub struct StartContext<'a> {
     pub now_ms: i64,
 }
 
+/// A start or resend that passed every gate that counts nothing (allow-list, test numbers,
+/// proof of work), with the budgets it must still take: the service takes them together
+/// with the write they guard ([`crate::store::Store::open`]), in one store step.
+#[derive(Clone, Eq, PartialEq)]
+pub struct Gate {
+    /// For a test number: its fixed code (no SMS is sent, no budget taken).
+    pub test_code: Option<String>,
+    /// (scope, key, limit) of every budget to take, the send signal last.
+    budgets: Vec<(&'static str, String, Limit)>,
+}
+
+impl Gate {
+    /// The budgets to take, in the form the store takes them.
+    pub fn requests(&self) -> Vec<BudgetRequest<'_>> {
+        self.budgets
+            .iter()
+            .map(|(_, key, limit)| BudgetRequest {
+                key,
+                limit: limit.limit,
+                window_ms: limit.window_ms(),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("test_code", &self.test_code.as_ref().map(|_| "[redacted]"))
+            .field("budgets", &self.budgets.len())
+            .finish()
+    }
+}
+
 /// An admitted request.
 #[derive(Clone, Eq, PartialEq)]
 pub struct Admission {
@@ -548,6 +582,12 @@ impl Policy {
         }
         v.push(("prefix", self.prefix_key(ctx.phone), b.prefix));
         v.push(("global", GLOBAL_KEY.to_owned(), b.global));
+        // The abuse signal "sends in the window": never refuses, counted with the budgets.
+        v.push((
+            "global",
+            SIGNAL_SENT.to_owned(),
+            Limit::new(u32::MAX, self.cfg.pow.signal_window_secs),
+        ));
         v
     }
 
@@ -555,35 +595,35 @@ impl Policy {
         format!("pol:b:px:{}", phone.prefix(self.cfg.prefix_digits))
     }
 
-    /// Takes every budget in turn; when one refuses, gives back those already taken.
-    /// Takes every budget or none (one atomic step where the backend allows it, one commit on
-    /// the embedded store). Returns what was taken so a failed send can give it back.
-    async fn take_all(
-        &self,
-        budgets: &[(&'static str, String, Limit)],
-        now_ms: i64,
-    ) -> Result<Vec<(String, i64)>, PolicyError> {
-        let requests: Vec<BudgetRequest<'_>> = budgets
-            .iter()
-            .map(|(_, key, limit)| BudgetRequest {
-                key,
-                limit: limit.limit,
-                window_ms: limit.window_ms(),
-            })
-            .collect();
-        match self.store.take_budgets(&requests, now_ms).await? {
-            TakenBudgets::Allowed { .. } => Ok(budgets
-                .iter()
-                .map(|(_, key, limit)| (key.clone(), limit.window_ms()))
-                .collect()),
+    /// What the store answered for a [`Gate`]'s budgets: the admission, or the refusal
+    /// naming the budget that was spent.
+    ///
+    /// # Errors
+    /// [`PolicyError::RateLimited`] with the spent budget's scope.
+    pub fn settle(&self, gate: Gate, taken: &TakenBudgets) -> Result<Admission, PolicyError> {
+        match taken {
+            TakenBudgets::Allowed { .. } => Ok(Admission {
+                test_code: gate.test_code,
+                taken: gate
+                    .budgets
+                    .iter()
+                    .map(|(_, key, limit)| (key.clone(), limit.window_ms()))
+                    .collect(),
+            }),
             TakenBudgets::Exhausted {
                 index,
                 retry_after_ms,
             } => Err(PolicyError::RateLimited {
-                scope: budgets.get(index).map_or("global", |b| b.0),
-                retry_after_secs: retry_secs(retry_after_ms),
+                scope: gate.budgets.get(*index).map_or("global", |b| b.0),
+                retry_after_secs: retry_secs(*retry_after_ms),
             }),
         }
+    }
+
+    /// Takes a gate's budgets on their own (all or nothing) and settles.
+    async fn take_all(&self, gate: Gate, now_ms: i64) -> Result<Admission, PolicyError> {
+        let taken = self.store.take_budgets(&gate.requests(), now_ms).await?;
+        self.settle(gate, &taken)
     }
 
     /// Gives back the send budgets an [`Admission`] took, when the send it admitted could
@@ -706,38 +746,36 @@ impl Policy {
         Ok(())
     }
 
-    async fn count_send(&self, now_ms: i64) {
-        // Signals only: a failure must not refuse a request that passed every gate.
-        let _ = self
-            .store
-            .take_budget(SIGNAL_SENT, u32::MAX, self.signal_window_ms(), now_ms)
-            .await;
-    }
-
-    /// Every gate before a send: allow-list, test numbers bypass, adaptive PoW, budgets
-    /// (phone, IP, prefix, global; API-key callers skip the PoW and the IP budget).
+    /// Every gate of a start that counts nothing: the allow-list, test numbers (they
+    /// bypass the rest), the adaptive proof of work (API-key callers skip it). The budgets
+    /// (phone, IP, prefix, global; API-key callers skip the IP budget) are left to take.
     ///
     /// # Errors
     /// [`PolicyError`] naming the gate that refused.
-    pub async fn admit_start(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
+    pub async fn gate_start(&self, ctx: &StartContext<'_>) -> Result<Gate, PolicyError> {
         self.check_destination(ctx.phone)?;
         if let Some(code) = self.test_code(ctx.phone) {
-            return Ok(Admission {
+            return Ok(Gate {
                 test_code: Some(code.to_owned()),
-                taken: Vec::new(),
+                budgets: Vec::new(),
             });
         }
         if !ctx.trusted {
             self.check_pow(ctx).await?;
         }
-        let taken = self
-            .take_all(&self.send_budgets(ctx, true), ctx.now_ms)
-            .await?;
-        self.count_send(ctx.now_ms).await;
-        Ok(Admission {
+        Ok(Gate {
             test_code: None,
-            taken,
+            budgets: self.send_budgets(ctx, true),
         })
+    }
+
+    /// Every gate before a send: [`Policy::gate_start`], then the budgets taken.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the gate that refused.
+    pub async fn admit_start(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
+        let gate = self.gate_start(ctx).await?;
+        self.take_all(gate, ctx.now_ms).await
     }
 
     /// Gate before a resend: the destination again, and the phone, prefix and global
@@ -753,14 +791,30 @@ impl Policy {
                 taken: Vec::new(),
             });
         }
-        let taken = self
-            .take_all(&self.send_budgets(ctx, false), ctx.now_ms)
-            .await?;
-        self.count_send(ctx.now_ms).await;
-        Ok(Admission {
+        let gate = Gate {
             test_code: None,
-            taken,
-        })
+            budgets: self.send_budgets(ctx, false),
+        };
+        self.take_all(gate, ctx.now_ms).await
+    }
+
+    /// The per-IP check budget of `client_ip`: (key, limit, window ms), for
+    /// [`crate::store::Store::check`].
+    pub fn check_budget(&self, client_ip: IpAddr) -> (String, u32, i64) {
+        let l = self.cfg.budgets.check_ip;
+        (
+            format!("pol:b:ck:{}", ip_key(client_ip)),
+            l.limit,
+            l.window_ms(),
+        )
+    }
+
+    /// The refusal of a spent check budget.
+    pub fn check_refused(retry_after_ms: i64) -> PolicyError {
+        PolicyError::RateLimited {
+            scope: "check_ip",
+            retry_after_secs: retry_secs(retry_after_ms),
+        }
     }
 
     /// Per-IP limit on checks (brute force across verifications).
@@ -768,18 +822,14 @@ impl Policy {
     /// # Errors
     /// [`PolicyError::RateLimited`] with scope `check_ip`, or [`PolicyError::Store`].
     pub async fn admit_check(&self, client_ip: IpAddr, now_ms: i64) -> Result<(), PolicyError> {
-        let l = self.cfg.budgets.check_ip;
-        let key = format!("pol:b:ck:{}", ip_key(client_ip));
+        let (key, limit, window_ms) = self.check_budget(client_ip);
         match self
             .store
-            .take_budget(&key, l.limit, l.window_ms(), now_ms)
+            .take_budget(&key, limit, window_ms, now_ms)
             .await?
         {
             Budget::Allowed { .. } => Ok(()),
-            Budget::Exhausted { retry_after_ms } => Err(PolicyError::RateLimited {
-                scope: "check_ip",
-                retry_after_secs: retry_secs(retry_after_ms),
-            }),
+            Budget::Exhausted { retry_after_ms } => Err(Self::check_refused(retry_after_ms)),
         }
     }
 
@@ -790,6 +840,19 @@ impl Policy {
                 .store
                 .take_budget(SIGNAL_APPROVED, u32::MAX, self.signal_window_ms(), now_ms)
                 .await;
+        }
+    }
+
+    /// [`Policy::record_check`] in the background: an approval is not kept waiting for a
+    /// signal (the count lands in the store's next commit).
+    pub fn record_approval_later(&self, now_ms: i64) {
+        let (store, window) = (Arc::clone(&self.store), self.signal_window_ms());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store
+                    .take_budget(SIGNAL_APPROVED, u32::MAX, window, now_ms)
+                    .await;
+            });
         }
     }
 

@@ -36,8 +36,8 @@ use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError, StartContext};
 use crate::random::{self, OsRandom};
 use crate::store::{
-    CheckTicket, DeliveryRecord, Outcome, Record, RotateOutcome, Rotation, Store, StoreError,
-    StoredCode,
+    BudgetRequest, CheckOutcome, DeliveryRecord, Guess, Outcome, Record, RotateOutcome, Rotation,
+    Store, StoreError, StoredCode,
 };
 
 /// How long a receipt is valid, seconds.
@@ -442,24 +442,13 @@ impl Service {
             pow: input.pow.as_ref(),
             now_ms: now,
         };
-        let admission = match self.policy.admit_start(&ctx).await {
-            Ok(a) => a,
-            Err(e) => {
-                let err = ServiceError::from(e);
-                self.audit(
-                    "policy.refused",
-                    Some(meta),
-                    None,
-                    Some(&phone),
-                    json!({"app": app.name, "reason": err.code()}),
-                )
-                .await;
-                return Err(err);
-            }
+        let gate = match self.policy.gate_start(&ctx).await {
+            Ok(g) => g,
+            Err(e) => return Err(self.refused_start(e, meta, app, &phone).await),
         };
         let id = random::id("v_").map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let test_number = admission.test_code.is_some();
-        let code = match admission.test_code.clone() {
+        let test_number = gate.test_code.is_some();
+        let code = match gate.test_code.clone() {
             Some(c) => Code::new(normalize(&c)),
             None => app
                 .code
@@ -472,7 +461,7 @@ impl Service {
             key_id: key.id().to_owned(),
             version: 1,
         };
-        let expires = now + self.policy.lifetime_ms();
+        let expires = whole_second(now, self.policy.lifetime_ms());
         let record = Record {
             id: id.clone(),
             app: app.name.clone(),
@@ -485,7 +474,7 @@ impl Service {
             attempts: 0,
             max_attempts: self.policy.max_attempts(),
             sends: 1,
-            resend_at_ms: now + self.policy.cooldown_ms(1),
+            resend_at_ms: whole_second(now, self.policy.cooldown_ms(1)),
             delivery: DeliveryRecord {
                 state: if test_number {
                     DeliveryState::Skipped
@@ -499,10 +488,12 @@ impl Service {
             },
             test_number,
         };
-        if let Err(e) = self.store.create(&record).await {
-            self.policy.refund(&admission, now).await;
-            return Err(e.into());
-        }
+        // The budgets and the record in one store step (one commit on the embedded store).
+        let taken = self.store.open(&record, &gate.requests(), now).await?;
+        let admission = match self.policy.settle(gate, &taken) {
+            Ok(a) => a,
+            Err(e) => return Err(self.refused_start(e, meta, app, &phone).await),
+        };
         self.audit(
             "verification.started",
             Some(meta),
@@ -519,6 +510,26 @@ impl Service {
             return Err(e);
         }
         Ok(self.view(&record, now))
+    }
+
+    /// Audits a start the policy refused; returns the error to answer.
+    async fn refused_start(
+        &self,
+        e: PolicyError,
+        meta: &RequestMeta,
+        app: &AppConfig,
+        phone: &PhoneNumber,
+    ) -> ServiceError {
+        let err = ServiceError::from(e);
+        self.audit(
+            "policy.refused",
+            Some(meta),
+            None,
+            Some(phone),
+            json!({"app": app.name, "reason": err.code()}),
+        )
+        .await;
+        err
     }
 
     /// Composes and dispatches the SMS of the current code.
@@ -632,20 +643,50 @@ impl Service {
             return Err(ServiceError::InvalidCode);
         }
         let now = self.clock.now_ms();
-        self.policy.admit_check(meta.client_ip, now).await?;
         if !valid_id(id) {
+            // Counted all the same: probing ids costs the check budget too.
+            self.policy.admit_check(meta.client_ip, now).await?;
             return Err(ServiceError::NotFound);
         }
-        let ticket = self.store.begin_check(id, now).await?;
-        let (stored, attempts_left) = match ticket {
-            CheckTicket::Ready {
-                code,
+        let code = Code::new(normalize(typed));
+        let guess = Guess {
+            digests: self
+                .keys
+                .code_keys()
+                .iter()
+                .map(|k| (k.id().to_owned(), k.digest(id, &code).to_vec()))
+                .collect(),
+        };
+        let (budget_key, limit, window_ms) = self.policy.check_budget(meta.client_ip);
+        let budget = BudgetRequest {
+            key: &budget_key,
+            limit,
+            window_ms,
+        };
+        // Budget, attempt count, comparison and consumption: one atomic store step.
+        let record = match self.store.check(id, &guess, Some(budget), now).await? {
+            CheckOutcome::Approved(record) => record,
+            CheckOutcome::Wrong {
                 attempts_left,
-            } => (code, attempts_left),
-            CheckTicket::NotFound => return Err(ServiceError::NotFound),
-            CheckTicket::AlreadyUsed => return Err(ServiceError::AlreadyUsed),
-            CheckTicket::Cancelled => return Err(ServiceError::Cancelled),
-            CheckTicket::Expired => {
+                code_version,
+            } => {
+                self.audit(
+                    "check.rejected",
+                    Some(meta),
+                    Some((id, "")),
+                    None,
+                    json!({"code_version": code_version, "attempts_left": attempts_left}),
+                )
+                .await;
+                return Err(ServiceError::WrongCode { attempts_left });
+            }
+            CheckOutcome::RateLimited { retry_after_ms } => {
+                return Err(Policy::check_refused(retry_after_ms).into());
+            }
+            CheckOutcome::NotFound => return Err(ServiceError::NotFound),
+            CheckOutcome::AlreadyUsed => return Err(ServiceError::AlreadyUsed),
+            CheckOutcome::Cancelled => return Err(ServiceError::Cancelled),
+            CheckOutcome::Expired => {
                 self.audit(
                     "verification.expired",
                     Some(meta),
@@ -656,44 +697,9 @@ impl Service {
                 .await;
                 return Err(ServiceError::Expired);
             }
-            CheckTicket::NoAttemptsLeft => return Err(ServiceError::NoAttemptsLeft),
+            CheckOutcome::NoAttemptsLeft => return Err(ServiceError::NoAttemptsLeft),
         };
-        let code = Code::new(normalize(typed));
-        let matched = match self.keys.code_key_by_id(&stored.key_id) {
-            Some(key) => key.matches(id, &code, &stored.digest),
-            None => {
-                tracing::error!(request_id = %meta.request_id, key_id = %stored.key_id, "code key not found; the code cannot be checked");
-                false
-            }
-        };
-        if !matched {
-            self.policy.record_check(false, now).await;
-            self.audit(
-                "check.rejected",
-                Some(meta),
-                Some((id, "")),
-                None,
-                json!({"code_version": stored.version, "attempts_left": attempts_left}),
-            )
-            .await;
-            return Err(ServiceError::WrongCode { attempts_left });
-        }
-        if !self.store.approve(id, stored.version, now).await? {
-            // Lost a race (another check won, a resend rotated the code, or it was
-            // cancelled or expired in between): say what it is now.
-            let record = self.store.get(id).await?.ok_or(ServiceError::NotFound)?;
-            return Err(match record.status(now) {
-                Status::Cancelled => ServiceError::Cancelled,
-                Status::Expired => ServiceError::Expired,
-                Status::MaxAttemptsReached => ServiceError::NoAttemptsLeft,
-                Status::Pending => ServiceError::WrongCode {
-                    attempts_left: record.attempts_left(),
-                },
-                _ => ServiceError::AlreadyUsed,
-            });
-        }
-        self.policy.record_check(true, now).await;
-        let record = self.store.get(id).await?.ok_or(ServiceError::NotFound)?;
+        self.policy.record_approval_later(now);
         let audience = self
             .app(&record.app)
             .map(|a| a.audience().to_owned())
@@ -716,7 +722,7 @@ impl Service {
             Some(meta),
             Some((id, &record.app)),
             phone.as_ref(),
-            json!({"code_version": stored.version}),
+            json!({"code_version": record.code.version}),
         )
         .await;
         Ok(CheckResponse {
@@ -806,8 +812,8 @@ impl Service {
                 key_id: key.id().to_owned(),
                 version,
             },
-            expires_at_ms: now + self.policy.lifetime_ms(),
-            resend_at_ms: now + self.policy.cooldown_ms(record.sends + 1),
+            expires_at_ms: whole_second(now, self.policy.lifetime_ms()),
+            resend_at_ms: whole_second(now, self.policy.cooldown_ms(record.sends + 1)),
             max_sends: self.policy.max_sends(),
         };
         let rotated = self.store.rotate(id, &rotation, now).await;
@@ -923,6 +929,14 @@ fn not_pending_error(s: Status) -> Option<ServiceError> {
     }
 }
 
+/// `now_ms + span_ms` down to a whole second. The API shows times to the second
+/// (`expires_at`, `resend_at`), so stored times are whole seconds and the shown time is the
+/// exact one: a client counting down to it never calls a code dead that the issuer would
+/// still accept, nor resends early.
+fn whole_second(now_ms: i64, span_ms: i64) -> i64 {
+    (now_ms + span_ms).div_euclid(1000) * 1000
+}
+
 fn ceil_secs(ms: i64) -> u64 {
     u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000).max(1)
 }
@@ -1004,6 +1018,17 @@ mod tests {
             display_name: Some("Shop".into()),
             code: otpgate_core::code::CodeSpec::default(),
         }
+    }
+
+    #[test]
+    fn shown_times_are_the_stored_ones() {
+        // The API shows whole seconds, so the stored times are whole seconds.
+        assert_eq!(whole_second(1_700_000_000_700, 300_000), 1_700_000_300_000);
+        assert_eq!(whole_second(1_700_000_000_000, 300_000), 1_700_000_300_000);
+        assert_eq!(whole_second(1_700_000_000_999, 30_000), 1_700_000_030_000);
+        let t = whole_second(1_700_000_000_999, 60_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:14:20Z");
+        assert_eq!(t % 1000, 0);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::sample_record;
-use otpgate_server::store::{EmbeddedStore, Outcome, Store};
+use otpgate_server::store::conformance::{right, sample_record};
+use otpgate_server::store::{CheckOutcome, EmbeddedStore, Outcome, Store};
 
 const CHILD_ENV: &str = "OTPGATE_CRASH_CHILD";
 /// One window for the whole run (about 1,100 years), so no boundary falls inside it.
@@ -47,7 +47,14 @@ fn crash_child() {
                         .expect("create");
                     println!("ACK create {id}");
                     if n % 2 == 0 {
-                        assert!(store.approve(&id, 1, now).await.expect("approve"));
+                        let code = sample_record(&id, now).code;
+                        assert!(matches!(
+                            store
+                                .check(&id, &right(&code), None, now)
+                                .await
+                                .expect("check"),
+                            CheckOutcome::Approved(_)
+                        ));
                         println!("ACK approve {id}");
                     }
                     store

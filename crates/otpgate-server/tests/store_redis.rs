@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
-use otpgate_server::store::{Budget, CheckTicket, RedisOptions, RedisStore, Store, StoreError};
+use otpgate_server::store::conformance::{right, wrong};
+use otpgate_server::store::{Budget, CheckOutcome, RedisOptions, RedisStore, Store, StoreError};
 
 fn quick() -> RedisOptions {
     RedisOptions {
@@ -32,7 +33,7 @@ async fn outage_gives_unavailable_quickly_and_recovers() {
         let started = Instant::now();
         let results = [
             store.get("v_before").await.map(|_| ()),
-            store.begin_check("v_before", t).await.map(|_| ()),
+            store.check("v_before", &wrong(), None, t).await.map(|_| ()),
             store.take_budget("k", 5, 60_000, t).await.map(|_| ()),
             store.once("e", 1_000, t).await.map(|_| ()),
             store.create(&sample_record(&fresh_id("v_"), t)).await,
@@ -68,10 +69,19 @@ async fn outage_gives_unavailable_quickly_and_recovers() {
     let rec = sample_record(&fresh_id("v_"), t);
     store.create(&rec).await.expect("create after recovery");
     assert!(matches!(
-        store.begin_check(&rec.id, t + 1).await.expect("check"),
-        CheckTicket::Ready { .. }
+        store
+            .check(&rec.id, &wrong(), None, t + 1)
+            .await
+            .expect("check"),
+        CheckOutcome::Wrong { .. }
     ));
-    assert!(store.approve(&rec.id, 1, t + 1).await.expect("approve"));
+    assert!(matches!(
+        store
+            .check(&rec.id, &right(&rec.code), None, t + 1)
+            .await
+            .expect("check"),
+        CheckOutcome::Approved(_)
+    ));
 }
 
 #[tokio::test]
@@ -131,13 +141,12 @@ async fn instances_share_state() {
             Arc::clone(&b)
         };
         let id = rec.id.clone();
+        let guess = right(&rec.code);
         tasks.push(tokio::spawn(async move {
-            let approved = match s.begin_check(&id, t + 1).await.expect("check") {
-                CheckTicket::Ready { code, .. } => {
-                    s.approve(&id, code.version, t + 1).await.expect("approve")
-                }
-                _ => false,
-            };
+            let approved = matches!(
+                s.check(&id, &guess, None, t + 1).await.expect("check"),
+                CheckOutcome::Approved(_)
+            );
             let budget = s
                 .take_budget("phone:+33612345678", 30, 3_600_000, t)
                 .await
@@ -239,5 +248,5 @@ async fn keys_are_tagged_and_expire() {
         store.get("v_bad").await,
         Err(StoreError::Corrupt(_))
     ));
-    assert!(store.begin_check("v_bad", t).await.is_err());
+    assert!(store.check("v_bad", &wrong(), None, t).await.is_err());
 }

@@ -18,8 +18,8 @@ use otpgate_core::wire::{DeliveryState, Status};
 use tokio::sync::Barrier;
 
 use super::{
-    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Outcome, RETENTION_GRACE_MS,
-    Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Outcome,
+    RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -36,6 +36,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     cancel_is_final(&store).await;
     concurrent_checks_never_pass_max_attempts(&store).await;
     concurrent_check_and_approve_approves_once(&store).await;
+    check_budget_comes_first(&store).await;
+    open_is_all_or_nothing(&store).await;
     rotate_rules(&store).await;
     concurrent_rotates_one_wins(&store).await;
     delivery_moves_forward_only(&store).await;
@@ -119,6 +121,30 @@ async fn get(store: &Arc<dyn Store>, id: &str) -> Record {
     store.get(id).await.expect("get").expect("record present")
 }
 
+/// The guess that matches `code` (the digest under its key, beside one under another key).
+pub fn right(code: &StoredCode) -> Guess {
+    Guess {
+        digests: vec![
+            ("k-other".to_owned(), vec![7; 32]),
+            (code.key_id.clone(), code.digest.clone()),
+        ],
+    }
+}
+
+/// A guess that matches no sample code (under every key the samples use).
+pub fn wrong() -> Guess {
+    Guess {
+        digests: vec![
+            ("k1".to_owned(), vec![9; 32]),
+            ("k2".to_owned(), vec![9; 32]),
+        ],
+    }
+}
+
+async fn check(store: &Arc<dyn Store>, id: &str, guess: &Guess, at: i64) -> CheckOutcome {
+    store.check(id, guess, None, at).await.expect("check")
+}
+
 /// `ping` answers.
 pub async fn ping(store: &Arc<dyn Store>) {
     store.ping().await.expect("ping");
@@ -166,10 +192,9 @@ pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
     let unknown = fresh_id("v_");
     assert_eq!(store.get(&unknown).await.expect("get"), None);
     assert_eq!(
-        store.begin_check(&unknown, t).await.expect("check"),
-        CheckTicket::NotFound
+        check(store, &unknown, &right(&rec.code), t).await,
+        CheckOutcome::NotFound
     );
-    assert!(!store.approve(&unknown, 1, t).await.expect("approve"));
     assert_eq!(store.cancel(&unknown, t).await.expect("cancel"), None);
     assert_eq!(
         store
@@ -187,27 +212,29 @@ pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
     );
 }
 
-/// `begin_check` counts the attempt before any comparison (the count is visible at once),
-/// hands out the stored code, and refuses once every attempt is spent.
+/// `check` counts the attempt before any comparison (the count is visible at once), tells
+/// the attempts left, refuses once every attempt is spent (even the right code), and the
+/// last attempt may still be the right one. A guess under a key the record was not made
+/// with never matches.
 pub async fn check_counts_the_attempt_first(store: &Arc<dyn Store>) {
     let t = now();
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
+    let mut other_key = right(&rec.code);
+    other_key.digests.retain(|(k, _)| k != &rec.code.key_id);
+    other_key
+        .digests
+        .push(("k-retired".to_owned(), rec.code.digest.clone()));
     for n in 1..=rec.max_attempts {
-        match store
-            .begin_check(&rec.id, t + i64::from(n))
-            .await
-            .expect("check")
-        {
-            CheckTicket::Ready {
-                code,
-                attempts_left,
-            } => {
-                assert_eq!(code, rec.code, "hands out the stored code");
-                assert_eq!(attempts_left, rec.max_attempts - n);
-            }
-            other => panic!("attempt {n}: expected Ready, got {other:?}"),
-        }
+        let guess = if n == 1 { &other_key } else { &wrong() };
+        assert_eq!(
+            check(store, &rec.id, guess, t + i64::from(n)).await,
+            CheckOutcome::Wrong {
+                attempts_left: rec.max_attempts - n,
+                code_version: 1,
+            },
+            "attempt {n}"
+        );
         assert_eq!(
             get(store, &rec.id).await.attempts,
             n,
@@ -216,8 +243,9 @@ pub async fn check_counts_the_attempt_first(store: &Arc<dyn Store>) {
     }
     let t2 = t + 100;
     assert_eq!(
-        store.begin_check(&rec.id, t2).await.expect("check"),
-        CheckTicket::NoAttemptsLeft
+        check(store, &rec.id, &right(&rec.code), t2).await,
+        CheckOutcome::NoAttemptsLeft,
+        "the right code after the last attempt is refused"
     );
     let after = get(store, &rec.id).await;
     assert_eq!(
@@ -225,8 +253,25 @@ pub async fn check_counts_the_attempt_first(store: &Arc<dyn Store>) {
         "refused checks are not counted further"
     );
     assert_eq!(after.status(t2), Status::MaxAttemptsReached);
-    // The last counted attempt may still approve (its compare came after the count).
-    assert!(store.approve(&rec.id, 1, t2).await.expect("approve"));
+
+    let last = sample_record(&fresh_id("v_"), t);
+    create(store, &last).await;
+    for _ in 1..last.max_attempts {
+        check(store, &last.id, &wrong(), t + 1).await;
+    }
+    let CheckOutcome::Approved(done) = check(store, &last.id, &right(&last.code), t + 2).await
+    else {
+        panic!("the last attempt may be the right code");
+    };
+    assert_eq!(
+        (done.outcome, done.attempts),
+        (Outcome::Approved, last.max_attempts)
+    );
+    assert_eq!(
+        *done,
+        get(store, &last.id).await,
+        "answers the stored record"
+    );
 }
 
 /// A code is dead at exactly `expires_at_ms`, alive one millisecond before.
@@ -236,12 +281,13 @@ pub async fn expiry_is_exact(store: &Arc<dyn Store>) {
     let exp = rec.expires_at_ms;
     create(store, &rec).await;
     assert!(matches!(
-        store.begin_check(&rec.id, exp - 1).await.expect("check"),
-        CheckTicket::Ready { .. }
+        check(store, &rec.id, &wrong(), exp - 1).await,
+        CheckOutcome::Wrong { .. }
     ));
     assert_eq!(
-        store.begin_check(&rec.id, exp).await.expect("check"),
-        CheckTicket::Expired
+        check(store, &rec.id, &right(&rec.code), exp).await,
+        CheckOutcome::Expired,
+        "no approval at expiry"
     );
     assert_eq!(
         get(store, &rec.id).await.attempts,
@@ -249,37 +295,32 @@ pub async fn expiry_is_exact(store: &Arc<dyn Store>) {
         "an expired check is not counted"
     );
     assert!(
-        !store.approve(&rec.id, 1, exp).await.expect("approve"),
-        "no approval at expiry"
-    );
-    assert!(
-        store.approve(&rec.id, 1, exp - 1).await.expect("approve"),
+        matches!(
+            check(store, &rec.id, &right(&rec.code), exp - 1).await,
+            CheckOutcome::Approved(_)
+        ),
         "approval just before"
     );
     assert_eq!(get(store, &rec.id).await.status(exp + 1), Status::Approved);
 }
 
-/// Approval happens once, only for the current code version, and is final.
+/// Approval happens once and is final.
 pub async fn approve_only_once_and_only_current(store: &Arc<dyn Store>) {
     let t = now();
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
-    assert!(
-        !store.approve(&rec.id, 2, t).await.expect("approve"),
-        "wrong version"
-    );
-    assert!(
-        !store.approve(&rec.id, 0, t).await.expect("approve"),
-        "wrong version"
-    );
-    assert!(store.approve(&rec.id, 1, t).await.expect("approve"));
-    assert!(
-        !store.approve(&rec.id, 1, t).await.expect("approve"),
+    assert!(matches!(
+        check(store, &rec.id, &right(&rec.code), t).await,
+        CheckOutcome::Approved(_)
+    ));
+    assert_eq!(
+        check(store, &rec.id, &right(&rec.code), t).await,
+        CheckOutcome::AlreadyUsed,
         "only once"
     );
     assert_eq!(
-        store.begin_check(&rec.id, t).await.expect("check"),
-        CheckTicket::AlreadyUsed
+        check(store, &rec.id, &wrong(), t).await,
+        CheckOutcome::AlreadyUsed
     );
     let after = store
         .cancel(&rec.id, t)
@@ -291,6 +332,7 @@ pub async fn approve_only_once_and_only_current(store: &Arc<dyn Store>) {
         Outcome::Approved,
         "cancel does not undo an approval"
     );
+    assert_eq!(after.attempts, 1, "refusals after approval are not counted");
     assert_eq!(
         store
             .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
@@ -314,10 +356,9 @@ pub async fn cancel_is_final(store: &Arc<dyn Store>) {
     assert_eq!(after.outcome, Outcome::Cancelled);
     assert_eq!(after.status(t), Status::Cancelled);
     assert_eq!(
-        store.begin_check(&rec.id, t).await.expect("check"),
-        CheckTicket::Cancelled
+        check(store, &rec.id, &right(&rec.code), t).await,
+        CheckOutcome::Cancelled
     );
-    assert!(!store.approve(&rec.id, 1, t).await.expect("approve"));
     assert_eq!(
         store
             .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
@@ -334,7 +375,7 @@ pub async fn cancel_is_final(store: &Arc<dyn Store>) {
     assert_eq!(get(store, &rec.id).await.attempts, 0);
 }
 
-/// [`RACERS`] concurrent checks on a code with 5 attempts: exactly 5 are counted.
+/// [`RACERS`] concurrent wrong checks on a code with 5 attempts: exactly 5 are counted.
 pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
     let t = now();
     let rec = sample_record(&fresh_id("v_"), t);
@@ -345,24 +386,27 @@ pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
         let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.begin_check(&id, t + 1).await.expect("check")
+            store
+                .check(&id, &wrong(), None, t + 1)
+                .await
+                .expect("check")
         }));
     }
-    let mut ready = 0;
+    let mut counted = 0;
     let mut left = BTreeSet::new();
     for task in tasks {
         match task.await.expect("task") {
-            CheckTicket::Ready { attempts_left, .. } => {
-                ready += 1;
+            CheckOutcome::Wrong { attempts_left, .. } => {
+                counted += 1;
                 left.insert(attempts_left);
             }
-            CheckTicket::NoAttemptsLeft => {}
+            CheckOutcome::NoAttemptsLeft => {}
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(
-        ready, rec.max_attempts,
-        "exactly max_attempts checks got a ticket"
+        counted, rec.max_attempts,
+        "exactly max_attempts checks counted"
     );
     assert_eq!(
         left,
@@ -372,7 +416,8 @@ pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
     assert_eq!(get(store, &rec.id).await.attempts, rec.max_attempts);
 }
 
-/// [`RACERS`] concurrent check-then-approve on one verification: exactly one approval.
+/// [`RACERS`] concurrent checks with the right code on one verification: exactly one
+/// approval, every other one `AlreadyUsed`.
 pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) {
     let t = now();
     let mut rec = sample_record(&fresh_id("v_"), t);
@@ -382,14 +427,12 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
     let mut tasks = Vec::new();
     for _ in 0..RACERS {
         let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
+        let guess = right(&rec.code);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            match store.begin_check(&id, t + 1).await.expect("check") {
-                CheckTicket::Ready { code, .. } => store
-                    .approve(&id, code.version, t + 1)
-                    .await
-                    .expect("approve"),
-                CheckTicket::AlreadyUsed => false,
+            match store.check(&id, &guess, None, t + 1).await.expect("check") {
+                CheckOutcome::Approved(_) => true,
+                CheckOutcome::AlreadyUsed => false,
                 other => panic!("unexpected {other:?}"),
             }
         }));
@@ -403,7 +446,115 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
     assert_eq!(approved, 1, "exactly one approval under concurrency");
     let after = get(store, &rec.id).await;
     assert_eq!(after.outcome, Outcome::Approved);
-    assert!(after.attempts >= 1 && after.attempts as usize <= RACERS);
+    assert_eq!(after.attempts, 1, "only the winning check was counted");
+}
+
+/// The check budget is taken before anything else: once spent, a check (even with the
+/// right code, even of an unknown id) is `RateLimited` and counts nothing.
+pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
+    let t = now();
+    let rec = sample_record(&fresh_id("v_"), t);
+    create(store, &rec).await;
+    let key = fresh_id("ck:");
+    let budget = BudgetRequest {
+        key: &key,
+        limit: 2,
+        window_ms: 600_000,
+    };
+    let unknown = fresh_id("v_");
+    assert_eq!(
+        store
+            .check(&unknown, &wrong(), Some(budget), t)
+            .await
+            .expect("check"),
+        CheckOutcome::NotFound
+    );
+    assert!(matches!(
+        store
+            .check(&rec.id, &wrong(), Some(budget), t)
+            .await
+            .expect("check"),
+        CheckOutcome::Wrong { .. }
+    ));
+    let refused = store
+        .check(&rec.id, &right(&rec.code), Some(budget), t)
+        .await
+        .expect("check");
+    let CheckOutcome::RateLimited { retry_after_ms } = refused else {
+        panic!("expected RateLimited, got {refused:?}");
+    };
+    assert!((1..=600_000).contains(&retry_after_ms), "{retry_after_ms}");
+    let after = get(store, &rec.id).await;
+    assert_eq!(
+        (after.attempts, after.outcome),
+        (1, Outcome::Open),
+        "a refused check counts nothing"
+    );
+    assert_eq!(
+        store.budget_used(&key, 600_000, t).await.expect("used"),
+        2,
+        "the refused check took no unit"
+    );
+}
+
+/// `open` takes every budget and inserts the record, or does neither.
+pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
+    let t = now();
+    let (a, b) = (fresh_id("open:"), fresh_id("open:"));
+    let budgets = [
+        BudgetRequest {
+            key: &a,
+            limit: 5,
+            window_ms: 600_000,
+        },
+        BudgetRequest {
+            key: &b,
+            limit: 1,
+            window_ms: 600_000,
+        },
+    ];
+    let first = sample_record(&fresh_id("v_"), t);
+    assert!(matches!(
+        store.open(&first, &budgets, t).await.expect("open"),
+        Budgets::Allowed { .. }
+    ));
+    assert_eq!(get(store, &first.id).await, first);
+    let second = sample_record(&fresh_id("v_"), t);
+    assert!(matches!(
+        store.open(&second, &budgets, t).await.expect("open"),
+        Budgets::Exhausted { index: 1, .. }
+    ));
+    assert_eq!(
+        store.get(&second.id).await.expect("get"),
+        None,
+        "not inserted"
+    );
+    assert_eq!(
+        store.budget_used(&a, 600_000, t).await.expect("used"),
+        1,
+        "the allowed budget was given back"
+    );
+    let budgets_a = [budgets[0]];
+    assert_eq!(
+        store.open(&first, &budgets_a, t).await,
+        Err(StoreError::Duplicate),
+        "an existing id"
+    );
+    assert_eq!(
+        store.budget_used(&a, 600_000, t).await.expect("used"),
+        1,
+        "a duplicate counts nothing"
+    );
+    let none = sample_record(&fresh_id("v_"), t);
+    assert!(matches!(
+        store.open(&none, &[], t).await.expect("open"),
+        Budgets::Allowed { .. }
+    ));
+    assert_eq!(
+        get(store, &none.id).await,
+        none,
+        "no budgets: a plain insert"
+    );
 }
 
 /// Resend rules: cooldown, version = stored + 1, send limit, attempts reset, delivery
@@ -413,8 +564,8 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
     assert!(matches!(
-        store.begin_check(&rec.id, t + 1).await.expect("check"),
-        CheckTicket::Ready { .. }
+        check(store, &rec.id, &wrong(), t + 1).await,
+        CheckOutcome::Wrong { .. }
     ));
     let sent = delivery(DeliveryState::Sent, Some("m1"), t + 2);
     assert!(
@@ -479,20 +630,14 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
         "returned record is the stored one"
     );
 
-    assert!(
-        !store.approve(&rec.id, 1, at).await.expect("approve"),
-        "old code is dead"
+    assert_eq!(
+        check(store, &rec.id, &right(&rec.code), at).await,
+        CheckOutcome::Wrong {
+            attempts_left: rec.max_attempts - 1,
+            code_version: 2,
+        },
+        "the old code is dead; checks compare with the new one"
     );
-    match store.begin_check(&rec.id, at + 1).await.expect("check") {
-        CheckTicket::Ready {
-            code,
-            attempts_left,
-        } => {
-            assert_eq!(code, rot.code, "checks see the new code");
-            assert_eq!(attempts_left, rec.max_attempts - 1);
-        }
-        other => panic!("expected Ready, got {other:?}"),
-    }
 
     // Third send allowed (max 3) after the new cooldown, even though the code expired.
     let late = rot.expires_at_ms + 10;
@@ -518,7 +663,7 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     let spent = sample_record(&fresh_id("v_"), t);
     create(store, &spent).await;
     for _ in 0..spent.max_attempts {
-        store.begin_check(&spent.id, t + 1).await.expect("check");
+        check(store, &spent.id, &wrong(), t + 1).await;
     }
     let at = spent.resend_at_ms;
     assert_eq!(
@@ -1015,8 +1160,8 @@ pub async fn records_are_forgotten_after_grace(store: &Arc<dyn Store>) {
         );
     }
     assert_eq!(
-        store.begin_check(&short.id, now()).await.expect("check"),
-        CheckTicket::NotFound
+        check(store, &short.id, &right(&short.code), now()).await,
+        CheckOutcome::NotFound
     );
     assert_eq!(
         get(store, &graced.id).await.status(now()),

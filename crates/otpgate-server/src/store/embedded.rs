@@ -37,8 +37,8 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation,
-    Store, StoreError, codec, logic,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
+    Rotation, Store, StoreError, codec, logic,
 };
 
 /// id → encoded record.
@@ -122,13 +122,15 @@ impl std::fmt::Debug for EmbeddedStore {
 
 enum Op {
     Create(Box<Record>),
-    BeginCheck {
-        id: String,
+    Open {
+        record: Box<Record>,
+        budgets: Vec<(String, u32, i64)>,
         now: i64,
     },
-    Approve {
+    Check {
         id: String,
-        version: u32,
+        guess: Guess,
+        budget: Option<(String, u32, i64)>,
         now: i64,
     },
     Rotate {
@@ -174,8 +176,8 @@ impl Op {
             Op::Create(r) => r.created_at_ms,
             // A delivery time may come from a phone's clock: it never moves the store's.
             Op::Delivery { .. } => i64::MIN,
-            Op::BeginCheck { now, .. }
-            | Op::Approve { now, .. }
+            Op::Open { now, .. }
+            | Op::Check { now, .. }
             | Op::Rotate { now, .. }
             | Op::Cancel { now, .. }
             | Op::Take { now, .. }
@@ -189,7 +191,7 @@ impl Op {
 enum Answer {
     Unit,
     Bool(bool),
-    Check(CheckTicket),
+    Check(CheckOutcome),
     Rotate(RotateOutcome),
     Record(Option<Box<Record>>),
     Budget(Budget),
@@ -477,43 +479,100 @@ impl<'txn> Tables<'txn> {
         Ok(Ok(answer))
     }
 
+    /// Whether `id` is free (unknown, or past its retention: then the purge time of the
+    /// stale record it replaces).
+    fn vacant(&self, id: &str, now: i64) -> Result<Result<Option<i64>, StoreError>, redb::Error> {
+        Ok(
+            match self.records.get(id)?.map(|g| codec::decode(g.value())) {
+                Some(Ok(old)) if logic::purge_at(&old) > now => Err(StoreError::Duplicate),
+                Some(Ok(old)) => Ok(Some(logic::purge_at(&old))),
+                Some(Err(e)) => Err(e),
+                None => Ok(None),
+            },
+        )
+    }
+
+    /// Inserts a new record unless its id is taken.
+    fn insert(&mut self, rec: &Record, now: i64) -> Result<Result<(), StoreError>, redb::Error> {
+        Ok(match self.vacant(&rec.id, now)? {
+            Ok(stale) => {
+                self.save(rec, stale)?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Takes one unit of each budget, all or nothing.
+    fn take_many(
+        &mut self,
+        budgets: &[(String, u32, i64)],
+        at: i64,
+    ) -> Result<Budgets, redb::Error> {
+        // Counted on a copy first, written only when every budget allowed it (the same key
+        // may appear twice).
+        let mut next: Vec<((i64, i64, &str), u32)> = Vec::with_capacity(budgets.len());
+        let mut remaining = Vec::with_capacity(budgets.len());
+        for (index, (key, limit, window)) in budgets.iter().enumerate() {
+            let k = budget_key(key, *window, at);
+            let count = match next.iter().rev().find(|(nk, _)| *nk == k) {
+                Some((_, c)) => *c,
+                None => self.budgets.get(k)?.map_or(0, |g| g.value()),
+            };
+            if count >= *limit {
+                let (w, start) = (logic::window_len(*window), logic::window_start(at, *window));
+                return Ok(Budgets::Exhausted {
+                    index,
+                    retry_after_ms: start + w - at,
+                });
+            }
+            remaining.push(limit - count - 1);
+            next.push((k, count + 1));
+        }
+        for (k, c) in next {
+            self.budgets.insert(k, c)?;
+        }
+        Ok(Budgets::Allowed { remaining })
+    }
+
     fn apply(&mut self, op: &Op, now: i64) -> Result<Result<Answer, StoreError>, redb::Error> {
         Ok(match op {
-            Op::Create(rec) => {
-                let existing = self
-                    .records
-                    .get(rec.id.as_str())?
-                    .map(|g| codec::decode(g.value()));
-                match existing {
-                    Some(Ok(old)) if logic::purge_at(&old) > now => Err(StoreError::Duplicate),
-                    Some(Err(e)) => Err(e),
-                    Some(Ok(old)) => {
-                        self.save(rec, Some(logic::purge_at(&old)))?;
-                        Ok(Answer::Unit)
-                    }
-                    None => {
-                        self.save(rec, None)?;
-                        Ok(Answer::Unit)
-                    }
-                }
-            }
-            Op::BeginCheck { id, now: at } => self
-                .update(id, now, CheckTicket::NotFound, |r| {
-                    let t = logic::begin_check(r, *at);
-                    let changed = matches!(t, CheckTicket::Ready { .. });
-                    (t, changed)
-                })?
-                .map(Answer::Check),
-            Op::Approve {
-                id,
-                version,
+            Op::Create(rec) => self.insert(rec, now)?.map(|()| Answer::Unit),
+            Op::Open {
+                record,
+                budgets,
                 now: at,
-            } => self
-                .update(id, now, false, |r| {
-                    let ok = logic::approve(r, *version, *at);
-                    (ok, ok)
+            } => {
+                // The id first: a refused insert must not count anything.
+                let stale = match self.vacant(&record.id, now)? {
+                    Ok(stale) => stale,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let taken = self.take_many(budgets, *at)?;
+                if matches!(taken, Budgets::Allowed { .. }) {
+                    self.save(record, stale)?;
+                }
+                Ok(Answer::Budgets(taken))
+            }
+            Op::Check {
+                id,
+                guess,
+                budget,
+                now: at,
+            } => {
+                if let Some(b) = budget
+                    && let Budgets::Exhausted { retry_after_ms, .. } =
+                        self.take_many(std::slice::from_ref(b), *at)?
+                {
+                    return Ok(Ok(Answer::Check(CheckOutcome::RateLimited {
+                        retry_after_ms,
+                    })));
+                }
+                self.update(id, now, CheckOutcome::NotFound, |r| {
+                    logic::check(r, guess, *at)
                 })?
-                .map(Answer::Bool),
+                .map(Answer::Check)
+            }
             Op::Rotate {
                 id,
                 rotation,
@@ -564,35 +623,7 @@ impl<'txn> Tables<'txn> {
                     }))
                 }
             }
-            Op::TakeMany { budgets, now: at } => {
-                // Counted on a copy first, written only when every budget allowed it (the
-                // same key may appear twice).
-                let mut next: Vec<((i64, i64, &str), u32)> = Vec::with_capacity(budgets.len());
-                let mut remaining = Vec::with_capacity(budgets.len());
-                for (index, (key, limit, window)) in budgets.iter().enumerate() {
-                    let k = budget_key(key, *window, *at);
-                    let count = match next.iter().rev().find(|(nk, _)| *nk == k) {
-                        Some((_, c)) => *c,
-                        None => self.budgets.get(k)?.map_or(0, |g| g.value()),
-                    };
-                    if count >= *limit {
-                        let (w, start) = (
-                            logic::window_len(*window),
-                            logic::window_start(*at, *window),
-                        );
-                        return Ok(Ok(Answer::Budgets(Budgets::Exhausted {
-                            index,
-                            retry_after_ms: start + w - at,
-                        })));
-                    }
-                    remaining.push(limit - count - 1);
-                    next.push((k, count + 1));
-                }
-                for (k, c) in next {
-                    self.budgets.insert(k, c)?;
-                }
-                Ok(Answer::Budgets(Budgets::Allowed { remaining }))
-            }
+            Op::TakeMany { budgets, now: at } => Ok(Answer::Budgets(self.take_many(budgets, *at)?)),
             Op::Refund {
                 key,
                 window,
@@ -667,6 +698,14 @@ impl<'txn> Tables<'txn> {
     }
 }
 
+/// Budget requests as the writer thread takes them.
+fn owned_budgets(budgets: &[BudgetRequest<'_>]) -> Vec<(String, u32, i64)> {
+    budgets
+        .iter()
+        .map(|b| (b.key.to_owned(), b.limit, b.window_ms))
+        .collect()
+}
+
 /// The budget table key of `key` in the window holding `now`.
 fn budget_key(key: &str, window_ms: i64, now: i64) -> (i64, i64, &str) {
     let (w, start) = (
@@ -695,29 +734,38 @@ impl Store for EmbeddedStore {
         Ok((logic::purge_at(&rec) > self.now()).then_some(rec))
     }
 
-    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
-        match self
-            .submit(Op::BeginCheck {
-                id: id.to_owned(),
-                now: now_ms,
-            })
-            .await?
-        {
-            Answer::Check(t) => Ok(t),
+    async fn open(
+        &self,
+        record: &Record,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
+        let op = Op::Open {
+            record: Box::new(record.clone()),
+            budgets: owned_budgets(budgets),
+            now: now_ms,
+        };
+        match self.submit(op).await? {
+            Answer::Budgets(b) => Ok(b),
             _ => Err(unexpected()),
         }
     }
 
-    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
-        match self
-            .submit(Op::Approve {
-                id: id.to_owned(),
-                version,
-                now: now_ms,
-            })
-            .await?
-        {
-            Answer::Bool(b) => Ok(b),
+    async fn check(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<CheckOutcome, StoreError> {
+        let op = Op::Check {
+            id: id.to_owned(),
+            guess: guess.clone(),
+            budget: budget.map(|b| (b.key.to_owned(), b.limit, b.window_ms)),
+            now: now_ms,
+        };
+        match self.submit(op).await? {
+            Answer::Check(c) => Ok(c),
             _ => Err(unexpected()),
         }
     }
@@ -795,10 +843,7 @@ impl Store for EmbeddedStore {
         budgets: &[BudgetRequest<'_>],
         now_ms: i64,
     ) -> Result<Budgets, StoreError> {
-        let budgets = budgets
-            .iter()
-            .map(|b| (b.key.to_owned(), b.limit, b.window_ms))
-            .collect();
+        let budgets = owned_budgets(budgets);
         match self
             .submit(Op::TakeMany {
                 budgets,
@@ -875,7 +920,7 @@ fn unexpected() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::{sample_record, sample_rotation};
+    use crate::store::conformance::{right, sample_record, sample_rotation, wrong};
 
     fn table_len<K: redb::Key + 'static, V: redb::Value + 'static>(
         store: &EmbeddedStore,
@@ -896,10 +941,16 @@ mod tests {
             s.create(&sample_record("v_a", t)).await.expect("create");
             s.create(&sample_record("v_b", t)).await.expect("create");
             assert!(matches!(
-                s.begin_check("v_a", t + 1).await.expect("check"),
-                CheckTicket::Ready { .. }
+                s.check("v_a", &wrong(), None, t + 1).await.expect("check"),
+                CheckOutcome::Wrong { .. }
             ));
-            assert!(s.approve("v_b", 1, t + 2).await.expect("approve"));
+            let b = sample_record("v_b", t).code;
+            assert!(matches!(
+                s.check("v_b", &right(&b), None, t + 2)
+                    .await
+                    .expect("check"),
+                CheckOutcome::Approved(_)
+            ));
             let at = t + 30_000;
             assert!(matches!(
                 s.rotate("v_a", &sample_rotation(2, at), at)
@@ -916,8 +967,11 @@ mod tests {
         assert_eq!((a.code.version, a.sends, a.attempts), (2, 2, 0));
         let b = s.get("v_b").await.expect("get").expect("v_b kept");
         assert_eq!(b.outcome, crate::store::Outcome::Approved);
-        assert!(
-            !s.approve("v_b", 1, t + 3).await.expect("approve"),
+        assert_eq!(
+            s.check("v_b", &right(&b.code), None, t + 3)
+                .await
+                .expect("check"),
+            CheckOutcome::AlreadyUsed,
             "still single use"
         );
         assert_eq!(s.budget_used("k", 60_000, t).await.expect("used"), 2);

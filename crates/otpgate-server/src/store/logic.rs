@@ -5,7 +5,7 @@
 
 use otpgate_core::wire::{DeliveryState, Status};
 
-use super::{CheckTicket, DeliveryRecord, Outcome, Record, RotateOutcome, Rotation};
+use super::{CheckOutcome, DeliveryRecord, Guess, Outcome, Record, RotateOutcome, Rotation};
 
 /// Start of the fixed window of `window_ms` holding `now_ms` (windows are aligned on
 /// multiples of their length; a non-positive length counts as 1 ms).
@@ -32,34 +32,32 @@ pub(crate) fn purge_at(record: &Record) -> i64 {
         .saturating_add(super::RETENTION_GRACE_MS)
 }
 
-/// [`super::Store::begin_check`] on a loaded record; counts the attempt in `rec` when the
-/// answer is `Ready` (the caller then writes it back).
-pub(crate) fn begin_check(rec: &mut Record, now_ms: i64) -> CheckTicket {
+/// [`super::Store::check`] on a loaded record (the budget already taken); returns the
+/// answer and whether `rec` changed (the caller then writes it back).
+pub(crate) fn check(rec: &mut Record, guess: &Guess, now_ms: i64) -> (CheckOutcome, bool) {
     match rec.outcome {
-        Outcome::Approved => return CheckTicket::AlreadyUsed,
-        Outcome::Cancelled => return CheckTicket::Cancelled,
+        Outcome::Approved => return (CheckOutcome::AlreadyUsed, false),
+        Outcome::Cancelled => return (CheckOutcome::Cancelled, false),
         Outcome::Open => {}
     }
     if rec.attempts >= rec.max_attempts {
-        return CheckTicket::NoAttemptsLeft;
+        return (CheckOutcome::NoAttemptsLeft, false);
     }
     if now_ms >= rec.expires_at_ms {
-        return CheckTicket::Expired;
+        return (CheckOutcome::Expired, false);
     }
     rec.attempts += 1;
-    CheckTicket::Ready {
-        code: rec.code.clone(),
-        attempts_left: rec.attempts_left(),
-    }
-}
-
-/// [`super::Store::approve`] on a loaded record; returns whether it changed.
-pub(crate) fn approve(rec: &mut Record, version: u32, now_ms: i64) -> bool {
-    if rec.outcome == Outcome::Open && rec.code.version == version && now_ms < rec.expires_at_ms {
+    if guess.matches(&rec.code) {
         rec.outcome = Outcome::Approved;
-        true
+        (CheckOutcome::Approved(Box::new(rec.clone())), true)
     } else {
-        false
+        (
+            CheckOutcome::Wrong {
+                attempts_left: rec.attempts_left(),
+                code_version: rec.code.version,
+            },
+            true,
+        )
     }
 }
 

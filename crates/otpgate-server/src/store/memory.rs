@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Budget, BudgetRequest, Budgets, CheckTicket, DeliveryRecord, Record, RotateOutcome, Rotation,
-    Store, StoreError, logic,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
+    Rotation, Store, StoreError, logic,
 };
 
 /// How often (in store time) the maps are scanned for forgotten entries.
@@ -53,6 +53,39 @@ impl State {
         }
     }
 
+    /// Takes one unit of each budget, all or nothing.
+    fn take_budgets(&mut self, budgets: &[BudgetRequest<'_>], now_ms: i64) -> Budgets {
+        // Counted on a copy first, written only when every budget allowed it (the same key
+        // may appear twice).
+        let mut next: Vec<((String, i64, i64), u32)> = Vec::with_capacity(budgets.len());
+        let mut remaining = Vec::with_capacity(budgets.len());
+        for (index, b) in budgets.iter().enumerate() {
+            let (w, start) = (
+                logic::window_len(b.window_ms),
+                logic::window_start(now_ms, b.window_ms),
+            );
+            let k = (b.key.to_owned(), w, start);
+            let count = next
+                .iter()
+                .rev()
+                .find(|(nk, _)| *nk == k)
+                .map(|(_, c)| *c)
+                .unwrap_or_else(|| self.budgets.get(&k).copied().unwrap_or(0));
+            if count >= b.limit {
+                return Budgets::Exhausted {
+                    index,
+                    retry_after_ms: start + w - now_ms,
+                };
+            }
+            remaining.push(b.limit - count - 1);
+            next.push((k, count + 1));
+        }
+        for (k, c) in next {
+            self.budgets.insert(k, c);
+        }
+        Budgets::Allowed { remaining }
+    }
+
     /// A live record (not past its retention).
     fn record_mut(&mut self, id: &str) -> Option<&mut Record> {
         let now = self.now_ms;
@@ -94,20 +127,42 @@ impl Store for MemoryStore {
         Ok(s.record_mut(id).cloned())
     }
 
-    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
+    async fn open(
+        &self,
+        record: &Record,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
         let mut s = self.lock();
-        s.tick(now_ms);
-        Ok(match s.record_mut(id) {
-            None => CheckTicket::NotFound,
-            Some(rec) => logic::begin_check(rec, now_ms),
-        })
+        s.tick(now_ms.max(record.created_at_ms));
+        if s.record_mut(&record.id).is_some() {
+            return Err(StoreError::Duplicate);
+        }
+        let taken = s.take_budgets(budgets, now_ms);
+        if matches!(taken, Budgets::Allowed { .. }) {
+            s.records.insert(record.id.clone(), record.clone());
+        }
+        Ok(taken)
     }
 
-    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
+    async fn check(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<CheckOutcome, StoreError> {
         let mut s = self.lock();
         s.tick(now_ms);
-        Ok(s.record_mut(id)
-            .is_some_and(|rec| logic::approve(rec, version, now_ms)))
+        if let Some(b) = budget
+            && let Budgets::Exhausted { retry_after_ms, .. } = s.take_budgets(&[b], now_ms)
+        {
+            return Ok(CheckOutcome::RateLimited { retry_after_ms });
+        }
+        Ok(match s.record_mut(id) {
+            None => CheckOutcome::NotFound,
+            Some(rec) => logic::check(rec, guess, now_ms).0,
+        })
     }
 
     async fn rotate(
@@ -177,35 +232,7 @@ impl Store for MemoryStore {
     ) -> Result<Budgets, StoreError> {
         let mut s = self.lock();
         s.tick(now_ms);
-        // Counted on a copy first, written only when every budget allowed it (the same key
-        // may appear twice).
-        let mut next: Vec<((String, i64, i64), u32)> = Vec::with_capacity(budgets.len());
-        let mut remaining = Vec::with_capacity(budgets.len());
-        for (index, b) in budgets.iter().enumerate() {
-            let (w, start) = (
-                logic::window_len(b.window_ms),
-                logic::window_start(now_ms, b.window_ms),
-            );
-            let k = (b.key.to_owned(), w, start);
-            let count = next
-                .iter()
-                .rev()
-                .find(|(nk, _)| *nk == k)
-                .map(|(_, c)| *c)
-                .unwrap_or_else(|| s.budgets.get(&k).copied().unwrap_or(0));
-            if count >= b.limit {
-                return Ok(Budgets::Exhausted {
-                    index,
-                    retry_after_ms: start + w - now_ms,
-                });
-            }
-            remaining.push(b.limit - count - 1);
-            next.push((k, count + 1));
-        }
-        for (k, c) in next {
-            s.budgets.insert(k, c);
-        }
-        Ok(Budgets::Allowed { remaining })
+        Ok(s.take_budgets(budgets, now_ms))
     }
 
     async fn refund_budget(
@@ -261,6 +288,7 @@ mod tests {
     use otpgate_core::wire::{DeliveryState, Status};
 
     use super::*;
+    use crate::store::conformance::{right, wrong};
     use crate::store::{Outcome, StoredCode};
 
     fn record(id: &str, now: i64) -> Record {
@@ -301,20 +329,26 @@ mod tests {
             s.create(&record("v1", now)).await,
             Err(StoreError::Duplicate)
         );
-        let t = s.begin_check("v1", now + 1).await.expect("check");
-        assert!(matches!(
-            t,
-            CheckTicket::Ready {
-                attempts_left: 2,
-                ..
-            }
-        ));
-        assert_eq!(s.get("v1").await.expect("get").map(|r| r.attempts), Some(1));
-        assert!(s.approve("v1", 1, now + 2).await.expect("approve"));
-        assert!(!s.approve("v1", 1, now + 3).await.expect("approve"));
+        let code = record("v1", now).code;
         assert_eq!(
-            s.begin_check("v1", now + 4).await.expect("check"),
-            CheckTicket::AlreadyUsed
+            s.check("v1", &wrong(), None, now + 1).await.expect("check"),
+            CheckOutcome::Wrong {
+                attempts_left: 2,
+                code_version: 1
+            }
+        );
+        assert_eq!(s.get("v1").await.expect("get").map(|r| r.attempts), Some(1));
+        assert!(matches!(
+            s.check("v1", &right(&code), None, now + 2)
+                .await
+                .expect("check"),
+            CheckOutcome::Approved(_)
+        ));
+        assert_eq!(
+            s.check("v1", &right(&code), None, now + 3)
+                .await
+                .expect("check"),
+            CheckOutcome::AlreadyUsed
         );
         let r = s.get("v1").await.expect("get").expect("present");
         assert_eq!(r.status(now + 5), Status::Approved);
@@ -327,13 +361,15 @@ mod tests {
         s.create(&record("v1", now)).await.expect("create");
         let gone_at = now + 300_000 + crate::store::RETENTION_GRACE_MS;
         assert_eq!(
-            s.begin_check("v1", gone_at - 1).await.expect("check"),
-            CheckTicket::Expired
+            s.check("v1", &wrong(), None, gone_at - 1)
+                .await
+                .expect("check"),
+            CheckOutcome::Expired
         );
         assert!(s.get("v1").await.expect("get").is_some());
         assert_eq!(
-            s.begin_check("v1", gone_at).await.expect("check"),
-            CheckTicket::NotFound
+            s.check("v1", &wrong(), None, gone_at).await.expect("check"),
+            CheckOutcome::NotFound
         );
         assert!(s.get("v1").await.expect("get").is_none());
         s.once("tick", 1, gone_at + SWEEP_EVERY_MS)

@@ -129,15 +129,58 @@ impl Record {
     }
 }
 
-/// The answer of [`Store::begin_check`].
+/// What a typed code is compared with: its digest under every code key the issuer holds
+/// (`HMAC-SHA-256(key, id ‖ 0 ‖ code)` by key id), so a backend compares without any key
+/// and a code made before a key rotation still checks.
+#[derive(Clone, Eq, PartialEq)]
+pub struct Guess {
+    /// (key id, digest of the typed code under that key).
+    pub digests: Vec<(String, Vec<u8>)>,
+}
+
+impl Guess {
+    /// The digest made with key `key_id`, if the issuer holds that key.
+    pub fn digest_for(&self, key_id: &str) -> Option<&[u8]> {
+        self.digests
+            .iter()
+            .find(|(k, _)| k == key_id)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    /// Whether the guess matches `code`, in constant time.
+    pub fn matches(&self, code: &StoredCode) -> bool {
+        self.digest_for(&code.key_id)
+            .is_some_and(|d| otpgate_core::code::ct_eq(d, &code.digest))
+    }
+}
+
+impl std::fmt::Debug for Guess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.digests.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Guess")
+            .field("key_ids", &ids)
+            .field("digests", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The answer of [`Store::check`].
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub enum CheckTicket {
-    /// One attempt was counted; compare against this digest, then call [`Store::approve`].
-    Ready {
-        /// The stored code.
-        code: StoredCode,
+pub enum CheckOutcome {
+    /// The attempt was counted and the code matched: this call approved the verification
+    /// (the record as now stored).
+    Approved(Box<Record>),
+    /// The attempt was counted and the code did not match.
+    Wrong {
         /// Attempts left after this one.
         attempts_left: u32,
+        /// The version of the code compared against.
+        code_version: u32,
+    },
+    /// The check budget is spent: nothing was counted, nothing compared.
+    RateLimited {
+        /// Milliseconds until the budget's window frees up.
+        retry_after_ms: i64,
     },
     /// No such verification.
     NotFound,
@@ -257,17 +300,46 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a verification (`None` when unknown or past its retention).
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
 
-    /// Atomically: when the verification is pending at `now_ms` with attempts left, counts
-    /// one attempt and returns the digest to compare against. The count is stored before
-    /// the answer is returned, so a comparison never happens uncounted. Answers are checked
-    /// in the order of [`Record::status`]: approved, cancelled, attempts spent, expired
-    /// (`now_ms >= expires_at_ms`).
-    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError>;
+    /// Opens a verification: takes one unit of each budget and inserts `record`, all or
+    /// nothing (when a budget is spent nothing is counted and nothing inserted; when the
+    /// insert fails the units are given back). The embedded and memory stores do it in one
+    /// atomic step (one commit); the default takes the budgets, then creates.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when the id exists.
+    async fn open(
+        &self,
+        record: &Record,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Budgets, StoreError> {
+        let taken = self.take_budgets(budgets, now_ms).await?;
+        if matches!(taken, Budgets::Allowed { .. })
+            && let Err(e) = self.create(record).await
+        {
+            refund_all(self, budgets, now_ms).await;
+            return Err(e);
+        }
+        Ok(taken)
+    }
 
-    /// Atomically marks the verification approved if it is still open, unexpired at
-    /// `now_ms` and on code `version`. Returns whether this call approved it: under any
-    /// concurrency exactly one call returns `true`.
-    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError>;
+    /// Checks a typed code, atomically: takes one unit of `budget` (when given; a spent
+    /// budget answers `RateLimited` and nothing else happens), then, when the verification
+    /// is pending at `now_ms` with attempts left, counts one attempt, compares the stored
+    /// digest with the guess's digest under the same key in constant time, and on a match
+    /// marks it approved. The count is stored with the answer, so a comparison never
+    /// happens uncounted, and under any concurrency exactly one call answers `Approved`.
+    /// Refusals are checked in the order of [`Record::status`]: approved, cancelled,
+    /// attempts spent, expired (`now_ms >= expires_at_ms`).
+    ///
+    /// The budget may live apart from the record (Redis takes it in its own step first).
+    async fn check(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<CheckOutcome, StoreError>;
 
     /// Atomically replaces the code (resend) if the cooldown is over and sends remain.
     ///

@@ -30,8 +30,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    Budget, CheckTicket, DeliveryRecord, RETENTION_GRACE_MS, Record, RotateOutcome, Rotation,
-    Store, StoreError, codec, logic,
+    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, RETENTION_GRACE_MS, Record,
+    RotateOutcome, Rotation, Store, StoreError, codec, logic,
 };
 use otpgate_core::wire::Status;
 
@@ -88,8 +88,12 @@ local function save(key, rec)
 end
 ";
 
-/// ARGV: now. Returns {kind[, record]}.
-const BEGIN_CHECK: &str = r"
+/// ARGV: now, then (key id, digest hex) pairs: the typed code's digest under each key the
+/// issuer holds. Counts the attempt, compares, approves on a match, in one step. Returns
+/// {kind[, record | attempts left]}. The digests are compared as Lua strings: interned, so
+/// equality is a pointer comparison that takes the same time whatever the bytes (and an
+/// HMAC digest of a guess tells nothing about the code anyway).
+const CHECK: &str = r"
 local rec = load(KEYS[1])
 if not rec then return {'not_found'} end
 if rec.outcome == 'approved' then return {'already_used'} end
@@ -97,19 +101,16 @@ if rec.outcome == 'cancelled' then return {'cancelled'} end
 if rec.attempts >= rec.max_attempts then return {'no_attempts_left'} end
 if tonumber(ARGV[1]) >= rec.expires_at_ms then return {'expired'} end
 rec.attempts = rec.attempts + 1
-return {'ready', save(KEYS[1], rec)}
-";
-
-/// ARGV: version, now. Returns 1 when this call approved.
-const APPROVE: &str = r"
-local rec = load(KEYS[1])
-if not rec then return 0 end
-if rec.outcome ~= 'open' or rec.version ~= tonumber(ARGV[1]) or tonumber(ARGV[2]) >= rec.expires_at_ms then
-  return 0
+local guess = nil
+for i = 2, #ARGV - 1, 2 do
+  if ARGV[i] == rec.key_id then guess = ARGV[i + 1] end
 end
-rec.outcome = 'approved'
+if guess ~= nil and guess == rec.digest then
+  rec.outcome = 'approved'
+  return {'approved', save(KEYS[1], rec)}
+end
 save(KEYS[1], rec)
-return 1
+return {'wrong', rec.max_attempts - rec.attempts, rec.version}
 ";
 
 /// ARGV: now, version, digest (hex), key id, expires at, resend at, max sends, grace.
@@ -197,8 +198,7 @@ return 0
 ";
 
 struct Scripts {
-    begin_check: Script,
-    approve: Script,
+    check: Script,
     rotate: Script,
     cancel: Script,
     update_delivery: Script,
@@ -209,8 +209,7 @@ struct Scripts {
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
     let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
     Scripts {
-        begin_check: record(BEGIN_CHECK),
-        approve: record(APPROVE),
+        check: record(CHECK),
         rotate: record(ROTATE),
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
@@ -380,45 +379,53 @@ impl Store for RedisStore {
         raw.map(|b| codec::decode(&b)).transpose()
     }
 
-    async fn begin_check(&self, id: &str, now_ms: i64) -> Result<CheckTicket, StoreError> {
-        let v = self
-            .eval(
-                &SCRIPTS.begin_check,
-                self.record_key(id),
-                &[now_ms.to_string()],
-            )
-            .await?;
-        let (kind, rest) = parts(v)?;
+    async fn check(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<CheckOutcome, StoreError> {
+        // The budget's key lives in another hash slot than the record: its own step first.
+        if let Some(b) = budget
+            && let Budget::Exhausted { retry_after_ms } = self
+                .take_budget(b.key, b.limit, b.window_ms, now_ms)
+                .await?
+        {
+            return Ok(CheckOutcome::RateLimited { retry_after_ms });
+        }
+        let mut args = Vec::with_capacity(1 + 2 * guess.digests.len());
+        args.push(now_ms.to_string());
+        for (key_id, digest) in &guess.digests {
+            args.push(key_id.clone());
+            args.push(hex::encode(digest));
+        }
+        let (kind, rest) = parts(
+            self.eval(&SCRIPTS.check, self.record_key(id), &args)
+                .await?,
+        )?;
         Ok(match kind.as_str() {
-            "ready" => {
-                let rec = record_of(rest.first())?;
-                CheckTicket::Ready {
-                    attempts_left: rec.attempts_left(),
-                    code: rec.code,
+            "approved" => CheckOutcome::Approved(Box::new(record_of(rest.first())?)),
+            "wrong" => {
+                let (Some(left), Some(version)) = (rest.first(), rest.get(1)) else {
+                    return Err(StoreError::Corrupt("redis: wrong without counts".into()));
+                };
+                CheckOutcome::Wrong {
+                    attempts_left: u32::try_from(int_of(left)?).unwrap_or(0),
+                    code_version: u32::try_from(int_of(version)?).unwrap_or(0),
                 }
             }
-            "not_found" => CheckTicket::NotFound,
-            "already_used" => CheckTicket::AlreadyUsed,
-            "cancelled" => CheckTicket::Cancelled,
-            "expired" => CheckTicket::Expired,
-            "no_attempts_left" => CheckTicket::NoAttemptsLeft,
+            "not_found" => CheckOutcome::NotFound,
+            "already_used" => CheckOutcome::AlreadyUsed,
+            "cancelled" => CheckOutcome::Cancelled,
+            "expired" => CheckOutcome::Expired,
+            "no_attempts_left" => CheckOutcome::NoAttemptsLeft,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "redis: unknown check answer {other}"
                 )));
             }
         })
-    }
-
-    async fn approve(&self, id: &str, version: u32, now_ms: i64) -> Result<bool, StoreError> {
-        let v = self
-            .eval(
-                &SCRIPTS.approve,
-                self.record_key(id),
-                &[version.to_string(), now_ms.to_string()],
-            )
-            .await?;
-        Ok(int_of(&v)? == 1)
     }
 
     async fn rotate(
