@@ -248,7 +248,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
             "expected Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let value = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
@@ -260,7 +260,38 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
                 format!("the body is not valid JSON: {e}"),
             ),
         }
-    })
+    })?;
+    // serde reads a struct from a JSON array too (`["+4477..."]` as a start request). No
+    // request body of this API holds an array, so one anywhere means the body is not the
+    // documented object.
+    if has_array(body) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected a JSON object with the documented fields; arrays are not accepted",
+        ));
+    }
+    Ok(value)
+}
+
+/// Whether valid JSON `body` holds an array (a `[` outside strings).
+fn has_array(body: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'[' {
+            return true;
+        }
+    }
+    false
 }
 
 /// The path id, or 404 for anything that cannot be one.
@@ -469,5 +500,14 @@ mod tests {
         assert_eq!(forwarded_for(&h), Some("10.0.0.7".parse().expect("ip")));
         h.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
         assert_eq!(forwarded_for(&h), None);
+    }
+
+    #[test]
+    fn arrays_are_found_outside_strings_only() {
+        assert!(has_array(br#"["+447700900123"]"#));
+        assert!(has_array(br#"{"pow": ["c", 1]}"#));
+        assert!(!has_array(br#"{"phone": "[+44]", "app": "a\"[b"}"#));
+        assert!(!has_array(br#"{"code": "\\", "x": "]"}"#));
+        assert!(has_array(br#"{"code": "\\", "x": []}"#));
     }
 }
