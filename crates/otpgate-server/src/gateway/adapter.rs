@@ -54,6 +54,10 @@ pub enum SendError {
     /// No answer in time: the gateway may or may not have accepted the message.
     #[error("gateway timed out")]
     Timeout,
+    /// The connection broke after the request started and before any answer: the gateway
+    /// may or may not have read it (a reset on connect is the usual case).
+    #[error("gateway connection broken")]
+    Interrupted,
 }
 
 impl SendError {
@@ -63,12 +67,13 @@ impl SendError {
             Self::Rejected { .. } => "gateway_rejected",
             Self::Unavailable(_) => "gateway_unavailable",
             Self::Timeout => "gateway_timeout",
+            Self::Interrupted => "gateway_interrupted",
         }
     }
 
     /// Whether the gateway may have accepted the message anyway.
     pub fn ambiguous(&self) -> bool {
-        matches!(self, Self::Timeout)
+        matches!(self, Self::Timeout | Self::Interrupted)
     }
 
     fn from_reqwest(e: &reqwest::Error) -> Self {
@@ -78,7 +83,7 @@ impl SendError {
             Self::Unavailable("connection failed".into())
         } else if e.is_request() || e.is_body() {
             // The request may have reached the gateway before the connection broke.
-            Self::Timeout
+            Self::Interrupted
         } else {
             Self::Unavailable("transport error".into())
         }
@@ -987,5 +992,6 @@ mod tests {
         ));
         assert!(SendError::Timeout.ambiguous());
         assert_eq!(SendError::Timeout.code(), "gateway_timeout");
+        assert!(SendError::Interrupted.ambiguous());
     }
 }

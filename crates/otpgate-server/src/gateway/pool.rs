@@ -6,7 +6,9 @@
 //!   verification must still be open on the same code version.
 //! - The same send never goes out twice: message ids are `{verification_id}.{version}.{route}`;
 //!   a retry to the same device reuses the id (sms-gate answers 409 = already accepted); a
-//!   new route (another device) is taken only after the previous one certainly failed.
+//!   new route (another device) is taken only after the previous one certainly failed; a
+//!   send that timed out, on a device that cannot be asked about it either, stays with that
+//!   device (polled) until it reports the message's fate or answers without it.
 //! - Budgets are counted in the store (`dev:{name}:min`, `dev:{name}:day`), in segments, so
 //!   they hold across issuer instances; a dispatch that finds no capacity fails at once.
 //! - Delivery events are applied through `Store::update_delivery`, which only moves forward
@@ -114,6 +116,10 @@ struct InFlight {
     tried: Vec<usize>,
     remote_id: Option<String>,
     polled_at_ms: i64,
+    /// Kept on this route after a send that timed out while the device could not be asked
+    /// about it: it may or may not have the message. A poll that finds the device answering
+    /// without it fails it over.
+    uncertain: bool,
 }
 
 /// Counters the issuer may expose as metrics.
@@ -422,12 +428,18 @@ impl Pool {
             due
         };
         for (id, f) in due {
-            if let Ok(Some(state)) = self.devices[f.device]
+            match self.devices[f.device]
                 .adapter
                 .status(&id, f.remote_id.as_deref())
                 .await
             {
-                self.on_state(&id, state).await;
+                Ok(Some(state)) => self.on_state(&id, state).await,
+                // The device answers again and never got the message that timed out.
+                Ok(None) if f.uncertain => {
+                    self.on_state(&id, RemoteState::Failed("unknown to the gateway".into()))
+                        .await;
+                }
+                _ => {}
             }
         }
     }
@@ -583,6 +595,10 @@ impl Pool {
         mut tried: Vec<usize>,
     ) {
         let mut same = 0u32;
+        // Whether an attempt on this route timed out: the device got the request and may
+        // still be working on it. (A connection broken before any answer is ambiguous too,
+        // but it is what a phone that is gone looks like: that one is failed over at once.)
+        let mut maybe_taken = false;
         loop {
             let now = self.clock.now_ms();
             let remaining = job.expires_at_ms - now;
@@ -607,6 +623,7 @@ impl Pool {
                 }
                 Err(e) => {
                     dev.fail(self.clock.now_ms());
+                    maybe_taken |= matches!(e, SendError::Timeout);
                     tracing::info!(device = %dev.cfg.name, message_id = %id, code = e.code(), "gateway send failed");
                     let idempotent = dev.adapter.idempotent();
                     if e.ambiguous() && !idempotent {
@@ -631,22 +648,49 @@ impl Pool {
                         tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
                         continue;
                     }
-                    if e.ambiguous()
-                        && let Ok(Some(state)) = dev.adapter.status(&id, None).await
-                    {
-                        // The device has it after all.
-                        self.accepted(
-                            job,
-                            idx,
-                            route,
-                            tried,
-                            Accepted {
-                                remote_id: None,
-                                state,
-                            },
-                        )
-                        .await;
-                        return;
+                    if maybe_taken || e.ambiguous() {
+                        match dev.adapter.status(&id, None).await {
+                            // The device has it after all.
+                            Ok(Some(state)) => {
+                                self.accepted(
+                                    job,
+                                    idx,
+                                    route,
+                                    tried,
+                                    Accepted {
+                                        remote_id: None,
+                                        state,
+                                    },
+                                )
+                                .await;
+                                return;
+                            }
+                            // The device answers and does not have it (or cannot say), or
+                            // it is gone after a broken connection: another route.
+                            Ok(None) => {}
+                            Err(_) if !maybe_taken => {}
+                            // No answer either: it may still go out from this device, and
+                            // sending it elsewhere could send it twice. Stay on this route;
+                            // the poll loop learns its fate (and fails it over when the
+                            // device answers without it).
+                            Err(_) => {
+                                self.accepted(
+                                    job,
+                                    idx,
+                                    route,
+                                    tried,
+                                    Accepted {
+                                        remote_id: None,
+                                        state: RemoteState::Accepted,
+                                    },
+                                )
+                                .await;
+                                if let Some(f) = self.inflight().get_mut(&id) {
+                                    f.uncertain = true;
+                                }
+                                return;
+                            }
+                        }
                     }
                     match self.next_route(&job, &tried).await {
                         Some(n) => {
@@ -655,6 +699,7 @@ impl Pool {
                             route += 1;
                             tried.push(n);
                             same = 0;
+                            maybe_taken = false;
                         }
                         None => {
                             self.give_up(&job, e.code()).await;
@@ -718,6 +763,7 @@ impl Pool {
                 tried,
                 remote_id: acc.remote_id.clone(),
                 polled_at_ms: self.clock.now_ms(),
+                uncertain: false,
             },
         );
         self.apply(
