@@ -303,13 +303,17 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
     request_body = openapi::StartRequestDoc,
     responses(
-        (status = 201, description = "Started; the SMS is on its way", body = openapi::VerificationDoc),
-        (status = 400, description = "Bad input", body = openapi::ErrorDoc),
-        (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
-        (status = 403, description = "Destination not allowed", body = openapi::ErrorDoc),
+        (status = 201, description = "Started; the SMS is on its way", body = openapi::VerificationDoc,
+            headers(("Location" = String, description = "The verification's URL"))),
+        (status = 400, description = "Bad input: `invalid_json`, `invalid_request` (wrong type, unknown field), `invalid_phone`, `unknown_country_code`, `unknown_app`, `invalid_locale`, or a refused proof of work", body = openapi::ErrorDoc),
+        (status = 401, description = "Invalid API key (`Authorization: Bearer` given but not valid)", body = openapi::ErrorDoc),
+        (status = 403, description = "Destination not allowed, or proof of work already used", body = openapi::ErrorDoc),
+        (status = 413, description = "Body too large", body = openapi::ErrorDoc),
+        (status = 415, description = "Content-Type is not application/json", body = openapi::ErrorDoc),
         (status = 428, description = "Proof of work required (`challenge` in the body)", body = openapi::ErrorDoc),
-        (status = 429, description = "Rate limited (`Retry-After`)", body = openapi::ErrorDoc),
-        (status = 503, description = "Store or gateways unavailable", body = openapi::ErrorDoc),
+        (status = 429, description = "Rate limited (`Retry-After`)", body = openapi::ErrorDoc,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Store or gateways unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn start(
     State(state): State<ApiState>,
@@ -334,10 +338,11 @@ async fn start(
 
 /// The state of a verification, with the delivery state kept current.
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
-    params(("id" = String, Path, description = "The verification id")),
+    params(openapi::IdParam),
     responses(
         (status = 200, description = "The verification", body = openapi::VerificationDoc),
-        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
+        (status = 503, description = "Store unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn status(
     State(state): State<ApiState>,
@@ -350,15 +355,20 @@ async fn status(
 
 /// Checks a code; approves it once and returns the signed receipt.
 #[utoipa::path(post, path = "/v1/verifications/{id}/check", tag = "verifications",
-    params(("id" = String, Path, description = "The verification id")),
+    params(openapi::IdParam),
     request_body = openapi::CheckRequestDoc,
     responses(
         (status = 200, description = "Approved", body = openapi::CheckResponseDoc),
-        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 400, description = "Bad input: `invalid_json`, `invalid_request`, `invalid_code` (longer than any code)", body = openapi::ErrorDoc),
+        (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
+        (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
         (status = 409, description = "Already used", body = openapi::ErrorDoc),
         (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
+        (status = 413, description = "Body too large", body = openapi::ErrorDoc),
+        (status = 415, description = "Content-Type is not application/json", body = openapi::ErrorDoc),
         (status = 422, description = "Wrong code (`attempts_left`)", body = openapi::ErrorDoc),
-        (status = 429, description = "No attempts left, or rate limited", body = openapi::ErrorDoc),
+        (status = 429, description = "No attempts left, or too many checks from this address (`Retry-After`)", body = openapi::ErrorDoc),
+        (status = 503, description = "Store unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn check(
     State(state): State<ApiState>,
@@ -383,14 +393,20 @@ struct ResendRequest {
 
 /// Sends a new code that replaces the old one.
 #[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
-    params(("id" = String, Path, description = "The verification id")),
-    request_body(content = openapi::ResendRequestDoc, description = "Optional: a solved proof of work"),
+    params(openapi::IdParam),
+    request_body(content = Option<openapi::ResendRequestDoc>, description = "Optional (an empty body is fine): a solved proof of work"),
     responses(
         (status = 200, description = "A new code was sent", body = openapi::VerificationDoc),
-        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
-        (status = 409, description = "Already used", body = openapi::ErrorDoc),
+        (status = 400, description = "Bad input: `invalid_json`, `invalid_request`", body = openapi::ErrorDoc),
+        (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
+        (status = 403, description = "Destination no longer allowed", body = openapi::ErrorDoc),
+        (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
+        (status = 409, description = "Already used, or another resend in progress", body = openapi::ErrorDoc),
         (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
-        (status = 429, description = "Inside the cooldown (`Retry-After`), or too many sends", body = openapi::ErrorDoc),
+        (status = 413, description = "Body too large", body = openapi::ErrorDoc),
+        (status = 415, description = "A body that is not application/json", body = openapi::ErrorDoc),
+        (status = 429, description = "Inside the cooldown, too many sends, no attempts left, or rate limited (`Retry-After`)", body = openapi::ErrorDoc),
+        (status = 503, description = "Store or gateways unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn resend(
     State(state): State<ApiState>,
@@ -400,10 +416,11 @@ async fn resend(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
+    // No body, or JSON `null`, is a resend without a proof of work.
     let req: ResendRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResendRequest::default()
     } else {
-        json_body(&headers, &body)?
+        json_body::<Option<ResendRequest>>(&headers, &body)?.unwrap_or_default()
     };
     let view = state.service.resend(&id, req.pow, &meta).await?;
     Ok(Json(view).into_response())
@@ -411,11 +428,13 @@ async fn resend(
 
 /// Cancels a verification.
 #[utoipa::path(delete, path = "/v1/verifications/{id}", tag = "verifications",
-    params(("id" = String, Path, description = "The verification id")),
+    params(openapi::IdParam),
     responses(
-        (status = 200, description = "Cancelled", body = openapi::VerificationDoc),
-        (status = 404, description = "Unknown id", body = openapi::ErrorDoc),
+        (status = 200, description = "Cancelled (or already over: the view says how)", body = openapi::VerificationDoc),
+        (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
+        (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
         (status = 409, description = "Already used", body = openapi::ErrorDoc),
+        (status = 503, description = "Store unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn cancel(
     State(state): State<ApiState>,

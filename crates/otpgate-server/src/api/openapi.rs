@@ -4,19 +4,45 @@
 //! builds for wasm); the `*Doc` types here mirror them field for field for the schema only.
 #![allow(dead_code)]
 
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// `POST /v1/verifications`.
+/// The `{id}` path parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdParam {
+    /// The verification id (`v_` + 22 base64url characters). Any other string answers 404,
+    /// like an unknown id.
+    #[param(
+        pattern = r"^v_[A-Za-z0-9_-]{22}$",
+        example = "v_3q2-7wAAAAAAAAAAAAAAAA"
+    )]
+    pub id: String,
+}
+
+/// `POST /v1/verifications`. Unknown fields are refused (400 `invalid_request`).
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StartRequestDoc {
-    /// The destination, E.164 (`+` and 8–15 digits; spaces, dots, dashes, parentheses allowed).
-    #[schema(example = "+447700900123", max_length = 32)]
+    /// The destination, E.164: `+` and 8–15 digits, the first not 0, with a known country
+    /// calling code; spaces, dots, dashes and parentheses are allowed between them, white
+    /// space around. At most 32 bytes.
+    #[schema(
+        example = "+447700900123",
+        max_length = 32,
+        pattern = r"^\s*\+[0-9 .()-]*\s*$"
+    )]
     pub phone: String,
     /// The app (configured name); the default app when absent.
+    #[schema(example = "demo")]
     pub app: Option<String>,
-    /// A BCP 47 language tag choosing the template.
-    #[schema(example = "en")]
+    /// A BCP 47 language tag choosing the template: letters and digits in parts of 1–8
+    /// separated by `-` or `_`, at most 35 characters.
+    #[schema(
+        example = "en",
+        max_length = 35,
+        pattern = r"^[A-Za-z0-9]{1,8}([-_][A-Za-z0-9]{1,8})*$"
+    )]
     pub locale: Option<String>,
     /// A solved proof-of-work challenge, when the issuer asked for one (428 `pow_required`).
     pub pow: Option<PowSolutionDoc>,
@@ -24,23 +50,42 @@ pub struct StartRequestDoc {
 
 /// A solved proof-of-work challenge.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PowSolutionDoc {
     /// The challenge string from the 428 answer.
     pub challenge: String,
     /// A nonce such that SHA-256(challenge ‖ "." ‖ nonce) has the required leading zero bits.
+    #[schema(schema_with = nonce_schema)]
     pub nonce: u64,
+}
+
+/// The nonce: any unsigned 64-bit integer (utoipa would say `int64`, whose maximum is half
+/// of what the issuer accepts).
+fn nonce_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(0))
+        // u64::MAX on the 64-bit targets the issuer runs on.
+        .maximum(Some(usize::MAX))
+        .description(Some(
+            "A nonce such that SHA-256(challenge ‖ \".\" ‖ nonce) has the required leading zero bits: 0 to 2^64 - 1.",
+        ))
+        .build()
 }
 
 /// `POST /v1/verifications/{id}/check`.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckRequestDoc {
-    /// The code the person typed or WebOTP delivered.
-    #[schema(example = "123456")]
+    /// The code the person typed or WebOTP delivered (spaces and dashes are ignored, letters
+    /// compared upper-cased). Longer than 64 bytes: 400 `invalid_code`.
+    #[schema(example = "123456", max_length = 64)]
     pub code: String,
 }
 
 /// `POST /v1/verifications/{id}/resend` (optional body).
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResendRequestDoc {
     /// A solved proof-of-work challenge.
     pub pow: Option<PowSolutionDoc>,
@@ -178,31 +223,77 @@ pub struct JwksDoc {
     request_body(content = String, content_type = "application/json",
         description = "sms-gate.app webhook event (sms:sent, sms:delivered, sms:failed, system:ping)"),
     responses(
-        (status = 200, description = "Accepted (or a duplicate, acknowledged)"),
-        (status = 401, description = "Bad, stale or missing signature", body = ErrorDoc),
+        (status = 204, description = "Accepted (or a duplicate, acknowledged)"),
+        (status = 400, description = "Signed, but not a webhook envelope", body = ErrorDoc),
+        (status = 401, description = "Bad, stale or missing signature, or no signing key configured", body = ErrorDoc),
+        (status = 413, description = "Body over 256 KiB", body = ErrorDoc),
+        (status = 503, description = "Store unavailable (de-duplication)", body = ErrorDoc),
     ))]
 fn smsgate_webhook_doc() {}
 
 /// Delivery events from TextBee (served by the gateway pool).
 #[utoipa::path(post, path = "/v1/gateways/textbee/webhook", tag = "gateways",
-    responses((status = 200, description = "Accepted"), (status = 401, description = "Bad signature", body = ErrorDoc)))]
+    params(("X-Signature" = Option<String>, Header, description = "hex HMAC-SHA256 of the raw body")),
+    request_body(content = String, content_type = "application/json", description = "TextBee event"),
+    responses(
+        (status = 204, description = "Accepted (or a duplicate, acknowledged)"),
+        (status = 400, description = "Signed, but not JSON", body = ErrorDoc),
+        (status = 401, description = "Bad or missing signature", body = ErrorDoc),
+        (status = 413, description = "Body over 256 KiB", body = ErrorDoc),
+        (status = 503, description = "Store unavailable (de-duplication)", body = ErrorDoc),
+    ))]
 fn textbee_webhook_doc() {}
 
 /// Delivery events from a generic signed-webhook provider (served by the gateway pool).
 #[utoipa::path(post, path = "/v1/gateways/webhook/events", tag = "gateways",
-    responses((status = 200, description = "Accepted"), (status = 401, description = "Bad signature", body = ErrorDoc)))]
+    params(
+        ("X-Otpgate-Signature" = Option<String>, Header, description = "hex HMAC-SHA256 over the timestamp and the raw body"),
+        ("X-Otpgate-Timestamp" = Option<String>, Header, description = "Unix seconds; refused outside the window"),
+    ),
+    request_body(content = String, content_type = "application/json",
+        description = "`{\"id\", \"message_id\", \"state\": \"sent\"|\"delivered\"|\"failed\", \"reason\"?}`"),
+    responses(
+        (status = 204, description = "Accepted (or a duplicate, acknowledged)"),
+        (status = 400, description = "Signed, but not the expected JSON", body = ErrorDoc),
+        (status = 401, description = "Bad, stale or missing signature", body = ErrorDoc),
+        (status = 413, description = "Body over 256 KiB", body = ErrorDoc),
+        (status = 503, description = "Store unavailable (de-duplication)", body = ErrorDoc),
+    ))]
 fn generic_events_doc() {}
 
-/// The multiOTP SMSGatewayApp polling endpoint (the phone fetches its messages here).
+/// The multiOTP SMSGatewayApp polling endpoint: the phone checks its settings here.
 #[utoipa::path(get, path = "/v1/gateways/multiotp/{device}", tag = "gateways",
     params(("device" = String, Path, description = "The configured device name")),
-    responses((status = 200, description = "Messages to send"), (status = 401, description = "Bad credentials", body = ErrorDoc)))]
+    responses(
+        (status = 200, description = "The gateway is there (`{\"medic-gateway\": true}`)"),
+        (status = 401, description = "Bad credentials (HTTP Basic)", body = ErrorDoc),
+        (status = 404, description = "No multiOTP device of that name", body = ErrorDoc),
+    ))]
 fn multiotp_poll_doc() {}
+
+/// The multiOTP SMSGatewayApp polling endpoint: the phone reports states and fetches the
+/// messages to send.
+#[utoipa::path(post, path = "/v1/gateways/multiotp/{device}", tag = "gateways",
+    params(("device" = String, Path, description = "The configured device name")),
+    request_body(content = String, content_type = "application/json",
+        description = "medic-gateway poll: `{\"updates\"?: [...], ...}` (an empty body is `{}`)"),
+    responses(
+        (status = 200, description = "Messages to send (`{\"messages\": [...]}`)"),
+        (status = 400, description = "Not a JSON object", body = ErrorDoc),
+        (status = 401, description = "Bad credentials (HTTP Basic)", body = ErrorDoc),
+        (status = 404, description = "No multiOTP device of that name", body = ErrorDoc),
+        (status = 413, description = "Body over 256 KiB", body = ErrorDoc),
+    ))]
+fn multiotp_post_doc() {}
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "otpgate issuer", description = "SMS one-time passwords sent from your own Android phones."),
+    info(title = "otpgate issuer", description = "SMS one-time passwords sent from your own Android phones.\n\n\
+        Every 4xx and 5xx answer has one shape, `{\"error\": {\"code\", \"message\", \"request_id\", ...}}`. \
+        Besides the answers listed per operation, any request may get 408 `timeout` when it takes longer \
+        than `server.request_timeout_secs`, and a request the HTTP parser cannot read (headers over \
+        ~400 KiB, bytes that are not a valid request target) gets a bare 400 or 431 before reaching the API."),
     paths(
         super::start,
         super::status,
@@ -218,6 +309,7 @@ fn multiotp_poll_doc() {}
         textbee_webhook_doc,
         generic_events_doc,
         multiotp_poll_doc,
+        multiotp_post_doc,
     ),
     components(schemas(
         StartRequestDoc, PowSolutionDoc, CheckRequestDoc, ResendRequestDoc, StatusDoc, DeliveryStateDoc,
