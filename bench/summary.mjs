@@ -124,7 +124,7 @@ if (SECTIONS.includes("issuer")) {
       continue;
     }
     const h = r.health;
-    const peer = h ? `/healthz same server: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)}` : "";
+    const peer = h ? `/healthz, same ${key === "redis" ? "servers" : "server"}: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)}` : "";
     const other = (x) => (Object.keys(x.other ?? {}).length ? `; unexpected ${mix(x.other)}` : "");
     for (const [phase, name] of [["start", "starts/s"], ["check", "checks/s"]]) {
       const x = r[phase];
@@ -158,11 +158,15 @@ if (SECTIONS.includes("flood")) {
     for (const [kind, m] of Object.entries(f.attack.by_kind)) {
       row("flood", `  attacker answers: ${kind}`, int(Object.values(m).reduce((a, b) => a + b, 0)), mix(m));
     }
-    row("flood", "sends to blocked countries (phone outbox)", String(o.blocked_countries), "must be 0", o.blocked_countries === 0 ? "PASS" : "FAIL");
     const sub = f.gateway.submitted ?? 0;
-    row("flood", "sends that reached the phone: total", `${o.total}`,
-      `legitimate ${o.legit}, attacker numbers ${o.attack_allowed_countries} (premium/sequential in allowed countries), unknown ${o.unknown}; gateway submitted ${sub}; phone budget ${meta.phone_budget_per_min ?? "?"}/min over ${f.duration_s.toFixed(0)} s`,
-      o.unknown === 0 && o.blocked_countries === 0 ? "" : "FAIL");
+    row("flood", "sends reaching the phone: total", String(o.total),
+      `phone budget ${meta.phone_budget_per_min ?? "?"}/min, ${f.duration_s.toFixed(0)} s flood; gateway submitted ${sub}`);
+    row("flood", "  to legitimate users", String(o.legit), `${l.users} users came`);
+    row("flood", "  to attacker numbers in allowed countries", String(o.attack_allowed_countries),
+      `premium-rate ranges ${o.attack_premium_rate ?? "?"}, sequential ${o.attack_sequential ?? "?"}`);
+    row("flood", "  to blocked countries", String(o.blocked_countries),
+      `must be 0 (outbox; ${o.unknown} to unknown numbers, must be 0)`,
+      o.blocked_countries === 0 && o.unknown === 0 ? "PASS" : "FAIL");
     row("flood", "PoW difficulty, bits per second (value x s)", rle(f.pow_series), `max ${f.pow_max}`);
   }
 }

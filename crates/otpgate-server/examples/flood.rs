@@ -156,6 +156,10 @@ struct OutboxReport {
     legit: usize,
     /// To attacker numbers in allowed countries (premium-rate, sequential).
     attack_allowed_countries: usize,
+    /// Of those, premium-rate / personal-number ranges.
+    attack_premium_rate: usize,
+    /// Of those, sequential numbers on one range.
+    attack_sequential: usize,
     /// To countries outside the allow-list (must be 0).
     blocked_countries: usize,
     /// To numbers neither population used (must be 0).
@@ -634,6 +638,8 @@ async fn main() -> anyhow::Result<()> {
         total: outbox.len(),
         legit: 0,
         attack_allowed_countries: 0,
+        attack_premium_rate: 0,
+        attack_sequential: 0,
         blocked_countries: 0,
         unknown: 0,
     };
@@ -647,6 +653,11 @@ async fn main() -> anyhow::Result<()> {
             ob.legit += 1;
         } else if attack_numbers.contains(phone) {
             ob.attack_allowed_countries += 1;
+            if PREMIUM.iter().any(|(p, _)| phone.starts_with(p)) {
+                ob.attack_premium_rate += 1;
+            } else if phone.starts_with(SEQUENTIAL_RANGE) {
+                ob.attack_sequential += 1;
+            }
         } else {
             ob.unknown += 1;
         }
@@ -779,8 +790,14 @@ fn print_report(r: &Report) {
     }
     let o = &r.outbox;
     println!(
-        "  phone outbox: {} sent = {} legitimate + {} attacker numbers in allowed countries + {} blocked countries (must be 0) + {} unknown",
-        o.total, o.legit, o.attack_allowed_countries, o.blocked_countries, o.unknown
+        "  phone outbox: {} sent = {} legitimate + {} attacker numbers in allowed countries ({} premium-rate, {} sequential) + {} blocked countries (must be 0) + {} unknown",
+        o.total,
+        o.legit,
+        o.attack_allowed_countries,
+        o.attack_premium_rate,
+        o.attack_sequential,
+        o.blocked_countries,
+        o.unknown
     );
     println!(
         "  gateway messages: {}",
