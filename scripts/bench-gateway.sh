@@ -4,11 +4,19 @@
 # bounded (default 3 windows = 30 s, plus draining).
 # Bar: delivered >= 95% of the sum of budgets, 0 expired sends, 0 duplicates, 0 windows over budget.
 # Usage: scripts/bench-gateway.sh [--windows N] [--phones N] [--json FILE]
-# PROFILE=release builds it in release mode (scripts/bench.sh does, to share its build).
+# PROFILE=release builds it in release mode; SKIP_BUILD=1 runs the binary already built for
+# that profile (scripts/bench.sh builds it in release with the rest, then uses both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 # The measured figure is a share of capacity, not speed: the dev profile is enough.
 profile=()
-[[ "${PROFILE:-dev}" == release ]] && profile=(--release)
+dir=debug
+if [[ "${PROFILE:-dev}" == release ]]; then
+	profile=(--release)
+	dir=release
+fi
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+	exec "$CARGO_TARGET_DIR/$dir/examples/gateway_bench" "$@"
+fi
 exec cargo run -q "${profile[@]}" -p otpgate-server --example gateway_bench -- "$@"

@@ -222,7 +222,7 @@ EOF
 gateway() {
 	say "gateway: ten emulated phones at their budgets (scripts/bench-gateway.sh)"
 	# gateway_bench exits non-zero below its bar; the figures are still written.
-	PROFILE=release timeout $((GATEWAY_WINDOWS * 10 + 120)) bash scripts/bench-gateway.sh \
+	SKIP_BUILD=1 PROFILE=release timeout $((GATEWAY_WINDOWS * 10 + 120)) bash scripts/bench-gateway.sh \
 		--windows "$GATEWAY_WINDOWS" --json "$RAW/gateway.json" || [[ -s "$RAW/gateway.json" ]]
 }
 
