@@ -43,6 +43,8 @@ export OTPGATE_SOAK_REDIS_RESTARTS="${OTPGATE_SOAK_REDIS_RESTARTS:-5}"
 export OTPGATE_SOAK_BURST="${OTPGATE_SOAK_BURST:-400}"
 export OTPGATE_SOAK_STORMS="${OTPGATE_SOAK_STORMS:-5}"
 export OTPGATE_CONCURRENT_CHECKS="${OTPGATE_CONCURRENT_CHECKS:-1000}"
+# fuzz-http reuses the release `otpgate` the build step made.
+export FUZZ_HTTP_PROFILE="${FUZZ_HTTP_PROFILE:-release}"
 fuzz_secs="${SOAK_FUZZ_SECS:-45}"
 fuzz_http_secs="${SOAK_FUZZ_HTTP_SECS:-120}"
 step_timeout="${SOAK_STEP_TIMEOUT:-600}"
