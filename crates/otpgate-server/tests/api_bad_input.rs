@@ -782,6 +782,41 @@ fn transport_oddities_headers_paths_and_methods_never_crash() {
     );
     assert!((400..500).contains(&a.status), "{a:?}");
 
+    // Gateway webhooks: unsigned, forged or oversized events never reach the state.
+    for path in [
+        "/v1/gateways/sms-gate/webhook",
+        "/v1/gateways/textbee/webhook",
+        "/v1/gateways/webhook/events",
+    ] {
+        let forged = json!({"id": "e1", "event": "sms:delivered", "payload": {"messageId": "x"}});
+        for headers in [
+            vec![],
+            vec![("X-Signature", &b"00"[..]), ("X-Timestamp", b"1")],
+            vec![
+                ("X-Signature", &[b'f'; 64][..]),
+                ("X-Timestamp", b"99999999999999999999"),
+            ],
+            vec![
+                ("X-Otpgate-Signature", &b"\xff"[..]),
+                ("X-Otpgate-Timestamp", b"-1"),
+            ],
+        ] {
+            let mut h = headers.clone();
+            h.push(("Content-Type", b"application/json"));
+            let a = s.send("POST", path.as_bytes(), &h, forged.to_string().as_bytes());
+            assert_eq!(a.status, 401, "{path}: {}", a.text());
+            assert_error(&a, 401, a.json()["error"]["code"].as_str().unwrap());
+        }
+        let huge = vec![b'{'; 300 * 1024];
+        assert_error(
+            &s.send("POST", path.as_bytes(), &[("X-Signature", b"00")], &huge),
+            413,
+            "body_too_large",
+        );
+    }
+    let a = s.get(&format!("/v1/gateways/multiotp/{}", "d".repeat(10_000)));
+    assert_error(&a, 404, "not_found");
+
     // Wrong methods and unknown routes: 405 / 404 in the shape.
     for (method, path, status, code) in [
         ("PUT", "/v1/verifications", 405, "method_not_allowed"),
