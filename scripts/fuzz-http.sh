@@ -78,7 +78,8 @@ trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE=http://127.0.0.1:$PORT
 say "starting $BIN serve (dev mode) on $BASE"
-(cd "$WORK" && env -u OTPGATE_CONFIG -u OTPGATE_LISTEN -u OTPGATE_DATA_DIR -u OTPGATE_STATIC_DIR \
+# `exec`: $! is then the server itself, so the trap (and the liveness check) reach it.
+(cd "$WORK" && exec env -u OTPGATE_CONFIG -u OTPGATE_LISTEN -u OTPGATE_DATA_DIR -u OTPGATE_STATIC_DIR \
   "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$WORK/server.log" >/dev/null) &
 PID=$!
 for _ in $(seq 1 200); do
