@@ -27,6 +27,8 @@
 #   OTPGATE_SOAK_STORMS [5]         OTPGATE_CONCURRENT_CHECKS [1000]
 #   SOAK_FUZZ_SECS [45]             SOAK_FUZZ_HTTP_SECS [120]
 #   SOAK_STEP_TIMEOUT [600]  seconds any one step may take before it is killed and failed
+#   SOAK_BUILD_TIMEOUT [3600] the same for the build step (a cold release build with LTO on
+#                            2 busy cores takes a while; it is not part of the ~15 minutes)
 #   SOAK_ONLY / SOAK_SKIP    space-separated step names
 #   OTPGATE_TEST_REDIS_URL   a shared Redis for the concurrent-check step (else one is spawned)
 #
@@ -48,6 +50,7 @@ export FUZZ_HTTP_PROFILE="${FUZZ_HTTP_PROFILE:-release}"
 fuzz_secs="${SOAK_FUZZ_SECS:-45}"
 fuzz_http_secs="${SOAK_FUZZ_HTTP_SECS:-120}"
 step_timeout="${SOAK_STEP_TIMEOUT:-600}"
+build_timeout="${SOAK_BUILD_TIMEOUT:-3600}"
 only=" ${SOAK_ONLY:-build crash redis gateway checks fuzz fuzz-http} "
 skip=" ${SOAK_SKIP:-} "
 
@@ -69,13 +72,14 @@ step() {
 	fi
 	echo
 	echo "== soak: $name: $*"
-	local t0=$SECONDS status
-	timeout --kill-after=20 "$step_timeout" "$@"
+	local t0=$SECONDS status limit="$step_timeout"
+	[[ "$name" == build ]] && limit="$build_timeout"
+	timeout --kill-after=20 "$limit" "$@"
 	local rc=$?
 	if [[ $rc -eq 0 ]]; then
 		status=ok
 	elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
-		status="FAILED (timeout ${step_timeout}s)"
+		status="FAILED (timeout ${limit}s)"
 		failed=1
 	else
 		status="FAILED (exit $rc)"
