@@ -66,21 +66,35 @@ const GSM_BASIC = new Set(
 );
 const GSM_EXT = new Set("^{}\\[~]|€\f");
 function jsSegments(text) {
+  // Septets per character; a 2-septet (escaped) character is never split across segments.
   let septets = 0;
-  let gsm = true;
+  let segs = 1;
+  let used = 0;
   for (const ch of text) {
-    if (GSM_BASIC.has(ch)) septets += 1;
-    else if (GSM_EXT.has(ch)) septets += 2;
-    else {
-      gsm = false;
-      break;
+    const n = GSM_BASIC.has(ch) ? 1 : GSM_EXT.has(ch) ? 2 : 0;
+    if (n === 0) return ucs2Segments(text);
+    septets += n;
+    if (used + n > 153) {
+      segs += 1;
+      used = 0;
     }
+    used += n;
   }
-  if (gsm) {
-    return { encoding: "GSM-7", segments: septets <= 160 ? 1 : Math.ceil(septets / 153), units: septets };
+  return { encoding: "GSM-7", segments: septets <= 160 ? 1 : segs, units: septets };
+}
+function ucs2Segments(text) {
+  // UTF-16 units; a surrogate pair is never split across segments.
+  let segs = 1;
+  let used = 0;
+  for (const ch of text) {
+    const n = ch.length;
+    if (used + n > 67) {
+      segs += 1;
+      used = 0;
+    }
+    used += n;
   }
-  const units = text.length;
-  return { encoding: "UCS-2", segments: units <= 70 ? 1 : Math.ceil(units / 67), units };
+  return { encoding: "UCS-2", segments: text.length <= 70 ? 1 : segs, units: text.length };
 }
 
 // ---- timing ---------------------------------------------------------------------------

@@ -199,7 +199,7 @@ if (SECTIONS.includes("client")) {
       `process spawn->exit ${ms(c.node_process.median_ms)} vs bare node ${ms(c.node_bare_process.median_ms)}`);
     if (c.workerd_edge_worker) {
       row("client", `workerd: spawn->first answer, new isolate (median of ${c.runs})`, ms(c.workerd_edge_worker.median_ms),
-        `hello-world worker, no wasm: ${ms(c.workerd_hello.median_ms)} (+${ms(c.workerd_edge_worker.median_ms - c.workerd_hello.median_ms)})`);
+        `hello-world worker, no wasm: ${ms(c.workerd_hello.median_ms)} (difference ${(c.workerd_edge_worker.median_ms - c.workerd_hello.median_ms).toFixed(1)} ms)`);
     }
   }
 }
