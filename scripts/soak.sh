@@ -29,6 +29,8 @@
 #   SOAK_STEP_TIMEOUT [600]  seconds any one step may take before it is killed and failed
 #   SOAK_BUILD_TIMEOUT [3600] the same for the build step (a cold release build with LTO on
 #                            2 busy cores takes a while; it is not part of the ~15 minutes)
+#   SOAK_RELEASE [1]         0 = run the fault tests in the debug build (no LTO build to wait
+#                            for; the counts stay the same, each step takes longer)
 #   SOAK_ONLY / SOAK_SKIP    space-separated step names
 #   OTPGATE_TEST_REDIS_URL   a shared Redis for the concurrent-check step (else one is spawned)
 #
@@ -45,8 +47,14 @@ export OTPGATE_SOAK_REDIS_RESTARTS="${OTPGATE_SOAK_REDIS_RESTARTS:-5}"
 export OTPGATE_SOAK_BURST="${OTPGATE_SOAK_BURST:-400}"
 export OTPGATE_SOAK_STORMS="${OTPGATE_SOAK_STORMS:-5}"
 export OTPGATE_CONCURRENT_CHECKS="${OTPGATE_CONCURRENT_CHECKS:-1000}"
-# fuzz-http reuses the release `otpgate` the build step made.
-export FUZZ_HTTP_PROFILE="${FUZZ_HTTP_PROFILE:-release}"
+profile=(--release)
+if [[ "${SOAK_RELEASE:-1}" == 0 ]]; then
+	profile=()
+fi
+# fuzz-http reuses the `otpgate` the build step made.
+if [[ ${#profile[@]} -gt 0 ]]; then
+	export FUZZ_HTTP_PROFILE="${FUZZ_HTTP_PROFILE:-release}"
+fi
 fuzz_secs="${SOAK_FUZZ_SECS:-45}"
 fuzz_http_secs="${SOAK_FUZZ_HTTP_SECS:-120}"
 step_timeout="${SOAK_STEP_TIMEOUT:-600}"
@@ -98,15 +106,15 @@ note() { # NAME STATUS
 	fi
 }
 
-# The fault tests: release build, ignored (soak) tests included, one at a time.
-fault=(cargo test --release -q -p otpgate-server --test)
+# The fault tests: release build (unless SOAK_RELEASE=0), ignored (soak) tests included, one at a time.
+fault=(cargo test "${profile[@]}" -q -p otpgate-server --test)
 args=(-- --include-ignored --test-threads=1 --nocapture)
 
 if ! command -v redis-server >/dev/null; then
 	echo "soak: redis-server is not on PATH (the Redis steps start their own)" >&2
 fi
 
-step build cargo test --release -q -p otpgate-server --no-run \
+step build cargo test "${profile[@]}" -q -p otpgate-server --no-run \
 	--test fault_crash_embedded --test fault_redis_restart \
 	--test fault_gateway_failover --test fault_concurrent_checks
 step crash "${fault[@]}" fault_crash_embedded "${args[@]}"
