@@ -29,10 +29,10 @@ if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ]; then
 fi
 WASM_OPT=$ROOT/scripts/tools/node_modules/.bin/wasm-opt
 
-# strip=false for this build only: wasm-bindgen needs the target_features section to know the
-# wasm features in use; wasm-opt strips names and producers afterwards.
-CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release --target wasm32-unknown-unknown -p otpgate
-WASM=$TARGET_DIR/wasm32-unknown-unknown/release/otpgate.wasm
+# The `wasm` profile (Cargo.toml): opt-level z, fat LTO, abort; not stripped, because
+# wasm-bindgen needs the target_features section; wasm-opt strips names and producers after.
+cargo build -q --profile wasm --target wasm32-unknown-unknown -p otpgate
+WASM=$TARGET_DIR/wasm32-unknown-unknown/wasm/otpgate.wasm
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -138,7 +138,7 @@ pub struct ServerConfig {
     /// A directory served at `/` (the demo page in dev mode).
     #[serde(default)]
     pub static_dir: Option<PathBuf>,
-    /// Seconds a request may take before 503.
+    /// Seconds a request may take before it is answered 408.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.

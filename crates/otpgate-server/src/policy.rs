@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use otpgate_core::code::ct_eq;
 use otpgate_core::phone::{PhoneNumber, country_code_len};
@@ -124,6 +124,15 @@ impl Default for PowConfig {
     }
 }
 
+/// Number prefixes refused by default, even inside allowed countries: ranges where a sent
+/// SMS earns its recipient money (toll fraud): UK premium rate (09), revenue-sharing 087
+/// and personal numbering (070); NANP premium rate (900, and 976); the international
+/// premium-rate code (+979) and the global networks (+870 Inmarsat, +881 satellite,
+/// +882/+883 international networks) that pumping favours.
+pub const DEFAULT_BLOCKED_PREFIXES: &[&str] = &[
+    "449", "4487", "4470", "1900", "1976", "979", "870", "881", "882", "883",
+];
+
 /// The calling codes allowed by default: a conservative list of low-fraud destinations.
 pub const DEFAULT_ALLOWED_COUNTRIES: &[&str] = &[
     "1", "30", "31", "32", "33", "34", "39", "41", "43", "44", "45", "46", "47", "48", "49", "61",
@@ -152,7 +161,8 @@ pub struct PolicyConfig {
     pub allowed_countries: Vec<String>,
     /// Lifts the country allow-list entirely (SMS pumping risk).
     pub danger_allow_all_countries: bool,
-    /// Number prefixes never sent to (premium-rate or known pumping ranges), e.g. `"+4470"`.
+    /// Number prefixes never sent to (premium-rate or known pumping ranges), e.g. `"+4470"`
+    /// (default [`DEFAULT_BLOCKED_PREFIXES`]; setting the key replaces the whole list).
     pub blocked_prefixes: Vec<String>,
     /// API keys of trusted backends (skip the proof of work and the IP budget). Each entry
     /// is `sha256:<hex digest of the key>`, `env:VARIABLE` or `file:/path` (never the key
@@ -179,7 +189,10 @@ impl Default for PolicyConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             danger_allow_all_countries: false,
-            blocked_prefixes: Vec::new(),
+            blocked_prefixes: DEFAULT_BLOCKED_PREFIXES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
             api_keys: Vec::new(),
             test_numbers: BTreeMap::new(),
             pow: PowConfig::default(),
@@ -455,8 +468,10 @@ impl PolicyError {
 const SIGNAL_SENT: &str = "pol:sig:sent";
 const SIGNAL_APPROVED: &str = "pol:sig:ok";
 const GLOBAL_KEY: &str = "pol:b:g";
-/// How long the global part of the difficulty is reused before it is computed again.
-const SIGNAL_CACHE_MS: i64 = 1000;
+/// How long the global part of the difficulty is reused before it is computed again (three
+/// counter reads): short, so a flood meets the raised difficulty within a fraction of a
+/// second.
+const SIGNAL_CACHE_MS: i64 = 100;
 
 /// The policy in force.
 pub struct Policy {
@@ -471,6 +486,8 @@ pub struct Policy {
     /// (computed at ms, global difficulty part).
     signal_cache: Mutex<Option<(i64, u8)>>,
     difficulty: AtomicU8,
+    /// SMS per minute the gateways can send (0: unknown), see [`Policy::set_send_capacity`].
+    send_capacity: AtomicU32,
 }
 
 impl fmt::Debug for Policy {
@@ -544,7 +561,18 @@ impl Policy {
             allowed,
             blocked,
             signal_cache: Mutex::new(None),
+            send_capacity: AtomicU32::new(0),
             difficulty: AtomicU8::new(base),
+        }
+    }
+
+    /// Tells the policy how many SMS per minute the gateways can send in all (the sum of
+    /// the devices' budgets): the global send signal of the proof of work then rises at half
+    /// of that, not only at half of the `global` budget.
+    pub fn set_send_capacity(&self, per_minute: u32) {
+        self.send_capacity.store(per_minute, Ordering::Relaxed);
+        if let Ok(mut guard) = self.signal_cache.lock() {
+            *guard = None;
         }
     }
 
@@ -639,7 +667,7 @@ impl Policy {
         i64::try_from(self.cfg.pow.signal_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
-    /// The part of the difficulty that depends on global signals (cached for a second).
+    /// The part of the difficulty that depends on global signals (cached briefly).
     async fn global_difficulty(&self, now_ms: i64) -> Result<u8, StoreError> {
         if let Ok(guard) = self.signal_cache.lock()
             && let Some((at, d)) = *guard
@@ -657,8 +685,15 @@ impl Policy {
         let sent = self.store.budget_used(SIGNAL_SENT, w, now_ms).await?;
         let approved = self.store.budget_used(SIGNAL_APPROVED, w, now_ms).await?;
         let mut d = p.base_difficulty;
-        // Global send rate against its budget.
-        let frac = f64::from(used) / f64::from(g.limit.max(1));
+        // Global send rate against its budget, or against what the gateways can send in that
+        // window when that is less: a flood must not drain the phones before the proof of
+        // work rises.
+        let mut frac = f64::from(used) / f64::from(g.limit.max(1));
+        let per_minute = self.send_capacity.load(Ordering::Relaxed);
+        if per_minute > 0 {
+            let in_window = f64::from(per_minute) * g.window_secs as f64 / 60.0;
+            frac = frac.max(f64::from(used) / in_window.max(1.0));
+        }
         if frac >= 0.5 {
             d = d.saturating_add(p.step);
         }

@@ -164,6 +164,9 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     } else {
         Arc::new(AuditLog::disabled())
     };
+    if config.audit.enabled {
+        schedule_audit_purge(&audit, config.audit.retention_days);
+    }
     let policy = Arc::new(Policy::new(
         config.policy.clone(),
         store.clone(),
@@ -174,7 +177,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     if config.server.public_url.is_none() && config.server.listen.port() == 0 {
         issuer_url = format!("http://{local_addr}");
     }
-    let (dispatcher, extra) = dispatcher_for(
+    let (dispatcher, extra, send_capacity) = dispatcher_for(
         config,
         local_addr,
         store.clone(),
@@ -182,6 +185,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         clock.clone(),
         &metrics,
     )?;
+    policy.set_send_capacity(send_capacity);
     let service = Arc::new(Service::new(ServiceParts {
         store: store.clone(),
         keys,
@@ -219,6 +223,29 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         service,
         store,
     })
+}
+
+/// How often lines older than `[audit] retention_days` are purged (and once at start).
+const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Purges the audit log's lines older than `retention_days`, at start and then hourly, for
+/// as long as the log is open (the task holds it weakly).
+fn schedule_audit_purge(audit: &Arc<AuditLog>, retention_days: u32) {
+    let log = Arc::downgrade(audit);
+    let keep_ms = i64::from(retention_days) * 86_400_000;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(AUDIT_PURGE_EVERY);
+        loop {
+            every.tick().await;
+            let Some(log) = log.upgrade() else { return };
+            let before = SystemClock.now_ms() - keep_ms;
+            match log.purge_before(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lines = n, retention_days, "audit log: purged old lines"),
+                Err(e) => tracing::error!(error = %e, "audit log: retention purge failed"),
+            }
+        }
+    });
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves, then drains in-flight requests
@@ -392,7 +419,7 @@ fn dispatcher_for(
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
     metrics: &Metrics,
-) -> anyhow::Result<(Arc<dyn Dispatcher>, Router)> {
+) -> anyhow::Result<(Arc<dyn Dispatcher>, Router, u32)> {
     if config.dev_mode {
         let host = if local_addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
@@ -409,13 +436,14 @@ fn dispatcher_for(
         ecfg.clock = clock.clone();
         let emulator = Emulator::new(ecfg);
         let gateways = GatewaysConfig::dev(&base, "sms", &password, &signing_key);
+        let capacity = send_capacity_per_minute(&gateways);
         let pool = Pool::new(gateways, store, audit, clock)?;
         expose_pool_metrics(metrics, &pool);
         let extra = pool
             .routes()
             .merge(emulator.outbox_router())
             .nest("/_emulator/phone", emulator.router());
-        return Ok((pool, extra));
+        return Ok((pool, extra, capacity));
     }
     if config.gateways.is_empty() {
         tracing::error!(
@@ -423,12 +451,26 @@ fn dispatcher_for(
              gateway `discard`); only test numbers can really be verified"
         );
         let sender = Arc::new(LocalSender { store, clock });
-        return Ok((sender, Router::new()));
+        return Ok((sender, Router::new(), 0));
     }
+    let capacity = send_capacity_per_minute(&config.gateways);
     let pool = Pool::new(config.gateways.clone(), store, audit, clock)?;
     expose_pool_metrics(metrics, &pool);
     let routes = pool.routes();
-    Ok((pool, routes))
+    Ok((pool, routes, capacity))
+}
+
+/// SMS segments per minute the phones can send in all (the paid fallbacks, used only when
+/// every phone failed, do not count).
+fn send_capacity_per_minute(g: &GatewaysConfig) -> u32 {
+    let per_window: u64 = g
+        .devices
+        .iter()
+        .filter(|d| !d.kind.is_fallback())
+        .map(|d| u64::from(d.budget_per_minute))
+        .sum();
+    let per_minute = per_window.saturating_mul(60) / g.budget_window_secs.max(1);
+    u32::try_from(per_minute).unwrap_or(u32::MAX)
 }
 
 /// Adds the pool's counters to `/metrics`.

@@ -876,6 +876,14 @@ impl Service {
             return Err(ServiceError::NotFound);
         }
         let now = self.clock.now_ms();
+        // Repeating a cancel changes nothing: answered from a read, with no write and no
+        // audit line (DELETE has no budget, so it must not make the issuer write).
+        let before = self.store.get(id).await?.ok_or(ServiceError::NotFound)?;
+        match before.outcome {
+            Outcome::Approved => return Err(ServiceError::AlreadyUsed),
+            Outcome::Cancelled => return Ok(self.view(&before, now)),
+            Outcome::Open => {}
+        }
         let record = self
             .store
             .cancel(id, now)

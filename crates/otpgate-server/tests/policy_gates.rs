@@ -318,6 +318,63 @@ async fn a_refusal_gives_back_the_budgets_already_taken() {
 }
 
 #[tokio::test]
+async fn premium_rate_ranges_are_refused_by_default() {
+    let e = env(no_pow());
+    for premium in [
+        "+449090123456",
+        "+448712345678",
+        "+447012345678",
+        "+19005550123",
+        "+19765550123",
+    ] {
+        assert_eq!(
+            e.start(&phone(premium), ip(1)).await,
+            Err(PolicyError::CountryNotAllowed),
+            "{premium}"
+        );
+    }
+    e.start(&phone("+447700900123"), ip(1))
+        .await
+        .expect("a UK mobile");
+    e.start(&phone("+12025550123"), ip(1))
+        .await
+        .expect("a US number");
+}
+
+#[tokio::test]
+async fn the_difficulty_rises_at_half_the_gateways_capacity() {
+    // The global budget (600/min by default) is far above what one phone sends: the
+    // signal follows the phones' capacity once the policy knows it.
+    let e = env(PolicyConfig::default());
+    e.policy.set_send_capacity(20);
+    for i in 0..9 {
+        e.start_with(
+            &phone(&format!("+336{:02}000000", i + 10)),
+            ip(i),
+            true,
+            None,
+        )
+        .await
+        .expect("trusted");
+    }
+    e.clock.advance(200);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000000")).await,
+        0,
+        "9 of 20: below half"
+    );
+    e.start_with(&phone("+33699000000"), ip(99), true, None)
+        .await
+        .expect("trusted");
+    e.clock.advance(200);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000001")).await,
+        6,
+        "11 of 20 per minute: past half the phones' capacity"
+    );
+}
+
+#[tokio::test]
 async fn destinations_allow_list_and_blocked_prefixes() {
     let mut c = no_pow();
     c.blocked_prefixes = vec!["+4470".into()];
