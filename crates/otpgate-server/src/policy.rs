@@ -519,6 +519,13 @@ fn ip_key(ip: IpAddr) -> String {
     }
 }
 
+/// Counts one approval in the signal window (a signal only: a failure is ignored).
+async fn count_approval(store: &dyn Store, window_ms: i64, now_ms: i64) {
+    let _ = store
+        .take_budget(SIGNAL_APPROVED, u32::MAX, window_ms, now_ms)
+        .await;
+}
+
 impl Policy {
     /// The policy for a validated configuration. `api_keys` entries that cannot be
     /// resolved are ignored ([`PolicyConfig::validate`] reports them first).
@@ -871,23 +878,16 @@ impl Policy {
     /// Feeds the abuse signals (approval ratio) after a check.
     pub async fn record_check(&self, approved: bool, now_ms: i64) {
         if approved {
-            let _ = self
-                .store
-                .take_budget(SIGNAL_APPROVED, u32::MAX, self.signal_window_ms(), now_ms)
-                .await;
+            count_approval(&*self.store, self.signal_window_ms(), now_ms).await;
         }
     }
 
-    /// [`Policy::record_check`] in the background: an approval is not kept waiting for a
-    /// signal (the count lands in the store's next commit).
+    /// [`Policy::record_check`] of an approval in the background: an approval is not kept
+    /// waiting for a signal (the count lands in the store's next commit).
     pub fn record_approval_later(&self, now_ms: i64) {
         let (store, window) = (Arc::clone(&self.store), self.signal_window_ms());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = store
-                    .take_budget(SIGNAL_APPROVED, u32::MAX, window, now_ms)
-                    .await;
-            });
+            rt.spawn(async move { count_approval(&*store, window, now_ms).await });
         }
     }
 
