@@ -1,21 +1,40 @@
-//! The embedded store: one crash-safe redb file, the default backend of a single issuer.
+//! The embedded store: one crash-safe redb file behind a write-ahead log, the default
+//! backend of a single issuer.
 //!
 //! # Durability
-//! Every change is acknowledged only after the write transaction that holds it was
-//! committed with [`Durability::Immediate`] (the file is fsync'd), so an acknowledged
-//! write survives `kill -9` or a power cut.
+//! Every change is acknowledged only after it is on disk: the batch that holds it was
+//! appended to the write-ahead log (`<file>.wal`) and the log was `fdatasync`'d. An
+//! acknowledged write survives `kill -9` or a power cut.
+//!
+//! The redb file itself is committed without a sync after each batch (readers see the batch
+//! at once) and durably ([`Durability::Immediate`]) at a checkpoint: every
+//! [`EmbeddedOptions::checkpoint_every`], when the log passes
+//! [`EmbeddedOptions::checkpoint_bytes`], and on close. A checkpoint empties the log. After
+//! a crash, redb comes back at its last checkpoint and [`EmbeddedStore::open`] replays the
+//! batches logged since (each batch carries a sequence number; the checkpoint records the
+//! last one it holds), so the state is the one that was acknowledged. Replaying is exact
+//! because applying a batch depends only on the state, the batch and the batch's `now`,
+//! which the log records.
+//!
+//! Why a log: a durable redb commit rewrites every B-tree page a batch touched and syncs
+//! twice (~4 ms per batch on the reference machine); an append and one `fdatasync` of the
+//! log costs ~0.2 ms, so a batch is durable ~20 times sooner and the writer serves
+//! many times more operations per second.
 //!
 //! # Group commit
 //! One writer thread owns the write side. Operations arrive over a channel; the writer
 //! takes every operation waiting (up to [`EmbeddedOptions::max_batch`]), applies them one
 //! after the other in ONE write transaction (each sees the effects of the previous ones, so
-//! every operation is atomic and they are serialised), commits once (one fsync for the
-//! batch), then answers each caller. If the commit fails, every operation of the batch
-//! fails with [`StoreError::Unavailable`] and none of them took effect. Under load the
-//! queue fills during an fsync, so batches grow with the load.
+//! every operation is atomic and they are serialised), logs the batch (one sync), commits
+//! the transaction, then answers each caller. If the log cannot be written, the transaction
+//! is dropped: every operation of the batch fails with [`StoreError::Unavailable`] and none
+//! of them took effect. After a failed sync (the file's contents are then unknown) or a
+//! failed commit of a logged batch, the store refuses every further write and
+//! [`Store::ping`] fails, until a restart recovers from the log. Under load the queue fills
+//! during a sync, so batches grow with the load.
 //!
 //! Reads (`get`, `budget_used`) use their own read transactions, concurrently with the
-//! writer; they see every acknowledged write.
+//! writer; they see every committed batch.
 //!
 //! # Retention
 //! The store has no clock of its own: its notion of "now" is the latest `now_ms` a call
@@ -25,7 +44,7 @@
 //! budget counter one window length after its window, a `once` key at its TTL.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,8 +53,10 @@ use async_trait::async_trait;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::wal::Wal;
 use super::{
     Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
     Rotation, Store, StoreError, codec, logic,
@@ -51,7 +72,7 @@ const BUDGETS: TableDefinition<(i64, i64, &str), u32> = TableDefinition::new("bu
 const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// (until, key).
 const ONCE_PURGE: TableDefinition<(i64, &str), ()> = TableDefinition::new("once_purge");
-/// Store-wide values: `format`, `now_ms`.
+/// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch applied).
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 
 /// The layout version of the file.
@@ -69,6 +90,11 @@ pub struct EmbeddedOptions {
     pub sweep_limit: usize,
     /// redb page cache, bytes.
     pub cache_bytes: usize,
+    /// Longest time between two durable checkpoints of the redb file (the write-ahead log
+    /// holds what came since; a longer time means a longer replay after a crash).
+    pub checkpoint_every: Duration,
+    /// Log size that triggers a checkpoint sooner.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -78,6 +104,8 @@ impl Default for EmbeddedOptions {
             sweep_every: Duration::from_secs(10),
             sweep_limit: 10_000,
             cache_bytes: 256 << 20,
+            checkpoint_every: Duration::from_secs(1),
+            checkpoint_bytes: 64 << 20,
         }
     }
 }
@@ -85,14 +113,18 @@ impl Default for EmbeddedOptions {
 /// Counters of the writer since the store was opened (for metrics and benchmarks).
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct EmbeddedStats {
-    /// Write transactions committed (each one fsync).
+    /// Batches committed (each one log append and one `fdatasync`).
     pub batches: u64,
     /// Operations applied in them.
     pub ops: u64,
     /// Time spent applying operations, microseconds.
     pub apply_micros: u64,
-    /// Time spent committing (writing pages and the fsync), microseconds.
+    /// Time spent logging (append and sync) and committing batches, microseconds.
     pub commit_micros: u64,
+    /// Durable checkpoints of the redb file.
+    pub checkpoints: u64,
+    /// Batches replayed from the log when the store was opened.
+    pub replayed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +133,8 @@ struct Counters {
     ops: AtomicU64,
     apply_micros: AtomicU64,
     commit_micros: AtomicU64,
+    checkpoints: AtomicU64,
+    replayed: AtomicU64,
 }
 
 /// The embedded [`Store`] (see the module docs for durability and batching).
@@ -110,6 +144,8 @@ pub struct EmbeddedStore {
     tx: Option<mpsc::Sender<Msg>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     now_ms: Arc<AtomicI64>,
+    /// Set when the writer refuses writes until a restart.
+    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -120,6 +156,8 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// One write; batches of them are logged, so the form is serialised (JSON in the log).
+#[derive(Serialize, Deserialize)]
 enum Op {
     Create(Box<Record>),
     Open {
@@ -219,27 +257,62 @@ impl EmbeddedStore {
         Self::open_with(path, EmbeddedOptions::default())
     }
 
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path` and its write-ahead log `<path>.wal`,
+    /// replaying what the log holds past the file's last checkpoint.
     ///
     /// # Errors
-    /// As [`EmbeddedStore::open`].
+    /// As [`EmbeddedStore::open`]; also [`StoreError::Corrupt`] when the log does not follow
+    /// on from the file (a batch is missing).
     pub fn open_with(path: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(path)
             .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-        let now = init(&db)?;
+        let (now, checkpoint) = init(&db)?;
+        let wal_path = {
+            let mut p = path.as_os_str().to_owned();
+            p.push(".wal");
+            std::path::PathBuf::from(p)
+        };
+        let (mut wal, entries, dropped) = Wal::open(&wal_path)
+            .map_err(|e| unavailable(format!("{}: {e}", wal_path.display())))?;
+        if dropped > 0 {
+            tracing::warn!(
+                bytes = dropped,
+                "embedded store: cut a torn entry off the end of the log (never acknowledged)"
+            );
+        }
+        let counters = Arc::new(Counters::default());
+        let (now, seq) = replay(&db, &entries, now, checkpoint)?;
+        if seq > checkpoint {
+            tracing::info!(
+                batches = seq - checkpoint,
+                "embedded store: replayed the log since the last checkpoint"
+            );
+            counters.replayed.store(seq - checkpoint, Ordering::Relaxed);
+        }
+        if !entries.is_empty() {
+            wal.reset()
+                .map_err(|e| unavailable(format!("{}: {e}", wal_path.display())))?;
+        }
         let db = Arc::new(db);
         let now_ms = Arc::new(AtomicI64::new(now));
+        let failed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
         let writer = {
-            let (db, now_ms, counters) =
-                (Arc::clone(&db), Arc::clone(&now_ms), Arc::clone(&counters));
+            let mut w = Writer {
+                db: Arc::clone(&db),
+                wal,
+                seq,
+                now_ms: Arc::clone(&now_ms),
+                counters: Arc::clone(&counters),
+                failed: Arc::clone(&failed),
+                opts,
+            };
             std::thread::Builder::new()
                 .name("otpgate-store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &now_ms, &opts, &counters))
+                .spawn(move || w.run(&rx))
                 .map_err(unavailable)?
         };
         Ok(Self {
@@ -248,6 +321,7 @@ impl EmbeddedStore {
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
             now_ms,
+            failed,
         })
     }
 
@@ -271,6 +345,8 @@ impl EmbeddedStore {
             ops: c.ops.load(Ordering::Relaxed),
             apply_micros: c.apply_micros.load(Ordering::Relaxed),
             commit_micros: c.commit_micros.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -291,10 +367,11 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// Creates the tables, checks the layout, returns the persisted clock.
-fn init(db: &Database) -> Result<i64, StoreError> {
+/// Creates the tables, checks the layout, returns the persisted clock and the sequence
+/// number of the last logged batch the file holds.
+fn init(db: &Database) -> Result<(i64, u64), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
-    let now = {
+    let state = {
         let mut meta = txn.open_table(META).map_err(unavailable)?;
         let layout = meta.get("format").map_err(unavailable)?.map(|g| g.value());
         match layout {
@@ -308,58 +385,163 @@ fn init(db: &Database) -> Result<i64, StoreError> {
                 )));
             }
         }
-        let now = meta
-            .get("now_ms")
-            .map_err(unavailable)?
-            .map_or(0, |g| g.value());
+        let get = |key: &str| -> Result<i64, StoreError> {
+            Ok(meta.get(key).map_err(unavailable)?.map_or(0, |g| g.value()))
+        };
+        let (now, seq) = (get("now_ms")?, get("wal_seq")?);
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.open_table(RECORD_PURGE).map_err(unavailable)?;
         txn.open_table(BUDGETS).map_err(unavailable)?;
         txn.open_table(ONCE).map_err(unavailable)?;
         txn.open_table(ONCE_PURGE).map_err(unavailable)?;
-        now
+        let seq = u64::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("log sequence number {seq}")))?;
+        (now, seq)
     };
     txn.commit().map_err(unavailable)?;
-    Ok(now)
+    Ok(state)
 }
 
-fn writer_loop(
+/// A batch as it is logged.
+#[derive(Serialize)]
+struct LogEntry<'a> {
+    seq: u64,
+    now: i64,
+    sweep: Option<usize>,
+    ops: Vec<&'a Op>,
+}
+
+/// A batch as it is read back from the log.
+#[derive(Deserialize)]
+struct LoggedBatch {
+    seq: u64,
+    now: i64,
+    sweep: Option<usize>,
+    ops: Vec<Op>,
+}
+
+/// Applies the logged batches past `checkpoint` in one durable transaction; returns the
+/// store's clock and the last sequence number applied.
+fn replay(
     db: &Database,
-    rx: &mpsc::Receiver<Msg>,
-    now_ms: &AtomicI64,
-    opts: &EmbeddedOptions,
-    counters: &Counters,
-) {
-    let mut last_sweep = Instant::now();
-    loop {
-        let wait = opts
-            .sweep_every
-            .saturating_sub(last_sweep.elapsed())
-            .max(Duration::from_millis(1));
-        let mut batch = Vec::new();
-        match rx.recv_timeout(wait) {
-            Ok(m) => batch.push(m),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+    entries: &[Vec<u8>],
+    mut now_ms: i64,
+    checkpoint: u64,
+) -> Result<(i64, u64), StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("store log: {e}"));
+    let mut seq = checkpoint;
+    if entries.is_empty() {
+        return Ok((now_ms, seq));
+    }
+    let mut txn = db.begin_write().map_err(unavailable)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(unavailable)?;
+    {
+        let mut t = Tables::open(&txn).map_err(unavailable)?;
+        for bytes in entries {
+            let batch: LoggedBatch = serde_json::from_slice(bytes).map_err(|e| corrupt(&e))?;
+            if batch.seq <= checkpoint {
+                continue;
+            }
+            if batch.seq != seq + 1 {
+                return Err(corrupt(&format!(
+                    "batch {} follows batch {seq}: the log does not continue the store file",
+                    batch.seq
+                )));
+            }
+            for op in &batch.ops {
+                // An operation's own answer (an error included) was given before the crash;
+                // only its effect matters here.
+                let _ = t.apply(op, batch.now).map_err(unavailable)?;
+            }
+            if let Some(limit) = batch.sweep {
+                t.sweep(batch.now, limit).map_err(unavailable)?;
+            }
+            seq = batch.seq;
+            now_ms = now_ms.max(batch.now);
         }
-        while batch.len() < opts.max_batch.max(1) {
-            match rx.try_recv() {
+        t.meta.insert("now_ms", now_ms).map_err(unavailable)?;
+        t.meta
+            .insert("wal_seq", i64::try_from(seq).map_err(|e| corrupt(&e))?)
+            .map_err(unavailable)?;
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok((now_ms, seq))
+}
+
+/// The write side: owns the log and applies batches.
+struct Writer {
+    db: Arc<Database>,
+    wal: Wal,
+    /// The sequence number of the last logged batch.
+    seq: u64,
+    now_ms: Arc<AtomicI64>,
+    counters: Arc<Counters>,
+    failed: Arc<AtomicBool>,
+    opts: EmbeddedOptions,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
+        let mut last_sweep = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let mut wait = self.opts.sweep_every.saturating_sub(last_sweep.elapsed());
+            if self.wal.len() > 0 {
+                wait = wait.min(
+                    self.opts
+                        .checkpoint_every
+                        .saturating_sub(last_checkpoint.elapsed()),
+                );
+            }
+            let mut batch = Vec::new();
+            match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
                 Ok(m) => batch.push(m),
-                Err(_) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < self.opts.max_batch.max(1) {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let sweep = last_sweep.elapsed() >= self.opts.sweep_every;
+            if sweep {
+                last_sweep = Instant::now();
+            }
+            if !batch.is_empty() || sweep {
+                self.serve(batch, sweep);
+            }
+            if self.wal.len() > 0
+                && (last_checkpoint.elapsed() >= self.opts.checkpoint_every
+                    || self.wal.len() >= self.opts.checkpoint_bytes)
+            {
+                last_checkpoint = Instant::now();
+                self.checkpoint();
             }
         }
-        let sweep = last_sweep.elapsed() >= opts.sweep_every;
-        if sweep {
-            last_sweep = Instant::now();
+        if self.wal.len() > 0 {
+            self.checkpoint();
         }
-        if batch.is_empty() && !sweep {
-            continue;
+    }
+
+    /// Applies, logs and commits one batch, then answers its callers.
+    fn serve(&mut self, batch: Vec<Msg>, sweep: bool) {
+        if self.failed.load(Ordering::Acquire) {
+            for m in batch {
+                let _ = m.reply.send(Err(unavailable(
+                    "a write failed earlier; restart otpgate to recover from the log",
+                )));
+            }
+            return;
         }
         for m in &batch {
-            now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
+            self.now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
         }
-        let now = now_ms.load(Ordering::Acquire);
-        match run_batch(db, &batch, sweep.then_some(opts.sweep_limit), now, counters) {
+        let now = self.now_ms.load(Ordering::Acquire);
+        let sweep_limit = sweep.then_some(self.opts.sweep_limit);
+        match self.run_batch(&batch, sweep_limit, now) {
             Ok(answers) => {
                 for (m, a) in batch.into_iter().zip(answers) {
                     // A caller that gave up does not take the change back: it was committed.
@@ -367,52 +549,104 @@ fn writer_loop(
                 }
             }
             Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, ops = batch.len(), "embedded store: batch not committed");
+                tracing::error!(error = %e, ops = batch.len(), "embedded store: batch not committed");
                 for m in batch {
-                    let _ = m.reply.send(Err(unavailable(&msg)));
+                    let _ = m.reply.send(Err(unavailable(&e)));
                 }
             }
         }
+        if self.wal.is_broken() {
+            self.failed.store(true, Ordering::Release);
+        }
     }
-}
 
-/// Applies `batch` in one transaction and commits it durably.
-fn run_batch(
-    db: &Database,
-    batch: &[Msg],
-    sweep_limit: Option<usize>,
-    now: i64,
-    counters: &Counters,
-) -> Result<Vec<Result<Answer, StoreError>>, redb::Error> {
-    let started = Instant::now();
-    let mut txn: WriteTransaction = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    let mut answers = Vec::with_capacity(batch.len());
-    {
-        let mut t = Tables::open(&txn)?;
-        for m in batch {
-            answers.push(t.apply(&m.op, now)?);
+    /// Applies `batch` in one transaction, logs it durably, commits it. An error means
+    /// nothing of the batch took effect.
+    fn run_batch(
+        &mut self,
+        batch: &[Msg],
+        sweep_limit: Option<usize>,
+        now: i64,
+    ) -> Result<Vec<Result<Answer, StoreError>>, String> {
+        let started = Instant::now();
+        let seq = self.seq + 1;
+        let mut txn: WriteTransaction = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| e.to_string())?;
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let mut t = Tables::open(&txn).map_err(|e| e.to_string())?;
+            for m in batch {
+                answers.push(t.apply(&m.op, now).map_err(|e| e.to_string())?);
+            }
+            if let Some(limit) = sweep_limit {
+                t.sweep(now, limit).map_err(|e| e.to_string())?;
+            }
+            let seq_value = i64::try_from(seq).map_err(|e| e.to_string())?;
+            t.meta.insert("now_ms", now).map_err(|e| e.to_string())?;
+            t.meta
+                .insert("wal_seq", seq_value)
+                .map_err(|e| e.to_string())?;
         }
-        if let Some(limit) = sweep_limit {
-            t.sweep(now, limit)?;
+        let applied = Instant::now();
+        let entry = LogEntry {
+            seq,
+            now,
+            sweep: sweep_limit,
+            ops: batch.iter().map(|m| &m.op).collect(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+        // Dropping `txn` on an error below rolls the batch back.
+        self.wal
+            .append(&bytes)
+            .map_err(|e| format!("write-ahead log: {e}"))?;
+        self.seq = seq;
+        if let Err(e) = txn.commit() {
+            // Logged, hence durable, but not in the file: later batches would not see it.
+            // The callers get their answers (a restart applies the batch from the log);
+            // every later write is refused until then.
+            tracing::error!(error = %e, "embedded store: a logged batch could not be committed; refusing writes until restart");
+            self.failed.store(true, Ordering::Release);
         }
-        t.meta.insert("now_ms", now)?;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let c = &self.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        c.apply_micros
+            .fetch_add(micros(applied - started), Ordering::Relaxed);
+        c.commit_micros
+            .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
+        Ok(answers)
     }
-    let applied = Instant::now();
-    txn.commit()?;
-    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    counters.batches.fetch_add(1, Ordering::Relaxed);
-    counters
-        .ops
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    counters
-        .apply_micros
-        .fetch_add(micros(applied - started), Ordering::Relaxed);
-    counters
-        .commit_micros
-        .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
-    Ok(answers)
+
+    /// Commits the file durably and empties the log. A failure keeps the log (it is tried
+    /// again at the next checkpoint).
+    fn checkpoint(&mut self) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let commit = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                let seq = i64::try_from(self.seq).unwrap_or(i64::MAX);
+                meta.insert("wal_seq", seq)?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = commit() {
+            tracing::error!(error = %e, "embedded store: checkpoint failed; the log keeps every batch");
+            return;
+        }
+        if let Err(e) = self.wal.reset() {
+            tracing::error!(error = %e, "embedded store: could not empty the log after a checkpoint; refusing writes until restart");
+            self.failed.store(true, Ordering::Release);
+            return;
+        }
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 struct Tables<'txn> {
@@ -899,6 +1133,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(unavailable(
+                "a write failed; restart otpgate to recover from the log",
+            ));
+        }
         let txn = self.db.begin_read().map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
         let writer = self
@@ -984,6 +1223,116 @@ mod tests {
             Err(StoreError::Duplicate)
         );
         assert!(s.now() >= t + 30_000, "clock persisted");
+    }
+
+    fn wal_of(path: &Path) -> std::path::PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".wal");
+        p.into()
+    }
+
+    /// Runs `work` on a store at `path` and then leaves the files as a crash right after it
+    /// would: the redb file as it was durably before `work` (none of the batches made it
+    /// into the file), the log as it was when `work` ended.
+    async fn crash_after(path: &Path, work: impl AsyncFnOnce(&EmbeddedStore)) {
+        let opts = EmbeddedOptions {
+            checkpoint_every: Duration::from_secs(3600),
+            ..EmbeddedOptions::default()
+        };
+        let s = EmbeddedStore::open_with(path, opts).expect("open");
+        let durable = std::fs::read(path).expect("file before");
+        work(&s).await;
+        assert_eq!(s.stats().checkpoints, 0);
+        let log = std::fs::read(wal_of(path)).expect("log");
+        assert!(!log.is_empty(), "the writes are in the log");
+        drop(s);
+        std::fs::write(path, durable).expect("restore file");
+        std::fs::write(wal_of(path), log).expect("restore log");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_writes_are_replayed_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let t = 1_764_000_000_000;
+        let b_code = sample_record("v_b", t).code;
+        crash_after(&path, async |s| {
+            s.create(&sample_record("v_a", t)).await.expect("create");
+            s.create(&sample_record("v_b", t)).await.expect("create");
+            assert!(matches!(
+                s.check("v_b", &right(&b_code), None, t + 2)
+                    .await
+                    .expect("check"),
+                CheckOutcome::Approved(_)
+            ));
+            assert!(matches!(
+                s.check("v_a", &wrong(), None, t + 3).await.expect("check"),
+                CheckOutcome::Wrong { .. }
+            ));
+            s.take_budget("k", 10, 60_000, t).await.expect("take");
+        })
+        .await;
+        // A crash can leave half an entry behind: it was never acknowledged.
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(wal_of(&path))
+            .expect("log");
+        std::io::Write::write_all(&mut log, &[200, 0, 0, 0, 1, 2, 3]).expect("torn tail");
+        drop(log);
+
+        let s = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(s.stats().replayed, 5, "{:?}", s.stats());
+        assert_eq!(
+            std::fs::metadata(wal_of(&path)).expect("log").len(),
+            0,
+            "replayed into the file, log emptied"
+        );
+        let a = s.get("v_a").await.expect("get").expect("v_a kept");
+        assert_eq!(a.attempts, 1, "the wrong attempt stays counted");
+        assert_eq!(
+            s.check("v_b", &right(&b_code), None, t + 4)
+                .await
+                .expect("check"),
+            CheckOutcome::AlreadyUsed,
+            "an approval is not undone by a crash"
+        );
+        assert_eq!(s.budget_used("k", 60_000, t).await.expect("used"), 1);
+        assert!(s.now() >= t + 3, "clock replayed");
+        // Writes go on after the replayed batches, and survive the next crash as well.
+        drop(s);
+        crash_after(&path, async |s| {
+            s.create(&sample_record("v_c", t + 5))
+                .await
+                .expect("create");
+        })
+        .await;
+        let s = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(s.stats().replayed, 1);
+        assert!(s.get("v_c").await.expect("get").is_some());
+        assert!(s.get("v_a").await.expect("get").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_that_does_not_follow_the_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let t = 1_764_000_000_000;
+        crash_after(&path, async |s| {
+            s.create(&sample_record("v_a", t)).await.expect("create");
+            s.create(&sample_record("v_b", t)).await.expect("create");
+        })
+        .await;
+        // Lose the first batch of the log: the second one cannot be applied without it.
+        let (_, entries, _) = Wal::open(&wal_of(&path)).expect("log");
+        assert_eq!(entries.len(), 2);
+        std::fs::remove_file(wal_of(&path)).expect("rm");
+        let (mut wal, _, _) = Wal::open(&wal_of(&path)).expect("log");
+        wal.append(&entries[1]).expect("append");
+        drop(wal);
+        match EmbeddedStore::open(&path) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("does not continue"), "{msg}"),
+            other => panic!("expected a corrupt log, got {other:?}"),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,15 @@
 //! State: one trait, two real backends (embedded redb file, Redis), one conformance suite.
 //!
 //! Every operation that guards a security property is atomic inside the backend:
-//! [`Store::begin_check`] counts the attempt before the code is compared,
-//! [`Store::approve`] consumes the code at most once, [`Store::rotate`] enforces the resend
-//! cooldown, and [`Store::take_budget`] never lets a counter pass its limit, even with many
-//! issuer instances on one Redis.
+//! [`Store::check`] takes the check budget, counts the attempt before the code is compared
+//! and consumes the code at most once, [`Store::open`] creates a verification together with
+//! its budgets, [`Store::rotate`] enforces the resend cooldown, and [`Store::take_budget`]
+//! never lets a counter pass its limit, even with many issuer instances on one Redis.
 //!
 //! # Layout
 //! - [`MemoryStore`] (`memory.rs`): in process, for tests and development.
-//! - [`EmbeddedStore`] (`embedded.rs`): one crash-safe redb file, group commit.
+//! - [`EmbeddedStore`] (`embedded.rs`): one crash-safe redb file behind a write-ahead log
+//!   (`wal.rs`), group commit.
 //! - [`RedisStore`] (`redis.rs`): one Lua script per operation, Cluster-compatible keys.
 //! - `logic.rs`: the state machine shared by memory and embedded (Redis states it in Lua);
 //!   `codec.rs`: the versioned stored form of a [`Record`].
@@ -31,6 +32,7 @@ mod embedded;
 mod logic;
 mod memory;
 mod redis;
+mod wal;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
@@ -132,7 +134,7 @@ impl Record {
 /// What a typed code is compared with: its digest under every code key the issuer holds
 /// (`HMAC-SHA-256(key, id ‖ 0 ‖ code)` by key id), so a backend compares without any key
 /// and a code made before a key rotation still checks.
-#[derive(Clone, Eq, PartialEq)]
+#[derive(Clone, Eq, PartialEq, Serialize, Deserialize)]
 pub struct Guess {
     /// (key id, digest of the typed code under that key).
     pub digests: Vec<(String, Vec<u8>)>,
@@ -195,7 +197,7 @@ pub enum CheckOutcome {
 }
 
 /// What a resend replaces.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct Rotation {
     /// The new code's digest, key id and version (must be the stored version + 1).
     pub code: StoredCode,
