@@ -1,62 +1,72 @@
-//! The embedded store: one crash-safe redb file behind a write-ahead log, the default
-//! backend of a single issuer.
+//! The embedded store: the live state in memory, made durable by a write-ahead log and
+//! checkpointed into one redb file; the default backend of a single issuer.
 //!
 //! # Durability
 //! Every change is acknowledged only after it is on disk: the batch that holds it was
-//! appended to the write-ahead log (`<file>.wal`) and the log was `fdatasync`'d. An
-//! acknowledged write survives `kill -9` or a power cut.
+//! appended to the write-ahead log and the log was `fdatasync`'d (~0.2 ms on the reference
+//! machine). An acknowledged write survives `kill -9` or a power cut.
 //!
-//! The redb file itself is committed without a sync after each batch (readers see the batch
-//! at once) and durably ([`Durability::Immediate`]) at a checkpoint: every
-//! [`EmbeddedOptions::checkpoint_every`], when the log passes
-//! [`EmbeddedOptions::checkpoint_bytes`], and on close. A checkpoint empties the log. After
-//! a crash, redb comes back at its last checkpoint and [`EmbeddedStore::open`] replays the
-//! batches logged since (each batch carries a sequence number; the checkpoint records the
-//! last one it holds), so the state is the one that was acknowledged. Replaying is exact
-//! because applying a batch depends only on the state, the batch and the batch's `now`,
-//! which the log records.
+//! The log is a series of segment files beside the store file (`<file>.wal-<n>`). Every
+//! [`EmbeddedOptions::checkpoint_every`] (or when the log passes
+//! [`EmbeddedOptions::checkpoint_bytes`]), the writer starts a new segment and hands what
+//! changed since the last checkpoint (only the changed keys) to a checkpoint thread, which
+//! writes it into the redb file in one durable transaction ([`Durability::Immediate`])
+//! together with the sequence number of the last batch it holds, then deletes the older
+//! segments; the writer goes on meanwhile. Closing the store checkpoints everything.
 //!
-//! Why a log: a durable redb commit rewrites every B-tree page a batch touched and syncs
-//! twice (~4 ms per batch on the reference machine); an append and one `fdatasync` of the
-//! log costs ~0.2 ms, so a batch is durable ~20 times sooner and the writer serves
-//! many times more operations per second.
+//! Opening loads the redb file into memory, replays the logged batches past its sequence
+//! number (each batch carries one; a gap is refused as [`StoreError::Corrupt`]; a torn
+//! last entry, never acknowledged, is cut off), checkpoints and starts a fresh segment.
+//! Replaying is exact because applying a batch depends only on the state, the batch and the
+//! batch's `now`, which the log records.
+//!
+//! Why this shape: a durable redb commit per batch rewrites every B-tree page the batch
+//! touched and syncs twice (~4 ms per batch here), which capped the store near 4,000
+//! checks/s; a B-tree updated per batch without sync still writes ~100 kB of pages per
+//! batch. With the state in memory the writer only logs; redb sees each changed key once
+//! per checkpoint.
 //!
 //! # Group commit
 //! One writer thread owns the write side. Operations arrive over a channel; the writer
 //! takes every operation waiting (up to [`EmbeddedOptions::max_batch`]), applies them one
-//! after the other in ONE write transaction (each sees the effects of the previous ones, so
-//! every operation is atomic and they are serialised), logs the batch (one sync), commits
-//! the transaction, then answers each caller. If the log cannot be written, the transaction
-//! is dropped: every operation of the batch fails with [`StoreError::Unavailable`] and none
-//! of them took effect. After a failed sync (the file's contents are then unknown) or a
-//! failed commit of a logged batch, the store refuses every further write and
-//! [`Store::ping`] fails, until a restart recovers from the log. Under load the queue fills
-//! during a sync, so batches grow with the load.
+//! after the other to the state (each sees the effects of the previous ones, so every
+//! operation is atomic and they are serialised), logs the batch (one sync), then answers
+//! each caller. Under load the queue fills during a sync, so batches grow with the load.
 //!
-//! Reads (`get`, `budget_used`) use their own read transactions, concurrently with the
-//! writer; they see every committed batch.
+//! If the log cannot be written or synced (the file's contents are then unknown), the
+//! batch's operations fail with [`StoreError::Unavailable`] and the store refuses every
+//! further read and write ([`Store::ping`] fails too) until a restart recovers from the
+//! redb file and the log, where the failed batch is not. A failed checkpoint does the same.
+//!
+//! Reads (`get`, `budget_used`) take the state's lock briefly, concurrently with the log
+//! sync: a read may see a write up to one sync (well under a millisecond) before the write
+//! is acknowledged, never a write that was refused.
+//!
+//! # Memory
+//! Every live entry is held in memory: about 1 kB per verification for its lifetime plus
+//! [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS), and a few dozen bytes per budget
+//! counter and `once` key.
 //!
 //! # Retention
 //! The store has no clock of its own: its notion of "now" is the latest `now_ms` a call
 //! passed (persisted with each batch). A record is forgotten at its expiry plus
 //! [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS) (reads stop returning it at once,
-//! and the writer's periodic sweep deletes it through an index ordered by purge time), a
-//! budget counter one window length after its window, a `once` key at its TTL.
+//! and the writer's periodic sweep deletes it), a budget counter one window length after
+//! its window, a `once` key at its TTL.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
-};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::wal::Wal;
+use super::wal::{Wal, sync_dir};
 use super::{
     Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
     Rotation, Store, StoreError, codec, logic,
@@ -64,36 +74,31 @@ use super::{
 
 /// id → encoded record.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
-/// (purge at, id): the records in the order they are forgotten.
-const RECORD_PURGE: TableDefinition<(i64, &str), ()> = TableDefinition::new("record_purge");
 /// (purge at, window length, key) → count; the purge time identifies the window.
 const BUDGETS: TableDefinition<(i64, i64, &str), u32> = TableDefinition::new("budgets");
 /// key → until (exclusive).
 const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
-/// (until, key).
-const ONCE_PURGE: TableDefinition<(i64, &str), ()> = TableDefinition::new("once_purge");
-/// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch applied).
+/// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch the file holds).
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+/// Purge indexes of layout 1 (dropped when such a file is opened).
+const OLD_INDEXES: [&str; 2] = ["record_purge", "once_purge"];
 
 /// The layout version of the file.
-const LAYOUT: i64 = 1;
+const LAYOUT: i64 = 2;
 
 /// Tuning of the [`EmbeddedStore`].
 #[derive(Clone, Debug)]
 pub struct EmbeddedOptions {
-    /// Most operations committed together.
+    /// Most operations logged together.
     pub max_batch: usize,
     /// How often the writer deletes what is past its retention.
     pub sweep_every: Duration,
-    /// Most entries deleted per table by one sweep (keeps a sweep short; the next one goes
-    /// on).
-    pub sweep_limit: usize,
     /// redb page cache, bytes.
     pub cache_bytes: usize,
-    /// Longest time between two durable checkpoints of the redb file (the write-ahead log
-    /// holds what came since; a longer time means a longer replay after a crash).
+    /// Longest time between two checkpoints while there are changes (the log holds what
+    /// came since; a longer time means a longer replay after a crash).
     pub checkpoint_every: Duration,
-    /// Log size that triggers a checkpoint sooner.
+    /// Log size that starts a checkpoint sooner.
     pub checkpoint_bytes: u64,
 }
 
@@ -102,8 +107,7 @@ impl Default for EmbeddedOptions {
         Self {
             max_batch: 4096,
             sweep_every: Duration::from_secs(10),
-            sweep_limit: 10_000,
-            cache_bytes: 256 << 20,
+            cache_bytes: 64 << 20,
             checkpoint_every: Duration::from_secs(1),
             checkpoint_bytes: 64 << 20,
         }
@@ -113,16 +117,18 @@ impl Default for EmbeddedOptions {
 /// Counters of the writer since the store was opened (for metrics and benchmarks).
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct EmbeddedStats {
-    /// Batches committed (each one log append and one `fdatasync`).
+    /// Batches logged (each one append and one `fdatasync`).
     pub batches: u64,
     /// Operations applied in them.
     pub ops: u64,
     /// Time spent applying operations, microseconds.
     pub apply_micros: u64,
-    /// Time spent logging (append and sync) and committing batches, microseconds.
+    /// Time spent logging (encoding, append and sync), microseconds.
     pub commit_micros: u64,
-    /// Durable checkpoints of the redb file.
+    /// Checkpoints written into the redb file.
     pub checkpoints: u64,
+    /// Time the checkpoint thread spent writing them, microseconds.
+    pub checkpoint_micros: u64,
     /// Batches replayed from the log when the store was opened.
     pub replayed: u64,
 }
@@ -134,17 +140,22 @@ struct Counters {
     apply_micros: AtomicU64,
     commit_micros: AtomicU64,
     checkpoints: AtomicU64,
+    checkpoint_micros: AtomicU64,
     replayed: AtomicU64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The embedded [`Store`] (see the module docs for durability and batching).
 pub struct EmbeddedStore {
     counters: Arc<Counters>,
-    db: Arc<Database>,
+    state: Arc<Mutex<State>>,
     tx: Option<mpsc::Sender<Msg>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     now_ms: Arc<AtomicI64>,
-    /// Set when the writer refuses writes until a restart.
+    /// Set when the store refuses everything until a restart.
     failed: Arc<AtomicBool>,
 }
 
@@ -245,46 +256,470 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
 }
 
+fn refused() -> StoreError {
+    unavailable(
+        "a write to disk failed; restart otpgate to recover from the store file and its log",
+    )
+}
+
+/// A budget counter: (purge at, window length, key).
+type BudgetKey = (i64, i64, String);
+
+/// The budget counter of `key` in the window holding `now`.
+fn budget_key(key: &str, window_ms: i64, now: i64) -> BudgetKey {
+    let (w, start) = (
+        logic::window_len(window_ms),
+        logic::window_start(now, window_ms),
+    );
+    (logic::budget_purge_at(start, w), w, key.to_owned())
+}
+
+fn owned_budgets(budgets: &[BudgetRequest<'_>]) -> Vec<(String, u32, i64)> {
+    budgets
+        .iter()
+        .map(|b| (b.key.to_owned(), b.limit, b.window_ms))
+        .collect()
+}
+
+/// The keys changed since the last checkpoint.
+#[derive(Debug, Default)]
+struct Dirty {
+    records: HashSet<String>,
+    budgets: HashSet<BudgetKey>,
+    once: HashSet<String>,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.budgets.is_empty() && self.once.is_empty()
+    }
+}
+
+/// The live state.
+#[derive(Debug, Default)]
+struct State {
+    records: HashMap<String, Record>,
+    budgets: HashMap<BudgetKey, u32>,
+    once: HashMap<String, i64>,
+    /// The store's clock: the latest `now` of a batch.
+    now_ms: i64,
+    dirty: Dirty,
+}
+
+impl State {
+    /// A live record (not past its retention at `now`).
+    fn live(&self, id: &str, now: i64) -> Option<&Record> {
+        self.records.get(id).filter(|r| logic::purge_at(r) > now)
+    }
+
+    /// Lets `f` change the live record `id`; `f` says whether it changed it.
+    fn update<T>(
+        &mut self,
+        id: &str,
+        now: i64,
+        missing: T,
+        f: impl FnOnce(&mut Record) -> (T, bool),
+    ) -> T {
+        let Some(rec) = self
+            .records
+            .get_mut(id)
+            .filter(|r| logic::purge_at(r) > now)
+        else {
+            return missing;
+        };
+        let (answer, changed) = f(rec);
+        if changed {
+            self.dirty.records.insert(id.to_owned());
+        }
+        answer
+    }
+
+    /// Whether `id` is free (unknown, or past its retention).
+    fn vacant(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        match self.live(id, now) {
+            Some(_) => Err(StoreError::Duplicate),
+            None => Ok(()),
+        }
+    }
+
+    fn put(&mut self, rec: &Record) {
+        self.records.insert(rec.id.clone(), rec.clone());
+        self.dirty.records.insert(rec.id.clone());
+    }
+
+    fn set_budget(&mut self, k: BudgetKey, count: u32) {
+        self.budgets.insert(k.clone(), count);
+        self.dirty.budgets.insert(k);
+    }
+
+    /// Takes one unit of each budget, all or nothing.
+    fn take_many(&mut self, budgets: &[(String, u32, i64)], at: i64) -> Budgets {
+        // Counted on a copy first, written only when every budget allowed it (the same key
+        // may appear twice).
+        let mut next: Vec<(BudgetKey, u32)> = Vec::with_capacity(budgets.len());
+        let mut remaining = Vec::with_capacity(budgets.len());
+        for (index, (key, limit, window)) in budgets.iter().enumerate() {
+            let k = budget_key(key, *window, at);
+            let count = match next.iter().rev().find(|(nk, _)| *nk == k) {
+                Some((_, c)) => *c,
+                None => self.budgets.get(&k).copied().unwrap_or(0),
+            };
+            if count >= *limit {
+                let (w, start) = (logic::window_len(*window), logic::window_start(at, *window));
+                return Budgets::Exhausted {
+                    index,
+                    retry_after_ms: start + w - at,
+                };
+            }
+            remaining.push(limit - count - 1);
+            next.push((k, count + 1));
+        }
+        for (k, c) in next {
+            self.set_budget(k, c);
+        }
+        Budgets::Allowed { remaining }
+    }
+
+    /// Applies one operation with the batch's `now` (the store's clock for retention) and
+    /// the operation's own time `at` (windows, expiry).
+    fn apply(&mut self, op: &Op, now: i64) -> Result<Answer, StoreError> {
+        Ok(match op {
+            Op::Create(rec) => {
+                self.vacant(&rec.id, now)?;
+                self.put(rec);
+                Answer::Unit
+            }
+            Op::Open {
+                record,
+                budgets,
+                now: at,
+            } => {
+                // The id first: a refused insert must not count anything.
+                self.vacant(&record.id, now)?;
+                let taken = self.take_many(budgets, *at);
+                if matches!(taken, Budgets::Allowed { .. }) {
+                    self.put(record);
+                }
+                Answer::Budgets(taken)
+            }
+            Op::Check {
+                id,
+                guess,
+                budget,
+                now: at,
+            } => {
+                if let Some(b) = budget
+                    && let Budgets::Exhausted { retry_after_ms, .. } =
+                        self.take_many(std::slice::from_ref(b), *at)
+                {
+                    return Ok(Answer::Check(CheckOutcome::RateLimited { retry_after_ms }));
+                }
+                Answer::Check(self.update(id, now, CheckOutcome::NotFound, |r| {
+                    logic::check(r, guess, *at)
+                }))
+            }
+            Op::Rotate {
+                id,
+                rotation,
+                now: at,
+            } => Answer::Rotate(self.update(id, now, RotateOutcome::NotFound, |r| {
+                let o = logic::rotate(r, rotation, *at);
+                let changed = matches!(o, RotateOutcome::Rotated(_));
+                (o, changed)
+            })),
+            Op::Cancel { id, .. } => Answer::Record(self.update(id, now, None, |r| {
+                let changed = logic::cancel(r);
+                (Some(Box::new(r.clone())), changed)
+            })),
+            Op::Delivery {
+                id,
+                version,
+                delivery,
+            } => Answer::Bool(self.update(id, now, false, |r| {
+                let ok = logic::update_delivery(r, *version, delivery);
+                (ok, ok)
+            })),
+            Op::Take {
+                key,
+                limit,
+                window,
+                now: at,
+            } => {
+                let k = budget_key(key, *window, *at);
+                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                if count >= *limit {
+                    let (w, start) = (
+                        logic::window_len(*window),
+                        logic::window_start(*at, *window),
+                    );
+                    Answer::Budget(Budget::Exhausted {
+                        retry_after_ms: start + w - at,
+                    })
+                } else {
+                    self.set_budget(k, count + 1);
+                    Answer::Budget(Budget::Allowed {
+                        remaining: limit - count - 1,
+                    })
+                }
+            }
+            Op::TakeMany { budgets, now: at } => Answer::Budgets(self.take_many(budgets, *at)),
+            Op::Refund {
+                key,
+                window,
+                now: at,
+            } => {
+                let k = budget_key(key, *window, *at);
+                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                if count > 0 {
+                    self.set_budget(k, count - 1);
+                }
+                Answer::Unit
+            }
+            Op::Once { key, ttl, now: at } => match self.once.get(key.as_str()) {
+                Some(u) if *u > *at => Answer::Bool(false),
+                _ => {
+                    self.once
+                        .insert(key.clone(), at.saturating_add((*ttl).max(1)));
+                    self.dirty.once.insert(key.clone());
+                    Answer::Bool(true)
+                }
+            },
+        })
+    }
+
+    /// Forgets everything past its retention at `now`.
+    fn sweep(&mut self, now: i64) {
+        let Self {
+            records,
+            budgets,
+            once,
+            dirty,
+            ..
+        } = self;
+        let before = (records.len(), budgets.len(), once.len());
+        records.retain(|id, r| {
+            let keep = logic::purge_at(r) > now;
+            if !keep {
+                dirty.records.insert(id.clone());
+            }
+            keep
+        });
+        budgets.retain(|k, _| {
+            let keep = k.0 > now;
+            if !keep {
+                dirty.budgets.insert(k.clone());
+            }
+            keep
+        });
+        once.retain(|k, until| {
+            let keep = *until > now;
+            if !keep {
+                dirty.once.insert(k.clone());
+            }
+            keep
+        });
+        let swept = (
+            before.0 - records.len(),
+            before.1 - budgets.len(),
+            before.2 - once.len(),
+        );
+        if swept != (0, 0, 0) {
+            tracing::debug!(
+                records = swept.0,
+                budgets = swept.1,
+                once = swept.2,
+                "embedded store: swept"
+            );
+        }
+    }
+
+    /// The changed keys with their values (`None`: deleted), and a fresh dirty set.
+    fn take_changes(&mut self) -> Changes {
+        let dirty = std::mem::take(&mut self.dirty);
+        Changes {
+            records: dirty
+                .records
+                .into_iter()
+                .map(|id| {
+                    let r = self.records.get(&id).cloned();
+                    (id, r)
+                })
+                .collect(),
+            budgets: dirty
+                .budgets
+                .into_iter()
+                .map(|k| {
+                    let c = self.budgets.get(&k).copied();
+                    (k, c)
+                })
+                .collect(),
+            once: dirty
+                .once
+                .into_iter()
+                .map(|k| {
+                    let u = self.once.get(&k).copied();
+                    (k, u)
+                })
+                .collect(),
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+/// What a checkpoint writes into the redb file.
+struct Changes {
+    records: Vec<(String, Option<Record>)>,
+    budgets: Vec<(BudgetKey, Option<u32>)>,
+    once: Vec<(String, Option<i64>)>,
+    now_ms: i64,
+}
+
+/// Writes `changes` and the sequence number `seq` into the file in one durable
+/// transaction.
+fn write_checkpoint(db: &Database, changes: &Changes, seq: u64) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut records = txn.open_table(RECORDS)?;
+        for (id, rec) in &changes.records {
+            match rec {
+                Some(r) => {
+                    records.insert(id.as_str(), codec::encode(r).as_bytes())?;
+                }
+                None => {
+                    records.remove(id.as_str())?;
+                }
+            }
+        }
+        let mut budgets = txn.open_table(BUDGETS)?;
+        for ((at, w, key), count) in &changes.budgets {
+            match count {
+                Some(c) => {
+                    budgets.insert((*at, *w, key.as_str()), *c)?;
+                }
+                None => {
+                    budgets.remove((*at, *w, key.as_str()))?;
+                }
+            }
+        }
+        let mut once = txn.open_table(ONCE)?;
+        for (key, until) in &changes.once {
+            match until {
+                Some(u) => {
+                    once.insert(key.as_str(), *u)?;
+                }
+                None => {
+                    once.remove(key.as_str())?;
+                }
+            }
+        }
+        let mut meta = txn.open_table(META)?;
+        meta.insert("now_ms", changes.now_ms)?;
+        meta.insert("wal_seq", i64::try_from(seq).unwrap_or(i64::MAX))?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// A batch as it is logged.
+#[derive(Serialize)]
+struct LogEntry<'a> {
+    seq: u64,
+    now: i64,
+    sweep: bool,
+    ops: Vec<&'a Op>,
+}
+
+/// A batch as it is read back from the log.
+#[derive(Deserialize)]
+struct LoggedBatch {
+    seq: u64,
+    now: i64,
+    sweep: bool,
+    ops: Vec<Op>,
+}
+
+/// The log segments of the store file `path`, in order: (number, path).
+fn segments(path: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!(
+        "{}.wal-",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?
+    {
+        let entry = entry.map_err(unavailable)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            found.push((n, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn segment_path(path: &Path, n: u64) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".wal-{n:020}"));
+    PathBuf::from(p)
+}
+
+/// Creates segment `n` of the log and makes its name durable.
+fn new_segment(path: &Path, n: u64) -> Result<(Wal, PathBuf), StoreError> {
+    let p = segment_path(path, n);
+    let (wal, _, _) = Wal::open(&p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
+    sync_dir(&p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
+    Ok((wal, p))
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store file at `path` with default options. After a crash,
-    /// redb repairs the file on open (the last committed batch is the state).
+    /// Opens (or creates) the store file at `path` with default options (see the module
+    /// docs: the file is loaded into memory and the log replayed).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the file cannot be opened or created (including
     /// when another process has it open), [`StoreError::Corrupt`] when it has another
-    /// layout.
+    /// layout, holds a record that cannot be decoded, or its log does not follow on from it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, EmbeddedOptions::default())
     }
 
-    /// Opens (or creates) the store file at `path` and its write-ahead log `<path>.wal`,
-    /// replaying what the log holds past the file's last checkpoint.
+    /// Opens (or creates) the store file at `path` and its log.
     ///
     /// # Errors
-    /// As [`EmbeddedStore::open`]; also [`StoreError::Corrupt`] when the log does not follow
-    /// on from the file (a batch is missing).
+    /// As [`EmbeddedStore::open`].
     pub fn open_with(path: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(path)
             .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-        let (now, checkpoint) = init(&db)?;
-        let wal_path = {
-            let mut p = path.as_os_str().to_owned();
-            p.push(".wal");
-            std::path::PathBuf::from(p)
-        };
-        let (mut wal, entries, dropped) = Wal::open(&wal_path)
-            .map_err(|e| unavailable(format!("{}: {e}", wal_path.display())))?;
-        if dropped > 0 {
-            tracing::warn!(
-                bytes = dropped,
-                "embedded store: cut a torn entry off the end of the log (never acknowledged)"
-            );
-        }
+        let (mut state, checkpoint) = load(&db)?;
         let counters = Arc::new(Counters::default());
-        let (now, seq) = replay(&db, &entries, now, checkpoint)?;
+        let found = segments(path)?;
+        let mut seq = checkpoint;
+        for (_, p) in &found {
+            let (wal, entries, dropped) =
+                Wal::open(p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
+            drop(wal);
+            if dropped > 0 {
+                tracing::warn!(
+                    bytes = dropped,
+                    segment = %p.display(),
+                    "embedded store: cut a torn entry off the end of the log (never acknowledged)"
+                );
+            }
+            seq = replay(&mut state, &entries, seq, checkpoint)?;
+        }
         if seq > checkpoint {
             tracing::info!(
                 batches = seq - checkpoint,
@@ -292,18 +727,27 @@ impl EmbeddedStore {
             );
             counters.replayed.store(seq - checkpoint, Ordering::Relaxed);
         }
-        if !entries.is_empty() {
-            wal.reset()
-                .map_err(|e| unavailable(format!("{}: {e}", wal_path.display())))?;
+        if !state.dirty.is_empty() || seq > checkpoint {
+            write_checkpoint(&db, &state.take_changes(), seq).map_err(unavailable)?;
         }
-        let db = Arc::new(db);
-        let now_ms = Arc::new(AtomicI64::new(now));
+        for (_, p) in &found {
+            std::fs::remove_file(p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
+        }
+        let next = found.last().map_or(0, |(n, _)| n + 1);
+        let (wal, segment) = new_segment(path, next)?;
+
+        let now_ms = Arc::new(AtomicI64::new(state.now_ms));
+        let state = Arc::new(Mutex::new(state));
         let failed = Arc::new(AtomicBool::new(false));
+        let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer = {
             let mut w = Writer {
-                db: Arc::clone(&db),
+                state: Arc::clone(&state),
+                db,
+                path: path.to_owned(),
                 wal,
+                segment: (next, segment),
                 seq,
                 now_ms: Arc::clone(&now_ms),
                 counters: Arc::clone(&counters),
@@ -317,7 +761,7 @@ impl EmbeddedStore {
         };
         Ok(Self {
             counters,
-            db,
+            state,
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
             now_ms,
@@ -333,8 +777,17 @@ impl EmbeddedStore {
         answer.await.map_err(|_| unavailable("writer stopped"))?
     }
 
+    #[cfg(test)]
     fn now(&self) -> i64 {
         self.now_ms.load(Ordering::Acquire)
+    }
+
+    /// The state for a read, unless the store refuses reads.
+    fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(refused());
+        }
+        Ok(lock(&self.state))
     }
 
     /// The writer's counters so far.
@@ -346,15 +799,25 @@ impl EmbeddedStore {
             apply_micros: c.apply_micros.load(Ordering::Relaxed),
             commit_micros: c.commit_micros.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            checkpoint_micros: c.checkpoint_micros.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 }
 
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The writer changes the state only inside `State::apply`, which does not panic midway
+    // through a change, so a poisoned lock still guards a consistent state.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish the queued operations and stop; joining
-        // it releases the file before the store is gone (so it can be reopened at once).
+        // Closing the channel lets the writer finish the queued operations, checkpoint and
+        // stop; joining it releases the file before the store is gone (so it can be
+        // reopened at once).
         self.tx = None;
         let handle = self
             .writer
@@ -367,15 +830,17 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// Creates the tables, checks the layout, returns the persisted clock and the sequence
-/// number of the last logged batch the file holds.
-fn init(db: &Database) -> Result<(i64, u64), StoreError> {
+/// Checks the layout (upgrading layout 1) and loads the file: the state and the sequence
+/// number of the last logged batch it holds.
+fn load(db: &Database) -> Result<(State, u64), StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("store file: {e}"));
     let txn = db.begin_write().map_err(unavailable)?;
-    let state = {
+    let mut state = State::default();
+    let seq = {
         let mut meta = txn.open_table(META).map_err(unavailable)?;
         let layout = meta.get("format").map_err(unavailable)?.map(|g| g.value());
         match layout {
-            None => {
+            None | Some(1) => {
                 meta.insert("format", LAYOUT).map_err(unavailable)?;
             }
             Some(LAYOUT) => {}
@@ -388,91 +853,103 @@ fn init(db: &Database) -> Result<(i64, u64), StoreError> {
         let get = |key: &str| -> Result<i64, StoreError> {
             Ok(meta.get(key).map_err(unavailable)?.map_or(0, |g| g.value()))
         };
-        let (now, seq) = (get("now_ms")?, get("wal_seq")?);
-        txn.open_table(RECORDS).map_err(unavailable)?;
-        txn.open_table(RECORD_PURGE).map_err(unavailable)?;
-        txn.open_table(BUDGETS).map_err(unavailable)?;
-        txn.open_table(ONCE).map_err(unavailable)?;
-        txn.open_table(ONCE_PURGE).map_err(unavailable)?;
-        let seq = u64::try_from(seq)
-            .map_err(|_| StoreError::Corrupt(format!("log sequence number {seq}")))?;
-        (now, seq)
+        state.now_ms = get("now_ms")?;
+        let seq = get("wal_seq")?;
+        drop(meta);
+        for name in OLD_INDEXES {
+            let def: TableDefinition<(i64, &str), ()> = TableDefinition::new(name);
+            txn.delete_table(def).map_err(unavailable)?;
+        }
+        for entry in txn
+            .open_table(RECORDS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (id, bytes) = entry.map_err(unavailable)?;
+            let rec = codec::decode(bytes.value())
+                .map_err(|e| corrupt(&format!("record {}: {e}", id.value())))?;
+            state.records.insert(id.value().to_owned(), rec);
+        }
+        for entry in txn
+            .open_table(BUDGETS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, count) = entry.map_err(unavailable)?;
+            let (at, w, key) = k.value();
+            state.budgets.insert((at, w, key.to_owned()), count.value());
+        }
+        for entry in txn
+            .open_table(ONCE)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, until) = entry.map_err(unavailable)?;
+            state.once.insert(k.value().to_owned(), until.value());
+        }
+        u64::try_from(seq).map_err(|_| corrupt(&format!("log sequence number {seq}")))?
     };
     txn.commit().map_err(unavailable)?;
-    Ok(state)
+    // What the file holds is past its retention or not; the first sweep tells.
+    let now = state.now_ms;
+    state.sweep(now);
+    Ok((state, seq))
 }
 
-/// A batch as it is logged.
-#[derive(Serialize)]
-struct LogEntry<'a> {
-    seq: u64,
-    now: i64,
-    sweep: Option<usize>,
-    ops: Vec<&'a Op>,
-}
-
-/// A batch as it is read back from the log.
-#[derive(Deserialize)]
-struct LoggedBatch {
-    seq: u64,
-    now: i64,
-    sweep: Option<usize>,
-    ops: Vec<Op>,
-}
-
-/// Applies the logged batches past `checkpoint` in one durable transaction; returns the
-/// store's clock and the last sequence number applied.
+/// Applies the logged batches past `checkpoint` that follow batch `seq`; returns the last
+/// sequence number applied.
 fn replay(
-    db: &Database,
+    state: &mut State,
     entries: &[Vec<u8>],
-    mut now_ms: i64,
+    mut seq: u64,
     checkpoint: u64,
-) -> Result<(i64, u64), StoreError> {
+) -> Result<u64, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("store log: {e}"));
-    let mut seq = checkpoint;
-    if entries.is_empty() {
-        return Ok((now_ms, seq));
-    }
-    let mut txn = db.begin_write().map_err(unavailable)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(unavailable)?;
-    {
-        let mut t = Tables::open(&txn).map_err(unavailable)?;
-        for bytes in entries {
-            let batch: LoggedBatch = serde_json::from_slice(bytes).map_err(|e| corrupt(&e))?;
-            if batch.seq <= checkpoint {
-                continue;
-            }
-            if batch.seq != seq + 1 {
-                return Err(corrupt(&format!(
-                    "batch {} follows batch {seq}: the log does not continue the store file",
-                    batch.seq
-                )));
-            }
-            for op in &batch.ops {
-                // An operation's own answer (an error included) was given before the crash;
-                // only its effect matters here.
-                let _ = t.apply(op, batch.now).map_err(unavailable)?;
-            }
-            if let Some(limit) = batch.sweep {
-                t.sweep(batch.now, limit).map_err(unavailable)?;
-            }
-            seq = batch.seq;
-            now_ms = now_ms.max(batch.now);
+    for bytes in entries {
+        let batch: LoggedBatch = serde_json::from_slice(bytes).map_err(|e| corrupt(&e))?;
+        if batch.seq <= checkpoint {
+            continue;
         }
-        t.meta.insert("now_ms", now_ms).map_err(unavailable)?;
-        t.meta
-            .insert("wal_seq", i64::try_from(seq).map_err(|e| corrupt(&e))?)
-            .map_err(unavailable)?;
+        if batch.seq != seq + 1 {
+            return Err(corrupt(&format!(
+                "batch {} follows batch {seq}: the log does not continue the store file",
+                batch.seq
+            )));
+        }
+        state.now_ms = state.now_ms.max(batch.now);
+        for op in &batch.ops {
+            // An operation's own answer (an error included) was given before the crash;
+            // only its effect matters here.
+            let _ = state.apply(op, batch.now);
+        }
+        if batch.sweep {
+            state.sweep(batch.now);
+        }
+        seq = batch.seq;
     }
-    txn.commit().map_err(unavailable)?;
-    Ok((now_ms, seq))
+    Ok(seq)
 }
 
-/// The write side: owns the log and applies batches.
+/// A checkpoint for the checkpoint thread.
+struct Job {
+    changes: Changes,
+    seq: u64,
+    /// Segments wholly covered by this checkpoint, deleted once it is durable.
+    sealed: Vec<PathBuf>,
+    done: mpsc::Sender<()>,
+}
+
+/// The write side: owns the state's changes and the log.
 struct Writer {
+    state: Arc<Mutex<State>>,
     db: Arc<Database>,
+    path: PathBuf,
     wal: Wal,
+    /// The current segment: (number, path).
+    segment: (u64, PathBuf),
     /// The sequence number of the last logged batch.
     seq: u64,
     now_ms: Arc<AtomicI64>,
@@ -483,8 +960,29 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let checkpointer = {
+            let (db, counters, failed) = (
+                Arc::clone(&self.db),
+                Arc::clone(&self.counters),
+                Arc::clone(&self.failed),
+            );
+            std::thread::Builder::new()
+                .name("otpgate-store-ckpt".into())
+                .spawn(move || checkpointer(&db, &job_rx, &counters, &failed))
+        };
+        let checkpointer = match checkpointer {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store: no checkpoint thread; refusing writes");
+                self.failed.store(true, Ordering::Release);
+                return;
+            }
+        };
         let mut last_sweep = Instant::now();
         let mut last_checkpoint = Instant::now();
+        // The checkpoint in flight answers on this channel when it is done.
+        let mut in_flight: Option<mpsc::Receiver<()>> = None;
         loop {
             let mut wait = self.opts.sweep_every.saturating_sub(last_sweep.elapsed());
             if self.wal.len() > 0 {
@@ -513,102 +1011,77 @@ impl Writer {
             if !batch.is_empty() || sweep {
                 self.serve(batch, sweep);
             }
-            if self.wal.len() > 0
+            if let Some(done) = &in_flight
+                && !matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty))
+            {
+                in_flight = None;
+            }
+            if in_flight.is_none()
+                && self.wal.len() > 0
                 && (last_checkpoint.elapsed() >= self.opts.checkpoint_every
                     || self.wal.len() >= self.opts.checkpoint_bytes)
             {
                 last_checkpoint = Instant::now();
-                self.checkpoint();
+                in_flight = self.checkpoint(&jobs);
             }
         }
-        if self.wal.len() > 0 {
-            self.checkpoint();
+        // Closing: wait for the checkpoint in flight, then write the last one.
+        if let Some(done) = in_flight {
+            let _ = done.recv();
         }
+        if let Some(done) = self.checkpoint(&jobs) {
+            let _ = done.recv();
+        }
+        drop(jobs);
+        let _ = checkpointer.join();
     }
 
-    /// Applies, logs and commits one batch, then answers its callers.
+    /// Applies and logs one batch, then answers its callers.
     fn serve(&mut self, batch: Vec<Msg>, sweep: bool) {
         if self.failed.load(Ordering::Acquire) {
             for m in batch {
-                let _ = m.reply.send(Err(unavailable(
-                    "a write failed earlier; restart otpgate to recover from the log",
-                )));
+                let _ = m.reply.send(Err(refused()));
             }
             return;
         }
+        let started = Instant::now();
         for m in &batch {
             self.now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
         }
         let now = self.now_ms.load(Ordering::Acquire);
-        let sweep_limit = sweep.then_some(self.opts.sweep_limit);
-        match self.run_batch(&batch, sweep_limit, now) {
-            Ok(answers) => {
-                for (m, a) in batch.into_iter().zip(answers) {
-                    // A caller that gave up does not take the change back: it was committed.
-                    let _ = m.reply.send(a);
-                }
+        let answers: Vec<Result<Answer, StoreError>> = {
+            let mut st = lock(&self.state);
+            st.now_ms = st.now_ms.max(now);
+            let answers = batch.iter().map(|m| st.apply(&m.op, now)).collect();
+            if sweep {
+                st.sweep(now);
             }
-            Err(e) => {
-                tracing::error!(error = %e, ops = batch.len(), "embedded store: batch not committed");
-                for m in batch {
-                    let _ = m.reply.send(Err(unavailable(&e)));
-                }
-            }
-        }
-        if self.wal.is_broken() {
-            self.failed.store(true, Ordering::Release);
-        }
-    }
-
-    /// Applies `batch` in one transaction, logs it durably, commits it. An error means
-    /// nothing of the batch took effect.
-    fn run_batch(
-        &mut self,
-        batch: &[Msg],
-        sweep_limit: Option<usize>,
-        now: i64,
-    ) -> Result<Vec<Result<Answer, StoreError>>, String> {
-        let started = Instant::now();
-        let seq = self.seq + 1;
-        let mut txn: WriteTransaction = self.db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| e.to_string())?;
-        let mut answers = Vec::with_capacity(batch.len());
-        {
-            let mut t = Tables::open(&txn).map_err(|e| e.to_string())?;
-            for m in batch {
-                answers.push(t.apply(&m.op, now).map_err(|e| e.to_string())?);
-            }
-            if let Some(limit) = sweep_limit {
-                t.sweep(now, limit).map_err(|e| e.to_string())?;
-            }
-            let seq_value = i64::try_from(seq).map_err(|e| e.to_string())?;
-            t.meta.insert("now_ms", now).map_err(|e| e.to_string())?;
-            t.meta
-                .insert("wal_seq", seq_value)
-                .map_err(|e| e.to_string())?;
-        }
+            answers
+        };
         let applied = Instant::now();
+        let seq = self.seq + 1;
         let entry = LogEntry {
             seq,
             now,
-            sweep: sweep_limit,
+            sweep,
             ops: batch.iter().map(|m| &m.op).collect(),
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-        // Dropping `txn` on an error below rolls the batch back.
-        self.wal
-            .append(&bytes)
-            .map_err(|e| format!("write-ahead log: {e}"))?;
-        self.seq = seq;
-        if let Err(e) = txn.commit() {
-            // Logged, hence durable, but not in the file: later batches would not see it.
-            // The callers get their answers (a restart applies the batch from the log);
-            // every later write is refused until then.
-            tracing::error!(error = %e, "embedded store: a logged batch could not be committed; refusing writes until restart");
+        let logged = serde_json::to_vec(&entry)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| self.wal.append(&bytes).map_err(|e| e.to_string()));
+        if let Err(e) = logged {
+            // The state holds the batch, the log does not: nothing is served from this
+            // state any more; a restart recovers without the batch.
+            tracing::error!(error = %e, ops = batch.len(), "embedded store: batch not logged; refusing reads and writes until restart");
             self.failed.store(true, Ordering::Release);
+            for m in batch {
+                let _ = m
+                    .reply
+                    .send(Err(unavailable(format!("write-ahead log: {e}"))));
+            }
+            return;
         }
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.seq = seq;
         let c = &self.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -616,337 +1089,75 @@ impl Writer {
             .fetch_add(micros(applied - started), Ordering::Relaxed);
         c.commit_micros
             .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
-        Ok(answers)
+        for (m, a) in batch.into_iter().zip(answers) {
+            // A caller that gave up does not take the change back: it was logged.
+            let _ = m.reply.send(a);
+        }
     }
 
-    /// Commits the file durably and empties the log. A failure keeps the log (it is tried
-    /// again at the next checkpoint).
-    fn checkpoint(&mut self) {
-        if self.failed.load(Ordering::Acquire) {
-            return;
+    /// Starts a new segment and hands the changes since the last checkpoint to the
+    /// checkpoint thread; the receiver answers when it is done.
+    fn checkpoint(&mut self, jobs: &mpsc::Sender<Job>) -> Option<mpsc::Receiver<()>> {
+        if self.failed.load(Ordering::Acquire) || self.wal.len() == 0 {
+            return None;
         }
-        let commit = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            {
-                let mut meta = txn.open_table(META)?;
-                let seq = i64::try_from(self.seq).unwrap_or(i64::MAX);
-                meta.insert("wal_seq", seq)?;
+        let changes = lock(&self.state).take_changes();
+        let next = self.segment.0 + 1;
+        let (wal, path) = match new_segment(&self.path, next) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store: cannot start a log segment; refusing reads and writes until restart");
+                self.failed.store(true, Ordering::Release);
+                return None;
             }
-            txn.commit()?;
-            Ok(())
         };
-        if let Err(e) = commit() {
-            tracing::error!(error = %e, "embedded store: checkpoint failed; the log keeps every batch");
-            return;
-        }
-        if let Err(e) = self.wal.reset() {
-            tracing::error!(error = %e, "embedded store: could not empty the log after a checkpoint; refusing writes until restart");
+        self.wal = wal;
+        let sealed = std::mem::replace(&mut self.segment, (next, path)).1;
+        let (done, rx) = mpsc::channel();
+        let job = Job {
+            changes,
+            seq: self.seq,
+            sealed: vec![sealed],
+            done,
+        };
+        if jobs.send(job).is_err() {
             self.failed.store(true, Ordering::Release);
-            return;
+            return None;
         }
-        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Some(rx)
     }
 }
 
-struct Tables<'txn> {
-    records: Table<'txn, &'static str, &'static [u8]>,
-    record_purge: Table<'txn, (i64, &'static str), ()>,
-    budgets: Table<'txn, (i64, i64, &'static str), u32>,
-    once: Table<'txn, &'static str, i64>,
-    once_purge: Table<'txn, (i64, &'static str), ()>,
-    meta: Table<'txn, &'static str, i64>,
-}
-
-impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
-        Ok(Self {
-            records: txn.open_table(RECORDS)?,
-            record_purge: txn.open_table(RECORD_PURGE)?,
-            budgets: txn.open_table(BUDGETS)?,
-            once: txn.open_table(ONCE)?,
-            once_purge: txn.open_table(ONCE_PURGE)?,
-            meta: txn.open_table(META)?,
-        })
-    }
-
-    /// A live record (not past its retention at `now`). The outer error aborts the batch;
-    /// the inner one is this operation's answer.
-    fn load(&self, id: &str, now: i64) -> Result<Result<Option<Record>, StoreError>, redb::Error> {
-        let Some(bytes) = self.records.get(id)? else {
-            return Ok(Ok(None));
-        };
-        Ok(codec::decode(bytes.value()).map(|r| (logic::purge_at(&r) > now).then_some(r)))
-    }
-
-    fn save(&mut self, rec: &Record, old_purge_at: Option<i64>) -> Result<(), redb::Error> {
-        let purge_at = logic::purge_at(rec);
-        if old_purge_at != Some(purge_at) {
-            if let Some(old) = old_purge_at {
-                self.record_purge.remove((old, rec.id.as_str()))?;
-            }
-            self.record_purge.insert((purge_at, rec.id.as_str()), ())?;
-        }
-        self.records
-            .insert(rec.id.as_str(), codec::encode(rec).as_bytes())?;
-        Ok(())
-    }
-
-    /// Loads the record `id`, lets `f` change it, saves it when `f` says it changed.
-    fn update<T>(
-        &mut self,
-        id: &str,
-        now: i64,
-        missing: T,
-        f: impl FnOnce(&mut Record) -> (T, bool),
-    ) -> Result<Result<T, StoreError>, redb::Error> {
-        let mut rec = match self.load(id, now)? {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(Ok(missing)),
-            Err(e) => return Ok(Err(e)),
-        };
-        let old_purge_at = logic::purge_at(&rec);
-        let (answer, changed) = f(&mut rec);
-        if changed {
-            self.save(&rec, Some(old_purge_at))?;
-        }
-        Ok(Ok(answer))
-    }
-
-    /// Whether `id` is free (unknown, or past its retention: then the purge time of the
-    /// stale record it replaces).
-    fn vacant(&self, id: &str, now: i64) -> Result<Result<Option<i64>, StoreError>, redb::Error> {
-        Ok(
-            match self.records.get(id)?.map(|g| codec::decode(g.value())) {
-                Some(Ok(old)) if logic::purge_at(&old) > now => Err(StoreError::Duplicate),
-                Some(Ok(old)) => Ok(Some(logic::purge_at(&old))),
-                Some(Err(e)) => Err(e),
-                None => Ok(None),
-            },
-        )
-    }
-
-    /// Inserts a new record unless its id is taken.
-    fn insert(&mut self, rec: &Record, now: i64) -> Result<Result<(), StoreError>, redb::Error> {
-        Ok(match self.vacant(&rec.id, now)? {
-            Ok(stale) => {
-                self.save(rec, stale)?;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        })
-    }
-
-    /// Takes one unit of each budget, all or nothing.
-    fn take_many(
-        &mut self,
-        budgets: &[(String, u32, i64)],
-        at: i64,
-    ) -> Result<Budgets, redb::Error> {
-        // Counted on a copy first, written only when every budget allowed it (the same key
-        // may appear twice).
-        let mut next: Vec<((i64, i64, &str), u32)> = Vec::with_capacity(budgets.len());
-        let mut remaining = Vec::with_capacity(budgets.len());
-        for (index, (key, limit, window)) in budgets.iter().enumerate() {
-            let k = budget_key(key, *window, at);
-            let count = match next.iter().rev().find(|(nk, _)| *nk == k) {
-                Some((_, c)) => *c,
-                None => self.budgets.get(k)?.map_or(0, |g| g.value()),
-            };
-            if count >= *limit {
-                let (w, start) = (logic::window_len(*window), logic::window_start(at, *window));
-                return Ok(Budgets::Exhausted {
-                    index,
-                    retry_after_ms: start + w - at,
-                });
-            }
-            remaining.push(limit - count - 1);
-            next.push((k, count + 1));
-        }
-        for (k, c) in next {
-            self.budgets.insert(k, c)?;
-        }
-        Ok(Budgets::Allowed { remaining })
-    }
-
-    fn apply(&mut self, op: &Op, now: i64) -> Result<Result<Answer, StoreError>, redb::Error> {
-        Ok(match op {
-            Op::Create(rec) => self.insert(rec, now)?.map(|()| Answer::Unit),
-            Op::Open {
-                record,
-                budgets,
-                now: at,
-            } => {
-                // The id first: a refused insert must not count anything.
-                let stale = match self.vacant(&record.id, now)? {
-                    Ok(stale) => stale,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let taken = self.take_many(budgets, *at)?;
-                if matches!(taken, Budgets::Allowed { .. }) {
-                    self.save(record, stale)?;
-                }
-                Ok(Answer::Budgets(taken))
-            }
-            Op::Check {
-                id,
-                guess,
-                budget,
-                now: at,
-            } => {
-                if let Some(b) = budget
-                    && let Budgets::Exhausted { retry_after_ms, .. } =
-                        self.take_many(std::slice::from_ref(b), *at)?
-                {
-                    return Ok(Ok(Answer::Check(CheckOutcome::RateLimited {
-                        retry_after_ms,
-                    })));
-                }
-                self.update(id, now, CheckOutcome::NotFound, |r| {
-                    logic::check(r, guess, *at)
-                })?
-                .map(Answer::Check)
-            }
-            Op::Rotate {
-                id,
-                rotation,
-                now: at,
-            } => self
-                .update(id, now, RotateOutcome::NotFound, |r| {
-                    let o = logic::rotate(r, rotation, *at);
-                    let changed = matches!(o, RotateOutcome::Rotated(_));
-                    (o, changed)
-                })?
-                .map(Answer::Rotate),
-            Op::Cancel { id, .. } => self
-                .update(id, now, None, |r| {
-                    let changed = logic::cancel(r);
-                    (Some(Box::new(r.clone())), changed)
-                })?
-                .map(Answer::Record),
-            Op::Delivery {
-                id,
-                version,
-                delivery,
-            } => self
-                .update(id, now, false, |r| {
-                    let ok = logic::update_delivery(r, *version, delivery);
-                    (ok, ok)
-                })?
-                .map(Answer::Bool),
-            Op::Take {
-                key,
-                limit,
-                window,
-                now: at,
-            } => {
-                let k = budget_key(key, *window, *at);
-                let count = self.budgets.get(k)?.map_or(0, |g| g.value());
-                if count >= *limit {
-                    let (w, start) = (
-                        logic::window_len(*window),
-                        logic::window_start(*at, *window),
-                    );
-                    Ok(Answer::Budget(Budget::Exhausted {
-                        retry_after_ms: start + w - at,
-                    }))
-                } else {
-                    self.budgets.insert(k, count + 1)?;
-                    Ok(Answer::Budget(Budget::Allowed {
-                        remaining: limit - count - 1,
-                    }))
-                }
-            }
-            Op::TakeMany { budgets, now: at } => Ok(Answer::Budgets(self.take_many(budgets, *at)?)),
-            Op::Refund {
-                key,
-                window,
-                now: at,
-            } => {
-                let k = budget_key(key, *window, *at);
-                let count = self.budgets.get(k)?.map_or(0, |g| g.value());
-                if count > 0 {
-                    self.budgets.insert(k, count - 1)?;
-                }
-                Ok(Answer::Unit)
-            }
-            Op::Once { key, ttl, now: at } => {
-                let until = self.once.get(key.as_str())?.map(|g| g.value());
-                match until {
-                    Some(u) if u > *at => Ok(Answer::Bool(false)),
-                    _ => {
-                        if let Some(u) = until {
-                            self.once_purge.remove((u, key.as_str()))?;
-                        }
-                        let new_until = at.saturating_add((*ttl).max(1));
-                        self.once.insert(key.as_str(), new_until)?;
-                        self.once_purge.insert((new_until, key.as_str()), ())?;
-                        Ok(Answer::Bool(true))
+/// Writes the checkpoints it is handed, one at a time, and deletes the log segments they
+/// cover. A failure leaves the segments and makes the store refuse everything (a restart
+/// replays them).
+fn checkpointer(
+    db: &Database,
+    jobs: &mpsc::Receiver<Job>,
+    counters: &Counters,
+    failed: &AtomicBool,
+) {
+    while let Ok(job) = jobs.recv() {
+        let started = Instant::now();
+        match write_checkpoint(db, &job.changes, job.seq) {
+            Ok(()) => {
+                for p in &job.sealed {
+                    if let Err(e) = std::fs::remove_file(p) {
+                        tracing::warn!(error = %e, segment = %p.display(), "embedded store: could not delete a checkpointed log segment");
                     }
                 }
+                counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .checkpoint_micros
+                    .fetch_add(micros(started.elapsed()), Ordering::Relaxed);
             }
-        })
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store: checkpoint failed; refusing reads and writes until restart (the log keeps every batch)");
+                failed.store(true, Ordering::Release);
+            }
+        }
+        let _ = job.done.send(());
     }
-
-    /// Deletes up to `limit` entries per table that are past their retention at `now`.
-    fn sweep(&mut self, now: i64, limit: usize) -> Result<(), redb::Error> {
-        let end = now.saturating_add(1);
-        let ids: Vec<(i64, String)> = self
-            .record_purge
-            .range::<(i64, &str)>(..(end, ""))?
-            .take(limit)
-            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-            .collect::<Result<_, _>>()?;
-        for (at, id) in &ids {
-            self.record_purge.remove((*at, id.as_str()))?;
-            self.records.remove(id.as_str())?;
-        }
-        let budgets: Vec<(i64, i64, String)> = self
-            .budgets
-            .range::<(i64, i64, &str)>(..(end, i64::MIN, ""))?
-            .take(limit)
-            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1, k.value().2.to_owned())))
-            .collect::<Result<_, _>>()?;
-        for (at, w, key) in &budgets {
-            self.budgets.remove((*at, *w, key.as_str()))?;
-        }
-        let once: Vec<(i64, String)> = self
-            .once_purge
-            .range::<(i64, &str)>(..(end, ""))?
-            .take(limit)
-            .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-            .collect::<Result<_, _>>()?;
-        for (at, key) in &once {
-            self.once_purge.remove((*at, key.as_str()))?;
-            self.once.remove(key.as_str())?;
-        }
-        if !(ids.is_empty() && budgets.is_empty() && once.is_empty()) {
-            tracing::debug!(
-                records = ids.len(),
-                budgets = budgets.len(),
-                once = once.len(),
-                "embedded store: swept"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Budget requests as the writer thread takes them.
-fn owned_budgets(budgets: &[BudgetRequest<'_>]) -> Vec<(String, u32, i64)> {
-    budgets
-        .iter()
-        .map(|b| (b.key.to_owned(), b.limit, b.window_ms))
-        .collect()
-}
-
-/// The budget table key of `key` in the window holding `now`.
-fn budget_key(key: &str, window_ms: i64, now: i64) -> (i64, i64, &str) {
-    let (w, start) = (
-        logic::window_len(window_ms),
-        logic::window_start(now, window_ms),
-    );
-    (logic::budget_purge_at(start, w), w, key)
 }
 
 #[async_trait]
@@ -959,13 +1170,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(RECORDS).map_err(unavailable)?;
-        let Some(bytes) = table.get(id).map_err(unavailable)? else {
-            return Ok(None);
-        };
-        let rec = codec::decode(bytes.value())?;
-        Ok((logic::purge_at(&rec) > self.now()).then_some(rec))
+        let st = self.read()?;
+        let now = st.now_ms;
+        Ok(st.live(id, now).cloned())
     }
 
     async fn open(
@@ -1110,12 +1317,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(BUDGETS).map_err(unavailable)?;
-        Ok(table
-            .get(budget_key(key, window_ms, now_ms))
-            .map_err(unavailable)?
-            .map_or(0, |g| g.value()))
+        let st = self.read()?;
+        Ok(st
+            .budgets
+            .get(&budget_key(key, window_ms, now_ms))
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
@@ -1133,13 +1340,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(unavailable(
-                "a write failed; restart otpgate to recover from the log",
-            ));
-        }
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        txn.open_table(META).map_err(unavailable)?;
+        drop(self.read()?);
         let writer = self
             .writer
             .lock()
@@ -1161,13 +1362,24 @@ mod tests {
     use super::*;
     use crate::store::conformance::{right, sample_record, sample_rotation, wrong};
 
-    fn table_len<K: redb::Key + 'static, V: redb::Value + 'static>(
-        store: &EmbeddedStore,
-        def: TableDefinition<K, V>,
-    ) -> u64 {
-        use redb::ReadableTableMetadata;
-        let txn = store.db.begin_read().expect("read");
-        txn.open_table(def).expect("table").len().expect("len")
+    /// Entries per table of the closed store file at `path`.
+    fn file_counts(path: &Path) -> (u64, u64, u64) {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let db = Database::open(path).expect("db");
+        let txn = db.begin_read().expect("read");
+        (
+            txn.open_table(RECORDS).expect("t").len().expect("len"),
+            txn.open_table(BUDGETS).expect("t").len().expect("len"),
+            txn.open_table(ONCE).expect("t").len().expect("len"),
+        )
+    }
+
+    fn log_files(path: &Path) -> Vec<PathBuf> {
+        segments(path)
+            .expect("segments")
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1201,7 +1413,10 @@ mod tests {
             s.take_budget("k", 10, 60_000, t).await.expect("take");
             assert!(s.once("evt", 60_000, t).await.expect("once"));
         }
+        assert_eq!(file_counts(&path), (2, 1, 1), "closing checkpoints");
+        assert_eq!(log_files(&path).len(), 1, "one empty segment left");
         let s = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(s.stats().replayed, 0);
         let a = s.get("v_a").await.expect("get").expect("v_a kept");
         assert_eq!((a.code.version, a.sends, a.attempts), (2, 2, 0));
         let b = s.get("v_b").await.expect("get").expect("v_b kept");
@@ -1225,15 +1440,9 @@ mod tests {
         assert!(s.now() >= t + 30_000, "clock persisted");
     }
 
-    fn wal_of(path: &Path) -> std::path::PathBuf {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".wal");
-        p.into()
-    }
-
-    /// Runs `work` on a store at `path` and then leaves the files as a crash right after it
-    /// would: the redb file as it was durably before `work` (none of the batches made it
-    /// into the file), the log as it was when `work` ended.
+    /// Runs `work` on a store at `path`, then leaves the files as a crash right after it
+    /// would: the redb file as it was before `work` (no checkpoint made it), the log as it
+    /// was when `work` ended.
     async fn crash_after(path: &Path, work: impl AsyncFnOnce(&EmbeddedStore)) {
         let opts = EmbeddedOptions {
             checkpoint_every: Duration::from_secs(3600),
@@ -1243,11 +1452,25 @@ mod tests {
         let durable = std::fs::read(path).expect("file before");
         work(&s).await;
         assert_eq!(s.stats().checkpoints, 0);
-        let log = std::fs::read(wal_of(path)).expect("log");
-        assert!(!log.is_empty(), "the writes are in the log");
+        let logs: Vec<(PathBuf, Vec<u8>)> = log_files(path)
+            .into_iter()
+            .map(|p| {
+                let b = std::fs::read(&p).expect("log");
+                (p, b)
+            })
+            .collect();
+        assert!(
+            logs.iter().any(|(_, b)| !b.is_empty()),
+            "the writes are in the log"
+        );
         drop(s);
         std::fs::write(path, durable).expect("restore file");
-        std::fs::write(wal_of(path), log).expect("restore log");
+        for p in log_files(path) {
+            std::fs::remove_file(p).expect("rm");
+        }
+        for (p, b) in logs {
+            std::fs::write(p, b).expect("restore log");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1273,20 +1496,17 @@ mod tests {
         })
         .await;
         // A crash can leave half an entry behind: it was never acknowledged.
+        let last = log_files(&path).pop().expect("a segment");
         let mut log = std::fs::OpenOptions::new()
             .append(true)
-            .open(wal_of(&path))
+            .open(&last)
             .expect("log");
         std::io::Write::write_all(&mut log, &[200, 0, 0, 0, 1, 2, 3]).expect("torn tail");
         drop(log);
 
         let s = EmbeddedStore::open(&path).expect("reopen");
         assert_eq!(s.stats().replayed, 5, "{:?}", s.stats());
-        assert_eq!(
-            std::fs::metadata(wal_of(&path)).expect("log").len(),
-            0,
-            "replayed into the file, log emptied"
-        );
+        assert!(!log_files(&path).contains(&last), "replayed, then deleted");
         let a = s.get("v_a").await.expect("get").expect("v_a kept");
         assert_eq!(a.attempts, 1, "the wrong attempt stays counted");
         assert_eq!(
@@ -1313,6 +1533,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_run_beside_the_writer_and_drop_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let opts = EmbeddedOptions {
+            checkpoint_every: Duration::from_millis(20),
+            ..EmbeddedOptions::default()
+        };
+        let s = EmbeddedStore::open_with(&path, opts).expect("open");
+        let t = 1_764_000_000_000;
+        for i in 0..50 {
+            s.create(&sample_record(&format!("v_{i}"), t))
+                .await
+                .expect("create");
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let st = s.stats();
+        assert!(st.checkpoints >= 2, "{st:?}");
+        assert!(
+            log_files(&path).len() <= 2,
+            "checkpointed segments are deleted"
+        );
+        // A crash now loses nothing: the file plus what is left of the log hold it all.
+        drop(s);
+        let s = EmbeddedStore::open(&path).expect("reopen");
+        for i in 0..50 {
+            assert!(s.get(&format!("v_{i}")).await.expect("get").is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_log_that_does_not_follow_the_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
@@ -1323,10 +1576,11 @@ mod tests {
         })
         .await;
         // Lose the first batch of the log: the second one cannot be applied without it.
-        let (_, entries, _) = Wal::open(&wal_of(&path)).expect("log");
+        let seg = log_files(&path).pop().expect("segment");
+        let (_, entries, _) = Wal::open(&seg).expect("log");
         assert_eq!(entries.len(), 2);
-        std::fs::remove_file(wal_of(&path)).expect("rm");
-        let (mut wal, _, _) = Wal::open(&wal_of(&path)).expect("log");
+        std::fs::remove_file(&seg).expect("rm");
+        let (mut wal, _, _) = Wal::open(&seg).expect("log");
         wal.append(&entries[1]).expect("append");
         drop(wal);
         match EmbeddedStore::open(&path) {
@@ -1338,11 +1592,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sweep_deletes_what_is_past_retention() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
         let opts = EmbeddedOptions {
             sweep_every: Duration::from_millis(50),
             ..EmbeddedOptions::default()
         };
-        let s = EmbeddedStore::open_with(dir.path().join("s.redb"), opts).expect("open");
+        let s = EmbeddedStore::open_with(&path, opts).expect("open");
         let t = 1_764_000_000_000;
         for i in 0..20 {
             s.create(&sample_record(&format!("v_{i}"), t))
@@ -1354,23 +1609,28 @@ mod tests {
         s.create(&keep).await.expect("create");
         s.take_budget("k", 5, 60_000, t).await.expect("take");
         s.once("evt", 1_000, t).await.expect("once");
-        assert_eq!(table_len(&s, RECORDS), 21);
+        assert_eq!(lock(&s.state).records.len(), 21);
 
         // Moving the store's clock past expiry + grace: reads stop at once, the sweep deletes.
         let later = t + 300_000 + crate::store::RETENTION_GRACE_MS;
         s.once("tick", 1, later).await.expect("tick");
         assert!(s.get("v_0").await.expect("get").is_none());
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(table_len(&s, RECORDS), 1);
-        assert_eq!(table_len(&s, RECORD_PURGE), 1);
-        assert_eq!(table_len(&s, BUDGETS), 0);
-        assert_eq!(table_len(&s, ONCE), 1, "only the fresh tick key");
-        assert_eq!(table_len(&s, ONCE_PURGE), 1);
+        {
+            let st = lock(&s.state);
+            assert_eq!(
+                (st.records.len(), st.budgets.len(), st.once.len()),
+                (1, 0, 1),
+                "only v_keep and the fresh tick key"
+            );
+        }
         assert!(s.get("v_keep").await.expect("get").is_some());
         // A forgotten id may be used again.
         s.create(&sample_record("v_0", later))
             .await
             .expect("create again");
+        drop(s);
+        assert_eq!(file_counts(&path), (2, 0, 1), "the file forgets them too");
     }
 
     #[test]

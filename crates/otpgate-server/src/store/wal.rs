@@ -92,37 +92,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Empties the log (every entry is in a durable checkpoint).
-    pub(crate) fn reset(&mut self) -> io::Result<()> {
-        if self.broken {
-            return Ok(());
-        }
-        let r = self
-            .file
-            .set_len(0)
-            .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(drop))
-            .and_then(|()| self.file.sync_all());
-        match r {
-            Ok(()) => {
-                self.len = 0;
-                Ok(())
-            }
-            Err(e) => {
-                self.broken = true;
-                Err(e)
-            }
-        }
-    }
-
     /// Bytes in the log.
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
+}
 
-    /// Whether the log refuses appends until a restart.
-    pub(crate) fn is_broken(&self) -> bool {
-        self.broken
-    }
+/// Makes the directory entry of `path` durable (after creating the file).
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// The payloads of the whole entries at the start of `bytes`, and where they end.
@@ -190,20 +172,5 @@ mod tests {
             assert_eq!(entries.last().map(Vec::as_slice), Some(&b"four"[..]));
             assert_eq!(dropped, 0);
         }
-    }
-
-    #[test]
-    fn reset_empties_the_log() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log");
-        let (mut wal, _, _) = Wal::open(&path).expect("open");
-        wal.append(b"one").expect("append");
-        wal.reset().expect("reset");
-        assert_eq!(wal.len(), 0);
-        wal.append(b"two").expect("append");
-        drop(wal);
-        let (_, entries, _) = Wal::open(&path).expect("reopen");
-        assert_eq!(entries, vec![b"two".to_vec()]);
-        assert!(!Wal::open(&path).expect("open").0.is_broken());
     }
 }
