@@ -66,7 +66,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::wal::{Wal, sync_dir};
+use super::wal::Wal;
 use super::{
     Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
     Rotation, Store, StoreError, codec, logic,
@@ -673,12 +673,19 @@ fn segment_path(path: &Path, n: u64) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Creates segment `n` of the log and makes its name durable.
-fn new_segment(path: &Path, n: u64) -> Result<(Wal, PathBuf), StoreError> {
+/// Starts segment `n` of the log, in the file of a checkpointed segment when there is one.
+fn new_segment(path: &Path, n: u64, recycled: Option<PathBuf>) -> Result<Wal, StoreError> {
     let p = segment_path(path, n);
-    let (wal, _, _) = Wal::open(&p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
-    sync_dir(&p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
-    Ok((wal, p))
+    if let Some(old) = recycled {
+        match Wal::start(&p, n, Some(&old)) {
+            Ok(wal) => return Ok(wal),
+            Err(e) => {
+                tracing::warn!(error = %e, "embedded store: could not recycle a log segment; starting a new file");
+                let _ = std::fs::remove_file(&old);
+            }
+        }
+    }
+    Wal::start(&p, n, None).map_err(|e| unavailable(format!("{}: {e}", p.display())))
 }
 
 impl EmbeddedStore {
@@ -707,17 +714,15 @@ impl EmbeddedStore {
         let counters = Arc::new(Counters::default());
         let found = segments(path)?;
         let mut seq = checkpoint;
-        for (_, p) in &found {
-            let (wal, entries, dropped) =
-                Wal::open(p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
-            drop(wal);
-            if dropped > 0 {
-                tracing::warn!(
-                    bytes = dropped,
-                    segment = %p.display(),
-                    "embedded store: cut a torn entry off the end of the log (never acknowledged)"
-                );
-            }
+        for (n, p) in &found {
+            let (entries, end) =
+                Wal::read(p, *n).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
+            tracing::debug!(
+                segment = %p.display(),
+                entries = entries.len(),
+                end,
+                "embedded store: read a log segment"
+            );
             seq = replay(&mut state, &entries, seq, checkpoint)?;
         }
         if seq > checkpoint {
@@ -734,7 +739,7 @@ impl EmbeddedStore {
             std::fs::remove_file(p).map_err(|e| unavailable(format!("{}: {e}", p.display())))?;
         }
         let next = found.last().map_or(0, |(n, _)| n + 1);
-        let (wal, segment) = new_segment(path, next)?;
+        let wal = new_segment(path, next, None)?;
 
         let now_ms = Arc::new(AtomicI64::new(state.now_ms));
         let state = Arc::new(Mutex::new(state));
@@ -747,7 +752,8 @@ impl EmbeddedStore {
                 db,
                 path: path.to_owned(),
                 wal,
-                segment: (next, segment),
+                segment: next,
+                spares: None,
                 seq,
                 now_ms: Arc::clone(&now_ms),
                 counters: Arc::clone(&counters),
@@ -937,8 +943,8 @@ fn replay(
 struct Job {
     changes: Changes,
     seq: u64,
-    /// Segments wholly covered by this checkpoint, deleted once it is durable.
-    sealed: Vec<PathBuf>,
+    /// The segment wholly covered by this checkpoint, recycled once it is durable.
+    sealed: PathBuf,
     done: mpsc::Sender<()>,
 }
 
@@ -948,8 +954,10 @@ struct Writer {
     db: Arc<Database>,
     path: PathBuf,
     wal: Wal,
-    /// The current segment: (number, path).
-    segment: (u64, PathBuf),
+    /// The current segment's number.
+    segment: u64,
+    /// Checkpointed segments to recycle, from the checkpoint thread.
+    spares: Option<mpsc::Receiver<PathBuf>>,
     /// The sequence number of the last logged batch.
     seq: u64,
     now_ms: Arc<AtomicI64>,
@@ -961,6 +969,8 @@ struct Writer {
 impl Writer {
     fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
         let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (spare_tx, spare_rx) = mpsc::channel();
+        self.spares = Some(spare_rx);
         let checkpointer = {
             let (db, counters, failed) = (
                 Arc::clone(&self.db),
@@ -969,7 +979,7 @@ impl Writer {
             );
             std::thread::Builder::new()
                 .name("otpgate-store-ckpt".into())
-                .spawn(move || checkpointer(&db, &job_rx, &counters, &failed))
+                .spawn(move || checkpointer(&db, &job_rx, &spare_tx, &counters, &failed))
         };
         let checkpointer = match checkpointer {
             Ok(h) => h,
@@ -1034,6 +1044,26 @@ impl Writer {
         }
         drop(jobs);
         let _ = checkpointer.join();
+        // Checkpointed segments left to recycle are of no use any more.
+        while let Some(p) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
+            let _ = std::fs::remove_file(p);
+        }
+        let c = &self.counters;
+        let (batches, ops) = (
+            c.batches.load(Ordering::Relaxed),
+            c.ops.load(Ordering::Relaxed),
+        );
+        let per_batch =
+            |m: &AtomicU64| m.load(Ordering::Relaxed) as f64 / batches.max(1) as f64 / 1e3;
+        tracing::info!(
+            batches,
+            ops,
+            ops_per_batch = ops as f64 / batches.max(1) as f64,
+            apply_ms_per_batch = per_batch(&c.apply_micros),
+            log_ms_per_batch = per_batch(&c.commit_micros),
+            checkpoints = c.checkpoints.load(Ordering::Relaxed),
+            "embedded store: closed"
+        );
     }
 
     /// Applies and logs one batch, then answers its callers.
@@ -1102,22 +1132,29 @@ impl Writer {
             return None;
         }
         let changes = lock(&self.state).take_changes();
-        let next = self.segment.0 + 1;
-        let (wal, path) = match new_segment(&self.path, next) {
-            Ok(s) => s,
+        let next = self.segment + 1;
+        // The newest checkpointed segment is recycled; any older one is deleted.
+        let mut recycled = None;
+        while let Some(p) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
+            if let Some(older) = recycled.replace(p) {
+                let _ = std::fs::remove_file(older);
+            }
+        }
+        let wal = match new_segment(&self.path, next, recycled) {
+            Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "embedded store: cannot start a log segment; refusing reads and writes until restart");
                 self.failed.store(true, Ordering::Release);
                 return None;
             }
         };
-        self.wal = wal;
-        let sealed = std::mem::replace(&mut self.segment, (next, path)).1;
+        let sealed = std::mem::replace(&mut self.wal, wal).path().to_owned();
+        self.segment = next;
         let (done, rx) = mpsc::channel();
         let job = Job {
             changes,
             seq: self.seq,
-            sealed: vec![sealed],
+            sealed,
             done,
         };
         if jobs.send(job).is_err() {
@@ -1134,6 +1171,7 @@ impl Writer {
 fn checkpointer(
     db: &Database,
     jobs: &mpsc::Receiver<Job>,
+    spares: &mpsc::Sender<PathBuf>,
     counters: &Counters,
     failed: &AtomicBool,
 ) {
@@ -1141,10 +1179,10 @@ fn checkpointer(
         let started = Instant::now();
         match write_checkpoint(db, &job.changes, job.seq) {
             Ok(()) => {
-                for p in &job.sealed {
-                    if let Err(e) = std::fs::remove_file(p) {
-                        tracing::warn!(error = %e, segment = %p.display(), "embedded store: could not delete a checkpointed log segment");
-                    }
+                // The segment's entries are all in the file now: its blocks carry a later
+                // segment (or it goes, when the writer has stopped).
+                if let Err(mpsc::SendError(p)) = spares.send(job.sealed) {
+                    let _ = std::fs::remove_file(p);
                 }
                 counters.checkpoints.fetch_add(1, Ordering::Relaxed);
                 counters
@@ -1577,10 +1615,11 @@ mod tests {
         .await;
         // Lose the first batch of the log: the second one cannot be applied without it.
         let seg = log_files(&path).pop().expect("segment");
-        let (_, entries, _) = Wal::open(&seg).expect("log");
+        let n = segments(&path).expect("segments").pop().expect("segment").0;
+        let (entries, _) = Wal::read(&seg, n).expect("log");
         assert_eq!(entries.len(), 2);
         std::fs::remove_file(&seg).expect("rm");
-        let (mut wal, _, _) = Wal::open(&seg).expect("log");
+        let mut wal = Wal::start(&seg, n, None).expect("log");
         wal.append(&entries[1]).expect("append");
         drop(wal);
         match EmbeddedStore::open(&path) {

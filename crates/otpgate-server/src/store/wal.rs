@@ -1,14 +1,21 @@
-//! The write-ahead log of the embedded store: checksummed entries appended to one file and
-//! made durable with one `fdatasync` per entry (an entry holds a whole batch).
+//! The write-ahead log of the embedded store: checksummed entries appended to segment
+//! files and made durable with one `fdatasync` per entry (an entry holds a whole batch).
 //!
-//! Entry: `len: u32 LE`, `crc32(payload): u32 LE`, `payload` (`len` bytes). A crash while
-//! an entry was being written leaves a torn last entry; [`Wal::open`] reads up to the first
-//! entry that is incomplete or fails its checksum and cuts the file there (that entry was
-//! never acknowledged: acknowledgement comes after the sync).
+//! Entry: `len: u32 LE`, `crc32(salt, len, payload): u32 LE`, `payload` (`len` bytes). The
+//! salt is the segment's number. A crash while an entry was being written leaves a torn
+//! last entry; [`Wal::read`] returns the entries up to the first one that is incomplete or
+//! fails its checksum (that entry was never acknowledged: acknowledgement comes after the
+//! sync).
+//!
+//! Segments are recycled: a segment whose entries are all in a checkpoint becomes the file
+//! of a later segment, overwritten from its start. Overwriting blocks a file already has
+//! changes no file-system metadata, so each `fdatasync` is a plain data flush instead of a
+//! journal commit (which it would share with the audit log's syncs). Entries left from the
+//! file's earlier life fail the checksum under the new salt, so they end the log.
 //!
 //! A failed append is cut off again, so the log never holds a torn entry before a good one;
 //! when that is impossible (or a sync failed, after which the file's contents are unknown)
-//! the log refuses every further append until the process restarts and recovers from it.
+//! the log refuses every further append.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -19,41 +26,55 @@ const HEADER: usize = 8;
 /// Largest payload accepted when reading (a length above it is a torn or foreign entry).
 const MAX_ENTRY: usize = 1 << 30;
 
-/// An open log file.
+/// An open log segment, written from its start.
 #[derive(Debug)]
 pub(crate) struct Wal {
     file: File,
     path: PathBuf,
+    salt: u64,
     len: u64,
     broken: bool,
 }
 
+fn checksum(salt: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(&(payload.len() as u64).to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
 impl Wal {
-    /// Opens (or creates) the log at `path` and returns it with the payloads of its entries,
-    /// in order. A torn or corrupt tail is cut off (how many bytes is returned as well).
-    pub(crate) fn open(path: &Path) -> io::Result<(Self, Vec<Vec<u8>>, u64)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+    /// The payloads of the entries of the segment at `path` written with `salt`, in order,
+    /// and where they end.
+    pub(crate) fn read(path: &Path, salt: u64) -> io::Result<(Vec<Vec<u8>>, u64)> {
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (entries, good) = parse(&bytes);
-        let dropped = bytes.len() as u64 - good;
-        if dropped > 0 {
-            file.set_len(good)?;
-            file.sync_all()?;
-        }
-        file.seek(SeekFrom::Start(good))?;
-        let wal = Self {
+        File::open(path)?.read_to_end(&mut bytes)?;
+        Ok(parse(&bytes, salt))
+    }
+
+    /// Starts segment `salt` at `path`: in `recycled` (an older segment's file, renamed to
+    /// `path` and overwritten from its start) or in a new file.
+    pub(crate) fn start(path: &Path, salt: u64, recycled: Option<&Path>) -> io::Result<Self> {
+        let file = match recycled {
+            Some(old) => {
+                std::fs::rename(old, path)?;
+                OpenOptions::new().write(true).open(path)?
+            }
+            None => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)?,
+        };
+        sync_dir(path)?;
+        Ok(Self {
             file,
             path: path.to_owned(),
-            len: good,
+            salt,
+            len: 0,
             broken: false,
-        };
-        Ok((wal, entries, dropped))
+        })
     }
 
     /// Appends one entry and syncs it. On error nothing of it stays in the log, or the log
@@ -71,7 +92,7 @@ impl Wal {
             .ok_or_else(|| io::Error::other("log entry too large"))?;
         let mut entry = Vec::with_capacity(HEADER + payload.len());
         entry.extend_from_slice(&len.to_le_bytes());
-        entry.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        entry.extend_from_slice(&checksum(self.salt, payload).to_le_bytes());
         entry.extend_from_slice(payload);
         if let Err(e) = self.file.write_all(&entry) {
             // Cut the partial entry off so that the next one follows a whole one.
@@ -92,13 +113,18 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes in the log.
+    /// Bytes of entries in the segment.
     pub(crate) fn len(&self) -> u64 {
         self.len
     }
+
+    /// The segment's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
-/// Makes the directory entry of `path` durable (after creating the file).
+/// Makes the directory entry of `path` durable (after creating or renaming the file).
 pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = path
         .parent()
@@ -107,17 +133,21 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The payloads of the whole entries at the start of `bytes`, and where they end.
-fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, u64) {
+/// The payloads of the whole entries under `salt` at the start of `bytes`, and where they
+/// end.
+fn parse(bytes: &[u8], salt: u64) -> (Vec<Vec<u8>>, u64) {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + HEADER) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len == 0 || len > MAX_ENTRY {
+            break;
+        }
         let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
             break;
         };
-        if len > MAX_ENTRY || crc32fast::hash(payload) != crc {
+        if checksum(salt, payload) != crc {
             break;
         }
         entries.push(payload.to_vec());
@@ -131,46 +161,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_come_back_in_order_and_a_torn_tail_is_cut() {
+    fn entries_come_back_in_order_up_to_a_torn_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        {
-            let (mut wal, entries, dropped) = Wal::open(&path).expect("open");
-            assert!(entries.is_empty());
-            assert_eq!(dropped, 0);
-            wal.append(b"one").expect("append");
-            wal.append(b"").expect("append");
-            wal.append(b"three").expect("append");
-            assert_eq!(wal.len(), 3 * 8 + 8);
+        let mut wal = Wal::start(&path, 7, None).expect("start");
+        for e in [&b"one"[..], b"two", b"three"] {
+            wal.append(e).expect("append");
         }
+        assert_eq!(wal.len(), 3 * 8 + 11);
+        drop(wal);
         let whole = std::fs::read(&path).expect("read");
-        // A crash mid-append: the last entry is cut short, or its bytes are not the ones
-        // checksummed.
-        for torn in [
-            whole[..whole.len() - 2].to_vec(),
-            [whole.as_slice(), &[9, 0, 0, 0, 1]].concat(),
-            {
-                let mut b = whole.clone();
-                let last = b.len() - 1;
-                b[last] ^= 1;
-                b
-            },
+        let all: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()];
+        assert_eq!(
+            Wal::read(&path, 7).expect("read"),
+            (all.clone(), whole.len() as u64)
+        );
+        // Another salt reads nothing: a recycled file's old entries do not count.
+        assert_eq!(Wal::read(&path, 8).expect("read").0, Vec::<Vec<u8>>::new());
+        // A crash mid-append: the last entry is cut short, its bytes are not the ones
+        // checksummed, or garbage follows.
+        let mut flipped = whole.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        for (torn, want) in [
+            (whole[..whole.len() - 2].to_vec(), 2),
+            (flipped, 2),
+            ([whole.as_slice(), &[9, 0, 0, 0, 1]].concat(), 3),
+            ([whole.as_slice(), &[0; 64]].concat(), 3),
         ] {
             std::fs::write(&path, &torn).expect("write");
-            let (mut wal, entries, dropped) = Wal::open(&path).expect("open");
-            let want: Vec<&[u8]> = if torn.len() > whole.len() {
-                vec![b"one", b"", b"three"]
-            } else {
-                vec![b"one", b""]
-            };
-            assert_eq!(entries, want, "whole entries before the torn one");
-            assert!(dropped > 0);
-            // The next entry follows the last whole one.
-            wal.append(b"four").expect("append");
-            drop(wal);
-            let (_, entries, dropped) = Wal::open(&path).expect("reopen");
-            assert_eq!(entries.last().map(Vec::as_slice), Some(&b"four"[..]));
-            assert_eq!(dropped, 0);
+            let (entries, _) = Wal::read(&path, 7).expect("read");
+            assert_eq!(entries, all[..want].to_vec());
         }
+    }
+
+    #[test]
+    fn a_recycled_file_holds_only_its_new_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, new) = (dir.path().join("wal-1"), dir.path().join("wal-2"));
+        let mut wal = Wal::start(&old, 1, None).expect("start");
+        for _ in 0..10 {
+            wal.append(&[b'x'; 100]).expect("append");
+        }
+        drop(wal);
+        let size = std::fs::metadata(&old).expect("meta").len();
+        let mut wal = Wal::start(&new, 2, Some(&old)).expect("recycle");
+        assert!(!old.exists());
+        wal.append(b"fresh").expect("append");
+        drop(wal);
+        assert_eq!(
+            std::fs::metadata(&new).expect("meta").len(),
+            size,
+            "overwritten in place"
+        );
+        assert_eq!(Wal::read(&new, 2).expect("read").0, vec![b"fresh".to_vec()]);
     }
 }
