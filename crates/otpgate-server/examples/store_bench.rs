@@ -45,11 +45,14 @@ async fn main() -> anyhow::Result<()> {
         let st = store.stats();
         let b = st.batches.max(1);
         println!(
-            " embedded: {} batches, {:.1} ops/batch, apply {:.2} ms/batch, log (encode, append, fdatasync) {:.2} ms/batch; {} checkpoints beside the writer, {:.1} ms each",
+            " embedded: {} batches, {:.1} ops/batch, apply {:.3} ms/batch, encode+write {:.3} ms/batch; {} syncs, {:.2} ms each, {:.1} batches/sync; {} checkpoints beside the writer, {:.1} ms each",
             st.batches,
             st.ops as f64 / b as f64,
             st.apply_micros as f64 / b as f64 / 1e3,
             st.commit_micros as f64 / b as f64 / 1e3,
+            st.syncs,
+            st.sync_micros as f64 / st.syncs.max(1) as f64 / 1e3,
+            st.batches as f64 / st.syncs.max(1) as f64,
             st.checkpoints,
             st.checkpoint_micros as f64 / st.checkpoints.max(1) as f64 / 1e3
         );

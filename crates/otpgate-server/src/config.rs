@@ -215,7 +215,8 @@ pub struct StoreConfig {
     /// `embedded`, `redis` or `memory`.
     #[serde(default)]
     pub kind: StoreKind,
-    /// The embedded store file (default `DATA_DIR/store.redb`).
+    /// The embedded store file (default `DATA_DIR/store.redb`); its write-ahead log
+    /// segments (`store.redb.wal-N`) live beside it and belong with it in a backup.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// The Redis URL without a password (the password-bearing URL comes from

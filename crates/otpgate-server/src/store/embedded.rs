@@ -3,16 +3,17 @@
 //!
 //! # Durability
 //! Every change is acknowledged only after it is on disk: the batch that holds it was
-//! appended to the write-ahead log and the log was `fdatasync`'d (~0.2 ms on the reference
-//! machine). An acknowledged write survives `kill -9` or a power cut.
+//! written to the write-ahead log and the log was `fdatasync`'d (~0.2–0.5 ms on the
+//! reference machine). An acknowledged write survives `kill -9` or a power cut.
 //!
 //! The log is a series of segment files beside the store file (`<file>.wal-<n>`). Every
 //! [`EmbeddedOptions::checkpoint_every`] (or when the log passes
 //! [`EmbeddedOptions::checkpoint_bytes`]), the writer starts a new segment and hands what
 //! changed since the last checkpoint (only the changed keys) to a checkpoint thread, which
 //! writes it into the redb file in one durable transaction ([`Durability::Immediate`])
-//! together with the sequence number of the last batch it holds, then deletes the older
-//! segments; the writer goes on meanwhile. Closing the store checkpoints everything.
+//! together with the sequence number of the last batch it holds; the segment's file is then
+//! recycled for a later segment (see `wal.rs`). The writer goes on meanwhile. Closing the
+//! store checkpoints everything.
 //!
 //! Opening loads the redb file into memory, replays the logged batches past its sequence
 //! number (each batch carries one; a gap is refused as [`StoreError::Corrupt`]; a torn
@@ -30,17 +31,22 @@
 //! One writer thread owns the write side. Operations arrive over a channel; the writer
 //! takes every operation waiting (up to [`EmbeddedOptions::max_batch`]), applies them one
 //! after the other to the state (each sees the effects of the previous ones, so every
-//! operation is atomic and they are serialised), logs the batch (one sync), then answers
-//! each caller. Under load the queue fills during a sync, so batches grow with the load.
+//! operation is atomic and they are serialised) and writes the batch to the log. A sync
+//! thread meanwhile runs `fdatasync` on the log and answers every batch written before the
+//! sync began; the writer goes on with the next batches during a sync, so one sync covers
+//! all that arrived while the previous one ran, and the number of syncs stays bounded by
+//! the disk's latency while batches grow with the load. The log is one sequence: a batch
+//! is durable only with every batch before it, so an answer never depends on a write that
+//! could be lost.
 //!
 //! If the log cannot be written or synced (the file's contents are then unknown), the
-//! batch's operations fail with [`StoreError::Unavailable`] and the store refuses every
-//! further read and write ([`Store::ping`] fails too) until a restart recovers from the
-//! redb file and the log, where the failed batch is not. A failed checkpoint does the same.
+//! operations not yet answered fail with [`StoreError::Unavailable`] and the store refuses
+//! every further read and write ([`Store::ping`] fails too) until a restart recovers from
+//! the redb file and the log, where those operations are not. A failed checkpoint does the
+//! same.
 //!
-//! Reads (`get`, `budget_used`) take the state's lock briefly, concurrently with the log
-//! sync: a read may see a write up to one sync (well under a millisecond) before the write
-//! is acknowledged, never a write that was refused.
+//! Reads (`get`, `budget_used`) take the state's lock briefly: a read may see a write a
+//! sync (well under a millisecond) before the write is acknowledged.
 //!
 //! # Memory
 //! Every live entry is held in memory: about 1 kB per verification for its lifetime plus
@@ -117,14 +123,18 @@ impl Default for EmbeddedOptions {
 /// Counters of the writer since the store was opened (for metrics and benchmarks).
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct EmbeddedStats {
-    /// Batches logged (each one append and one `fdatasync`).
+    /// Batches logged (each one write to the log).
     pub batches: u64,
     /// Operations applied in them.
     pub ops: u64,
     /// Time spent applying operations, microseconds.
     pub apply_micros: u64,
-    /// Time spent logging (encoding, append and sync), microseconds.
+    /// Time the writer spent logging (encoding and writing), microseconds.
     pub commit_micros: u64,
+    /// Log syncs (each covers every batch written before it).
+    pub syncs: u64,
+    /// Time spent in them (on the sync thread), microseconds.
+    pub sync_micros: u64,
     /// Checkpoints written into the redb file.
     pub checkpoints: u64,
     /// Time the checkpoint thread spent writing them, microseconds.
@@ -139,6 +149,8 @@ struct Counters {
     ops: AtomicU64,
     apply_micros: AtomicU64,
     commit_micros: AtomicU64,
+    syncs: AtomicU64,
+    sync_micros: AtomicU64,
     checkpoints: AtomicU64,
     checkpoint_micros: AtomicU64,
     replayed: AtomicU64,
@@ -754,6 +766,7 @@ impl EmbeddedStore {
                 wal,
                 segment: next,
                 spares: None,
+                syncer: None,
                 seq,
                 now_ms: Arc::clone(&now_ms),
                 counters: Arc::clone(&counters),
@@ -804,6 +817,8 @@ impl EmbeddedStore {
             ops: c.ops.load(Ordering::Relaxed),
             apply_micros: c.apply_micros.load(Ordering::Relaxed),
             commit_micros: c.commit_micros.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            sync_micros: c.sync_micros.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             checkpoint_micros: c.checkpoint_micros.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
@@ -939,6 +954,55 @@ fn replay(
     Ok(seq)
 }
 
+/// A logged batch waiting for the sync of its segment: the answers to send after it.
+struct Pending {
+    file: Arc<std::fs::File>,
+    replies: Vec<(
+        oneshot::Sender<Result<Answer, StoreError>>,
+        Result<Answer, StoreError>,
+    )>,
+}
+
+/// Syncs the log while the writer goes on: takes every written batch waiting, syncs their
+/// segment once (an `fdatasync` covers every entry written before it), then answers them.
+/// After a failed sync nothing more is acknowledged and the store refuses everything.
+fn syncer(pending: &mpsc::Receiver<Pending>, counters: &Counters, failed: &AtomicBool) {
+    let mut broken = false;
+    while let Ok(first) = pending.recv() {
+        let mut group = vec![first];
+        while let Ok(p) = pending.try_recv() {
+            group.push(p);
+        }
+        let started = Instant::now();
+        let mut synced: Vec<&Arc<std::fs::File>> = Vec::with_capacity(1);
+        for p in &group {
+            if broken || synced.iter().any(|f| Arc::ptr_eq(f, &p.file)) {
+                continue;
+            }
+            if let Err(e) = p.file.sync_data() {
+                tracing::error!(error = %e, "embedded store: log sync failed; refusing reads and writes until restart");
+                failed.store(true, Ordering::Release);
+                broken = true;
+            }
+            synced.push(&p.file);
+        }
+        counters.syncs.fetch_add(1, Ordering::Relaxed);
+        counters
+            .sync_micros
+            .fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+        for p in group {
+            for (reply, answer) in p.replies {
+                // A caller that gave up does not take the change back: it was logged.
+                let _ = reply.send(if broken {
+                    Err(unavailable("write-ahead log sync failed"))
+                } else {
+                    answer
+                });
+            }
+        }
+    }
+}
+
 /// A checkpoint for the checkpoint thread.
 struct Job {
     changes: Changes,
@@ -958,6 +1022,8 @@ struct Writer {
     segment: u64,
     /// Checkpointed segments to recycle, from the checkpoint thread.
     spares: Option<mpsc::Receiver<PathBuf>>,
+    /// Written batches waiting for their sync, to the sync thread.
+    syncer: Option<mpsc::Sender<Pending>>,
     /// The sequence number of the last logged batch.
     seq: u64,
     now_ms: Arc<AtomicI64>,
@@ -968,6 +1034,22 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
+        let (pending_tx, pending_rx) = mpsc::channel::<Pending>();
+        let syncer = {
+            let (counters, failed) = (Arc::clone(&self.counters), Arc::clone(&self.failed));
+            std::thread::Builder::new()
+                .name("otpgate-store-sync".into())
+                .spawn(move || syncer(&pending_rx, &counters, &failed))
+        };
+        let syncer = match syncer {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store: no sync thread; refusing writes");
+                self.failed.store(true, Ordering::Release);
+                return;
+            }
+        };
+        self.syncer = Some(pending_tx);
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (spare_tx, spare_rx) = mpsc::channel();
         self.spares = Some(spare_rx);
@@ -1044,6 +1126,8 @@ impl Writer {
         }
         drop(jobs);
         let _ = checkpointer.join();
+        self.syncer = None;
+        let _ = syncer.join();
         // Checkpointed segments left to recycle are of no use any more.
         while let Some(p) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
             let _ = std::fs::remove_file(p);
@@ -1061,6 +1145,10 @@ impl Writer {
             ops_per_batch = ops as f64 / batches.max(1) as f64,
             apply_ms_per_batch = per_batch(&c.apply_micros),
             log_ms_per_batch = per_batch(&c.commit_micros),
+            syncs = c.syncs.load(Ordering::Relaxed),
+            sync_ms = c.sync_micros.load(Ordering::Relaxed) as f64
+                / c.syncs.load(Ordering::Relaxed).max(1) as f64
+                / 1e3,
             checkpoints = c.checkpoints.load(Ordering::Relaxed),
             "embedded store: closed"
         );
@@ -1098,7 +1186,7 @@ impl Writer {
         };
         let logged = serde_json::to_vec(&entry)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| self.wal.append(&bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| self.wal.write(&bytes).map_err(|e| e.to_string()));
         if let Err(e) = logged {
             // The state holds the batch, the log does not: nothing is served from this
             // state any more; a restart recovers without the batch.
@@ -1119,9 +1207,22 @@ impl Writer {
             .fetch_add(micros(applied - started), Ordering::Relaxed);
         c.commit_micros
             .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
-        for (m, a) in batch.into_iter().zip(answers) {
-            // A caller that gave up does not take the change back: it was logged.
-            let _ = m.reply.send(a);
+        let replies = batch
+            .into_iter()
+            .zip(answers)
+            .map(|(m, a)| (m.reply, a))
+            .collect();
+        let pending = Pending {
+            file: self.wal.handle(),
+            replies,
+        };
+        if let Some(syncer) = &self.syncer
+            && let Err(mpsc::SendError(p)) = syncer.send(pending)
+        {
+            self.failed.store(true, Ordering::Release);
+            for (reply, _) in p.replies {
+                let _ = reply.send(Err(unavailable("log syncer stopped")));
+            }
         }
     }
 
@@ -1129,6 +1230,13 @@ impl Writer {
     /// checkpoint thread; the receiver answers when it is done.
     fn checkpoint(&mut self, jobs: &mpsc::Sender<Job>) -> Option<mpsc::Receiver<()>> {
         if self.failed.load(Ordering::Acquire) || self.wal.len() == 0 {
+            return None;
+        }
+        // Everything in the old segment is durable before the checkpoint covers it and
+        // before anything is written to the next one.
+        if let Err(e) = self.wal.sync() {
+            tracing::error!(error = %e, "embedded store: log sync failed; refusing reads and writes until restart");
+            self.failed.store(true, Ordering::Release);
             return None;
         }
         let changes = lock(&self.state).take_changes();

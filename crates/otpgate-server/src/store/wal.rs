@@ -1,5 +1,6 @@
 //! The write-ahead log of the embedded store: checksummed entries appended to segment
-//! files and made durable with one `fdatasync` per entry (an entry holds a whole batch).
+//! files ([`Wal::write`], one per batch) and made durable with `fdatasync` ([`Wal::sync`],
+//! which may cover several entries; the store syncs on another thread while it writes on).
 //!
 //! Entry: `len: u32 LE`, `crc32(salt, len, payload): u32 LE`, `payload` (`len` bytes). The
 //! salt is the segment's number. A crash while an entry was being written leaves a torn
@@ -20,6 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Bytes before the payload of an entry.
 const HEADER: usize = 8;
@@ -29,7 +31,7 @@ const MAX_ENTRY: usize = 1 << 30;
 /// An open log segment, written from its start.
 #[derive(Debug)]
 pub(crate) struct Wal {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     salt: u64,
     len: u64,
@@ -69,7 +71,7 @@ impl Wal {
         };
         sync_dir(path)?;
         Ok(Self {
-            file,
+            file: Arc::new(file),
             path: path.to_owned(),
             salt,
             len: 0,
@@ -77,9 +79,9 @@ impl Wal {
         })
     }
 
-    /// Appends one entry and syncs it. On error nothing of it stays in the log, or the log
-    /// refuses every later append.
-    pub(crate) fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+    /// Appends one entry without syncing it. On error nothing of it stays in the log, or
+    /// the log refuses every later write.
+    pub(crate) fn write(&mut self, payload: &[u8]) -> io::Result<()> {
         if self.broken {
             return Err(io::Error::other(format!(
                 "{}: the log failed earlier; restart to recover",
@@ -94,23 +96,36 @@ impl Wal {
         entry.extend_from_slice(&len.to_le_bytes());
         entry.extend_from_slice(&checksum(self.salt, payload).to_le_bytes());
         entry.extend_from_slice(payload);
-        if let Err(e) = self.file.write_all(&entry) {
+        let mut file = &*self.file;
+        if let Err(e) = file.write_all(&entry) {
             // Cut the partial entry off so that the next one follows a whole one.
-            if self.file.set_len(self.len).is_err()
-                || self.file.seek(SeekFrom::Start(self.len)).is_err()
-            {
+            if file.set_len(self.len).is_err() || file.seek(SeekFrom::Start(self.len)).is_err() {
                 self.broken = true;
             }
             return Err(e);
         }
-        if let Err(e) = self.file.sync_data() {
-            // After a failed sync the kernel may have dropped the dirty pages: what the file
-            // holds is unknown, so nothing more is written to it.
-            self.broken = true;
-            return Err(e);
-        }
         self.len += entry.len() as u64;
         Ok(())
+    }
+
+    /// Makes every entry written so far durable. After a failure the kernel may have
+    /// dropped the written pages: what the file holds is unknown, so it refuses every later
+    /// write.
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data().inspect_err(|_| self.broken = true)
+    }
+
+    /// Appends one entry and syncs it.
+    #[cfg(test)]
+    pub(crate) fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.write(payload)?;
+        self.sync()
+    }
+
+    /// The file, for syncing on another thread ([`File::sync_data`] covers every entry
+    /// written before the call).
+    pub(crate) fn handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// Bytes of entries in the segment.
