@@ -259,9 +259,12 @@ enum Answer {
     Budgets(Budgets),
 }
 
+/// Where an operation's answer goes.
+type Reply = oneshot::Sender<Result<Answer, StoreError>>;
+
 struct Msg {
     op: Op,
-    reply: oneshot::Sender<Result<Answer, StoreError>>,
+    reply: Reply,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -957,10 +960,7 @@ fn replay(
 /// A logged batch waiting for the sync of its segment: the answers to send after it.
 struct Pending {
     file: Arc<std::fs::File>,
-    replies: Vec<(
-        oneshot::Sender<Result<Answer, StoreError>>,
-        Result<Answer, StoreError>,
-    )>,
+    replies: Vec<(Reply, Result<Answer, StoreError>)>,
 }
 
 /// Syncs the log while the writer goes on: takes every written batch waiting, syncs their
