@@ -341,13 +341,10 @@ async fn premium_rate_ranges_are_refused_by_default() {
         .expect("a US number");
 }
 
-#[tokio::test]
-async fn the_difficulty_rises_at_half_the_gateways_capacity() {
-    // The global budget (600/min by default) is far above what one phone sends: the
-    // signal follows the phones' capacity once the policy knows it.
-    let e = env(PolicyConfig::default());
-    e.policy.set_send_capacity(20);
-    for i in 0..9 {
+/// `n` sends by a trusted backend (no proof of work) to distinct `+336` ranges from distinct
+/// addresses, never approved.
+async fn trusted_sends(e: &Env, n: u32) {
+    for i in 0..n {
         e.start_with(
             &phone(&format!("+336{:02}000000", i + 10)),
             ip(i),
@@ -357,6 +354,15 @@ async fn the_difficulty_rises_at_half_the_gateways_capacity() {
         .await
         .expect("trusted");
     }
+}
+
+#[tokio::test]
+async fn the_difficulty_rises_at_half_the_gateways_capacity() {
+    // The global budget (600/min by default) is far above what one phone sends: the
+    // signal follows the phones' capacity once the policy knows it.
+    let e = env(PolicyConfig::default());
+    e.policy.set_send_capacity(20);
+    trusted_sends(&e, 9).await;
     e.clock.advance(200);
     assert_eq!(
         difficulty_asked(&e, &phone("+33100000000")).await,
@@ -577,16 +583,7 @@ async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
     assert_eq!(e.policy.current_difficulty(), 0);
     // A burst of sends to many ranges that are never approved (a backend with an API key
     // is used to generate it here, as the attacker would through the front door).
-    for i in 0..60 {
-        e.start_with(
-            &phone(&format!("+336{:02}000000", i + 10)),
-            ip(i),
-            true,
-            None,
-        )
-        .await
-        .expect("trusted");
-    }
+    trusted_sends(&e, 60).await;
     e.clock.advance(1_000);
     let d = difficulty_asked(&e, &phone("+33100000000")).await;
     // 61 % of the global budget (+6) and no approval out of 61 sends (+12).

@@ -62,7 +62,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -166,16 +166,13 @@ pub struct EmbeddedStore {
     state: Arc<Mutex<State>>,
     tx: Option<mpsc::Sender<Msg>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    now_ms: Arc<AtomicI64>,
     /// Set when the store refuses everything until a restart.
     failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("now_ms", &self.now_ms.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
     }
 }
 
@@ -756,7 +753,6 @@ impl EmbeddedStore {
         let next = found.last().map_or(0, |(n, _)| n + 1);
         let wal = new_segment(path, next, None)?;
 
-        let now_ms = Arc::new(AtomicI64::new(state.now_ms));
         let state = Arc::new(Mutex::new(state));
         let failed = Arc::new(AtomicBool::new(false));
         let db = Arc::new(db);
@@ -771,7 +767,6 @@ impl EmbeddedStore {
                 spares: None,
                 syncer: None,
                 seq,
-                now_ms: Arc::clone(&now_ms),
                 counters: Arc::clone(&counters),
                 failed: Arc::clone(&failed),
                 opts,
@@ -786,7 +781,6 @@ impl EmbeddedStore {
             state,
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
-            now_ms,
             failed,
         })
     }
@@ -801,7 +795,7 @@ impl EmbeddedStore {
 
     #[cfg(test)]
     fn now(&self) -> i64 {
-        self.now_ms.load(Ordering::Acquire)
+        lock(&self.state).now_ms
     }
 
     /// The state for a read, unless the store refuses reads.
@@ -1026,7 +1020,6 @@ struct Writer {
     syncer: Option<mpsc::Sender<Pending>>,
     /// The sequence number of the last logged batch.
     seq: u64,
-    now_ms: Arc<AtomicI64>,
     counters: Arc<Counters>,
     failed: Arc<AtomicBool>,
     opts: EmbeddedOptions,
@@ -1163,18 +1156,15 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        for m in &batch {
-            self.now_ms.fetch_max(m.op.now(), Ordering::AcqRel);
-        }
-        let now = self.now_ms.load(Ordering::Acquire);
-        let answers: Vec<Result<Answer, StoreError>> = {
+        let (now, answers): (i64, Vec<Result<Answer, StoreError>>) = {
             let mut st = lock(&self.state);
-            st.now_ms = st.now_ms.max(now);
+            let now = batch.iter().map(|m| m.op.now()).fold(st.now_ms, i64::max);
+            st.now_ms = now;
             let answers = batch.iter().map(|m| st.apply(&m.op, now)).collect();
             if sweep {
                 st.sweep(now);
             }
-            answers
+            (now, answers)
         };
         let applied = Instant::now();
         let seq = self.seq + 1;
