@@ -16,6 +16,10 @@
 //!
 //! Prints one row per endpoint: requests, expected answers, requests/s, p50 and p99.
 //! The server's budgets must be raised for this (the script's bench config does it).
+//!
+//! The client is kept lean so that the server gets the machine: one thread, and each worker
+//! holds its own HTTP/1.1 keep-alive connection per instance (hyper's connection API, no
+//! pool), reopened after a transport error.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +27,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Parser;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use otpgate_core::wire::{CheckRequest, StartRequest, VerificationView};
 use tokio::sync::Mutex;
 
@@ -222,13 +230,80 @@ impl Rng {
 
 struct Ctx {
     args: Args,
-    client: reqwest::Client,
+    /// `host:port` of each instance, from `--base`.
+    hosts: Vec<String>,
     deadline_len: Duration,
 }
 
-impl Ctx {
-    fn base(&self, worker: usize) -> &str {
-        &self.args.base[worker % self.args.base.len()]
+/// One worker's connections: at most one per instance, opened when first used.
+struct Conns {
+    ctx: Arc<Ctx>,
+    open: Vec<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl Conns {
+    fn new(ctx: Arc<Ctx>) -> Self {
+        let open = ctx.hosts.iter().map(|_| None).collect();
+        Self { ctx, open }
+    }
+
+    /// Sends one request to instance `idx % instances` (JSON `body` for a POST); the
+    /// status and the body, or `None` on a transport error (the connection is dropped).
+    async fn send(
+        &mut self,
+        idx: usize,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Option<(u16, Bytes)> {
+        let idx = idx % self.open.len();
+        let host = &self.ctx.hosts[idx];
+        let sender = match &mut self.open[idx] {
+            Some(s) => s,
+            slot @ None => {
+                let stream = tokio::net::TcpStream::connect(host.as_str()).await.ok()?;
+                stream.set_nodelay(true).ok()?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                slot.insert(sender)
+            }
+        };
+        let builder = hyper::Request::builder()
+            .uri(path)
+            .header(hyper::header::HOST, host.as_str());
+        let req = match body {
+            Some(b) => builder
+                .method(hyper::Method::POST)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(b))),
+            None => builder
+                .method(hyper::Method::GET)
+                .body(Full::new(Bytes::new())),
+        }
+        .ok()?;
+        let answer = async {
+            let resp = sender.send_request(req).await.ok()?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.ok()?.to_bytes();
+            Some((status, body))
+        }
+        .await;
+        if answer.is_none() {
+            self.open[idx] = None;
+        }
+        answer
+    }
+
+    /// POSTs `body` as JSON.
+    async fn post_json<T: serde::Serialize>(
+        &mut self,
+        idx: usize,
+        path: &str,
+        body: &T,
+    ) -> Option<(u16, Bytes)> {
+        let bytes = serde_json::to_vec(body).ok()?;
+        self.send(idx, path, Some(bytes)).await
     }
 }
 
@@ -242,8 +317,8 @@ async fn phase<F, Fut>(
     work: F,
 ) -> Row
 where
-    F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = (Tally, usize)> + Send + 'static,
+    F: Fn(Conns, usize, u64) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = (Tally, Conns)> + Send + 'static,
 {
     let counter = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -256,8 +331,10 @@ where
         handles.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut round = 0u64;
+            let mut conns = Conns::new(ctx);
             while Instant::now() < deadline && counter.fetch_add(1, Ordering::Relaxed) < limit {
-                let (t, _) = work(Arc::clone(&ctx), w, round).await;
+                let (t, c) = work(conns, w, round).await;
+                conns = c;
                 round += 1;
                 let stop = t.statuses.is_empty() && t.failures == 0;
                 tally.merge(t);
@@ -283,49 +360,44 @@ where
     }
 }
 
-/// POSTs `body` as JSON; the status and the body, or `None` on a transport error.
-async fn post_json<T: serde::Serialize>(
-    client: &reqwest::Client,
-    url: &str,
-    body: &T,
-) -> Option<(u16, Vec<u8>)> {
-    let resp = client.post(url).json(body).send().await.ok()?;
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.ok()?;
-    Some((status, bytes.to_vec()))
-}
-
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
         !args.base.is_empty() && args.concurrency > 0,
         "need a base URL and workers"
     );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("http client")?;
+    let hosts = args
+        .base
+        .iter()
+        .map(|b| {
+            b.strip_prefix("http://")
+                .map(|h| h.trim_end_matches('/').to_owned())
+                .filter(|h| !h.is_empty() && !h.contains('/'))
+                .with_context(|| format!("--base {b}: expected http://host:port"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deadline_len = Duration::from_secs(args.duration_secs);
+    let ctx = Arc::new(Ctx {
+        args,
+        hosts,
+        deadline_len,
+    });
     // Wait for every instance to answer.
-    for base in &args.base {
-        let url = format!("{base}/healthz");
+    let mut probe = Conns::new(Arc::clone(&ctx));
+    for (i, base) in ctx.args.base.iter().enumerate() {
         let mut ok = false;
         for _ in 0..100 {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if matches!(probe.send(i, "/healthz", None).await, Some((200, _))) {
                 ok = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::ensure!(ok, "{url} does not answer");
+        anyhow::ensure!(ok, "{base}/healthz does not answer");
     }
+    drop(probe);
+    let args = &ctx.args;
     println!(
         "load: {} instance(s), {} workers, phases of at most {} s / {} requests, {} CPUs",
         args.base.len(),
@@ -342,14 +414,8 @@ async fn main() -> anyhow::Result<()> {
         "cpus": std::thread::available_parallelism().map_or(0, |p| p.get()),
     });
     let json_path = args.json.clone();
-    let deadline_len = Duration::from_secs(args.duration_secs);
     let phases = args.phases.clone();
     let max = args.max_requests;
-    let ctx = Arc::new(Ctx {
-        args,
-        client,
-        deadline_len,
-    });
     let mut rows = Vec::new();
 
     if phases.iter().any(|p| p == "health") {
@@ -360,18 +426,12 @@ async fn main() -> anyhow::Result<()> {
                 "GET /healthz",
                 &[200],
                 max,
-                |ctx, w, _| async move {
+                |mut conns, w, _| async move {
                     let mut t = Tally::default();
                     let started = Instant::now();
-                    let status = ctx
-                        .client
-                        .get(format!("{}/healthz", ctx.base(w)))
-                        .send()
-                        .await
-                        .ok()
-                        .map(|r| r.status().as_u16());
-                    t.record(started, status);
-                    (t, 1)
+                    let r = conns.send(w, "/healthz", None).await;
+                    t.record(started, r.map(|(s, _)| s));
+                    (t, conns)
                 },
             )
             .await,
@@ -386,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
                 "POST /v1/verifications",
                 &[201],
                 max,
-                |ctx, w, round| async move {
+                |mut conns, w, round| async move {
                     let mut t = Tally::default();
                     let mut rng = Rng(0x9e37_79b9_7f4a_7c15
                         ^ ((w as u64) << 32)
@@ -394,19 +454,14 @@ async fn main() -> anyhow::Result<()> {
                         ^ 1);
                     let req = StartRequest {
                         phone: rng.phone(),
-                        app: Some(ctx.args.app.clone()),
+                        app: Some(conns.ctx.args.app.clone()),
                         locale: None,
                         pow: None,
                     };
                     let started = Instant::now();
-                    let r = post_json(
-                        &ctx.client,
-                        &format!("{}/v1/verifications", ctx.base(w)),
-                        &req,
-                    )
-                    .await;
+                    let r = conns.post_json(w, "/v1/verifications", &req).await;
                     t.record(started, r.map(|(s, _)| s));
-                    (t, 1)
+                    (t, conns)
                 },
             )
             .await,
@@ -424,30 +479,25 @@ async fn main() -> anyhow::Result<()> {
             "POST /v1/verifications (test no.)",
             &[201],
             ctx.args.check_pool,
-            move |ctx, w, _| {
+            move |mut conns, w, _| {
                 let sink = Arc::clone(&sink);
                 async move {
                     let mut t = Tally::default();
                     let req = StartRequest {
-                        phone: ctx.args.test_phone.clone(),
-                        app: Some(ctx.args.app.clone()),
+                        phone: conns.ctx.args.test_phone.clone(),
+                        app: Some(conns.ctx.args.app.clone()),
                         locale: None,
                         pow: None,
                     };
                     let started = Instant::now();
-                    let r = post_json(
-                        &ctx.client,
-                        &format!("{}/v1/verifications", ctx.base(w)),
-                        &req,
-                    )
-                    .await;
+                    let r = conns.post_json(w, "/v1/verifications", &req).await;
                     t.record(started, r.as_ref().map(|(s, _)| *s));
                     if let Some((201, body)) = r
                         && let Ok(v) = serde_json::from_slice::<VerificationView>(&body)
                     {
                         sink.lock().await.push((w, v.id));
                     }
-                    (t, 1)
+                    (t, conns)
                 }
             },
         )
@@ -468,30 +518,30 @@ async fn main() -> anyhow::Result<()> {
             "POST /v1/verifications/{id}/check",
             &[200, 422],
             max / 5,
-            move |ctx, w, _| {
+            move |mut conns, w, _| {
                 let source = Arc::clone(&source);
                 let wrong = wrong.clone();
                 async move {
                     let mut t = Tally::default();
                     let Some((opened_on, id)) = source.lock().await.pop() else {
-                        return (t, 0);
+                        return (t, conns);
                     };
                     // Check on another instance than the one that opened it, when there are several.
-                    let url = format!(
-                        "{}/v1/verifications/{id}/check",
-                        ctx.base(opened_on + 1 + w)
-                    );
+                    let instance = opened_on + 1 + w;
+                    let path = format!("/v1/verifications/{id}/check");
                     for i in 0..5 {
                         let code = if i < 4 {
                             wrong.clone()
                         } else {
-                            ctx.args.test_code.clone()
+                            conns.ctx.args.test_code.clone()
                         };
                         let started = Instant::now();
-                        let r = post_json(&ctx.client, &url, &CheckRequest { code }).await;
+                        let r = conns
+                            .post_json(instance, &path, &CheckRequest { code })
+                            .await;
                         t.record(started, r.map(|(s, _)| s));
                     }
-                    (t, 5)
+                    (t, conns)
                 }
             },
         )
