@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use otpgate_server::store::{EmbeddedStore, MemoryStore, RedisStore, Store, conformance};
+use otpgate_server::store::{
+    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store, conformance,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
@@ -18,14 +20,34 @@ async fn embedded_store_conforms() {
     conformance::run_all(store).await;
 }
 
+/// On a single server: a check and its budget in one script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_conforms() {
     let redis = conformance::TestRedis::start();
     let prefix = conformance::fresh_id("t");
-    let store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&redis.url, &prefix)
-            .await
-            .expect("connect"),
+    let store = RedisStore::connect(&redis.url, &prefix)
+        .await
+        .expect("connect");
+    assert!(
+        store.checks_in_one_script(),
+        "a single server was taken for a Cluster"
     );
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// As on a Cluster: every script within one hash slot, the budget its own step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_conforms_with_one_slot_per_script() {
+    let redis = conformance::TestRedis::start();
+    let prefix = conformance::fresh_id("t");
+    let opts = RedisOptions {
+        one_slot_per_script: true,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect_with(&redis.url, &prefix, opts)
+        .await
+        .expect("connect");
+    assert!(!store.checks_in_one_script());
+    let store: Arc<dyn Store> = Arc::new(store);
     conformance::run_all(store).await;
 }

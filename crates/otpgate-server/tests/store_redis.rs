@@ -13,6 +13,7 @@ fn quick() -> RedisOptions {
     RedisOptions {
         op_timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
     }
 }
 

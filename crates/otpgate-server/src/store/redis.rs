@@ -12,6 +12,12 @@
 //!   (checked against the limit, then INCR) expiring one window length after its window;
 //! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock).
 //!
+//! A check also counts the caller's check budget, whose key lives in another hash slot. On
+//! a single Redis server (`INFO cluster` says `cluster_enabled:0`, asked once at connect)
+//! budget and check are one script over both keys, one round trip; on a Cluster (or when
+//! `INFO` is refused) the budget is its own step first. Either way the budget is counted
+//! before the attempt, and a check refused for its budget counts no attempt.
+//!
 //! # Failures
 //! Every failure to reach Redis (refused, dropped, timed out after
 //! [`RedisOptions::op_timeout`]) is [`StoreError::Unavailable`], never a panic; the
@@ -35,13 +41,16 @@ use super::{
 };
 use otpgate_core::wire::Status;
 
-/// Timeouts of the [`RedisStore`].
+/// Timeouts and script layout of the [`RedisStore`].
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
     /// Most time one operation may take, reconnection included.
     pub op_timeout: Duration,
     /// Most time to establish a connection.
     pub connect_timeout: Duration,
+    /// Keeps every script within one hash slot even on a single server, as on a Cluster (a
+    /// check is then two round trips). Off by default; for a proxy that hides a Cluster.
+    pub one_slot_per_script: bool,
 }
 
 impl Default for RedisOptions {
@@ -49,6 +58,7 @@ impl Default for RedisOptions {
         Self {
             op_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
+            one_slot_per_script: false,
         }
     }
 }
@@ -59,6 +69,8 @@ pub struct RedisStore {
     con: ConnectionManager,
     prefix: String,
     op_timeout: Duration,
+    /// A single server (not a Cluster): scripts may touch keys of different hash slots.
+    single_node: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -89,10 +101,11 @@ end
 ";
 
 /// ARGV: now, then (key id, digest hex) pairs: the typed code's digest under each key the
-/// issuer holds. Counts the attempt, compares, approves on a match, in one step. Returns
-/// {kind[, record | attempts left]}. The digests are compared as Lua strings: interned, so
-/// equality is a pointer comparison that takes the same time whatever the bytes (and an
-/// HMAC digest of a guess tells nothing about the code anyway).
+/// issuer holds, up to ARGV[PAIRS_END] (set by the script's head). Counts the attempt,
+/// compares, approves on a match, in one step. Returns {kind[, record | attempts left]}.
+/// The digests are compared as Lua strings: interned, so equality is a pointer comparison
+/// that takes the same time whatever the bytes (and an HMAC digest of a guess tells nothing
+/// about the code anyway).
 const CHECK: &str = r"
 local rec = load(KEYS[1])
 if not rec then return {'not_found'} end
@@ -102,7 +115,7 @@ if rec.attempts >= rec.max_attempts then return {'no_attempts_left'} end
 if tonumber(ARGV[1]) >= rec.expires_at_ms then return {'expired'} end
 rec.attempts = rec.attempts + 1
 local guess = nil
-for i = 2, #ARGV - 1, 2 do
+for i = 2, PAIRS_END - 1, 2 do
   if ARGV[i] == rec.key_id then guess = ARGV[i + 1] end
 end
 if guess ~= nil and guess == rec.digest then
@@ -141,6 +154,19 @@ local ttl = rec.expires_at_ms + tonumber(ARGV[8]) - now
 if ttl < 1 then ttl = 1 end
 redis.call('SET', KEYS[1], raw, 'PX', ttl)
 return {'rotated', raw}
+";
+
+/// The head of the check alone: every ARGV after `now` is a (key id, digest) pair.
+const CHECK_HEAD: &str = "local PAIRS_END = #ARGV\n";
+
+/// The head of the check with its budget (single server only: KEYS[2] is the budget key,
+/// in another hash slot): the last two ARGV are the budget's limit and TTL. An exhausted
+/// budget answers {'rate_limited'} before the record is read.
+const CHECK_WITH_BUDGET_HEAD: &str = r"
+local PAIRS_END = #ARGV - 2
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used >= tonumber(ARGV[#ARGV - 1]) then return {'rate_limited'} end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[#ARGV]) end
 ";
 
 /// Returns the record after the call, or nil.
@@ -199,6 +225,7 @@ return 0
 
 struct Scripts {
     check: Script,
+    check_with_budget: Script,
     rotate: Script,
     cancel: Script,
     update_delivery: Script,
@@ -209,7 +236,8 @@ struct Scripts {
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
     let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
     Scripts {
-        check: record(CHECK),
+        check: record(&format!("{CHECK_HEAD}{CHECK}")),
+        check_with_budget: record(&format!("{CHECK_WITH_BUDGET_HEAD}{CHECK}")),
         rotate: record(ROTATE),
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
@@ -260,13 +288,31 @@ impl RedisStore {
         .await
         .map_err(|_| unavailable("connect timed out"))?
         .map_err(unavailable)?;
-        let store = Self {
+        let mut store = Self {
             con,
             prefix: key_prefix.to_owned(),
             op_timeout: opts.op_timeout,
+            single_node: false,
         };
         store.ping().await?;
+        store.single_node = !opts.one_slot_per_script && store.is_single_node().await;
         Ok(store)
+    }
+
+    /// Whether a check and its budget run as one script (one round trip): on a single
+    /// server, unless [`RedisOptions::one_slot_per_script`].
+    pub fn checks_in_one_script(&self) -> bool {
+        self.single_node
+    }
+
+    /// Whether the server is a single node (`cluster_enabled:0`); a refused or unreadable
+    /// `INFO` counts as a Cluster (the one-slot-per-script path works on both).
+    async fn is_single_node(&self) -> bool {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("cluster");
+        let info: Result<String, _> = self.bounded(cmd.query_async(&mut con)).await;
+        info.is_ok_and(|text| text.lines().any(|l| l.trim() == "cluster_enabled:0"))
     }
 
     fn record_key(&self, id: &str) -> String {
@@ -302,8 +348,20 @@ impl RedisStore {
         key: String,
         args: &[String],
     ) -> Result<Value, StoreError> {
+        self.eval_keys(script, &[key], args).await
+    }
+
+    async fn eval_keys(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, StoreError> {
         let mut con = self.con.clone();
-        let mut inv = script.key(key);
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
         for a in args {
             inv.arg(a);
         }
@@ -386,24 +444,55 @@ impl Store for RedisStore {
         budget: Option<BudgetRequest<'_>>,
         now_ms: i64,
     ) -> Result<CheckOutcome, StoreError> {
-        // The budget's key lives in another hash slot than the record: its own step first.
-        if let Some(b) = budget
-            && let Budget::Exhausted { retry_after_ms } = self
-                .take_budget(b.key, b.limit, b.window_ms, now_ms)
-                .await?
-        {
-            return Ok(CheckOutcome::RateLimited { retry_after_ms });
-        }
-        let mut args = Vec::with_capacity(1 + 2 * guess.digests.len());
+        let mut args = Vec::with_capacity(3 + 2 * guess.digests.len());
         args.push(now_ms.to_string());
         for (key_id, digest) in &guess.digests {
             args.push(key_id.clone());
             args.push(hex::encode(digest));
         }
-        let (kind, rest) = parts(
-            self.eval(&SCRIPTS.check, self.record_key(id), &args)
-                .await?,
-        )?;
+        let (kind, rest) = match budget {
+            // One script over the record and the budget key (another hash slot).
+            Some(b) if self.single_node => {
+                let (w, start) = (
+                    logic::window_len(b.window_ms),
+                    logic::window_start(now_ms, b.window_ms),
+                );
+                args.push(b.limit.to_string());
+                args.push(
+                    (logic::budget_purge_at(start, w) - now_ms)
+                        .max(1)
+                        .to_string(),
+                );
+                let keys = [
+                    self.record_key(id),
+                    self.budget_key(b.key, b.window_ms, now_ms),
+                ];
+                let answer = self
+                    .eval_keys(&SCRIPTS.check_with_budget, &keys, &args)
+                    .await?;
+                let (kind, rest) = parts(answer)?;
+                if kind == "rate_limited" {
+                    return Ok(CheckOutcome::RateLimited {
+                        retry_after_ms: start + w - now_ms,
+                    });
+                }
+                (kind, rest)
+            }
+            // A Cluster: the budget is its own step first.
+            _ => {
+                if let Some(b) = budget
+                    && let Budget::Exhausted { retry_after_ms } = self
+                        .take_budget(b.key, b.limit, b.window_ms, now_ms)
+                        .await?
+                {
+                    return Ok(CheckOutcome::RateLimited { retry_after_ms });
+                }
+                parts(
+                    self.eval(&SCRIPTS.check, self.record_key(id), &args)
+                        .await?,
+                )?
+            }
+        };
         Ok(match kind.as_str() {
             "approved" => CheckOutcome::Approved(Box::new(record_of(rest.first())?)),
             "wrong" => {
