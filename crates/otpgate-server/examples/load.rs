@@ -14,7 +14,10 @@
 //!   `start (test number)`), then each is checked four times with a wrong code (422) and
 //!   once with the right one (200), spreading instances when several bases are given.
 //!
-//! Prints one row per endpoint: requests, expected answers, requests/s, p50 and p99.
+//! Prints one row per endpoint: requests, expected answers, requests/s, p50 and p99, and
+//! where the machine's CPU time went during the phase (from `/proc/stat`): busy, idle
+//! (iowait included) and **stolen** by the hypervisor, which on a shared virtual machine
+//! decides how much of the machine a run really had.
 //! The server's budgets must be raised for this (the script's bench config does it).
 //!
 //! The client is kept lean so that the server gets the machine: one thread, and each worker
@@ -106,6 +109,58 @@ struct Row {
     tally: Tally,
     elapsed: Duration,
     expected: Vec<u16>,
+    cpu: Option<CpuShare>,
+}
+
+/// The machine's CPU time counters (`/proc/stat`, all CPUs): busy, idle, iowait, steal.
+#[derive(Clone, Copy)]
+struct CpuTimes([u64; 4]);
+
+impl CpuTimes {
+    /// `None` where `/proc/stat` is not readable (not Linux).
+    fn now() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = text.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(Self([
+            at(0) + at(1) + at(2) + at(5) + at(6),
+            at(3),
+            at(4),
+            at(7),
+        ]))
+    }
+
+    /// The shares of the time between `self` and `later`.
+    fn share_until(self, later: Self) -> CpuShare {
+        let d: Vec<f64> = (0..4)
+            .map(|i| later.0[i].saturating_sub(self.0[i]) as f64)
+            .collect();
+        let total = d.iter().sum::<f64>().max(1.0);
+        let pct = |x: f64| (x / total * 1000.0).round() / 10.0;
+        CpuShare {
+            busy_pct: pct(d[0]),
+            idle_pct: pct(d[1] + d[2]),
+            iowait_pct: pct(d[2]),
+            steal_pct: pct(d[3]),
+        }
+    }
+}
+
+/// Where the machine's CPU time went during a phase, in percent.
+#[derive(Clone, Copy, serde::Serialize)]
+struct CpuShare {
+    busy_pct: f64,
+    /// Idle, iowait included.
+    idle_pct: f64,
+    iowait_pct: f64,
+    /// Taken by the hypervisor for other guests.
+    steal_pct: f64,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -128,6 +183,8 @@ struct RowFigures {
     elapsed_s: f64,
     /// Answers other than the expected ones, by status (`io` for transport errors).
     other: BTreeMap<String, usize>,
+    /// The machine's CPU time during the phase, when known.
+    cpu: Option<CpuShare>,
 }
 
 fn figures(r: &mut Row) -> RowFigures {
@@ -157,6 +214,7 @@ fn figures(r: &mut Row) -> RowFigures {
         p99_ms: percentile(&r.tally.latencies_us, 0.99),
         elapsed_s: r.elapsed.as_secs_f64(),
         other,
+        cpu: r.cpu,
     }
 }
 
@@ -178,8 +236,8 @@ fn write_json(path: &str, meta: serde_json::Value, rows: &mut [Row]) -> anyhow::
 fn print_table(rows: &mut [Row]) {
     println!();
     println!(
-        "{:<34} {:>9} {:>9} {:>10} {:>9} {:>9}  other",
-        "endpoint", "requests", "expected", "req/s", "p50 ms", "p99 ms"
+        "{:<34} {:>9} {:>9} {:>10} {:>9} {:>9} {:>15}  other",
+        "endpoint", "requests", "expected", "req/s", "p50 ms", "p99 ms", "cpu busy/steal"
     );
     for r in rows.iter_mut() {
         let f = figures(r);
@@ -194,14 +252,19 @@ fn print_table(rows: &mut [Row]) {
                 }
             })
             .collect();
+        let cpu = f.cpu.map_or_else(
+            || "-".to_owned(),
+            |c| format!("{:.0}%/{:.0}%", c.busy_pct, c.steal_pct),
+        );
         println!(
-            "{:<34} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2}  {}",
+            "{:<34} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>15}  {}",
             f.name,
             f.requests,
             f.expected,
             f.requests_per_s,
             f.p50_ms,
             f.p99_ms,
+            cpu,
             if other.is_empty() {
                 "-".to_owned()
             } else {
@@ -321,6 +384,7 @@ where
     Fut: std::future::Future<Output = (Tally, Conns)> + Send + 'static,
 {
     let counter = Arc::new(AtomicUsize::new(0));
+    let cpu_before = CpuTimes::now();
     let started = Instant::now();
     let deadline = started + ctx.deadline_len;
     let mut handles = Vec::new();
@@ -357,6 +421,9 @@ where
         tally,
         elapsed: started.elapsed(),
         expected: expected.to_vec(),
+        cpu: cpu_before
+            .zip(CpuTimes::now())
+            .map(|(a, b)| a.share_until(b)),
     }
 }
 
