@@ -4,15 +4,21 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use otpgate_core::wire::{ErrorBody, ErrorDetail};
 
 use crate::service::ServiceError;
 
-use super::RequestId;
+tokio::task_local! {
+    /// The id of the request being served, for the errors built while serving it.
+    pub(crate) static CURRENT_REQUEST_ID: String;
+}
+
+/// Marks a 4xx that [`ApiError`] already wrote in the one shape with the request id, so the
+/// middleware passes it on without reading it back.
+#[derive(Clone, Copy, Debug)]
+struct Shaped;
 
 /// An error answer.
 #[derive(Debug)]
@@ -77,6 +83,12 @@ pub(crate) struct InternalCause(pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A 5xx is always rewritten by the middleware (its message may be replaced).
+        let request_id = CURRENT_REQUEST_ID
+            .try_with(Clone::clone)
+            .ok()
+            .filter(|_| self.status.is_client_error());
+        let shaped = request_id.is_some();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
@@ -84,10 +96,13 @@ impl IntoResponse for ApiError {
                 attempts_left: self.attempts_left,
                 retry_after: self.retry_after,
                 challenge: self.challenge,
-                request_id: None,
+                request_id,
             },
         };
         let mut res = (self.status, Json(body)).into_response();
+        if shaped {
+            res.extensions_mut().insert(Shaped);
+        }
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -125,19 +140,20 @@ fn for_status(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
-/// Middleware: every 4xx/5xx leaves in the one error shape with the request id; the cause
-/// of a 5xx is logged with the request id and never sent.
-pub(crate) async fn normalize_errors(req: Request, next: Next) -> Response {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let res = next.run(req).await;
+/// Puts a 4xx/5xx response into the one error shape with the request id (the middleware's
+/// half, called by `api::edge`); the cause of a 5xx is logged with the request id and never
+/// sent.
+pub(crate) async fn normalize(
+    res: Response,
+    request_id: &str,
+    method: &Method,
+    path: &str,
+) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    if res.extensions().get::<Shaped>().is_some() {
         return res;
     }
     let (mut parts, body) = res.into_parts();
@@ -182,7 +198,7 @@ pub(crate) async fn normalize_errors(req: Request, next: Next) -> Response {
             },
         }
     });
-    body.error.request_id = Some(request_id);
+    body.error.request_id = Some(request_id.to_owned());
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -125,14 +125,17 @@ pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router 
             options.timeout,
         ))
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(error::normalize_errors))
         .layer(cors)
-        .layer(middleware::from_fn_with_state(metrics, observe))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(metrics, edge))
 }
 
-/// Middleware: takes a sane incoming `X-Request-Id` or makes one, and returns it.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// Middleware, the outermost (one layer for three jobs, as each layer costs a boxed future
+/// and a service clone per request):
+/// - the request id: a sane incoming `X-Request-Id` or a new one, in the request extensions
+///   and in the errors built while serving, returned in the response header;
+/// - the one error shape for every 4xx/5xx ([`error::normalize`]);
+/// - latency by route template (never the raw path: bounded cardinality).
+async fn edge(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&REQUEST_ID)
@@ -143,33 +146,47 @@ async fn request_id(mut req: Request, next: Next) -> Response {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         })
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::random::id("req_").unwrap_or_else(|_| "req_unavailable".into()));
+        .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let started = Instant::now();
+    let res = error::CURRENT_REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .await;
+    let mut res = error::normalize(res, &id, &method, uri.path()).await;
+    metrics.http(
+        &route,
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
     res
 }
 
-/// Middleware: latency by route template (never the raw path: bounded cardinality).
-async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "other".into());
-    let method = req.method().as_str().to_owned();
-    let started = Instant::now();
-    let res = next.run(req).await;
-    metrics.http(
-        &route,
-        &method,
-        res.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    res
+/// A new request id: `req_` + 16 hex digits fixed at start from the OS CSPRNG + a counter.
+/// Unique within the process and across restarts with high odds; request ids correlate
+/// logs and are no secret, so no system call per request.
+fn new_request_id() -> String {
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: LazyLock<String> = LazyLock::new(|| {
+        crate::random::bytes(8).map_or_else(|_| format!("{:016x}", std::process::id()), hex::encode)
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "req_{}{:x}",
+        *PREFIX,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The caller, as the service sees it.
