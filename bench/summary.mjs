@@ -126,8 +126,8 @@ if (SECTIONS.includes("issuer")) {
     const h = r.health;
     // The machine's CPU time during the phase: on a shared VM the hypervisor's steal says
     // how much of the 2 CPUs the run really had.
-    const cpu = (x) => (x.cpu ? `; CPU busy ${x.cpu.busy_pct}%, stolen ${x.cpu.steal_pct}%` : "");
-    const peer = h ? `/healthz, same ${key === "redis" ? "servers" : "server"}: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)}${cpu(h)}` : "";
+    const cpu = (x) => (x.cpu ? `CPU busy ${x.cpu.busy_pct}%, stolen ${x.cpu.steal_pct}%` : "");
+    const peer = h ? `/healthz, same ${key === "redis" ? "servers" : "server"}: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)} (${cpu(h) || "CPU n/a"})` : "";
     const other = (x) => (Object.keys(x.other ?? {}).length ? `; unexpected ${mix(x.other)}` : "");
     for (const [phase, name] of [["start", "starts/s"], ["check", "checks/s"]]) {
       const x = r[phase];
@@ -137,7 +137,7 @@ if (SECTIONS.includes("issuer")) {
         "issuer",
         `${label} ${name} (${durability})`,
         `${int(x.requests_per_s)}/s p50 ${ms(x.p50_ms)} p99 ${ms(x.p99_ms)}`,
-        `${b ? `bar >= ${int(b)}/s; ` : ""}${peer}${other(x)}${cpu(x)}`,
+        `${b ? `bar >= ${int(b)}/s; ` : ""}${peer}${other(x)}${x.cpu ? `; this phase: ${cpu(x)}` : ""}`,
         b ? bar(x.requests_per_s >= b && !Object.keys(x.other ?? {}).length) : "",
       );
     }
