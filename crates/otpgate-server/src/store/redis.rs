@@ -164,9 +164,7 @@ const CHECK_HEAD: &str = "local PAIRS_END = #ARGV\n";
 /// budget answers {'rate_limited'} before the record is read.
 const CHECK_WITH_BUDGET_HEAD: &str = r"
 local PAIRS_END = #ARGV - 2
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if used >= tonumber(ARGV[#ARGV - 1]) then return {'rate_limited'} end
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[#ARGV]) end
+if take(KEYS[2], tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]) < 0 then return {'rate_limited'} end
 ";
 
 /// Returns the record after the call, or nil.
@@ -206,15 +204,21 @@ save(KEYS[1], rec)
 return 1
 ";
 
-/// ARGV: limit, ttl. Returns the remaining count, or -1 when exhausted (nothing counted).
-const TAKE_BUDGET: &str = r"
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-local limit = tonumber(ARGV[1])
-if count >= limit then return -1 end
-count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return limit - count
+/// `take(key, limit, ttl)`: counts one unit on the budget counter `key` unless it holds
+/// `limit` already; returns what is left, or -1 when exhausted (nothing counted). A new
+/// counter expires after `ttl` ms.
+const TAKE_FN: &str = r"
+local function take(key, limit, ttl)
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= limit then return -1 end
+  count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ttl) end
+  return limit - count
+end
 ";
+
+/// ARGV: limit, ttl. Returns the remaining count, or -1 when exhausted (nothing counted).
+const TAKE_BUDGET: &str = "return take(KEYS[1], tonumber(ARGV[1]), ARGV[2])\n";
 
 /// Gives back one unit, never below zero.
 const REFUND_BUDGET: &str = r"
@@ -222,6 +226,15 @@ local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count > 0 then redis.call('DECR', KEYS[1]) end
 return 0
 ";
+
+/// A budget's counter for one window.
+struct BudgetSlot {
+    key: String,
+    /// How long the counter lives from now (past its window, for `budget_used`).
+    ttl_ms: i64,
+    /// Until the window ends.
+    retry_after_ms: i64,
+}
 
 struct Scripts {
     check: Script,
@@ -237,11 +250,11 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
     let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
     Scripts {
         check: record(&format!("{CHECK_HEAD}{CHECK}")),
-        check_with_budget: record(&format!("{CHECK_WITH_BUDGET_HEAD}{CHECK}")),
+        check_with_budget: record(&format!("{TAKE_FN}{CHECK_WITH_BUDGET_HEAD}{CHECK}")),
         rotate: record(ROTATE),
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
-        take_budget: Script::new(TAKE_BUDGET),
+        take_budget: Script::new(&format!("{TAKE_FN}{TAKE_BUDGET}")),
         refund_budget: Script::new(REFUND_BUDGET),
     }
 });
@@ -320,11 +333,20 @@ impl RedisStore {
     }
 
     fn budget_key(&self, key: &str, window_ms: i64, now_ms: i64) -> String {
+        self.budget_slot(key, window_ms, now_ms).key
+    }
+
+    /// The counter of budget `key` for the window holding `now_ms`.
+    fn budget_slot(&self, key: &str, window_ms: i64, now_ms: i64) -> BudgetSlot {
         let (w, start) = (
             logic::window_len(window_ms),
             logic::window_start(now_ms, window_ms),
         );
-        format!("{}:b:{{{key}}}:{w}:{start}", self.prefix)
+        BudgetSlot {
+            key: format!("{}:b:{{{key}}}:{w}:{start}", self.prefix),
+            ttl_ms: (logic::budget_purge_at(start, w) - now_ms).max(1),
+            retry_after_ms: start + w - now_ms,
+        }
     }
 
     fn once_key(&self, key: &str) -> String {
@@ -453,27 +475,17 @@ impl Store for RedisStore {
         let (kind, rest) = match budget {
             // One script over the record and the budget key (another hash slot).
             Some(b) if self.single_node => {
-                let (w, start) = (
-                    logic::window_len(b.window_ms),
-                    logic::window_start(now_ms, b.window_ms),
-                );
+                let slot = self.budget_slot(b.key, b.window_ms, now_ms);
                 args.push(b.limit.to_string());
-                args.push(
-                    (logic::budget_purge_at(start, w) - now_ms)
-                        .max(1)
-                        .to_string(),
-                );
-                let keys = [
-                    self.record_key(id),
-                    self.budget_key(b.key, b.window_ms, now_ms),
-                ];
+                args.push(slot.ttl_ms.to_string());
+                let keys = [self.record_key(id), slot.key];
                 let answer = self
                     .eval_keys(&SCRIPTS.check_with_budget, &keys, &args)
                     .await?;
                 let (kind, rest) = parts(answer)?;
                 if kind == "rate_limited" {
                     return Ok(CheckOutcome::RateLimited {
-                        retry_after_ms: start + w - now_ms,
+                        retry_after_ms: slot.retry_after_ms,
                     });
                 }
                 (kind, rest)
@@ -606,25 +618,13 @@ impl Store for RedisStore {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<Budget, StoreError> {
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
-        let ttl = (logic::budget_purge_at(start, w) - now_ms).max(1);
-        let args = [limit.to_string(), ttl.to_string()];
-        let left = int_of(
-            &self
-                .eval(
-                    &SCRIPTS.take_budget,
-                    self.budget_key(key, window_ms, now_ms),
-                    &args,
-                )
-                .await?,
-        )?;
+        let slot = self.budget_slot(key, window_ms, now_ms);
+        let args = [limit.to_string(), slot.ttl_ms.to_string()];
+        let left = int_of(&self.eval(&SCRIPTS.take_budget, slot.key, &args).await?)?;
         Ok(match u32::try_from(left) {
             Ok(remaining) => Budget::Allowed { remaining },
             Err(_) => Budget::Exhausted {
-                retry_after_ms: start + w - now_ms,
+                retry_after_ms: slot.retry_after_ms,
             },
         })
     }
