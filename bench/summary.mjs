@@ -114,10 +114,13 @@ if (SECTIONS.includes("issuer")) {
   const aof = meta.redis_aof ?? "no";
   const redisDur = aof === "no" ? "Redis: no RDB/AOF, in memory" : `Redis: AOF appendfsync ${aof}`;
   const stores = [
-    ["embedded", "embedded x1", "fsync per group commit", { start: 5000, check: 15000 }],
+    ["embedded", "embedded x1", "durability disk: answered after fsync", { start: 5000, check: 15000 }],
+    ["embedded-process", "embedded x1", "durability process: answered after write, fsync <= 200 ms later; survives kill -9, not power loss", { start: 5000, check: 15000 }],
     ["redis", "Redis x2", redisDur, { start: null, check: 10000 }],
   ];
-  for (const [key, label, durability, bars] of stores) {
+  const levels = (meta.embedded_durability ?? "disk process").split(/\s+/);
+  const ran = ([key]) => key === "redis" || levels.includes(key === "embedded" ? "disk" : "process");
+  for (const [key, label, durability, bars] of stores.filter(ran)) {
     const r = load(`issuer-${key}`);
     if (!r) {
       missing("issuer", `${label}`);

@@ -5,7 +5,9 @@
 #   scripts/bench-issuer.sh [embedded|redis|all]     (default: all)
 #
 # 1. builds `otpgate` and the load client (`examples/load.rs`) in release mode;
-# 2. embedded: one instance on the embedded store (redb file + audit log, both fsync'd);
+# 2. embedded: one instance on the embedded store (redb file + audit log), at each
+#    durability level: `disk` (every answer after the fdatasync) and `process` (every answer
+#    after the write to the OS, synced within 200 ms: survives kill -9, not a power cut);
 # 3. redis: a private redis-server on a free port and two instances sharing it (the keys
 #    are shared through one data directory, each instance has its own audit log); checks are
 #    sent to the instance that did not open the verification;
@@ -16,7 +18,8 @@
 # MAX_REQUESTS (per phase, default 200000), CHECK_POOL (verifications for the check
 # phase, default 30000), KEEP=1 keeps the temporary directory, SKIP_BUILD=1 uses the
 # binaries already built, JSON_DIR=DIR also writes the figures as JSON
-# (DIR/issuer-embedded.json, DIR/issuer-redis.json; scripts/bench.sh reads them),
+# (DIR/issuer-embedded.json, DIR/issuer-embedded-process.json, DIR/issuer-redis.json;
+# scripts/bench.sh reads them), EMBEDDED_DURABILITY (default "disk process": the levels run),
 # REDIS_AOF=no|everysec|always (default no: the private Redis keeps nothing on disk;
 # everysec/always turn on its append-only file with that fsync policy).
 # Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
@@ -34,6 +37,7 @@ CONCURRENCY="${CONCURRENCY:-64}"
 MAX_REQUESTS="${MAX_REQUESTS:-200000}"
 CHECK_POOL="${CHECK_POOL:-30000}"
 REDIS_AOF="${REDIS_AOF:-no}"
+EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}"
 case "$REDIS_AOF" in no | everysec | always) ;; *)
 	echo "REDIS_AOF must be no, everysec or always" >&2
 	exit 2
@@ -80,7 +84,7 @@ wait_http() { # url
 	return 1
 }
 
-# config FILE PORT DATA_DIR AUDIT_FILE STORE_TOML
+# config FILE PORT DATA_DIR AUDIT_FILE STORE_TOML [AUDIT_DURABILITY]
 write_config() {
 	cat >"$1" <<EOF
 # Bench configuration: budgets raised far above any real deployment, PoW off, one test
@@ -117,6 +121,7 @@ enabled = false
 [audit]
 enabled = true
 path = "$4"
+durability = "${6:-disk}"
 EOF
 }
 
@@ -143,22 +148,34 @@ verify_audit() { # files...
 }
 
 if [[ "$which" == embedded || "$which" == all ]]; then
-	echo
-	echo "== embedded store, one instance"
-	port="$(free_port)"
-	dir="$work/embedded"
-	mkdir -p "$dir"
-	write_config "$dir/otpgate.toml" "$port" "$dir/data" "$dir/audit.jsonl" 'kind = "embedded"'
-	start_server "$dir/otpgate.toml" "$dir/serve.log"
-	server_pid="${pids[-1]}"
-	if ! wait_http "http://127.0.0.1:$port/healthz"; then
-		cat "$dir/serve.log" >&2
-		exit 1
-	fi
-	run_load "http://127.0.0.1:$port" embedded
-	kill "$server_pid"
-	wait "$server_pid" 2>/dev/null || true
-	verify_audit "$dir/audit.jsonl"
+	for durability in $EMBEDDED_DURABILITY; do
+		case "$durability" in
+		disk) name=embedded ;;
+		process) name=embedded-process ;;
+		*)
+			echo "EMBEDDED_DURABILITY: disk and/or process, not $durability" >&2
+			exit 2
+			;;
+		esac
+		echo
+		echo "== embedded store, one instance, durability = \"$durability\" (store and audit log)"
+		port="$(free_port)"
+		dir="$work/$name"
+		mkdir -p "$dir"
+		write_config "$dir/otpgate.toml" "$port" "$dir/data" "$dir/audit.jsonl" \
+			"kind = \"embedded\"
+durability = \"$durability\"" "$durability"
+		start_server "$dir/otpgate.toml" "$dir/serve.log"
+		server_pid="${pids[-1]}"
+		if ! wait_http "http://127.0.0.1:$port/healthz"; then
+			cat "$dir/serve.log" >&2
+			exit 1
+		fi
+		run_load "http://127.0.0.1:$port" "$name"
+		kill "$server_pid"
+		wait "$server_pid" 2>/dev/null || true
+		verify_audit "$dir/audit.jsonl"
+	done
 fi
 
 if [[ "$which" == redis || "$which" == all ]]; then

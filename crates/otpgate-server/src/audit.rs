@@ -21,9 +21,11 @@
 //! # Durability and speed
 //! One writer thread owns the file. Appends from any number of tasks queue to it; it writes
 //! everything queued in one go, `fdatasync`s once, then answers each append: an append
-//! resolves only once its line is on disk, and concurrent appends share the fsync. A
-//! line cut short by a crash (no newline: never acknowledged) is removed when the log is
-//! opened again.
+//! resolves only once its line is on disk, and concurrent appends share the fsync. With
+//! [`Durability::Process`] ([`AuditLog::open_with`]) it answers after the write and syncs
+//! at most [`Durability::PROCESS_SYNC_EVERY`] later (a crash of the process loses no
+//! acknowledged line; a power cut may lose that last stretch). A line cut short by a crash
+//! (no newline: never acknowledged) is removed when the log is opened again.
 //!
 //! # Limits
 //! The chain proves order and integrity of what is in the file; cutting lines off the end
@@ -35,6 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac as _};
@@ -45,6 +48,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock as _, SystemClock, rfc3339};
+use crate::store::Durability;
 
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -150,6 +154,7 @@ fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     const HARMLESS: &[&str] = &[
         "error_code",
+        "code_version",
         "status_code",
         "country_code",
         "reason_code",
@@ -468,12 +473,32 @@ struct Writer {
     path: PathBuf,
     file: File,
     head: Head,
+    durability: Durability,
+    /// Under [`Durability::Process`]: lines written since the last sync, and when it was.
+    unsynced: bool,
+    last_sync: Instant,
 }
 
 impl Writer {
     fn run(mut self, rx: &mpsc::Receiver<Cmd>) {
         let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.unsynced {
+                let wait = Durability::PROCESS_SYNC_EVERY.saturating_sub(self.last_sync.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(c) => c,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.background_sync();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                }
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -499,7 +524,24 @@ impl Writer {
                 }
             }
             self.write_batch(appends);
+            if self.unsynced && self.last_sync.elapsed() >= Durability::PROCESS_SYNC_EVERY {
+                self.background_sync();
+            }
         }
+        if self.unsynced {
+            self.background_sync();
+        }
+    }
+
+    /// [`Durability::Process`]: syncs the lines already acknowledged.
+    fn background_sync(&mut self) {
+        if let Err(e) = self.file.sync_data() {
+            // The acknowledged lines may be lost on a power cut; later appends go on (each
+            // one is synced again with the next).
+            tracing::error!(path = %self.path.display(), error = %e, "audit log sync failed");
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
     }
 
     /// Writes the lines, syncs once, then answers every append.
@@ -519,10 +561,14 @@ impl Writer {
             out.push('\n');
         }
         let before = self.file.metadata().map(|m| m.len());
-        let result = self
-            .file
-            .write_all(out.as_bytes())
-            .and_then(|()| self.file.sync_data());
+        let result = self.file.write_all(out.as_bytes()).and_then(|()| {
+            if self.durability == Durability::Process {
+                self.unsynced = true;
+                Ok(())
+            } else {
+                self.file.sync_data()
+            }
+        });
         let result = match result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -609,6 +655,20 @@ impl AuditLog {
     /// # Errors
     /// The file cannot be opened, or its last line is not an audit line.
     pub fn open(path: &Path, pseudonym_key: Vec<u8>) -> anyhow::Result<Self> {
+        Self::open_with(path, pseudonym_key, Durability::Disk)
+    }
+
+    /// [`AuditLog::open`] with a choice of when an append is acknowledged: after the
+    /// `fdatasync` of its batch ([`Durability::Disk`]) or after the write, synced within
+    /// [`Durability::PROCESS_SYNC_EVERY`] ([`Durability::Process`]).
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`].
+    pub fn open_with(
+        path: &Path,
+        pseudonym_key: Vec<u8>,
+        durability: Durability,
+    ) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -620,6 +680,9 @@ impl AuditLog {
             path: path.to_owned(),
             file,
             head,
+            durability,
+            unsynced: false,
+            last_sync: Instant::now(),
         };
         std::thread::Builder::new()
             .name("otpgate-audit".into())
@@ -678,7 +741,8 @@ impl AuditLog {
         )
     }
 
-    /// Resolves once the line is durably written (fsync'd, batched with concurrent appends).
+    /// Resolves once the line is written: fsync'd (batched with concurrent appends), or
+    /// under [`Durability::Process`] written to the OS.
     ///
     /// # Errors
     /// [`AuditError`] when the line could not be written.

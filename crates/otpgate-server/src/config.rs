@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use crate::gateway::GatewaysConfig;
 use crate::policy::PolicyConfig;
+use crate::store::Durability;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -226,6 +227,11 @@ pub struct StoreConfig {
     /// The prefix of every Redis key (several deployments may share one Redis).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// The embedded store: `disk` (default) acknowledges a change after the `fdatasync` of
+    /// its log batch; `process` after the write, synced within 200 ms (survives a crash or
+    /// `kill -9` of otpgate, not a power cut). Redis durability is Redis's own setting.
+    #[serde(default)]
+    pub durability: Durability,
 }
 
 impl Default for StoreConfig {
@@ -235,6 +241,7 @@ impl Default for StoreConfig {
             path: None,
             url: None,
             key_prefix: default_key_prefix(),
+            durability: Durability::Disk,
         }
     }
 }
@@ -246,6 +253,7 @@ impl fmt::Debug for StoreConfig {
             .field("path", &self.path)
             .field("url", &self.url.as_ref().map(|_| "[redacted]"))
             .field("key_prefix", &self.key_prefix)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -337,6 +345,11 @@ pub struct AuditConfig {
     /// Days entries are kept before the retention purge.
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// `disk` (default): an entry is acknowledged after the `fdatasync` of its batch;
+    /// `process`: after the write, synced within 200 ms (survives a crash or `kill -9` of
+    /// otpgate, not a power cut).
+    #[serde(default)]
+    pub durability: Durability,
 }
 
 impl Default for AuditConfig {
@@ -345,6 +358,7 @@ impl Default for AuditConfig {
             enabled: true,
             path: None,
             retention_days: default_retention(),
+            durability: Durability::Disk,
         }
     }
 }
@@ -969,6 +983,24 @@ code = { length = 8, alphabet = "alphanumeric" }
         assert!(msg.contains("server.body_limit_bytes"), "{msg}");
         let err = parse("[server\n").expect_err("bad toml");
         assert_eq!(err.code(), "config_parse");
+        let err = parse("[store]\ndurability = \"fast\"\n").expect_err("unknown level");
+        let msg = err.to_string();
+        assert!(msg.contains("store.durability"), "{msg}");
+        assert!(msg.contains("disk") && msg.contains("process"), "{msg}");
+    }
+
+    #[test]
+    fn durability_is_disk_unless_asked() {
+        let cfg = parse(MINIMAL).expect("parses");
+        assert_eq!(cfg.store.durability, Durability::Disk);
+        assert_eq!(cfg.audit.durability, Durability::Disk);
+        let cfg = parse(&format!(
+            "{MINIMAL}\n[store]\ndurability = \"process\"\n[audit]\ndurability = \"process\"\n"
+        ))
+        .expect("parses");
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.store.durability, Durability::Process);
+        assert_eq!(cfg.audit.durability, Durability::Process);
     }
 
     #[test]

@@ -31,7 +31,9 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::service::{Service, ServiceParts};
-use crate::store::{DeliveryRecord, EmbeddedStore, MemoryStore, RedisStore, Store};
+use crate::store::{
+    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, Store,
+};
 
 /// Runs the issuer: the body of `otpgate serve`.
 ///
@@ -122,8 +124,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             Arc::new(
-                EmbeddedStore::open(&path)
-                    .with_context(|| format!("cannot open the store {}", path.display()))?,
+                EmbeddedStore::open_with(
+                    &path,
+                    EmbeddedOptions {
+                        durability: config.store.durability,
+                        ..EmbeddedOptions::default()
+                    },
+                )
+                .with_context(|| format!("cannot open the store {}", path.display()))?,
             )
         }
         StoreKind::Redis => {
@@ -158,8 +166,12 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     let store = open_store(config).await?;
     let audit = if config.audit.enabled {
         Arc::new(
-            AuditLog::open(&config.audit_path(), keys.pseudonym_key().to_vec())
-                .context("cannot open the audit log")?,
+            AuditLog::open_with(
+                &config.audit_path(),
+                keys.pseudonym_key().to_vec(),
+                config.audit.durability,
+            )
+            .context("cannot open the audit log")?,
         )
     } else {
         Arc::new(AuditLog::disabled())
@@ -263,7 +275,14 @@ where
 {
     let local_addr = listener.local_addr()?;
     let issuer = build(&config, local_addr).await?;
-    tracing::info!(listen = %local_addr, dev_mode = config.dev_mode, store = ?config.store.kind, "otpgate issuer listening");
+    tracing::info!(
+        listen = %local_addr,
+        dev_mode = config.dev_mode,
+        store = ?config.store.kind,
+        store_durability = config.store.durability.as_str(),
+        audit_durability = config.audit.durability.as_str(),
+        "otpgate issuer listening"
+    );
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use otpgate_core::phone::PhoneNumber;
 use otpgate_server::audit::{AuditEvent, AuditLog, GENESIS, verify_file};
+use otpgate_server::store::Durability;
 use serde_json::{Value, json};
 
 const KEY: &[u8] = b"pseudonym key for the audit tests";
@@ -156,6 +157,40 @@ async fn concurrent_appends_keep_one_valid_chain() {
     assert_eq!(ids.len(), 64 * 50);
 }
 
+/// `durability = "process"`: an append resolves once its line is in the file (written to
+/// the OS, synced later), the chain is the same, and reopening continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn process_durability_answers_once_the_line_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let log =
+        Arc::new(AuditLog::open_with(&path, KEY.to_vec(), Durability::Process).expect("open"));
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (log, path) = (Arc::clone(&log), path.clone());
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let n = t * 1000 + i;
+                    log.append(event(n)).await.expect("append");
+                    let text = fs::read_to_string(&path).expect("read");
+                    assert!(
+                        text.contains(&format!("\"request_id\":\"req-{n}\"")),
+                        "acknowledged line req-{n} is not in the file"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(verify_file(&path).expect("valid"), 16 * 20);
+    drop(log);
+    let log = AuditLog::open_with(&path, KEY.to_vec(), Durability::Process).expect("reopen");
+    log.append(event(99_999)).await.expect("append");
+    assert_eq!(verify_file(&path).expect("valid"), 16 * 20 + 1);
+}
+
 #[tokio::test]
 async fn no_code_and_no_full_number_reach_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -171,6 +206,7 @@ async fn no_code_and_no_full_number_reach_the_file() {
         "nested": { "the_otp": "493817", "to": "+447700900123", "list": ["+44 7700 900123"] },
         "error_code": "wrong_code",
         "attempts_left": 4,
+        "code_version": 2,
     });
     log.append(e).await.expect("append");
     let text = fs::read_to_string(&path).expect("read");
@@ -194,6 +230,7 @@ async fn no_code_and_no_full_number_reach_the_file() {
     assert_eq!(line["phone"], pseudonym);
     assert_eq!(line["detail"]["error_code"], "wrong_code");
     assert_eq!(line["detail"]["attempts_left"], 4);
+    assert_eq!(line["detail"]["code_version"], 2, "which code: no secret");
     assert!(line["detail"].get("code").is_none());
     assert_eq!(verify_file(&path).expect("valid"), 1);
 }

@@ -16,7 +16,11 @@
 //! the process is SIGKILLed under them; a request cut by the kill is "unknown" and the
 //! verifying pass accepts either outcome for it, but never two approvals.
 //!
-//! CI runs one crash cycle; `OTPGATE_SOAK=1` (scripts/soak.sh) runs `soak_repeated_kill9`
+//! Both durability levels are run: `disk` (every answer after the fsync) and `process`
+//! (every answer after the write to the OS), since a `kill -9` must lose nothing under
+//! either.
+//!
+//! CI runs one crash cycle per level; `OTPGATE_SOAK=1` (scripts/soak.sh) runs `soak_repeated_kill9`
 //! with `OTPGATE_SOAK_CRASH_CYCLES` cycles (default 8), each verified before the next.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -62,7 +66,8 @@ struct Book {
     started: AtomicUsize,
 }
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+/// `durability`: the `durability` of both the store and the audit log.
+fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
     let config = dir.join("otpgate.toml");
     std::fs::write(
         &config,
@@ -74,6 +79,7 @@ public_url = "{ISSUER}"
 
 [store]
 kind = "embedded"
+durability = "{durability}"
 
 [[apps]]
 name = "shop"
@@ -86,6 +92,7 @@ test_numbers = {{ "{PHONE}" = "{CODE}" }}
 {OPEN_POLICY}
 [audit]
 enabled = true
+durability = "{durability}"
 "#
         ),
     )
@@ -313,10 +320,10 @@ async fn verify_after_restart(
     )
 }
 
-async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize) {
+async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durability: &str) {
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), durability);
     let audit = dir.path().join("data").join("audit.jsonl");
     let port = free_port();
     let http = client();
@@ -403,7 +410,14 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_nothing_acknowledged_and_approves_once() {
-    crash_cycles(1, knob("OTPGATE_CRASH_PER_CYCLE", 160, 160), 24).await;
+    crash_cycles(1, knob("OTPGATE_CRASH_PER_CYCLE", 160, 160), 24, "disk").await;
+}
+
+/// `durability = "process"`: answers after the write to the OS, not after the fsync. A
+/// `kill -9` of the process still loses nothing acknowledged (the kernel keeps the pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_with_process_durability_loses_nothing_acknowledged() {
+    crash_cycles(1, knob("OTPGATE_CRASH_PER_CYCLE", 160, 160), 24, "process").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +427,7 @@ async fn soak_repeated_kill9() {
         knob("OTPGATE_SOAK_CRASH_CYCLES", 8, 8),
         knob("OTPGATE_CRASH_PER_CYCLE", 240, 1500),
         48,
+        "disk",
     )
     .await;
 }

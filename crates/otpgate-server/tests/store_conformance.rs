@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use otpgate_server::store::{
-    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store, conformance,
+    Durability, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store,
+    conformance,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,6 +18,19 @@ async fn embedded_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(dir.path().join("state.redb")).expect("open"));
+    conformance::run_all(store).await;
+}
+
+/// Answers after the write, the sync in the background: the same semantics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_store_with_process_durability_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = EmbeddedOptions {
+        durability: Durability::Process,
+        ..EmbeddedOptions::default()
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open_with(dir.path().join("state.redb"), opts).expect("open"));
     conformance::run_all(store).await;
 }
 

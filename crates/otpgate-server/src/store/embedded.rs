@@ -2,15 +2,19 @@
 //! checkpointed into one redb file; the default backend of a single issuer.
 //!
 //! # Durability
-//! Every change is acknowledged only after it is on disk: the batch that holds it was
-//! written to the write-ahead log and the log was `fdatasync`'d (~0.2–0.5 ms on the
-//! reference machine). An acknowledged write survives `kill -9` or a power cut.
+//! By default ([`Durability::Disk`]) every change is acknowledged only after it is on
+//! disk: the batch that holds it was written to the write-ahead log and the log was
+//! `fdatasync`'d (~0.2–0.5 ms on the reference machine). An acknowledged write survives
+//! `kill -9` or a power cut. With [`Durability::Process`] a change is acknowledged once its
+//! batch is written to the log (in the OS page cache) and the sync thread syncs at most
+//! [`Durability::PROCESS_SYNC_EVERY`] later: an acknowledged write survives a crash or
+//! `kill -9` of the process, and a power cut loses at most that last stretch.
 //!
 //! The log is a series of segment files beside the store file (`<file>.wal-<n>`). Every
 //! [`EmbeddedOptions::checkpoint_every`] (or when the log passes
 //! [`EmbeddedOptions::checkpoint_bytes`]), the writer starts a new segment and hands what
 //! changed since the last checkpoint (only the changed keys) to a checkpoint thread, which
-//! writes it into the redb file in one durable transaction ([`Durability::Immediate`])
+//! writes it into the redb file in one durable transaction ([`redb::Durability::Immediate`])
 //! together with the sequence number of the last batch it holds; the segment's file is then
 //! recycled for a later segment (see `wal.rs`). The writer goes on meanwhile. Closing the
 //! store checkpoints everything.
@@ -68,14 +72,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::wal::Wal;
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
-    Rotation, Store, StoreError, codec, logic,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durability, Guess, Record,
+    RotateOutcome, Rotation, Store, StoreError, codec, logic,
 };
 
 /// id → encoded record.
@@ -106,6 +110,9 @@ pub struct EmbeddedOptions {
     pub checkpoint_every: Duration,
     /// Log size that starts a checkpoint sooner.
     pub checkpoint_bytes: u64,
+    /// When a change is acknowledged: after the `fdatasync` of its log batch (the
+    /// default), or after the write, with the sync in the background (see [`Durability`]).
+    pub durability: Durability,
 }
 
 impl Default for EmbeddedOptions {
@@ -116,6 +123,7 @@ impl Default for EmbeddedOptions {
             cache_bytes: 64 << 20,
             checkpoint_every: Duration::from_secs(1),
             checkpoint_bytes: 64 << 20,
+            durability: Durability::Disk,
         }
     }
 }
@@ -590,7 +598,7 @@ struct Changes {
 /// transaction.
 fn write_checkpoint(db: &Database, changes: &Changes, seq: u64) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    txn.set_durability(redb::Durability::Immediate)?;
     {
         let mut records = txn.open_table(RECORDS)?;
         for (id, rec) in &changes.records {
@@ -960,14 +968,29 @@ struct Pending {
 /// Syncs the log while the writer goes on: takes every written batch waiting, syncs their
 /// segment once (an `fdatasync` covers every entry written before it), then answers them.
 /// After a failed sync nothing more is acknowledged and the store refuses everything.
-fn syncer(pending: &mpsc::Receiver<Pending>, counters: &Counters, failed: &AtomicBool) {
+///
+/// `gap` is the least time from one sync's start to the next ([`Durability::Process`]:
+/// the batches were answered already, and one sync covers all that came meanwhile).
+fn syncer(
+    pending: &mpsc::Receiver<Pending>,
+    gap: Duration,
+    counters: &Counters,
+    failed: &AtomicBool,
+) {
     let mut broken = false;
+    let mut last: Option<Instant> = None;
     while let Ok(first) = pending.recv() {
+        if let Some(wait) = last.map(|l| gap.saturating_sub(l.elapsed()))
+            && !wait.is_zero()
+        {
+            std::thread::sleep(wait);
+        }
         let mut group = vec![first];
         while let Ok(p) = pending.try_recv() {
             group.push(p);
         }
         let started = Instant::now();
+        last = Some(started);
         let mut synced: Vec<&Arc<std::fs::File>> = Vec::with_capacity(1);
         for p in &group {
             if broken || synced.iter().any(|f| Arc::ptr_eq(f, &p.file)) {
@@ -1030,9 +1053,13 @@ impl Writer {
         let (pending_tx, pending_rx) = mpsc::channel::<Pending>();
         let syncer = {
             let (counters, failed) = (Arc::clone(&self.counters), Arc::clone(&self.failed));
+            let gap = match self.opts.durability {
+                Durability::Disk => Duration::ZERO,
+                Durability::Process => Durability::PROCESS_SYNC_EVERY,
+            };
             std::thread::Builder::new()
                 .name("otpgate-store-sync".into())
-                .spawn(move || syncer(&pending_rx, &counters, &failed))
+                .spawn(move || syncer(&pending_rx, gap, &counters, &failed))
         };
         let syncer = match syncer {
             Ok(h) => h,
@@ -1197,11 +1224,17 @@ impl Writer {
             .fetch_add(micros(applied - started), Ordering::Relaxed);
         c.commit_micros
             .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
-        let replies = batch
-            .into_iter()
-            .zip(answers)
-            .map(|(m, a)| (m.reply, a))
-            .collect();
+        let replies = batch.into_iter().zip(answers).map(|(m, a)| (m.reply, a));
+        let replies = match self.opts.durability {
+            Durability::Disk => replies.collect(),
+            Durability::Process => {
+                // Written: answered now; the sync thread makes it durable later.
+                for (reply, answer) in replies {
+                    let _ = reply.send(answer);
+                }
+                Vec::new()
+            }
+        };
         let pending = Pending {
             file: self.wal.handle(),
             replies,
@@ -1578,10 +1611,15 @@ mod tests {
 
     /// Runs `work` on a store at `path`, then leaves the files as a crash right after it
     /// would: the redb file as it was before `work` (no checkpoint made it), the log as it
-    /// was when `work` ended.
-    async fn crash_after(path: &Path, work: impl AsyncFnOnce(&EmbeddedStore)) {
+    /// was when `work` ended (as the OS holds it: what a killed process leaves).
+    async fn crash_after(
+        path: &Path,
+        durability: Durability,
+        work: impl AsyncFnOnce(&EmbeddedStore),
+    ) {
         let opts = EmbeddedOptions {
             checkpoint_every: Duration::from_secs(3600),
+            durability,
             ..EmbeddedOptions::default()
         };
         let s = EmbeddedStore::open_with(path, opts).expect("open");
@@ -1611,11 +1649,21 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn acknowledged_writes_are_replayed_from_the_log() {
+        replays_acknowledged_writes(Durability::Disk).await;
+    }
+
+    /// Acknowledged after the write, before the sync: a crash of the process loses none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_acknowledged_before_their_sync_are_replayed_too() {
+        replays_acknowledged_writes(Durability::Process).await;
+    }
+
+    async fn replays_acknowledged_writes(durability: Durability) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
         let t = 1_764_000_000_000;
         let b_code = sample_record("v_b", t).code;
-        crash_after(&path, async |s| {
+        crash_after(&path, durability, async |s| {
             s.create(&sample_record("v_a", t)).await.expect("create");
             s.create(&sample_record("v_b", t)).await.expect("create");
             assert!(matches!(
@@ -1656,7 +1704,7 @@ mod tests {
         assert!(s.now() >= t + 3, "clock replayed");
         // Writes go on after the replayed batches, and survive the next crash as well.
         drop(s);
-        crash_after(&path, async |s| {
+        crash_after(&path, durability, async |s| {
             s.create(&sample_record("v_c", t + 5))
                 .await
                 .expect("create");
@@ -1706,7 +1754,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
         let t = 1_764_000_000_000;
-        crash_after(&path, async |s| {
+        crash_after(&path, Durability::Disk, async |s| {
             s.create(&sample_record("v_a", t)).await.expect("create");
             s.create(&sample_record("v_b", t)).await.expect("create");
         })

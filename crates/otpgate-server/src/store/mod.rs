@@ -42,6 +42,35 @@ pub use redis::{RedisOptions, RedisStore};
 /// `expired` meanwhile); every backend forgets it afterwards.
 pub const RETENTION_GRACE_MS: i64 = 60 * 60 * 1000;
 
+/// When a write to a local file (the embedded store's log, the audit log) is acknowledged.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Durability {
+    /// After `fdatasync` (shared by the writes of one group commit): an acknowledged
+    /// write survives a crash of the process, of the kernel, or a power cut. The default.
+    #[default]
+    Disk,
+    /// After the write to the operating system; a background `fdatasync` follows within
+    /// [`Durability::PROCESS_SYNC_EVERY`]. An acknowledged write survives a crash or
+    /// `kill -9` of otpgate; a kernel crash or power cut may lose the writes of about the
+    /// last [`Durability::PROCESS_SYNC_EVERY`] (attempt counts, approvals, audit lines).
+    Process,
+}
+
+impl Durability {
+    /// The most time between a write and its `fdatasync` under [`Durability::Process`].
+    pub const PROCESS_SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+    /// The configuration name (`disk`, `process`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disk => "disk",
+            Self::Process => "process",
+        }
+    }
+}
+
 /// The digest of the current code and what it was made with.
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct StoredCode {
