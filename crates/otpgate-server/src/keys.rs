@@ -660,6 +660,41 @@ fn rotate_at(data_dir: &Path, now_ms: i64) -> anyhow::Result<Rotated> {
     })
 }
 
+/// Removes the retired receipt or code key `id` from `DATA_DIR/keys/` (manifest entry and
+/// file) before its retention ends; returns its kind (`receipt` or `code`).
+///
+/// # Errors
+/// `id` is unknown or current (rotate first), or I/O failures.
+pub fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<&'static str> {
+    let d = KeyDir::open(data_dir)?;
+    let Some(mut m) = d.read_manifest()? else {
+        bail!("no key manifest in {}", d.dir.display());
+    };
+    let (kind, list, path) = if m.receipt.iter().any(|e| e.id == id) {
+        ("receipt", &mut m.receipt, d.receipt_path(id))
+    } else if m.code.iter().any(|e| e.id == id) {
+        ("code", &mut m.code, d.code_path(id))
+    } else {
+        bail!(
+            "no key `{id}` in {} (see `otpgate keys list`)",
+            d.dir.display()
+        );
+    };
+    if list.iter().any(|e| e.id == id && e.retired_at_ms.is_none()) {
+        bail!("`{id}` is the current {kind} key: run `otpgate keys rotate` first, then revoke it");
+    }
+    list.retain(|e| e.id != id);
+    // The manifest first: a key file without an entry is never loaded.
+    write_atomic(&d.manifest_path(), &serde_json::to_vec_pretty(&m)?)?;
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot delete {}", path.display()))?;
+        }
+        _ => {}
+    }
+    Ok(kind)
+}
+
 /// Runs `otpgate keys ...`.
 ///
 /// # Errors
@@ -726,6 +761,13 @@ pub fn run_cli(cmd: crate::cli::KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Jwks(args) => {
             let ring = KeyRing::load_or_create(&args.data_dir)?;
             println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
+        }
+        KeysCommand::Revoke(args) => {
+            let kind = revoke(&args.keys.data_dir, &args.id)?;
+            println!("revoked {kind} key: {}", args.id);
+            println!(
+                "restart the issuer instances, and tell verifiers that cache the JWKS to refetch it"
+            );
         }
     }
     Ok(())
@@ -834,6 +876,45 @@ mod tests {
                 .join(format!("receipt-{}.pem", old.receipt_kid()))
                 .exists()
         );
+    }
+
+    #[test]
+    fn a_revoked_key_leaves_the_jwks_and_the_current_one_cannot_be_revoked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = KeyRing::load_with(dir.path(), &no_env, 1_000).expect("create");
+        let old_jwt = old.sign_receipt(&claims());
+        let current = revoke(dir.path(), old.receipt_kid()).expect_err("current");
+        assert!(current.to_string().contains("rotate"), "{current}");
+        assert!(revoke(dir.path(), "r_nope").is_err(), "unknown id");
+
+        rotate_at(dir.path(), 2_000).expect("rotate");
+        assert_eq!(
+            revoke(dir.path(), old.receipt_kid()).expect("revoke"),
+            "receipt"
+        );
+        assert_eq!(
+            revoke(dir.path(), old.code_key().id()).expect("revoke"),
+            "code"
+        );
+        let new = KeyRing::load_with(dir.path(), &no_env, 3_000).expect("load");
+        assert_eq!(new.jwks().keys.len(), 1, "only the new key is published");
+        assert!(
+            verify(&old_jwt, &new.jwks(), &expect()).is_err(),
+            "a receipt of the revoked key no longer verifies"
+        );
+        assert!(new.code_key_by_id(old.code_key().id()).is_none());
+        let keys = dir.path().join("keys");
+        assert!(
+            !keys
+                .join(format!("receipt-{}.pem", old.receipt_kid()))
+                .exists()
+        );
+        assert!(
+            !keys
+                .join(format!("code-{}.key", old.code_key().id()))
+                .exists()
+        );
+        assert!(revoke(dir.path(), old.receipt_kid()).is_err(), "gone");
     }
 
     #[test]

@@ -100,6 +100,19 @@ pub enum KeysCommand {
     List(KeysArgs),
     /// Prints the JWKS.
     Jwks(KeysArgs),
+    /// Withdraws a retired key at once (a stolen one): a receipt key leaves the JWKS, a code
+    /// key stops checking codes. The current keys cannot be revoked: rotate first.
+    Revoke(RevokeArgs),
+}
+
+/// `otpgate keys revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The key id (`otpgate keys list`).
+    pub id: String,
+    /// Where the keys are.
+    #[command(flatten)]
+    pub keys: KeysArgs,
 }
 
 /// Where the keys are.

@@ -35,6 +35,16 @@ pub struct Accepted {
     pub state: RemoteState,
 }
 
+impl Accepted {
+    /// Taken under our own message id, in `state`.
+    pub fn ours(state: RemoteState) -> Self {
+        Self {
+            remote_id: None,
+            state,
+        }
+    }
+}
+
 /// Why a send did not go through.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -354,16 +364,10 @@ impl Adapter for SmsGate {
                 let state = serde_json::from_str::<MessageState>(&text)
                     .map(|s| map_smsgate(&s))
                     .unwrap_or(RemoteState::Accepted);
-                Ok(Accepted {
-                    remote_id: None,
-                    state,
-                })
+                Ok(Accepted::ours(state))
             }
             // The same id was accepted before: this send is already with the phone.
-            409 => Ok(Accepted {
-                remote_id: None,
-                state: RemoteState::Accepted,
-            }),
+            409 => Ok(Accepted::ours(RemoteState::Accepted)),
             s => Err(SendError::from_status(s, &text)),
         }
     }
@@ -516,10 +520,7 @@ impl Adapter for SignedWebhook {
         let status = res.status().as_u16();
         let text = res.text().await.unwrap_or_default();
         match status {
-            200..=299 | 409 => Ok(Accepted {
-                remote_id: None,
-                state: RemoteState::Accepted,
-            }),
+            200..=299 | 409 => Ok(Accepted::ours(RemoteState::Accepted)),
             s => Err(SendError::from_status(s, &text)),
         }
     }
@@ -781,10 +782,7 @@ impl Adapter for MultiOtp {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if q.iter().any(|p| p.id == msg.message_id) {
-            return Ok(Accepted {
-                remote_id: None,
-                state: RemoteState::Accepted,
-            });
+            return Ok(Accepted::ours(RemoteState::Accepted));
         }
         if q.len() >= 10_000 {
             return Err(SendError::Unavailable("queue full".into()));
@@ -799,10 +797,7 @@ impl Adapter for MultiOtp {
                     .saturating_mul(1000),
             ),
         });
-        Ok(Accepted {
-            remote_id: None,
-            state: RemoteState::Accepted,
-        })
+        Ok(Accepted::ours(RemoteState::Accepted))
     }
 
     fn idempotent(&self) -> bool {

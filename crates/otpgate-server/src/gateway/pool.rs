@@ -633,10 +633,7 @@ impl Pool {
                             idx,
                             route,
                             tried,
-                            Accepted {
-                                remote_id: None,
-                                state: RemoteState::Accepted,
-                            },
+                            Accepted::ours(RemoteState::Accepted),
                         )
                         .await;
                         return;
@@ -652,17 +649,8 @@ impl Pool {
                         match dev.adapter.status(&id, None).await {
                             // The device has it after all.
                             Ok(Some(state)) => {
-                                self.accepted(
-                                    job,
-                                    idx,
-                                    route,
-                                    tried,
-                                    Accepted {
-                                        remote_id: None,
-                                        state,
-                                    },
-                                )
-                                .await;
+                                self.accepted(job, idx, route, tried, Accepted::ours(state))
+                                    .await;
                                 return;
                             }
                             // The device answers and does not have it (or cannot say), or
@@ -679,10 +667,7 @@ impl Pool {
                                     idx,
                                     route,
                                     tried,
-                                    Accepted {
-                                        remote_id: None,
-                                        state: RemoteState::Accepted,
-                                    },
+                                    Accepted::ours(RemoteState::Accepted),
                                 )
                                 .await;
                                 if let Some(f) = self.inflight().get_mut(&id) {
