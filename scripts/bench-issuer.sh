@@ -20,6 +20,7 @@
 # binaries already built, JSON_DIR=DIR also writes the figures as JSON
 # (DIR/issuer-embedded.json, DIR/issuer-embedded-process.json, DIR/issuer-redis.json;
 # scripts/bench.sh reads them), EMBEDDED_DURABILITY (default "disk process": the levels run),
+# REDIS_AUDIT_DURABILITY (disk|process, default disk: the audit logs of the Redis instances),
 # REDIS_AOF=no|everysec|always (default no: the private Redis keeps nothing on disk;
 # everysec/always turn on its append-only file with that fsync policy).
 # Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
@@ -38,6 +39,7 @@ MAX_REQUESTS="${MAX_REQUESTS:-200000}"
 CHECK_POOL="${CHECK_POOL:-30000}"
 REDIS_AOF="${REDIS_AOF:-no}"
 EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}"
+REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk}"
 case "$REDIS_AOF" in no | everysec | always) ;; *)
 	echo "REDIS_AOF must be no, everysec or always" >&2
 	exit 2
@@ -180,7 +182,7 @@ fi
 
 if [[ "$which" == redis || "$which" == all ]]; then
 	echo
-	echo "== Redis store, two instances"
+	echo "== Redis store, two instances (audit log durability = \"$REDIS_AUDIT_DURABILITY\")"
 	command -v redis-server >/dev/null || {
 		echo "redis-server not found" >&2
 		exit 1
@@ -209,7 +211,7 @@ if [[ "$which" == redis || "$which" == all ]]; then
 		port="$(free_port)"
 		write_config "$dir/otpgate-$i.toml" "$port" "$dir/data" "$dir/audit-$i.jsonl" \
 			"kind = \"redis\"
-url = \"redis://127.0.0.1:$rport/\""
+url = \"redis://127.0.0.1:$rport/\"" "$REDIS_AUDIT_DURABILITY"
 		start_server "$dir/otpgate-$i.toml" "$dir/serve-$i.log"
 		if ! wait_http "http://127.0.0.1:$port/healthz"; then
 			cat "$dir/serve-$i.log" >&2

@@ -251,3 +251,74 @@ async fn keys_are_tagged_and_expire() {
     ));
     assert!(store.check("v_bad", &wrong(), None, t).await.is_err());
 }
+
+/// A check reads its fields straight from the stored JSON when they are in the form the
+/// issuer writes (serde_json on create, cjson after a script), and decodes the whole
+/// record otherwise: both give the same outcomes, and a wrong guess keeps the rest of the
+/// record byte for byte.
+#[tokio::test]
+async fn checks_read_the_record_in_either_form() {
+    let redis = TestRedis::start();
+    let prefix = fresh_id("t");
+    let store = RedisStore::connect(&redis.url, &prefix)
+        .await
+        .expect("connect");
+    let client = redis::Client::open(redis.url.as_str()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection");
+    let t = SystemClock.now_ms();
+    for (id, pretty) in [("v_compact", false), ("v_pretty", true)] {
+        let rec = sample_record(id, t);
+        store.create(&rec).await.expect("create");
+        let key = format!("{prefix}:v:{{{id}}}");
+        let raw: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .expect("GET");
+        if pretty {
+            // Whitespace: the fields are not found in the compact form, the record is decoded.
+            let v: serde_json::Value = serde_json::from_str(&raw).expect("json");
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(serde_json::to_string_pretty(&v).expect("pretty"))
+                .arg("KEEPTTL")
+                .query_async(&mut con)
+                .await
+                .expect("SET");
+        }
+        for n in 1..=2u32 {
+            assert_eq!(
+                store.check(id, &wrong(), None, t).await.expect("check"),
+                CheckOutcome::Wrong {
+                    attempts_left: rec.max_attempts - n,
+                    code_version: rec.code.version,
+                },
+                "{id}"
+            );
+        }
+        let stored = store.get(id).await.expect("get").expect("kept");
+        assert_eq!(stored.attempts, 2, "{id}: both attempts counted");
+        let mut want = sample_record(id, t);
+        want.attempts = 2;
+        assert_eq!(stored, want, "{id}: nothing else changed");
+        let CheckOutcome::Approved(approved) = store
+            .check(id, &right(&rec.code), None, t)
+            .await
+            .expect("check")
+        else {
+            panic!("{id}: the right code approves");
+        };
+        assert_eq!(approved.attempts, 3, "{id}");
+        assert_eq!(
+            store
+                .check(id, &right(&rec.code), None, t)
+                .await
+                .expect("check"),
+            CheckOutcome::AlreadyUsed,
+            "{id}"
+        );
+    }
+}
