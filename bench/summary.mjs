@@ -116,10 +116,15 @@ if (SECTIONS.includes("issuer")) {
   const stores = [
     ["embedded", "embedded x1", "durability disk: answered after fsync", { start: 5000, check: 15000 }],
     ["embedded-process", "embedded x1", "durability process: answered after write, fsync <= 200 ms later; survives kill -9, not power loss", { start: 5000, check: 15000 }],
-    ["redis", "Redis x2", redisDur, { start: null, check: 10000 }],
+    ["redis", "Redis x2", `${redisDur}; audit log disk`, { start: null, check: 10000 }],
+    ["redis-audit-process", "Redis x2", `${redisDur}; audit log process: answered after write`, { start: null, check: 10000 }],
   ];
-  const levels = (meta.embedded_durability ?? "disk process").split(/\s+/);
-  const ran = ([key]) => key === "redis" || levels.includes(key === "embedded" ? "disk" : "process");
+  const levels = {
+    embedded: (meta.embedded_durability ?? "disk process").split(/\s+/),
+    redis: (meta.redis_audit_durability ?? "disk process").split(/\s+/),
+  };
+  const ran = ([key]) => levels[key.startsWith("redis") ? "redis" : "embedded"]
+    .includes(key.endsWith("process") ? "process" : "disk");
   for (const [key, label, durability, bars] of stores.filter(ran)) {
     const r = load(`issuer-${key}`);
     if (!r) {
@@ -130,7 +135,7 @@ if (SECTIONS.includes("issuer")) {
     // The machine's CPU time during the phase: on a shared VM the hypervisor's steal says
     // how much of the 2 CPUs the run really had.
     const cpu = (x) => (x.cpu ? `CPU busy ${x.cpu.busy_pct}%, stolen ${x.cpu.steal_pct}%` : "");
-    const peer = h ? `/healthz, same ${key === "redis" ? "servers" : "server"}: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)} (${cpu(h) || "CPU n/a"})` : "";
+    const peer = h ? `/healthz, same ${key.startsWith("redis") ? "servers" : "server"}: ${int(h.requests_per_s)}/s p99 ${ms(h.p99_ms)} (${cpu(h) || "CPU n/a"})` : "";
     const other = (x) => (Object.keys(x.other ?? {}).length ? `; unexpected ${mix(x.other)}` : "");
     for (const [phase, name] of [["start", "starts/s"], ["check", "checks/s"]]) {
       const x = r[phase];

@@ -20,7 +20,8 @@
 # binaries already built, JSON_DIR=DIR also writes the figures as JSON
 # (DIR/issuer-embedded.json, DIR/issuer-embedded-process.json, DIR/issuer-redis.json;
 # scripts/bench.sh reads them), EMBEDDED_DURABILITY (default "disk process": the levels run),
-# REDIS_AUDIT_DURABILITY (disk|process, default disk: the audit logs of the Redis instances),
+# REDIS_AUDIT_DURABILITY (default "disk process": the audit log levels of the Redis instances
+# run, each with a fresh Redis; DIR/issuer-redis.json, DIR/issuer-redis-audit-process.json),
 # REDIS_AOF=no|everysec|always (default no: the private Redis keeps nothing on disk;
 # everysec/always turn on its append-only file with that fsync policy).
 # Bars: embedded >= 5,000 starts/s and >= 15,000 checks/s; Redis >= 10,000 checks/s.
@@ -39,7 +40,7 @@ MAX_REQUESTS="${MAX_REQUESTS:-200000}"
 CHECK_POOL="${CHECK_POOL:-30000}"
 REDIS_AOF="${REDIS_AOF:-no}"
 EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}"
-REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk}"
+REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk process}"
 case "$REDIS_AOF" in no | everysec | always) ;; *)
 	echo "REDIS_AOF must be no, everysec or always" >&2
 	exit 2
@@ -181,48 +182,64 @@ durability = \"$durability\"" "$durability"
 fi
 
 if [[ "$which" == redis || "$which" == all ]]; then
-	echo
-	echo "== Redis store, two instances (audit log durability = \"$REDIS_AUDIT_DURABILITY\")"
 	command -v redis-server >/dev/null || {
 		echo "redis-server not found" >&2
 		exit 1
 	}
-	rport="$(free_port)"
-	dir="$work/redis"
-	mkdir -p "$dir"
-	# A private Redis: no persistence by default (the settings of a cache); REDIS_AOF turns
-	# on the append-only file.
-	if [[ "$REDIS_AOF" == no ]]; then
-		aof=(--appendonly no)
-	else
-		aof=(--appendonly yes --appendfsync "$REDIS_AOF")
-	fi
-	echo "   redis-server: RDB snapshots off, append-only file: $REDIS_AOF"
-	redis-server --port "$rport" --bind 127.0.0.1 --save "" "${aof[@]}" \
-		--dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
-	pids+=($!)
-	for _ in $(seq 1 50); do
-		if redis-cli -p "$rport" ping >/dev/null 2>&1; then break; fi
-		sleep 0.1
-	done
-	bases=()
-	audits=()
-	for i in 1 2; do
-		port="$(free_port)"
-		write_config "$dir/otpgate-$i.toml" "$port" "$dir/data" "$dir/audit-$i.jsonl" \
-			"kind = \"redis\"
-url = \"redis://127.0.0.1:$rport/\"" "$REDIS_AUDIT_DURABILITY"
-		start_server "$dir/otpgate-$i.toml" "$dir/serve-$i.log"
-		if ! wait_http "http://127.0.0.1:$port/healthz"; then
-			cat "$dir/serve-$i.log" >&2
-			exit 1
+	for durability in $REDIS_AUDIT_DURABILITY; do
+		case "$durability" in
+		disk) name=redis ;;
+		process) name=redis-audit-process ;;
+		*)
+			echo "REDIS_AUDIT_DURABILITY: disk and/or process, not $durability" >&2
+			exit 2
+			;;
+		esac
+		echo
+		echo "== Redis store, two instances, audit log durability = \"$durability\""
+		first_pid=${#pids[@]}
+		rport="$(free_port)"
+		dir="$work/$name"
+		mkdir -p "$dir"
+		# A private Redis: no persistence by default (the settings of a cache); REDIS_AOF
+		# turns on the append-only file.
+		if [[ "$REDIS_AOF" == no ]]; then
+			aof=(--appendonly no)
+		else
+			aof=(--appendonly yes --appendfsync "$REDIS_AOF")
 		fi
-		bases+=("http://127.0.0.1:$port")
-		audits+=("$dir/audit-$i.jsonl")
+		echo "   redis-server: RDB snapshots off, append-only file: $REDIS_AOF"
+		redis-server --port "$rport" --bind 127.0.0.1 --save "" "${aof[@]}" \
+			--dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 1 50); do
+			if redis-cli -p "$rport" ping >/dev/null 2>&1; then break; fi
+			sleep 0.1
+		done
+		bases=()
+		audits=()
+		for i in 1 2; do
+			port="$(free_port)"
+			write_config "$dir/otpgate-$i.toml" "$port" "$dir/data" "$dir/audit-$i.jsonl" \
+				"kind = \"redis\"
+url = \"redis://127.0.0.1:$rport/\"" "$durability"
+			start_server "$dir/otpgate-$i.toml" "$dir/serve-$i.log"
+			if ! wait_http "http://127.0.0.1:$port/healthz"; then
+				cat "$dir/serve-$i.log" >&2
+				exit 1
+			fi
+			bases+=("http://127.0.0.1:$port")
+			audits+=("$dir/audit-$i.jsonl")
+		done
+		run_load "$(
+			IFS=,
+			echo "${bases[*]}"
+		)" "$name"
+		# Stop this round's servers and Redis before the next one.
+		for pid in "${pids[@]:$first_pid}"; do
+			kill "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		done
+		verify_audit "${audits[@]}"
 	done
-	run_load "$(
-		IFS=,
-		echo "${bases[*]}"
-	)" redis
-	verify_audit "${audits[@]}"
 fi

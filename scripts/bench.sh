@@ -22,6 +22,7 @@
 #   CONCURRENCY=N     issuer load workers (default 64)
 #   REDIS_AOF=no|everysec|always   the private Redis' append-only file (default no)
 #   EMBEDDED_DURABILITY="disk process"   the embedded store's levels to run (either or both)
+#   REDIS_AUDIT_DURABILITY="disk process"   the audit log levels of the Redis runs
 #   FLOOD_SECS=N, FLOOD_ATTACKERS=N (addresses), FLOOD_INFLIGHT=N, FLOOD_LEGIT_PER_SEC=X,
 #   FLOOD_ATTACKER_POW_BITS=N, FLOOD_PHONE_BUDGET=N (the phone's SMS per minute)
 #   RUNS=N            cold-start runs per runtime (default 9; QUICK 5)
@@ -151,9 +152,10 @@ issuer() {
 	say "issuer: embedded store, then Redis with two instances (scripts/bench-issuer.sh)"
 	SKIP_BUILD=1 JSON_DIR="$RAW" DURATION="$ISSUER_SECS" REDIS_AOF="$REDIS_AOF" \
 		EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}" \
+		REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk process}" \
 		CONCURRENCY="${CONCURRENCY:-64}" timeout 900 bash scripts/bench-issuer.sh all || return 1
-	echo "{\"redis_aof\": \"$REDIS_AOF\", \"embedded_durability\": \"${EMBEDDED_DURABILITY:-disk process}\"}" \
-		>"$RAW/issuer-meta.json"
+	echo "{\"redis_aof\": \"$REDIS_AOF\", \"embedded_durability\": \"${EMBEDDED_DURABILITY:-disk process}\"," \
+		"\"redis_audit_durability\": \"${REDIS_AUDIT_DURABILITY:-disk process}\"}" >"$RAW/issuer-meta.json"
 }
 
 # ---- flood ------------------------------------------------------------------------------

@@ -5,8 +5,7 @@
 //! is atomic on the server whatever the number of issuers; the scripts are the only
 //! writers. Keys carry a hash tag (Cluster compatible):
 //! - a verification: `<prefix>:v:{<id>}`, the record as JSON (the format of
-//!   `store/codec.rs`, read and written by the scripts with cjson; a wrong guess only
-//!   replaces the attempt count in place, see `CHECK`), expiring (PEXPIRE) at
+//!   `store/codec.rs`, read and written by the scripts with cjson), expiring (PEXPIRE) at
 //!   its code's expiry plus [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS), counted
 //!   from the caller's `now` (so clock skew between issuers and Redis does not matter);
 //! - a budget counter: `<prefix>:b:{<key>}:<window length>:<window start>`, an integer
@@ -107,56 +106,25 @@ end
 /// The digests are compared as Lua strings: interned, so equality is a pointer comparison
 /// that takes the same time whatever the bytes (and an HMAC digest of a guess tells nothing
 /// about the code anyway).
-///
-/// Most checks are wrong guesses, which read seven fields and change one: those are taken
-/// straight from the stored JSON, and the attempt count replaced in place, instead of
-/// decoding and re-encoding the whole record with cjson (~3/4 of the script's time). Sound for
-/// this record: it is flat and written without whitespace (serde_json or cjson), and
-/// `"name":` can only match the key `name` (a quote inside a string value is escaped, so a
-/// match's second quote ends a string followed by `:`, which is a key; no key ends in another
-/// key's name after a quote). Numbers are integers below 10^14 (see `codec.rs`), which cjson
-/// prints in full. A record where a field is not found in that form is decoded in full.
-/// An approval decodes the record (it is returned whole).
-const CHECK: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-if not raw then return {'not_found'} end
-local outcome = string.match(raw, '"outcome":"(%a+)"')
-local attempts = tonumber(string.match(raw, '"attempts":(%d+)[,}]'))
-local max_attempts = tonumber(string.match(raw, '"max_attempts":(%d+)[,}]'))
-local expires = tonumber(string.match(raw, '"expires_at_ms":(%d+)[,}]'))
-local version = tonumber(string.match(raw, '"version":(%d+)[,}]'))
-local key_id = string.match(raw, '"key_id":"([^"\]*)"')
-local digest = string.match(raw, '"digest":"(%x*)"')
-local rec = nil
-if not (outcome and attempts and max_attempts and expires and version and key_id and digest) then
-  rec = cjson.decode(raw)
-  outcome, attempts, max_attempts = rec.outcome, rec.attempts, rec.max_attempts
-  expires, version, key_id, digest = rec.expires_at_ms, rec.version, rec.key_id, rec.digest
-end
-if outcome == 'approved' then return {'already_used'} end
-if outcome == 'cancelled' then return {'cancelled'} end
-if attempts >= max_attempts then return {'no_attempts_left'} end
-if tonumber(ARGV[1]) >= expires then return {'expired'} end
-attempts = attempts + 1
+const CHECK: &str = r"
+local rec = load(KEYS[1])
+if not rec then return {'not_found'} end
+if rec.outcome == 'approved' then return {'already_used'} end
+if rec.outcome == 'cancelled' then return {'cancelled'} end
+if rec.attempts >= rec.max_attempts then return {'no_attempts_left'} end
+if tonumber(ARGV[1]) >= rec.expires_at_ms then return {'expired'} end
+rec.attempts = rec.attempts + 1
 local guess = nil
 for i = 2, PAIRS_END - 1, 2 do
-  if ARGV[i] == key_id then guess = ARGV[i + 1] end
+  if ARGV[i] == rec.key_id then guess = ARGV[i + 1] end
 end
-if guess ~= nil and guess == digest then
-  rec = rec or cjson.decode(raw)
-  rec.attempts = attempts
+if guess ~= nil and guess == rec.digest then
   rec.outcome = 'approved'
   return {'approved', save(KEYS[1], rec)}
 end
-if rec then
-  rec.attempts = attempts
-  save(KEYS[1], rec)
-else
-  local counted = string.gsub(raw, '"attempts":%d+', '"attempts":' .. attempts, 1)
-  redis.call('SET', KEYS[1], counted, 'KEEPTTL')
-end
-return {'wrong', max_attempts - attempts, version}
-"#;
+save(KEYS[1], rec)
+return {'wrong', rec.max_attempts - rec.attempts, rec.version}
+";
 
 /// ARGV: now, version, digest (hex), key id, expires at, resend at, max sends, grace.
 const ROTATE: &str = r"
