@@ -544,7 +544,8 @@ impl Writer {
         self.last_sync = Instant::now();
     }
 
-    /// Writes the lines, syncs once, then answers every append.
+    /// Writes the lines, syncs once (under [`Durability::Process`]: later), then answers
+    /// every append.
     fn write_batch(&mut self, appends: Vec<(String, oneshot::Sender<Result<(), AuditError>>)>) {
         if appends.is_empty() {
             return;
