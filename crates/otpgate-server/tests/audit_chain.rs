@@ -189,6 +189,19 @@ async fn process_durability_answers_once_the_line_is_written() {
     let log = AuditLog::open_with(&path, KEY.to_vec(), Durability::Process).expect("reopen");
     log.append(event(99_999)).await.expect("append");
     assert_eq!(verify_file(&path).expect("valid"), 16 * 20 + 1);
+    // Retention works the same: everything older goes, a checkpoint anchors the rest.
+    assert_eq!(
+        log.purge_before(T0 + 2_000_000_000).await.expect("purge"),
+        16 * 20 + 1
+    );
+    log.append(event(100_000))
+        .await
+        .expect("append after purge");
+    assert_eq!(
+        verify_file(&path).expect("valid"),
+        2,
+        "checkpoint + the new line"
+    );
 }
 
 #[tokio::test]
