@@ -6,7 +6,10 @@
 //!   code), stores only its keyed digest, composes the SMS and hands it to the dispatcher;
 //! - **check**: the per-IP check budget, then the store counts the attempt *before* the
 //!   code is compared (constant time, with the key the digest was made with), then the
-//!   store consumes the code atomically (exactly one concurrent winner), then the receipt;
+//!   store consumes the code atomically (exactly one concurrent winner), then the receipt.
+//!   The store answers that step before it is durable ([`Store::check_staged`]): the
+//!   audit line of a refusal, or the receipt's signature, is made while it becomes durable,
+//!   and the client is answered after both;
 //! - **resend**: cooldown with back-off, a new code (new digest, version + 1, attempts
 //!   reset), a new send;
 //! - **cancel**.
@@ -36,8 +39,8 @@ use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError, StartContext};
 use crate::random::{self, OsRandom};
 use crate::store::{
-    BudgetRequest, CheckOutcome, DeliveryRecord, Guess, Outcome, Record, RotateOutcome, Rotation,
-    Store, StoreError, StoredCode,
+    BudgetRequest, CheckOutcome, DeliveryRecord, Durable, Guess, Outcome, Record, RotateOutcome,
+    Rotation, Staged, Store, StoreError, StoredCode,
 };
 
 /// How long a receipt is valid, seconds.
@@ -388,7 +391,19 @@ impl Service {
         phone: Option<&PhoneNumber>,
         detail: serde_json::Value,
     ) {
-        let event = AuditEvent {
+        self.write_audit(self.event(kind, meta, record, phone, detail), meta)
+            .await;
+    }
+
+    fn event(
+        &self,
+        kind: &'static str,
+        meta: Option<&RequestMeta>,
+        record: Option<(&str, &str)>,
+        phone: Option<&PhoneNumber>,
+        detail: serde_json::Value,
+    ) -> AuditEvent {
+        AuditEvent {
             kind,
             at_ms: self.clock.now_ms(),
             request_id: meta.map(|m| m.request_id.clone()),
@@ -396,10 +411,31 @@ impl Service {
             app: record.map(|(_, app)| app.to_owned()),
             phone: phone.cloned(),
             detail,
-        };
+        }
+    }
+
+    async fn write_audit(&self, event: AuditEvent, meta: Option<&RequestMeta>) {
+        let kind = event.kind;
         if let Err(e) = self.audit.append(event).await {
             tracing::error!(kind, error = %e, request_id = meta.map(|m| m.request_id.as_str()), "audit append failed");
         }
+    }
+
+    /// Writes the audit line of a staged store step while the step becomes durable;
+    /// returns when both are done. A line may then name a change that a crash between the
+    /// two syncs took from the store; its client got no answer.
+    async fn audit_beside(
+        &self,
+        durable: Durable,
+        event: Option<AuditEvent>,
+        meta: &RequestMeta,
+    ) -> Result<(), StoreError> {
+        let audited = async {
+            if let Some(event) = event {
+                self.write_audit(event, Some(meta)).await;
+            }
+        };
+        tokio::join!(durable.wait(), audited).0
     }
 
     /// Starts a verification: `201` with its view.
@@ -488,20 +524,30 @@ impl Service {
             },
             test_number,
         };
-        // The budgets and the record in one store step (one commit on the embedded store).
-        let taken = self.store.open(&record, &gate.requests(), now).await?;
+        // The budgets and the record in one store step (one commit on the embedded store),
+        // its audit line written while the step becomes durable; the SMS leaves after both.
+        let Staged {
+            value: taken,
+            durable,
+        } = self
+            .store
+            .open_staged(&record, &gate.requests(), now)
+            .await?;
         let admission = match self.policy.settle(gate, &taken) {
             Ok(a) => a,
-            Err(e) => return Err(self.refused_start(e, meta, app, &phone).await),
+            Err(e) => {
+                durable.wait().await?;
+                return Err(self.refused_start(e, meta, app, &phone).await);
+            }
         };
-        self.audit(
+        let started = self.event(
             "verification.started",
             Some(meta),
             Some((&id, &app.name)),
             Some(&phone),
             json!({"code_version": 1, "test_number": test_number, "trusted": meta.trusted, "locale": locale}),
-        )
-        .await;
+        );
+        self.audit_beside(durable, Some(started), meta).await?;
         if test_number {
             self.metrics.dispatch("skipped");
         } else if let Err(e) = self.send(app, &record, &phone, &code, meta).await {
@@ -663,42 +709,63 @@ impl Service {
             limit,
             window_ms,
         };
-        // Budget, attempt count, comparison and consumption: one atomic store step.
-        let record = match self.store.check(id, &guess, Some(budget), now).await? {
-            CheckOutcome::Approved(record) => record,
+        // Budget, attempt count, comparison and consumption: one atomic store step. Its
+        // answer may come before it is durable: the audit line of a refusal is written
+        // meanwhile, and nothing is answered before both are done.
+        let Staged { value, durable } = self
+            .store
+            .check_staged(id, &guess, Some(budget), now)
+            .await?;
+        let (refusal, event) = match value {
+            CheckOutcome::Approved(record) => {
+                return self.approve(id, &record, now, durable, meta).await;
+            }
             CheckOutcome::Wrong {
                 attempts_left,
                 code_version,
-            } => {
-                self.audit(
+            } => (
+                ServiceError::WrongCode { attempts_left },
+                Some(self.event(
                     "check.rejected",
                     Some(meta),
                     Some((id, "")),
                     None,
                     json!({"code_version": code_version, "attempts_left": attempts_left}),
-                )
-                .await;
-                return Err(ServiceError::WrongCode { attempts_left });
-            }
+                )),
+            ),
             CheckOutcome::RateLimited { retry_after_ms } => {
-                return Err(Policy::check_refused(retry_after_ms).into());
+                (Policy::check_refused(retry_after_ms).into(), None)
             }
-            CheckOutcome::NotFound => return Err(ServiceError::NotFound),
-            CheckOutcome::AlreadyUsed => return Err(ServiceError::AlreadyUsed),
-            CheckOutcome::Cancelled => return Err(ServiceError::Cancelled),
-            CheckOutcome::Expired => {
-                self.audit(
+            CheckOutcome::NotFound => (ServiceError::NotFound, None),
+            CheckOutcome::AlreadyUsed => (ServiceError::AlreadyUsed, None),
+            CheckOutcome::Cancelled => (ServiceError::Cancelled, None),
+            CheckOutcome::Expired => (
+                ServiceError::Expired,
+                Some(self.event(
                     "verification.expired",
                     Some(meta),
                     Some((id, "")),
                     None,
                     json!({}),
-                )
-                .await;
-                return Err(ServiceError::Expired);
-            }
-            CheckOutcome::NoAttemptsLeft => return Err(ServiceError::NoAttemptsLeft),
+                )),
+            ),
+            CheckOutcome::NoAttemptsLeft => (ServiceError::NoAttemptsLeft, None),
         };
+        self.audit_beside(durable, event, meta).await?;
+        Err(refusal)
+    }
+
+    /// The approval of a check: the receipt is signed while the store's step becomes
+    /// durable; the `check.approved` line is written after it is, so the audit log never
+    /// names an approval a crash could take back (a code approved twice would show).
+    async fn approve(
+        &self,
+        id: &str,
+        record: &Record,
+        now: i64,
+        durable: Durable,
+        meta: &RequestMeta,
+    ) -> Result<CheckResponse, ServiceError> {
         self.policy.record_approval_later(now);
         let audience = self
             .app(&record.app)
@@ -716,6 +783,7 @@ impl Service {
             exp: iat + RECEIPT_LIFETIME_SECS,
         };
         let receipt = self.keys.sign_receipt(&claims);
+        durable.wait().await?;
         let phone = PhoneNumber::parse(&record.phone).ok();
         self.audit(
             "check.approved",

@@ -38,6 +38,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_check_and_approve_approves_once(&store).await;
     check_budget_comes_first(&store).await;
     open_is_all_or_nothing(&store).await;
+    staged_steps_decide_as_plain_ones(&store).await;
     rotate_rules(&store).await;
     concurrent_rotates_one_wins(&store).await;
     delivery_moves_forward_only(&store).await;
@@ -555,6 +556,74 @@ pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
         none,
         "no budgets: a plain insert"
     );
+}
+
+/// The staged forms ([`Store::open_staged`], [`Store::check_staged`]) decide as the plain
+/// ones and become durable: a staged open takes its budget and inserts, or does neither; a
+/// staged wrong check counts its attempt; [`RACERS`] concurrent staged right-code checks
+/// approve exactly once.
+pub async fn staged_steps_decide_as_plain_ones(store: &Arc<dyn Store>) {
+    let t = now();
+    let mut rec = sample_record(&fresh_id("v_"), t);
+    rec.max_attempts = 1_000;
+    let key = fresh_id("open:");
+    let budget = [BudgetRequest {
+        key: &key,
+        limit: 1,
+        window_ms: 600_000,
+    }];
+    let opened = store.open_staged(&rec, &budget, t).await.expect("open");
+    assert!(matches!(opened.value, Budgets::Allowed { .. }));
+    opened.durable.wait().await.expect("durable");
+    assert_eq!(get(store, &rec.id).await, rec);
+    let other = sample_record(&fresh_id("v_"), t);
+    let refused = store.open_staged(&other, &budget, t).await.expect("open");
+    assert!(matches!(refused.value, Budgets::Exhausted { index: 0, .. }));
+    refused.durable.wait().await.expect("durable");
+    assert_eq!(store.get(&other.id).await.expect("get"), None);
+
+    let checked = store
+        .check_staged(&rec.id, &wrong(), None, t + 1)
+        .await
+        .expect("check");
+    assert_eq!(
+        checked.value,
+        CheckOutcome::Wrong {
+            attempts_left: rec.max_attempts - 1,
+            code_version: 1
+        }
+    );
+    checked.durable.wait().await.expect("durable");
+    assert_eq!(get(store, &rec.id).await.attempts, 1);
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
+        let guess = right(&rec.code);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let staged = store
+                .check_staged(&id, &guess, None, t + 2)
+                .await
+                .expect("check");
+            staged.durable.wait().await.expect("durable");
+            match staged.value {
+                CheckOutcome::Approved(_) => true,
+                CheckOutcome::AlreadyUsed => false,
+                other => panic!("unexpected {other:?}"),
+            }
+        }));
+    }
+    let mut approved = 0;
+    for task in tasks {
+        if task.await.expect("task") {
+            approved += 1;
+        }
+    }
+    assert_eq!(approved, 1, "exactly one staged approval under concurrency");
+    let after = get(store, &rec.id).await;
+    assert_eq!((after.outcome, after.attempts), (Outcome::Approved, 2));
 }
 
 /// Resend rules: cooldown, version = stored + 1, send limit, attempts reset, delivery

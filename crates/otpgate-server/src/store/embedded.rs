@@ -10,6 +10,12 @@
 //! [`Durability::PROCESS_SYNC_EVERY`] later: an acknowledged write survives a crash or
 //! `kill -9` of the process, and a power cut loses at most that last stretch.
 //!
+//! The staged steps ([`Store::check_staged`], [`Store::open_staged`]) are answered as soon
+//! as their batch is written, and told when the sync made it durable: the issuer writes
+//! the audit line (its own file and sync) meanwhile, so under [`Durability::Disk`] a check
+//! waits for the two syncs side by side rather than one after the other, and answers its
+//! client only after both.
+//!
 //! The log is a series of segment files beside the store file (`<file>.wal-<n>`). Every
 //! [`EmbeddedOptions::checkpoint_every`] (or when the log passes
 //! [`EmbeddedOptions::checkpoint_bytes`]), the writer starts a new segment and hands what
@@ -78,8 +84,8 @@ use tokio::sync::oneshot;
 
 use super::wal::Wal;
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durability, Guess, Record,
-    RotateOutcome, Rotation, Store, StoreError, codec, logic,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durability, Durable, Guess,
+    Record, RotateOutcome, Rotation, Staged, Store, StoreError, codec, logic,
 };
 
 /// id → encoded record.
@@ -176,6 +182,7 @@ pub struct EmbeddedStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Set when the store refuses everything until a restart.
     failed: Arc<AtomicBool>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -267,9 +274,15 @@ enum Answer {
 /// Where an operation's answer goes.
 type Reply = oneshot::Sender<Result<Answer, StoreError>>;
 
+/// Where a staged operation learns that its batch is durable.
+type Settle = oneshot::Sender<Result<(), StoreError>>;
+
 struct Msg {
     op: Op,
     reply: Reply,
+    /// A staged operation ([`Store::check_staged`]): answered once its batch is written,
+    /// told here when the batch is synced. `None`: answered when it is durable.
+    settle: Option<Settle>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -292,6 +305,23 @@ fn budget_key(key: &str, window_ms: i64, now: i64) -> BudgetKey {
         logic::window_start(now, window_ms),
     );
     (logic::budget_purge_at(start, w), w, key.to_owned())
+}
+
+fn open_op(record: &Record, budgets: &[BudgetRequest<'_>], now: i64) -> Op {
+    Op::Open {
+        record: Box::new(record.clone()),
+        budgets: owned_budgets(budgets),
+        now,
+    }
+}
+
+fn check_op(id: &str, guess: &Guess, budget: Option<BudgetRequest<'_>>, now: i64) -> Op {
+    Op::Check {
+        id: id.to_owned(),
+        guess: guess.clone(),
+        budget: budget.map(|b| (b.key.to_owned(), b.limit, b.window_ms)),
+        now,
+    }
 }
 
 fn owned_budgets(budgets: &[BudgetRequest<'_>]) -> Vec<(String, u32, i64)> {
@@ -765,6 +795,7 @@ impl EmbeddedStore {
         let failed = Arc::new(AtomicBool::new(false));
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
+        let durability = opts.durability;
         let writer = {
             let mut w = Writer {
                 state: Arc::clone(&state),
@@ -790,13 +821,29 @@ impl EmbeddedStore {
             tx: Some(tx),
             writer: Mutex::new(Some(writer)),
             failed,
+            durability,
         })
     }
 
     async fn submit(&self, op: Op) -> Result<Answer, StoreError> {
+        self.send(op, None).await
+    }
+
+    /// Submits `op` for an answer once its batch is written, with the sync to wait for
+    /// (under [`Durability::Process`] the written batch is the acknowledged state: settled).
+    async fn submit_staged(&self, op: Op) -> Result<(Answer, Durable), StoreError> {
+        if self.durability == Durability::Process {
+            return Ok((self.submit(op).await?, Durable::ready()));
+        }
+        let (settle, synced) = oneshot::channel();
+        let answer = self.send(op, Some(settle)).await?;
+        Ok((answer, Durable::later(synced)))
+    }
+
+    async fn send(&self, op: Op, settle: Option<Settle>) -> Result<Answer, StoreError> {
         let (reply, answer) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or_else(|| unavailable("closed"))?;
-        tx.send(Msg { op, reply })
+        tx.send(Msg { op, reply, settle })
             .map_err(|_| unavailable("writer stopped"))?;
         answer.await.map_err(|_| unavailable("writer stopped"))?
     }
@@ -963,6 +1010,8 @@ fn replay(
 struct Pending {
     file: Arc<std::fs::File>,
     replies: Vec<(Reply, Result<Answer, StoreError>)>,
+    /// Staged operations of the batch, answered already, waiting for the sync.
+    settles: Vec<Settle>,
 }
 
 /// Syncs the log while the writer goes on: takes every written batch waiting, syncs their
@@ -1014,6 +1063,13 @@ fn syncer(
                     Err(unavailable("write-ahead log sync failed"))
                 } else {
                     answer
+                });
+            }
+            for settle in p.settles {
+                let _ = settle.send(if broken {
+                    Err(unavailable("write-ahead log sync failed"))
+                } else {
+                    Ok(())
                 });
             }
         }
@@ -1224,20 +1280,26 @@ impl Writer {
             .fetch_add(micros(applied - started), Ordering::Relaxed);
         c.commit_micros
             .fetch_add(micros(applied.elapsed()), Ordering::Relaxed);
-        let replies = batch.into_iter().zip(answers).map(|(m, a)| (m.reply, a));
-        let replies = match self.opts.durability {
-            Durability::Disk => replies.collect(),
-            Durability::Process => {
-                // Written: answered now; the sync thread makes it durable later.
-                for (reply, answer) in replies {
-                    let _ = reply.send(answer);
+        let mut replies = Vec::new();
+        let mut settles = Vec::new();
+        for (m, answer) in batch.into_iter().zip(answers) {
+            match (self.opts.durability, m.settle) {
+                (Durability::Disk, None) => replies.push((m.reply, answer)),
+                // Staged: answered now, told when the sync made it durable.
+                (_, Some(settle)) => {
+                    let _ = m.reply.send(answer);
+                    settles.push(settle);
                 }
-                Vec::new()
+                // Written: answered now; the sync thread makes it durable later.
+                (Durability::Process, None) => {
+                    let _ = m.reply.send(answer);
+                }
             }
-        };
+        }
         let pending = Pending {
             file: self.wal.handle(),
             replies,
+            settles,
         };
         if let Some(syncer) = &self.syncer
             && let Err(mpsc::SendError(p)) = syncer.send(pending)
@@ -1245,6 +1307,9 @@ impl Writer {
             self.failed.store(true, Ordering::Release);
             for (reply, _) in p.replies {
                 let _ = reply.send(Err(unavailable("log syncer stopped")));
+            }
+            for settle in p.settles {
+                let _ = settle.send(Err(unavailable("log syncer stopped")));
             }
         }
     }
@@ -1350,13 +1415,20 @@ impl Store for EmbeddedStore {
         budgets: &[BudgetRequest<'_>],
         now_ms: i64,
     ) -> Result<Budgets, StoreError> {
-        let op = Op::Open {
-            record: Box::new(record.clone()),
-            budgets: owned_budgets(budgets),
-            now: now_ms,
-        };
-        match self.submit(op).await? {
+        match self.submit(open_op(record, budgets, now_ms)).await? {
             Answer::Budgets(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn open_staged(
+        &self,
+        record: &Record,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Staged<Budgets>, StoreError> {
+        match self.submit_staged(open_op(record, budgets, now_ms)).await? {
+            (Answer::Budgets(value), durable) => Ok(Staged { value, durable }),
             _ => Err(unexpected()),
         }
     }
@@ -1368,14 +1440,24 @@ impl Store for EmbeddedStore {
         budget: Option<BudgetRequest<'_>>,
         now_ms: i64,
     ) -> Result<CheckOutcome, StoreError> {
-        let op = Op::Check {
-            id: id.to_owned(),
-            guess: guess.clone(),
-            budget: budget.map(|b| (b.key.to_owned(), b.limit, b.window_ms)),
-            now: now_ms,
-        };
-        match self.submit(op).await? {
+        match self.submit(check_op(id, guess, budget, now_ms)).await? {
             Answer::Check(c) => Ok(c),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn check_staged(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<Staged<CheckOutcome>, StoreError> {
+        match self
+            .submit_staged(check_op(id, guess, budget, now_ms))
+            .await?
+        {
+            (Answer::Check(value), durable) => Ok(Staged { value, durable }),
             _ => Err(unexpected()),
         }
     }
@@ -1677,6 +1759,25 @@ mod tests {
                 CheckOutcome::Wrong { .. }
             ));
             s.take_budget("k", 10, 60_000, t).await.expect("take");
+            // Staged steps: answered at once, acknowledged when durable.
+            let staged = s
+                .check_staged("v_a", &wrong(), None, t + 3)
+                .await
+                .expect("check");
+            assert!(matches!(
+                staged.value,
+                CheckOutcome::Wrong {
+                    attempts_left: 3,
+                    ..
+                }
+            ));
+            staged.durable.wait().await.expect("durable");
+            let opened = s
+                .open_staged(&sample_record("v_d", t), &[], t + 3)
+                .await
+                .expect("open");
+            assert!(matches!(opened.value, Budgets::Allowed { .. }));
+            opened.durable.wait().await.expect("durable");
         })
         .await;
         // A crash can leave half an entry behind: it was never acknowledged.
@@ -1689,10 +1790,14 @@ mod tests {
         drop(log);
 
         let s = EmbeddedStore::open(&path).expect("reopen");
-        assert_eq!(s.stats().replayed, 5, "{:?}", s.stats());
+        assert_eq!(s.stats().replayed, 7, "{:?}", s.stats());
         assert!(!log_files(&path).contains(&last), "replayed, then deleted");
         let a = s.get("v_a").await.expect("get").expect("v_a kept");
-        assert_eq!(a.attempts, 1, "the wrong attempt stays counted");
+        assert_eq!(a.attempts, 2, "the wrong attempts stay counted");
+        assert!(
+            s.get("v_d").await.expect("get").is_some(),
+            "staged open kept"
+        );
         assert_eq!(
             s.check("v_b", &right(&b_code), None, t + 4)
                 .await

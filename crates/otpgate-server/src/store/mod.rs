@@ -301,6 +301,62 @@ pub enum Budgets {
     },
 }
 
+/// An answer given as soon as the backend decided it, before the write behind it is
+/// durable ([`Store::check_staged`], [`Store::open_staged`]). The caller may act on
+/// `value` inside the process at once (write the audit line, sign a receipt: work that
+/// then overlaps the store's sync), but answers a client only after [`Durable::wait`]
+/// succeeded.
+#[derive(Debug)]
+pub struct Staged<T> {
+    /// The backend's answer.
+    pub value: T,
+    /// Resolves when the write is durable at the store's level.
+    pub durable: Durable,
+}
+
+impl<T> Staged<T> {
+    /// An answer whose write is durable already.
+    pub fn settled(value: T) -> Self {
+        Self {
+            value,
+            durable: Durable::ready(),
+        }
+    }
+}
+
+/// The durability of a [`Staged`] write.
+#[derive(Debug)]
+#[must_use = "a staged write may not be durable yet: wait for it before answering"]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Durable {
+    /// Durable already.
+    pub fn ready() -> Self {
+        Self(None)
+    }
+
+    /// Durable when `rx` answers `Ok` (a dropped sender is a failure).
+    fn later(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Self(Some(rx))
+    }
+
+    /// Waits until the write is durable.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend could not make it durable (the write
+    /// is then lost on a restart, and the store refuses further work until one).
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store stopped before the write was durable".into(),
+                ))
+            }),
+        }
+    }
+}
+
 /// A backend failure (never a client's mistake).
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -354,6 +410,17 @@ pub trait Store: Send + Sync + 'static {
         Ok(taken)
     }
 
+    /// [`Store::open`], answered as soon as the outcome is decided (see [`Staged`] and
+    /// [`Store::check_staged`]).
+    async fn open_staged(
+        &self,
+        record: &Record,
+        budgets: &[BudgetRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Staged<Budgets>, StoreError> {
+        Ok(Staged::settled(self.open(record, budgets, now_ms).await?))
+    }
+
     /// Checks a typed code, atomically: takes one unit of `budget` (when given; a spent
     /// budget answers `RateLimited` and nothing else happens), then, when the verification
     /// is pending at `now_ms` with attempts left, counts one attempt, compares the stored
@@ -371,6 +438,22 @@ pub trait Store: Send + Sync + 'static {
         budget: Option<BudgetRequest<'_>>,
         now_ms: i64,
     ) -> Result<CheckOutcome, StoreError>;
+
+    /// [`Store::check`], answered as soon as the outcome is decided: the same atomic step,
+    /// but the answer may come before its write is durable (see [`Staged`]). Backends
+    /// whose answers are durable when given (Redis, memory, the embedded store under
+    /// [`Durability::Process`]) answer settled.
+    async fn check_staged(
+        &self,
+        id: &str,
+        guess: &Guess,
+        budget: Option<BudgetRequest<'_>>,
+        now_ms: i64,
+    ) -> Result<Staged<CheckOutcome>, StoreError> {
+        Ok(Staged::settled(
+            self.check(id, guess, budget, now_ms).await?,
+        ))
+    }
 
     /// Atomically replaces the code (resend) if the cooldown is over and sends remain.
     ///
