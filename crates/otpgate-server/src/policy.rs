@@ -405,7 +405,8 @@ impl fmt::Debug for Gate {
 pub struct Admission {
     /// For a test number: its fixed code (no SMS is sent).
     pub test_code: Option<String>,
-    /// The budgets taken (key, window), for [`Policy::refund`].
+    /// The budgets taken (key, window), for [`Policy::refund`]; not the abuse signal of
+    /// sends, which keeps a send the phones could not carry (demand is a signal too).
     taken: Vec<(String, i64)>,
 }
 
@@ -642,6 +643,7 @@ impl Policy {
                 taken: gate
                     .budgets
                     .iter()
+                    .filter(|(_, key, _)| key != SIGNAL_SENT)
                     .map(|(_, key, limit)| (key.clone(), limit.window_ms()))
                     .collect(),
             }),
@@ -663,6 +665,8 @@ impl Policy {
 
     /// Gives back the send budgets an [`Admission`] took, when the send it admitted could
     /// not leave (no gateway capacity): a refused send must not eat the person's quota.
+    /// It stays counted in the abuse signal: a flood that keeps the phones full and never
+    /// enters a code must raise the proof of work, not hide behind the refusals.
     pub async fn refund(&self, admission: &Admission, now_ms: i64) {
         for (key, window_ms) in &admission.taken {
             // Best effort: a failed refund only makes the budget stricter.
@@ -684,22 +688,21 @@ impl Policy {
         }
         let p = &self.cfg.pow;
         let g = self.cfg.budgets.global;
-        let used = self
-            .store
-            .budget_used(GLOBAL_KEY, g.window_ms(), now_ms)
-            .await?;
         let w = self.signal_window_ms();
-        let sent = self.store.budget_used(SIGNAL_SENT, w, now_ms).await?;
-        let approved = self.store.budget_used(SIGNAL_APPROVED, w, now_ms).await?;
+        let (used, sent, approved) = tokio::try_join!(
+            self.recent(GLOBAL_KEY, g.window_ms(), now_ms),
+            self.recent(SIGNAL_SENT, w, now_ms),
+            self.recent(SIGNAL_APPROVED, w, now_ms),
+        )?;
         let mut d = p.base_difficulty;
         // Global send rate against its budget, or against what the gateways can send in that
         // window when that is less: a flood must not drain the phones before the proof of
         // work rises.
-        let mut frac = f64::from(used) / f64::from(g.limit.max(1));
+        let mut frac = used / f64::from(g.limit.max(1));
         let per_minute = self.send_capacity.load(Ordering::Relaxed);
         if per_minute > 0 {
             let in_window = f64::from(per_minute) * g.window_secs as f64 / 60.0;
-            frac = frac.max(f64::from(used) / in_window.max(1.0));
+            frac = frac.max(used / in_window.max(1.0));
         }
         if frac >= 0.5 {
             d = d.saturating_add(p.step);
@@ -708,8 +711,8 @@ impl Policy {
             d = d.saturating_add(p.step);
         }
         // Approval ratio: pumped SMS are never entered.
-        if sent >= p.min_samples.max(1) {
-            let ratio = f64::from(approved) / f64::from(sent);
+        if sent >= f64::from(p.min_samples.max(1)) {
+            let ratio = approved / sent;
             if ratio < p.min_approval_ratio {
                 d = d.saturating_add(p.step);
             }
@@ -723,6 +726,21 @@ impl Policy {
         }
         self.difficulty.store(d, Ordering::Relaxed);
         Ok(d)
+    }
+
+    /// The count of `key` over the last `window_ms` (a sliding window): the current fixed
+    /// window's count plus the previous one's, weighted by the share of it still inside.
+    /// A signal read from the current fixed window alone falls to zero at every window
+    /// boundary, and a flood would meet no proof of work until it had built the signal
+    /// up again.
+    async fn recent(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<f64, StoreError> {
+        let w = window_ms.max(1);
+        let (current, previous) = tokio::try_join!(
+            self.store.budget_used(key, w, now_ms),
+            self.store.budget_used(key, w, now_ms - w),
+        )?;
+        let inside = 1.0 - now_ms.rem_euclid(w) as f64 / w as f64;
+        Ok(f64::from(current) + f64::from(previous) * inside)
     }
 
     /// The difficulty asked of a start to `phone` now.

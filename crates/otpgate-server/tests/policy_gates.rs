@@ -589,13 +589,86 @@ async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
     // 61 % of the global budget (+6) and no approval out of 61 sends (+12).
     assert_eq!(d, 18);
     assert_eq!(e.policy.current_difficulty(), 18);
-    // The global window passes: only the approval ratio remains.
+    // Just past the global window's boundary the burst still counts: the signals are
+    // sliding windows, so a flood does not get a quiet moment at every boundary.
+    e.clock.advance(59_100);
+    assert_eq!(difficulty_asked(&e, &phone("+33100000003")).await, 18);
+    // A whole global window later: only the approval ratio remains.
     e.clock.advance(60_000);
     assert_eq!(difficulty_asked(&e, &phone("+33100000001")).await, 12);
-    // The signal window passes: back to nothing.
-    e.clock.advance(600_000);
+    // A whole signal window later: back to nothing.
+    e.clock.advance(1_080_000);
     assert_eq!(difficulty_asked(&e, &phone("+33100000002")).await, 0);
     assert_eq!(e.policy.current_difficulty(), 0);
+}
+
+#[tokio::test]
+async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
+    // A flood that fills the phones: every admitted start then fails for lack of capacity
+    // and its budgets are given back, but the abuse signal keeps it.
+    let e = env(PolicyConfig::default());
+    let target = phone("+33612345678");
+    for i in 0..25 {
+        let ctx = StartContext {
+            phone: &target,
+            app: "shop",
+            client_ip: ip(900 + i),
+            trusted: true,
+            pow: None,
+            now_ms: e.clock.now_ms(),
+        };
+        let admission = e.policy.admit_start(&ctx).await.expect("admitted");
+        e.policy.refund(&admission, e.clock.now_ms()).await;
+    }
+    e.clock.advance(200);
+    assert_eq!(
+        e.store
+            .budget_used("pol:b:ph:+33612345678", 600_000, e.clock.now_ms())
+            .await
+            .expect("used"),
+        0,
+        "the person's quota was given back"
+    );
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000000")).await,
+        12,
+        "25 sends attempted, none approved"
+    );
+}
+
+#[tokio::test]
+async fn the_signals_slide_across_window_boundaries() {
+    // Half the burst falls just before a boundary of the global window (60 s), half just
+    // after: each fixed window alone holds 30 % of the budget, the last minute 60 %.
+    let mut c = PolicyConfig::default();
+    c.budgets.global = Limit {
+        limit: 100,
+        window_secs: 60,
+    };
+    c.pow.min_samples = 1_000; // the approval ratio stays out of this test
+    let e = env(c);
+    e.clock.advance(59_000);
+    trusted_sends(&e, 30).await;
+    e.clock.advance(2_000);
+    for i in 0..30 {
+        e.start_with(
+            &phone(&format!("+337{:02}000000", i + 10)),
+            ip(500 + i),
+            true,
+            None,
+        )
+        .await
+        .expect("trusted");
+    }
+    e.clock.advance(200);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000000")).await,
+        6,
+        "60 sends in the last minute: past half the global budget"
+    );
+    // Half a window on, half of the previous window's sends still count: 30 + 15.
+    e.clock.advance(29_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33100000001")).await, 0);
 }
 
 #[tokio::test]

@@ -424,6 +424,20 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
     let mut rec = sample_record(&fresh_id("v_"), t);
     rec.max_attempts = 1_000;
     create(store, &rec).await;
+    assert_eq!(
+        race_right_checks(store, &rec, t + 1, false).await,
+        1,
+        "exactly one approval under concurrency"
+    );
+    let after = get(store, &rec.id).await;
+    assert_eq!(after.outcome, Outcome::Approved);
+    assert_eq!(after.attempts, 1, "only the winning check was counted");
+}
+
+/// [`RACERS`] tasks check `rec` with the right code at once (`staged`: with
+/// [`Store::check_staged`], each waiting until durable); how many were approved (every
+/// other answer must be `AlreadyUsed`).
+async fn race_right_checks(store: &Arc<dyn Store>, rec: &Record, at: i64, staged: bool) -> usize {
     let barrier = Arc::new(Barrier::new(RACERS));
     let mut tasks = Vec::new();
     for _ in 0..RACERS {
@@ -431,7 +445,17 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
         let guess = right(&rec.code);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            match store.check(&id, &guess, None, t + 1).await.expect("check") {
+            let outcome = if staged {
+                let s = store
+                    .check_staged(&id, &guess, None, at)
+                    .await
+                    .expect("check");
+                s.durable.wait().await.expect("durable");
+                s.value
+            } else {
+                store.check(&id, &guess, None, at).await.expect("check")
+            };
+            match outcome {
                 CheckOutcome::Approved(_) => true,
                 CheckOutcome::AlreadyUsed => false,
                 other => panic!("unexpected {other:?}"),
@@ -444,10 +468,7 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
             approved += 1;
         }
     }
-    assert_eq!(approved, 1, "exactly one approval under concurrency");
-    let after = get(store, &rec.id).await;
-    assert_eq!(after.outcome, Outcome::Approved);
-    assert_eq!(after.attempts, 1, "only the winning check was counted");
+    approved
 }
 
 /// The check budget is taken before anything else: once spent, a check (even with the
@@ -596,32 +617,11 @@ pub async fn staged_steps_decide_as_plain_ones(store: &Arc<dyn Store>) {
     checked.durable.wait().await.expect("durable");
     assert_eq!(get(store, &rec.id).await.attempts, 1);
 
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        let guess = right(&rec.code);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let staged = store
-                .check_staged(&id, &guess, None, t + 2)
-                .await
-                .expect("check");
-            staged.durable.wait().await.expect("durable");
-            match staged.value {
-                CheckOutcome::Approved(_) => true,
-                CheckOutcome::AlreadyUsed => false,
-                other => panic!("unexpected {other:?}"),
-            }
-        }));
-    }
-    let mut approved = 0;
-    for task in tasks {
-        if task.await.expect("task") {
-            approved += 1;
-        }
-    }
-    assert_eq!(approved, 1, "exactly one staged approval under concurrency");
+    assert_eq!(
+        race_right_checks(store, &rec, t + 2, true).await,
+        1,
+        "exactly one staged approval under concurrency"
+    );
     let after = get(store, &rec.id).await;
     assert_eq!((after.outcome, after.attempts), (Outcome::Approved, 2));
 }
