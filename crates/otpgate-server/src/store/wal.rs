@@ -1,6 +1,6 @@
 //! The write-ahead log of the embedded store: checksummed entries appended to segment
 //! files ([`Wal::write`], one per batch) and made durable with `fdatasync` ([`Wal::sync`],
-//! which may cover several entries; the store syncs on another thread while it writes on).
+//! which may cover several entries).
 //!
 //! Entry: `len: u32 LE`, `crc32(salt, len, payload): u32 LE`, `payload` (`len` bytes). The
 //! salt is the segment's number. A crash while an entry was being written leaves a torn
