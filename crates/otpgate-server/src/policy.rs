@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, Ordering};
 
 use otpgate_core::code::ct_eq;
 use otpgate_core::phone::{PhoneNumber, country_code_len};
@@ -473,6 +473,18 @@ const GLOBAL_KEY: &str = "pol:b:g";
 /// counter reads): short, so a flood meets the raised difficulty within a fraction of a
 /// second.
 const SIGNAL_CACHE_MS: i64 = 100;
+/// How long approvals are gathered before they are counted in the store in one step.
+const APPROVAL_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Approvals not yet counted in the store ([`Policy::record_approval_later`]).
+#[derive(Default)]
+struct ApprovalTally {
+    pending: AtomicU32,
+    /// The latest approval's time, Unix ms: the window they are counted in.
+    latest_ms: AtomicI64,
+    /// A flush is scheduled.
+    scheduled: AtomicBool,
+}
 
 /// The policy in force.
 pub struct Policy {
@@ -489,6 +501,7 @@ pub struct Policy {
     difficulty: AtomicU8,
     /// SMS per minute the gateways can send (0: unknown), see [`Policy::set_send_capacity`].
     send_capacity: AtomicU32,
+    approvals: Arc<ApprovalTally>,
 }
 
 impl fmt::Debug for Policy {
@@ -571,6 +584,7 @@ impl Policy {
             signal_cache: Mutex::new(None),
             send_capacity: AtomicU32::new(0),
             difficulty: AtomicU8::new(base),
+            approvals: Arc::default(),
         }
     }
 
@@ -901,12 +915,36 @@ impl Policy {
     }
 
     /// [`Policy::record_check`] of an approval in the background: an approval is not kept
-    /// waiting for a signal (the count lands in the store's next commit).
+    /// waiting for a signal. Approvals are gathered for [`APPROVAL_FLUSH`] and counted in
+    /// one store step (one step per 100 ms instead of one per approval; the signal lags by
+    /// that much, and a stop loses at most that much of it).
     pub fn record_approval_later(&self, now_ms: i64) {
-        let (store, window) = (Arc::clone(&self.store), self.signal_window_ms());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { count_approval(&*store, window, now_ms).await });
+        let tally = &self.approvals;
+        tally.pending.fetch_add(1, Ordering::AcqRel);
+        tally.latest_ms.fetch_max(now_ms, Ordering::AcqRel);
+        if tally.scheduled.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tally.scheduled.store(false, Ordering::Release);
+            return;
+        };
+        let (store, window, tally) = (
+            Arc::clone(&self.store),
+            self.signal_window_ms(),
+            Arc::clone(tally),
+        );
+        rt.spawn(async move {
+            tokio::time::sleep(APPROVAL_FLUSH).await;
+            // Cleared first: an approval counted after the swap schedules the next flush.
+            tally.scheduled.store(false, Ordering::Release);
+            let n = tally.pending.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                let at = tally.latest_ms.load(Ordering::Acquire);
+                // A signal only: a failure is ignored.
+                let _ = store.add_to_budget(SIGNAL_APPROVED, n, window, at).await;
+            }
+        });
     }
 
     /// Code lifetime, ms.

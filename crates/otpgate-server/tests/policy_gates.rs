@@ -637,6 +637,35 @@ async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
 }
 
 #[tokio::test]
+async fn approvals_recorded_later_are_counted_together() {
+    let e = env(PolicyConfig::default());
+    trusted_sends(&e, 40).await;
+    let at = e.clock.now_ms();
+    for _ in 0..40 {
+        e.policy.record_approval_later(at);
+    }
+    let counted = || async {
+        e.store
+            .budget_used("pol:sig:ok", 600_000, at)
+            .await
+            .expect("used")
+    };
+    assert_eq!(counted().await, 0, "gathered, not yet counted");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(counted().await, 40, "counted within the flush delay");
+    e.clock.advance(200);
+    assert_eq!(
+        difficulty_asked(&e, &phone("+33100000000")).await,
+        0,
+        "every code entered: legit traffic"
+    );
+    // Later approvals are gathered again.
+    e.policy.record_approval_later(at);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(counted().await, 41);
+}
+
+#[tokio::test]
 async fn the_signals_slide_across_window_boundaries() {
     // Half the burst falls just before a boundary of the global window (60 s), half just
     // after: each fixed window alone holds 30 % of the budget, the last minute 60 %.

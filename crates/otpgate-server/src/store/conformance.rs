@@ -44,6 +44,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delivery_moves_forward_only(&store).await;
     budget_exact_under_concurrency(&store).await;
     budget_windows_and_refund(&store).await;
+    add_to_budget_counts_n_in_its_window(&store).await;
     take_budgets_all_or_nothing(&store).await;
     once_is_once_until_ttl(&store).await;
     records_are_forgotten_after_grace(&store).await;
@@ -912,6 +913,66 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
     assert_eq!(
         store.budget_used(&key, window, t).await.expect("used"),
         limit
+    );
+}
+
+/// `add_to_budget` adds its units to the window holding its time, with no limit, on top of
+/// what `take_budget` counted; concurrent additions all count; the next window starts at 0.
+pub async fn add_to_budget_counts_n_in_its_window(store: &Arc<dyn Store>) {
+    let window = 60_000i64;
+    let t = now();
+    let start = t - t.rem_euclid(window) + window;
+    let key = fresh_id("sig:");
+    store
+        .take_budget(&key, 10, window, start + 1)
+        .await
+        .expect("take");
+    store
+        .add_to_budget(&key, 7, window, start + 2)
+        .await
+        .expect("add");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (store, key) = (Arc::clone(store), key.clone());
+        tasks.push(tokio::spawn(async move {
+            store.add_to_budget(&key, 3, window, start + 3).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("add");
+    }
+    assert_eq!(
+        store
+            .budget_used(&key, window, start + 4)
+            .await
+            .expect("used"),
+        1 + 7 + 60
+    );
+    assert_eq!(
+        store
+            .take_budget(&key, 10, window, start + 5)
+            .await
+            .expect("take"),
+        Budget::Exhausted {
+            retry_after_ms: window - 5
+        },
+        "the units count against a limit too"
+    );
+    assert_eq!(
+        store
+            .budget_used(&key, window, start + window)
+            .await
+            .expect("used"),
+        0,
+        "the next window"
+    );
+    assert_eq!(
+        store
+            .budget_used(&key, window, start + window - 1)
+            .await
+            .expect("used"),
+        68,
+        "still there at the end of its window"
     );
 }
 

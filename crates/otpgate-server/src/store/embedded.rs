@@ -237,6 +237,12 @@ enum Op {
         window: i64,
         now: i64,
     },
+    Add {
+        key: String,
+        n: u32,
+        window: i64,
+        now: i64,
+    },
     Once {
         key: String,
         ttl: i64,
@@ -258,6 +264,7 @@ impl Op {
             | Op::Take { now, .. }
             | Op::TakeMany { now, .. }
             | Op::Refund { now, .. }
+            | Op::Add { now, .. }
             | Op::Once { now, .. } => *now,
         }
     }
@@ -515,6 +522,17 @@ impl State {
                 }
             }
             Op::TakeMany { budgets, now: at } => Answer::Budgets(self.take_many(budgets, *at)),
+            Op::Add {
+                key,
+                n,
+                window,
+                now: at,
+            } => {
+                let k = budget_key(key, *window, *at);
+                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                self.set_budget(k, count.saturating_add(*n));
+                Answer::Unit
+            }
             Op::Refund {
                 key,
                 window,
@@ -1561,6 +1579,25 @@ impl Store for EmbeddedStore {
             })
             .await?
         {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn add_to_budget(
+        &self,
+        key: &str,
+        n: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let op = Op::Add {
+            key: key.to_owned(),
+            n,
+            window: window_ms,
+            now: now_ms,
+        };
+        match self.submit(op).await? {
             Answer::Unit => Ok(()),
             _ => Err(unexpected()),
         }

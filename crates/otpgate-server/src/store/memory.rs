@@ -225,6 +225,24 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn add_to_budget(
+        &self,
+        key: &str,
+        n: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.tick(now_ms);
+        let (w, start) = (
+            logic::window_len(window_ms),
+            logic::window_start(now_ms, window_ms),
+        );
+        let count = s.budgets.entry((key.to_owned(), w, start)).or_insert(0);
+        *count = count.saturating_add(n);
+        Ok(())
+    }
+
     async fn take_budgets(
         &self,
         budgets: &[BudgetRequest<'_>],

@@ -499,6 +499,22 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Budget, StoreError>;
 
+    /// Adds `n` units to the counter of `key` in the window holding `now_ms`, with no limit:
+    /// several events of an abuse signal counted in one step. The default counts them one
+    /// by one with [`Store::take_budget`].
+    async fn add_to_budget(
+        &self,
+        key: &str,
+        n: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        for _ in 0..n {
+            self.take_budget(key, u32::MAX, window_ms, now_ms).await?;
+        }
+        Ok(())
+    }
+
     /// Gives back one unit taken by [`Store::take_budget`] in the same window (when a later
     /// check refused the request).
     async fn refund_budget(&self, key: &str, window_ms: i64, now_ms: i64)

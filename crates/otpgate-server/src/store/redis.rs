@@ -220,6 +220,13 @@ end
 /// ARGV: limit, ttl. Returns the remaining count, or -1 when exhausted (nothing counted).
 const TAKE_BUDGET: &str = "return take(KEYS[1], tonumber(ARGV[1]), ARGV[2])\n";
 
+/// ARGV: n, ttl. Adds n (the counter's TTL is set when this creates it).
+const ADD_TO_BUDGET: &str = r"
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return count
+";
+
 /// Gives back one unit, never below zero.
 const REFUND_BUDGET: &str = r"
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -243,6 +250,7 @@ struct Scripts {
     cancel: Script,
     update_delivery: Script,
     take_budget: Script,
+    add_to_budget: Script,
     refund_budget: Script,
 }
 
@@ -255,6 +263,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
         take_budget: Script::new(&format!("{TAKE_FN}{TAKE_BUDGET}")),
+        add_to_budget: Script::new(ADD_TO_BUDGET),
         refund_budget: Script::new(REFUND_BUDGET),
     }
 });
@@ -627,6 +636,19 @@ impl Store for RedisStore {
                 retry_after_ms: slot.retry_after_ms,
             },
         })
+    }
+
+    async fn add_to_budget(
+        &self,
+        key: &str,
+        n: u32,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let slot = self.budget_slot(key, window_ms, now_ms);
+        let args = [n.to_string(), slot.ttl_ms.to_string()];
+        self.eval(&SCRIPTS.add_to_budget, slot.key, &args).await?;
+        Ok(())
     }
 
     async fn refund_budget(
