@@ -110,6 +110,15 @@ impl MemoryStore {
     }
 }
 
+/// The counter of budget `key` in the window holding `now_ms`: (key, window length, start).
+fn counter_key(key: &str, window_ms: i64, now_ms: i64) -> (String, i64, i64) {
+    (
+        key.to_owned(),
+        logic::window_len(window_ms),
+        logic::window_start(now_ms, window_ms),
+    )
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
@@ -209,11 +218,9 @@ impl Store for MemoryStore {
     ) -> Result<Budget, StoreError> {
         let mut s = self.lock();
         s.tick(now_ms);
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
-        let count = s.budgets.entry((key.to_owned(), w, start)).or_insert(0);
+        let counter = counter_key(key, window_ms, now_ms);
+        let (w, start) = (counter.1, counter.2);
+        let count = s.budgets.entry(counter).or_insert(0);
         if *count >= limit {
             return Ok(Budget::Exhausted {
                 retry_after_ms: start + w - now_ms,
@@ -234,11 +241,10 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.tick(now_ms);
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
-        let count = s.budgets.entry((key.to_owned(), w, start)).or_insert(0);
+        let count = s
+            .budgets
+            .entry(counter_key(key, window_ms, now_ms))
+            .or_insert(0);
         *count = count.saturating_add(n);
         Ok(())
     }
@@ -261,11 +267,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.tick(now_ms);
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
-        if let Some(count) = s.budgets.get_mut(&(key.to_owned(), w, start)) {
+        if let Some(count) = s.budgets.get_mut(&counter_key(key, window_ms, now_ms)) {
             *count = count.saturating_sub(1);
         }
         Ok(())
@@ -273,12 +275,8 @@ impl Store for MemoryStore {
 
     async fn budget_used(&self, key: &str, window_ms: i64, now_ms: i64) -> Result<u32, StoreError> {
         let s = self.lock();
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
         Ok(s.budgets
-            .get(&(key.to_owned(), w, start))
+            .get(&counter_key(key, window_ms, now_ms))
             .copied()
             .unwrap_or(0))
     }
