@@ -533,13 +533,6 @@ fn ip_key(ip: IpAddr) -> String {
     }
 }
 
-/// Counts one approval in the signal window (a signal only: a failure is ignored).
-async fn count_approval(store: &dyn Store, window_ms: i64, now_ms: i64) {
-    let _ = store
-        .take_budget(SIGNAL_APPROVED, u32::MAX, window_ms, now_ms)
-        .await;
-}
-
 impl Policy {
     /// The policy for a validated configuration. `api_keys` entries that cannot be
     /// resolved are ignored ([`PolicyConfig::validate`] reports them first).
@@ -910,7 +903,11 @@ impl Policy {
     /// Feeds the abuse signals (approval ratio) after a check.
     pub async fn record_check(&self, approved: bool, now_ms: i64) {
         if approved {
-            count_approval(&*self.store, self.signal_window_ms(), now_ms).await;
+            // A signal only: a failure is ignored.
+            let _ = self
+                .store
+                .add_to_budget(SIGNAL_APPROVED, 1, self.signal_window_ms(), now_ms)
+                .await;
         }
     }
 

@@ -406,6 +406,13 @@ impl State {
         self.dirty.records.insert(rec.id.clone());
     }
 
+    /// The counter of budget `key` in the window holding `at`, and its count.
+    fn counter(&self, key: &str, window: i64, at: i64) -> (BudgetKey, u32) {
+        let k = budget_key(key, window, at);
+        let count = self.budgets.get(&k).copied().unwrap_or(0);
+        (k, count)
+    }
+
     fn set_budget(&mut self, k: BudgetKey, count: u32) {
         self.budgets.insert(k.clone(), count);
         self.dirty.budgets.insert(k);
@@ -504,8 +511,7 @@ impl State {
                 window,
                 now: at,
             } => {
-                let k = budget_key(key, *window, *at);
-                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                let (k, count) = self.counter(key, *window, *at);
                 if count >= *limit {
                     let (w, start) = (
                         logic::window_len(*window),
@@ -528,8 +534,7 @@ impl State {
                 window,
                 now: at,
             } => {
-                let k = budget_key(key, *window, *at);
-                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                let (k, count) = self.counter(key, *window, *at);
                 self.set_budget(k, count.saturating_add(*n));
                 Answer::Unit
             }
@@ -538,8 +543,7 @@ impl State {
                 window,
                 now: at,
             } => {
-                let k = budget_key(key, *window, *at);
-                let count = self.budgets.get(&k).copied().unwrap_or(0);
+                let (k, count) = self.counter(key, *window, *at);
                 if count > 0 {
                     self.set_budget(k, count - 1);
                 }
