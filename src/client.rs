@@ -11,7 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
-use otpgate_core::wire::DeliveryState;
+use otpgate_core::wire::{DeliveryState, ErrorCode};
 use serde::Deserialize;
 use serde::de::value::StrDeserializer;
 use wasm_bindgen::prelude::*;
@@ -97,7 +97,7 @@ impl OtpClient {
                 .dyn_into::<Function>()
                 .map_err(|_| {
                     otp_error(
-                        "fetch_unavailable",
+                        ErrorCode::FetchUnavailable,
                         "this runtime has no global fetch; pass options.fetch",
                     )
                 })?,
@@ -375,10 +375,10 @@ impl Answer {
             .ok()
             .filter(JsValue::is_object);
         let value = value
-            .ok_or_else(|| otp_error("bad_response", "the issuer's answer is not a JSON object"))?;
+            .ok_or_else(|| otp_error(ErrorCode::BadResponse, "the issuer's answer is not a JSON object"))?;
         match required.iter().find(|path| text_at(&value, path).is_none()) {
             Some(path) => Err(otp_error(
-                "bad_response",
+                ErrorCode::BadResponse,
                 &format!("the issuer's answer has no `{path}`"),
             )),
             None => Ok(value),
@@ -398,7 +398,7 @@ impl Answer {
     /// The challenge of a `pow_required` answer.
     fn pow_challenge(&self) -> Option<String> {
         let detail = self.detail().filter(|_| !self.ok())?;
-        (text_at(&detail, "code").as_deref() == Some("pow_required"))
+        (text_at(&detail, "code").as_deref() == Some(ErrorCode::PowRequired.as_str()))
             .then(|| text_at(&detail, "challenge"))
             .flatten()
     }
@@ -410,7 +410,8 @@ impl Answer {
         let message = text_at(&detail, "message")
             .unwrap_or_else(|| format!("the issuer answered HTTP {}", self.status));
         let err = otp_error(
-            code.as_deref().unwrap_or(fallback_code(self.status)),
+            code.as_deref()
+                .unwrap_or(fallback_code(self.status).as_str()),
             &message,
         );
         set(&err, "status", &self.status.into());
@@ -483,19 +484,19 @@ fn is_code(code: &str) -> bool {
 }
 
 /// The code of an answer without the API's error body (a proxy, an old server).
-fn fallback_code(status: u16) -> &'static str {
+fn fallback_code(status: u16) -> ErrorCode {
     match status {
-        400 => "invalid_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        409 => "conflict",
-        410 => "gone",
-        422 => "wrong_code",
-        428 => "pow_required",
-        429 => "rate_limited",
-        500..=599 => "server_error",
-        _ => "bad_response",
+        400 => ErrorCode::InvalidRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::Conflict,
+        410 => ErrorCode::Gone,
+        422 => ErrorCode::WrongCode,
+        428 => ErrorCode::PowRequired,
+        429 => ErrorCode::RateLimited,
+        500..=599 => ErrorCode::ServerError,
+        _ => ErrorCode::BadResponse,
     }
 }
 
@@ -503,7 +504,7 @@ fn fallback_code(status: u16) -> &'static str {
 fn json(value: &JsValue) -> Result<String, JsValue> {
     js_sys::JSON::stringify(value)?
         .as_string()
-        .ok_or_else(|| otp_error("internal", "JSON.stringify failed"))
+        .ok_or_else(|| otp_error(ErrorCode::Internal, "JSON.stringify failed"))
 }
 
 /// A transport failure (`fetch` rejected): `aborted` for an `AbortError`, else `network_error`.
@@ -515,9 +516,9 @@ fn transport(err: JsValue) -> JsValue {
             .unwrap_or_default()
     };
     match text("name").as_str() {
-        "AbortError" => otp_error("aborted", "the request was aborted"),
+        "AbortError" => otp_error(ErrorCode::Aborted, "the request was aborted"),
         _ => otp_error(
-            "network_error",
+            ErrorCode::NetworkError,
             &format!("could not reach the issuer: {}", text("message")),
         ),
     }
@@ -546,7 +547,7 @@ fn abort_check(signal: Option<&JsValue>) -> Result<(), JsValue> {
         .map(|s| Reflect::get(s, &"aborted".into()))
         .transpose()?
     {
-        Some(aborted) if aborted.is_truthy() => Err(otp_error("aborted", "the wait was aborted")),
+        Some(aborted) if aborted.is_truthy() => Err(otp_error(ErrorCode::Aborted, "the wait was aborted")),
         _ => Ok(()),
     }
 }

@@ -27,7 +27,8 @@ mod error;
 mod typings;
 mod webotp;
 
-use otpgate_core::{pow, receipt, sms, webhook};
+use otpgate_core::wire::ErrorCode;
+use otpgate_core::{phone, pow, receipt, sms, webhook};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
@@ -63,6 +64,37 @@ pub fn parse_sms(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
 ) -> Result<JsValue, JsValue> {
     convert::parsed(&sms::parse::parse_ref(&text_arg(&text, "text")?))
+}
+
+/// The light normalisation of a typed phone number to E.164 (the core's rule): separators
+/// dropped, a leading `+` or `00` is international, anything else is national to the home
+/// country `dial` (its calling code, digits) with its `trunk` prefix dropped. Whether the
+/// number is valid for its region and may be sent to is the issuer's judgement.
+///
+/// # Errors
+/// `invalid_phone` (with a sentence for people) or `unknown_country_code`;
+/// `invalid_argument` when an argument is not a string.
+#[wasm_bindgen(js_name = toE164)]
+pub fn to_e164(
+    #[wasm_bindgen(unchecked_param_type = "string")] typed: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] dial: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string | undefined")] trunk: Option<JsValue>,
+) -> Result<String, JsValue> {
+    let trunk = trunk.and_then(|t| t.as_string());
+    let home = phone::HomeCountry::new(&text_arg(&dial, "dial")?, trunk.as_deref())
+        .map_err(|e| invalid(&format!("home country: {e}")))?;
+    phone::normalize(&text_arg(&typed, "typed")?, &home)
+        .map(|p| p.as_str().to_owned())
+        .map_err(|e| from_core(e.code(), &e))
+}
+
+/// Every stable error code of the issuer API and of this package (the `ErrorCode` type).
+#[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
+pub fn error_codes() -> js_sys::Array {
+    ErrorCode::ALL
+        .iter()
+        .map(|c| JsValue::from_str(c.as_str()))
+        .collect()
 }
 
 /// Composes the OTP SMS the issuer would send: `{text, locale, encoding, segments, units,
@@ -248,7 +280,7 @@ pub(crate) fn solve(challenge: &str, max_tries: Option<u64>) -> Result<f64, JsVa
     match pow::solve(challenge, max).map_err(|e| from_core(e.code(), &e))? {
         Some(nonce) => Ok(nonce as f64),
         None => Err(otp_error(
-            "pow_unsolved",
+            ErrorCode::PowUnsolved,
             "no proof-of-work nonce found within maxTries",
         )),
     }

@@ -6,6 +6,7 @@
 //! falls back to a typed code (`autocomplete="one-time-code"`, which Safari autofills).
 
 use js_sys::{Array, Object, Promise, Reflect};
+use otpgate_core::wire::ErrorCode;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
@@ -42,7 +43,7 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
     let signal = prop(options, "signal")?;
     if let Some(signal) = &signal {
         if Reflect::get(signal, &"aborted".into())?.is_truthy() {
-            return Err(otp_error("aborted", "the wait for the SMS was aborted"));
+            return Err(otp_error(ErrorCode::Aborted, "the wait for the SMS was aborted"));
         }
     }
     let global = js_sys::global();
@@ -55,7 +56,7 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
     })?;
     if !Reflect::has(&global, &"OTPCredential".into())? || !credentials.is_object() {
         return Err(otp_error(
-            "webotp_unsupported",
+            ErrorCode::WebotpUnsupported,
             "WebOTP (OTPCredential) is not available in this browser",
         ));
     }
@@ -71,7 +72,7 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
     let credential = JsFuture::from(pending).await.map_err(failure)?;
     if !credential.is_object() {
         return Err(otp_error(
-            "webotp_failed",
+            ErrorCode::WebotpFailed,
             "the browser returned no credential",
         ));
     }
@@ -79,7 +80,7 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
         .unchecked_into::<OtpCredential>()
         .code()
         .as_string()
-        .ok_or_else(|| otp_error("webotp_failed", "the credential has no code"))
+        .ok_or_else(|| otp_error(ErrorCode::WebotpFailed, "the credential has no code"))
 }
 
 /// Maps a rejection of `credentials.get` (a `DOMException`) to an `OtpError`.
@@ -93,9 +94,9 @@ fn failure(err: JsValue) -> JsValue {
         .and_then(|m| m.as_string())
         .unwrap_or_default();
     match name.as_str() {
-        "AbortError" => otp_error("aborted", "the wait for the SMS was aborted"),
+        "AbortError" => otp_error(ErrorCode::Aborted, "the wait for the SMS was aborted"),
         _ => otp_error(
-            "webotp_failed",
+            ErrorCode::WebotpFailed,
             &format!("WebOTP failed: {name}: {message}"),
         ),
     }

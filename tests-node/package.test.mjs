@@ -58,7 +58,7 @@ test("import * as otpgate from 'otpgate' is usable at once in Node", () => {
   const out = node(["--input-type=module", "-e", `
     import * as otpgate from "otpgate";
     const names = ["parseSms","composeSms","smsSegments","appHash","verifyAppHash","verifyReceipt",
-      "verifyWebhookSignature","solvePow","receiveCode","OtpClient"];
+      "verifyWebhookSignature","solvePow","receiveCode","OtpClient","toE164","errorCodes"];
     const missing = names.filter((n) => typeof otpgate[n] !== "function");
     if (missing.length) throw new Error("missing " + missing);
     console.log(JSON.stringify(otpgate.parseSms("x\\n@a.example #1234")));
@@ -85,6 +85,25 @@ test("errors are OtpError with a stable code", () => {
     console.log(JSON.stringify(codes));
   `]);
   assert.deepEqual(JSON.parse(out), [true, "OtpError", "receipt_malformed", "invalid_argument"]);
+});
+
+test("toE164 and errorCodes: the core's phone normalisation and the one list of error codes", () => {
+  const out = node(["--input-type=module", "-e", `
+    import { toE164, errorCodes } from "otpgate";
+    const got = [toE164("06 12 34 56 78", "33", "0"), toE164("+44 7400 123456", "33", "0"), toE164("(415) 555-0123", "1", "1")];
+    for (const typed of ["", "0612", "06 12 ab", "+999 1234 5678"]) {
+      try { toE164(typed, "33", "0"); got.push("accepted " + typed); } catch (e) { got.push(e.name + ":" + e.code); }
+    }
+    try { toE164("0612345678", "999"); } catch (e) { got.push(e.code); }
+    const codes = errorCodes();
+    got.push(codes.includes("wrong_code"), codes.includes("network_error"), new Set(codes).size === codes.length);
+    console.log(JSON.stringify(got));
+  `]);
+  assert.deepEqual(JSON.parse(out), [
+    "+33612345678", "+447400123456", "+14155550123",
+    "OtpError:invalid_phone", "OtpError:invalid_phone", "OtpError:invalid_phone", "OtpError:unknown_country_code",
+    "invalid_argument", true, true, true,
+  ]);
 });
 
 test("the workerd condition gives the web build, initialised with initSync and the wasm subpath", () => {

@@ -2,8 +2,8 @@
 // export is typed (no `any`), and wrong options are compile errors.
 import {
   parseSms, smsSegments, composeSms, appHash, verifyAppHash, verifyReceipt,
-  verifyWebhookSignature, solvePow, receiveCode, OtpClient,
-  type ParsedSms, type SmsSegments, type ComposedSms, type ReceiptClaims, type Verification,
+  verifyWebhookSignature, solvePow, receiveCode, OtpClient, toE164, errorCodes,
+  type ErrorCode, type ParsedSms, type SmsSegments, type ComposedSms, type ReceiptClaims, type Verification,
   type CheckResult, type Jwks, type OtpError,
 } from "otpgate";
 
@@ -22,6 +22,11 @@ const claims: ReceiptClaims = verifyReceipt("a.b.c", jwks, { audience: "shop", i
 const phone: string = claims.phone_number;
 const valid: boolean = verifyWebhookSignature("key", "{}", "1700000000", "00", { windowSecs: 60 });
 const nonce: number = solvePow("v1.8.1.a.b", 1000);
+const e164: string = toE164("06 12 34 56 78", "33", "0");
+const codes: ErrorCode[] = errorCodes();
+const wrong: ErrorCode = "wrong_code";
+// @ts-expect-error: not one of the package's codes
+const typo: ErrorCode = "wrong_cod";
 const code: Promise<string> = receiveCode({ signal: new AbortController().signal });
 
 async function flow(): Promise<string> {

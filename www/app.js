@@ -4,7 +4,7 @@
 // Plain module, no framework. Everything the issuer refuses is explained in words; every
 // countdown (rate limit, resend cooldown, expiry) is live.
 
-import { COUNTRIES, guessCountry, toE164 } from "./countries.js";
+import { COUNTRIES, guessCountry } from "./countries.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,6 +20,11 @@ const POLL_MS = 1000;
 const STATES = ["queued", "submitted", "sent", "delivered"];
 
 let otp = null; // the loaded package
+/**
+ * The package's error codes by name (`CODE.wrong_code === "wrong_code"`), filled from
+ * `otp.errorCodes()`: a name the package does not define throws instead of never matching.
+ */
+let CODE = null;
 let client = null; // OtpClient
 
 /** Everything about the verification in progress. */
@@ -59,6 +64,12 @@ function announce(text) {
   live.textContent = "";
   // A fresh text node after a tick so that repeated messages are read again.
   setTimeout(() => { live.textContent = text; }, 50);
+}
+
+/** A core message ("that number is too short") as a sentence for the page. */
+function sentence(text) {
+  const t = String(text).trim();
+  return t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".");
 }
 
 function show(el, text, kind = "error") {
@@ -109,8 +120,8 @@ function explain(err, during) {
   const code = err?.code || "";
   const retry = Number(err?.retryAfter ?? err?.retry_after);
   const serverMsg = err?.message ? String(err.message) : "";
-  if (err?.name === "AbortError" || code === "aborted") return "";
-  if (!status && (code === "network" || code === "network_error" || err instanceof TypeError)) {
+  if (err?.name === "AbortError" || code === CODE.aborted) return "";
+  if (!status && (code === CODE.network_error || err instanceof TypeError)) {
     return "We could not reach the verification service. Check your connection and try again.";
   }
   switch (status) {
@@ -120,7 +131,7 @@ function explain(err, during) {
       }
       return serverMsg || "The request was not accepted.";
     case 403:
-      if (code === "destination_not_allowed" || during === "start") {
+      if (code === CODE.destination_not_allowed || during === "start") {
         return "We can't send codes to numbers in this country. Use a number from a supported country.";
       }
       return serverMsg || "This request is not allowed.";
@@ -129,12 +140,12 @@ function explain(err, during) {
     case 409:
       return "This code was already used. Start again to get a new one.";
     case 410:
-      if (code.includes("cancel")) return "This verification was cancelled. Start again.";
+      if (code === CODE.cancelled) return "This verification was cancelled. Start again.";
       return "This code has expired. Send a new code.";
     case 422:
       return wrongCodeText(err);
     case 429:
-      if (during === "check" && code !== "rate_limited") {
+      if (during === "check" && code !== CODE.rate_limited) {
         return "Too many wrong codes: this code is locked. Send a new code.";
       }
       // Usually a live countdown replaces this text (see rateLimited()).
@@ -210,14 +221,17 @@ async function onStart(ev) {
   const startErr = $("start-error");
   hide(startErr);
   $("national").removeAttribute("aria-invalid");
-  const parsed = toE164(country(), $("national").value);
-  if (parsed.error) {
-    show(startErr, parsed.error);
+  let e164;
+  try {
+    const c = country();
+    e164 = otp.toE164($("national").value, c.dial, c.trunk);
+  } catch (err) {
+    show(startErr, sentence(err?.message || "Check the number."));
     $("national").setAttribute("aria-invalid", "true");
     $("national").focus();
     return;
   }
-  await beginVerification(parsed.e164);
+  await beginVerification(e164);
 }
 
 async function beginVerification(phone) {
@@ -236,7 +250,7 @@ async function beginVerification(phone) {
       return;
     }
     if (err?.status === 503 && Number(err?.retryAfter) > 0) {
-      const why = err?.code === "gateway_unavailable"
+      const why = err?.code === CODE.gateway_unavailable
         ? "No gateway phone can send an SMS right now."
         : "The verification service is busy.";
       rateLimited(err, startErr, "try", () => { btn.disabled = false; }, startCooldown, why);
@@ -543,11 +557,11 @@ async function submitCode(code) {
       btn.disabled = Number.isFinite(left) && left <= 0;
       return;
     }
-    if (err?.status === 429 && Number(err?.retryAfter ?? err?.retry_after) > 0 && err?.code === "rate_limited") {
+    if (err?.status === 429 && Number(err?.retryAfter ?? err?.retry_after) > 0 && err?.code === CODE.rate_limited) {
       rateLimited(err, errEl, "try a code", () => { btn.disabled = false; }, checkCooldown);
       return;
     }
-    if (err?.status === 410 && !String(err?.code || "").includes("cancel")) {
+    if (err?.status === 410 && err?.code !== CODE.cancelled) {
       showExpired();
       return;
     }
@@ -685,7 +699,7 @@ async function approved(res) {
   let claims = null;
   try {
     const r = await fetch("/.well-known/jwks.json", { cache: "no-store" });
-    if (!r.ok) throw Object.assign(new Error(`JWKS answered ${r.status}`), { code: "jwks_unavailable" });
+    if (!r.ok) throw Object.assign(new Error(`JWKS answered ${r.status}`), { code: CODE.jwks_unavailable });
     const jwks = await r.json();
     let issuer = ISSUER;
     try {
@@ -694,7 +708,7 @@ async function approved(res) {
       // Dev mode names its listen address (127.0.0.1) as the issuer; the same server opened
       // as localhost is the same issuer.
       const alias = loopbackAlias(issuer);
-      if (err?.code !== "receipt_wrong_issuer" || !alias) throw err;
+      if (err?.code !== CODE.receipt_wrong_issuer || !alias) throw err;
       issuer = alias;
       claims = otp.verifyReceipt(receipt, jwks, { audience: AUDIENCE, issuer });
     }
@@ -703,7 +717,7 @@ async function approved(res) {
   } catch (err) {
     const code = err?.code ? ` (${err.code})` : "";
     let why = err?.message || "unknown error";
-    if (err?.code === "receipt_wrong_issuer") {
+    if (err?.code === CODE.receipt_wrong_issuer) {
       why = `it names another issuer than ${ISSUER}; set the issuer's public URL to the address this page is served from`;
     }
     show(check, `The issuer approved the code, but the receipt did not verify here${code}: ${why}. The claims below are shown unverified.`, "warn");
@@ -834,6 +848,13 @@ async function boot() {
   try {
     otp = await import("./pkg/otpgate.js");
     if (typeof otp.default === "function") await otp.default();
+    const known = new Set(otp.errorCodes());
+    CODE = new Proxy(Object.create(null), {
+      get(_, name) {
+        if (!known.has(name)) throw new Error(`not an otpgate error code: ${String(name)}`);
+        return name;
+      },
+    });
     client = new otp.OtpClient(location.origin, { app: APP });
   } catch (err) {
     show($("boot-error"),

@@ -1,5 +1,5 @@
 // Country calling codes for the picker (ITU-T E.164). `trunk` is the national trunk prefix
-// people often type in front of a national number (dropped when composing E.164), absent
+// people often type in front of a national number (the package's `toE164` drops it), absent
 // where the leading 0 is part of the number (Italy) or there is none.
 export const COUNTRIES = [
   { iso: "AR", name: "Argentina", dial: "54", trunk: "0" },
@@ -65,36 +65,4 @@ export function guessCountry(languages) {
     }
   }
   return "US";
-}
-
-/// Builds an E.164 number from a country and what the person typed. A leading `+` (or `00`)
-/// means the person typed an international number: the country is then ignored.
-/// Returns `{ e164 }` or `{ error }` with a sentence for people.
-export function toE164(country, typed) {
-  const raw = String(typed || "").trim();
-  if (raw === "") return { error: "Enter your phone number." };
-  if (/[^0-9+\s().\-]/.test(raw)) {
-    return { error: "A phone number has only digits (spaces, dashes, dots and brackets are fine)." };
-  }
-  let digits = raw.replace(/[\s().\-]/g, "");
-  let international = false;
-  if (digits.startsWith("+")) {
-    international = true;
-    digits = digits.slice(1);
-  } else if (digits.startsWith("00")) {
-    international = true;
-    digits = digits.slice(2);
-  }
-  if (!/^[0-9]+$/.test(digits)) {
-    return { error: "A + may only come first." };
-  }
-  if (!international) {
-    if (country.trunk && digits.startsWith(country.trunk) && digits.length > 6) {
-      digits = digits.slice(country.trunk.length);
-    }
-    digits = country.dial + digits;
-  }
-  if (digits.length < 8) return { error: "That number is too short." };
-  if (digits.length > 15) return { error: "That number is too long: at most 15 digits with the country code." };
-  return { e164: "+" + digits };
 }

@@ -4,6 +4,8 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::ErrorCode;
+
 /// Why a phone number was refused.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -14,14 +16,34 @@ pub enum PhoneError {
     /// The digits after `+` start with no assigned country calling code.
     #[error("unknown country calling code")]
     UnknownCountryCode,
+    /// Nothing was typed.
+    #[error("enter a phone number")]
+    Empty,
+    /// A character that is neither a digit nor a typing separator.
+    #[error("a phone number has only digits (spaces, dashes, dots and brackets are fine)")]
+    BadCharacter,
+    /// A `+` anywhere but first.
+    #[error("a + may only come first")]
+    MisplacedPlus,
+    /// Fewer than 8 digits with the country code.
+    #[error("that number is too short")]
+    TooShort,
+    /// More than 15 digits with the country code.
+    #[error("that number is too long: at most 15 digits with the country code")]
+    TooLong,
 }
 
 impl PhoneError {
-    /// A stable snake_case code for APIs.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this refusal on the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotE164 => "invalid_phone",
-            Self::UnknownCountryCode => "unknown_country_code",
+            Self::NotE164
+            | Self::Empty
+            | Self::BadCharacter
+            | Self::MisplacedPlus
+            | Self::TooShort
+            | Self::TooLong => ErrorCode::InvalidPhone,
+            Self::UnknownCountryCode => ErrorCode::UnknownCountryCode,
         }
     }
 }
@@ -115,6 +137,91 @@ impl From<PhoneNumber> for String {
     fn from(p: PhoneNumber) -> Self {
         p.e164.clone()
     }
+}
+
+/// The country a phone field assumes for a number typed without `+`: its calling code and
+/// the national trunk prefix people type before a national number (`0` in most of Europe,
+/// `1` in the NANP), if there is one to drop.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct HomeCountry {
+    dial: String,
+    trunk: Option<String>,
+}
+
+impl HomeCountry {
+    /// A home country from its calling code (digits, no `+`) and trunk prefix (digits).
+    ///
+    /// # Errors
+    /// [`PhoneError::UnknownCountryCode`] when `dial` is not exactly an assigned calling code;
+    /// [`PhoneError::BadCharacter`] for a trunk prefix that is not 1–2 digits.
+    pub fn new(dial: &str, trunk: Option<&str>) -> Result<Self, PhoneError> {
+        if country_code_len(dial).map(usize::from) != Some(dial.len()) {
+            return Err(PhoneError::UnknownCountryCode);
+        }
+        let trunk = trunk.filter(|t| !t.is_empty());
+        if let Some(t) = trunk
+            && (t.len() > 2 || !t.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(PhoneError::BadCharacter);
+        }
+        Ok(Self {
+            dial: dial.to_owned(),
+            trunk: trunk.map(str::to_owned),
+        })
+    }
+}
+
+/// The light normalisation a phone field does before the issuer judges the number: the
+/// separators people type are dropped, a leading `+` or `00` means an international number,
+/// anything else is national to `home` (its trunk prefix dropped when the rest is still a
+/// plausible number), and the result must be a plausible E.164 number. Whether the number
+/// exists, and whether it may be sent to, is the issuer's judgement, not this one's.
+///
+/// # Errors
+/// [`PhoneError`] with a sentence a person can act on.
+pub fn normalize(typed: &str, home: &HomeCountry) -> Result<PhoneNumber, PhoneError> {
+    if typed.len() > 64 {
+        return Err(PhoneError::TooLong);
+    }
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let mut digits = String::with_capacity(16);
+    let mut plus = false;
+    for (i, c) in typed.char_indices() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '.' | '-' | '(' | ')' => {}
+            '+' if i == 0 => plus = true,
+            '+' => return Err(PhoneError::MisplacedPlus),
+            _ => return Err(PhoneError::BadCharacter),
+        }
+    }
+    let international = if plus {
+        true
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        digits = rest.to_owned();
+        true
+    } else {
+        false
+    };
+    if !international {
+        if let Some(trunk) = &home.trunk
+            && digits.len() > 6
+            && digits.starts_with(trunk.as_str())
+        {
+            digits.drain(..trunk.len());
+        }
+        digits.insert_str(0, &home.dial);
+    }
+    if digits.len() < 8 {
+        return Err(PhoneError::TooShort);
+    }
+    if digits.len() > 15 {
+        return Err(PhoneError::TooLong);
+    }
+    PhoneNumber::parse(&format!("+{digits}"))
 }
 
 /// The length of the country calling code that `digits` starts with (ITU-T E.164 assignments).
@@ -217,6 +324,44 @@ mod tests {
         assert_eq!(p.last_two(), "23");
         assert_eq!(p.prefix(5), "44770");
         assert_eq!(p.prefix(50), "447700900123");
+    }
+
+    #[test]
+    fn normalize_reads_what_people_type() {
+        let fr = HomeCountry::new("33", Some("0")).expect("France");
+        let us = HomeCountry::new("1", Some("1")).expect("NANP");
+        let it = HomeCountry::new("39", None).expect("Italy");
+        for (typed, home, want) in [
+            ("06 12 34 56 78", &fr, "+33612345678"),
+            ("6.12.34.56.78", &fr, "+33612345678"),
+            ("+44 7400 123456", &fr, "+447400123456"),
+            ("0044 7400 123456", &fr, "+447400123456"),
+            ("(415) 555-0123", &us, "+14155550123"),
+            ("1 415 555 0123", &us, "+14155550123"),
+            ("06 1234 5678", &it, "+390612345678"),
+        ] {
+            assert_eq!(
+                normalize(typed, home).map(|p| p.as_str().to_owned()),
+                Ok(want.to_owned()),
+                "{typed:?}"
+            );
+        }
+        for (typed, err) in [
+            ("", PhoneError::Empty),
+            ("   ", PhoneError::Empty),
+            ("06 12 ab", PhoneError::BadCharacter),
+            ("06+1234567", PhoneError::MisplacedPlus),
+            ("0612", PhoneError::TooShort),
+            ("+33 6 12 34 56 78 90 12 34", PhoneError::TooLong),
+            (&"1".repeat(100), PhoneError::TooLong),
+            ("+999 1234 5678", PhoneError::UnknownCountryCode),
+        ] {
+            assert_eq!(normalize(typed, &fr), Err(err.clone()), "{typed:?}");
+            assert_eq!(err.code().as_str() == "unknown_country_code", err == PhoneError::UnknownCountryCode);
+        }
+        assert_eq!(HomeCountry::new("999", None), Err(PhoneError::UnknownCountryCode));
+        assert_eq!(HomeCountry::new("4", None), Err(PhoneError::UnknownCountryCode));
+        assert_eq!(HomeCountry::new("44", Some("0x")), Err(PhoneError::BadCharacter));
     }
 
     #[test]

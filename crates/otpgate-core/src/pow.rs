@@ -14,6 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::code::ct_eq;
+use crate::wire::ErrorCode;
 use crate::rng::{RngUnavailable, SecureRandom};
 
 /// The highest difficulty the issuer may ask for (about 2^24 hashes, seconds in wasm).
@@ -38,13 +39,13 @@ pub enum PowError {
 }
 
 impl PowError {
-    /// A stable snake_case code for APIs.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this refusal on the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed => "pow_malformed",
-            Self::Forged => "pow_forged",
-            Self::Expired => "pow_expired",
-            Self::Insufficient => "pow_insufficient",
+            Self::Malformed => ErrorCode::PowMalformed,
+            Self::Forged => ErrorCode::PowForged,
+            Self::Expired => ErrorCode::PowExpired,
+            Self::Insufficient => ErrorCode::PowInsufficient,
         }
     }
 }

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::ErrorCode;
+
 /// The claims of a receipt.
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
@@ -121,17 +123,17 @@ pub enum ReceiptError {
 
 impl ReceiptError {
     /// A stable snake_case code for APIs.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed => "receipt_malformed",
-            Self::UnsupportedAlgorithm => "receipt_unsupported_alg",
-            Self::UnknownKey => "receipt_unknown_key",
-            Self::BadSignature => "receipt_bad_signature",
-            Self::Expired => "receipt_expired",
-            Self::NotYetValid => "receipt_not_yet_valid",
-            Self::WrongAudience => "receipt_wrong_audience",
-            Self::WrongIssuer => "receipt_wrong_issuer",
-            Self::NotVerified => "receipt_not_verified",
+            Self::Malformed => ErrorCode::ReceiptMalformed,
+            Self::UnsupportedAlgorithm => ErrorCode::ReceiptUnsupportedAlg,
+            Self::UnknownKey => ErrorCode::ReceiptUnknownKey,
+            Self::BadSignature => ErrorCode::ReceiptBadSignature,
+            Self::Expired => ErrorCode::ReceiptExpired,
+            Self::NotYetValid => ErrorCode::ReceiptNotYetValid,
+            Self::WrongAudience => ErrorCode::ReceiptWrongAudience,
+            Self::WrongIssuer => ErrorCode::ReceiptWrongIssuer,
+            Self::NotVerified => ErrorCode::ReceiptNotVerified,
         }
     }
 }

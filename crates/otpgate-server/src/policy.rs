@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, Ordering};
 use otpgate_core::code::ct_eq;
 use otpgate_core::phone::{PhoneNumber, country_code_len};
 use otpgate_core::pow::{self, PowError};
-use otpgate_core::wire::PowSolution;
+use otpgate_core::wire::{ErrorCode, PowSolution};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -452,15 +452,15 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
-    /// A stable snake_case code for APIs.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this refusal on the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::CountryNotAllowed => "destination_not_allowed",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::PowRequired { .. } => "pow_required",
+            Self::CountryNotAllowed => ErrorCode::DestinationNotAllowed,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::PowRequired { .. } => ErrorCode::PowRequired,
             Self::PowInvalid(e) => e.code(),
-            Self::PowReplayed => "pow_replayed",
-            Self::Store(_) => "store_unavailable",
+            Self::PowReplayed => ErrorCode::PowReplayed,
+            Self::Store(_) => ErrorCode::StoreUnavailable,
         }
     }
 }

@@ -26,7 +26,7 @@ use otpgate_core::pow::PowError;
 use otpgate_core::receipt::Claims;
 use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, compose};
 use otpgate_core::wire::{
-    CheckResponse, Delivery, DeliveryState, PowSolution, Status, VerificationView,
+    CheckResponse, Delivery, DeliveryState, ErrorCode, PowSolution, Status, VerificationView,
 };
 use serde_json::json;
 
@@ -140,31 +140,31 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// A stable snake_case code.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this failure on the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidPhone(e) => e.code(),
-            Self::UnknownApp => "unknown_app",
-            Self::InvalidLocale => "invalid_locale",
-            Self::InvalidCode => "invalid_code",
-            Self::DestinationNotAllowed => "destination_not_allowed",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::PowRequired { .. } => "pow_required",
+            Self::UnknownApp => ErrorCode::UnknownApp,
+            Self::InvalidLocale => ErrorCode::InvalidLocale,
+            Self::InvalidCode => ErrorCode::InvalidCode,
+            Self::DestinationNotAllowed => ErrorCode::DestinationNotAllowed,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::PowRequired { .. } => ErrorCode::PowRequired,
             Self::PowInvalid(e) => e.code(),
-            Self::PowReplayed => "pow_replayed",
-            Self::NotFound => "not_found",
-            Self::WrongCode { .. } => "wrong_code",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-            Self::NoAttemptsLeft => "no_attempts_left",
-            Self::AlreadyUsed => "already_used",
-            Self::ResendCooldown { .. } => "resend_cooldown",
-            Self::TooManySends => "too_many_sends",
-            Self::Conflict => "conflict",
-            Self::NoCapacity { .. } => "no_gateway_capacity",
-            Self::GatewayUnavailable => "gateway_unavailable",
-            Self::Store(_) => "store_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::PowReplayed => ErrorCode::PowReplayed,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::WrongCode { .. } => ErrorCode::WrongCode,
+            Self::Expired => ErrorCode::Expired,
+            Self::Cancelled => ErrorCode::Cancelled,
+            Self::NoAttemptsLeft => ErrorCode::NoAttemptsLeft,
+            Self::AlreadyUsed => ErrorCode::AlreadyUsed,
+            Self::ResendCooldown { .. } => ErrorCode::ResendCooldown,
+            Self::TooManySends => ErrorCode::TooManySends,
+            Self::Conflict => ErrorCode::Conflict,
+            Self::NoCapacity { .. } => ErrorCode::NoGatewayCapacity,
+            Self::GatewayUnavailable => ErrorCode::GatewayUnavailable,
+            Self::Store(_) => ErrorCode::StoreUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -219,7 +219,7 @@ impl ServiceError {
 
     /// The metric label of this failure.
     fn outcome(&self) -> &'static str {
-        self.code()
+        self.code().as_str()
     }
 }
 
@@ -244,8 +244,6 @@ impl From<PolicyError> for ServiceError {
             PolicyError::PowInvalid(p) => Self::PowInvalid(p),
             PolicyError::PowReplayed => Self::PowReplayed,
             PolicyError::Store(s) => Self::Store(s),
-            #[allow(unreachable_patterns)]
-            other => Self::Internal(format!("policy: {other}")),
         }
     }
 }

@@ -401,7 +401,7 @@ async fn destinations_allow_list_and_blocked_prefixes() {
         .await
         .expect("UK mobile allowed");
     assert_eq!(
-        PolicyError::CountryNotAllowed.code(),
+        PolicyError::CountryNotAllowed.code().as_str(),
         "destination_not_allowed"
     );
 
@@ -521,7 +521,7 @@ async fn proof_of_work_required_solved_accepted_and_not_replayable() {
         Err(PolicyError::PowReplayed),
         "one solution, one send"
     );
-    assert_eq!(PolicyError::PowReplayed.code(), "pow_replayed");
+    assert_eq!(PolicyError::PowReplayed.code().as_str(), "pow_replayed");
 
     // Bound to the number (and the app).
     let c2 = match e.start(&p, ip(3)).await {

@@ -2,7 +2,10 @@
 //!
 //! Requests deny unknown fields so that a typo in a client is an error, not a silent default.
 
+mod error_code;
 pub mod smsgate;
+
+pub use error_code::{ErrorCode, UnknownErrorCode};
 
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +153,8 @@ pub struct ErrorBody {
 /// The error itself.
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// A stable snake_case code.
+    /// A stable snake_case code: the text of an [`ErrorCode`]. Kept as text so that a client
+    /// meeting a newer issuer's code still reads the answer.
     pub code: String,
     /// A sentence for people.
     pub message: String,

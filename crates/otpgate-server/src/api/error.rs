@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use otpgate_core::wire::{ErrorBody, ErrorDetail};
+use otpgate_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::service::ServiceError;
 
@@ -26,7 +26,7 @@ pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// The stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
     /// Seconds for `Retry-After`.
@@ -41,7 +41,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -55,7 +55,7 @@ impl ApiError {
 
     /// 404 `not_found`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
     }
 }
 
@@ -91,7 +91,7 @@ impl IntoResponse for ApiError {
         let shaped = request_id.is_some();
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 message: self.message,
                 attempts_left: self.attempts_left,
                 retry_after: self.retry_after,
@@ -115,29 +115,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The error code and message for a bare status (fallbacks and rejections of layers).
-fn for_status(status: StatusCode) -> (&'static str, &'static str) {
-    match status {
-        StatusCode::BAD_REQUEST => ("bad_request", "bad request"),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "unauthorized"),
-        StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
-        StatusCode::NOT_FOUND => ("not_found", "not found"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
-        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
-            "expected Content-Type: application/json",
-        ),
-        StatusCode::UNPROCESSABLE_ENTITY => {
-            ("invalid_request", "the request could not be processed")
-        }
-        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
-        StatusCode::SERVICE_UNAVAILABLE => {
-            ("unavailable", "the service is temporarily unavailable")
-        }
-        s if s.is_server_error() => ("internal_error", "internal error"),
-        _ => ("error", "error"),
-    }
+fn for_status(status: StatusCode) -> (ErrorCode, &'static str) {
+    ErrorCode::for_status(status.as_u16())
 }
 
 /// Puts a 4xx/5xx response into the one error shape with the request id (the middleware's
@@ -176,20 +155,17 @@ pub(crate) async fn normalize(
     // A 5xx never carries anything but the generic sentence.
     if status.is_server_error()
         && let Some(p) = parsed.as_mut()
-        && !matches!(
-            p.error.code.as_str(),
-            "store_unavailable" | "no_gateway_capacity" | "gateway_unavailable" | "not_ready"
-        )
+        && !ErrorCode::parse(&p.error.code).is_some_and(ErrorCode::is_safe_for_5xx)
     {
         let (code, message) = for_status(status);
-        p.error.code = code.into();
+        p.error.code = code.as_str().into();
         p.error.message = message.into();
     }
     let mut body = parsed.unwrap_or_else(|| {
         let (code, message) = for_status(status);
         ErrorBody {
             error: ErrorDetail {
-                code: code.into(),
+                code: code.as_str().into(),
                 message: message.into(),
                 attempts_left: None,
                 retry_after: None,

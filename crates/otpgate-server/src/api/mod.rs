@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use otpgate_core::wire::{CheckRequest, PowSolution, StartRequest};
+use otpgate_core::wire::{CheckRequest, ErrorCode, PowSolution, StartRequest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -223,7 +223,7 @@ impl FromRequestParts<ApiState> for Caller {
                 if key.is_empty() || !state.service.policy().api_key_valid(key) {
                     return Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
-                        "invalid_api_key",
+                        ErrorCode::InvalidApiKey,
                         "the API key is not valid",
                     ));
                 }
@@ -261,7 +261,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
     if !json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ));
     }
@@ -269,11 +269,11 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, e.to_string())
             }
             Category::Syntax | Category::Eof | Category::Io => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the body is not valid JSON: {e}"),
             ),
         }
@@ -284,7 +284,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
     if has_array(body) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "expected a JSON object with the documented fields; arrays are not accepted",
         ));
     }
@@ -498,7 +498,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
                 (false, true) => "store unavailable",
                 _ => "no gateway available",
             };
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", what);
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, what);
             e.cause = store.err().map(|e| e.to_string());
             e.into_response()
         }
