@@ -424,79 +424,15 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(a) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Unix ms → `2026-08-01T10:00:00.000Z`.
+/// Unix ms → `2026-08-01T10:00:00.000Z` (the core's RFC 3339 formatter).
 fn fmt_time(ms: i64) -> String {
-    let s = crate::clock::rfc3339(ms);
-    format!("{}.{:03}Z", &s[..s.len() - 1], ms.rem_euclid(1000))
+    otpgate_core::time::format_rfc3339_millis(ms)
 }
 
-/// Parses RFC 3339 (`2026-08-01T10:00:00Z`, fractions and offsets allowed) to Unix ms.
+/// Parses RFC 3339 (`2026-08-01T10:00:00Z`, fractions and offsets allowed) to Unix ms: the
+/// core's [`otpgate_core::time::parse_rfc3339`], `None` for anything it refuses.
 pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let digits = &s[start..i.min(start + 3)];
-        frac_ms = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
-    }
-    let offset_secs = match s.get(i..)? {
-        "Z" | "z" => 0,
-        o if o.len() == 6
-            && (o.starts_with('+') || o.starts_with('-'))
-            && o.as_bytes()[3] == b':' =>
-        {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            let v = oh * 3600 + om * 60;
-            if o.starts_with('-') { -v } else { v }
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset_secs) * 1000 + frac_ms)
+    otpgate_core::time::parse_rfc3339(s).ok()
 }
 
 impl Emulator {
