@@ -1,7 +1,10 @@
 //! The `otpgate` command line. Each command parses its arguments here and calls the module
 //! that owns the work; `main` stays thin.
 
+pub mod emulator;
 pub mod sms;
+
+pub use emulator::EmulatorArgs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,45 +53,6 @@ pub struct ServeArgs {
     /// Where the embedded store, keys and audit log live (default ./otpgate-data).
     #[arg(long, env = "OTPGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-}
-
-/// `otpgate emulator`.
-#[derive(Debug, Clone, Args)]
-pub struct EmulatorArgs {
-    /// The address to listen on.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:8081",
-        env = "OTPGATE_EMULATOR_LISTEN"
-    )]
-    pub listen: SocketAddr,
-    /// The Basic-auth user.
-    #[arg(long, default_value = "sms", env = "OTPGATE_EMULATOR_USERNAME")]
-    pub username: String,
-    /// The Basic-auth password; made up and printed when absent, as the app does.
-    #[arg(long, env = "OTPGATE_EMULATOR_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    /// The webhook signing key; made up when absent.
-    #[arg(long, env = "OTPGATE_EMULATOR_SIGNING_KEY", hide_env_values = true)]
-    pub signing_key: Option<String>,
-    /// A webhook URL to register at start (events sms:sent, sms:delivered, sms:failed).
-    #[arg(long)]
-    pub webhook: Vec<String>,
-    /// Delay before each state change, in milliseconds.
-    #[arg(long, default_value_t = 200)]
-    pub delay_ms: u64,
-    /// Share of sends that fail, 0.0–1.0.
-    #[arg(long, default_value_t = 0.0)]
-    pub failure_rate: f64,
-    /// Share of delivery reports that are dropped, 0.0–1.0.
-    #[arg(long, default_value_t = 0.0)]
-    pub drop_reports: f64,
-    /// Start offline (every call answers 503 until switched back through the control API).
-    #[arg(long)]
-    pub offline: bool,
-    /// Android's per-app limit: messages per minute before RESULT_ERROR_LIMIT_EXCEEDED.
-    #[arg(long, default_value_t = 30)]
-    pub limit_per_minute: u32,
 }
 
 /// `otpgate keys ...`.
@@ -144,7 +108,7 @@ pub fn main() -> ExitCode {
         Command::Sms(cmd) => sms::run(cmd),
         Command::AppHash(args) => sms::app_hash(&args),
         Command::Serve(args) => crate::serve::run(args),
-        Command::Emulator(args) => crate::emulator::run_cli(args),
+        Command::Emulator(args) => emulator::run(args),
         Command::Keys(cmd) => crate::keys::run_cli(cmd),
         Command::Audit(cmd) => crate::audit::run_cli(cmd),
     };
