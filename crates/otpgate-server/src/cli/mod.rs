@@ -2,9 +2,11 @@
 //! that owns the work; `main` stays thin.
 
 pub mod emulator;
+pub mod keys;
 pub mod sms;
 
 pub use emulator::EmulatorArgs;
+pub use keys::{KeysArgs, KeysCommand, RevokeArgs};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,38 +57,6 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// `otpgate keys ...`.
-#[derive(Debug, Clone, Subcommand)]
-pub enum KeysCommand {
-    /// Creates a new receipt signing key and makes it current (old keys stay published).
-    Rotate(KeysArgs),
-    /// Lists the keys (ids, creation times, which is current).
-    List(KeysArgs),
-    /// Prints the JWKS.
-    Jwks(KeysArgs),
-    /// Withdraws a retired key at once (a stolen one): a receipt key leaves the JWKS, a code
-    /// key stops checking codes. The current keys cannot be revoked: rotate first.
-    Revoke(RevokeArgs),
-}
-
-/// `otpgate keys revoke`.
-#[derive(Debug, Clone, Args)]
-pub struct RevokeArgs {
-    /// The key id (`otpgate keys list`).
-    pub id: String,
-    /// Where the keys are.
-    #[command(flatten)]
-    pub keys: KeysArgs,
-}
-
-/// Where the keys are.
-#[derive(Debug, Clone, Args)]
-pub struct KeysArgs {
-    /// The data directory.
-    #[arg(long, env = "OTPGATE_DATA_DIR", default_value = "otpgate-data")]
-    pub data_dir: PathBuf,
-}
-
 /// `otpgate audit ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCommand {
@@ -109,7 +79,7 @@ pub fn main() -> ExitCode {
         Command::AppHash(args) => sms::app_hash(&args),
         Command::Serve(args) => crate::serve::run(args),
         Command::Emulator(args) => emulator::run(args),
-        Command::Keys(cmd) => crate::keys::run_cli(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => crate::audit::run_cli(cmd),
     };
     match result {
