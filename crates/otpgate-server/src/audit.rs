@@ -762,22 +762,5 @@ impl AuditLog {
     }
 }
 
-/// Runs `otpgate audit ...`.
-///
-/// # Errors
-/// I/O failures or a broken chain (naming the first broken line).
-pub fn run_cli(cmd: crate::cli::AuditCommand) -> anyhow::Result<()> {
-    match cmd {
-        crate::cli::AuditCommand::Verify { file, data_dir } => {
-            let path = file.unwrap_or_else(|| data_dir.join("audit.jsonl"));
-            match verify_file(&path) {
-                Ok(n) => {
-                    println!("OK: {n} lines, chain intact ({})", path.display());
-                    Ok(())
-                }
-                Err(Ok(e)) => anyhow::bail!("{}: chain broken at {e}", path.display()),
-                Err(Err(e)) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-            }
-        }
-    }
-}
+/// Runs `otpgate audit ...`: [`crate::cli::audit::run`], kept under this path for callers.
+pub use crate::cli::audit::run as run_cli;
