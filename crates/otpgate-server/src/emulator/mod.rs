@@ -36,6 +36,9 @@ mod sending;
 mod state;
 mod webhooks;
 
+pub use knobs::{Knobs, Offline};
+pub use state::SentMessage;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,10 +50,7 @@ use otpgate_core::wire::smsgate::Webhook;
 use serde_json::json;
 
 use crate::clock::{Clock, SystemClock};
-
-pub use knobs::{Knobs, Offline};
 use state::Inner;
-pub use state::SentMessage;
 
 /// The events a webhook may subscribe to.
 pub const EVENTS: [&str; 10] = [

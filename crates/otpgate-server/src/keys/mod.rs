@@ -25,11 +25,12 @@
 //!
 //! # Security
 //! `Debug` never prints a secret; secrets are zeroized when dropped (the signing key by
-//! `ed25519-dalek`, the code keys by [`CodeKey`], the others through [`Zeroizing`]).
+//! `ed25519-dalek`, the code keys by [`CodeKey`](otpgate_core::code::CodeKey), the others
+//! through [`Zeroizing`](zeroize::Zeroizing)).
 //!
 //! # Layout
 //! - `ring`: [`KeyRing`], the loaded keys, and the listing of `otpgate keys list`.
-//! - `rotation`: [`rotate`] and [`revoke`].
+//! - `rotation`: [`rotate`], [`revoke`], and [`env_overrides`] (what overrides the files).
 //! - `dir`: the key directory: `manifest.json` and the key files.
 //! - `secrets`: key material from the environment, decoded, checked or made up.
 //! - `files`: private (0600) files written atomically.
