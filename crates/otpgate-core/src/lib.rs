@@ -15,6 +15,7 @@
 //! - [`webhook`]: signatures of gateway webhooks (sms-gate.app, TextBee).
 //! - [`pow`]: the proof-of-work challenge that gates sending.
 //! - [`receipt`]: the signed receipt (EdDSA JWT) and JWKS.
+//! - [`time`]: RFC 3339 timestamps, formatted and parsed (the one routine of the project).
 //! - [`wire`]: the JSON shapes of the issuer API and of the sms-gate.app API.
 //!
 //! # Security
@@ -35,6 +36,7 @@ pub mod pow;
 pub mod receipt;
 pub mod rng;
 pub mod sms;
+pub mod time;
 pub mod webhook;
 pub mod wire;
 

@@ -224,31 +224,12 @@ fn mask(s: &str) -> String {
     PhoneNumber::parse(s).map_or_else(|_| "[redacted]".to_owned(), |p| p.masked())
 }
 
-/// Parses the `at` field written by [`rfc3339`] (`YYYY-MM-DDTHH:MM:SSZ`) to Unix ms.
+/// Parses the `at` field written by [`rfc3339`] (`YYYY-MM-DDTHH:MM:SSZ`) to Unix ms: the
+/// core's RFC 3339 parser, holding to the one form this log writes (UTC, whole seconds).
 fn parse_at(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
+    otpgate_core::time::parse_rfc3339(s)
+        .ok()
+        .filter(|&ms| rfc3339(ms) == s)
 }
 
 /// The line for `body` (`"at":..,"kind":..,...,"detail":..`) at `seq` after `prev`.
@@ -781,22 +762,5 @@ impl AuditLog {
     }
 }
 
-/// Runs `otpgate audit ...`.
-///
-/// # Errors
-/// I/O failures or a broken chain (naming the first broken line).
-pub fn run_cli(cmd: crate::cli::AuditCommand) -> anyhow::Result<()> {
-    match cmd {
-        crate::cli::AuditCommand::Verify { file, data_dir } => {
-            let path = file.unwrap_or_else(|| data_dir.join("audit.jsonl"));
-            match verify_file(&path) {
-                Ok(n) => {
-                    println!("OK: {n} lines, chain intact ({})", path.display());
-                    Ok(())
-                }
-                Err(Ok(e)) => anyhow::bail!("{}: chain broken at {e}", path.display()),
-                Err(Err(e)) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-            }
-        }
-    }
-}
+/// Runs `otpgate audit ...`: [`crate::cli::audit::run`], kept under this path for callers.
+pub use crate::cli::audit::run as run_cli;

@@ -50,29 +50,9 @@ impl Clock for ManualClock {
     }
 }
 
-/// Formats Unix milliseconds as RFC 3339 UTC with second precision (`2026-11-25T20:19:58Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
+/// Formats Unix milliseconds as RFC 3339 UTC with second precision (`2026-11-25T20:19:58Z`):
+/// the core's [`otpgate_core::time::format_rfc3339`], the one RFC 3339 routine.
+pub use otpgate_core::time::format_rfc3339 as rfc3339;
 
 #[cfg(test)]
 mod tests {

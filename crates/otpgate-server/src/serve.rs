@@ -1,8 +1,9 @@
 //! `otpgate serve`: assembles the issuer and runs it until SIGINT/SIGTERM.
 //!
-//! [`run`] loads the configuration (dev mode without a file), sets up JSON logs and a tokio
-//! runtime, binds the listener and calls [`run_with_listener`], which tests reuse with a
-//! listener on `127.0.0.1:0` and their own shutdown future (mini-redis style).
+//! [`crate::cli::serve::run`] (the command) loads the configuration (dev mode without a file),
+//! sets up JSON logs and a tokio runtime, binds the listener and calls [`run_with_listener`],
+//! which tests reuse with a listener on `127.0.0.1:0` and their own shutdown future
+//! (mini-redis style).
 //!
 //! # Security
 //! Logs are structured JSON and never carry a code, a full number or a secret: the service
@@ -22,9 +23,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState, RouterOptions};
 use crate::audit::AuditLog;
-use crate::cli::ServeArgs;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Overrides, ProcessEnv, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::gateway::{DispatchError, Dispatcher, GatewaysConfig, Pool, SendJob};
 use crate::keys::KeyRing;
@@ -34,43 +34,6 @@ use crate::service::{Service, ServiceParts};
 use crate::store::{
     DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, Store,
 };
-
-/// Runs the issuer: the body of `otpgate serve`.
-///
-/// # Errors
-/// A configuration error (file, key, reason), a port in use, a store that cannot be opened.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir.clone(),
-    };
-    let config = Config::load(args.config.as_deref(), &overrides, &ProcessEnv)?;
-    init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("otpgate")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        run_with_listener(config, listener, shutdown_signal()).await
-    })
-}
-
-/// JSON logs on stderr; the filter comes from `OTPGATE_LOG` (then `RUST_LOG`), default `info`.
-fn init_logging() {
-    let filter = std::env::var("OTPGATE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
-}
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

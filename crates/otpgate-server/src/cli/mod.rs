@@ -1,13 +1,24 @@
-//! The `otpgate` command line. Each command parses its arguments here and calls the module
-//! that owns the work; `main` stays thin.
+//! The `otpgate` command line: [`Cli`] and [`main`] here, and one file per command family
+//! ([`serve`], [`emulator`], [`app_hash`], [`sms`], [`keys`], [`audit`]) holding its
+//! arguments and its body, which prints and calls the module that owns the work; the binary's
+//! `main.rs` only calls [`main`].
 
+pub mod app_hash;
+pub mod audit;
+pub mod emulator;
+pub mod keys;
+pub mod serve;
 pub mod sms;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+pub use app_hash::AppHashArgs;
+pub use audit::AuditCommand;
+pub use emulator::EmulatorArgs;
+pub use keys::{KeysArgs, KeysCommand, RevokeArgs};
+pub use serve::ServeArgs;
+
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// Self-hosted SMS one-time passwords sent from your own Android phones.
 #[derive(Debug, Parser)]
@@ -26,7 +37,7 @@ pub enum Command {
     /// Runs a stand-alone emulated phone speaking the sms-gate.app API.
     Emulator(EmulatorArgs),
     /// Prints the 11-character SMS Retriever hash of an Android app.
-    AppHash(sms::AppHashArgs),
+    AppHash(AppHashArgs),
     /// SMS tools: parse, segments, compose.
     #[command(subcommand)]
     Sms(sms::SmsCommand),
@@ -38,115 +49,16 @@ pub enum Command {
     Audit(AuditCommand),
 }
 
-/// `otpgate serve`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// The TOML configuration; without it, dev mode (embedded store, emulated phone).
-    #[arg(long, env = "OTPGATE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "OTPGATE_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Where the embedded store, keys and audit log live (default ./otpgate-data).
-    #[arg(long, env = "OTPGATE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-}
-
-/// `otpgate emulator`.
-#[derive(Debug, Clone, Args)]
-pub struct EmulatorArgs {
-    /// The address to listen on.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:8081",
-        env = "OTPGATE_EMULATOR_LISTEN"
-    )]
-    pub listen: SocketAddr,
-    /// The Basic-auth user.
-    #[arg(long, default_value = "sms", env = "OTPGATE_EMULATOR_USERNAME")]
-    pub username: String,
-    /// The Basic-auth password; made up and printed when absent, as the app does.
-    #[arg(long, env = "OTPGATE_EMULATOR_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    /// The webhook signing key; made up when absent.
-    #[arg(long, env = "OTPGATE_EMULATOR_SIGNING_KEY", hide_env_values = true)]
-    pub signing_key: Option<String>,
-    /// A webhook URL to register at start (events sms:sent, sms:delivered, sms:failed).
-    #[arg(long)]
-    pub webhook: Vec<String>,
-    /// Delay before each state change, in milliseconds.
-    #[arg(long, default_value_t = 200)]
-    pub delay_ms: u64,
-    /// Share of sends that fail, 0.0–1.0.
-    #[arg(long, default_value_t = 0.0)]
-    pub failure_rate: f64,
-    /// Share of delivery reports that are dropped, 0.0–1.0.
-    #[arg(long, default_value_t = 0.0)]
-    pub drop_reports: f64,
-    /// Start offline (every call answers 503 until switched back through the control API).
-    #[arg(long)]
-    pub offline: bool,
-    /// Android's per-app limit: messages per minute before RESULT_ERROR_LIMIT_EXCEEDED.
-    #[arg(long, default_value_t = 30)]
-    pub limit_per_minute: u32,
-}
-
-/// `otpgate keys ...`.
-#[derive(Debug, Clone, Subcommand)]
-pub enum KeysCommand {
-    /// Creates a new receipt signing key and makes it current (old keys stay published).
-    Rotate(KeysArgs),
-    /// Lists the keys (ids, creation times, which is current).
-    List(KeysArgs),
-    /// Prints the JWKS.
-    Jwks(KeysArgs),
-    /// Withdraws a retired key at once (a stolen one): a receipt key leaves the JWKS, a code
-    /// key stops checking codes. The current keys cannot be revoked: rotate first.
-    Revoke(RevokeArgs),
-}
-
-/// `otpgate keys revoke`.
-#[derive(Debug, Clone, Args)]
-pub struct RevokeArgs {
-    /// The key id (`otpgate keys list`).
-    pub id: String,
-    /// Where the keys are.
-    #[command(flatten)]
-    pub keys: KeysArgs,
-}
-
-/// Where the keys are.
-#[derive(Debug, Clone, Args)]
-pub struct KeysArgs {
-    /// The data directory.
-    #[arg(long, env = "OTPGATE_DATA_DIR", default_value = "otpgate-data")]
-    pub data_dir: PathBuf,
-}
-
-/// `otpgate audit ...`.
-#[derive(Debug, Clone, Subcommand)]
-pub enum AuditCommand {
-    /// Checks the hash chain; names the first broken line.
-    Verify {
-        /// The audit log file (default: DATA_DIR/audit.jsonl).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// The data directory.
-        #[arg(long, env = "OTPGATE_DATA_DIR", default_value = "otpgate-data")]
-        data_dir: PathBuf,
-    },
-}
-
 /// Parses the command line and runs the command; errors print as one line on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sms(cmd) => sms::run(cmd),
-        Command::AppHash(args) => sms::app_hash(&args),
-        Command::Serve(args) => crate::serve::run(args),
-        Command::Emulator(args) => crate::emulator::run_cli(args),
-        Command::Keys(cmd) => crate::keys::run_cli(cmd),
-        Command::Audit(cmd) => crate::audit::run_cli(cmd),
+        Command::AppHash(args) => app_hash::run(&args),
+        Command::Serve(args) => serve::run(args),
+        Command::Emulator(args) => emulator::run(args),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,4 @@
-//! `otpgate sms ...` and `otpgate app-hash`: the SMS rules of `otpgate_core::sms` on the
-//! command line.
+//! `otpgate sms ...`: the SMS rules of `otpgate_core::sms` on the command line.
 //!
 //! - `sms parse` and `sms segments` read the whole of stdin as the message, byte for byte
 //!   (nothing trimmed: a trailing newline is part of the message and, for `parse`, means there
@@ -11,22 +10,10 @@
 //! - Errors are one line on stderr and a non-zero exit status.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use otpgate_core::sms::{self, ComposeRequest, Layout, Template};
-
-/// `otpgate app-hash`.
-#[derive(Debug, Clone, Args)]
-pub struct AppHashArgs {
-    /// The Android package name (e.g. com.example.app).
-    #[arg(long)]
-    pub package: String,
-    /// The app-signing certificate, PEM or DER (e.g. the Play Console's deployment_cert.der).
-    #[arg(long)]
-    pub cert: PathBuf,
-}
 
 /// `otpgate sms ...`.
 #[derive(Debug, Clone, Subcommand)]
@@ -101,19 +88,6 @@ pub fn run(cmd: SmsCommand) -> anyhow::Result<()> {
         .write_all(out.as_bytes())
         .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
-    Ok(())
-}
-
-/// Runs `app-hash`.
-///
-/// # Errors
-/// An unreadable file, a bad certificate or package name.
-pub fn app_hash(args: &AppHashArgs) -> anyhow::Result<()> {
-    let cert = std::fs::read(&args.cert)
-        .with_context(|| format!("cannot read {}", args.cert.display()))?;
-    let hash = sms::app_hash(&args.package, &cert)
-        .map_err(|e| anyhow::anyhow!("{}: {e} [{}]", args.cert.display(), e.code()))?;
-    println!("{hash}");
     Ok(())
 }
 
