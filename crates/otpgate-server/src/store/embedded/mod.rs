@@ -71,6 +71,16 @@
 //! [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS) (reads stop returning it at once,
 //! and the writer's periodic sweep deletes it), a budget counter one window length after
 //! its window, a `once` key at its TTL.
+//!
+//! # Files
+//! The state and its operations are the memory store's too (`store/state.rs`); here:
+//! - `writer.rs`: the writer thread (batches, log writes, syncs) and the background sync
+//!   thread of [`Durability::Process`];
+//! - `checkpoint.rs`: the redb file's layout and the checkpoint thread;
+//! - `recovery.rs`: loading the file and replaying the log when the store opens;
+//! - `segments.rs`: the log's segment files beside the store file; `wal.rs`: the format of
+//!   one segment;
+//! - `tests.rs`: restarts, crashes, checkpoints and sweeps.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -107,36 +107,19 @@ fn load(db: &Database) -> Result<(State, u64), StoreError> {
             let def: TableDefinition<(i64, &str), ()> = TableDefinition::new(name);
             txn.delete_table(def).map_err(unavailable)?;
         }
-        for entry in txn
-            .open_table(RECORDS)
-            .map_err(unavailable)?
-            .iter()
-            .map_err(unavailable)?
-        {
-            let (id, bytes) = entry.map_err(unavailable)?;
-            let rec = codec::decode(bytes.value())
-                .map_err(|e| corrupt(&format!("record {}: {e}", id.value())))?;
-            state.records.insert(id.value().to_owned(), rec);
-        }
-        for entry in txn
-            .open_table(BUDGETS)
-            .map_err(unavailable)?
-            .iter()
-            .map_err(unavailable)?
-        {
-            let (k, count) = entry.map_err(unavailable)?;
-            let (at, w, key) = k.value();
-            state.budgets.insert((at, w, key.to_owned()), count.value());
-        }
-        for entry in txn
-            .open_table(ONCE)
-            .map_err(unavailable)?
-            .iter()
-            .map_err(unavailable)?
-        {
-            let (k, until) = entry.map_err(unavailable)?;
-            state.once.insert(k.value().to_owned(), until.value());
-        }
+        each_row(&txn, RECORDS, |id, bytes| {
+            let rec = codec::decode(bytes).map_err(|e| corrupt(&format!("record {id}: {e}")))?;
+            state.records.insert(id.to_owned(), rec);
+            Ok(())
+        })?;
+        each_row(&txn, BUDGETS, |(at, w, key), count| {
+            state.budgets.insert((at, w, key.to_owned()), count);
+            Ok(())
+        })?;
+        each_row(&txn, ONCE, |key, until| {
+            state.once.insert(key.to_owned(), until);
+            Ok(())
+        })?;
         u64::try_from(seq).map_err(|_| corrupt(&format!("log sequence number {seq}")))?
     };
     txn.commit().map_err(unavailable)?;
@@ -144,6 +127,20 @@ fn load(db: &Database) -> Result<(State, u64), StoreError> {
     let now = state.now_ms;
     state.sweep(now);
     Ok((state, seq))
+}
+
+/// Calls `f` with every row of the table `def`.
+fn each_row<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+    mut f: impl for<'a> FnMut(K::SelfType<'a>, V::SelfType<'a>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let table = txn.open_table(def).map_err(unavailable)?;
+    for entry in table.iter().map_err(unavailable)? {
+        let (k, v) = entry.map_err(unavailable)?;
+        f(k.value(), v.value())?;
+    }
+    Ok(())
 }
 
 /// Applies the logged batches past `checkpoint` that follow batch `seq`; returns the last
