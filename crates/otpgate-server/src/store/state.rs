@@ -123,7 +123,7 @@ pub(crate) enum Answer {
 pub(crate) type BudgetKey = (i64, i64, String);
 
 /// The budget counter of `key` in the window of `window_ms` holding `at`.
-pub(crate) fn budget_key(key: &str, window_ms: i64, at: i64) -> BudgetKey {
+fn budget_key(key: &str, window_ms: i64, at: i64) -> BudgetKey {
     let w = Window::of(at, window_ms);
     (w.purge_at(), w.len, key.to_owned())
 }
@@ -281,9 +281,9 @@ impl State {
     }
 
     fn set_budget(&mut self, k: BudgetKey, count: u32) {
-        if let Some(d) = &mut self.dirty {
+        self.mark(|d| {
             d.budgets.insert(k.clone());
-        }
+        });
         self.budgets.insert(k, count);
     }
 
@@ -509,5 +509,56 @@ impl State {
                 .collect(),
             now_ms: self.now_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::sample_record;
+
+    fn take_many(budgets: Vec<(String, u32, i64)>, now: i64) -> Op {
+        Op::TakeMany { budgets, now }
+    }
+
+    #[test]
+    fn budgets_are_taken_all_or_nothing_even_on_one_key_twice() {
+        let mut st = State::default();
+        let b = |limit| ("k".to_owned(), limit, 60_000);
+        let at = 61_000;
+        match st.apply(&take_many(vec![b(1), b(1)], at), at) {
+            Ok(Answer::Budgets(Budgets::Exhausted {
+                index,
+                retry_after_ms,
+            })) => assert_eq!((index, retry_after_ms), (1, 59_000)),
+            _ => panic!("the second unit of a limit of one is refused"),
+        }
+        assert_eq!(st.budget_used("k", 60_000, at), 0, "nothing stays counted");
+        match st.apply(&take_many(vec![b(2), b(2)], at), at) {
+            Ok(Answer::Budgets(Budgets::Allowed { remaining })) => {
+                assert_eq!(remaining, vec![1, 0]);
+            }
+            _ => panic!("two units of a limit of two are allowed"),
+        }
+        assert_eq!(st.budget_used("k", 60_000, at), 2);
+    }
+
+    #[test]
+    fn only_a_tracked_state_notes_its_changes() {
+        let t = 1_764_000_000_000;
+        let create = Op::Create(Box::new(sample_record("v_a", t)));
+        let mut plain = State::default();
+        assert!(plain.apply(&create, t).is_ok());
+        assert!(!plain.has_changes());
+        let mut tracked = State::tracked();
+        assert!(tracked.apply(&create, t).is_ok());
+        assert!(tracked.has_changes());
+        let changes = tracked.take_changes();
+        assert_eq!(changes.records.len(), 1);
+        assert!(!tracked.has_changes(), "a fresh set after taking them");
+        // Forgetting is a change too.
+        tracked.sweep(i64::MAX);
+        let changes = tracked.take_changes();
+        assert_eq!(changes.records, vec![("v_a".to_owned(), None)]);
     }
 }
