@@ -14,6 +14,17 @@ use crate::store::conformance::{right, sample_record, sample_rotation, wrong};
 use crate::store::state::lock;
 use crate::store::{Budgets, CheckOutcome, Durability, RotateOutcome, Store, StoreError};
 
+/// A store file's path in a fresh directory (removed when the directory is dropped).
+fn temp_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.redb");
+    (dir, path)
+}
+
+fn open_with(path: &Path, opts: EmbeddedOptions) -> EmbeddedStore {
+    EmbeddedStore::open_with(path, opts).expect("open")
+}
+
 /// Entries per table of the closed store file at `path`.
 fn file_counts(path: &Path) -> (u64, u64, u64) {
     use redb::{ReadableDatabase, ReadableTableMetadata};
@@ -36,8 +47,7 @@ fn log_files(path: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
+    let (_dir, path) = temp_file();
     let t = 1_764_000_000_000;
     {
         let s = EmbeddedStore::open(&path).expect("open");
@@ -138,8 +148,7 @@ async fn writes_acknowledged_before_their_sync_are_replayed_too() {
 }
 
 async fn replays_acknowledged_writes(durability: Durability) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
+    let (_dir, path) = temp_file();
     let t = 1_764_000_000_000;
     let b_code = sample_record("v_b", t).code;
     crash_after(&path, durability, async |s| {
@@ -220,13 +229,14 @@ async fn replays_acknowledged_writes(durability: Durability) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_run_beside_the_writer_and_drop_the_log() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
-    let opts = EmbeddedOptions {
-        checkpoint_every: Duration::from_millis(20),
-        ..EmbeddedOptions::default()
-    };
-    let s = EmbeddedStore::open_with(&path, opts).expect("open");
+    let (_dir, path) = temp_file();
+    let s = open_with(
+        &path,
+        EmbeddedOptions {
+            checkpoint_every: Duration::from_millis(20),
+            ..EmbeddedOptions::default()
+        },
+    );
     let t = 1_764_000_000_000;
     for i in 0..50 {
         s.create(&sample_record(&format!("v_{i}"), t))
@@ -253,8 +263,7 @@ async fn checkpoints_run_beside_the_writer_and_drop_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_does_not_follow_the_file_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
+    let (_dir, path) = temp_file();
     let t = 1_764_000_000_000;
     crash_after(&path, Durability::Disk, async |s| {
         s.create(&sample_record("v_a", t)).await.expect("create");
@@ -278,13 +287,14 @@ async fn a_log_that_does_not_follow_the_file_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_deletes_what_is_past_retention() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
-    let opts = EmbeddedOptions {
-        sweep_every: Duration::from_millis(50),
-        ..EmbeddedOptions::default()
-    };
-    let s = EmbeddedStore::open_with(&path, opts).expect("open");
+    let (_dir, path) = temp_file();
+    let s = open_with(
+        &path,
+        EmbeddedOptions {
+            sweep_every: Duration::from_millis(50),
+            ..EmbeddedOptions::default()
+        },
+    );
     let t = 1_764_000_000_000;
     for i in 0..20 {
         s.create(&sample_record(&format!("v_{i}"), t))
@@ -322,8 +332,7 @@ async fn sweep_deletes_what_is_past_retention() {
 
 #[test]
 fn refuses_a_file_in_use_or_of_another_layout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.redb");
+    let (dir, path) = temp_file();
     let s = EmbeddedStore::open(&path).expect("open");
     assert!(matches!(
         EmbeddedStore::open(&path),
