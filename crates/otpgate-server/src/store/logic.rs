@@ -1,4 +1,5 @@
-//! The state machine shared by the in-process backends (memory, embedded).
+//! The rules of one verification and of budget windows, shared by every backend (the
+//! in-process ones apply them in `state.rs`).
 //!
 //! The Redis backend re-states the same rules in Lua (`redis.rs`); the conformance suite
 //! holds all three to the same answers.
@@ -7,22 +8,36 @@ use otpgate_core::wire::{DeliveryState, Status};
 
 use super::{CheckOutcome, DeliveryRecord, Guess, Outcome, Record, RotateOutcome, Rotation};
 
-/// Start of the fixed window of `window_ms` holding `now_ms` (windows are aligned on
-/// multiples of their length; a non-positive length counts as 1 ms).
-pub(crate) fn window_start(now_ms: i64, window_ms: i64) -> i64 {
-    let w = window_ms.max(1);
-    now_ms - now_ms.rem_euclid(w)
+/// The fixed window of a budget holding a time: windows are aligned on multiples of their
+/// length (a non-positive length counts as 1 ms). Every backend names its counters by it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) struct Window {
+    /// Its start, Unix ms.
+    pub(crate) start: i64,
+    /// Its length, ms (at least 1).
+    pub(crate) len: i64,
 }
 
-/// The window length actually used for `window_ms`.
-pub(crate) fn window_len(window_ms: i64) -> i64 {
-    window_ms.max(1)
-}
+impl Window {
+    /// The window of `window_ms` holding `now_ms`.
+    pub(crate) fn of(now_ms: i64, window_ms: i64) -> Self {
+        let len = window_ms.max(1);
+        Self {
+            start: now_ms - now_ms.rem_euclid(len),
+            len,
+        }
+    }
 
-/// When a budget counter may be forgotten: one window length after its window ended (so
-/// the count of the window just past still reads).
-pub(crate) fn budget_purge_at(window_start: i64, window_len: i64) -> i64 {
-    window_start.saturating_add(window_len.saturating_mul(2))
+    /// When its counter may be forgotten: one window length after the window ended (so the
+    /// count of the window just past still reads).
+    pub(crate) fn purge_at(self) -> i64 {
+        self.start.saturating_add(self.len.saturating_mul(2))
+    }
+
+    /// Milliseconds from `now_ms` until the window ends (when a spent budget frees up).
+    pub(crate) fn retry_after(self, now_ms: i64) -> i64 {
+        self.start + self.len - now_ms
+    }
 }
 
 /// When a record may be forgotten: its expiry plus the grace period.
@@ -155,11 +170,14 @@ mod tests {
 
     #[test]
     fn windows_align() {
-        assert_eq!(window_start(1_234, 1_000), 1_000);
-        assert_eq!(window_start(1_000, 1_000), 1_000);
-        assert_eq!(window_start(999, 1_000), 0);
-        assert_eq!(window_start(-1, 1_000), -1_000);
-        assert_eq!(window_start(5, 0), 5);
+        let start = |now, len| Window::of(now, len).start;
+        assert_eq!(start(1_234, 1_000), 1_000);
+        assert_eq!(start(1_000, 1_000), 1_000);
+        assert_eq!(start(999, 1_000), 0);
+        assert_eq!(start(-1, 1_000), -1_000);
+        assert_eq!(start(5, 0), 5);
+        let w = Window::of(1_234, 1_000);
+        assert_eq!((w.purge_at(), w.retry_after(1_234)), (3_000, 766));
     }
 
     #[test]

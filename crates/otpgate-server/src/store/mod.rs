@@ -8,11 +8,13 @@
 //!
 //! # Layout
 //! - [`MemoryStore`] (`memory.rs`): in process, for tests and development.
-//! - [`EmbeddedStore`] (`embedded.rs`): one crash-safe redb file behind a write-ahead log
-//!   (`wal.rs`), group commit.
+//! - [`EmbeddedStore`] (`embedded/`): one crash-safe redb file behind a write-ahead log,
+//!   group commit.
 //! - [`RedisStore`] (`redis.rs`): one Lua script per operation, Cluster-compatible keys.
-//! - `logic.rs`: the state machine shared by memory and embedded (Redis states it in Lua);
-//!   `codec.rs`: the versioned stored form of a [`Record`].
+//! - `logic.rs`: the rules of one verification and of budget windows, shared by all three
+//!   (Redis states the record rules again in Lua); `state.rs`: the in-memory state the memory
+//!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]
+//!   implementation over it; `codec.rs`: the versioned stored form of a [`Record`].
 //! - `conformance.rs`: the suite all three pass (`tests/store_conformance.rs`).
 //!
 //! # Time
@@ -29,10 +31,11 @@ mod codec;
 #[doc(hidden)]
 pub mod conformance;
 mod embedded;
+mod in_process;
 mod logic;
 mod memory;
 mod redis;
-mod wal;
+mod state;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;

@@ -35,6 +35,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
+use super::logic::Window;
 use super::{
     Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, RETENTION_GRACE_MS, Record,
     RotateOutcome, Rotation, Store, StoreError, codec, logic,
@@ -347,14 +348,11 @@ impl RedisStore {
 
     /// The counter of budget `key` for the window holding `now_ms`.
     fn budget_slot(&self, key: &str, window_ms: i64, now_ms: i64) -> BudgetSlot {
-        let (w, start) = (
-            logic::window_len(window_ms),
-            logic::window_start(now_ms, window_ms),
-        );
+        let w = Window::of(now_ms, window_ms);
         BudgetSlot {
-            key: format!("{}:b:{{{key}}}:{w}:{start}", self.prefix),
-            ttl_ms: (logic::budget_purge_at(start, w) - now_ms).max(1),
-            retry_after_ms: start + w - now_ms,
+            key: format!("{}:b:{{{key}}}:{}:{}", self.prefix, w.len, w.start),
+            ttl_ms: (w.purge_at() - now_ms).max(1),
+            retry_after_ms: w.retry_after(now_ms),
         }
     }
 
