@@ -19,6 +19,7 @@
 //!
 //! Secrets are never in the file: `*_env` names an environment variable.
 
+use otpgate_core::phone::country_code_len;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -356,7 +357,10 @@ impl GatewaysConfig {
             }
             for c in &d.countries {
                 let c = c.trim_start_matches('+');
-                if c.is_empty() || c.len() > 3 || !c.bytes().all(|b| b.is_ascii_digit()) {
+                // The core's rule: a calling code is a known prefix of exactly its length.
+                let known = c.bytes().all(|b| b.is_ascii_digit())
+                    && country_code_len(c) == u8::try_from(c.len()).ok();
+                if c.is_empty() || c.len() > 3 || !known {
                     return Err(format!(
                         "{}: {c:?} is not a country calling code",
                         at("countries")

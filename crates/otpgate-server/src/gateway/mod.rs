@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod config;
 pub mod crypto;
 pub mod pool;
+mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};
