@@ -528,6 +528,23 @@ mod tests {
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'").is_err());
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=['UK']")
             .is_err_and(|e| e.contains("countries")));
+        // Country codes follow the core's rule: a known calling code of exactly its length.
+        let countries = |c: &str| {
+            bad(&format!(
+                "[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=[{c}]"
+            ))
+        };
+        for ok in ["'44'", "'+33'", "'1'", "'7'", "'+358'", "'212'"] {
+            assert_eq!(countries(ok), Ok(()), "{ok}");
+        }
+        for wrong in [
+            "'999'", "'0'", "'44 '", "'4'", "'441'", "'12'", "'+'", "''", "'٤٤'", "'1234'",
+        ] {
+            assert!(
+                countries(wrong).is_err_and(|e| e.contains("countries")),
+                "{wrong}"
+            );
+        }
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
             .is_err_and(|e| e.contains("duplicate")));
     }

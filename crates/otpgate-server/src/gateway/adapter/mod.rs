@@ -194,6 +194,25 @@ fn base_url(dev: &DeviceConfig) -> String {
         .to_owned()
 }
 
+/// Sends a request and reads the whole answer: its status and body.
+async fn exchange(request: reqwest::RequestBuilder) -> Result<(u16, String), SendError> {
+    let res = request
+        .send()
+        .await
+        .map_err(|e| SendError::from_reqwest(&e))?;
+    let status = res.status().as_u16();
+    let text = res.text().await.map_err(|e| SendError::from_reqwest(&e))?;
+    Ok((status, text))
+}
+
+/// A 2xx answer's JSON body (`null` when it is not JSON), or the error its status means.
+fn json_answer(status: u16, text: &str) -> Result<Value, SendError> {
+    if !(200..300).contains(&status) {
+        return Err(SendError::from_status(status, text));
+    }
+    Ok(serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
 fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()

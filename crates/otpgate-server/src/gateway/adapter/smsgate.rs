@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use otpgate_core::wire::smsgate::{MessageState, SendMessage, TextMessage};
 use serde_json::Value;
 
-use super::{Accepted, Adapter, RemoteState, SendError};
+use super::{Accepted, Adapter, RemoteState, SendError, exchange};
 use crate::gateway::Outgoing;
 use crate::gateway::config::Secret;
 use crate::gateway::crypto;
@@ -94,15 +94,12 @@ impl Adapter for SmsGate {
         let body = tokio::task::spawn_blocking(move || smsgate_body(&m, sim, dev, pass.as_deref()))
             .await
             .map_err(|_| SendError::Unavailable("encryption task failed".into()))?;
-        let res = self
-            .auth
-            .apply(self.http.post(format!("{}/messages", self.base)))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| SendError::from_reqwest(&e))?;
+        let (status, text) = exchange(
+            self.auth
+                .apply(self.http.post(format!("{}/messages", self.base)))
+                .json(&body),
+        )
+        .await?;
         match status {
             200..=299 => {
                 let state = serde_json::from_str::<MessageState>(&text)

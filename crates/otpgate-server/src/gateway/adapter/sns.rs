@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Accepted, Adapter, RemoteState, SendError, form_encode, sigv4};
+use super::{Accepted, Adapter, RemoteState, SendError, exchange, form_encode, sigv4};
 use crate::clock::Clock;
 use crate::gateway::Outgoing;
 use crate::gateway::config::Secret;
@@ -72,18 +72,15 @@ impl Adapter for Sns {
             service: "sns",
             amz_date: &amz_date,
         });
-        let res = self
-            .http
-            .post(self.url.as_str())
-            .header("content-type", content_type)
-            .header("x-amz-date", amz_date)
-            .header("authorization", auth)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| SendError::from_reqwest(&e))?;
+        let (status, text) = exchange(
+            self.http
+                .post(self.url.as_str())
+                .header("content-type", content_type)
+                .header("x-amz-date", amz_date)
+                .header("authorization", auth)
+                .body(body),
+        )
+        .await?;
         if !(200..300).contains(&status) {
             let code = text
                 .split("<Code>")

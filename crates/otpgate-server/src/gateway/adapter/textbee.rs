@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Accepted, Adapter, RemoteState, SendError};
+use super::{Accepted, Adapter, RemoteState, SendError, exchange, json_answer};
 use crate::gateway::Outgoing;
 use crate::gateway::config::Secret;
 
@@ -25,23 +25,17 @@ impl Adapter for TextBee {
         if let Some(s) = self.sim {
             body["simSubscriptionId"] = json!(s);
         }
-        let res = self
-            .http
-            .post(format!(
-                "{}/gateway/devices/{}/send-sms",
-                self.base, self.device_id
-            ))
-            .header("x-api-key", self.key.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| SendError::from_reqwest(&e))?;
-        if !(200..300).contains(&status) {
-            return Err(SendError::from_status(status, &text));
-        }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (status, text) = exchange(
+            self.http
+                .post(format!(
+                    "{}/gateway/devices/{}/send-sms",
+                    self.base, self.device_id
+                ))
+                .header("x-api-key", self.key.expose())
+                .json(&body),
+        )
+        .await?;
+        let v = json_answer(status, &text)?;
         let ok = v
             .pointer("/data/success")
             .and_then(Value::as_bool)

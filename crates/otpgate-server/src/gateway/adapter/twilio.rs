@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Accepted, Adapter, RemoteState, SendError, form_encode};
+use super::{Accepted, Adapter, RemoteState, SendError, exchange, form_encode, json_answer};
 use crate::gateway::Outgoing;
 use crate::gateway::config::Secret;
 
@@ -31,24 +31,18 @@ impl Adapter for Twilio {
             ("Body", msg.text.as_str()),
             ("ValidityPeriod", validity.as_str()),
         ]);
-        let res = self
-            .http
-            .post(format!(
-                "{}/2010-04-01/Accounts/{}/Messages.json",
-                self.base, self.sid
-            ))
-            .basic_auth(&self.sid, Some(self.token.expose()))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| SendError::from_reqwest(&e))?;
-        if !(200..300).contains(&status) {
-            return Err(SendError::from_status(status, &text));
-        }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (status, text) = exchange(
+            self.http
+                .post(format!(
+                    "{}/2010-04-01/Accounts/{}/Messages.json",
+                    self.base, self.sid
+                ))
+                .basic_auth(&self.sid, Some(self.token.expose()))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form),
+        )
+        .await?;
+        let v = json_answer(status, &text)?;
         let sid = v.get("sid").and_then(Value::as_str).map(str::to_owned);
         Ok(Accepted {
             remote_id: sid,
