@@ -1,10 +1,10 @@
 //! Adapters: one per gateway wire format, behind [`Adapter`], one file per kind.
 //!
-//! - sms-gate.app (local or cloud/private), the phones first: [`smsgate`].
-//! - TextBee: [`textbee`].
-//! - otpgate's generic signed webhook: [`webhook`].
-//! - multiOTP SMSGatewayApp (the phone polls us): [`multiotp`].
-//! - The commercial fallbacks: [`twilio`] and [`sns`], whose requests [`sigv4`] signs.
+//! - sms-gate.app (local or cloud/private), the phones first: `smsgate`.
+//! - TextBee: `textbee`.
+//! - otpgate's generic signed webhook: `webhook`.
+//! - multiOTP SMSGatewayApp (the phone polls us): `multiotp`.
+//! - The commercial fallbacks: `twilio` and `sns`, whose requests [`sigv4`] signs.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
