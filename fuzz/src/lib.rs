@@ -131,8 +131,9 @@ pub fn sms_compose(data: &[u8]) {
     }
 }
 
-/// `webhook::verify_smsgate`: never panics on any headers; a signature made with
-/// `sign_smsgate` verifies inside the window, and fails once the body or key changes.
+/// `webhook::verify_smsgate` and `verify_otpgate`: never panic on any headers; a signature
+/// made with `sign_smsgate` / `sign_otpgate` verifies inside the window, and fails once the
+/// body, the key, the time or the scheme changes.
 pub fn webhook_verify(data: &[u8]) {
     if data.len() < 2 {
         return;
@@ -142,9 +143,9 @@ pub fn webhook_verify(data: &[u8]) {
     let head = String::from_utf8_lossy(head);
     let mut parts = head.splitn(3, '\n');
     let key = parts.next().unwrap_or("");
-    let ts = parts.next();
+    let ts_header = parts.next();
     let sig = parts.next();
-    let _ = webhook::verify_smsgate(key, body, ts, sig, 1_700_000_000, 300);
+    let _ = webhook::verify_smsgate(key, body, ts_header, sig, 1_700_000_000, 300);
     let _ = webhook::verify_textbee(key, body, sig);
 
     let now = 1_700_000_000i64;
@@ -162,4 +163,13 @@ pub fn webhook_verify(data: &[u8]) {
     assert!(webhook::verify_smsgate(&other_key, body, Some(ts), Some(&good), now, 300).is_err());
     let t = webhook::sign_textbee(key, body);
     assert_eq!(webhook::verify_textbee(key, body, Some(&t)), Ok(()));
+    // otpgate's own generic webhook follows the same rules.
+    let _ = webhook::verify_otpgate(key, body, ts_header, sig, now, 300);
+    let o = webhook::sign_otpgate(key, ts, body);
+    assert_eq!(
+        webhook::verify_otpgate(key, body, Some(ts), Some(&o), now, 300),
+        Ok(())
+    );
+    assert!(webhook::verify_otpgate(key, body, Some(ts), Some(&good), now, 300).is_err());
+    assert!(webhook::verify_otpgate(key, body, Some(ts), Some(&o), now + 1000, 300).is_err());
 }

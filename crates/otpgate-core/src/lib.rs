@@ -12,7 +12,7 @@
 //! - [`sms`]: the SMS formats: origin-bound (WebOTP) parsing, SMS Retriever app hashes,
 //!   GSM-7 / UCS-2 segment counting and message composition.
 //! - [`phone`]: E.164 validation and country calling codes.
-//! - [`webhook`]: signatures of gateway webhooks (sms-gate.app, TextBee).
+//! - [`webhook`]: signatures of gateway webhooks (sms-gate.app, TextBee, otpgate's own).
 //! - [`pow`]: the proof-of-work challenge that gates sending.
 //! - [`receipt`]: the signed receipt (EdDSA JWT) and JWKS.
 //! - [`time`]: RFC 3339 timestamps, formatted and parsed (the one routine of the project).

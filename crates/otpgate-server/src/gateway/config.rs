@@ -19,6 +19,7 @@
 //!
 //! Secrets are never in the file: `*_env` names an environment variable.
 
+use otpgate_core::phone::country_code_len;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -356,7 +357,10 @@ impl GatewaysConfig {
             }
             for c in &d.countries {
                 let c = c.trim_start_matches('+');
-                if c.is_empty() || c.len() > 3 || !c.bytes().all(|b| b.is_ascii_digit()) {
+                // The core's rule: a calling code is a known prefix of exactly its length.
+                let known = c.bytes().all(|b| b.is_ascii_digit())
+                    && country_code_len(c) == u8::try_from(c.len()).ok();
+                if c.is_empty() || c.len() > 3 || !known {
                     return Err(format!(
                         "{}: {c:?} is not a country calling code",
                         at("countries")
@@ -524,6 +528,23 @@ mod tests {
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'").is_err());
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=['UK']")
             .is_err_and(|e| e.contains("countries")));
+        // Country codes follow the core's rule: a known calling code of exactly its length.
+        let countries = |c: &str| {
+            bad(&format!(
+                "[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=[{c}]"
+            ))
+        };
+        for ok in ["'44'", "'+33'", "'1'", "'7'", "'+358'", "'212'"] {
+            assert_eq!(countries(ok), Ok(()), "{ok}");
+        }
+        for wrong in [
+            "'999'", "'0'", "'44 '", "'4'", "'441'", "'12'", "'+'", "''", "'٤٤'", "'1234'",
+        ] {
+            assert!(
+                countries(wrong).is_err_and(|e| e.contains("countries")),
+                "{wrong}"
+            );
+        }
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
             .is_err_and(|e| e.contains("duplicate")));
     }

@@ -1,10 +1,19 @@
 //! The gateway bridge: adapters that reach SMS gateways (sms-gate.app phones first) behind
 //! one trait, and the dispatcher the issuer hands its sends to.
+//!
+//! - [`adapter`]: one file per gateway wire format.
+//! - [`pool`]: device choice, budgets, health, retries, failover and delivery tracking.
+//! - `webhooks`: the inbound delivery events, one pipeline (verify → decode → de-duplicate →
+//!   count → apply) with a decoder per source; every signature rule is the core's
+//!   ([`otpgate_core::webhook`]).
+//! - [`config`] and [`crypto`]: the `[gateways]` section and sms-gate.app's end-to-end
+//!   encryption.
 
 pub mod adapter;
 pub mod config;
 pub mod crypto;
 pub mod pool;
+mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};

@@ -21,15 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use otpgate_core::code::ct_eq;
 use otpgate_core::phone::PhoneNumber;
 use otpgate_core::wire::DeliveryState;
-use otpgate_core::wire::smsgate::WebhookEnvelope;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -45,32 +38,31 @@ pub const MIN_LIFE_MS: i64 = 5_000;
 const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_OPEN_MS: i64 = 30_000;
 const SAME_DEVICE_RETRIES: u32 = 2;
-const DEDUP_TTL_MS: i64 = 3 * 86_400_000;
 const DAY_MS: i64 = 86_400_000;
 const SUB_WINDOWS: i64 = 5;
 
 #[derive(Debug, Default)]
-struct Health {
+pub(super) struct Health {
     /// The last health check's answer (true until one says otherwise).
-    healthy: bool,
+    pub(super) healthy: bool,
     failures: u32,
     open_until_ms: i64,
 }
 
-struct Device {
-    cfg: DeviceConfig,
+pub(super) struct Device {
+    pub(super) cfg: DeviceConfig,
     adapter: Arc<dyn Adapter>,
-    multiotp: Option<Arc<MultiOtp>>,
+    pub(super) multiotp: Option<Arc<MultiOtp>>,
     /// The key of this device's webhooks (sms-gate: falls back to the pool key).
     signing_key: Option<Secret>,
     /// multiOTP: the phone's Basic-auth password.
-    password: Option<Secret>,
+    pub(super) password: Option<Secret>,
     health: Mutex<Health>,
     submitted: AtomicU64,
 }
 
 impl Device {
-    fn health(&self) -> MutexGuard<'_, Health> {
+    pub(super) fn health(&self) -> MutexGuard<'_, Health> {
         self.health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -109,8 +101,8 @@ impl Device {
 }
 
 #[derive(Clone, Debug)]
-struct InFlight {
-    job: SendJob,
+pub(super) struct InFlight {
+    pub(super) job: SendJob,
     device: usize,
     route: u32,
     tried: Vec<usize>,
@@ -124,7 +116,7 @@ struct InFlight {
 
 /// Counters the issuer may expose as metrics.
 #[derive(Debug, Default)]
-struct Counters {
+pub(super) struct Counters {
     submitted: AtomicU64,
     sent: AtomicU64,
     delivered: AtomicU64,
@@ -132,9 +124,9 @@ struct Counters {
     failovers: AtomicU64,
     no_capacity: AtomicU64,
     expired: AtomicU64,
-    webhooks_accepted: AtomicU64,
-    webhooks_rejected: AtomicU64,
-    webhooks_duplicate: AtomicU64,
+    pub(super) webhooks_accepted: AtomicU64,
+    pub(super) webhooks_rejected: AtomicU64,
+    pub(super) webhooks_duplicate: AtomicU64,
 }
 
 /// A snapshot of the pool for metrics and readiness.
@@ -188,15 +180,15 @@ enum Reserve {
 
 /// The pool (implements [`Dispatcher`]).
 pub struct Pool {
-    cfg: GatewaysConfig,
-    devices: Vec<Device>,
-    store: Arc<dyn Store>,
+    pub(super) cfg: GatewaysConfig,
+    pub(super) devices: Vec<Device>,
+    pub(super) store: Arc<dyn Store>,
     audit: Arc<AuditLog>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     pool_key: Option<Secret>,
     inflight: Mutex<HashMap<String, InFlight>>,
     remote: Mutex<HashMap<String, String>>,
-    counters: Counters,
+    pub(super) counters: Counters,
     started: AtomicBool,
     /// Failed messages waiting for their next route (a channel, not a direct spawn, keeps
     /// the send → event → failover → send cycle out of the future types).
@@ -228,14 +220,6 @@ pub fn parse_message_id(id: &str) -> Option<(&str, u32, u32)> {
     let version = it.next()?.parse().ok()?;
     let vid = it.next().filter(|v| !v.is_empty())?;
     Some((vid, version, route))
-}
-
-fn err(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
 }
 
 impl Pool {
@@ -314,7 +298,7 @@ impl Pool {
         }))
     }
 
-    fn inflight(&self) -> MutexGuard<'_, HashMap<String, InFlight>> {
+    pub(super) fn inflight(&self) -> MutexGuard<'_, HashMap<String, InFlight>> {
         self.inflight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -574,7 +558,7 @@ impl Pool {
     }
 
     /// Whether the verification still wants this code sent (open, same version, alive).
-    async fn current(&self, job: &SendJob) -> bool {
+    pub(super) async fn current(&self, job: &SendJob) -> bool {
         match self.store.get(&job.verification_id).await {
             Ok(Some(r)) => {
                 r.outcome == Outcome::Open
@@ -860,7 +844,7 @@ impl Pool {
     }
 
     /// Applies a state a gateway reported for one of our message ids (webhook or poll).
-    async fn on_state(&self, id: &str, state: RemoteState) {
+    pub(super) async fn on_state(&self, id: &str, state: RemoteState) {
         let Some((vid, version, _)) = parse_message_id(id) else {
             return;
         };
@@ -926,37 +910,30 @@ impl Pool {
     /// `GET|POST /v1/gateways/multiotp/{device}`.
     pub fn routes(self: &Arc<Self>) -> Router {
         self.ensure_started();
-        Router::new()
-            .route("/v1/gateways/sms-gate/webhook", post(smsgate_webhook))
-            .route("/v1/gateways/textbee/webhook", post(textbee_webhook))
-            .route("/v1/gateways/webhook/events", post(generic_events))
-            .route(
-                "/v1/gateways/multiotp/{device}",
-                axum::routing::get(multiotp_get).post(multiotp_post),
+        super::webhooks::routes().with_state(self.clone())
+    }
+
+    /// The keys that sign webhooks from devices of `kind` (sms-gate: the pool key too).
+    pub(super) fn webhook_keys(&self, kind: Kind) -> Vec<&str> {
+        let pool_key = self.pool_key.iter().filter(|_| kind == Kind::SmsGate);
+        pool_key
+            .chain(
+                self.devices
+                    .iter()
+                    .filter(|d| d.cfg.kind == kind)
+                    .filter_map(|d| d.signing_key.as_ref()),
             )
-            .layer(DefaultBodyLimit::max(256 * 1024))
-            .with_state(self.clone())
+            .map(Secret::expose)
+            .collect()
     }
 
-    async fn first_time(&self, key: &str) -> Result<bool, Response> {
-        self.store
-            .once(key, DEDUP_TTL_MS, self.clock.now_ms())
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "webhook de-duplication: store unavailable");
-                err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "try again later",
-                )
-            })
-    }
-
-    fn rejected(&self, code: &str) -> Response {
-        self.counters
-            .webhooks_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        err(StatusCode::UNAUTHORIZED, code, "webhook signature refused")
+    /// Our message id for a gateway's own id (TextBee batch, Twilio SID, SNS id).
+    pub(super) fn ours(&self, remote_id: &str) -> Option<String> {
+        self.remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(remote_id)
+            .cloned()
     }
 }
 
@@ -1006,399 +983,6 @@ impl Dispatcher for Pool {
 
 fn retry_secs(ms: i64) -> u64 {
     u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
-}
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-async fn smsgate_webhook(
-    State(pool): State<Arc<Pool>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let now = pool.clock.now_secs();
-    let (ts, sig) = (
-        header_str(&headers, "x-timestamp"),
-        header_str(&headers, "x-signature"),
-    );
-    let mut keys: Vec<&Secret> = pool.pool_key.iter().collect();
-    keys.extend(
-        pool.devices
-            .iter()
-            .filter(|d| d.cfg.kind == Kind::SmsGate)
-            .filter_map(|d| d.signing_key.as_ref()),
-    );
-    if keys.is_empty() {
-        return pool.rejected("no_signing_key");
-    }
-    let mut verdict = Err(otpgate_core::webhook::WebhookError::BadSignature);
-    for k in keys {
-        verdict = otpgate_core::webhook::verify_smsgate(
-            k.expose(),
-            &body,
-            ts,
-            sig,
-            now,
-            pool.cfg.webhook_window_secs,
-        );
-        if verdict.is_ok()
-            || !matches!(
-                verdict,
-                Err(otpgate_core::webhook::WebhookError::BadSignature)
-            )
-        {
-            break;
-        }
-    }
-    if let Err(e) = verdict {
-        return pool.rejected(e.code());
-    }
-    let env: WebhookEnvelope = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(_) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "invalid_webhook",
-                "not a webhook envelope",
-            );
-        }
-    };
-    if env.id.is_empty() || env.id.len() > 64 {
-        return err(StatusCode::BAD_REQUEST, "invalid_webhook", "bad event id");
-    }
-    match pool.first_time(&format!("wh:smsgate:{}", env.id)).await {
-        Ok(true) => {}
-        Ok(false) => {
-            pool.counters
-                .webhooks_duplicate
-                .fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NO_CONTENT.into_response();
-        }
-        Err(r) => return r,
-    }
-    pool.counters
-        .webhooks_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    let message = env
-        .payload
-        .get("messageId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let state = match env.event.as_str() {
-        "sms:sent" => Some(RemoteState::Sent),
-        "sms:delivered" => Some(RemoteState::Delivered),
-        "sms:failed" => Some(RemoteState::Failed(
-            env.payload
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("failed")
-                .chars()
-                .take(120)
-                .collect(),
-        )),
-        "sms:cancelled" => Some(RemoteState::Failed("cancelled".into())),
-        "system:ping" => {
-            let now = pool.clock.now_ms();
-            for d in &pool.devices {
-                if d.cfg.device_id.is_some() && d.cfg.device_id == env.device_id {
-                    d.health().healthy = true;
-                    let _ = now;
-                }
-            }
-            None
-        }
-        _ => None,
-    };
-    if let (Some(id), Some(state)) = (message, state) {
-        pool.on_state(&id, state).await;
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn textbee_webhook(
-    State(pool): State<Arc<Pool>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let sig = header_str(&headers, "x-signature");
-    let ok = pool
-        .devices
-        .iter()
-        .filter(|d| d.cfg.kind == Kind::TextBee)
-        .filter_map(|d| d.signing_key.as_ref())
-        .any(|k| otpgate_core::webhook::verify_textbee(k.expose(), &body, sig).is_ok());
-    if !ok {
-        return pool.rejected("bad_signature");
-    }
-    // No timestamp or event id is signed: a replay is the same body, so de-duplicate on it.
-    let digest = {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(&body))
-    };
-    match pool.first_time(&format!("wh:textbee:{digest}")).await {
-        Ok(true) => {}
-        Ok(false) => {
-            pool.counters
-                .webhooks_duplicate
-                .fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NO_CONTENT.into_response();
-        }
-        Err(r) => return r,
-    }
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return err(StatusCode::BAD_REQUEST, "invalid_webhook", "not JSON"),
-    };
-    pool.counters
-        .webhooks_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    let what = v
-        .get("event")
-        .or_else(|| v.get("status"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let state = if what.contains("delivered") {
-        Some(RemoteState::Delivered)
-    } else if what.contains("failed") {
-        Some(RemoteState::Failed(
-            v.get("errorMessage")
-                .and_then(Value::as_str)
-                .unwrap_or("failed")
-                .chars()
-                .take(120)
-                .collect(),
-        ))
-    } else if what.contains("sent") {
-        Some(RemoteState::Sent)
-    } else {
-        None
-    };
-    let batch = v
-        .get("smsBatchId")
-        .or_else(|| v.get("smsBatch"))
-        .and_then(Value::as_str);
-    let id = batch.and_then(|b| {
-        pool.remote
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(b)
-            .cloned()
-    });
-    if let (Some(id), Some(state)) = (id, state) {
-        pool.on_state(&id, state).await;
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn generic_events(
-    State(pool): State<Arc<Pool>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (ts, sig) = (
-        header_str(&headers, "x-otpgate-timestamp"),
-        header_str(&headers, "x-otpgate-signature"),
-    );
-    let (Some(ts), Some(sig)) = (ts, sig) else {
-        return pool.rejected("missing_signature");
-    };
-    let Ok(at) = ts.parse::<i64>() else {
-        return pool.rejected("bad_timestamp");
-    };
-    if (pool.clock.now_secs() - at).abs() > pool.cfg.webhook_window_secs {
-        return pool.rejected("stale_timestamp");
-    }
-    let ok = pool
-        .devices
-        .iter()
-        .filter(|d| d.cfg.kind == Kind::Webhook)
-        .filter_map(|d| d.signing_key.as_ref())
-        .any(|k| {
-            ct_eq(
-                adapter::webhook_signature(k.expose(), ts, &body).as_bytes(),
-                sig.trim().to_ascii_lowercase().as_bytes(),
-            )
-        });
-    if !ok {
-        return pool.rejected("bad_signature");
-    }
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return err(StatusCode::BAD_REQUEST, "invalid_webhook", "not JSON"),
-    };
-    let (Some(event_id), Some(mid), Some(state)) = (
-        v.get("id").and_then(Value::as_str),
-        v.get("message_id").and_then(Value::as_str),
-        v.get("state").and_then(Value::as_str),
-    ) else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "invalid_webhook",
-            "id, message_id and state are required",
-        );
-    };
-    match pool
-        .first_time(&format!(
-            "wh:generic:{}",
-            event_id.chars().take(64).collect::<String>()
-        ))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            pool.counters
-                .webhooks_duplicate
-                .fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NO_CONTENT.into_response();
-        }
-        Err(r) => return r,
-    }
-    pool.counters
-        .webhooks_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    let state = match state {
-        "sent" => Some(RemoteState::Sent),
-        "delivered" => Some(RemoteState::Delivered),
-        "failed" => Some(RemoteState::Failed(
-            v.get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("failed")
-                .chars()
-                .take(120)
-                .collect(),
-        )),
-        _ => None,
-    };
-    if let Some(state) = state {
-        pool.on_state(mid, state).await;
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-fn multiotp_device<'a>(
-    pool: &'a Pool,
-    name: &str,
-    headers: &HeaderMap,
-) -> Result<&'a Device, Box<Response>> {
-    use base64::Engine as _;
-    let Some(d) = pool
-        .devices
-        .iter()
-        .find(|d| d.cfg.kind == Kind::MultiOtp && d.cfg.name == name)
-    else {
-        return Err(Box::new(err(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such device",
-        )));
-    };
-    let expected = format!(
-        "{}:{}",
-        d.cfg.username.as_deref().unwrap_or(""),
-        d.password.as_ref().map_or("", |p| p.expose())
-    );
-    let given = header_str(headers, header::AUTHORIZATION.as_str())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .unwrap_or_default();
-    if d.password.is_some() && ct_eq(&given, expected.as_bytes()) {
-        Ok(d)
-    } else {
-        let mut r = err(StatusCode::UNAUTHORIZED, "unauthorized", "bad credentials");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Basic realm=\"otpgate\""),
-        );
-        Err(Box::new(r))
-    }
-}
-
-async fn multiotp_get(
-    State(pool): State<Arc<Pool>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match multiotp_device(&pool, &name, &headers) {
-        Ok(_) => axum::Json(json!({"medic-gateway": true})).into_response(),
-        Err(r) => *r,
-    }
-}
-
-async fn multiotp_post(
-    State(pool): State<Arc<Pool>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let d = match multiotp_device(&pool, &name, &headers) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    let v: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": true, "message": "body must be a JSON object"})),
-            )
-                .into_response();
-        }
-    };
-    if let Some(updates) = v.get("updates").and_then(Value::as_array) {
-        for u in updates.iter().take(1000) {
-            let (Some(id), Some(status)) = (
-                u.get("id").and_then(Value::as_str),
-                u.get("status").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            let state = match status {
-                "SENT" => RemoteState::Sent,
-                "DELIVERED" => RemoteState::Delivered,
-                "FAILED" => RemoteState::Failed(
-                    u.get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("failed")
-                        .chars()
-                        .take(120)
-                        .collect(),
-                ),
-                _ => continue,
-            };
-            pool.on_state(id, state).await;
-        }
-    }
-    let (alive, dead) = d.multiotp.as_ref().map(|q| q.drain()).unwrap_or_default();
-    for p in dead {
-        pool.inflight().remove(&p.id);
-    }
-    let mut out = Vec::with_capacity(alive.len());
-    for p in alive {
-        let job = pool.inflight().get(&p.id).map(|f| f.job.clone());
-        // The same guard as every other send: alive and still the current code.
-        let ok = match &job {
-            Some(j) => {
-                j.expires_at_ms - pool.clock.now_ms() >= MIN_LIFE_MS && pool.current(j).await
-            }
-            None => {
-                // Queued a moment ago, not yet recorded: hand it out on the next poll.
-                if let Some(q) = &d.multiotp {
-                    q.requeue(p);
-                }
-                continue;
-            }
-        };
-        if ok {
-            out.push(json!({"id": p.id, "to": p.to, "content": p.content}));
-        }
-    }
-    axum::Json(json!({"messages": out})).into_response()
 }
 
 #[cfg(test)]
