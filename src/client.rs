@@ -374,8 +374,12 @@ impl Answer {
         let value = js_sys::JSON::parse(&self.body)
             .ok()
             .filter(JsValue::is_object);
-        let value = value
-            .ok_or_else(|| otp_error(ErrorCode::BadResponse, "the issuer's answer is not a JSON object"))?;
+        let value = value.ok_or_else(|| {
+            otp_error(
+                ErrorCode::BadResponse,
+                "the issuer's answer is not a JSON object",
+            )
+        })?;
         match required.iter().find(|path| text_at(&value, path).is_none()) {
             Some(path) => Err(otp_error(
                 ErrorCode::BadResponse,
@@ -547,7 +551,9 @@ fn abort_check(signal: Option<&JsValue>) -> Result<(), JsValue> {
         .map(|s| Reflect::get(s, &"aborted".into()))
         .transpose()?
     {
-        Some(aborted) if aborted.is_truthy() => Err(otp_error(ErrorCode::Aborted, "the wait was aborted")),
+        Some(aborted) if aborted.is_truthy() => {
+            Err(otp_error(ErrorCode::Aborted, "the wait was aborted"))
+        }
         _ => Ok(()),
     }
 }

@@ -43,7 +43,10 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
     let signal = prop(options, "signal")?;
     if let Some(signal) = &signal {
         if Reflect::get(signal, &"aborted".into())?.is_truthy() {
-            return Err(otp_error(ErrorCode::Aborted, "the wait for the SMS was aborted"));
+            return Err(otp_error(
+                ErrorCode::Aborted,
+                "the wait for the SMS was aborted",
+            ));
         }
     }
     let global = js_sys::global();

@@ -357,11 +357,23 @@ mod tests {
             ("+999 1234 5678", PhoneError::UnknownCountryCode),
         ] {
             assert_eq!(normalize(typed, &fr), Err(err.clone()), "{typed:?}");
-            assert_eq!(err.code().as_str() == "unknown_country_code", err == PhoneError::UnknownCountryCode);
+            assert_eq!(
+                err.code().as_str() == "unknown_country_code",
+                err == PhoneError::UnknownCountryCode
+            );
         }
-        assert_eq!(HomeCountry::new("999", None), Err(PhoneError::UnknownCountryCode));
-        assert_eq!(HomeCountry::new("4", None), Err(PhoneError::UnknownCountryCode));
-        assert_eq!(HomeCountry::new("44", Some("0x")), Err(PhoneError::BadCharacter));
+        assert_eq!(
+            HomeCountry::new("999", None),
+            Err(PhoneError::UnknownCountryCode)
+        );
+        assert_eq!(
+            HomeCountry::new("4", None),
+            Err(PhoneError::UnknownCountryCode)
+        );
+        assert_eq!(
+            HomeCountry::new("44", Some("0x")),
+            Err(PhoneError::BadCharacter)
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::code::ct_eq;
-use crate::wire::ErrorCode;
 use crate::rng::{RngUnavailable, SecureRandom};
+use crate::wire::ErrorCode;
 
 /// The highest difficulty the issuer may ask for (about 2^24 hashes, seconds in wasm).
 pub const MAX_DIFFICULTY: u8 = 24;

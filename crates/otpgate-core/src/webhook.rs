@@ -20,6 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::code::ct_eq;
+use crate::wire::ErrorCode;
 
 /// The default accepted clock difference for timestamped webhooks, in seconds.
 pub const DEFAULT_WINDOW_SECS: i64 = 300;
@@ -53,12 +54,12 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// A stable snake_case code for APIs.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MissingHeader => "missing_signature",
-            Self::BadTimestamp => "bad_timestamp",
-            Self::Stale => "stale_timestamp",
-            Self::BadSignature => "bad_signature",
+            Self::MissingHeader => ErrorCode::MissingSignature,
+            Self::BadTimestamp => ErrorCode::BadTimestamp,
+            Self::Stale => ErrorCode::StaleTimestamp,
+            Self::BadSignature => ErrorCode::BadSignature,
         }
     }
 }

@@ -193,7 +193,10 @@ impl ErrorCode {
     pub fn is_safe_for_5xx(self) -> bool {
         matches!(
             self,
-            Self::StoreUnavailable | Self::NoGatewayCapacity | Self::GatewayUnavailable | Self::NotReady
+            Self::StoreUnavailable
+                | Self::NoGatewayCapacity
+                | Self::GatewayUnavailable
+                | Self::NotReady
         )
     }
 

@@ -268,9 +268,11 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
     let value = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, e.to_string())
-            }
+            Category::Data => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                e.to_string(),
+            ),
             Category::Syntax | Category::Eof | Category::Io => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidJson,

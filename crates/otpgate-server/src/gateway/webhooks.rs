@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use otpgate_core::code::ct_eq;
 use otpgate_core::webhook::{self, Scheme, Signed};
+use otpgate_core::wire::ErrorCode;
 use otpgate_core::wire::smsgate::WebhookEnvelope;
 use serde_json::{Value, json};
 
@@ -132,7 +133,7 @@ fn signed(source: &'static Source) -> MethodRouter<Arc<Pool>> {
 async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8]) -> Response {
     let keys = pool.webhook_keys(source.kind);
     if keys.is_empty() && source.needs_key {
-        return rejected(pool, "no_signing_key");
+        return rejected(pool, ErrorCode::NoSigningKey);
     }
     let signed = Signed {
         timestamp: source.timestamp.and_then(|h| header_str(headers, h)),
@@ -145,7 +146,7 @@ async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8])
     }
     let event = match (source.decode)(body) {
         Ok(e) => e,
-        Err(why) => return err(StatusCode::BAD_REQUEST, "invalid_webhook", why),
+        Err(why) => return err(StatusCode::BAD_REQUEST, ErrorCode::InvalidWebhook, why),
     };
     let first = pool
         .store
@@ -163,7 +164,7 @@ async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8])
             tracing::warn!(error = %e, "webhook de-duplication: store unavailable");
             return err(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 "try again later",
             );
         }
@@ -312,7 +313,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The issuer's error body.
-fn err(status: StatusCode, code: &str, message: &str) -> Response {
+fn err(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     (
         status,
         axum::Json(json!({"error": {"code": code, "message": message}})),
@@ -320,7 +321,7 @@ fn err(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn rejected(pool: &Pool, code: &str) -> Response {
+fn rejected(pool: &Pool, code: ErrorCode) -> Response {
     pool.counters
         .webhooks_rejected
         .fetch_add(1, Ordering::Relaxed);
@@ -340,7 +341,7 @@ fn multiotp_device<'a>(
     else {
         return Err(Box::new(err(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no such device",
         )));
     };
@@ -360,7 +361,11 @@ fn multiotp_device<'a>(
     if d.password.is_some() && ct_eq(&given, expected.as_bytes()) {
         Ok(d)
     } else {
-        let mut r = err(StatusCode::UNAUTHORIZED, "unauthorized", "bad credentials");
+        let mut r = err(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "bad credentials",
+        );
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             axum::http::HeaderValue::from_static("Basic realm=\"otpgate\""),
