@@ -62,15 +62,40 @@ impl Alphabet {
     }
 }
 
-/// The shape of the codes an app uses.
+/// The shape of the codes an app uses: 4–10 characters of an [`Alphabet`]. Made only
+/// through [`CodeSpec::new`] (deserializing calls it too), so a spec in hand is valid.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "CodeSpecFields", into = "CodeSpecFields")]
 pub struct CodeSpec {
+    length: usize,
+    alphabet: Alphabet,
+}
+
+/// The serialized form of a [`CodeSpec`] (`[apps.code]`), checked by [`CodeSpec::new`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeSpecFields {
     /// Number of characters, 4–10.
-    pub length: usize,
+    length: usize,
     /// Alphabet.
     #[serde(default)]
-    pub alphabet: Alphabet,
+    alphabet: Alphabet,
+}
+
+impl TryFrom<CodeSpecFields> for CodeSpec {
+    type Error = CodeError;
+    fn try_from(f: CodeSpecFields) -> Result<Self, Self::Error> {
+        Self::new(f.length, f.alphabet)
+    }
+}
+
+impl From<CodeSpec> for CodeSpecFields {
+    fn from(s: CodeSpec) -> Self {
+        Self {
+            length: s.length,
+            alphabet: s.alphabet,
+        }
+    }
 }
 
 impl Default for CodeSpec {
@@ -83,16 +108,26 @@ impl Default for CodeSpec {
 }
 
 impl CodeSpec {
-    /// Checks the specification.
+    /// A code shape of `length` characters of `alphabet`.
     ///
     /// # Errors
     /// [`CodeError::BadLength`] outside 4–10 characters.
-    pub fn validate(&self) -> Result<(), CodeError> {
-        if (4..=10).contains(&self.length) {
-            Ok(())
+    pub fn new(length: usize, alphabet: Alphabet) -> Result<Self, CodeError> {
+        if (4..=10).contains(&length) {
+            Ok(Self { length, alphabet })
         } else {
-            Err(CodeError::BadLength(self.length))
+            Err(CodeError::BadLength(length))
         }
+    }
+
+    /// Number of characters, 4–10.
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    /// The alphabet.
+    pub fn alphabet(&self) -> Alphabet {
+        self.alphabet
     }
 
     /// Bits of entropy of one code.
@@ -106,7 +141,6 @@ impl CodeSpec {
     /// # Errors
     /// [`CodeError::BadLength`] for a bad spec, [`CodeError::Rng`] if the source fails.
     pub fn generate(&self, rng: &mut dyn SecureRandom) -> Result<Code, CodeError> {
-        self.validate()?;
         let chars = self.alphabet.chars();
         let n = chars.len() as u32;
         // The largest multiple of n not above 256: bytes at or above it are rejected.
@@ -272,17 +306,21 @@ mod tests {
     fn lengths_outside_4_to_10_are_refused() {
         let mut rng = TestRng(7);
         for length in [0, 3, 11, 64] {
-            let spec = CodeSpec {
-                length,
-                alphabet: Alphabet::Digits,
-            };
-            assert_eq!(spec.generate(&mut rng), Err(CodeError::BadLength(length)));
+            assert_eq!(
+                CodeSpec::new(length, Alphabet::Digits),
+                Err(CodeError::BadLength(length))
+            );
+            let json = format!("{{\"length\": {length}}}");
+            assert!(serde_json::from_str::<CodeSpec>(&json).is_err(), "{json}");
         }
+        let parsed: CodeSpec =
+            serde_json::from_str(r#"{"length": 8, "alphabet": "alphanumeric"}"#).expect("valid");
+        assert_eq!(
+            parsed,
+            CodeSpec::new(8, Alphabet::Alphanumeric).expect("valid")
+        );
         for length in 4..=10 {
-            let spec = CodeSpec {
-                length,
-                alphabet: Alphabet::Alphanumeric,
-            };
+            let spec = CodeSpec::new(length, Alphabet::Alphanumeric).expect("valid spec");
             let code = spec.generate(&mut rng).expect("valid spec");
             assert_eq!(code.expose().len(), length);
             assert!(
@@ -297,20 +335,14 @@ mod tests {
     fn rejection_sampling_drops_the_biased_tail() {
         // Digits: 256 % 10 = 6, so bytes 250..=255 must be rejected. Starting at 250, the
         // first six bytes are dropped and the code starts with 256 % 10 = 0, 1, 2...
-        let spec = CodeSpec {
-            length: 6,
-            alphabet: Alphabet::Digits,
-        };
+        let spec = CodeSpec::new(6, Alphabet::Digits).expect("valid spec");
         let code = spec.generate(&mut Counting(250)).expect("code");
         assert_eq!(code.expose(), "012345");
     }
 
     #[test]
     fn generated_digits_are_uniform() {
-        let spec = CodeSpec {
-            length: 10,
-            alphabet: Alphabet::Digits,
-        };
+        let spec = CodeSpec::new(10, Alphabet::Digits).expect("valid spec");
         let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
         let mut counts = [0u32; 10];
         for _ in 0..20_000 {
@@ -369,10 +401,7 @@ mod tests {
         );
         assert!(spec.normalize("12345").is_none());
         assert!(spec.normalize("12345a").is_none());
-        let alnum = CodeSpec {
-            length: 4,
-            alphabet: Alphabet::Alphanumeric,
-        };
+        let alnum = CodeSpec::new(4, Alphabet::Alphanumeric).expect("valid spec");
         assert_eq!(
             alnum.normalize("ab2c").map(|c| c.expose().to_owned()),
             Some("AB2C".into())

@@ -11,6 +11,7 @@
 //!   constant-time comparison.
 //! - [`sms`]: the SMS formats: origin-bound (WebOTP) parsing, SMS Retriever app hashes,
 //!   GSM-7 / UCS-2 segment counting and message composition.
+//! - [`origin`]: hosts and browser origins, checked once when they are made.
 //! - [`phone`]: E.164 validation and country calling codes.
 //! - [`webhook`]: signatures of gateway webhooks (sms-gate.app, TextBee, otpgate's own).
 //! - [`pow`]: the proof-of-work challenge that gates sending.
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod code;
+pub mod origin;
 pub mod phone;
 pub mod pow;
 pub mod receipt;

@@ -31,6 +31,12 @@ pub enum PhoneError {
     /// More than 15 digits with the country code.
     #[error("that number is too long: at most 15 digits with the country code")]
     TooLong,
+    /// Not an assigned country calling code (digits, optionally after `+`).
+    #[error("not a country calling code")]
+    NotACallingCode,
+    /// A number range that is not 1 to 15 digits (optionally after `+`).
+    #[error("a number range is 1 to 15 digits, optionally after +")]
+    BadPrefix,
 }
 
 impl PhoneError {
@@ -42,8 +48,9 @@ impl PhoneError {
             | Self::BadCharacter
             | Self::MisplacedPlus
             | Self::TooShort
-            | Self::TooLong => ErrorCode::InvalidPhone,
-            Self::UnknownCountryCode => ErrorCode::UnknownCountryCode,
+            | Self::TooLong
+            | Self::BadPrefix => ErrorCode::InvalidPhone,
+            Self::UnknownCountryCode | Self::NotACallingCode => ErrorCode::UnknownCountryCode,
         }
     }
 }
@@ -136,6 +143,96 @@ impl TryFrom<String> for PhoneNumber {
 impl From<PhoneNumber> for String {
     fn from(p: PhoneNumber) -> Self {
         p.e164.clone()
+    }
+}
+
+/// A country calling code (an ITU-T E.164 assignment such as `44` or `1`), written with or
+/// without `+`; kept as its digits.
+#[derive(Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CallingCode(String);
+
+impl CallingCode {
+    /// Parses a calling code.
+    ///
+    /// # Errors
+    /// [`PhoneError::NotACallingCode`] unless the digits are exactly an assigned code.
+    pub fn parse(text: &str) -> Result<Self, PhoneError> {
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        let exact = digits.bytes().all(|b| b.is_ascii_digit())
+            && country_code_len(digits).map(usize::from) == Some(digits.len());
+        if exact {
+            Ok(Self(digits.to_owned()))
+        } else {
+            Err(PhoneError::NotACallingCode)
+        }
+    }
+
+    /// The digits, without `+`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `number` is in this country calling code.
+    pub fn contains(&self, number: &PhoneNumber) -> bool {
+        number.country_code() == self.0
+    }
+}
+
+impl TryFrom<String> for CallingCode {
+    type Error = PhoneError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<CallingCode> for String {
+    fn from(c: CallingCode) -> Self {
+        c.0
+    }
+}
+
+/// A range of numbers given by its leading digits (`+4470`), matched against the digits of
+/// a normalised E.164 number; written with or without `+`, kept as its digits.
+#[derive(Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NumberPrefix(String);
+
+impl NumberPrefix {
+    /// Parses a range.
+    ///
+    /// # Errors
+    /// [`PhoneError::BadPrefix`] unless it is 1 to 15 ASCII digits after an optional `+`.
+    pub fn parse(text: &str) -> Result<Self, PhoneError> {
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(digits.to_owned()))
+        } else {
+            Err(PhoneError::BadPrefix)
+        }
+    }
+
+    /// The digits, without `+`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `number` lies in this range.
+    pub fn contains(&self, number: &PhoneNumber) -> bool {
+        number.as_str()[1..].starts_with(&self.0)
+    }
+}
+
+impl TryFrom<String> for NumberPrefix {
+    type Error = PhoneError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<NumberPrefix> for String {
+    fn from(p: NumberPrefix) -> Self {
+        p.0
     }
 }
 
@@ -374,6 +471,37 @@ mod tests {
             HomeCountry::new("44", Some("0x")),
             Err(PhoneError::BadCharacter)
         );
+    }
+
+    #[test]
+    fn calling_codes_and_ranges() {
+        for ok in ["44", "+33", "1", "7", "+358", "212"] {
+            let c = CallingCode::parse(ok).expect(ok);
+            assert_eq!(c.as_str(), ok.trim_start_matches('+'));
+        }
+        for wrong in [
+            "999", "0", "44 ", "4", "441", "12", "+", "", "٤٤", "1234", "++44",
+        ] {
+            assert_eq!(
+                CallingCode::parse(wrong),
+                Err(PhoneError::NotACallingCode),
+                "{wrong:?}"
+            );
+        }
+        let uk = PhoneNumber::parse("+447400123456").expect("valid");
+        assert!(CallingCode::parse("44").expect("uk").contains(&uk));
+        assert!(!CallingCode::parse("4").is_ok_and(|c| c.contains(&uk)));
+        assert!(NumberPrefix::parse("+4474").expect("range").contains(&uk));
+        assert!(!NumberPrefix::parse("4470").expect("range").contains(&uk));
+        for wrong in ["", "+", "44 70", "+4470x", &"1".repeat(16)] {
+            assert_eq!(
+                NumberPrefix::parse(wrong),
+                Err(PhoneError::BadPrefix),
+                "{wrong:?}"
+            );
+        }
+        assert!(serde_json::from_str::<CallingCode>("\"999\"").is_err());
+        assert!(serde_json::from_str::<NumberPrefix>("\"+4470\"").is_ok());
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use otpgate_core::code::CodeSpec;
+pub use otpgate_core::origin::Origin;
+use otpgate_core::sms::{Template, TemplateSet};
 use serde::Deserialize;
 
 use crate::gateway::GatewaysConfig;
@@ -271,14 +273,15 @@ pub struct AppConfig {
     /// The origins allowed to call the API from a browser (CORS), e.g.
     /// `https://shop.example.com`. The first one's host goes on the WebOTP line.
     #[serde(default)]
-    pub origins: Vec<String>,
+    pub origins: Vec<Origin>,
     /// SMS Retriever hashes (11 characters) of the Android apps that read the SMS.
     #[serde(default)]
     pub android_app_hashes: Vec<String>,
-    /// Message templates by locale (`en`, `pt-BR`), with `{code}`, `{app}` placeholders.
-    /// The WebOTP line and the app-hash line are appended by the issuer.
+    /// Message templates by locale (`en`, `pt-BR`), with `{code}`, `{app}` placeholders
+    /// (checked when read: known placeholders, balanced braces, `{code}` present). The
+    /// WebOTP line and the app-hash line are appended by the issuer.
     #[serde(default)]
-    pub templates: BTreeMap<String, String>,
+    pub templates: TemplateSet,
     /// The locale used when the request names none or an unknown one.
     #[serde(default = "default_locale")]
     pub default_locale: String,
@@ -310,25 +313,23 @@ impl AppConfig {
 
     /// The host on the WebOTP line (`@host #code`): the first origin's host.
     pub fn webotp_host(&self) -> Option<String> {
-        self.origins
-            .first()
-            .and_then(|o| Origin::parse(o).ok())
-            .map(|o| o.host)
+        self.origins.first().map(|o| o.host().to_string())
     }
 
     /// The template for `locale` (exact, then the language part, then the default locale),
     /// or `None` when the app has no templates (the built-in one applies).
-    pub fn template(&self, locale: Option<&str>) -> Option<&str> {
+    pub fn template(&self, locale: Option<&str>) -> Option<&Template> {
         let find = |l: &str| {
             self.templates
+                .0
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(l))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v)
         };
         locale
             .and_then(|l| find(l).or_else(|| l.split(['-', '_']).next().and_then(find)))
             .or_else(|| find(&self.default_locale))
-            .or_else(|| self.templates.values().next().map(String::as_str))
+            .or_else(|| self.templates.0.values().next())
     }
 }
 
@@ -368,81 +369,6 @@ fn default_true() -> bool {
 }
 fn default_retention() -> u32 {
     90
-}
-
-/// A browser origin the CORS layer accepts: `scheme://host[:port]`, or in dev mode
-/// `http://localhost:*` (any port).
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct Origin {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// The host, lower case.
-    pub host: String,
-    /// The port; `None` = the scheme's default.
-    pub port: Option<u16>,
-    /// Any port matches (dev mode only).
-    pub any_port: bool,
-}
-
-impl Origin {
-    /// Parses a configured origin.
-    ///
-    /// # Errors
-    /// A reason when it is not `http(s)://host[:port]` (no path, no user info).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (scheme, rest) = s.split_once("://").ok_or("expected scheme://host[:port]")?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return Err("scheme must be http or https".into());
-        }
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '@', '?', '#']) {
-            return Err("an origin has no path, query or user info".into());
-        }
-        let (host, port, any_port) = match rest.rsplit_once(':') {
-            Some((h, "*")) => (h, None, true),
-            Some((h, p)) => (
-                h,
-                Some(p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?),
-                false,
-            ),
-            None => (rest, None, false),
-        };
-        if !valid_host(host) {
-            return Err(format!("bad host `{host}`"));
-        }
-        Ok(Self {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-            any_port,
-        })
-    }
-
-    /// Whether the `Origin` header value `presented` is this origin.
-    pub fn matches(&self, presented: &str) -> bool {
-        let Ok(p) = Origin::parse(presented) else {
-            return false;
-        };
-        if p.any_port || p.scheme != self.scheme || p.host != self.host {
-            return false;
-        }
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        self.any_port || p.port.unwrap_or(default) == self.port.unwrap_or(default)
-    }
-}
-
-/// A host name (letters, digits, hyphens in dot-separated labels) or an IPv4 address.
-fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// Reads the environment: a seam so tests can pass their own variables.
@@ -565,15 +491,21 @@ impl Config {
                 self.server.listen.ip().to_string()
             };
             let port = self.server.listen.port();
+            // Each is an origin by construction (a loopback name or an IP address); an
+            // address no origin can name (IPv6) only leaves the wildcards.
+            let origins = [
+                format!("http://{host}:{port}"),
+                "http://localhost:*".into(),
+                "http://127.0.0.1:*".into(),
+            ]
+            .iter()
+            .filter_map(|o| Origin::parse(o).ok())
+            .collect();
             self.apps.push(AppConfig {
                 name: "demo".into(),
-                origins: vec![
-                    format!("http://{host}:{port}"),
-                    "http://localhost:*".into(),
-                    "http://127.0.0.1:*".into(),
-                ],
+                origins,
                 android_app_hashes: Vec::new(),
-                templates: BTreeMap::new(),
+                templates: TemplateSet::default(),
                 default_locale: default_locale(),
                 audience: None,
                 display_name: Some("otpgate demo".into()),
@@ -702,8 +634,7 @@ impl Config {
     pub fn cors_origins(&self) -> Vec<Origin> {
         self.apps
             .iter()
-            .flat_map(|a| a.origins.iter())
-            .filter_map(|o| Origin::parse(o).ok())
+            .flat_map(|a| a.origins.iter().cloned())
             .collect()
     }
 
@@ -803,9 +734,7 @@ impl Config {
                 ));
             }
             for (j, o) in app.origins.iter().enumerate() {
-                let parsed =
-                    Origin::parse(o).map_err(|r| invalid(format!("apps[{i}].origins[{j}]"), r))?;
-                if parsed.any_port && !self.dev_mode {
+                if o.any_port() && !self.dev_mode {
                     return Err(invalid(
                         format!("apps[{i}].origins[{j}]"),
                         "a wildcard port is for dev mode only".into(),
@@ -824,19 +753,11 @@ impl Config {
                     ));
                 }
             }
-            for locale in app.templates.keys() {
-                if !app.templates[locale].contains("{code}") {
-                    return Err(invalid(
-                        format!("apps[{i}].templates.{locale}"),
-                        "the template must contain {code}".into(),
-                    ));
-                }
-            }
             // Compose a sample SMS for every locale the app has: a template that cannot make
             // a valid one-segment message stops the server now, not at the first send.
-            let sample = otpgate_core::code::Code::new("7".repeat(app.code.length.clamp(4, 10)));
+            let sample = otpgate_core::code::Code::new("7".repeat(app.code.length()));
             let locales: Vec<Option<&str>> = std::iter::once(None)
-                .chain(app.templates.keys().map(|k| Some(k.as_str())))
+                .chain(app.templates.0.keys().map(|k| Some(k.as_str())))
                 .collect();
             for locale in locales {
                 if let Err(e) = crate::service::compose_sms(app, locale, &sample) {
@@ -852,9 +773,6 @@ impl Config {
             {
                 return Err(invalid(key("audience"), "1-256 characters".into()));
             }
-            app.code
-                .validate()
-                .map_err(|e| invalid(key("code.length"), e.to_string()))?;
         }
         self.policy.validate().map_err(|r| {
             let (k, reason) = r
@@ -955,16 +873,19 @@ code = { length = 8, alphabet = "alphanumeric" }
         assert_eq!(app.name, "shop");
         assert_eq!(app.audience(), "shop");
         assert_eq!(app.webotp_host().as_deref(), Some("shop.example.com"));
-        assert_eq!(app.code.length, 8);
+        assert_eq!(app.code.length(), 8);
         assert_eq!(
-            app.template(Some("pt-BR")),
+            app.template(Some("pt-BR")).map(Template::as_str),
             Some("{code} é o seu codigo {app}")
         );
         assert_eq!(
-            app.template(Some("en-GB")),
+            app.template(Some("en-GB")).map(Template::as_str),
             Some("{code} is your {app} code")
         );
-        assert_eq!(app.template(Some("de")), Some("{code} is your {app} code"));
+        assert_eq!(
+            app.template(Some("de")).map(Template::as_str),
+            Some("{code} is your {app} code")
+        );
         assert!(cfg.app(Some("nope")).is_none());
     }
 
@@ -1125,7 +1046,7 @@ code = { length = 8, alphabet = "alphanumeric" }
         let cfg = Config::load(Some(&path), &Overrides::default(), &env(&[]))
             .expect("the sample is valid");
         assert_eq!(cfg.apps.len(), 2);
-        assert_eq!(cfg.app(Some("bank")).map(|a| a.code.length), Some(8));
+        assert_eq!(cfg.app(Some("bank")).map(|a| a.code.length()), Some(8));
         assert_eq!(cfg.public_url(), "https://otp.example.com");
     }
 

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, Ordering};
 
 use otpgate_core::code::ct_eq;
-use otpgate_core::phone::{PhoneNumber, country_code_len};
+use otpgate_core::phone::{CallingCode, NumberPrefix, PhoneNumber};
 use otpgate_core::pow::{self, PowError};
 use otpgate_core::wire::{ErrorCode, PowSolution};
 use serde::{Deserialize, Serialize};
@@ -158,12 +158,12 @@ pub struct PolicyConfig {
     /// The budgets.
     pub budgets: Budgets,
     /// Allowed country calling codes, without `+` (default [`DEFAULT_ALLOWED_COUNTRIES`]).
-    pub allowed_countries: Vec<String>,
+    pub allowed_countries: Vec<CallingCode>,
     /// Lifts the country allow-list entirely (SMS pumping risk).
     pub danger_allow_all_countries: bool,
     /// Number prefixes never sent to (premium-rate or known pumping ranges), e.g. `"+4470"`
     /// (default [`DEFAULT_BLOCKED_PREFIXES`]; setting the key replaces the whole list).
-    pub blocked_prefixes: Vec<String>,
+    pub blocked_prefixes: Vec<NumberPrefix>,
     /// API keys of trusted backends (skip the proof of work and the IP budget). Each entry
     /// is `sha256:<hex digest of the key>`, `env:VARIABLE` or `file:/path` (never the key
     /// itself in the file).
@@ -186,22 +186,18 @@ impl Default for PolicyConfig {
             budgets: Budgets::default(),
             allowed_countries: DEFAULT_ALLOWED_COUNTRIES
                 .iter()
-                .map(|s| (*s).to_owned())
+                .filter_map(|c| CallingCode::parse(c).ok())
                 .collect(),
             danger_allow_all_countries: false,
             blocked_prefixes: DEFAULT_BLOCKED_PREFIXES
                 .iter()
-                .map(|p| (*p).to_owned())
+                .filter_map(|p| NumberPrefix::parse(p).ok())
                 .collect(),
             api_keys: Vec::new(),
             test_numbers: BTreeMap::new(),
             pow: PowConfig::default(),
         }
     }
-}
-
-fn digits_of(prefix: &str) -> &str {
-    prefix.strip_prefix('+').unwrap_or(prefix)
 }
 
 /// Resolves one `api_keys` entry to the SHA-256 of the key.
@@ -290,24 +286,6 @@ impl PolicyConfig {
                 "allowed_countries",
                 "empty: no number could be sent to (or set danger_allow_all_countries)",
             );
-        }
-        for (i, cc) in self.allowed_countries.iter().enumerate() {
-            let cc = digits_of(cc);
-            let known = cc.bytes().all(|c| c.is_ascii_digit())
-                && country_code_len(cc) == u8::try_from(cc.len()).ok();
-            if cc.is_empty() || cc.len() > 3 || !known {
-                return Err(format!(
-                    "allowed_countries[{i}]: {cc:?} is not a country calling code"
-                ));
-            }
-        }
-        for (i, p) in self.blocked_prefixes.iter().enumerate() {
-            let d = digits_of(p);
-            if d.is_empty() || d.len() > 15 || !d.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(format!(
-                    "blocked_prefixes[{i}]: {p:?} must be 1 to 15 digits"
-                ));
-            }
         }
         for (i, k) in self.api_keys.iter().enumerate() {
             resolve_api_key(k).map_err(|r| format!("api_keys[{i}]: {r}"))?;
@@ -494,8 +472,8 @@ pub struct Policy {
     api_keys: Vec<[u8; 32]>,
     /// E.164 → fixed code.
     test_numbers: BTreeMap<String, String>,
-    allowed: Vec<String>,
-    blocked: Vec<String>,
+    allowed: Vec<CallingCode>,
+    blocked: Vec<NumberPrefix>,
     /// (computed at ms, global difficulty part).
     signal_cache: Mutex<Option<(i64, u8)>>,
     difficulty: AtomicU8,
@@ -551,16 +529,8 @@ impl Policy {
                     .map(|p| (p.as_str().to_owned(), c.clone()))
             })
             .collect();
-        let allowed = cfg
-            .allowed_countries
-            .iter()
-            .map(|c| digits_of(c).to_owned())
-            .collect();
-        let blocked = cfg
-            .blocked_prefixes
-            .iter()
-            .map(|c| digits_of(c).to_owned())
-            .collect();
+        let allowed = cfg.allowed_countries.clone();
+        let blocked = cfg.blocked_prefixes.clone();
         let base = if cfg.pow.enabled {
             cfg.pow.base_difficulty
         } else {
@@ -597,13 +567,10 @@ impl Policy {
     }
 
     fn check_destination(&self, phone: &PhoneNumber) -> Result<(), PolicyError> {
-        let digits = &phone.as_str()[1..];
-        if !self.cfg.danger_allow_all_countries
-            && !self.allowed.iter().any(|c| c == phone.country_code())
-        {
+        if !self.cfg.danger_allow_all_countries && !self.allowed.iter().any(|c| c.contains(phone)) {
             return Err(PolicyError::CountryNotAllowed);
         }
-        if self.blocked.iter().any(|p| digits.starts_with(p.as_str())) {
+        if self.blocked.iter().any(|p| p.contains(phone)) {
             return Err(PolicyError::CountryNotAllowed);
         }
         Ok(())

@@ -24,7 +24,7 @@ use otpgate_core::code::Code;
 use otpgate_core::phone::{PhoneError, PhoneNumber};
 use otpgate_core::pow::PowError;
 use otpgate_core::receipt::Claims;
-use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, compose};
+use otpgate_core::sms::{ComposeError, ComposeRequest, compose};
 use otpgate_core::wire::{
     CheckResponse, Delivery, DeliveryState, ErrorCode, PowSolution, Status, VerificationView,
 };
@@ -1060,18 +1060,12 @@ pub fn compose_sms(
     locale: Option<&str>,
     code: &Code,
 ) -> Result<(String, u32), ComposeError> {
-    let templates = TemplateSet(
-        app.templates
-            .iter()
-            .map(|(k, v)| (k.clone(), Template(v.clone())))
-            .collect(),
-    );
     let host = app.webotp_host();
     let composed = compose(ComposeRequest {
         origin: host.as_deref(),
         app_hash: app.android_app_hashes.first().map(String::as_str),
         locale: Some(locale.unwrap_or(&app.default_locale)),
-        templates: Some(&templates),
+        templates: Some(&app.templates),
         ..ComposeRequest::new(app.display_name(), code.expose())
     })?;
     Ok((composed.text, composed.segments.segments.max(1)))
@@ -1082,9 +1076,10 @@ mod tests {
     use super::*;
 
     fn app() -> AppConfig {
+        use crate::config::Origin;
         AppConfig {
             name: "shop".into(),
-            origins: vec!["https://shop.example.com".into()],
+            origins: vec![Origin::parse("https://shop.example.com").expect("origin")],
             android_app_hashes: vec![],
             templates: Default::default(),
             default_locale: "en".into(),
@@ -1130,9 +1125,10 @@ mod tests {
         assert_eq!(parsed.webotp.map(|w| w.code), Some("123456".to_owned()));
         let mut with_hash = app();
         with_hash.android_app_hashes = vec!["FA+9qCX9VSu".into()];
-        with_hash
-            .templates
-            .insert("fr".into(), "{code} est votre code {app}".into());
+        with_hash.templates.0.insert(
+            "fr".into(),
+            otpgate_core::sms::Template::new("{code} est votre code {app}").expect("template"),
+        );
         let (text, _) =
             compose_sms(&with_hash, Some("fr-CA"), &Code::new("654321")).expect("composes");
         assert_eq!(

@@ -60,9 +60,25 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
 /// A human-text template with `{app}`, `{code}`, `{origin}`, `{app_hash}` placeholders
 /// (`{{` and `}}` are literal braces). The composer adds the `<#>` marker, the origin-bound
 /// line and the app hash around it according to the [`Layout`].
+///
+/// A `Template` can only be made through [`Template::new`] (deserializing calls it too), so
+/// every template in hand is a checked one.
 #[derive(Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Template(pub String);
+#[serde(try_from = "String", into = "String")]
+pub struct Template(String);
+
+impl TryFrom<String> for Template {
+    type Error = ComposeError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::new(text)
+    }
+}
+
+impl From<Template> for String {
+    fn from(t: Template) -> Self {
+        t.0
+    }
+}
 
 impl Template {
     /// A checked template: known placeholders only, balanced braces, `{code}` present.
@@ -72,7 +88,7 @@ impl Template {
     /// [`ComposeError::CodeMissing`].
     pub fn new(text: impl Into<String>) -> Result<Self, ComposeError> {
         let t = Self(text.into());
-        t.validate()?;
+        t.check()?;
         Ok(t)
     }
 
@@ -81,11 +97,7 @@ impl Template {
         &self.0
     }
 
-    /// Checks the template (see [`Template::new`]).
-    ///
-    /// # Errors
-    /// As [`Template::new`].
-    pub fn validate(&self) -> Result<(), ComposeError> {
+    fn check(&self) -> Result<(), ComposeError> {
         check_template_chars(&self.0)?;
         let mut has_code = false;
         for piece in Pieces::new(&self.0) {
@@ -116,17 +128,6 @@ impl Template {
 pub struct TemplateSet(pub BTreeMap<String, Template>);
 
 impl TemplateSet {
-    /// Checks every template.
-    ///
-    /// # Errors
-    /// The first bad template's error, with its locale.
-    pub fn validate(&self) -> Result<(), (String, ComposeError)> {
-        for (locale, t) in &self.0 {
-            t.validate().map_err(|e| (locale.clone(), e))?;
-        }
-        Ok(())
-    }
-
     /// The template for `tag` (exact tag first, then its primary subtag).
     pub fn find(&self, tag: &str) -> Option<(&str, &Template)> {
         let tag = normalize_locale(tag);
@@ -881,11 +882,22 @@ mod tests {
 
     #[test]
     fn errors() {
-        let t = |s: &str| Template(s.to_owned());
-        let unknown = t("Your {app} code is {code} {oops}");
-        let unbalanced = t("Your {app code is {code}");
-        let stray = t("Your } code is {code}");
-        let no_code = t("Your {app} code");
+        let t = |s: &str| Template::new(s).expect("a valid template");
+        // A template that cannot be one is refused when it is made (and when it is read).
+        for (text, code) in [
+            ("Your {app} code is {code} {oops}", "unknown_placeholder"),
+            ("Your {app code is {code}", "bad_template"),
+            ("Your } code is {code}", "bad_template"),
+            ("Your {app} code", "code_missing"),
+        ] {
+            assert_eq!(
+                Template::new(text).map_err(|e| e.code()),
+                Err(code),
+                "{text:?}"
+            );
+            let json = serde_json::to_string(text).expect("json");
+            assert!(serde_json::from_str::<Template>(&json).is_err(), "{text:?}");
+        }
         let uses_origin = t("{code} for {origin}");
         let fake = t("Your code is {code}\n@evil.example #{code}");
         let ambiguous = t("Order A1234 code {code}");
@@ -985,34 +997,6 @@ mod tests {
             ),
             (
                 ComposeRequest {
-                    template: Some(&unknown),
-                    ..good
-                },
-                "unknown_placeholder",
-            ),
-            (
-                ComposeRequest {
-                    template: Some(&unbalanced),
-                    ..good
-                },
-                "bad_template",
-            ),
-            (
-                ComposeRequest {
-                    template: Some(&stray),
-                    ..good
-                },
-                "bad_template",
-            ),
-            (
-                ComposeRequest {
-                    template: Some(&no_code),
-                    ..good
-                },
-                "code_missing",
-            ),
-            (
-                ComposeRequest {
                     template: Some(&uses_origin),
                     origin: None,
                     ..good
@@ -1107,7 +1091,8 @@ mod tests {
     fn fits_exactly_one_sms() {
         // 160 septets is fine, 161 is not.
         let base = "Your {code} ".len() - "{code}".len() + 6;
-        let fill = |n: usize| Template(format!("Your {{code}} {}", "x".repeat(n)));
+        let fill =
+            |n: usize| Template::new(format!("Your {{code}} {}", "x".repeat(n))).expect("valid");
         let t160 = fill(160 - base);
         let t161 = fill(161 - base);
         let c = compose(ComposeRequest {

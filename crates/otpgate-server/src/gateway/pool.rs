@@ -91,12 +91,7 @@ impl Device {
         if self.cfg.countries.is_empty() {
             return true;
         }
-        phone.is_some_and(|p| {
-            self.cfg
-                .countries
-                .iter()
-                .any(|c| c.trim_start_matches('+') == p.country_code())
-        })
+        phone.is_some_and(|p| self.cfg.countries.iter().any(|c| c.contains(p)))
     }
 }
 
