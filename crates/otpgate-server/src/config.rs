@@ -926,10 +926,17 @@ code = { length = 8, alphabet = "alphanumeric" }
 
     #[test]
     fn invalid_values_are_refused_with_their_key() {
+        // A value its type refuses fails as the file is read, the rest when it is checked:
+        // both name the key.
         let with = |extra: &str| {
-            let mut c = parse(&format!("{MINIMAL}{extra}")).expect("parses");
-            c.source = Some("f.toml".into());
-            c.validate().expect_err("invalid").to_string()
+            let err = match parse(&format!("{MINIMAL}{extra}")) {
+                Err(e) => e,
+                Ok(mut c) => {
+                    c.source = Some("f.toml".into());
+                    c.validate().expect_err("invalid")
+                }
+            };
+            err.to_string()
         };
         assert!(with("[[apps]]\nname = \"shop\"\n").contains("apps[1].name"));
         assert!(with("[[apps]]\nname = \"Bad Name\"\n").contains("apps[1].name"));
@@ -949,7 +956,16 @@ code = { length = 8, alphabet = "alphanumeric" }
             with("[[apps]]\nname = \"b\"\ntemplates = { en = \"no code here\" }\n")
                 .contains("templates.en")
         );
-        assert!(with("[[apps]]\nname = \"b\"\ncode = { length = 3 }\n").contains("code.length"));
+        let short = with("[[apps]]\nname = \"b\"\ncode = { length = 3 }\n");
+        assert!(
+            short.contains("apps[1].code") && short.contains("between 4 and 10"),
+            "{short}"
+        );
+        let origin = with("[[apps]]\nname = \"b\"\norigins = [\"https://-bad.example\"]\n");
+        assert!(
+            origin.contains("apps[1].origins[0]") && origin.contains("bad host"),
+            "{origin}"
+        );
         let mut c = parse(MINIMAL).expect("parses");
         c.server.body_limit_bytes = 10 * MAX_BODY_LIMIT;
         assert!(
