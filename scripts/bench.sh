@@ -42,7 +42,7 @@ for a in "$@"; do
 	case "$a" in
 	core | issuer | flood | gateway | client) sections+=("$a") ;;
 	-h | --help)
-		sed -n '2,33p' "$0"
+		sed -n '2,34p' "$0"
 		exit 0
 		;;
 	*)
