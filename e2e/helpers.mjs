@@ -1,16 +1,16 @@
 // Shared helpers of the browser end-to-end tests: the issuer under test, Chromium through
 // playwright-core, and reading the SMS off the emulated phone panel like a person would.
 
-import { mkdtempSync, mkdirSync, rmSync, existsSync, statSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { spawn } from "node:child_process";
-import net from "node:net";
 import { chromium } from "playwright-core";
+import { freePort, serve } from "./issuer.mjs";
 
+export { ROOT, freePort, otpgateBin } from "./issuer.mjs";
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const ROOT = path.resolve(HERE, "..");
 export const SHOTS = path.join(HERE, "screenshots");
 mkdirSync(SHOTS, { recursive: true });
 
@@ -125,7 +125,7 @@ export async function typeCode(page, code) {
  * serious or critical impact as readable lines.
  */
 export async function axeViolations(page) {
-  await page.addScriptTag({ path: path.join(HERE, "node_modules/axe-core/axe.min.js") });
+  await page.addScriptTag({ path: createRequire(import.meta.url).resolve("axe-core/axe.min.js") });
   const result = await page.evaluate(async () =>
     // eslint-disable-next-line no-undef
     axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }));
@@ -140,39 +140,6 @@ export async function screenshot(page, name) {
   return file;
 }
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** The `otpgate` binary: OTPGATE_BIN, else the newest of $CARGO_TARGET_DIR/debug, target/debug, target/release. */
-export function otpgateBin() {
-  if (process.env.OTPGATE_BIN) {
-    if (!existsSync(process.env.OTPGATE_BIN)) throw new Error(`OTPGATE_BIN=${process.env.OTPGATE_BIN} does not exist`);
-    return process.env.OTPGATE_BIN;
-  }
-  const candidates = [
-    process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, "debug/otpgate"),
-    path.join(ROOT, "target/debug/otpgate"),
-    path.join(ROOT, "target/release/otpgate"),
-  ].filter(Boolean);
-  // The most recently built one: a stale binary elsewhere must not win.
-  const found = candidates
-    .filter((p) => existsSync(p))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-  if (!found) {
-    throw new Error(`no otpgate binary (tried ${candidates.join(", ")}): cargo build -p otpgate-server`);
-  }
-  return found;
-}
-
 /**
  * Starts an own `otpgate serve` (from the repository root, so it serves www/) with `args`
  * and `env`, waits for /healthz; returns `{ url, stop, log }`.
@@ -181,42 +148,14 @@ export async function startServer({ args = [], env = {}, port: wanted } = {}) {
   const port = wanted || (await freePort());
   const dataDir = mkdtempSync(path.join(tmpdir(), "otpgate-e2e-data-"));
   const url = `http://127.0.0.1:${port}`;
-  let log = "";
-  const child = spawn(
-    otpgateBin(),
-    ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args],
-    { cwd: ROOT, env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  child.stdout.on("data", (d) => { log += d; });
-  child.stderr.on("data", (d) => { log += d; });
-  const exited = new Promise((r) => child.once("exit", r));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`otpgate serve exited (${child.exitCode}):\n${log}`);
-    try {
-      const r = await fetch(`${url}/healthz`);
-      if (r.ok) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`otpgate serve did not become healthy:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
   return {
     url,
     dataDir,
-    log: () => log,
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-        await exited;
-        clearTimeout(t);
-      }
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    ...(await serve({
+      url,
+      args: ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, ...args],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env },
+      remove: dataDir,
+    })),
   };
 }

@@ -17,6 +17,6 @@ if [[ "${PROFILE:-dev}" == release ]]; then
 	dir=release
 fi
 if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
-	exec "$CARGO_TARGET_DIR/$dir/examples/gateway_bench" "$@"
+	exec "$CARGO_TARGET_DIR/$dir/gateway" "$@"
 fi
-exec cargo run -q "${profile[@]}" -p otpgate-server --example gateway_bench -- "$@"
+exec cargo run -q "${profile[@]}" -p otpgate-bench --bin gateway -- "$@"

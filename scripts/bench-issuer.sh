@@ -4,7 +4,7 @@
 #
 #   scripts/bench-issuer.sh [embedded|redis|all]     (default: all)
 #
-# 1. builds `otpgate` and the load client (`examples/load.rs`) in release mode;
+# 1. builds `otpgate` and the load client (`bench/src/bin/load.rs`) in release mode;
 # 2. embedded: one instance on the embedded store (redb file + audit log), at each
 #    durability level: `disk` (every answer after the fdatasync) and `process` (every answer
 #    after the write to the OS, synced within 200 ms: survives kill -9, not a power cut);
@@ -51,11 +51,11 @@ TEST_CODE="123456"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 	echo "== building (release)"
-	cargo build --release -q -p otpgate-server --bin otpgate --example load
+	cargo build --release -q -p otpgate-server -p otpgate-bench --bin otpgate --bin load
 fi
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release/otpgate"
-load="$target/release/examples/load"
+load="$target/release/load"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/otpgate-bench.XXXXXX")"
 pids=()

@@ -6,14 +6,17 @@
 #   scripts/bench.sh [core] [issuer] [flood] [gateway] [client]      (default: all five)
 #
 #   core     SMS parse / segments / compose: native (criterion, CPU time of one thread; bar
-#            2 M parses/s) and in Node through the built npm package, beside pure-JS peers
+#            2 M parses/s; bench/benches/sms.rs) and in Node through the built npm package
+#            (bench/js/node-core.mjs), beside pure-JS peers
 #   issuer   starts/s, checks/s, p99 on the embedded store (one instance) and on Redis (two
 #            instances), beside /healthz of the same servers (scripts/bench-issuer.sh)
 #   flood    SMS pumping against `otpgate serve` with the default policy and a real
-#            `otpgate emulator` phone (examples/flood.rs): legitimate users vs attackers from
-#            many loopback addresses; sends to blocked countries must be 0
-#   gateway  ten emulated phones at their budgets (examples/gateway_bench.rs)
+#            `otpgate emulator` phone (bench/src/bin/flood.rs): legitimate users vs attackers
+#            from many loopback addresses; sends to blocked countries must be 0
+#   gateway  ten emulated phones at their budgets (bench/src/bin/gateway.rs)
 #   client   npm package size (bar 80 KB gzipped), cold instantiation in Node and workerd
+#            (bench/js/client-cold.mjs)
+# What each measures and the bar it is held to: bench/README.md.
 #
 # Knobs (environment):
 #   QUICK=1           short phases (a few seconds each; the whole run takes a few minutes)
@@ -39,7 +42,7 @@ for a in "$@"; do
 	case "$a" in
 	core | issuer | flood | gateway | client) sections+=("$a") ;;
 	-h | --help)
-		sed -n '2,30p' "$0"
+		sed -n '2,34p' "$0"
 		exit 0
 		;;
 	*)
@@ -78,7 +81,8 @@ else
 fi
 REDIS_AOF=${REDIS_AOF:-no}
 BIN=$CARGO_TARGET_DIR/release/otpgate
-EXAMPLES=$CARGO_TARGET_DIR/release/examples
+# The bench tools (package otpgate-bench, bench/src/bin/): load, flood, gateway, store.
+TOOLS=$CARGO_TARGET_DIR/release
 
 pids=()
 work=$(mktemp -d "${TMPDIR:-/tmp}/otpgate-bench.XXXXXX")
@@ -120,8 +124,10 @@ wait_http() { # url
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 	if want issuer || want flood || want gateway; then
 		say "building otpgate and the load/flood/gateway benches (release)"
-		cargo build --release -q -p otpgate-server --bin otpgate \
-			--example load --example flood --example gateway_bench
+		# One build, so both packages see the same dependency features (no second build of the
+		# shared dependencies).
+		cargo build --release -q -p otpgate-server -p otpgate-bench \
+			--bin otpgate --bin load --bin flood --bin gateway
 	fi
 	if want core || want client; then
 		say "building the npm package (scripts/build-pkg.sh)"
@@ -137,14 +143,14 @@ fi
 core() {
 	say "core: criterion (native, one thread)"
 	rm -rf "$OUT/criterion"
-	CRITERION_HOME="$OUT/criterion" timeout 900 cargo bench -q -p otpgate-core --bench sms -- \
+	CRITERION_HOME="$OUT/criterion" timeout 900 cargo bench -q -p otpgate-bench --bench sms -- \
 		"${CRIT[@]}" >"$RAW/core-criterion.log" 2>&1 || {
 		tail -20 "$RAW/core-criterion.log" >&2
 		return 1
 	}
-	node bench/summary.mjs --criterion "$OUT/criterion" >"$RAW/core-native.json" || return 1
+	node bench/js/summary.mjs --criterion "$OUT/criterion" >"$RAW/core-native.json" || return 1
 	say "core: Node through the npm package"
-	timeout 300 node bench/node-core.mjs --seconds "$CORE_SECS" --json "$RAW/core-node.json"
+	timeout 300 node bench/js/node-core.mjs --seconds "$CORE_SECS" --json "$RAW/core-node.json"
 }
 
 # ---- issuer -----------------------------------------------------------------------------
@@ -209,7 +215,7 @@ EOF
 		cat "$dir/serve.log" >&2
 		return 1
 	}
-	timeout $((FLOOD_SECS + 120)) "$EXAMPLES/flood" --base "http://127.0.0.1:$port" --emulator "http://127.0.0.1:$eport" \
+	timeout $((FLOOD_SECS + 120)) "$TOOLS/flood" --base "http://127.0.0.1:$port" --emulator "http://127.0.0.1:$eport" \
 		--allowed 44,1 --app shop --duration-secs "$FLOOD_SECS" \
 		--attackers "${FLOOD_ATTACKERS:-1000}" --attack-concurrency "${FLOOD_INFLIGHT:-64}" \
 		--attacker-pow-bits "${FLOOD_ATTACKER_POW_BITS:-8}" \
@@ -226,7 +232,7 @@ EOF
 # ---- gateway ----------------------------------------------------------------------------
 gateway() {
 	say "gateway: ten emulated phones at their budgets (scripts/bench-gateway.sh)"
-	# gateway_bench exits non-zero below its bar; the figures are still written.
+	# the gateway tool exits non-zero below its bar; the figures are still written.
 	SKIP_BUILD=1 PROFILE=release timeout $((GATEWAY_WINDOWS * 10 + 120)) bash scripts/bench-gateway.sh \
 		--windows "$GATEWAY_WINDOWS" --json "$RAW/gateway.json" || [[ -s "$RAW/gateway.json" ]]
 }
@@ -239,7 +245,7 @@ client() {
 		>"$RAW/client-size.json"
 	say "client: cold instantiation, Node and workerd ($RUNS runs each)"
 	sh examples/edge-worker/build.sh >&2 || return 1
-	timeout 600 node bench/client-cold.mjs --runs "$RUNS" --json "$RAW/client-cold.json"
+	timeout 600 node bench/js/client-cold.mjs --runs "$RUNS" --json "$RAW/client-cold.json"
 }
 
 started=$(date +%s)
@@ -251,7 +257,7 @@ say "summary ($(($(date +%s) - started)) s; $(nproc) CPUs; load average $(cut -d
 # The summary exits non-zero when a must-be-zero property failed (FAIL) or a section left no
 # figures (ERROR); a performance bar missed (MISS) is reported, not fatal.
 status=0
-node bench/summary.mjs --raw "$RAW" --md "$OUT/summary.md" --quick "$QUICK" \
+node bench/js/summary.mjs --raw "$RAW" --md "$OUT/summary.md" --quick "$QUICK" \
 	--sections "${sections[*]}" || status=1
 echo "(markdown: $OUT/summary.md; raw figures: $RAW/)"
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -11,7 +11,8 @@
 #   otpgate_bg.wasm                optimised by wasm-opt -Oz
 #   package.json, README.md        from pkg-template/ (version from Cargo.toml)
 # Tools: wasm-bindgen at the Cargo.lock version (scripts/setup.sh installs it); wasm-opt from
-# the npm package binaryen pinned in scripts/tools (Debian's binaryen 108 breaks the output).
+# the npm package binaryen pinned in scripts/tools (Debian's binaryen 108 breaks the output),
+# installed by `npm ci` at the root (the npm workspace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,10 +25,11 @@ if [ "$HAVE" != "$WBG" ]; then
   echo "build-pkg: wasm-bindgen $WBG needed (found '${HAVE:-none}'); run scripts/setup.sh" >&2
   exit 1
 fi
-if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ]; then
-  (cd scripts/tools && npm ci --no-audit --no-fund --loglevel=error)
+WASM_OPT=$ROOT/node_modules/.bin/wasm-opt
+if [ ! -x "$WASM_OPT" ]; then
+  # Only scripts/tools' packages (binaryen), not the whole workspace.
+  npm ci --workspace scripts/tools --no-audit --no-fund --loglevel=error
 fi
-WASM_OPT=$ROOT/scripts/tools/node_modules/.bin/wasm-opt
 
 # The `wasm` profile (Cargo.toml): opt-level z, fat LTO, abort; not stripped, because
 # wasm-bindgen needs the target_features section; wasm-opt strips names and producers after.

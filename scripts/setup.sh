@@ -25,11 +25,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; the
   cargo install -q wasm-bindgen-cli --version "$WBG"
 fi
 
-# JavaScript tools and test drivers, each pinned by its package-lock.json.
-for dir in scripts/tools tests-node e2e examples/edge-worker; do
-  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
-    echo "setup: npm ci in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-done
+# JavaScript tools, test drivers and benchmarks: one npm workspace (package.json: scripts/tools,
+# tests-node, e2e, examples/edge-worker, bench/js), pinned by the one package-lock.json.
+# Installed again when the lock file is newer than the last install or a package is missing
+# (scripts/build-pkg.sh alone installs only scripts/tools').
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
+  ! npm ls --depth=0 >/dev/null 2>&1; then
+  echo "setup: npm ci (the npm workspace)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 echo "setup: ok"

@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { freePort, startIssuer, TEST_CODE, TEST_NUMBER } from "../support/issuer.mjs";
+import { freePort, startIssuer, TEST_CODE, TEST_NUMBER, workerdBin } from "../support/issuer.mjs";
 
 const WORKER_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 
@@ -24,7 +24,7 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
   workerd = spawn(
-    path.join(WORKER_DIR, "node_modules/.bin/workerd"),
+    workerdBin(),
     ["serve", "config.capnp", "--socket-addr", `http=127.0.0.1:${port}`],
     {
       cwd: WORKER_DIR,

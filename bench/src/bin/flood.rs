@@ -3,7 +3,7 @@
 //! proof of work on, default budgets, only the country allow-list narrowed).
 //!
 //! ```text
-//! cargo run --release -p otpgate-server --example flood -- \
+//! cargo run --release -p otpgate-bench --bin flood -- \
 //!     --base http://127.0.0.1:8080 --emulator http://127.0.0.1:8081 --allowed 44,1 \
 //!     --duration-secs 30 [--json out.json]
 //! ```

@@ -1,13 +1,17 @@
-// Cold start of the worker under the standalone `workerd serve config.capnp`: N fresh
-// processes, each timed from spawn to its first answer (a /protected without a receipt: the
-// module, the 200 KB wasm and initSync, no network), then a warm request on the same process.
-//   node bench/cold-start.mjs [runs=10]
+// Cold start of the edge-worker example (examples/edge-worker) under the standalone
+// `workerd serve config.capnp`: N fresh processes, each timed from spawn to its first answer
+// (a /protected without a receipt: the module, the 200 KB wasm and initSync, no network),
+// then a warm request on the same process.
+//   node bench/js/edge-cold-start.mjs [runs=10]     (after examples/edge-worker/build.sh)
 import { spawn } from "node:child_process";
 import net from "node:net";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../examples/edge-worker");
+// The example's pinned workerd, wherever npm placed it in the workspace.
+const WORKERD = createRequire(path.join(DIR, "package.json")).resolve("workerd/bin/workerd");
 const runs = Number(process.argv[2] || 10);
 
 const freePort = () => new Promise((resolve) => {
@@ -22,7 +26,7 @@ const warm = [];
 for (let i = 0; i < runs; i++) {
   const port = await freePort();
   const t0 = performance.now();
-  const p = spawn(path.join(DIR, "node_modules/.bin/workerd"), ["serve", "config.capnp", "--socket-addr", `http=127.0.0.1:${port}`], {
+  const p = spawn(WORKERD, ["serve", "config.capnp", "--socket-addr", `http=127.0.0.1:${port}`], {
     cwd: DIR,
     env: { ...process.env, OTPGATE_ISSUER: "http://127.0.0.1:9", OTPGATE_AUDIENCE: "demo" },
     stdio: "ignore",

@@ -5,16 +5,16 @@
 // than the package's grammar (no host validation, no User Consent rules): they are a ceiling
 // reference, not an equivalent.
 //
-//   node bench/node-core.mjs [--seconds S] [--pkg DIR] [--json FILE]
+//   node bench/js/node-core.mjs [--seconds S] [--pkg DIR] [--json FILE]
 //
 // Figures are messages per second of process CPU time (user + system, one thread of JS) and
 // per second of wall time, after a warm-up. The message mix is the criterion bench's
-// (crates/otpgate-core/benches/sms.rs).
+// (bench/benches/sms.rs).
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;

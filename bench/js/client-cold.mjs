@@ -7,15 +7,16 @@
 //   scope; GET /protected without a receipt needs no network) beside the same for a
 //   hello-world worker without wasm (the peer), both under the same `workerd serve`.
 //
-//   node bench/client-cold.mjs [--runs N] [--pkg DIR] [--json FILE] [--no-workerd]
+//   node bench/js/client-cold.mjs [--runs N] [--pkg DIR] [--json FILE] [--no-workerd]
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
@@ -24,7 +25,14 @@ const RUNS = Number(arg("--runs", "9"));
 const PKG = path.resolve(arg("--pkg", path.join(ROOT, "pkg")));
 const JSON_OUT = arg("--json", null);
 const EDGE = path.join(ROOT, "examples/edge-worker");
-const WORKERD = path.join(EDGE, "node_modules/.bin/workerd");
+// The example's pinned workerd, wherever npm placed it in the workspace.
+const WORKERD = (() => {
+  try {
+    return createRequire(path.join(EDGE, "package.json")).resolve("workerd/bin/workerd");
+  } catch {
+    return path.join(ROOT, "node_modules/.bin/workerd");
+  }
+})();
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -111,7 +119,7 @@ console.error(
 
 // ---- workerd --------------------------------------------------------------------------
 if (!process.argv.includes("--no-workerd")) {
-  if (!existsSync(WORKERD)) throw new Error(`${WORKERD} missing: run scripts/setup.sh`);
+  if (!existsSync(WORKERD)) throw new Error(`${WORKERD} missing: run scripts/setup.sh (npm ci at the repository root)`);
   if (!existsSync(path.join(EDGE, "pkg/otpgate_bg.wasm"))) {
     throw new Error("examples/edge-worker/pkg missing: run examples/edge-worker/build.sh");
   }

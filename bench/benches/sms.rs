@@ -1,7 +1,7 @@
 //! Criterion benchmarks of SMS parsing, segment counting and composition, reported as
 //! messages per second (the bar: ≥ 2,000,000 parses/s on one core).
 //!
-//! `cargo bench -p otpgate-core --bench sms -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p otpgate-bench --bench sms -- --warm-up-time 1 --measurement-time 3`
 #![allow(missing_docs)]
 
 use std::hint::black_box;

@@ -5,7 +5,7 @@
 //! `--windows` budget windows. Reported: delivered SMS as a share of the sum of budgets
 //! (bar: ≥ 95 %), sends of an expired code (must be 0) and duplicate sends (must be 0).
 //!
-//! `cargo run -p otpgate-server --example gateway_bench -- [--windows N] [--phones N] [--json FILE]`
+//! `cargo run -p otpgate-bench --bin gateway -- [--windows N] [--phones N] [--json FILE]`
 //!
 //! `--json FILE` (`-` = stdout) also writes the figures as one JSON object.
 

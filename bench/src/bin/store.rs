@@ -1,6 +1,6 @@
 //! Store throughput: issuer-shaped work on the embedded store and on Redis.
 //!
-//! `cargo run --release -p otpgate-server --example store_bench -- [embedded|redis|memory|all] [N] [CONCURRENCY]`
+//! `cargo run --release -p otpgate-bench --bin store -- [embedded|redis|memory|all] [N] [CONCURRENCY]`
 //!
 //! - "start": 1 `open` (4 budgets: phone, IP, prefix, global, and the record), as a
 //!   verification start does;

@@ -1,7 +1,7 @@
 // The one table of scripts/bench.sh, from the raw JSON figures the sections wrote.
 //
-//   node bench/summary.mjs --criterion DIR        criterion's output → JSON (messages/s)
-//   node bench/summary.mjs --raw DIR [--md FILE] [--quick 0|1] [--sections "core issuer ..."]
+//   node bench/js/summary.mjs --criterion DIR        criterion's output → JSON (messages/s)
+//   node bench/js/summary.mjs --raw DIR [--md FILE] [--quick 0|1] [--sections "core issuer ..."]
 //
 // Every row: section | figure | value | bar, or a peer measured in the same run | verdict.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";

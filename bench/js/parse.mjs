@@ -1,6 +1,6 @@
-// Timing of parseSms in Node through the built package (pkg/): `node tests-node/bench-parse.mjs`.
+// Timing of parseSms in Node through the built package (pkg/): `node bench/js/parse.mjs`.
 // Prints ns per call for a typical OTP SMS (100k calls after a warm-up).
-import { parseSms, smsSegments } from "../pkg/node.mjs";
+import { parseSms, smsSegments } from "../../pkg/node.mjs";
 
 const SMS = "<#> Your Shop code is 482913\n@shop.example.com #482913 kFUwfusCq/+";
 const N = 100_000;

@@ -1,7 +1,7 @@
 //! HTTP load client for a running `otpgate serve` (see `scripts/bench-issuer.sh`).
 //!
 //! ```text
-//! cargo run --release -p otpgate-server --example load -- \
+//! cargo run --release -p otpgate-bench --bin load -- \
 //!     --base http://127.0.0.1:8080[,http://127.0.0.1:8081] --concurrency 64 --duration-secs 10 \
 //!     --app bench --test-phone +15555550100 --test-code 123456
 //! ```
