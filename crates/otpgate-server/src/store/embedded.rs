@@ -1651,7 +1651,7 @@ fn unexpected() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::{right, sample_record, sample_rotation, wrong};
+    use crate::store::fixtures::{right, sample_record, sample_rotation, wrong};
 
     /// Entries per table of the closed store file at `path`.
     fn file_counts(path: &Path) -> (u64, u64, u64) {

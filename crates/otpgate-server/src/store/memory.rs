@@ -304,7 +304,7 @@ mod tests {
     use otpgate_core::wire::{DeliveryState, Status};
 
     use super::*;
-    use crate::store::conformance::{right, wrong};
+    use crate::store::fixtures::{right, wrong};
     use crate::store::{Outcome, StoredCode};
 
     fn record(id: &str, now: i64) -> Record {

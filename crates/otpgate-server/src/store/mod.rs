@@ -13,7 +13,8 @@
 //! - [`RedisStore`] (`redis.rs`): one Lua script per operation, Cluster-compatible keys.
 //! - `logic.rs`: the state machine shared by memory and embedded (Redis states it in Lua);
 //!   `codec.rs`: the versioned stored form of a [`Record`].
-//! - `conformance.rs`: the suite all three pass (`tests/store_conformance.rs`).
+//! - The conformance suite all three pass lives in the dev-only `otpgate-test-support`
+//!   crate (`tests/store/conformance.rs`); `fixtures.rs` holds the unit tests' samples.
 //!
 //! # Time
 //! Every time is Unix ms from the caller's clock (`now_ms` arguments). The in-process
@@ -26,9 +27,9 @@ use otpgate_core::wire::{DeliveryState, Status};
 use serde::{Deserialize, Serialize};
 
 mod codec;
-#[doc(hidden)]
-pub mod conformance;
 mod embedded;
+#[cfg(test)]
+mod fixtures;
 mod logic;
 mod memory;
 mod redis;

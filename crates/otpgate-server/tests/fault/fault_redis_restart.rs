@@ -22,17 +22,16 @@
 //! mode; `OTPGATE_SOAK=1` restarts it `OTPGATE_SOAK_REDIS_RESTARTS` times (default 5).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{
-    Answer, OPEN_POLICY, Redis, Serve, client, free_port, jwks, knob, ms, receipts_unique, send,
-};
+use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
+use otpgate_test_support::http::{Answer, client, jwks, send};
+use otpgate_test_support::process::{Serve, free_port};
+use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";

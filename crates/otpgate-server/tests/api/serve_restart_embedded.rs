@@ -2,10 +2,8 @@
 //! again on the same data dir, and the pending verification is still there and checkable.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
+use otpgate_test_support::process::{Server, free_port};
 use serde_json::{Value, json};
-use serve_support::{Server, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_verification_survives_sigkill() {

@@ -3,13 +3,11 @@
 //! phone's outbox is readable, the demo app works end to end); SIGTERM drains and exits 0.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use otpgate_test_support::process::{Server, free_port};
 use serde_json::{Value, json};
-use serve_support::{Server, free_port};
 
 fn serve_with(config: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();

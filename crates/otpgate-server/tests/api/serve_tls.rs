@@ -2,12 +2,10 @@
 //! test, a client that trusts only that certificate, and a bad key file refused at start.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use std::process::Command;
 
+use otpgate_test_support::process::{Server, free_port};
 use serde_json::{Value, json};
-use serve_support::{Server, free_port};
 
 fn write_config(
     dir: &std::path::Path,

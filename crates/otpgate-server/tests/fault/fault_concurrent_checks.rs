@@ -21,15 +21,15 @@
 //! on fresh verifications.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fault_support::{OPEN_POLICY, Serve, client, free_port, jwks, knob, ms, receipts_unique, send};
-use otpgate_server::store::conformance::TestRedis;
+use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
+use otpgate_test_support::http::{client, jwks, send};
+use otpgate_test_support::process::{Serve, free_port};
+use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";

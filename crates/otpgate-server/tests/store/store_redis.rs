@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
-use otpgate_server::store::conformance::{right, wrong};
 use otpgate_server::store::{Budget, CheckOutcome, RedisOptions, RedisStore, Store, StoreError};
+use otpgate_test_support::conformance::{fresh_id, sample_record};
+use otpgate_test_support::conformance::{right, wrong};
+use otpgate_test_support::redis::TestRedis;
 
 fn quick() -> RedisOptions {
     RedisOptions {

@@ -24,18 +24,17 @@
 //! with `OTPGATE_SOAK_CRASH_CYCLES` cycles (default 8), each verified before the next.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{
-    OPEN_POLICY, Serve, audit_approvals_unique, audit_verify, client, free_port, jwks, knob, ms,
-    receipts_unique, send,
+use otpgate_test_support::fault::{
+    OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
 };
+use otpgate_test_support::http::{client, jwks, send};
+use otpgate_test_support::process::{Serve, free_port};
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";

@@ -3,15 +3,13 @@
 //! either instance's JWKS, single use holds across them, and budgets are shared.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use otpgate_core::receipt::{Expectations, Jwks, verify};
-use otpgate_server::store::conformance::TestRedis;
+use otpgate_test_support::process::{Server, free_port};
+use otpgate_test_support::redis::TestRedis;
 use serde_json::{Value, json};
-use serve_support::{Server, free_port};
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let res = client.post(url).json(&body).send().await.unwrap();
