@@ -8,6 +8,7 @@
 //!   ([`process::Serve`], [`process::Server`]), `otpgate emulator` phones ([`process::Phone`]).
 //! - [`http`]: bounded HTTP requests and answers for the process tests.
 //! - [`fault`]: the fault tests' knobs (soak scaling), policy, receipt and audit checks.
+//! - [`rig`]: in-process emulated phones and routers on loopback, for the gateway tests.
 //!
 //! This is test code: a failed step panics with a message (`unwrap`/`expect` are deliberate).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,3 +18,4 @@ pub mod fault;
 pub mod http;
 pub mod process;
 pub mod redis;
+pub mod rig;

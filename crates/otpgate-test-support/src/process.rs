@@ -356,3 +356,11 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Writes `toml` to `DIR/otpgate.toml` (the config a test starts `otpgate serve` with) and
+/// returns that path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let config = dir.join("otpgate.toml");
+    std::fs::write(&config, toml).unwrap();
+    config
+}

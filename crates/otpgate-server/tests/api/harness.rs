@@ -19,6 +19,7 @@ use otpgate_server::policy::{Policy, PolicyConfig};
 use otpgate_server::service::{Service, ServiceParts};
 use otpgate_server::store::{EmbeddedStore, MemoryStore, RedisStore, Store};
 use otpgate_test_support::redis::TestRedis;
+use otpgate_test_support::rig::listen;
 use serde_json::Value;
 
 pub const ISSUER: &str = "https://issuer.test";
@@ -161,8 +162,7 @@ impl Harness {
             static_dir: None,
         };
         let router = api::router(state, options, axum::Router::new());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, base) = listen().await;
         let server = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -172,7 +172,7 @@ impl Harness {
             .unwrap();
         });
         Self {
-            base: format!("http://{addr}"),
+            base,
             client: reqwest::Client::new(),
             clock,
             capture,

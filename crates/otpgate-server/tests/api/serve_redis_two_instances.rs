@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use otpgate_core::receipt::{Expectations, Jwks, verify};
-use otpgate_test_support::process::{Server, free_port};
+use otpgate_test_support::process::{Server, free_port, write_config};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::{Value, json};
 
@@ -22,10 +22,9 @@ async fn start_on_a_check_on_b_with_shared_limits() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("two{}:", otpgate_server::random::id("").unwrap());
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -50,8 +49,7 @@ window_secs = 600
 enabled = false
 "#
         ),
-    )
-    .unwrap();
+    );
     let pem = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .unwrap()

@@ -2,15 +2,14 @@
 //! again on the same data dir, and the pending verification is still there and checkable.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use otpgate_test_support::process::{Server, free_port};
+use otpgate_test_support::process::{Server, free_port, write_config};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_verification_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         r#"
 [server]
 danger_discard_sends = true
@@ -26,8 +25,7 @@ origins = ["https://shop.example.com"]
 [policy]
 test_numbers = { "+15555550100" = "424242" }
 "#,
-    )
-    .unwrap();
+    );
     let env = vec![(
         "OTPGATE_DATA_DIR",
         dir.path().join("data").display().to_string(),

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use otpgate_test_support::process::{Server, free_port};
+use otpgate_test_support::process::{self, Server, free_port};
 use serde_json::{Value, json};
 
 fn write_config(
@@ -12,10 +12,9 @@ fn write_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -39,8 +38,6 @@ test_numbers = {{ "+15555550100" = "424242" }}
             key.display()
         ),
     )
-    .unwrap();
-    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

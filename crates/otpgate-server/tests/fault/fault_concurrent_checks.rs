@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
 use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{Serve, free_port};
+use otpgate_test_support::process::{self, Serve, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
@@ -37,10 +37,9 @@ const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 
 fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -60,8 +59,6 @@ test_numbers = {{ "{PHONE}" = "{CODE}" }}
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 /// Opens a verification and fires `n` right-code checks at it at once.

@@ -34,7 +34,7 @@ use otpgate_test_support::fault::{
     OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
 };
 use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{Serve, free_port};
+use otpgate_test_support::process::{self, Serve, free_port};
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";
@@ -67,10 +67,9 @@ struct Book {
 
 /// `durability`: the `durability` of both the store and the audit log.
 fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -95,8 +94,6 @@ durability = "{durability}"
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 /// One worker: start, then (by turn) leave pending / wrong + right / right, until a

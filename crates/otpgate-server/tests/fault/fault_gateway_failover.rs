@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms};
 use otpgate_test_support::http::{client, send};
-use otpgate_test_support::process::{Phone, Serve, free_port};
+use otpgate_test_support::process::{Phone, Serve, free_port, write_config};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://issuer.test";
@@ -83,10 +83,9 @@ timeout_ms = 2000
             p.base
         ));
     }
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 public_url = "{ISSUER}"
@@ -107,8 +106,7 @@ health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-    )
-    .unwrap();
+    );
     let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
     for (n, p) in NAMES.iter().zip(&phones) {
         let name: &'static str = match *n {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
 use otpgate_test_support::http::{Answer, client, jwks, send};
-use otpgate_test_support::process::{Serve, free_port};
+use otpgate_test_support::process::{self, Serve, free_port};
 use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
@@ -41,10 +41,9 @@ const ISSUER: &str = "https://issuer.test";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn write_config(dir: &Path, redis_url: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -65,8 +64,6 @@ test_numbers = {{ "{PHONE}" = "{CODE}" }}
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 #[derive(Default)]

@@ -18,6 +18,7 @@ use otpgate_server::gateway::{
     DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
 };
 use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_test_support::rig::{listen, serve_phone, serve_router};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -40,11 +41,7 @@ async fn stub(answer: fn(&str, &[u8]) -> (u16, String)) -> (String, Seen) {
                 .into_response()
         }
     });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", l.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let url = serve_router(app).await;
     (url, seen)
 }
 
@@ -65,10 +62,7 @@ fn secrets(password: Option<&str>, token: Option<&str>, key: Option<&str>) -> Li
 }
 
 async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (listener, base) = listen().await;
     let mut all = Vec::new();
     if with_failing_phone {
         let mut cfg = EmulatorConfig::new("sms", Some("pw".into()), Some("k".into()));
@@ -79,12 +73,7 @@ async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
             ..Knobs::default()
         };
         cfg.webhooks = vec![format!("{base}/v1/gateways/sms-gate/webhook")];
-        let emu = Emulator::new(cfg);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        tokio::spawn(async move { emu.serve(l).await });
+        let url = serve_phone(&Emulator::new(cfg)).await;
         let mut d = DeviceConfig::new("phone", Kind::SmsGate, Some(url));
         d.username = Some("sms".into());
         all.push(d.with_secrets(secrets(Some("pw"), None, None)));

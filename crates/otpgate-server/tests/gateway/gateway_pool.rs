@@ -15,6 +15,7 @@ use otpgate_server::gateway::{
     Secret, SendJob,
 };
 use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_test_support::rig::{fast_knobs, listen, serve_phone};
 use serde_json::{Value, json};
 
 const KEY: &str = "webhook-signing-key";
@@ -33,10 +34,7 @@ fn now_ms() -> i64 {
 
 /// Phones with the given knobs and budgets; the pool's webhook receiver on a real socket.
 async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (listener, base) = listen().await;
     let hook = format!("{base}/v1/gateways/sms-gate/webhook");
     let mut emus = Vec::new();
     let mut devices = Vec::new();
@@ -45,12 +43,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
         cfg.knobs = knobs.clone();
         cfg.webhooks = vec![hook.clone()];
         let emu = Emulator::new(cfg);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        let e = emu.clone();
-        tokio::spawn(async move { e.serve(l).await });
+        let url = serve_phone(&emu).await;
         let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
         d.username = Some("sms".into());
         d.budget_per_minute = *budget;
@@ -90,11 +83,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
 }
 
 fn fast() -> Knobs {
-    Knobs {
-        delay_ms: 10,
-        webhook_retry_base_ms: 50,
-        ..Knobs::default()
-    }
+    fast_knobs(10)
 }
 
 impl Rig {
@@ -494,12 +483,7 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     cfg.knobs = fast();
     cfg.encryption_passphrase = Some("e2e-pass".into());
     let emu = Emulator::new(cfg);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", l.local_addr().expect("addr"));
-    let e = emu.clone();
-    tokio::spawn(async move { e.serve(l).await });
+    let url = serve_phone(&emu).await;
     // A bearer token from the gateway's /auth/token.
     let tok: Value = reqwest::Client::new()
         .post(format!("{url}/3rdparty/v1/auth/token"))
