@@ -66,3 +66,21 @@ pub async fn jwks(http: &reqwest::Client, base: &str) -> Jwks {
         .await
         .unwrap()
 }
+
+/// POSTs `body` as JSON to `url`: the status and the answer's body as JSON (`Null` when it
+/// is not JSON). Panics on a transport error.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let res = http.post(url).json(body).send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// GETs `url` and reads the answer as JSON; panics on a transport error or a body that is
+/// not JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}

@@ -4,8 +4,9 @@
 
 use std::process::Command;
 
+use otpgate_test_support::http::post_json;
 use otpgate_test_support::process::{self, Server, free_port};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn write_config(
     dir: &std::path::Path,
@@ -62,24 +63,21 @@ async fn serves_https_with_the_configured_certificate() {
         .build()
         .unwrap();
     let base = format!("https://localhost:{port}");
-    let res = client
-        .post(format!("{base}/v1/verifications"))
-        .json(&json!({"phone": "+15555550100"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = client
-        .post(format!("{base}/v1/verifications/{id}/check"))
-        .json(&json!({"code": "424242"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/verifications"),
+        &json!({"phone": "+15555550100"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/verifications/{id}/check"),
+        &json!({"code": "424242"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     // Plain HTTP on the TLS port gets nowhere.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/healthz"))

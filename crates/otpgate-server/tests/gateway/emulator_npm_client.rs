@@ -4,7 +4,7 @@
 //! ```sh
 //! npm i --prefix /tmp/sg android-sms-gateway@3
 //! OTPGATE_SMSGATE_NPM=/tmp/sg/node_modules/android-sms-gateway/dist/index.js \
-//!   cargo test -p otpgate-server --test emulator_npm_client
+//!   cargo test -p otpgate-server --test gateway emulator_npm_client
 //! ```
 //! Without it the test says so and passes (the emulator's wire format is covered by
 //! `emulator_api.rs` either way).
