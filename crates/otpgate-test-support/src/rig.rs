@@ -1,9 +1,15 @@
 //! In-process rigs for the gateway tests: emulated phones (`otpgate_server::emulator`) and
-//! routers (a pool's webhook receiver, a fake provider) served on free loopback ports.
+//! routers (a pool's webhook receiver, a fake provider) served on free loopback ports, a
+//! pool over a memory store, and the records its send jobs refer to.
 
 use std::sync::Arc;
 
+use otpgate_core::wire::DeliveryState;
+use otpgate_server::audit::AuditLog;
+use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
+use otpgate_server::gateway::{GatewaysConfig, Pool};
+use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
 use tokio::net::TcpListener;
 
 /// A listener on a free loopback port and its base URL (`http://127.0.0.1:PORT`).
@@ -34,5 +40,51 @@ pub fn fast_knobs(delay_ms: u64) -> Knobs {
         delay_ms,
         webhook_retry_base_ms: 50,
         ..Knobs::default()
+    }
+}
+
+/// A pool over `cfg` with a fresh memory store, no audit log and the system clock; the
+/// store is returned too (the tests read delivery states from it).
+pub fn memory_pool(cfg: GatewaysConfig) -> (Arc<Pool>, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let pool = Pool::new(
+        cfg,
+        store.clone(),
+        Arc::new(AuditLog::disabled()),
+        Arc::new(SystemClock),
+    )
+    .expect("pool");
+    (pool, store)
+}
+
+/// An open verification a send job refers to: app `demo`, code `version` (a digest of zeros
+/// under key `k`, as many sends as the version), created at `now_ms` with `life_ms` to live,
+/// 5 attempts, resend allowed at once, delivery queued.
+pub fn pending_record(id: &str, phone: &str, version: u32, now_ms: i64, life_ms: i64) -> Record {
+    Record {
+        id: id.to_owned(),
+        app: "demo".into(),
+        phone: phone.to_owned(),
+        locale: None,
+        outcome: Outcome::Open,
+        code: StoredCode {
+            digest: vec![0; 32],
+            key_id: "k".into(),
+            version,
+        },
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms + life_ms,
+        attempts: 0,
+        max_attempts: 5,
+        sends: version,
+        resend_at_ms: now_ms,
+        delivery: DeliveryRecord {
+            state: DeliveryState::Queued,
+            gateway: None,
+            message_id: None,
+            updated_at_ms: now_ms,
+            detail: None,
+        },
+        test_number: false,
     }
 }

@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpgate_core::wire::DeliveryState;
-use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
     DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
     Secret, SendJob,
 };
-use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
-use otpgate_test_support::rig::{fast_knobs, listen, serve_phone};
+use otpgate_server::store::Store;
+use otpgate_test_support::rig::{fast_knobs, listen, memory_pool, pending_record, serve_phone};
 use serde_json::{Value, json};
 
 const KEY: &str = "webhook-signing-key";
@@ -63,14 +62,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
     cfg.budget_window_secs = window_secs;
     cfg.poll_interval_secs = 1;
     cfg.health_interval_secs = 1;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
-        cfg,
-        store.clone(),
-        Arc::new(AuditLog::disabled()),
-        Arc::new(SystemClock),
-    )
-    .expect("pool");
+    let (pool, store) = memory_pool(cfg);
     let app = pool.routes();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Rig {
@@ -92,32 +84,7 @@ impl Rig {
         let vid = format!("v_{n:0>22}");
         let phone = format!("+1555{:07}", 1_000_000 + n);
         let now = now_ms();
-        let rec = Record {
-            id: vid.clone(),
-            app: "demo".into(),
-            phone: phone.clone(),
-            locale: None,
-            outcome: Outcome::Open,
-            code: StoredCode {
-                digest: vec![0; 32],
-                key_id: "k".into(),
-                version,
-            },
-            created_at_ms: now,
-            expires_at_ms: now + life_ms,
-            attempts: 0,
-            max_attempts: 5,
-            sends: version,
-            resend_at_ms: now,
-            delivery: DeliveryRecord {
-                state: DeliveryState::Queued,
-                gateway: None,
-                message_id: None,
-                updated_at_ms: now,
-                detail: None,
-            },
-            test_number: false,
-        };
+        let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
         SendJob {
             verification_id: vid,
@@ -510,14 +477,7 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     let mut gcfg = GatewaysConfig::default().with_signing_key(KEY);
     gcfg.devices = vec![d];
     gcfg.poll_interval_secs = 1;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
-        gcfg,
-        store.clone(),
-        Arc::new(AuditLog::disabled()),
-        Arc::new(SystemClock),
-    )
-    .expect("pool");
+    let (pool, store) = memory_pool(gcfg);
     let r = Rig {
         pool,
         phones: vec![emu.clone()],
