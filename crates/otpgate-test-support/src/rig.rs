@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
 use otpgate_server::gateway::{GatewaysConfig, Pool};
-use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
 use tokio::net::TcpListener;
+
+use crate::conformance::sample_record;
 
 /// A listener on a free loopback port and its base URL (`http://127.0.0.1:PORT`).
 pub async fn listen() -> (TcpListener, String) {
@@ -57,34 +58,21 @@ pub fn memory_pool(cfg: GatewaysConfig) -> (Arc<Pool>, Arc<dyn Store>) {
     (pool, store)
 }
 
-/// An open verification a send job refers to: app `demo`, code `version` (a digest of zeros
-/// under key `k`, as many sends as the version), created at `now_ms` with `life_ms` to live,
-/// 5 attempts, resend allowed at once, delivery queued.
+/// An open verification a send job refers to: [`sample_record`] with app `demo`, `phone`,
+/// code `version` (a digest of zeros under key `k`, as many sends as the version), `life_ms`
+/// to live from `now_ms`, no locale, resend allowed at once.
 pub fn pending_record(id: &str, phone: &str, version: u32, now_ms: i64, life_ms: i64) -> Record {
-    Record {
-        id: id.to_owned(),
-        app: "demo".into(),
-        phone: phone.to_owned(),
-        locale: None,
-        outcome: Outcome::Open,
-        code: StoredCode {
-            digest: vec![0; 32],
-            key_id: "k".into(),
-            version,
-        },
-        created_at_ms: now_ms,
-        expires_at_ms: now_ms + life_ms,
-        attempts: 0,
-        max_attempts: 5,
-        sends: version,
-        resend_at_ms: now_ms,
-        delivery: DeliveryRecord {
-            state: DeliveryState::Queued,
-            gateway: None,
-            message_id: None,
-            updated_at_ms: now_ms,
-            detail: None,
-        },
-        test_number: false,
-    }
+    let mut rec = sample_record(id, now_ms);
+    rec.app = "demo".into();
+    rec.phone = phone.to_owned();
+    rec.locale = None;
+    rec.code = StoredCode {
+        digest: vec![0; 32],
+        key_id: "k".into(),
+        version,
+    };
+    rec.expires_at_ms = now_ms + life_ms;
+    rec.sends = version;
+    rec.resend_at_ms = now_ms;
+    rec
 }
