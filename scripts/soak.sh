@@ -106,17 +106,16 @@ note() { # NAME STATUS
 	fi
 }
 
-# The fault tests: release build (unless SOAK_RELEASE=0), ignored (soak) tests included, one at a time.
-fault=(cargo test "${profile[@]}" -q -p otpgate-server --test)
+# The fault tests (one binary, tests/fault/; each step runs one module by name filter):
+# release build (unless SOAK_RELEASE=0), ignored (soak) tests included, one at a time.
+fault=(cargo test "${profile[@]}" -q -p otpgate-server --test fault)
 args=(-- --include-ignored --test-threads=1 --nocapture)
 
 if ! command -v redis-server >/dev/null; then
 	echo "soak: redis-server is not on PATH (the Redis steps start their own)" >&2
 fi
 
-step build cargo test "${profile[@]}" -q -p otpgate-server --no-run \
-	--test fault_crash_embedded --test fault_redis_restart \
-	--test fault_gateway_failover --test fault_concurrent_checks
+step build cargo test "${profile[@]}" -q -p otpgate-server --no-run --test fault
 step crash "${fault[@]}" fault_crash_embedded "${args[@]}"
 step redis "${fault[@]}" fault_redis_restart "${args[@]}"
 step gateway "${fault[@]}" fault_gateway_failover "${args[@]}"

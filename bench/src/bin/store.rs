@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::{TestRedis, fresh_id, right, sample_record};
 use otpgate_server::store::{
     BudgetRequest, Budgets, CheckOutcome, EmbeddedStore, MemoryStore, RedisStore, Store,
 };
+use otpgate_test_support::conformance::{fresh_id, right, sample_record};
+use otpgate_test_support::redis::TestRedis;
 
 const HOUR: i64 = 3_600_000;
 

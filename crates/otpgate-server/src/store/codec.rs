@@ -121,7 +121,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::sample_record;
+    use crate::store::fixtures::sample_record;
 
     #[test]
     fn round_trips_and_rejects_other_formats() {

@@ -74,7 +74,7 @@ mod tests {
     use otpgate_core::wire::{DeliveryState, Status};
 
     use super::*;
-    use crate::store::conformance::{right, wrong};
+    use crate::store::fixtures::{right, wrong};
     use crate::store::{CheckOutcome, DeliveryRecord, Outcome, Record, Store, StoredCode};
 
     fn record(id: &str, now: i64) -> Record {

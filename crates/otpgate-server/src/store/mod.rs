@@ -15,7 +15,8 @@
 //!   (Redis states the record rules again in Lua); `state.rs`: the in-memory state the memory
 //!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]
 //!   implementation over it; `codec.rs`: the versioned stored form of a [`Record`].
-//! - `conformance.rs`: the suite all three pass (`tests/store_conformance.rs`).
+//! - The conformance suite all three pass lives in the dev-only `otpgate-test-support`
+//!   crate (`tests/store/conformance.rs`); `fixtures.rs` holds the unit tests' samples.
 //!
 //! # Time
 //! Every time is Unix ms from the caller's clock (`now_ms` arguments). The in-process
@@ -28,10 +29,10 @@ use otpgate_core::wire::{DeliveryState, Status};
 use serde::{Deserialize, Serialize};
 
 mod codec;
-#[doc(hidden)]
-pub mod conformance;
 mod embedded;
 mod in_process;
+#[cfg(test)]
+mod fixtures;
 mod logic;
 mod memory;
 mod redis;

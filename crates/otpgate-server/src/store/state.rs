@@ -515,7 +515,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::sample_record;
+    use crate::store::fixtures::sample_record;
 
     fn take_many(budgets: Vec<(String, u32, i64)>, now: i64) -> Op {
         Op::TakeMany { budgets, now }

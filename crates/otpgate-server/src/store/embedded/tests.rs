@@ -10,7 +10,7 @@ use super::checkpoint::{BUDGETS, META, ONCE, RECORDS};
 use super::segments::segments;
 use super::wal::Wal;
 use super::{EmbeddedOptions, EmbeddedStore};
-use crate::store::conformance::{right, sample_record, sample_rotation, wrong};
+use crate::store::fixtures::{right, sample_record, sample_rotation, wrong};
 use crate::store::state::lock;
 use crate::store::{Budgets, CheckOutcome, Durability, RotateOutcome, Store, StoreError};
 

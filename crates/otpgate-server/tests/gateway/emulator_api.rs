@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, LIMIT_EXCEEDED, Offline};
 use otpgate_server::gateway::crypto;
+use otpgate_test_support::rig::{fast_knobs, serve_phone, serve_router};
 use serde_json::{Value, json};
 
 struct Phone {
@@ -22,12 +23,7 @@ async fn phone(knobs: Knobs, webhooks: Vec<String>) -> Phone {
     cfg.webhooks = webhooks;
     cfg.encryption_passphrase = Some("e2e-secret".into());
     let emu = Emulator::new(cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let e = emu.clone();
-    tokio::spawn(async move { e.serve(listener).await });
+    let base = serve_phone(&emu).await;
     Phone {
         emu,
         base,
@@ -36,11 +32,7 @@ async fn phone(knobs: Knobs, webhooks: Vec<String>) -> Phone {
 }
 
 fn fast() -> Knobs {
-    Knobs {
-        delay_ms: 20,
-        webhook_retry_base_ms: 50,
-        ..Knobs::default()
-    }
+    fast_knobs(20)
 }
 
 impl Phone {
@@ -302,11 +294,7 @@ async fn sink(fail_first: usize) -> (Sink, String) {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let url = format!("{}/hook", serve_router(app).await);
     (s, url)
 }
 

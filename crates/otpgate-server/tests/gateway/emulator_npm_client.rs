@@ -4,13 +4,14 @@
 //! ```sh
 //! npm i --prefix /tmp/sg android-sms-gateway@3
 //! OTPGATE_SMSGATE_NPM=/tmp/sg/node_modules/android-sms-gateway/dist/index.js \
-//!   cargo test -p otpgate-server --test emulator_npm_client
+//!   cargo test -p otpgate-server --test gateway emulator_npm_client
 //! ```
 //! Without it the test says so and passes (the emulator's wire format is covered by
 //! `emulator_api.rs` either way).
 #![allow(missing_docs)]
 
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs};
+use otpgate_test_support::rig::serve_phone;
 
 const SCRIPT: &str = r#"
 const [,, lib, base] = process.argv;
@@ -74,11 +75,7 @@ async fn the_official_js_client_works_unchanged() {
         ..Knobs::default()
     };
     let emu = Emulator::new(cfg);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", l.local_addr().expect("addr"));
-    tokio::spawn(async move { emu.serve(l).await });
+    let base = serve_phone(&emu).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("client.mjs");
     std::fs::write(&script, SCRIPT).expect("write");

@@ -17,8 +17,9 @@ use otpgate_server::keys::KeyRing;
 use otpgate_server::metrics::Metrics;
 use otpgate_server::policy::{Policy, PolicyConfig};
 use otpgate_server::service::{Service, ServiceParts};
-use otpgate_server::store::conformance::TestRedis;
 use otpgate_server::store::{EmbeddedStore, MemoryStore, RedisStore, Store};
+use otpgate_test_support::redis::TestRedis;
+use otpgate_test_support::rig::listen;
 use serde_json::Value;
 
 pub const ISSUER: &str = "https://issuer.test";
@@ -161,8 +162,7 @@ impl Harness {
             static_dir: None,
         };
         let router = api::router(state, options, axum::Router::new());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, base) = listen().await;
         let server = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -172,7 +172,7 @@ impl Harness {
             .unwrap();
         });
         Self {
-            base: format!("http://{addr}"),
+            base,
             client: reqwest::Client::new(),
             clock,
             capture,
@@ -287,8 +287,8 @@ pub fn now_secs(clock: &ManualClock) -> i64 {
     clock.now_secs()
 }
 
-/// Runs an async scenario on each backend as its own test.
-#[macro_export]
+/// Runs an async scenario on each backend as its own test (`#[macro_use] mod harness;` in
+/// `main.rs` makes it visible to the modules declared after it).
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory { use super::*; $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(Backend::Memory).await } )* }

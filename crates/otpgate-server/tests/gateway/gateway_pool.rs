@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpgate_core::wire::DeliveryState;
-use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
     DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
     Secret, SendJob,
 };
-use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_server::store::Store;
+use otpgate_test_support::rig::{fast_knobs, listen, memory_pool, pending_record, serve_phone};
 use serde_json::{Value, json};
 
 const KEY: &str = "webhook-signing-key";
@@ -33,10 +33,7 @@ fn now_ms() -> i64 {
 
 /// Phones with the given knobs and budgets; the pool's webhook receiver on a real socket.
 async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (listener, base) = listen().await;
     let hook = format!("{base}/v1/gateways/sms-gate/webhook");
     let mut emus = Vec::new();
     let mut devices = Vec::new();
@@ -45,12 +42,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
         cfg.knobs = knobs.clone();
         cfg.webhooks = vec![hook.clone()];
         let emu = Emulator::new(cfg);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        let e = emu.clone();
-        tokio::spawn(async move { e.serve(l).await });
+        let url = serve_phone(&emu).await;
         let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
         d.username = Some("sms".into());
         d.budget_per_minute = *budget;
@@ -70,14 +62,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
     cfg.budget_window_secs = window_secs;
     cfg.poll_interval_secs = 1;
     cfg.health_interval_secs = 1;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
-        cfg,
-        store.clone(),
-        Arc::new(AuditLog::disabled()),
-        Arc::new(SystemClock),
-    )
-    .expect("pool");
+    let (pool, store) = memory_pool(cfg);
     let app = pool.routes();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Rig {
@@ -90,11 +75,7 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
 }
 
 fn fast() -> Knobs {
-    Knobs {
-        delay_ms: 10,
-        webhook_retry_base_ms: 50,
-        ..Knobs::default()
-    }
+    fast_knobs(10)
 }
 
 impl Rig {
@@ -103,32 +84,7 @@ impl Rig {
         let vid = format!("v_{n:0>22}");
         let phone = format!("+1555{:07}", 1_000_000 + n);
         let now = now_ms();
-        let rec = Record {
-            id: vid.clone(),
-            app: "demo".into(),
-            phone: phone.clone(),
-            locale: None,
-            outcome: Outcome::Open,
-            code: StoredCode {
-                digest: vec![0; 32],
-                key_id: "k".into(),
-                version,
-            },
-            created_at_ms: now,
-            expires_at_ms: now + life_ms,
-            attempts: 0,
-            max_attempts: 5,
-            sends: version,
-            resend_at_ms: now,
-            delivery: DeliveryRecord {
-                state: DeliveryState::Queued,
-                gateway: None,
-                message_id: None,
-                updated_at_ms: now,
-                detail: None,
-            },
-            test_number: false,
-        };
+        let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
         SendJob {
             verification_id: vid,
@@ -494,12 +450,7 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     cfg.knobs = fast();
     cfg.encryption_passphrase = Some("e2e-pass".into());
     let emu = Emulator::new(cfg);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", l.local_addr().expect("addr"));
-    let e = emu.clone();
-    tokio::spawn(async move { e.serve(l).await });
+    let url = serve_phone(&emu).await;
     // A bearer token from the gateway's /auth/token.
     let tok: Value = reqwest::Client::new()
         .post(format!("{url}/3rdparty/v1/auth/token"))
@@ -526,14 +477,7 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     let mut gcfg = GatewaysConfig::default().with_signing_key(KEY);
     gcfg.devices = vec![d];
     gcfg.poll_interval_secs = 1;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
-        gcfg,
-        store.clone(),
-        Arc::new(AuditLog::disabled()),
-        Arc::new(SystemClock),
-    )
-    .expect("pool");
+    let (pool, store) = memory_pool(gcfg);
     let r = Rig {
         pool,
         phones: vec![emu.clone()],

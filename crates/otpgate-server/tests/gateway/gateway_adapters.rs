@@ -10,14 +10,14 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use otpgate_core::wire::DeliveryState;
-use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs};
 use otpgate_server::gateway::adapter::webhook_signature;
 use otpgate_server::gateway::{
     DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
 };
-use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_server::store::Store;
+use otpgate_test_support::rig::{listen, memory_pool, pending_record, serve_phone, serve_router};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -40,11 +40,7 @@ async fn stub(answer: fn(&str, &[u8]) -> (u16, String)) -> (String, Seen) {
                 .into_response()
         }
     });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", l.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let url = serve_router(app).await;
     (url, seen)
 }
 
@@ -65,10 +61,7 @@ fn secrets(password: Option<&str>, token: Option<&str>, key: Option<&str>) -> Li
 }
 
 async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (listener, base) = listen().await;
     let mut all = Vec::new();
     if with_failing_phone {
         let mut cfg = EmulatorConfig::new("sms", Some("pw".into()), Some("k".into()));
@@ -79,12 +72,7 @@ async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
             ..Knobs::default()
         };
         cfg.webhooks = vec![format!("{base}/v1/gateways/sms-gate/webhook")];
-        let emu = Emulator::new(cfg);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        tokio::spawn(async move { emu.serve(l).await });
+        let url = serve_phone(&Emulator::new(cfg)).await;
         let mut d = DeviceConfig::new("phone", Kind::SmsGate, Some(url));
         d.username = Some("sms".into());
         all.push(d.with_secrets(secrets(Some("pw"), None, None)));
@@ -92,14 +80,7 @@ async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
     all.extend(devices);
     let mut cfg = GatewaysConfig::default().with_signing_key("k");
     cfg.devices = all;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
-        cfg,
-        store.clone(),
-        Arc::new(AuditLog::disabled()),
-        Arc::new(SystemClock),
-    )
-    .expect("pool");
+    let (pool, store) = memory_pool(cfg);
     let app = pool.routes();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Rig {
@@ -114,32 +95,7 @@ impl Rig {
     async fn job(&self, n: u32) -> SendJob {
         let vid = format!("v_{n:0>22}");
         let now = SystemClock.now_ms();
-        let rec = Record {
-            id: vid.clone(),
-            app: "demo".into(),
-            phone: "+447911123456".into(),
-            locale: None,
-            outcome: Outcome::Open,
-            code: StoredCode {
-                digest: vec![0; 32],
-                key_id: "k".into(),
-                version: 1,
-            },
-            created_at_ms: now,
-            expires_at_ms: now + 120_000,
-            attempts: 0,
-            max_attempts: 5,
-            sends: 1,
-            resend_at_ms: now,
-            delivery: DeliveryRecord {
-                state: DeliveryState::Queued,
-                gateway: None,
-                message_id: None,
-                updated_at_ms: now,
-                detail: None,
-            },
-            test_number: false,
-        };
+        let rec = pending_record(&vid, "+447911123456", 1, now, 120_000);
         self.store.create(&rec).await.expect("create");
         SendJob {
             verification_id: vid,

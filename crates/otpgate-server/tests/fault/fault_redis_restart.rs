@@ -22,17 +22,16 @@
 //! mode; `OTPGATE_SOAK=1` restarts it `OTPGATE_SOAK_REDIS_RESTARTS` times (default 5).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{
-    Answer, OPEN_POLICY, Redis, Serve, client, free_port, jwks, knob, ms, receipts_unique, send,
-};
+use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
+use otpgate_test_support::http::{Answer, client, jwks, send};
+use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";
@@ -42,10 +41,9 @@ const ISSUER: &str = "https://issuer.test";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn write_config(dir: &Path, redis_url: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -66,8 +64,6 @@ test_numbers = {{ "{PHONE}" = "{CODE}" }}
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 #[derive(Default)]

@@ -5,9 +5,7 @@
 //! on the memory, embedded and Redis stores.
 #![allow(clippy::unwrap_used, clippy::type_complexity, missing_docs)]
 
-mod api_support;
-
-use api_support::{Backend, Harness, assert_error, open_policy};
+use crate::harness::{Backend, Harness, assert_error, open_policy};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -170,7 +168,7 @@ mod inputs {
         if let Some(c) = ctype {
             req = req.header("content-type", c);
         }
-        api_support::split(req.send().await.unwrap()).await
+        crate::harness::split(req.send().await.unwrap()).await
     }
 
     #[tokio::test]
@@ -444,7 +442,7 @@ mod inputs {
             .send()
             .await
             .unwrap();
-        let (status, headers, body) = api_support::split(res).await;
+        let (status, headers, body) = crate::harness::split(res).await;
         assert_error(status, &headers, &body, 401, "invalid_api_key");
         for n in 0..3 {
             let res = h

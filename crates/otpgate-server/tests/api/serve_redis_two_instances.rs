@@ -3,31 +3,23 @@
 //! either instance's JWKS, single use holds across them, and budgets are shared.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use otpgate_core::receipt::{Expectations, Jwks, verify};
-use otpgate_server::store::conformance::TestRedis;
-use serde_json::{Value, json};
-use serve_support::{Server, free_port};
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let res = client.post(url).json(&body).send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
+use otpgate_core::receipt::{Expectations, verify};
+use otpgate_test_support::http::{get_json, jwks, post_json};
+use otpgate_test_support::process::{Server, free_port, write_config};
+use otpgate_test_support::redis::TestRedis;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_on_a_check_on_b_with_shared_limits() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("two{}:", otpgate_server::random::id("").unwrap());
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -52,8 +44,7 @@ window_secs = 600
 enabled = false
 "#
         ),
-    )
-    .unwrap();
+    );
     let pem = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .unwrap()
@@ -76,56 +67,35 @@ enabled = false
     let client = reqwest::Client::new();
 
     // Start on A, check on B.
-    let (status, body) = post(
+    let (status, body) = post_json(
         &client,
-        format!("{}/v1/verifications", a.base),
-        json!({"phone": "+15555550100"}),
+        &format!("{}/v1/verifications", a.base),
+        &json!({"phone": "+15555550100"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let view: Value = client
-        .get(format!("{}/v1/verifications/{id}", b.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&client, &format!("{}/v1/verifications/{id}", b.base)).await;
     assert_eq!(view["status"], "pending", "B sees A's verification");
-    let (status, body) = post(
+    let (status, body) = post_json(
         &client,
-        format!("{}/v1/verifications/{id}/check", b.base),
-        json!({"code": "424242"}),
+        &format!("{}/v1/verifications/{id}/check", b.base),
+        &json!({"code": "424242"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     let receipt = body["receipt"].as_str().unwrap().to_owned();
     // Single use across instances.
-    let (status, body) = post(
+    let (status, body) = post_json(
         &client,
-        format!("{}/v1/verifications/{id}/check", a.base),
-        json!({"code": "424242"}),
+        &format!("{}/v1/verifications/{id}/check", a.base),
+        &json!({"code": "424242"}),
     )
     .await;
     assert_eq!(status, 409, "{body}");
     // Both publish the same key; the receipt verifies against either.
-    let jwks_a: Jwks = client
-        .get(format!("{}/.well-known/jwks.json", a.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwks_b: Jwks = client
-        .get(format!("{}/.well-known/jwks.json", b.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_a = jwks(&client, &a.base).await;
+    let jwks_b = jwks(&client, &b.base).await;
     assert_eq!(jwks_a, jwks_b);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,20 +114,20 @@ enabled = false
     // The per-phone budget (2) holds across A and B.
     let phone = json!({"phone": "+447700900777"});
     assert_eq!(
-        post(
+        post_json(
             &client,
-            format!("{}/v1/verifications", a.base),
-            phone.clone()
+            &format!("{}/v1/verifications", a.base),
+            &phone.clone()
         )
         .await
         .0,
         201
     );
     assert_eq!(
-        post(
+        post_json(
             &client,
-            format!("{}/v1/verifications", b.base),
-            phone.clone()
+            &format!("{}/v1/verifications", b.base),
+            &phone.clone()
         )
         .await
         .0,
@@ -171,7 +141,7 @@ enabled = false
         .unwrap();
     assert_eq!(res.status().as_u16(), 429);
     assert!(res.headers().get("retry-after").is_some());
-    let (status, body) = post(&client, format!("{}/v1/verifications", b.base), phone).await;
+    let (status, body) = post_json(&client, &format!("{}/v1/verifications", b.base), &phone).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     drop(a);

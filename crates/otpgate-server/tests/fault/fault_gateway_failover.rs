@@ -29,14 +29,14 @@
 //! `OTPGATE_SOAK=1` makes the bursts longer (`OTPGATE_SOAK_BURST`, default 400 starts).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{OPEN_POLICY, Phone, Serve, client, free_port, knob, ms, send};
+use otpgate_test_support::fault::{OPEN_POLICY, knob, ms};
+use otpgate_test_support::http::{client, send};
+use otpgate_test_support::process::{Phone, Serve, free_port, write_config};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://issuer.test";
@@ -83,10 +83,9 @@ timeout_ms = 2000
             p.base
         ));
     }
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 public_url = "{ISSUER}"
@@ -107,8 +106,7 @@ health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-    )
-    .unwrap();
+    );
     let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
     for (n, p) in NAMES.iter().zip(&phones) {
         let name: &'static str = match *n {

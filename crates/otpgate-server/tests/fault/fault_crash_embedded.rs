@@ -24,18 +24,17 @@
 //! with `OTPGATE_SOAK_CRASH_CYCLES` cycles (default 8), each verified before the next.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::{
-    OPEN_POLICY, Serve, audit_approvals_unique, audit_verify, client, free_port, jwks, knob, ms,
-    receipts_unique, send,
+use otpgate_test_support::fault::{
+    OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
 };
+use otpgate_test_support::http::{client, jwks, send};
+use otpgate_test_support::process::{self, Serve, free_port};
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";
@@ -68,10 +67,9 @@ struct Book {
 
 /// `durability`: the `durability` of both the store and the audit log.
 fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -96,8 +94,6 @@ durability = "{durability}"
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 /// One worker: start, then (by turn) leave pending / wrong + right / right, until a

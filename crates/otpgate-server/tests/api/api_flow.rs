@@ -3,11 +3,9 @@
 //! expiry, resend rotation and cooldown, cancel, single use, and 200 concurrent checks.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod api_support;
-
 use std::sync::Arc;
 
-use api_support::{Backend, Harness, ISSUER, assert_error, open_policy};
+use crate::harness::{Backend, Harness, ISSUER, assert_error, open_policy};
 use otpgate_core::receipt::{Expectations, Jwks, verify};
 use otpgate_server::clock::Clock;
 use serde_json::json;
@@ -150,7 +148,7 @@ async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let (status, headers, body) = api_support::split(res).await;
+    let (status, headers, body) = crate::harness::split(res).await;
     assert_error(status, &headers, &body, 429, "resend_cooldown");
     let retry: u64 = headers
         .get("retry-after")
@@ -169,7 +167,7 @@ async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let (status, _, view) = api_support::split(res).await;
+    let (status, _, view) = crate::harness::split(res).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["attempts_left"], 5, "attempts reset on a new code");
     assert_eq!(h.sends(), 2);

@@ -2,22 +2,20 @@
 //! test, a client that trusts only that certificate, and a bad key file refused at start.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use std::process::Command;
 
-use serde_json::{Value, json};
-use serve_support::{Server, free_port};
+use otpgate_test_support::http::post_json;
+use otpgate_test_support::process::{self, Server, free_port};
+use serde_json::json;
 
 fn write_config(
     dir: &std::path::Path,
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -41,8 +39,6 @@ test_numbers = {{ "+15555550100" = "424242" }}
             key.display()
         ),
     )
-    .unwrap();
-    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,24 +63,21 @@ async fn serves_https_with_the_configured_certificate() {
         .build()
         .unwrap();
     let base = format!("https://localhost:{port}");
-    let res = client
-        .post(format!("{base}/v1/verifications"))
-        .json(&json!({"phone": "+15555550100"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = client
-        .post(format!("{base}/v1/verifications/{id}/check"))
-        .json(&json!({"code": "424242"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/verifications"),
+        &json!({"phone": "+15555550100"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/verifications/{id}/check"),
+        &json!({"code": "424242"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     // Plain HTTP on the TLS port gets nowhere.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/healthz"))

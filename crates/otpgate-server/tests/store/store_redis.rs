@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::{TestRedis, fresh_id, sample_record};
-use otpgate_server::store::conformance::{right, wrong};
 use otpgate_server::store::{Budget, CheckOutcome, RedisOptions, RedisStore, Store, StoreError};
+use otpgate_test_support::conformance::{fresh_id, sample_record};
+use otpgate_test_support::conformance::{right, wrong};
+use otpgate_test_support::process::free_port;
+use otpgate_test_support::redis::TestRedis;
 
 fn quick() -> RedisOptions {
     RedisOptions {
@@ -87,11 +89,7 @@ async fn outage_gives_unavailable_quickly_and_recovers() {
 
 #[tokio::test]
 async fn connect_errors_are_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let started = Instant::now();
     let r = RedisStore::connect_with(&format!("redis://127.0.0.1:{port}/"), "p", quick()).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use otpgate_server::store::{
     Durability, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store,
-    conformance,
 };
+use otpgate_test_support::conformance;
+use otpgate_test_support::redis::TestRedis;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
@@ -37,7 +38,7 @@ async fn embedded_store_with_process_durability_conforms() {
 /// On a single server: a check and its budget in one script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_conforms() {
-    let redis = conformance::TestRedis::start();
+    let redis = TestRedis::start();
     let prefix = conformance::fresh_id("t");
     let store = RedisStore::connect(&redis.url, &prefix)
         .await
@@ -52,7 +53,7 @@ async fn redis_store_conforms() {
 /// As on a Cluster: every script within one hash slot, the budget its own step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_conforms_with_one_slot_per_script() {
-    let redis = conformance::TestRedis::start();
+    let redis = TestRedis::start();
     let prefix = conformance::fresh_id("t");
     let opts = RedisOptions {
         one_slot_per_script: true,

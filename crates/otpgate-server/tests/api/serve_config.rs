@@ -3,13 +3,12 @@
 //! phone's outbox is readable, the demo app works end to end); SIGTERM drains and exits 0.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use serve_support::{Server, free_port};
+use otpgate_test_support::http::{get_json, post_json};
+use otpgate_test_support::process::{Server, free_port};
+use serde_json::json;
 
 fn serve_with(config: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -66,28 +65,22 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let mut server = Server::start(dir.path(), None, port, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let res = client
-        .post(format!("{base}/v1/verifications"))
-        .json(&json!({"phone": "+447700900123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (status, body) = post_json(
+        &client,
+        &format!("{base}/v1/verifications"),
+        &json!({"phone": "+447700900123"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
     // The emulated phone's outbox: the SMS with the WebOTP line for the listen host.
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let list: Value = client
-            .get(format!("{base}/_emulator/messages?phone=%2B447700900123"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = get_json(
+            &client,
+            &format!("{base}/_emulator/messages?phone=%2B447700900123"),
+        )
+        .await;
         if let Some(t) = list
             .as_array()
             .and_then(|l| l.last())
@@ -104,14 +97,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     // The phone's signed webhooks move the delivery state forward.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let view: Value = client
-            .get(format!("{base}/v1/verifications/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = get_json(&client, &format!("{base}/v1/verifications/{id}")).await;
         let state = view["delivery"]["state"].as_str().unwrap_or("").to_owned();
         if state == "sent" || state == "delivered" {
             break;

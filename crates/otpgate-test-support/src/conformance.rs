@@ -1,27 +1,23 @@
 //! The conformance suite every [`Store`] backend must pass (memory, embedded, Redis).
 //!
-//! Test code compiled into the library so the integration tests in `tests/` can run it on
-//! each backend: `store::conformance::run_all(store).await` (on a multi-thread runtime, so
+//! The server's integration tests run it on each backend (`tests/store/conformance.rs`):
+//! `conformance::run_all(store).await` (on a multi-thread runtime, so
 //! the concurrency properties really race). Each property is also a function of its own.
 //! Times are taken from the system clock, because the Redis backend expires keys on the
 //! server's clock; ids and keys are random, so one store can serve several runs at once.
 //! A failed property panics with a message (this is test code: `expect` is deliberate).
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use otpgate_core::wire::{DeliveryState, Status};
-use tokio::sync::Barrier;
-
-use super::{
+use otpgate_server::clock::{Clock, SystemClock};
+use otpgate_server::store::{
     Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Outcome,
     RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
 };
-use crate::clock::{Clock, SystemClock};
+use tokio::sync::Barrier;
 
 /// How many tasks race in the concurrency properties.
 pub const RACERS: usize = 200;
@@ -57,7 +53,7 @@ fn now() -> i64 {
 
 /// A fresh random id with `prefix`.
 pub fn fresh_id(prefix: &str) -> String {
-    crate::random::id(prefix).expect("OS random")
+    otpgate_server::random::id(prefix).expect("OS random")
 }
 
 /// A pending verification created at `now_ms`: code version 1, 5 min lifetime, 5 attempts,
@@ -1298,112 +1294,4 @@ pub async fn records_are_forgotten_after_grace(store: &Arc<dyn Store>) {
         Status::Expired,
         "inside grace: still there"
     );
-}
-
-/// A Redis server for tests: `OTPGATE_TEST_REDIS_URL` when set, otherwise a
-/// `redis-server` child on a free port (no persistence), killed on drop. Panics with a
-/// clear message when neither is possible: Redis tests never skip silently.
-#[derive(Debug)]
-pub struct TestRedis {
-    /// The URL to connect to.
-    pub url: String,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl TestRedis {
-    /// The shared server of `OTPGATE_TEST_REDIS_URL`, or a spawned one.
-    pub fn start() -> Self {
-        match std::env::var("OTPGATE_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Self {
-                url,
-                port: 0,
-                child: None,
-            },
-            _ => Self::spawn(),
-        }
-    }
-
-    /// Always a spawned server of its own (tests that stop and restart it).
-    pub fn spawn() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut me = Self {
-            url: format!("redis://127.0.0.1:{port}/"),
-            port,
-            child: None,
-        };
-        me.restart();
-        me
-    }
-
-    /// Stops the spawned server (SIGKILL); its data is gone.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the spawned server again on the same port and waits until it answers.
-    pub fn restart(&mut self) {
-        assert!(
-            self.port != 0,
-            "cannot restart the external OTPGATE_TEST_REDIS_URL server"
-        );
-        self.stop();
-        let bin =
-            std::env::var("OTPGATE_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "Redis tests need a server: set OTPGATE_TEST_REDIS_URL or install redis-server \
-                     (spawning `{bin}` failed: {e})"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if Self::answers(self.port) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not answer within 10 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn answers(port: u16) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -2,17 +2,15 @@
 //! again on the same data dir, and the pending verification is still there and checkable.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
-use serde_json::{Value, json};
-use serve_support::{Server, free_port};
+use otpgate_test_support::http::{get_json, jwks, post_json};
+use otpgate_test_support::process::{Server, free_port, write_config};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_verification_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("otpgate.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         r#"
 [server]
 danger_discard_sends = true
@@ -28,8 +26,7 @@ origins = ["https://shop.example.com"]
 [policy]
 test_numbers = { "+15555550100" = "424242" }
 "#,
-    )
-    .unwrap();
+    );
     let env = vec![(
         "OTPGATE_DATA_DIR",
         dir.path().join("data").display().to_string(),
@@ -37,58 +34,38 @@ test_numbers = { "+15555550100" = "424242" }
     let port = free_port();
     let client = reqwest::Client::new();
     let server = Server::start(dir.path(), Some(&config), port, &env);
-    let res = client
-        .post(format!("{}/v1/verifications", server.base))
-        .json(&json!({"phone": "+15555550100"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/v1/verifications", server.base),
+        &json!({"phone": "+15555550100"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
     // A wrong code first: the spent attempt must survive too.
-    let res = client
-        .post(format!("{}/v1/verifications/{id}/check", server.base))
-        .json(&json!({"code": "000000"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 422);
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/v1/verifications/{id}/check", server.base),
+        &json!({"code": "000000"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
     server.kill();
 
     let server = Server::start(dir.path(), Some(&config), port, &env);
-    let view: Value = client
-        .get(format!("{}/v1/verifications/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&client, &format!("{}/v1/verifications/{id}", server.base)).await;
     assert_eq!(view["status"], "pending", "{view}");
     assert_eq!(view["attempts_left"], 4, "{view}");
-    let res = client
-        .post(format!("{}/v1/verifications/{id}/check", server.base))
-        .json(&json!({"code": "424242"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/v1/verifications/{id}/check", server.base),
+        &json!({"code": "424242"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     // Keys were kept in the data dir: the receipt verifies with the restarted JWKS.
-    let receipt = res.json::<Value>().await.unwrap()["receipt"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let jwks: otpgate_core::receipt::Jwks = client
-        .get(format!("{}/.well-known/jwks.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let receipt = body["receipt"].as_str().unwrap().to_owned();
+    let jwks = jwks(&client, &server.base).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -21,15 +21,15 @@
 //! on fresh verifications.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod fault_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fault_support::{OPEN_POLICY, Serve, client, free_port, jwks, knob, ms, receipts_unique, send};
-use otpgate_server::store::conformance::TestRedis;
+use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
+use otpgate_test_support::http::{client, jwks, send};
+use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";
@@ -37,10 +37,9 @@ const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 
 fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
-    let config = dir.join("otpgate.toml");
-    std::fs::write(
-        &config,
-        format!(
+    process::write_config(
+        dir,
+        &format!(
             r#"
 [server]
 danger_discard_sends = true
@@ -60,8 +59,6 @@ test_numbers = {{ "{PHONE}" = "{CODE}" }}
 "#
         ),
     )
-    .unwrap();
-    config
 }
 
 /// Opens a verification and fires `n` right-code checks at it at once.

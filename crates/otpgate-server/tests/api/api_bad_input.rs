@@ -11,15 +11,13 @@
 //! (invalid UTF-8 in the path, a body longer than its type allows) reach the server as is.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod serve_support;
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use otpgate_test_support::process::{Server, free_port};
 use serde_json::{Value, json};
-use serve_support::{Server, free_port};
 
 /// The number of the valid flows (UK drama range, an allowed country by default).
 const PHONE: &str = "+447700900123";

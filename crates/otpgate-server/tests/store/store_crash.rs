@@ -3,7 +3,7 @@
 //! file when it is reopened (and the file must be consistent).
 //!
 //! The child is this test binary re-executed with `OTPGATE_CRASH_CHILD=<path>`: it runs
-//! `crash_child` only.
+//! `store_crash::crash_child` only.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use otpgate_server::clock::{Clock, SystemClock};
-use otpgate_server::store::conformance::{right, sample_record};
 use otpgate_server::store::{CheckOutcome, EmbeddedOptions, EmbeddedStore, Outcome, Store};
+use otpgate_test_support::conformance::{right, sample_record};
 
 const CHILD_ENV: &str = "OTPGATE_CRASH_CHILD";
 /// One window for the whole run (about 1,100 years), so no boundary falls inside it.
@@ -83,12 +83,29 @@ struct Acks {
     budget: u64,
 }
 
+/// The libtest name of `crash_child`: its module path without the crate (the binary
+/// holds other tests; `--exact` runs this one only).
+fn child_test_name() -> String {
+    let module = module_path!();
+    let module = module.split_once("::").map_or("", |(_, m)| m);
+    if module.is_empty() {
+        "crash_child".to_owned()
+    } else {
+        format!("{module}::crash_child")
+    }
+}
+
 /// Runs a child on `path`, kills it with SIGKILL after `kill_after` acknowledgements, and
 /// returns every acknowledgement it printed before dying.
 fn run_child_and_kill(path: &Path, kill_after: usize) -> Acks {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            &child_test_name(),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

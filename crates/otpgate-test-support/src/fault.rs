@@ -1,0 +1,132 @@
+//! The fault tests' shared parts: soak scaling knobs, the open `[policy]` of their configs,
+//! and the checks they end with (receipts unique and valid, audit log intact, no approval
+//! written twice).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use otpgate_core::receipt::{Claims, Expectations, Jwks};
+use serde_json::Value;
+
+use crate::process::otpgate_bin;
+
+/// Whether the long (soak) variants were asked for: `OTPGATE_SOAK=1`.
+pub fn soak() -> bool {
+    std::env::var("OTPGATE_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A count knob: the environment variable `name` when set, else `soak_default` under
+/// `OTPGATE_SOAK=1`, else `ci_default`.
+pub fn knob(name: &str, ci_default: usize, soak_default: usize) -> usize {
+    match std::env::var(name).ok().and_then(|v| v.parse().ok()) {
+        Some(v) => v,
+        None if soak() => soak_default,
+        None => ci_default,
+    }
+}
+
+/// Milliseconds since `t`, for the timing lines the tests print.
+pub fn ms(t: Instant) -> u128 {
+    t.elapsed().as_millis()
+}
+
+/// Checks that no verification was approved twice: each receipt's `jti` (= the verification
+/// id) is unique. The signatures of the first 25 (and of every receipt under
+/// `OTPGATE_SOAK=1`) are verified against `jwks` (Ed25519 in a debug build costs tens of
+/// milliseconds each on a loaded machine); the claims of the others are read unverified.
+/// Returns the claims.
+pub fn receipts_unique(
+    receipts: &[(String, String)],
+    jwks: &Jwks,
+    audience: &str,
+    issuer: &str,
+) -> Vec<Claims> {
+    use base64::Engine as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expect = Expectations {
+        audience,
+        issuer,
+        now,
+        leeway: 60,
+    };
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, (id, jwt)) in receipts.iter().enumerate() {
+        let claims = if i < 25 || soak() {
+            otpgate_core::receipt::verify(jwt, jwks, &expect)
+                .unwrap_or_else(|e| panic!("receipt for {id} does not verify: {e:?}"))
+        } else {
+            let payload = jwt.split('.').nth(1).expect("a compact JWT");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64url payload");
+            let claims: Claims = serde_json::from_slice(&bytes).expect("receipt claims");
+            assert_eq!(claims.aud, audience);
+            assert_eq!(claims.iss, issuer);
+            claims
+        };
+        assert_eq!(&claims.jti, id, "receipt jti is the verification id");
+        assert!(
+            seen.insert(claims.jti.clone()),
+            "verification {} approved twice (two receipts)",
+            claims.jti
+        );
+        out.push(claims);
+    }
+    out
+}
+
+/// `otpgate audit verify --file FILE` must exit 0; returns its output.
+pub fn audit_verify(file: &Path) -> String {
+    let out = Command::new(otpgate_bin())
+        .args(["audit", "verify", "--file"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "otpgate audit verify --file {} failed: {text}",
+        file.display()
+    );
+    text
+}
+
+/// The verification ids of every `check.approved` line of an audit log; panics if one id
+/// appears twice (an approval written twice).
+pub fn audit_approvals_unique(file: &Path) -> HashSet<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut seen = HashSet::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["kind"] == "check.approved" {
+            let id = v["verification_id"].as_str().unwrap().to_owned();
+            assert!(seen.insert(id.clone()), "the audit log approves {id} twice");
+        }
+    }
+    seen
+}
+
+/// The `[policy]` tail shared by the fault configs: budgets far above any real deployment
+/// (these tests are about faults, not limits), PoW off, NANP numbers allowed.
+pub const OPEN_POLICY: &str = r#"
+[policy.budgets]
+phone = { limit = 1000000, window_secs = 600 }
+phone_daily = { limit = 1000000, window_secs = 86400 }
+ip = { limit = 100000000, window_secs = 600 }
+prefix = { limit = 100000000, window_secs = 600 }
+global = { limit = 100000000, window_secs = 60 }
+check_ip = { limit = 100000000, window_secs = 600 }
+
+[policy.pow]
+enabled = false
+"#;

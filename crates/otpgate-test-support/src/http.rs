@@ -1,0 +1,86 @@
+//! HTTP for the process tests: one client for many concurrent loopback requests, requests
+//! bounded in time, answers read whole.
+
+use std::time::{Duration, Instant};
+
+use otpgate_core::receipt::Jwks;
+use serde_json::Value;
+
+/// One HTTP answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header.
+    pub retry_after: Option<String>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+    /// How long the request took.
+    pub took: Duration,
+}
+
+impl Answer {
+    /// The error code of the one error shape, or "".
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A client for many concurrent requests on loopback.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Sends `req` under `bound`: `Err` for a transport error (including the bound passing).
+pub async fn send(req: reqwest::RequestBuilder, bound: Duration) -> Result<Answer, reqwest::Error> {
+    let t = Instant::now();
+    let res = req.timeout(bound).send().await?;
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = res.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+        took: t.elapsed(),
+    })
+}
+
+/// The JWKS an issuer publishes.
+pub async fn jwks(http: &reqwest::Client, base: &str) -> Jwks {
+    http.get(format!("{base}/.well-known/jwks.json"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// POSTs `body` as JSON to `url`: the status and the answer's body as JSON (`Null` when it
+/// is not JSON). Panics on a transport error.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let res = http.post(url).json(body).send().await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// GETs `url` and reads the answer as JSON; panics on a transport error or a body that is
+/// not JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
