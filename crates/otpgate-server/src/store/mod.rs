@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 
 mod codec;
 mod embedded;
-mod in_process;
 #[cfg(test)]
 mod fixtures;
+mod in_process;
 mod logic;
 mod memory;
 mod redis;

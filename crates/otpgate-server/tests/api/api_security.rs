@@ -87,7 +87,7 @@ async fn destinations_outside_the_allow_list_are_403(backend: Backend) {
         assert_error(status, &headers, &body, 403, "destination_not_allowed");
     }
     let mut p = open_policy();
-    p.blocked_prefixes = vec!["+4470".into()];
+    p.blocked_prefixes = vec![otpgate_core::phone::NumberPrefix::parse("+4470").expect("range")];
     let h = Harness::with_policy(backend, p).await;
     let (status, headers, body) = h
         .post("/v1/verifications", json!({"phone": "+447012345678"}))

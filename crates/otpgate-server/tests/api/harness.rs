@@ -74,7 +74,7 @@ pub struct Harness {
 pub fn app(name: &str) -> AppConfig {
     AppConfig {
         name: name.into(),
-        origins: vec![format!("https://{name}.example.com")],
+        origins: vec![Origin::parse(&format!("https://{name}.example.com")).expect("origin")],
         android_app_hashes: vec![],
         templates: Default::default(),
         default_locale: "en".into(),
@@ -136,8 +136,7 @@ impl Harness {
         let apps = vec![app("shop"), app("bank")];
         let cors_origins: Vec<Origin> = apps
             .iter()
-            .flat_map(|a| a.origins.iter())
-            .map(|o| Origin::parse(o).unwrap())
+            .flat_map(|a| a.origins.iter().cloned())
             .collect();
         let service = Arc::new(Service::new(ServiceParts {
             store: store.clone(),

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use otpgate_core::phone::PhoneNumber;
+use otpgate_core::phone::{CallingCode, NumberPrefix, PhoneNumber};
 use otpgate_core::pow::{self, PowError};
 use otpgate_core::wire::PowSolution;
 use otpgate_server::clock::{Clock as _, ManualClock};
@@ -157,13 +157,7 @@ fn out_of_bounds_values_name_their_key() {
         case("budgets.global.window_secs:", |c| {
             c.budgets.global.window_secs = 0
         }),
-        case("allowed_countries[0]:", |c| {
-            c.allowed_countries = vec!["999".into()]
-        }),
         case("allowed_countries:", |c| c.allowed_countries.clear()),
-        case("blocked_prefixes[0]:", |c| {
-            c.blocked_prefixes = vec!["+44x".into()]
-        }),
         case("api_keys[0]:", |c| {
             c.api_keys = vec!["my-plain-secret-key-in-config".into()]
         }),
@@ -383,7 +377,7 @@ async fn the_difficulty_rises_at_half_the_gateways_capacity() {
 #[tokio::test]
 async fn destinations_allow_list_and_blocked_prefixes() {
     let mut c = no_pow();
-    c.blocked_prefixes = vec!["+4470".into()];
+    c.blocked_prefixes = vec![NumberPrefix::parse("+4470").expect("range")];
     let e = env(c);
     assert_eq!(
         e.start(&phone("+79161234567"), ip(1)).await,
@@ -413,7 +407,7 @@ async fn destinations_allow_list_and_blocked_prefixes() {
         .expect("allow-all");
 
     let mut c = no_pow();
-    c.allowed_countries = vec!["234".into()];
+    c.allowed_countries = vec![CallingCode::parse("234").expect("calling code")];
     let e = env(c);
     e.start(&phone("+2348012345678"), ip(1))
         .await
@@ -791,4 +785,18 @@ async fn resends_spend_the_phone_budget_but_not_the_ip_budget() {
         e.policy.admit_resend(&ctx).await,
         Err(PolicyError::RateLimited { scope: "phone", .. })
     ));
+}
+
+#[test]
+fn calling_codes_and_ranges_are_refused_as_the_policy_is_read() {
+    for (toml_text, why) in [
+        (
+            "allowed_countries = [\"999\"]",
+            "not a country calling code",
+        ),
+        ("blocked_prefixes = [\"+44x\"]", "number range"),
+    ] {
+        let err = toml::from_str::<PolicyConfig>(toml_text).expect_err(toml_text);
+        assert!(err.to_string().contains(why), "{toml_text}: {err}");
+    }
 }
