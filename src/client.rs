@@ -73,7 +73,7 @@ impl OtpClient {
     pub fn new(
         #[wasm_bindgen(js_name = baseUrl, unchecked_param_type = "string")] base_url: JsValue,
         #[wasm_bindgen(unchecked_param_type = "OtpClientOptions")] options: Option<JsValue>,
-    ) -> Result<OtpClient, JsValue> {
+    ) -> Result<Self, JsValue> {
         let options = options.unwrap_or_default();
         let base = base_url
             .as_string()

@@ -93,7 +93,7 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: Tally) {
+    fn merge(&mut self, other: Self) {
         self.latencies_us.extend(other.latencies_us);
         for (s, n) in other.statuses {
             *self.statuses.entry(s).or_default() += n;
@@ -381,7 +381,7 @@ async fn phase<F, Fut>(
 ) -> Row
 where
     F: Fn(Conns, usize, u64) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = (Tally, Conns)> + Send + 'static,
+    Fut: Future<Output = (Tally, Conns)> + Send + 'static,
 {
     let counter = Arc::new(AtomicUsize::new(0));
     let cpu_before = CpuTimes::now();

@@ -189,7 +189,7 @@ pub struct Pool {
     /// the send → event → failover → send cycle out of the future types).
     failover_tx: tokio::sync::mpsc::UnboundedSender<(InFlight, String)>,
     failover_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(InFlight, String)>>>,
-    me: Weak<Pool>,
+    me: Weak<Self>,
 }
 
 impl std::fmt::Debug for Pool {

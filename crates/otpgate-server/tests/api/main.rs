@@ -1,7 +1,7 @@
 //! The issuer's HTTP API and `otpgate serve`, one test binary: the API over each store
 //! (in process, `harness`), hostile input and policy gates, and the real binary started
 //! with its config, TLS, a shared Redis and a restart on the embedded store.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[macro_use]
 mod harness;

@@ -1,6 +1,6 @@
 //! The command line and the audit log, one test binary: `otpgate sms ...` and
 //! `otpgate app-hash` run as the real binary, and the hash-chained audit log.
-#![allow(missing_docs)]
+#![allow(clippy::expect_used, missing_docs)]
 
 mod audit_chain;
 mod cli_sms;

@@ -140,7 +140,7 @@ async fn burst<F, Fut>(
 ) -> Vec<(String, String, bool)>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: Future<Output = ()>,
 {
     let run = u64::from(std::process::id()) * 7 + u64::from(rig.server.port);
     let next = Arc::new(AtomicUsize::new(0));

@@ -1,7 +1,7 @@
 //! The fault tests, one test binary: real `otpgate serve`, `otpgate emulator` and
 //! `redis-server` processes killed with SIGKILL under load (`scripts/soak.sh` runs each
 //! module on its own with `--test fault <module>`, ignored soak variants included).
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod fault_concurrent_checks;
 mod fault_crash_embedded;

@@ -1,6 +1,6 @@
 //! The SMS gateway side, one test binary: the Android gateway emulator's API (and the
 //! npm client against it), the gateway adapters and the pool with its webhooks.
-#![allow(missing_docs)]
+#![allow(clippy::expect_used, missing_docs)]
 
 mod emulator_api;
 mod emulator_npm_client;
