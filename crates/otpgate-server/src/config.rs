@@ -22,9 +22,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use otpgate_core::code::Code;
 use otpgate_core::code::CodeSpec;
 pub use otpgate_core::origin::Origin;
-use otpgate_core::sms::{Template, TemplateSet};
+use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, compose};
 use serde::Deserialize;
 
 use crate::gateway::GatewaysConfig;
@@ -314,6 +315,30 @@ impl AppConfig {
     /// The host on the WebOTP line (`@host #code`): the first origin's host.
     pub fn webotp_host(&self) -> Option<String> {
         self.origins.first().map(|o| o.host().to_string())
+    }
+
+    /// The SMS text for this app ([`otpgate_core::sms::compose`]): the app's template for the
+    /// locale (else the built-in one), the `<#>` marker and app hash when the app has an Android
+    /// hash, and the WebOTP line `@host #code` for the app's first origin. Returns the text and
+    /// its segment count.
+    ///
+    /// # Errors
+    /// [`ComposeError`] when the app's configuration cannot make a valid one-segment SMS (the
+    /// configuration check at start composes a sample for every app and locale, so this is rare).
+    pub fn compose_sms(
+        &self,
+        locale: Option<&str>,
+        code: &Code,
+    ) -> Result<(String, u32), ComposeError> {
+        let host = self.webotp_host();
+        let composed = compose(ComposeRequest {
+            origin: host.as_deref(),
+            app_hash: self.android_app_hashes.first().map(String::as_str),
+            locale: Some(locale.unwrap_or(&self.default_locale)),
+            templates: Some(&self.templates),
+            ..ComposeRequest::new(self.display_name(), code.expose())
+        })?;
+        Ok((composed.text, composed.segments.segments.max(1)))
     }
 
     /// The template for `locale` (exact, then the language part, then the default locale),
@@ -755,12 +780,12 @@ impl Config {
             }
             // Compose a sample SMS for every locale the app has: a template that cannot make
             // a valid one-segment message stops the server now, not at the first send.
-            let sample = otpgate_core::code::Code::new("7".repeat(app.code.length()));
+            let sample = Code::new("7".repeat(app.code.length()));
             let locales: Vec<Option<&str>> = std::iter::once(None)
                 .chain(app.templates.0.keys().map(|k| Some(k.as_str())))
                 .collect();
             for locale in locales {
-                if let Err(e) = crate::service::compose_sms(app, locale, &sample) {
+                if let Err(e) = app.compose_sms(locale, &sample) {
                     let k = match locale {
                         Some(l) => format!("apps[{i}].templates.{l}"),
                         None => format!("apps[{i}]"),

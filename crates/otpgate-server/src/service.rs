@@ -24,7 +24,6 @@ use otpgate_core::code::Code;
 use otpgate_core::phone::{PhoneError, PhoneNumber};
 use otpgate_core::pow::PowError;
 use otpgate_core::receipt::Claims;
-use otpgate_core::sms::{ComposeError, ComposeRequest, compose};
 use otpgate_core::wire::{
     CheckResponse, Delivery, DeliveryState, ErrorCode, PowSolution, Status, VerificationView,
 };
@@ -585,9 +584,11 @@ impl Service {
         code: &Code,
         meta: &RequestMeta,
     ) -> Result<(), ServiceError> {
-        let (text, segments) = compose_sms(app, record.locale.as_deref(), code).map_err(|e| {
-            ServiceError::Internal(format!("cannot compose the SMS for app {}: {e}", app.name))
-        })?;
+        let (text, segments) = app
+            .compose_sms(record.locale.as_deref(), code)
+            .map_err(|e| {
+                ServiceError::Internal(format!("cannot compose the SMS for app {}: {e}", app.name))
+            })?;
         let now = self.clock.now_ms();
         let version = record.code.version;
         let job = SendJob {
@@ -1047,30 +1048,6 @@ fn validate_locale(l: String) -> Result<String, ServiceError> {
     }
 }
 
-/// The SMS text for `app` ([`otpgate_core::sms::compose`]): the app's template for the
-/// locale (else the built-in one), the `<#>` marker and app hash when the app has an Android
-/// hash, and the WebOTP line `@host #code` for the app's first origin. Returns the text and
-/// its segment count.
-///
-/// # Errors
-/// [`ComposeError`] when the app's configuration cannot make a valid one-segment SMS (the
-/// configuration check at start composes a sample for every app and locale, so this is rare).
-pub fn compose_sms(
-    app: &AppConfig,
-    locale: Option<&str>,
-    code: &Code,
-) -> Result<(String, u32), ComposeError> {
-    let host = app.webotp_host();
-    let composed = compose(ComposeRequest {
-        origin: host.as_deref(),
-        app_hash: app.android_app_hashes.first().map(String::as_str),
-        locale: Some(locale.unwrap_or(&app.default_locale)),
-        templates: Some(&app.templates),
-        ..ComposeRequest::new(app.display_name(), code.expose())
-    })?;
-    Ok((composed.text, composed.segments.segments.max(1)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1118,7 +1095,9 @@ mod tests {
 
     #[test]
     fn the_sms_ends_with_the_webotp_line_and_parses_back() {
-        let (text, segments) = compose_sms(&app(), None, &Code::new("123456")).expect("composes");
+        let (text, segments) = app()
+            .compose_sms(None, &Code::new("123456"))
+            .expect("composes");
         assert_eq!(text, "Your Shop code is 123456\n@shop.example.com #123456");
         assert_eq!(segments, 1);
         let parsed = otpgate_core::sms::parse(&text);
@@ -1129,14 +1108,16 @@ mod tests {
             "fr".into(),
             otpgate_core::sms::Template::new("{code} est votre code {app}").expect("template"),
         );
-        let (text, _) =
-            compose_sms(&with_hash, Some("fr-CA"), &Code::new("654321")).expect("composes");
+        let (text, _) = with_hash
+            .compose_sms(Some("fr-CA"), &Code::new("654321"))
+            .expect("composes");
         assert_eq!(
             text,
             "<#> 654321 est votre code Shop\n@shop.example.com #654321 FA+9qCX9VSu"
         );
-        let (text, _) =
-            compose_sms(&with_hash, Some("de"), &Code::new("654321")).expect("composes");
+        let (text, _) = with_hash
+            .compose_sms(Some("de"), &Code::new("654321"))
+            .expect("composes");
         assert!(text.contains("Ihr Code"), "{text}");
     }
 

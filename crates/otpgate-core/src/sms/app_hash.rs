@@ -152,10 +152,18 @@ pub fn is_valid_package(package: &str) -> bool {
 /// what current Play services require ("include the hash"). Legacy versions also wanted it as
 /// the last token; [`super::parse`] reports that one as `app_hash`.
 pub fn verify_app_hash(message: &str, expected: &str) -> bool {
-    super::compose::is_valid_app_hash(expected)
+    is_valid_app_hash(expected)
         && message
             .split(|c: char| c.is_ascii_whitespace())
             .any(|t| t == expected)
+}
+
+/// Whether `hash` is 11 characters of the standard base64 alphabet.
+pub fn is_valid_app_hash(hash: &str) -> bool {
+    hash.len() == 11
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 #[cfg(test)]
@@ -213,7 +221,7 @@ mod tests {
         let b = app_hash("com.awesomeproject2", DER).expect("hash");
         assert_ne!(a, b);
         assert_eq!(a.len(), 11);
-        assert!(super::super::compose::is_valid_app_hash(&b));
+        assert!(is_valid_app_hash(&b));
     }
 
     #[test]

@@ -39,6 +39,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::app_hash::is_valid_app_hash;
+use super::app_hash::verify_app_hash;
 use super::parse::{is_valid_host, parse_ref};
 use super::segments::{Encoding, Segments, gsm7_width, segments};
 
@@ -489,14 +491,6 @@ fn check_host(host: &str, err: ComposeError) -> Result<String, ComposeError> {
     }
 }
 
-/// Whether `hash` is 11 characters of the standard base64 alphabet.
-pub fn is_valid_app_hash(hash: &str) -> bool {
-    hash.len() == 11
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-}
-
 /// Whether `code` appears in `text` as a whole alphanumeric token.
 fn contains_token(text: &str, code: &str) -> bool {
     let bytes = text.as_bytes();
@@ -654,7 +648,7 @@ pub fn compose(req: ComposeRequest<'_>) -> Result<Composed, ComposeError> {
             Layout::Combined => text
                 .strip_suffix(h)
                 .is_some_and(|head| head.ends_with([' ', '\n'])),
-            Layout::HashLine => super::app_hash::verify_app_hash(&text, h),
+            Layout::HashLine => verify_app_hash(&text, h),
         };
         if !ok {
             return Err(ComposeError::AppHashNotLast);
@@ -1159,7 +1153,7 @@ mod tests {
                     proptest::prop_assert!(!c.text.ends_with('\n'));
                     proptest::prop_assert_eq!(c.segments.segments, 1);
                     if let Some(h) = &hash {
-                        proptest::prop_assert!(crate::sms::verify_app_hash(&c.text, h));
+                        proptest::prop_assert!(verify_app_hash(&c.text, h));
                         if !hash_line {
                             let last = c.text.split_ascii_whitespace().last();
                             proptest::prop_assert_eq!(last, Some(h.as_str()));

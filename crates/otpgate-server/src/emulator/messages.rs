@@ -10,7 +10,6 @@ use axum::response::IntoResponse;
 use otpgate_core::wire::smsgate::MessageState;
 use serde_json::{Value, json};
 
-use super::routes::base_of;
 use super::state::Msg;
 use super::{Emulator, Resp, error, fmt_time, parse_time};
 
@@ -146,4 +145,11 @@ pub(super) async fn cancel(State(emu): State<Arc<Emulator>>, Path(id): Path<Stri
 
 pub(super) async fn health(State(emu): State<Arc<Emulator>>) -> Resp {
     axum::Json(emu.health_view()).into_response()
+}
+
+/// The path prefix the call came in under (`""`, `/3rdparty/v1`, or wherever it is mounted).
+pub(super) fn base_of(uri: &axum::http::Uri) -> String {
+    let p = uri.path();
+    let cut = p.rfind("/message").unwrap_or(0);
+    p[..cut].to_owned()
 }

@@ -171,10 +171,3 @@ pub(super) fn authorized(emu: &Emulator, headers: &HeaderMap) -> bool {
     }
     false
 }
-
-/// The path prefix the call came in under (`""`, `/3rdparty/v1`, or wherever it is mounted).
-pub(super) fn base_of(uri: &axum::http::Uri) -> String {
-    let p = uri.path();
-    let cut = p.rfind("/message").unwrap_or(0);
-    p[..cut].to_owned()
-}

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
 use otpgate_core::phone::PhoneNumber;
 use otpgate_core::wire::DeliveryState;
 use serde::Serialize;
@@ -330,7 +329,7 @@ impl Pool {
     }
 
     /// Starts the health and polling loops (once, inside a tokio runtime).
-    fn ensure_started(&self) {
+    pub(super) fn ensure_started(&self) {
         if self.started.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -897,15 +896,6 @@ impl Pool {
             }
             None => self.give_up(&e.job, &reason).await,
         }
-    }
-
-    /// The routes that receive delivery events, to merge into the issuer's router:
-    /// `POST /v1/gateways/sms-gate/webhook`, `POST /v1/gateways/textbee/webhook`,
-    /// `POST /v1/gateways/webhook/events` and the multiOTP polling endpoint
-    /// `GET|POST /v1/gateways/multiotp/{device}`.
-    pub fn routes(self: &Arc<Self>) -> Router {
-        self.ensure_started();
-        super::webhooks::routes().with_state(self.clone())
     }
 
     /// The keys that sign webhooks from devices of `kind` (sms-gate: the pool key too).

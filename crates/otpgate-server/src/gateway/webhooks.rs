@@ -107,9 +107,20 @@ static GENERIC: Source = Source {
     decode: decode_generic,
 };
 
+impl Pool {
+    /// The routes that receive delivery events, to merge into the issuer's router:
+    /// `POST /v1/gateways/sms-gate/webhook`, `POST /v1/gateways/textbee/webhook`,
+    /// `POST /v1/gateways/webhook/events` and the multiOTP polling endpoint
+    /// `GET|POST /v1/gateways/multiotp/{device}`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        self.ensure_started();
+        routes().with_state(self.clone())
+    }
+}
+
 /// The routes that receive delivery events (see the module's table), with state still to
 /// be given.
-pub(super) fn routes() -> Router<Arc<Pool>> {
+fn routes() -> Router<Arc<Pool>> {
     Router::new()
         .route("/v1/gateways/sms-gate/webhook", signed(&SMSGATE))
         .route("/v1/gateways/textbee/webhook", signed(&TEXTBEE))
