@@ -50,7 +50,7 @@ after(() => {
 
 test("the tarball holds the wasm, the glue, the Node entry and the typings", () => {
   const files = readdirSync(join(scratch, "node_modules", "otpgate")).sort();
-  for (const f of ["otpgate_bg.wasm", "otpgate.js", "otpgate.d.ts", "node.mjs", "node.d.ts", "package.json", "README.md"]) {
+  for (const f of ["otpgate_bg.wasm", "otpgate.js", "otpgate.d.ts", "node.mjs", "node.d.ts", "package.json", "README.md", "LICENSE"]) {
     assert.ok(files.includes(f), `${f} in ${files}`);
   }
 });
