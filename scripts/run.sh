@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the main job: `otpgate serve` in dev mode with the demo page
-# (embedded store under ./otpgate-data, the built-in emulated phone, http://127.0.0.1:8080/).
+# (embedded store under ./otpgate-data, the built-in emulated phone, http://localhost:8080/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

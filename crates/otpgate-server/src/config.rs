@@ -1070,6 +1070,14 @@ code = { length = 8, alphabet = "alphanumeric" }
         let app = cfg.app(None).expect("demo");
         assert_eq!(app.name, "demo");
         assert_eq!(app.webotp_host().as_deref(), Some("localhost"));
+        // The page the README and the start log tell people to open is the origin the SMS
+        // binds its code to, so WebOTP can match them.
+        assert_eq!(
+            app.origins.first().map(ToString::to_string).as_deref(),
+            Some("http://localhost:8080")
+        );
+        let readme = include_str!("../../../README.md");
+        assert!(readme.lines().take(6).any(|l| l.contains("http://localhost:8080/")));
         let origins = cfg.cors_origins();
         assert!(origins.iter().any(|o| o.matches("http://localhost:5173")));
         assert!(origins.iter().any(|o| o.matches("http://127.0.0.1:3000")));

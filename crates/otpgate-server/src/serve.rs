@@ -185,8 +185,16 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     };
     let router = api::router(state, options, extra);
     if config.dev_mode {
+        // The page must be opened at the origin its SMS binds the code to (WebOTP).
+        let page = config
+            .apps
+            .first()
+            .and_then(|a| a.origins.first())
+            .map(|o| format!("{o}/"))
+            .unwrap_or_default();
         tracing::warn!(
             listen = %local_addr,
+            open = %page,
             data_dir = %data_dir.display(),
             issuer = %issuer_url,
             "DEV MODE: no configuration file; embedded store, emulated phone as the only gateway, \
