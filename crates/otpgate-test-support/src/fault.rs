@@ -32,6 +32,28 @@ pub fn ms(t: Instant) -> u128 {
     t.elapsed().as_millis()
 }
 
+/// What a receipt must show now (Unix seconds from the system clock), within `leeway`
+/// seconds.
+pub fn expectations<'a>(audience: &'a str, issuer: &'a str, leeway: i64) -> Expectations<'a> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Expectations {
+        audience,
+        issuer,
+        now,
+        leeway,
+    }
+}
+
+/// Verifies one receipt against `jwks` now (5 s leeway); returns its claims, panics when it
+/// does not verify.
+pub fn verify_receipt(receipt: &str, jwks: &Jwks, audience: &str, issuer: &str) -> Claims {
+    otpgate_core::receipt::verify(receipt, jwks, &expectations(audience, issuer, 5))
+        .unwrap_or_else(|e| panic!("the receipt does not verify: {e:?}"))
+}
+
 /// Checks that no verification was approved twice: each receipt's `jti` (= the verification
 /// id) is unique. The signatures of the first 25 (and of every receipt under
 /// `OTPGATE_SOAK=1`) are verified against `jwks` (Ed25519 in a debug build costs tens of
@@ -44,16 +66,7 @@ pub fn receipts_unique(
     issuer: &str,
 ) -> Vec<Claims> {
     use base64::Engine as _;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let expect = Expectations {
-        audience,
-        issuer,
-        now,
-        leeway: 60,
-    };
+    let expect = expectations(audience, issuer, 60);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, (id, jwt)) in receipts.iter().enumerate() {

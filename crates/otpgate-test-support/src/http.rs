@@ -84,3 +84,30 @@ pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16,
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// Starts a verification: `POST BASE/v1/verifications` with `{"phone": PHONE}`; the status
+/// and the body.
+pub async fn start(http: &reqwest::Client, base: &str, phone: &str) -> (u16, Value) {
+    post_json(
+        http,
+        &format!("{base}/v1/verifications"),
+        &serde_json::json!({ "phone": phone }),
+    )
+    .await
+}
+
+/// Checks a code: `POST BASE/v1/verifications/ID/check` with `{"code": CODE}`; the status
+/// and the body.
+pub async fn check(http: &reqwest::Client, base: &str, id: &str, code: &str) -> (u16, Value) {
+    post_json(
+        http,
+        &format!("{base}/v1/verifications/{id}/check"),
+        &serde_json::json!({ "code": code }),
+    )
+    .await
+}
+
+/// GETs `url` and reads the answer as text (`/metrics`); panics on a transport error.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}

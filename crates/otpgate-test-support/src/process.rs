@@ -364,3 +364,56 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     std::fs::write(&config, toml).unwrap();
     config
 }
+
+/// An `otpgate serve` config for the process tests: the frame they share (one app `shop` at
+/// `https://shop.example.com`) around each test's own keys, which the test names section by
+/// section (`ServeToml { store: ..., ..ServeToml::new(url) }`).
+#[derive(Clone, Debug)]
+pub struct ServeToml {
+    /// `[server] public_url`.
+    pub public_url: String,
+    /// `[server] danger_discard_sends` (true unless the test sends through gateways).
+    pub discard_sends: bool,
+    /// More lines after `[server]`'s own (sub-tables such as `[server.tls]` included).
+    pub server: String,
+    /// The body of `[store]`.
+    pub store: String,
+    /// The body of `[policy]` (sub-tables such as `[policy.pow]` included).
+    pub policy: String,
+    /// Sections after `[policy]` (`[audit]`, `[gateways]`, ...).
+    pub tail: String,
+}
+
+impl ServeToml {
+    /// The frame for an issuer at `public_url`, sends discarded, nothing else set.
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.to_owned(),
+            discard_sends: true,
+            server: String::new(),
+            store: String::new(),
+            policy: String::new(),
+            tail: String::new(),
+        }
+    }
+
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let discard = if self.discard_sends {
+            "danger_discard_sends = true\n"
+        } else {
+            ""
+        };
+        format!(
+            "[server]\n{discard}public_url = \"{}\"\n{}\n\n[store]\n{}\n\n\
+             [[apps]]\nname = \"shop\"\norigins = [\"https://shop.example.com\"]\n\n\
+             [policy]\n{}\n{}\n",
+            self.public_url, self.server, self.store, self.policy, self.tail
+        )
+    }
+
+    /// Writes the config to `DIR/otpgate.toml` ([`write_config`]) and returns that path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        write_config(dir, &self.render())
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::harness::{Backend, Harness, ISSUER, assert_error, open_policy};
+use crate::harness::{Backend, Harness, ISSUER, assert_error, open_policy, retry_after_header};
 use otpgate_core::receipt::{Expectations, Jwks, verify};
 use otpgate_server::clock::Clock;
 use serde_json::json;
@@ -150,13 +150,7 @@ async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
         .unwrap();
     let (status, headers, body) = crate::harness::split(res).await;
     assert_error(status, &headers, &body, 429, "resend_cooldown");
-    let retry: u64 = headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after_header(&headers);
     assert!((1..=30).contains(&retry), "{retry}");
     assert_eq!(h.sends(), 1);
 

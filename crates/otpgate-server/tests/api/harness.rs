@@ -282,6 +282,17 @@ pub fn assert_error(
 }
 
 /// Now on the harness clock, seconds (for receipt checks).
+/// The `Retry-After` header in seconds; panics when it is missing or not a number.
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub fn now_secs(clock: &ManualClock) -> i64 {
     clock.now_secs()
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
 use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::process::{Serve, ServeToml, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
@@ -37,28 +37,16 @@ const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 
 fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-{store}
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
+    ServeToml {
+        store: store.to_owned(),
+        policy: format!(
+            r#"allowed_countries = ["1"]
 test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-"#
+{OPEN_POLICY}"#
         ),
-    )
+        ..ServeToml::new(ISSUER)
+    }
+    .write(dir)
 }
 
 /// Opens a verification and fires `n` right-code checks at it at once.

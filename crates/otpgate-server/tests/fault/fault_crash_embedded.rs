@@ -34,7 +34,7 @@ use otpgate_test_support::fault::{
     OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
 };
 use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::process::{Serve, ServeToml, free_port};
 use serde_json::json;
 
 const PHONE: &str = "+15555550100";
@@ -67,33 +67,25 @@ struct Book {
 
 /// `durability`: the `durability` of both the store and the audit log.
 fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-kind = "embedded"
-durability = "{durability}"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
+    ServeToml {
+        store: format!(
+            r#"kind = "embedded"
+durability = "{durability}""#
+        ),
+        policy: format!(
+            r#"allowed_countries = ["1"]
 max_attempts = {MAX_ATTEMPTS}
 test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-[audit]
-enabled = true
-durability = "{durability}"
-"#
+{OPEN_POLICY}"#
         ),
-    )
+        tail: format!(
+            r#"[audit]
+enabled = true
+durability = "{durability}""#
+        ),
+        ..ServeToml::new(ISSUER)
+    }
+    .write(dir)
 }
 
 /// One worker: start, then (by turn) leave pending / wrong + right / right, until a

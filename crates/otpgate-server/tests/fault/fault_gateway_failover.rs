@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms};
 use otpgate_test_support::http::{client, send};
-use otpgate_test_support::process::{Phone, Serve, free_port, write_config};
+use otpgate_test_support::process::{Phone, Serve, ServeToml, free_port};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://issuer.test";
@@ -83,30 +83,23 @@ timeout_ms = 2000
             p.base
         ));
     }
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[server]
-public_url = "{ISSUER}"
-
-[store]
-kind = "embedded"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-{OPEN_POLICY}
-[gateways]
+    let config = ServeToml {
+        discard_sends: false,
+        store: r#"kind = "embedded""#.to_owned(),
+        policy: format!(
+            r#"allowed_countries = ["1"]
+{OPEN_POLICY}"#
+        ),
+        tail: format!(
+            r#"[gateways]
 webhook_signing_key_env = "FAULT_SIGNING_KEY"
 health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-    );
+        ..ServeToml::new(ISSUER)
+    }
+    .write(dir.path());
     let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
     for (n, p) in NAMES.iter().zip(&phones) {
         let name: &'static str = match *n {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
 use otpgate_test_support::http::{Answer, client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::process::{Serve, ServeToml, free_port};
 use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
@@ -41,29 +41,19 @@ const ISSUER: &str = "https://issuer.test";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn write_config(dir: &Path, redis_url: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-kind = "redis"
-url = "{redis_url}"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-"#
+    ServeToml {
+        store: format!(
+            r#"kind = "redis"
+url = "{redis_url}""#
         ),
-    )
+        policy: format!(
+            r#"allowed_countries = ["1"]
+test_numbers = {{ "{PHONE}" = "{CODE}" }}
+{OPEN_POLICY}"#
+        ),
+        ..ServeToml::new(ISSUER)
+    }
+    .write(dir)
 }
 
 #[derive(Default)]
