@@ -5,12 +5,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use otpgate_core::receipt::{Claims, Expectations, Jwks};
 use serde_json::Value;
 
-use crate::process::otpgate_bin;
+use crate::process::{ServeToml, otpgate_bin};
 
 /// Whether the long (soak) variants were asked for: `OTPGATE_SOAK=1`.
 pub fn soak() -> bool {
@@ -143,3 +144,30 @@ check_ip = { limit = 100000000, window_secs = 600 }
 [policy.pow]
 enabled = false
 "#;
+
+/// The frame of the fault tests' configs: the issuer at `issuer` with `store` as the body of
+/// `[store]`, NANP numbers allowed, `policy` as more `[policy]` keys, then [`OPEN_POLICY`].
+pub fn open_config(issuer: &str, store: String, policy: &str) -> ServeToml {
+    ServeToml {
+        store,
+        policy: format!("allowed_countries = [\"1\"]\n{policy}\n{OPEN_POLICY}"),
+        ..ServeToml::new(issuer)
+    }
+}
+
+/// What a fault test's workers met that they should not have (an answer outside the
+/// documented ones), gathered while the load runs and asserted empty at the end.
+#[derive(Debug, Default)]
+pub struct Unexpected(Mutex<Vec<String>>);
+
+impl Unexpected {
+    /// Notes one.
+    pub fn note(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+
+    /// All noted so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}

@@ -111,3 +111,36 @@ pub async fn check(http: &reqwest::Client, base: &str, id: &str, code: &str) -> 
 pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
     http.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// [`send`]s a start for the app `shop`: `POST BASE/v1/verifications` with
+/// `{"phone": PHONE, "app": "shop"}`, under `bound`.
+pub async fn send_start(
+    http: &reqwest::Client,
+    base: &str,
+    phone: &str,
+    bound: Duration,
+) -> Result<Answer, reqwest::Error> {
+    let body = serde_json::json!({"phone": phone, "app": "shop"});
+    send(
+        http.post(format!("{base}/v1/verifications")).json(&body),
+        bound,
+    )
+    .await
+}
+
+/// [`send`]s a check: `POST BASE/v1/verifications/ID/check` with `{"code": CODE}`, under
+/// `bound`.
+pub async fn send_check(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    code: &str,
+    bound: Duration,
+) -> Result<Answer, reqwest::Error> {
+    let url = format!("{base}/v1/verifications/{id}/check");
+    send(
+        http.post(url).json(&serde_json::json!({ "code": code })),
+        bound,
+    )
+    .await
+}

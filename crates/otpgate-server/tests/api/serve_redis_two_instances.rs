@@ -77,26 +77,10 @@ enabled = false"#
 
     // The per-phone budget (2) holds across A and B.
     let phone = json!({"phone": "+447700900777"});
-    assert_eq!(
-        post_json(
-            &client,
-            &format!("{}/v1/verifications", a.base),
-            &phone.clone()
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        post_json(
-            &client,
-            &format!("{}/v1/verifications", b.base),
-            &phone.clone()
-        )
-        .await
-        .0,
-        201
-    );
+    for base in [&a.base, &b.base] {
+        let url = format!("{base}/v1/verifications");
+        assert_eq!(post_json(&client, &url, &phone).await.0, 201);
+    }
     let res = client
         .post(format!("{}/v1/verifications", a.base))
         .json(&phone)

@@ -31,11 +31,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{
-    OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
+    Unexpected, audit_approvals_unique, audit_verify, knob, ms, open_config, receipts_unique,
 };
-use otpgate_test_support::http::{client, jwks, send};
+use otpgate_test_support::http::{client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, ServeToml, free_port};
-use serde_json::json;
 
 const PHONE: &str = "+15555550100";
 const CODE: &str = "424242";
@@ -61,29 +60,27 @@ struct Track {
 struct Book {
     tracks: Mutex<HashMap<String, Track>>,
     receipts: Mutex<Vec<(String, String)>>,
-    unexpected: Mutex<Vec<String>>,
+    unexpected: Unexpected,
     started: AtomicUsize,
 }
 
 /// `durability`: the `durability` of both the store and the audit log.
 fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
-    ServeToml {
-        store: format!(
-            r#"kind = "embedded"
+    let store = format!(
+        r#"kind = "embedded"
 durability = "{durability}""#
-        ),
-        policy: format!(
-            r#"allowed_countries = ["1"]
-max_attempts = {MAX_ATTEMPTS}
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}"#
-        ),
+    );
+    let policy = format!(
+        r#"max_attempts = {MAX_ATTEMPTS}
+test_numbers = {{ "{PHONE}" = "{CODE}" }}"#
+    );
+    ServeToml {
         tail: format!(
             r#"[audit]
 enabled = true
 durability = "{durability}""#
         ),
-        ..ServeToml::new(ISSUER)
+        ..open_config(ISSUER, store, &policy)
     }
     .write(dir)
 }
@@ -101,20 +98,12 @@ async fn worker(
     let mut n = w;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let Ok(a) = send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        else {
+        let Ok(a) = send_start(&http, &base, PHONE, BOUND).await else {
             return;
         };
         if a.status != 201 {
             book.unexpected
-                .lock()
-                .unwrap()
-                .push(format!("start: {} {}", a.status, a.body));
+                .note(format!("start: {} {}", a.status, a.body));
             continue;
         }
         let id = a.body["id"].as_str().unwrap().to_owned();
@@ -126,13 +115,7 @@ async fn worker(
             },
         );
         book.started.fetch_add(1, Ordering::Relaxed);
-        let check = |code: &'static str| {
-            send(
-                http.post(format!("{base}/v1/verifications/{id}/check"))
-                    .json(&json!({ "code": code })),
-                BOUND,
-            )
-        };
+        let check = |code: &'static str| send_check(&http, &base, &id, code, BOUND);
         let mark_unknown = |book: &Book| {
             book.tracks.lock().unwrap().get_mut(&id).unwrap().unknown = true;
         };
@@ -151,9 +134,7 @@ async fn worker(
                         }
                         Ok(a) => book
                             .unexpected
-                            .lock()
-                            .unwrap()
-                            .push(format!("wrong check: {} {}", a.status, a.body)),
+                            .note(format!("wrong check: {} {}", a.status, a.body)),
                         Err(_) => {
                             mark_unknown(&book);
                             return;
@@ -170,9 +151,7 @@ async fn worker(
                     }
                     Ok(a) => book
                         .unexpected
-                        .lock()
-                        .unwrap()
-                        .push(format!("right check: {} {}", a.status, a.body)),
+                        .note(format!("right check: {} {}", a.status, a.body)),
                     Err(_) => {
                         mark_unknown(&book);
                         return;
@@ -237,15 +216,7 @@ async fn verify_after_restart(
                     .await
                     .unwrap();
                 assert_eq!(view.status, 200, "{id}: acknowledged start lost: {view:?}");
-                let check = || async {
-                    send(
-                        http.post(format!("{base}/v1/verifications/{id}/check"))
-                            .json(&json!({ "code": CODE })),
-                        BOUND,
-                    )
-                    .await
-                    .unwrap()
-                };
+                let check = || async { send_check(&http, &base, &id, CODE, BOUND).await.unwrap() };
                 if t.approved {
                     assert_eq!(view.body["status"], "approved", "{id}: {}", view.body);
                     let a = check().await;
@@ -347,7 +318,7 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durabilit
         for t in tasks {
             t.await.unwrap();
         }
-        let unexpected = book.unexpected.lock().unwrap().clone();
+        let unexpected = book.unexpected.all();
         assert!(
             unexpected.is_empty(),
             "answers before the kill: {unexpected:?}"

@@ -34,8 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{OPEN_POLICY, knob, ms};
-use otpgate_test_support::http::{client, send};
+use otpgate_test_support::fault::{knob, ms, open_config};
+use otpgate_test_support::http::{client, send, send_start};
 use otpgate_test_support::process::{Phone, Serve, ServeToml, free_port};
 use serde_json::{Value, json};
 
@@ -85,11 +85,6 @@ timeout_ms = 2000
     }
     let config = ServeToml {
         discard_sends: false,
-        store: r#"kind = "embedded""#.to_owned(),
-        policy: format!(
-            r#"allowed_countries = ["1"]
-{OPEN_POLICY}"#
-        ),
         tail: format!(
             r#"[gateways]
 webhook_signing_key_env = "FAULT_SIGNING_KEY"
@@ -97,7 +92,7 @@ health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-        ..ServeToml::new(ISSUER)
+        ..open_config(ISSUER, r#"kind = "embedded""#.to_owned(), "")
     }
     .write(dir.path());
     let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
@@ -158,13 +153,9 @@ where
                     // Read before sending: "after" means the fault was already in place.
                     let late = after.load(Ordering::SeqCst);
                     let phone = number(run, i);
-                    let a = send(
-                        http.post(format!("{base}/v1/verifications"))
-                            .json(&json!({"phone": phone, "app": "shop"})),
-                        Duration::from_secs(15),
-                    )
-                    .await
-                    .unwrap();
+                    let a = send_start(&http, &base, &phone, Duration::from_secs(15))
+                        .await
+                        .unwrap();
                     assert_eq!(a.status, 201, "start {i}: {}", a.body);
                     out.lock().unwrap().push((
                         a.body["id"].as_str().unwrap().to_owned(),

@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
-use otpgate_test_support::http::{Answer, client, jwks, send};
-use otpgate_test_support::process::{Serve, ServeToml, free_port};
+use otpgate_test_support::fault::{Unexpected, knob, ms, open_config, receipts_unique};
+use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
+use otpgate_test_support::process::{Serve, free_port};
 use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
@@ -41,26 +41,19 @@ const ISSUER: &str = "https://issuer.test";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn write_config(dir: &Path, redis_url: &str) -> std::path::PathBuf {
-    ServeToml {
-        store: format!(
-            r#"kind = "redis"
+    let store = format!(
+        r#"kind = "redis"
 url = "{redis_url}""#
-        ),
-        policy: format!(
-            r#"allowed_countries = ["1"]
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}"#
-        ),
-        ..ServeToml::new(ISSUER)
-    }
-    .write(dir)
+    );
+    let test_numbers = format!(r#"test_numbers = {{ "{PHONE}" = "{CODE}" }}"#);
+    open_config(ISSUER, store, &test_numbers).write(dir)
 }
 
 #[derive(Default)]
 struct Book {
     receipts: Mutex<Vec<(String, String)>>,
     tally: Mutex<BTreeMap<String, usize>>,
-    unexpected: Mutex<Vec<String>>,
+    unexpected: Unexpected,
     /// Checks answered 503 (their effect is unknown: decided at the end).
     check_unknown: Mutex<Vec<String>>,
     /// Verifications acknowledged (201) but gone (404) at their check: lost by Redis.
@@ -85,9 +78,7 @@ impl Book {
             || a.body["error"]["message"].as_str().is_none()
         {
             self.unexpected
-                .lock()
-                .unwrap()
-                .push(format!("{what}: 503 not in the documented shape: {a:?}"));
+                .note(format!("{what}: 503 not in the documented shape: {a:?}"));
         }
     }
 }
@@ -100,19 +91,11 @@ async fn worker(
     persistent: bool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let a = match send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        {
+        let a = match send_start(&http, &base, PHONE, BOUND).await {
             Ok(a) => a,
             Err(e) => {
                 book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("start: transport error or past the bound: {e}"));
+                    .note(format!("start: transport error or past the bound: {e}"));
                 continue;
             }
         };
@@ -126,26 +109,16 @@ async fn worker(
             }
             _ => {
                 book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("start: {} {}", a.status, a.body));
+                    .note(format!("start: {} {}", a.status, a.body));
                 continue;
             }
         }
         let id = a.body["id"].as_str().unwrap().to_owned();
-        let a = match send(
-            http.post(format!("{base}/v1/verifications/{id}/check"))
-                .json(&json!({ "code": CODE })),
-            BOUND,
-        )
-        .await
-        {
+        let a = match send_check(&http, &base, &id, CODE, BOUND).await {
             Ok(a) => a,
             Err(e) => {
                 book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("check: transport error or past the bound: {e}"));
+                    .note(format!("check: transport error or past the bound: {e}"));
                 continue;
             }
         };
@@ -163,9 +136,7 @@ async fn worker(
             404 if !persistent => book.lost.lock().unwrap().push(id),
             _ => book
                 .unexpected
-                .lock()
-                .unwrap()
-                .push(format!("check {id}: {} {}", a.status, a.body)),
+                .note(format!("check {id}: {} {}", a.status, a.body)),
         }
     }
 }
@@ -180,25 +151,13 @@ async fn seed(
 ) -> (Vec<String>, Vec<String>) {
     let (mut pending, mut approved) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let a = send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        .unwrap();
+        let a = send_start(&http, &base, PHONE, BOUND).await.unwrap();
         assert_eq!(a.status, 201, "{}", a.body);
         let id = a.body["id"].as_str().unwrap().to_owned();
         if i % 2 == 0 {
             pending.push(id);
         } else {
-            let c = send(
-                http.post(format!("{base}/v1/verifications/{id}/check"))
-                    .json(&json!({ "code": CODE })),
-                BOUND,
-            )
-            .await
-            .unwrap();
+            let c = send_check(&http, &base, &id, CODE, BOUND).await.unwrap();
             assert_eq!(c.status, 200, "{}", c.body);
             book.receipts
                 .lock()
@@ -299,13 +258,7 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         let up = Instant::now();
         // Back without restarting the issuer: the first 201 after the restart.
         loop {
-            let a = send(
-                http.post(format!("{}/v1/verifications", server.base))
-                    .json(&json!({"phone": PHONE, "app": "shop"})),
-                BOUND,
-            )
-            .await
-            .unwrap();
+            let a = send_start(&http, &server.base, PHONE, BOUND).await.unwrap();
             if a.status == 201 {
                 break;
             }
@@ -328,7 +281,7 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     for w in workers {
         w.await.unwrap();
     }
-    let unexpected = book.unexpected.lock().unwrap().clone();
+    let unexpected = book.unexpected.all();
     assert!(
         unexpected.is_empty(),
         "[{mode}] unexpected answers: {unexpected:#?}"
@@ -342,15 +295,10 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     assert!(tally.get("check 200 ").copied().unwrap_or(0) > 0);
 
     // What survived.
-    let check = |id: &str| {
-        send(
-            http.post(format!("{}/v1/verifications/{id}/check", server.base))
-                .json(&json!({ "code": CODE })),
-            BOUND,
-        )
-    };
     for id in &pending {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         if persistent {
             assert_eq!(a.status, 200, "[{mode}] pending before the kill: {a:?}");
             book.receipts
@@ -366,7 +314,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         }
     }
     for id in &approved {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         let want = if persistent {
             (409, "already_used")
         } else {
@@ -381,7 +331,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     let unknown = book.check_unknown.lock().unwrap().clone();
     let mut unknown_tally = BTreeMap::new();
     for id in &unknown {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         match a.status {
             200 => book
                 .receipts
