@@ -130,20 +130,10 @@ pub fn audit_approvals_unique(file: &Path) -> HashSet<String> {
     seen
 }
 
-/// The `[policy]` tail shared by the fault configs: budgets far above any real deployment
-/// (these tests are about faults, not limits), PoW off, NANP numbers allowed.
-pub const OPEN_POLICY: &str = r#"
-[policy.budgets]
-phone = { limit = 1000000, window_secs = 600 }
-phone_daily = { limit = 1000000, window_secs = 86400 }
-ip = { limit = 100000000, window_secs = 600 }
-prefix = { limit = 100000000, window_secs = 600 }
-global = { limit = 100000000, window_secs = 60 }
-check_ip = { limit = 100000000, window_secs = 600 }
-
-[policy.pow]
-enabled = false
-"#;
+/// The `[policy]` tail shared by the fault configs and the issuer benchmark
+/// (`open-policy.toml`): budgets far above any real deployment (these tests are about
+/// faults, not limits), PoW off.
+pub const OPEN_POLICY: &str = include_str!("../open-policy.toml");
 
 /// The frame of the fault tests' configs: the issuer at `issuer` with `store` as the body of
 /// `[store]`, NANP numbers allowed, `policy` as more `[policy]` keys, then [`OPEN_POLICY`].

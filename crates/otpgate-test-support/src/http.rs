@@ -55,16 +55,17 @@ pub async fn send(req: reqwest::RequestBuilder, bound: Duration) -> Result<Answe
     })
 }
 
+/// GETs `url` under `bound` and reads the answer as JSON; panics on a transport error or a
+/// body that is not JSON.
+pub async fn get_within(http: &reqwest::Client, url: &str, bound: Duration) -> Value {
+    let res = http.get(url).timeout(bound).send().await.unwrap();
+    res.json().await.unwrap()
+}
+
 /// The JWKS an issuer publishes.
 pub async fn jwks(http: &reqwest::Client, base: &str) -> Jwks {
-    http.get(format!("{base}/.well-known/jwks.json"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let url = format!("{base}/.well-known/jwks.json");
+    serde_json::from_value(get_within(http, &url, Duration::from_secs(10)).await).unwrap()
 }
 
 /// POSTs `body` as JSON to `url`: the status and the answer's body as JSON (`Null` when it

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::http::get_within;
+
 /// The `otpgate` binary under test: `CARGO_BIN_EXE_otpgate` (cargo sets it when it runs an
 /// integration test of otpgate-server), else `otpgate` beside the test binary's `deps/`.
 pub fn otpgate_bin() -> PathBuf {
@@ -277,15 +279,8 @@ impl Phone {
 
     /// What this phone "sent" (`GET /_emulator/messages`): `(message id, phone, text)`.
     pub async fn outbox(&self, http: &reqwest::Client) -> Vec<(String, String, String)> {
-        let v: Value = http
-            .get(format!("{}/_emulator/messages", self.base))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/_emulator/messages", self.base);
+        let v: Value = get_within(http, &url, Duration::from_secs(5)).await;
         v.as_array()
             .or_else(|| v["messages"].as_array())
             .unwrap_or_else(|| panic!("outbox shape: {v}"))
