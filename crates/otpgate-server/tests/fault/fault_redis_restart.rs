@@ -70,6 +70,22 @@ impl Book {
             .or_insert(0) += 1;
     }
 
+    /// The answer to `what`, counted; a transport error (or the bound passing) is noted and
+    /// gives `None`.
+    fn answered(&self, what: &str, sent: Result<Answer, reqwest::Error>) -> Option<Answer> {
+        match sent {
+            Ok(a) => {
+                self.count(what, &a);
+                Some(a)
+            }
+            Err(e) => {
+                self.unexpected
+                    .note(format!("{what}: transport error or past the bound: {e}"));
+                None
+            }
+        }
+    }
+
     /// A 503 must be the documented one: JSON error shape, `store_unavailable`,
     /// `Retry-After`, under the bound.
     fn check_503(&self, what: &str, a: &Answer) {
@@ -91,15 +107,9 @@ async fn worker(
     persistent: bool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let a = match send_start(&http, &base, PHONE, BOUND).await {
-            Ok(a) => a,
-            Err(e) => {
-                book.unexpected
-                    .note(format!("start: transport error or past the bound: {e}"));
-                continue;
-            }
+        let Some(a) = book.answered("start", send_start(&http, &base, PHONE, BOUND).await) else {
+            continue;
         };
-        book.count("start", &a);
         match a.status {
             201 => {}
             503 => {
@@ -114,15 +124,10 @@ async fn worker(
             }
         }
         let id = a.body["id"].as_str().unwrap().to_owned();
-        let a = match send_check(&http, &base, &id, CODE, BOUND).await {
-            Ok(a) => a,
-            Err(e) => {
-                book.unexpected
-                    .note(format!("check: transport error or past the bound: {e}"));
-                continue;
-            }
+        let sent = send_check(&http, &base, &id, CODE, BOUND).await;
+        let Some(a) = book.answered("check", sent) else {
+            continue;
         };
-        book.count("check", &a);
         match a.status {
             200 => book
                 .receipts
