@@ -81,6 +81,17 @@ async fn get(store: &Arc<dyn Store>, id: &str) -> Record {
     store.get(id).await.expect("get").expect("record present")
 }
 
+async fn take(store: &Arc<dyn Store>, key: &str, limit: u32, window: i64, at: i64) -> Budget {
+    store
+        .take_budget(key, limit, window, at)
+        .await
+        .expect("take")
+}
+
+async fn used(store: &Arc<dyn Store>, key: &str, window: i64, at: i64) -> u32 {
+    store.budget_used(key, window, at).await.expect("used")
+}
+
 async fn check(store: &Arc<dyn Store>, id: &str, guess: &Guess, at: i64) -> CheckOutcome {
     store.check(id, guess, None, at).await.expect("check")
 }
@@ -452,7 +463,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
         "a refused check counts nothing"
     );
     assert_eq!(
-        store.budget_used(&key, 600_000, t).await.expect("used"),
+        used(store, &key, 600_000, t).await,
         2,
         "the refused check took no unit"
     );
@@ -491,7 +502,7 @@ pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
         "not inserted"
     );
     assert_eq!(
-        store.budget_used(&a, 600_000, t).await.expect("used"),
+        used(store, &a, 600_000, t).await,
         1,
         "the allowed budget was given back"
     );
@@ -502,7 +513,7 @@ pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
         "an existing id"
     );
     assert_eq!(
-        store.budget_used(&a, 600_000, t).await.expect("used"),
+        used(store, &a, 600_000, t).await,
         1,
         "a duplicate counts nothing"
     );
@@ -828,10 +839,7 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
         let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store
-                .take_budget(&key, limit, window, t)
-                .await
-                .expect("take")
+            take(&store, &key, limit, window, t).await
         }));
     }
     let window_end = t - t.rem_euclid(window) + window;
@@ -848,10 +856,7 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
     }
     assert_eq!(remaining, (0..limit).collect(), "exactly the limit passed");
     assert_eq!(refused, RACERS - limit as usize);
-    assert_eq!(
-        store.budget_used(&key, window, t).await.expect("used"),
-        limit
-    );
+    assert_eq!(used(store, &key, window, t).await, limit);
 }
 
 /// `add_to_budget` adds its units to the window holding its time, with no limit, on top of
@@ -861,10 +866,7 @@ pub async fn add_to_budget_counts_n_in_its_window(store: &Arc<dyn Store>) {
     let t = now();
     let start = t - t.rem_euclid(window) + window;
     let key = fresh_id("sig:");
-    store
-        .take_budget(&key, 10, window, start + 1)
-        .await
-        .expect("take");
+    take(store, &key, 10, window, start + 1).await;
     store
         .add_to_budget(&key, 7, window, start + 2)
         .await
@@ -879,36 +881,21 @@ pub async fn add_to_budget_counts_n_in_its_window(store: &Arc<dyn Store>) {
     for task in tasks {
         task.await.expect("task").expect("add");
     }
+    assert_eq!(used(store, &key, window, start + 4).await, 1 + 7 + 60);
     assert_eq!(
-        store
-            .budget_used(&key, window, start + 4)
-            .await
-            .expect("used"),
-        1 + 7 + 60
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 10, window, start + 5)
-            .await
-            .expect("take"),
+        take(store, &key, 10, window, start + 5).await,
         Budget::Exhausted {
             retry_after_ms: window - 5
         },
         "the units count against a limit too"
     );
     assert_eq!(
-        store
-            .budget_used(&key, window, start + window)
-            .await
-            .expect("used"),
+        used(store, &key, window, start + window).await,
         0,
         "the next window"
     );
     assert_eq!(
-        store
-            .budget_used(&key, window, start + window - 1)
-            .await
-            .expect("used"),
+        used(store, &key, window, start + window - 1).await,
         68,
         "still there at the end of its window"
     );
@@ -921,92 +908,50 @@ pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
     let t = now();
     let start = t - t.rem_euclid(window) + window; // the next window, from its start
     let key = fresh_id("ip:");
+    assert_eq!(used(store, &key, window, start).await, 0);
     assert_eq!(
-        store.budget_used(&key, window, start).await.expect("used"),
-        0
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 10)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 10).await,
         Budget::Allowed { remaining: 1 }
     );
     assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 20)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 20).await,
         Budget::Allowed { remaining: 0 }
     );
     assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 30)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 30).await,
         Budget::Exhausted {
             retry_after_ms: window - 30
         }
     );
-    assert_eq!(
-        store
-            .budget_used(&key, window, start + 40)
-            .await
-            .expect("used"),
-        2
-    );
+    assert_eq!(used(store, &key, window, start + 40).await, 2);
     store
         .refund_budget(&key, window, start + 50)
         .await
         .expect("refund");
+    assert_eq!(used(store, &key, window, start + 50).await, 1);
     assert_eq!(
-        store
-            .budget_used(&key, window, start + 50)
-            .await
-            .expect("used"),
-        1
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 60)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 60).await,
         Budget::Allowed { remaining: 0 }
     );
 
     // The last millisecond of the window is still in it; the next one starts afresh.
     assert!(matches!(
-        store
-            .take_budget(&key, 2, window, start + window - 1)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + window - 1).await,
         Budget::Exhausted { retry_after_ms: 1 }
     ));
     let next = start + window;
+    assert_eq!(used(store, &key, window, next).await, 0);
     assert_eq!(
-        store.budget_used(&key, window, next).await.expect("used"),
-        0
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, next)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, next).await,
         Budget::Allowed { remaining: 1 }
     );
     assert_eq!(
-        store.budget_used(&key, window, start).await.expect("used"),
+        used(store, &key, window, start).await,
         2,
         "old window kept its count"
     );
     // Another window length is another counter.
-    assert_eq!(
-        store
-            .budget_used(&key, window * 2, next)
-            .await
-            .expect("used"),
-        0
-    );
+    assert_eq!(used(store, &key, window * 2, next).await, 0);
 
     let fresh = fresh_id("ip:");
     store
@@ -1018,32 +963,20 @@ pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
         .await
         .expect("refund");
     assert_eq!(
-        store
-            .take_budget(&fresh, 1, window, start)
-            .await
-            .expect("take"),
+        take(store, &fresh, 1, window, start).await,
         Budget::Allowed { remaining: 0 }
     );
     assert!(matches!(
-        store
-            .take_budget(&fresh, 1, window, start)
-            .await
-            .expect("take"),
+        take(store, &fresh, 1, window, start).await,
         Budget::Exhausted { .. }
     ));
 
     let zero = fresh_id("global:");
     assert!(matches!(
-        store
-            .take_budget(&zero, 0, window, start)
-            .await
-            .expect("take"),
+        take(store, &zero, 0, window, start).await,
         Budget::Exhausted { .. }
     ));
-    assert_eq!(
-        store.budget_used(&zero, window, start).await.expect("used"),
-        0
-    );
+    assert_eq!(used(store, &zero, window, start).await, 0);
 }
 
 /// `take_budgets` counts on every budget or on none, also under concurrency.
@@ -1084,14 +1017,11 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
         }
     );
     assert_eq!(
-        store.budget_used(&wide, window, t).await.expect("used"),
+        used(store, &wide, window, t).await,
         2,
         "refused: nothing kept"
     );
-    assert_eq!(
-        store.budget_used(&narrow, window, t).await.expect("used"),
-        2
-    );
+    assert_eq!(used(store, &narrow, window, t).await, 2);
     assert_eq!(
         store.take_budgets(&[], t).await.expect("take"),
         Budgets::Allowed { remaining: vec![] }
@@ -1115,7 +1045,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
         store.take_budgets(&same, t).await.expect("take"),
         Budgets::Exhausted { index: 1, .. }
     ));
-    assert_eq!(store.budget_used(&twice, window, t).await.expect("used"), 0);
+    assert_eq!(used(store, &twice, window, t).await, 0);
 
     // Racing: exactly `limit` pass, and the wide budget keeps only theirs.
     let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
@@ -1153,12 +1083,9 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
         }
     }
     assert_eq!(allowed, limit, "exactly the limit passed");
+    assert_eq!(used(store, &narrow, window, t).await, limit);
     assert_eq!(
-        store.budget_used(&narrow, window, t).await.expect("used"),
-        limit
-    );
-    assert_eq!(
-        store.budget_used(&wide, window, t).await.expect("used"),
+        used(store, &wide, window, t).await,
         limit,
         "refused takes were given back"
     );
