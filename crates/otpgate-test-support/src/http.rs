@@ -145,3 +145,10 @@ pub async fn send_check(
     )
     .await
 }
+
+/// GETs `url` with Basic auth `user:password` and reads the answer as JSON; panics on a
+/// transport error or a body that is not JSON.
+pub async fn get_json_auth(http: &reqwest::Client, url: &str, user: &str, password: &str) -> Value {
+    let res = http.get(url).basic_auth(user, Some(password)).send().await;
+    res.unwrap().json().await.unwrap()
+}

@@ -43,7 +43,7 @@ fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
 
 /// Opens a verification and fires `n` right-code checks at it at once.
 async fn storm(http: &reqwest::Client, base: &str, n: usize) -> (String, BTreeMap<String, usize>) {
-    let a = send_start(&http, &base, PHONE, Duration::from_secs(10))
+    let a = send_start(http, base, PHONE, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(a.status, 201, "{}", a.body);
@@ -103,7 +103,7 @@ async fn storm(http: &reqwest::Client, base: &str, n: usize) -> (String, BTreeMa
     }
     // A check that met the overload answer, sent again, is a loser like the others.
     for _ in 0..overloaded {
-        let a = send_check(&http, &base, &id, CODE, Duration::from_secs(10))
+        let a = send_check(http, base, &id, CODE, Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!((a.status, a.code()), (409, "already_used"), "{a:?}");

@@ -156,13 +156,13 @@ async fn seed(
 ) -> (Vec<String>, Vec<String>) {
     let (mut pending, mut approved) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let a = send_start(&http, &base, PHONE, BOUND).await.unwrap();
+        let a = send_start(http, base, PHONE, BOUND).await.unwrap();
         assert_eq!(a.status, 201, "{}", a.body);
         let id = a.body["id"].as_str().unwrap().to_owned();
         if i % 2 == 0 {
             pending.push(id);
         } else {
-            let c = send_check(&http, &base, &id, CODE, BOUND).await.unwrap();
+            let c = send_check(http, base, &id, CODE, BOUND).await.unwrap();
             assert_eq!(c.status, 200, "{}", c.body);
             book.receipts
                 .lock()

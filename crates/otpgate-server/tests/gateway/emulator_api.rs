@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, LIMIT_EXCEEDED, Offline};
 use otpgate_server::gateway::crypto;
+use otpgate_test_support::http::get_json;
 use otpgate_test_support::rig::{fast_knobs, serve_phone, serve_router};
 use serde_json::{Value, json};
 
@@ -37,27 +38,19 @@ fn fast() -> Knobs {
 
 impl Phone {
     async fn post(&self, path: &str, body: Value) -> (StatusCode, HeaderMap, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .basic_auth("sms", Some("pass1234"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let (s, h) = (r.status(), r.headers().clone());
-        let text = r.text().await.expect("body");
-        (
-            StatusCode::from_u16(s.as_u16()).expect("status"),
-            h,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        let url = format!("{}{path}", self.base);
+        self.answer(self.http.post(url).json(&body)).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
+        self.answer(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Sends `req` as the user `sms`: the status, the headers and the body as JSON (`Null`
+    /// when it is not JSON).
+    async fn answer(&self, req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+        let r = req
             .basic_auth("sms", Some("pass1234"))
             .send()
             .await
@@ -122,18 +115,11 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
         Some("/3rdparty/v1/messages/otp-2")
     );
     assert_eq!(v["id"], "otp-2");
-    let out: Value = p
-        .http
-        .get(format!(
-            "{}/_emulator/messages?phone=%2B15551234567",
-            p.base
-        ))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let out: Value = get_json(
+        &p.http,
+        &format!("{}/_emulator/messages?phone=%2B15551234567", p.base),
+    )
+    .await;
     assert_eq!(out.as_array().map(Vec::len), Some(1));
     assert_eq!(out[0]["id"], "otp-1");
 }

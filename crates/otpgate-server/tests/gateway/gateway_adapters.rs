@@ -17,6 +17,7 @@ use otpgate_server::gateway::{
     DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
 };
 use otpgate_server::store::Store;
+use otpgate_test_support::http::get_json_auth;
 use otpgate_test_support::rig::{listen, memory_pool, pending_record, serve_phone, serve_router};
 use serde_json::{Value, json};
 
@@ -224,16 +225,7 @@ async fn multiotp_phone_polls_for_messages_and_reports() {
     )
     .await;
     let url = format!("{}/v1/gateways/multiotp/m1", r.base);
-    let v: Value = r
-        .http
-        .get(&url)
-        .basic_auth("gw", Some("gw-pass"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = get_json_auth(&r.http, &url, "gw", "gw-pass").await;
     assert_eq!(v, json!({"medic-gateway": true}));
     let bad = r
         .http

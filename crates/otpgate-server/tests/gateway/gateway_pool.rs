@@ -14,6 +14,7 @@ use otpgate_server::gateway::{
     Secret, SendJob,
 };
 use otpgate_server::store::Store;
+use otpgate_test_support::http::get_json_auth;
 use otpgate_test_support::rig::{fast_knobs, listen, memory_pool, pending_record, serve_phone};
 use serde_json::{Value, json};
 
@@ -501,15 +502,13 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     );
     assert_eq!(out[0].text, job.message.text);
     // What the gateway holds is ciphertext: the number and text never reached it in clear.
-    let st: Value = reqwest::Client::new()
-        .get(format!("{base}/3rdparty/v1/messages/{}", out[0].id))
-        .basic_auth("sms", Some("pw"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let st: Value = get_json_auth(
+        &reqwest::Client::new(),
+        &format!("{base}/3rdparty/v1/messages/{}", out[0].id),
+        "sms",
+        "pw",
+    )
+    .await;
     assert_eq!(st["isEncrypted"], true);
     assert!(
         st["recipients"][0]["phoneNumber"]
