@@ -92,6 +92,38 @@ async fn used(store: &Arc<dyn Store>, key: &str, window: i64, at: i64) -> u32 {
     store.budget_used(key, window, at).await.expect("used")
 }
 
+fn budget(key: &str, limit: u32, window_ms: i64) -> BudgetRequest<'_> {
+    BudgetRequest {
+        key,
+        limit,
+        window_ms,
+    }
+}
+
+/// Runs `racers` copies of `task` at once: each is spawned with its own handle on the
+/// store, all wait at one barrier before they start, and their results come back in order.
+async fn race<T, F, Fut>(store: &Arc<dyn Store>, racers: usize, task: F) -> Vec<T>
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(racers));
+    let mut tasks = Vec::new();
+    for _ in 0..racers {
+        let (barrier, run) = (Arc::clone(&barrier), task(Arc::clone(store)));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            run.await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
 async fn check(store: &Arc<dyn Store>, id: &str, guess: &Guess, at: i64) -> CheckOutcome {
     store.check(id, guess, None, at).await.expect("check")
 }
@@ -331,22 +363,20 @@ pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
     let t = now();
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+    let outcomes = race(store, RACERS, |store| {
+        let id = rec.id.clone();
+        async move {
             store
                 .check(&id, &wrong(), None, t + 1)
                 .await
                 .expect("check")
-        }));
-    }
+        }
+    })
+    .await;
     let mut counted = 0;
     let mut left = BTreeSet::new();
-    for task in tasks {
-        match task.await.expect("task") {
+    for outcome in outcomes {
+        match outcome {
             CheckOutcome::Wrong { attempts_left, .. } => {
                 counted += 1;
                 left.insert(attempts_left);
@@ -388,13 +418,9 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
 /// [`Store::check_staged`], each waiting until durable); how many were approved (every
 /// other answer must be `AlreadyUsed`).
 async fn race_right_checks(store: &Arc<dyn Store>, rec: &Record, at: i64, staged: bool) -> usize {
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        let guess = right(&rec.code);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+    let approvals = race(store, RACERS, |store| {
+        let (id, guess) = (rec.id.clone(), right(&rec.code));
+        async move {
             let outcome = if staged {
                 let s = store
                     .check_staged(&id, &guess, None, at)
@@ -410,11 +436,12 @@ async fn race_right_checks(store: &Arc<dyn Store>, rec: &Record, at: i64, staged
                 CheckOutcome::AlreadyUsed => false,
                 other => panic!("unexpected {other:?}"),
             }
-        }));
-    }
+        }
+    })
+    .await;
     let mut approved = 0;
-    for task in tasks {
-        if task.await.expect("task") {
+    for approval in approvals {
+        if approval {
             approved += 1;
         }
     }
@@ -428,11 +455,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
     let key = fresh_id("ck:");
-    let budget = BudgetRequest {
-        key: &key,
-        limit: 2,
-        window_ms: 600_000,
-    };
+    let budget = budget(&key, 2, 600_000);
     let unknown = fresh_id("v_");
     assert_eq!(
         store
@@ -473,18 +496,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
 pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
     let t = now();
     let (a, b) = (fresh_id("open:"), fresh_id("open:"));
-    let budgets = [
-        BudgetRequest {
-            key: &a,
-            limit: 5,
-            window_ms: 600_000,
-        },
-        BudgetRequest {
-            key: &b,
-            limit: 1,
-            window_ms: 600_000,
-        },
-    ];
+    let budgets = [budget(&a, 5, 600_000), budget(&b, 1, 600_000)];
     let first = sample_record(&fresh_id("v_"), t);
     assert!(matches!(
         store.open(&first, &budgets, t).await.expect("open"),
@@ -538,11 +550,7 @@ pub async fn staged_steps_decide_as_plain_ones(store: &Arc<dyn Store>) {
     let mut rec = sample_record(&fresh_id("v_"), t);
     rec.max_attempts = 1_000;
     let key = fresh_id("open:");
-    let budget = [BudgetRequest {
-        key: &key,
-        limit: 1,
-        window_ms: 600_000,
-    }];
+    let budget = [budget(&key, 1, 600_000)];
     let opened = store.open_staged(&rec, &budget, t).await.expect("open");
     assert!(matches!(opened.value, Budgets::Allowed { .. }));
     opened.durable.wait().await.expect("durable");
@@ -701,21 +709,19 @@ pub async fn concurrent_rotates_one_wins(store: &Arc<dyn Store>) {
     create(store, &rec).await;
     let at = rec.resend_at_ms;
     let racers = 50;
-    let barrier = Arc::new(Barrier::new(racers));
-    let mut tasks = Vec::new();
-    for _ in 0..racers {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+    let outcomes = race(store, racers, |store| {
+        let id = rec.id.clone();
+        async move {
             store
                 .rotate(&id, &sample_rotation(2, at), at)
                 .await
                 .expect("rotate")
-        }));
-    }
+        }
+    })
+    .await;
     let mut won = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for outcome in outcomes {
+        match outcome {
             RotateOutcome::Rotated(_) => won += 1,
             RotateOutcome::Conflict | RotateOutcome::CoolingDown { .. } => {}
             other => panic!("unexpected {other:?}"),
@@ -833,20 +839,16 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
     let t = now();
     let key = fresh_id("phone:");
     let (limit, window) = (50u32, 3_600_000i64);
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            take(&store, &key, limit, window, t).await
-        }));
-    }
+    let budgets = race(store, RACERS, |store| {
+        let key = key.clone();
+        async move { take(&store, &key, limit, window, t).await }
+    })
+    .await;
     let window_end = t - t.rem_euclid(window) + window;
     let mut remaining = BTreeSet::new();
     let mut refused = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for budget in budgets {
+        match budget {
             Budget::Allowed { remaining: r } => assert!(remaining.insert(r), "remaining {r} twice"),
             Budget::Exhausted { retry_after_ms } => {
                 assert_eq!(retry_after_ms, window_end - t);
@@ -984,18 +986,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
     let window = 3_600_000i64;
     let t = now();
     let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
-    let reqs = [
-        BudgetRequest {
-            key: &wide,
-            limit: 1_000,
-            window_ms: window,
-        },
-        BudgetRequest {
-            key: &narrow,
-            limit: 2,
-            window_ms: window,
-        },
-    ];
+    let reqs = [budget(&wide, 1_000, window), budget(&narrow, 2, window)];
     assert_eq!(
         store.take_budgets(&reqs, t).await.expect("take"),
         Budgets::Allowed {
@@ -1029,18 +1020,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
 
     // The same key twice with room for one: refused, nothing counted.
     let twice = fresh_id("ip:");
-    let same = [
-        BudgetRequest {
-            key: &twice,
-            limit: 1,
-            window_ms: window,
-        },
-        BudgetRequest {
-            key: &twice,
-            limit: 1,
-            window_ms: window,
-        },
-    ];
+    let same = [budget(&twice, 1, window), budget(&twice, 1, window)];
     assert!(matches!(
         store.take_budgets(&same, t).await.expect("take"),
         Budgets::Exhausted { index: 1, .. }
@@ -1060,18 +1040,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
             narrow.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let reqs = [
-                BudgetRequest {
-                    key: &wide,
-                    limit: 1_000,
-                    window_ms: window,
-                },
-                BudgetRequest {
-                    key: &narrow,
-                    limit,
-                    window_ms: window,
-                },
-            ];
+            let reqs = [budget(&wide, 1_000, window), budget(&narrow, limit, window)];
             barrier.wait().await;
             store.take_budgets(&reqs, t).await.expect("take")
         }));
@@ -1098,18 +1067,14 @@ pub async fn once_is_once_until_ttl(store: &Arc<dyn Store>) {
     // Long enough that 200 racing tasks on a loaded machine stay well inside it.
     let ttl = 1_500;
     let t = now();
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.once(&key, ttl, t).await.expect("once")
-        }));
-    }
+    let firsts = race(store, RACERS, |store| {
+        let key = key.clone();
+        async move { store.once(&key, ttl, t).await.expect("once") }
+    })
+    .await;
     let mut first = 0;
-    for task in tasks {
-        if task.await.expect("task") {
+    for seen_first in firsts {
+        if seen_first {
             first += 1;
         }
     }
