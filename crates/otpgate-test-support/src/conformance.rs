@@ -124,6 +124,13 @@ where
     out
 }
 
+async fn rotate(store: &Arc<dyn Store>, id: &str, version: u32, at: i64) -> RotateOutcome {
+    store
+        .rotate(id, &sample_rotation(version, at), at)
+        .await
+        .expect("rotate")
+}
+
 async fn check(store: &Arc<dyn Store>, id: &str, guess: &Guess, at: i64) -> CheckOutcome {
     store.check(id, guess, None, at).await.expect("check")
 }
@@ -179,13 +186,7 @@ pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
         CheckOutcome::NotFound
     );
     assert_eq!(store.cancel(&unknown, t).await.expect("cancel"), None);
-    assert_eq!(
-        store
-            .rotate(&unknown, &sample_rotation(2, t), t)
-            .await
-            .expect("rotate"),
-        RotateOutcome::NotFound
-    );
+    assert_eq!(rotate(store, &unknown, 2, t).await, RotateOutcome::NotFound);
     let d = delivery(DeliveryState::Sent, None, t);
     assert!(
         !store
@@ -317,10 +318,7 @@ pub async fn approve_only_once_and_only_current(store: &Arc<dyn Store>) {
     );
     assert_eq!(after.attempts, 1, "refusals after approval are not counted");
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, t + 60_000).await,
         RotateOutcome::NotPending(Status::Approved)
     );
     assert_eq!(get(store, &rec.id).await.outcome, Outcome::Approved);
@@ -343,10 +341,7 @@ pub async fn cancel_is_final(store: &Arc<dyn Store>) {
         CheckOutcome::Cancelled
     );
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, t + 60_000).await,
         RotateOutcome::NotPending(Status::Cancelled)
     );
     let again = store
@@ -604,28 +599,19 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
 
     let early = t + 1_000;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, early), early)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, early).await,
         RotateOutcome::CoolingDown {
             retry_at_ms: rec.resend_at_ms
         }
     );
     let at = rec.resend_at_ms;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(1, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 1, at).await,
         RotateOutcome::Conflict,
         "same version"
     );
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(3, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 3, at).await,
         RotateOutcome::Conflict,
         "skipped version"
     );
@@ -669,20 +655,13 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     // Third send allowed (max 3) after the new cooldown, even though the code expired.
     let late = rot.expires_at_ms + 10;
     assert_eq!(get(store, &rec.id).await.status(late), Status::Expired);
-    let RotateOutcome::Rotated(third) = store
-        .rotate(&rec.id, &sample_rotation(3, late), late)
-        .await
-        .expect("rotate")
-    else {
+    let RotateOutcome::Rotated(third) = rotate(store, &rec.id, 3, late).await else {
         panic!("an expired code may be replaced");
     };
     assert_eq!(third.sends, 3);
     let later = late + 60_000;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(4, later), later)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 4, later).await,
         RotateOutcome::TooManySends
     );
 
@@ -694,10 +673,7 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     }
     let at = spent.resend_at_ms;
     assert_eq!(
-        store
-            .rotate(&spent.id, &sample_rotation(2, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &spent.id, 2, at).await,
         RotateOutcome::NotPending(Status::MaxAttemptsReached)
     );
 }
@@ -711,12 +687,7 @@ pub async fn concurrent_rotates_one_wins(store: &Arc<dyn Store>) {
     let racers = 50;
     let outcomes = race(store, racers, |store| {
         let id = rec.id.clone();
-        async move {
-            store
-                .rotate(&id, &sample_rotation(2, at), at)
-                .await
-                .expect("rotate")
-        }
+        async move { rotate(&store, &id, 2, at).await }
     })
     .await;
     let mut won = 0;
@@ -813,10 +784,7 @@ pub async fn delivery_moves_forward_only(store: &Arc<dyn Store>) {
     // After a resend, events of the old code are ignored.
     let at = rec2.resend_at_ms;
     assert!(matches!(
-        store
-            .rotate(&rec2.id, &sample_rotation(2, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec2.id, 2, at).await,
         RotateOutcome::Rotated(_)
     ));
     assert!(
