@@ -332,15 +332,7 @@ fn signed(key: &SigningKey, header: &str, payload: &str) -> String {
     use ed25519_dalek::Signer as _;
     let b64 = |b: &[u8]| {
         let bin: String = b.iter().map(|&c| char::from(c)).collect();
-        let btoa: Function = Reflect::get(&js_sys::global(), &"btoa".into())
-            .expect("btoa")
-            .dyn_into()
-            .expect("fn");
-        let s = btoa
-            .call1(&JsValue::UNDEFINED, &bin.into())
-            .expect("btoa")
-            .as_string()
-            .expect("string");
+        let s = call_global("btoa", bin);
         s.trim_end_matches('=').replace('+', "-").replace('/', "_")
     };
     let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
@@ -1056,18 +1048,21 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
     assert_eq!(get(&err, "status").as_f64(), Some(404.0));
 }
 
+/// Calls the page's global function `name` (`btoa`, `atob`) on the string `arg`.
+fn call_global(name: &str, arg: String) -> String {
+    let f: Function = Reflect::get(&js_sys::global(), &name.into())
+        .expect(name)
+        .dyn_into()
+        .expect("fn");
+    f.call1(&JsValue::UNDEFINED, &arg.into())
+        .expect(name)
+        .as_string()
+        .expect("string")
+}
+
 fn base64url(s: &str) -> Vec<u8> {
     let std = s.replace('-', "+").replace('_', "/");
     let padded = format!("{std}{}", "=".repeat((4 - std.len() % 4) % 4));
-    let decoded = js_sys::global().unchecked_into::<Object>();
-    let atob: Function = Reflect::get(&decoded, &"atob".into())
-        .expect("atob")
-        .dyn_into()
-        .expect("fn");
-    let bin = atob
-        .call1(&JsValue::UNDEFINED, &padded.into())
-        .expect("base64")
-        .as_string()
-        .expect("string");
+    let bin = call_global("atob", padded);
     bin.chars().map(|c| c as u8).collect()
 }
