@@ -161,3 +161,20 @@ impl Unexpected {
         self.0.lock().unwrap().clone()
     }
 }
+
+/// Spawns `n` load workers, the `i`th as `worker(http, base, i)` with its own handle on the
+/// client and its own copy of the issuer's base URL.
+pub fn spawn_workers<F, Fut>(
+    n: usize,
+    http: &reqwest::Client,
+    base: &str,
+    worker: F,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    F: Fn(reqwest::Client, String, usize) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    (0..n)
+        .map(|i| tokio::spawn(worker(http.clone(), base.to_owned(), i)))
+        .collect()
+}

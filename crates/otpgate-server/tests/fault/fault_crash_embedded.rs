@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{
     Unexpected, audit_approvals_unique, audit_verify, knob, ms, open_config, receipts_unique,
+    spawn_workers,
 };
-use otpgate_test_support::http::{client, jwks, send, send_check, send_start};
+use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, ServeToml, free_port};
 
 const PHONE: &str = "+15555550100";
@@ -85,6 +86,34 @@ durability = "{durability}""#
     .write(dir)
 }
 
+/// A check's answer as a worker reads it.
+enum Seen {
+    /// The status it wanted.
+    Wanted(Answer),
+    /// Another answer (noted as unexpected).
+    Other,
+    /// Cut by the kill: the verification's state is unknown; the worker stops.
+    Cut,
+}
+
+impl Book {
+    /// Reads the answer to the `what` check of `id`, which wants `want`.
+    fn seen(&self, id: &str, what: &str, want: u16, sent: Result<Answer, reqwest::Error>) -> Seen {
+        match sent {
+            Ok(a) if a.status == want => Seen::Wanted(a),
+            Ok(a) => {
+                self.unexpected
+                    .note(format!("{what} check: {} {}", a.status, a.body));
+                Seen::Other
+            }
+            Err(_) => {
+                self.tracks.lock().unwrap().get_mut(id).unwrap().unknown = true;
+                Seen::Cut
+            }
+        }
+    }
+}
+
 /// One worker: start, then (by turn) leave pending / wrong + right / right, until a
 /// transport error says the server is gone or `stop` is set.
 async fn worker(
@@ -116,15 +145,12 @@ async fn worker(
         );
         book.started.fetch_add(1, Ordering::Relaxed);
         let check = |code: &'static str| send_check(&http, &base, &id, code, BOUND);
-        let mark_unknown = |book: &Book| {
-            book.tracks.lock().unwrap().get_mut(&id).unwrap().unknown = true;
-        };
         match n % 3 {
             0 => {} // left pending
             turn => {
                 if turn == 1 {
-                    match check(WRONG).await {
-                        Ok(a) if a.status == 422 => {
+                    match book.seen(&id, "wrong", 422, check(WRONG).await) {
+                        Seen::Wanted(_) => {
                             book.tracks
                                 .lock()
                                 .unwrap()
@@ -132,30 +158,20 @@ async fn worker(
                                 .unwrap()
                                 .wrong_acked += 1;
                         }
-                        Ok(a) => book
-                            .unexpected
-                            .note(format!("wrong check: {} {}", a.status, a.body)),
-                        Err(_) => {
-                            mark_unknown(&book);
-                            return;
-                        }
+                        Seen::Other => {}
+                        Seen::Cut => return,
                     }
                 }
-                match check(CODE).await {
-                    Ok(a) if a.status == 200 => {
+                match book.seen(&id, "right", 200, check(CODE).await) {
+                    Seen::Wanted(a) => {
                         book.tracks.lock().unwrap().get_mut(&id).unwrap().approved = true;
                         book.receipts
                             .lock()
                             .unwrap()
                             .push((id.clone(), a.body["receipt"].as_str().unwrap().to_owned()));
                     }
-                    Ok(a) => book
-                        .unexpected
-                        .note(format!("right check: {} {}", a.status, a.body)),
-                    Err(_) => {
-                        mark_unknown(&book);
-                        return;
-                    }
+                    Seen::Other => {}
+                    Seen::Cut => return,
                 }
             }
         }
@@ -292,18 +308,9 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durabilit
         let tc = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let before = book.started.load(Ordering::Relaxed);
-        let tasks: Vec<_> = (0..workers)
-            .map(|w| {
-                tokio::spawn(worker(
-                    http.clone(),
-                    server.base.clone(),
-                    Arc::clone(&book),
-                    Arc::clone(&stop),
-                    w,
-                    cycle,
-                ))
-            })
-            .collect();
+        let tasks = spawn_workers(workers, &http, &server.base, |http, base, w| {
+            worker(http, base, Arc::clone(&book), Arc::clone(&stop), w, cycle)
+        });
         // Let the load run, then pull the plug under it.
         let deadline = Instant::now() + Duration::from_secs(8);
         while book.started.load(Ordering::Relaxed) - before < per_cycle && Instant::now() < deadline

@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{Unexpected, knob, ms, open_config, receipts_unique};
+use otpgate_test_support::fault::{
+    Unexpected, knob, ms, open_config, receipts_unique, spawn_workers,
+};
 use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, free_port};
 use otpgate_test_support::redis::Redis;
@@ -240,17 +242,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     let (pending, approved) = seed(&http, &server.base, 20, &book).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            tokio::spawn(worker(
-                http.clone(),
-                server.base.clone(),
-                Arc::clone(&book),
-                Arc::clone(&stop),
-                persistent,
-            ))
-        })
-        .collect();
+    let workers = spawn_workers(8, &http, &server.base, |http, base, _| {
+        worker(http, base, Arc::clone(&book), Arc::clone(&stop), persistent)
+    });
     let mut recoveries = Vec::new();
     for r in 0..restarts {
         tokio::time::sleep(Duration::from_millis(700)).await;
