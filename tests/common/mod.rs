@@ -63,6 +63,16 @@ pub fn code_of(err: &JsValue) -> String {
     text(err, "code")
 }
 
+/// Asserts that the client's error `err` carries the HTTP `status`.
+fn assert_status(err: &JsValue, status: f64) {
+    assert_eq!(
+        get(err, "status").as_f64(),
+        Some(status),
+        "{}",
+        stringify(err)
+    );
+}
+
 pub async fn resolve(p: Promise) -> Result<JsValue, JsValue> {
     JsFuture::from(p).await
 }
@@ -462,56 +472,19 @@ fn verify_webhook_signature_checks_body_time_and_key() {
         )
     };
     let tampered = body.replace("m1", "m2");
-    assert_eq!(
-        err(
-            "s3cret",
-            &tampered,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_signature"
-    );
-    assert_eq!(
-        err(
-            "other",
-            body,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_signature"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_301.0)
-        ),
-        "stale_timestamp"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            JsValue::NULL,
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "missing_signature"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            "17e8".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_timestamp"
-    );
+    // One change at a time from the valid call (key, body, timestamp, clock): each is refused
+    // with its code.
+    let (ts, now) = ("1700000000", 1_700_000_000.0);
+    let cases: [(&str, &str, JsValue, f64, &str); 5] = [
+        ("s3cret", &tampered, ts.into(), now, "bad_signature"),
+        ("other", body, ts.into(), now, "bad_signature"),
+        ("s3cret", body, ts.into(), now + 301.0, "stale_timestamp"),
+        ("s3cret", body, JsValue::NULL, now, "missing_signature"),
+        ("s3cret", body, "17e8".into(), now, "bad_timestamp"),
+    ];
+    for (key, body, ts, now, code) in cases {
+        assert_eq!(err(key, body, ts, sig.clone().into(), opts(now)), code);
+    }
     let window = obj(&[("now", 1_700_000_100.0.into()), ("windowSecs", 10.into())]);
     assert_eq!(
         err("s3cret", body, "1700000000".into(), sig.into(), window),
@@ -952,12 +925,7 @@ async fn issuer_flow_start_sms_check_receipt() {
     let err = resolve(client.check(id.clone().into(), wrong.into()))
         .await
         .expect_err("wrong code");
-    assert_eq!(
-        get(&err, "status").as_f64(),
-        Some(422.0),
-        "{}",
-        stringify(&err)
-    );
+    assert_status(&err, 422.0);
     assert!(
         get(&err, "attemptsLeft").as_f64().is_some(),
         "attemptsLeft on a wrong code"
@@ -1018,12 +986,7 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
     let err = resolve(client.resend(id.clone().into()))
         .await
         .expect_err("cooldown");
-    assert_eq!(
-        get(&err, "status").as_f64(),
-        Some(429.0),
-        "{}",
-        stringify(&err)
-    );
+    assert_status(&err, 429.0);
     assert_eq!(code_of(&err), "resend_cooldown", "the issuer's stable code");
     assert!(
         get(&err, "retryAfter").as_f64().is_some_and(|s| s > 0.0),

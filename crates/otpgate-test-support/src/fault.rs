@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use otpgate_core::receipt::{Claims, Expectations, Jwks};
@@ -160,6 +161,12 @@ impl Unexpected {
     pub fn all(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
+
+    /// Panics with `what` and the list unless nothing was noted.
+    pub fn assert_none(&self, what: &str) {
+        let all = self.all();
+        assert!(all.is_empty(), "{what}: {all:#?}");
+    }
 }
 
 /// Spawns `n` load workers, the `i`th as `worker(http, base, i)` with its own handle on the
@@ -177,4 +184,12 @@ where
     (0..n)
         .map(|i| tokio::spawn(worker(http.clone(), base.to_owned(), i)))
         .collect()
+}
+
+/// Tells the workers to stop (`stop`) and waits for each; panics if one panicked.
+pub async fn stop_workers(stop: &AtomicBool, workers: Vec<tokio::task::JoinHandle<()>>) {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{
     Unexpected, audit_approvals_unique, audit_verify, knob, ms, open_config, receipts_unique,
-    spawn_workers,
+    spawn_workers, stop_workers,
 };
 use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, ServeToml, free_port};
@@ -321,15 +321,8 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durabilit
         assert!(started > 0, "no verification started under load");
         server.kill9();
         let killed_at = ms(tc);
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let unexpected = book.unexpected.all();
-        assert!(
-            unexpected.is_empty(),
-            "answers before the kill: {unexpected:?}"
-        );
+        stop_workers(&stop, tasks).await;
+        book.unexpected.assert_none("answers before the kill");
 
         let tr = Instant::now();
         server = Serve::start(dir.path(), &config, port, &[]);

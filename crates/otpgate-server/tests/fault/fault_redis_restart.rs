@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{
-    Unexpected, knob, ms, open_config, receipts_unique, spawn_workers,
+    Unexpected, knob, ms, open_config, receipts_unique, spawn_workers, stop_workers,
 };
 use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, free_port};
@@ -276,15 +276,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let unexpected = book.unexpected.all();
-    assert!(
-        unexpected.is_empty(),
-        "[{mode}] unexpected answers: {unexpected:#?}"
-    );
+    stop_workers(&stop, workers).await;
+    book.unexpected
+        .assert_none(&format!("[{mode}] unexpected answers"));
     let tally = book.tally.lock().unwrap().clone();
     println!("[{mode}] load answers: {tally:?}");
     assert!(
