@@ -208,6 +208,15 @@ impl Harness {
         split(self.client.delete(self.url(path)).send().await.unwrap()).await
     }
 
+    /// `POST /v1/verifications/ID/resend` with `{}` (`body`) or with no body at all.
+    pub async fn resend(&self, id: &str, body: bool) -> (u16, reqwest::header::HeaderMap, Value) {
+        let path = format!("/v1/verifications/{id}/resend");
+        if body {
+            return self.post(&path, serde_json::json!({})).await;
+        }
+        split(self.client.post(self.url(&path)).send().await.unwrap()).await
+    }
+
     /// Starts a verification for `phone`; asserts 201 and returns the id.
     pub async fn start(&self, phone: &str) -> String {
         let (status, _, body) = self
