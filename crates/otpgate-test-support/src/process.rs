@@ -120,6 +120,16 @@ impl Proc {
         String::from_utf8_lossy(&s[s.len().saturating_sub(n)..]).into_owned()
     }
 
+    /// Panics, saying what it is, `why` and the tail of its log, once `deadline` has passed.
+    pub fn assert_before(&self, deadline: Instant, why: &str) {
+        assert!(
+            Instant::now() < deadline,
+            "{} {why}:\n{}",
+            self.what,
+            self.log_tail(4000)
+        );
+    }
+
     /// Waits until `addr` accepts TCP connections; panics with the log if the process exits
     /// first or `within` passes.
     pub fn wait_port(&mut self, addr: &str, within: Duration) {
@@ -135,11 +145,9 @@ impl Proc {
             if TcpStream::connect(addr).is_ok() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on {addr} within {within:?}:\n{}",
-                self.what,
-                self.log_tail(4000)
+            self.assert_before(
+                deadline,
+                &format!("did not listen on {addr} within {within:?}"),
             );
             std::thread::sleep(Duration::from_millis(25));
         }
