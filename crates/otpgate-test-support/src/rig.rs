@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
-use otpgate_server::gateway::{GatewaysConfig, Pool};
+use otpgate_server::gateway::{GatewaysConfig, Outgoing, Pool, SendJob};
 use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
 use tokio::net::TcpListener;
 
@@ -75,4 +76,31 @@ pub fn pending_record(id: &str, phone: &str, version: u32, now_ms: i64, life_ms:
     rec.sends = version;
     rec.resend_at_ms = now_ms;
     rec
+}
+
+/// The send job of the open verification `rec`: `text` to its phone, for its current code,
+/// expiring with it.
+pub fn send_job(rec: &Record, text: impl Into<String>) -> SendJob {
+    SendJob {
+        verification_id: rec.id.clone(),
+        code_version: rec.code.version,
+        message: Outgoing {
+            message_id: String::new(),
+            phone: rec.phone.clone(),
+            text: text.into(),
+            ttl_secs: 0,
+            segments: 1,
+        },
+        expires_at_ms: rec.expires_at_ms,
+    }
+}
+
+/// The record of the verification `vid` in `store`; panics when it is not there.
+pub async fn stored(store: &Arc<dyn Store>, vid: &str) -> Record {
+    store.get(vid).await.expect("store").expect("record")
+}
+
+/// The delivery state of the verification `vid` in `store`; panics when it is not there.
+pub async fn delivery_state(store: &Arc<dyn Store>, vid: &str) -> DeliveryState {
+    stored(store, vid).await.delivery.state
 }

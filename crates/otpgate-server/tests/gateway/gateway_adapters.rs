@@ -14,11 +14,14 @@ use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs};
 use otpgate_server::gateway::adapter::webhook_signature;
 use otpgate_server::gateway::{
-    DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
+    DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret, SendJob,
 };
 use otpgate_server::store::Store;
 use otpgate_test_support::http::get_json_auth;
-use otpgate_test_support::rig::{listen, memory_pool, pending_record, serve_phone, serve_router};
+use otpgate_test_support::rig::{
+    delivery_state, listen, memory_pool, pending_record, send_job, serve_phone, serve_router,
+    stored,
+};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -98,28 +101,11 @@ impl Rig {
         let now = SystemClock.now_ms();
         let rec = pending_record(&vid, "+447911123456", 1, now, 120_000);
         self.store.create(&rec).await.expect("create");
-        SendJob {
-            verification_id: vid,
-            code_version: 1,
-            message: Outgoing {
-                message_id: String::new(),
-                phone: "+447911123456".into(),
-                text: "123456 is your code".into(),
-                ttl_secs: 0,
-                segments: 1,
-            },
-            expires_at_ms: now + 120_000,
-        }
+        send_job(&rec, "123456 is your code")
     }
 
     async fn state(&self, vid: &str) -> DeliveryState {
-        self.store
-            .get(vid)
-            .await
-            .expect("store")
-            .expect("record")
-            .delivery
-            .state
+        delivery_state(&self.store, vid).await
     }
 
     async fn wait(&self, vid: &str, want: DeliveryState) -> DeliveryState {
@@ -406,12 +392,7 @@ async fn twilio_is_used_only_when_every_phone_failed() {
             == 1,
         "sent once"
     );
-    let rec = r
-        .store
-        .get(&job.verification_id)
-        .await
-        .expect("store")
-        .expect("record");
+    let rec = stored(&r.store, &job.verification_id).await;
     assert_eq!(rec.delivery.gateway.as_deref(), Some("twilio"));
 }
 

@@ -10,12 +10,14 @@ use otpgate_core::wire::DeliveryState;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
-    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
-    Secret, SendJob,
+    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret,
+    SendJob,
 };
 use otpgate_server::store::Store;
 use otpgate_test_support::http::get_json_auth;
-use otpgate_test_support::rig::{fast_knobs, listen, memory_pool, pending_record, serve_phone};
+use otpgate_test_support::rig::{
+    delivery_state, fast_knobs, listen, memory_pool, pending_record, send_job, serve_phone, stored,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "webhook-signing-key";
@@ -87,28 +89,11 @@ impl Rig {
         let now = now_ms();
         let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
-        SendJob {
-            verification_id: vid,
-            code_version: version,
-            message: Outgoing {
-                message_id: String::new(),
-                phone,
-                text: format!("code {n:06} v{version}"),
-                ttl_secs: 0,
-                segments: 1,
-            },
-            expires_at_ms: now + life_ms,
-        }
+        send_job(&rec, format!("code {n:06} v{version}"))
     }
 
     async fn delivery(&self, vid: &str) -> DeliveryState {
-        self.store
-            .get(vid)
-            .await
-            .expect("store")
-            .expect("record")
-            .delivery
-            .state
+        delivery_state(&self.store, vid).await
     }
 
     async fn wait_terminal(&self, vid: &str, within: Duration) -> DeliveryState {
@@ -158,12 +143,7 @@ async fn a_code_is_submitted_sent_and_delivered_through_webhooks() {
             .await,
         DeliveryState::Delivered
     );
-    let rec = r
-        .store
-        .get(&job.verification_id)
-        .await
-        .expect("store")
-        .expect("record");
+    let rec = stored(&r.store, &job.verification_id).await;
     assert_eq!(rec.delivery.gateway.as_deref(), Some("phone-0"));
     assert_eq!(
         rec.delivery.message_id.as_deref(),
