@@ -726,6 +726,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `key=value` pairs, space separated.
+fn key_values(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn mix_text(mix: &Mix) -> String {
     mix.iter()
         .map(|(k, v)| format!("{k}x{v}"))
@@ -785,22 +793,8 @@ fn print_report(r: &Report) {
         o.blocked_countries,
         o.unknown
     );
-    println!(
-        "  gateway messages: {}",
-        r.gateway
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    println!(
-        "  verifications: {}",
-        r.verifications
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("  gateway messages: {}", key_values(&r.gateway));
+    println!("  verifications: {}", key_values(&r.verifications));
     println!(
         "  pow difficulty per second: {}",
         r.pow_series
