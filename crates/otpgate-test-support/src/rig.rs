@@ -8,7 +8,9 @@ use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
-use otpgate_server::gateway::{GatewaysConfig, Outgoing, Pool, SendJob};
+use otpgate_server::gateway::{
+    DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
+};
 use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
 use tokio::net::TcpListener;
 
@@ -103,4 +105,17 @@ pub async fn stored(store: &Arc<dyn Store>, vid: &str) -> Record {
 /// The delivery state of the verification `vid` in `store`; panics when it is not there.
 pub async fn delivery_state(store: &Arc<dyn Store>, vid: &str) -> DeliveryState {
     stored(store, vid).await.delivery.state
+}
+
+/// Emulated phone `i` as the pool sees it: `phone-I`, an SMS Gate at `url` with user `sms`
+/// and password `pw-I`, `budget` sends a minute and `android_limit` in the Android window.
+pub fn emulated_device(i: usize, url: String, budget: u32, android_limit: u32) -> DeviceConfig {
+    let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
+    d.username = Some("sms".into());
+    d.budget_per_minute = budget;
+    d.android_limit = android_limit;
+    d.with_secrets(LiteralSecrets {
+        password: Some(Secret::new(format!("pw-{i}"))),
+        ..LiteralSecrets::default()
+    })
 }

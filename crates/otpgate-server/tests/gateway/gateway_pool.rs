@@ -16,7 +16,8 @@ use otpgate_server::gateway::{
 use otpgate_server::store::Store;
 use otpgate_test_support::http::get_json_auth;
 use otpgate_test_support::rig::{
-    delivery_state, fast_knobs, listen, memory_pool, pending_record, send_job, serve_phone, stored,
+    delivery_state, emulated_device, fast_knobs, listen, memory_pool, pending_record, send_job,
+    serve_phone, stored,
 };
 use serde_json::{Value, json};
 
@@ -46,18 +47,12 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
         cfg.webhooks = vec![hook.clone()];
         let emu = Emulator::new(cfg);
         let url = serve_phone(&emu).await;
-        let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
-        d.username = Some("sms".into());
-        d.budget_per_minute = *budget;
         // The emulators' Android limit is 30 per 60 s; these bursts stay under it, so no
         // spreading over sub-windows (the benchmark exercises that).
-        d.android_limit = (budget * 2).max(30);
+        let mut d = emulated_device(i, url, *budget, (budget * 2).max(30));
         d.timeout_ms = Some(2_000);
         d.device_id = Some(emu.device_id().to_owned());
-        devices.push(d.with_secrets(LiteralSecrets {
-            password: Some(Secret::new(format!("pw-{i}"))),
-            ..LiteralSecrets::default()
-        }));
+        devices.push(d);
         emus.push(emu);
     }
     let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
