@@ -152,3 +152,8 @@ pub async fn get_json_auth(http: &reqwest::Client, url: &str, user: &str, passwo
     let res = http.get(url).basic_auth(user, Some(password)).send().await;
     res.unwrap().json().await.unwrap()
 }
+
+/// GETs `url`: the status; panics on a transport error.
+pub async fn get_status(http: &reqwest::Client, url: &str) -> u16 {
+    http.get(url).send().await.unwrap().status().as_u16()
+}

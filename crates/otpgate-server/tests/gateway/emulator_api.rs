@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, LIMIT_EXCEEDED, Offline};
 use otpgate_server::gateway::crypto;
-use otpgate_test_support::http::get_json;
+use otpgate_test_support::http::{get_json, get_status};
 use otpgate_test_support::rig::{fast_knobs, serve_phone, serve_router};
 use serde_json::{Value, json};
 
@@ -168,15 +168,10 @@ async fn bad_bodies_are_400_with_a_message() {
         );
     }
     // Not JSON at all.
-    let r = p
-        .http
-        .post(format!("{}/messages", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .body("{")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 400);
+    let (s, _, _) = p
+        .answer(p.http.post(format!("{}/messages", p.base)).body("{"))
+        .await;
+    assert_eq!(s.as_u16(), 400);
     // skipPhoneValidation lets a local number through; the legacy `message` form works.
     let (s, _, v) = p
         .post(
@@ -312,14 +307,10 @@ async fn webhooks_are_signed_enveloped_and_retried() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, _, list) = p.get("/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(2));
-    let r = p
-        .http
-        .delete(format!("{}/webhooks/d1", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .send()
-        .await
-        .expect("del");
-    assert_eq!(r.status().as_u16(), 204);
+    let (s, _, _) = p
+        .answer(p.http.delete(format!("{}/webhooks/d1", p.base)))
+        .await;
+    assert_eq!(s.as_u16(), 204);
     let (_, _, list) = p.get("/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 
@@ -478,15 +469,11 @@ async fn lists_offline_modes_encryption_and_cancel() {
     k.delay_ms = 2_000;
     p.emu.set_knobs(k);
     p.post("/messages", otp("c-1", "+15551112222")).await;
-    let r = p
-        .http
-        .delete(format!("{}/messages/c-1", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .send()
-        .await
-        .expect("del");
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().await.expect("json")["state"], "Cancelled");
+    let (s, _, v) = p
+        .answer(p.http.delete(format!("{}/messages/c-1", p.base)))
+        .await;
+    assert_eq!(s.as_u16(), 200);
+    assert_eq!(v["state"], "Cancelled");
 
     // Offline (503) through the control API, then refusing connections, then back.
     let (s, _, k) = p
@@ -510,28 +497,13 @@ async fn lists_offline_modes_encryption_and_cancel() {
         offline: Offline::Online,
         ..fast()
     });
-    assert_eq!(
-        fresh
-            .get(format!("{}/health", p.base))
-            .send()
-            .await
-            .expect("up")
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(get_status(&fresh, &format!("{}/health", p.base)).await, 200);
 
     // Settings: PATCH the signing key (write-only), GET shows the rest.
-    let r = p
-        .http
-        .patch(format!("{}/settings", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .json(&json!({"webhooks": {"signing_key": "newkey"}, "messages": {"limit_value": 5}}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = r.json().await.expect("json");
+    let patch = json!({"webhooks": {"signing_key": "newkey"}, "messages": {"limit_value": 5}});
+    let url = format!("{}/settings", p.base);
+    let (s, _, v) = p.answer(p.http.patch(url).json(&patch)).await;
+    assert_eq!(s.as_u16(), 200);
     assert!(v["webhooks"].get("signing_key").is_none());
     assert_eq!(v["messages"]["limit_value"], 5);
     assert_eq!(p.emu.signing_key(), "newkey");

@@ -17,7 +17,7 @@ use otpgate_server::gateway::{
     DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret, SendJob,
 };
 use otpgate_server::store::Store;
-use otpgate_test_support::http::get_json_auth;
+use otpgate_test_support::http::{get_json_auth, get_status};
 use otpgate_test_support::rig::{
     delivery_state, listen, memory_pool, pending_record, send_job, serve_phone, serve_router,
     stored,
@@ -226,13 +226,7 @@ async fn multiotp_phone_polls_for_messages_and_reports() {
         "unauthorized"
     );
     assert_eq!(
-        r.http
-            .get(format!("{}/v1/gateways/multiotp/other", r.base))
-            .send()
-            .await
-            .expect("get")
-            .status()
-            .as_u16(),
+        get_status(&r.http, &format!("{}/v1/gateways/multiotp/other", r.base)).await,
         404
     );
 
