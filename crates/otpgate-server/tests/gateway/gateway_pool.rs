@@ -91,6 +91,15 @@ impl Rig {
         delivery_state(&self.store, vid).await
     }
 
+    /// Asserts that each of `jobs` is delivered within `within`.
+    async fn assert_delivered(&self, jobs: &[SendJob], within: Duration) {
+        for job in jobs {
+            let vid = &job.verification_id;
+            let state = self.wait_terminal(vid, within).await;
+            assert_eq!(state, DeliveryState::Delivered, "{vid}");
+        }
+    }
+
     async fn wait_terminal(&self, vid: &str, within: Duration) -> DeliveryState {
         let end = tokio::time::Instant::now() + within;
         loop {
@@ -133,11 +142,8 @@ async fn a_code_is_submitted_sent_and_delivered_through_webhooks() {
     let r = rig(&[(fast(), 25)], 60).await;
     let job = r.job(1, 1, 60_000).await;
     r.pool.dispatch(job.clone()).await.expect("dispatched");
-    assert_eq!(
-        r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-            .await,
-        DeliveryState::Delivered
-    );
+    r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(10))
+        .await;
     let rec = stored(&r.store, &job.verification_id).await;
     assert_eq!(rec.delivery.gateway.as_deref(), Some("phone-0"));
     assert_eq!(
@@ -208,13 +214,7 @@ async fn a_phone_that_refuses_connections_is_failed_over_at_once() {
         r.pool.dispatch(job.clone()).await.expect("dispatched");
         jobs.push(job);
     }
-    for job in &jobs {
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(20))
-                .await,
-            DeliveryState::Delivered
-        );
-    }
+    r.assert_delivered(&jobs, Duration::from_secs(20)).await;
     assert_eq!(r.phones[1].sent(None).len(), 6);
 }
 
@@ -238,13 +238,7 @@ async fn budgets_are_never_exceeded_and_excess_fails_fast() {
     }
     assert_eq!(ok.len(), 7);
     assert_eq!(refused, 5);
-    for job in &ok {
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-                .await,
-            DeliveryState::Delivered
-        );
-    }
+    r.assert_delivered(&ok, Duration::from_secs(10)).await;
     assert_eq!(r.phones[0].sent(None).len(), 4);
     assert_eq!(r.phones[1].sent(None).len(), 3);
 }
@@ -262,11 +256,8 @@ async fn a_code_that_expires_in_the_retry_loop_is_never_sent() {
     let b = r.job(301, 1, 7_000).await;
     // Make sure A lands on phone 1 first: phone 0 fails it over.
     r.pool.dispatch(a.clone()).await.expect("a");
-    assert_eq!(
-        r.wait_terminal(&a.verification_id, Duration::from_secs(10))
-            .await,
-        DeliveryState::Delivered
-    );
+    r.assert_delivered(std::slice::from_ref(&a), Duration::from_secs(10))
+        .await;
     r.pool.dispatch(b.clone()).await.expect("b");
     // B fails within its 7 s lifetime; the margin is for a CI machine starved of CPU, where a
     // send to phone 0 can time out and leave B `submitted` until a poll settles it.
@@ -464,11 +455,8 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     let job = r.job(600, 1, 60_000).await;
     r.pool.dispatch(job.clone()).await.expect("dispatched");
     // No webhooks registered here: polling brings the state (Delivered) back.
-    assert_eq!(
-        r.wait_terminal(&job.verification_id, Duration::from_secs(15))
-            .await,
-        DeliveryState::Delivered
-    );
+    r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(15))
+        .await;
     let out = emu.sent(None);
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -511,11 +499,8 @@ async fn health_checks_take_a_phone_out_and_back() {
     for n in 0..5 {
         let job = r.job(700 + n, 1, 60_000).await;
         r.pool.dispatch(job.clone()).await.expect("dispatched");
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-                .await,
-            DeliveryState::Delivered
-        );
+        r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(10))
+            .await;
     }
     assert!(
         r.phones[0].states().is_empty(),
