@@ -5,16 +5,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  serverUrl, openBrowser, openDemo, freshPhone, startVerification, smsOnPanel, typeCode, screenshot,
+  withDemo, freshPhone, startVerification, smsOnPanel, typeCode, screenshot,
   axeViolations,
 } from "./helpers.mjs";
 
-test("happy path: start, SMS on the phone panel, code typed, approved, claims verified", async () => {
-  const base = serverUrl();
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, base);
+test("happy path: start, SMS on the phone panel, code typed, approved, claims verified", () =>
+  withDemo(async ({ page, errors }) => {
     const phone = freshPhone();
     const t0 = Date.now();
     await startVerification(page, phone);
@@ -45,18 +41,11 @@ test("happy path: start, SMS on the phone panel, code typed, approved, claims ve
     console.log(`# timing: click → SMS on the phone panel ${smsMs} ms; start → approved ${pageMs} ms measured by the page, ${wall} ms wall clock (reading and typing the code included)`);
     await screenshot(page, "happy-2-approved");
     assert.deepEqual(await axeViolations(page), [], "axe-core: the verdict");
-    assert.deepEqual(b.errors, [], "no console or page errors");
-  } finally {
-    await b.close();
-  }
-});
+    assert.deepEqual(errors, [], "no console or page errors");
+  }));
 
-test("phone-sized screen: the flow fits and stays usable", async () => {
-  const base = serverUrl();
-  const b = await openBrowser({ viewport: { width: 375, height: 740 } });
-  try {
-    const { page } = b;
-    await openDemo(page, base);
+test("phone-sized screen: the flow fits and stays usable", () =>
+  withDemo(async ({ page }) => {
     const phone = freshPhone();
     await startVerification(page, phone);
     const sms = await smsOnPanel(page, 1);
@@ -67,17 +56,10 @@ test("phone-sized screen: the flow fits and stays usable", async () => {
     await typeCode(page, sms.code);
     await page.waitForSelector("#result:not([hidden])", { timeout: 15_000 });
     await screenshot(page, "mobile-2-approved");
-  } finally {
-    await b.close();
-  }
-});
+  }, { viewport: { width: 375, height: 740 } }));
 
-test("accessible form: every control has a label, keyboard only works", async () => {
-  const base = serverUrl();
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, base);
+test("accessible form: every control has a label, keyboard only works", () =>
+  withDemo(async ({ page }) => {
     const unlabelled = await page.evaluate(() =>
       [...document.querySelectorAll("input, select")]
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label"))
@@ -107,7 +89,4 @@ test("accessible form: every control has a label, keyboard only works", async ()
     await page.fill("#national", "12");
     await page.keyboard.press("Enter");
     assert.match(await page.textContent("#start-error"), /too short/);
-  } finally {
-    await b.close();
-  }
-});
+  }));

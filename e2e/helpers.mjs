@@ -65,6 +65,22 @@ export async function openBrowser({ viewport = { width: 1100, height: 900 } } = 
   };
 }
 
+/**
+ * Opens a fresh browser (`openBrowser(options)`) on the demo page of the issuer at `base`
+ * (default: the one under test), with `init` (if given) added as an init script first; runs
+ * `fn({ page, errors, context })` and closes the browser whatever happens.
+ */
+export async function withDemo(fn, { base = serverUrl(), init, ...options } = {}) {
+  const b = await openBrowser(options);
+  try {
+    if (init) await b.page.addInitScript(init);
+    await openDemo(b.page, base);
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}
+
 /** A US number in the fictional 555-01xx range, different on every call (per-phone budgets). */
 export function freshPhone() {
   const area = 201 + Math.floor(Math.random() * 700);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
-import { HERE, freePort, otpgateBin, openBrowser, openDemo, freshPhone, screenshot, startServer, typeCode } from "./helpers.mjs";
+import { HERE, freePort, otpgateBin, withDemo, freshPhone, screenshot, startServer, typeCode } from "./helpers.mjs";
 
 const TEST_NUMBER = { national: "5550100999", e164: "+15550100999" };
 const TEST_CODE = "424242";
@@ -69,11 +69,8 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-test("expiry: a live countdown, then the code is refused as expired", { timeout: 150_000 }, async () => {
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, server.url);
+test("expiry: a live countdown, then the code is refused as expired", { timeout: 150_000 }, () =>
+  withDemo(async ({ page }) => {
     await page.selectOption("#country", "US");
     await page.fill("#national", TEST_NUMBER.national);
     await page.click("#start-btn");
@@ -100,16 +97,10 @@ test("expiry: a live countdown, then the code is refused as expired", { timeout:
     );
     assert.ok(await page.locator("#result").isHidden(), "never approved");
     await screenshot(page, "expiry-2-expired");
-  } finally {
-    await b.close();
-  }
-});
+  }, { base: server.url }));
 
-test("rate limit: the refusal counts down live from Retry-After", async () => {
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, server.url);
+test("rate limit: the refusal counts down live from Retry-After", () =>
+  withDemo(async ({ page }) => {
     const phone = freshPhone();
     // The budget is two codes per number: use them (the emulated phone sends them), the
     // third is refused.
@@ -149,16 +140,10 @@ test("rate limit: the refusal counts down live from Retry-After", async () => {
       first,
       { timeout: 3_000 },
     );
-  } finally {
-    await b.close();
-  }
-});
+  }, { base: server.url }));
 
-test("attempts: the last wrong code locks the code, and the page says so", async () => {
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, server.url);
+test("attempts: the last wrong code locks the code, and the page says so", () =>
+  withDemo(async ({ page }) => {
     await page.selectOption("#country", "US");
     await page.fill("#national", TEST_NUMBER.national);
     await page.click("#start-btn");
@@ -185,7 +170,4 @@ test("attempts: the last wrong code locks the code, and the page says so", async
     await page.waitForFunction(() => document.querySelector("#check-error").textContent !== "", null, { timeout: 10_000 });
     assert.match(await page.textContent("#check-error"), /locked|no attempts|Send a new code/);
     assert.ok(await page.locator("#result").isHidden(), "never approved");
-  } finally {
-    await b.close();
-  }
-});
+  }, { base: server.url }));

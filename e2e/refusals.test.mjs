@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  serverUrl, openBrowser, openDemo, freshPhone, startVerification, smsOnPanel, typeCode, screenshot,
+  withDemo, freshPhone, startVerification, smsOnPanel, typeCode, screenshot,
 } from "./helpers.mjs";
 
 /** The same number of digits, every digit changed: certainly not the code. */
@@ -13,12 +13,8 @@ function wrongOf(code) {
   return [...code].map((c) => (/\d/.test(c) ? String((Number(c) + 1) % 10) : c)).join("");
 }
 
-test("wrong code: refused with the attempts left, then the right code still works", async () => {
-  const base = serverUrl();
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, base);
+test("wrong code: refused with the attempts left, then the right code still works", () =>
+  withDemo(async ({ page }) => {
     await startVerification(page, freshPhone());
     const { code } = await smsOnPanel(page, 1);
 
@@ -46,17 +42,10 @@ test("wrong code: refused with the attempts left, then the right code still work
     await typeCode(page, code);
     await page.waitForSelector("#result:not([hidden])", { timeout: 15_000 });
     await screenshot(page, "wrong-code-2-then-approved");
-  } finally {
-    await b.close();
-  }
-});
+  }));
 
-test("resend: disabled with a live countdown, then a new code replaces the old one", { timeout: 180_000 }, async () => {
-  const base = serverUrl();
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await openDemo(page, base);
+test("resend: disabled with a live countdown, then a new code replaces the old one", { timeout: 180_000 }, () =>
+  withDemo(async ({ page }) => {
     await startVerification(page, freshPhone());
     const first = await smsOnPanel(page, 1);
 
@@ -87,7 +76,4 @@ test("resend: disabled with a live countdown, then a new code replaces the old o
     assert.match(await page.textContent("#check-error"), /not right/);
     await typeCode(page, second.code);
     await page.waitForSelector("#result:not([hidden])", { timeout: 15_000 });
-  } finally {
-    await b.close();
-  }
-});
+  }));

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  serverUrl, openBrowser, openDemo, freshPhone, startVerification, smsOnPanel, screenshot,
+  withDemo, freshPhone, startVerification, smsOnPanel, screenshot,
 } from "./helpers.mjs";
 
 const STAND_IN = () => {
@@ -21,12 +21,8 @@ const STAND_IN = () => {
   });
 };
 
-test("WebOTP: the code fills itself in from the SMS and is checked", async () => {
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await page.addInitScript(STAND_IN);
-    await openDemo(page, serverUrl());
+test("WebOTP: the code fills itself in from the SMS and is checked", () =>
+  withDemo(async ({ page }) => {
     await startVerification(page, freshPhone());
     const { code } = await smsOnPanel(page, 1);
     const calls = await page.evaluate(() => window.__otp.calls);
@@ -38,17 +34,10 @@ test("WebOTP: the code fills itself in from the SMS and is checked", async () =>
     await page.waitForSelector("#result:not([hidden])", { timeout: 15_000 });
     assert.equal(await page.getAttribute("#result", "data-receipt"), "valid");
     await screenshot(page, "webotp-approved");
-  } finally {
-    await b.close();
-  }
-});
+  }, { init: STAND_IN }));
 
-test("WebOTP: typing aborts the wait, so autofill and typing never race", async () => {
-  const b = await openBrowser();
-  try {
-    const { page } = b;
-    await page.addInitScript(STAND_IN);
-    await openDemo(page, serverUrl());
+test("WebOTP: typing aborts the wait, so autofill and typing never race", () =>
+  withDemo(async ({ page }) => {
     await startVerification(page, freshPhone());
     await page.waitForFunction(() => window.__otp.calls.length === 1);
     await page.click("#code");
@@ -59,7 +48,4 @@ test("WebOTP: typing aborts the wait, so autofill and typing never race", async 
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await page.inputValue("#code"), "1");
     assert.ok(await page.locator("#result").isHidden());
-  } finally {
-    await b.close();
-  }
-});
+  }, { init: STAND_IN }));

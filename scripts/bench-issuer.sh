@@ -29,11 +29,17 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 which="${1:-all}"
-case "$which" in embedded | redis | all) ;; *)
-	echo "usage: $0 [embedded|redis|all]" >&2
+# one_of MESSAGE VALUE ALLOWED...: exits 2 with MESSAGE unless VALUE is one of ALLOWED.
+one_of() {
+	local message="$1" value="$2" allowed
+	shift 2
+	for allowed in "$@"; do
+		[[ "$value" == "$allowed" ]] && return 0
+	done
+	echo "$message" >&2
 	exit 2
-	;;
-esac
+}
+one_of "usage: $0 [embedded|redis|all]" "$which" embedded redis all
 DURATION="${DURATION:-10}"
 CONCURRENCY="${CONCURRENCY:-64}"
 MAX_REQUESTS="${MAX_REQUESTS:-200000}"
@@ -41,11 +47,7 @@ CHECK_POOL="${CHECK_POOL:-30000}"
 REDIS_AOF="${REDIS_AOF:-no}"
 EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}"
 REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk process}"
-case "$REDIS_AOF" in no | everysec | always) ;; *)
-	echo "REDIS_AOF must be no, everysec or always" >&2
-	exit 2
-	;;
-esac
+one_of "REDIS_AOF must be no, everysec or always" "$REDIS_AOF" no everysec always
 TEST_PHONE="+15555550100"
 TEST_CODE="123456"
 
@@ -110,16 +112,7 @@ allowed_countries = ["1"]
 [policy.test_numbers]
 "$TEST_PHONE" = "$TEST_CODE"
 
-[policy.budgets]
-phone = { limit = 1000000, window_secs = 600 }
-phone_daily = { limit = 1000000, window_secs = 86400 }
-ip = { limit = 100000000, window_secs = 600 }
-prefix = { limit = 100000000, window_secs = 600 }
-global = { limit = 100000000, window_secs = 60 }
-check_ip = { limit = 100000000, window_secs = 600 }
-
-[policy.pow]
-enabled = false
+$(cat crates/otpgate-test-support/open-policy.toml)
 
 [audit]
 enabled = true

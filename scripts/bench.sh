@@ -64,20 +64,20 @@ OUT=${OUT:-$ROOT/target/bench}
 RAW=$OUT/raw
 mkdir -p "$RAW"
 for s in "${sections[@]}"; do rm -f "$RAW/$s"*.json "$RAW/$s"*.log; done
+# scale ISSUER_SECS FLOOD_SECS GATEWAY_WINDOWS RUNS CORE_SECS WARM_UP MEASUREMENT: the
+# run's lengths (the first four unless set in the environment).
+scale() {
+	ISSUER_SECS=${ISSUER_SECS:-$1}
+	FLOOD_SECS=${FLOOD_SECS:-$2}
+	GATEWAY_WINDOWS=${GATEWAY_WINDOWS:-$3}
+	RUNS=${RUNS:-$4}
+	CORE_SECS=$5
+	CRIT=(--warm-up-time "$6" --measurement-time "$7")
+}
 if [[ "$QUICK" == 1 ]]; then
-	ISSUER_SECS=${ISSUER_SECS:-4}
-	FLOOD_SECS=${FLOOD_SECS:-20}
-	GATEWAY_WINDOWS=${GATEWAY_WINDOWS:-1}
-	RUNS=${RUNS:-5}
-	CORE_SECS=0.5
-	CRIT=(--warm-up-time 0.3 --measurement-time 1)
+	scale 4 20 1 5 0.5 0.3 1
 else
-	ISSUER_SECS=${ISSUER_SECS:-10}
-	FLOOD_SECS=${FLOOD_SECS:-60}
-	GATEWAY_WINDOWS=${GATEWAY_WINDOWS:-3}
-	RUNS=${RUNS:-9}
-	CORE_SECS=2
-	CRIT=(--warm-up-time 1 --measurement-time 3)
+	scale 10 60 3 9 2 1 3
 fi
 REDIS_AOF=${REDIS_AOF:-no}
 BIN=$CARGO_TARGET_DIR/release/otpgate

@@ -63,25 +63,22 @@ async fn receive_code_asks_for_an_sms_otp_and_returns_its_code() {
     assert_eq!(code.as_string().as_deref(), Some("123456"));
 }
 
+/// What `receive_code` rejects with when the browser's WebOTP request fails with an error
+/// named `name`.
+async fn refused_with(name: &'static str, message: &'static str) -> JsValue {
+    stub_webotp(true, move |_| {
+        let e = js_sys::Error::new(message);
+        e.set_name(name);
+        Promise::reject(&e.into())
+    });
+    resolve(otpgate::receive_code(None)).await.expect_err(name)
+}
+
 #[wasm_bindgen_test]
 async fn receive_code_maps_abort_and_refusal() {
-    stub_webotp(true, |_| {
-        let e = js_sys::Error::new("The operation was aborted.");
-        e.set_name("AbortError");
-        Promise::reject(&e.into())
-    });
-    let err = resolve(otpgate::receive_code(None))
-        .await
-        .expect_err("aborted");
+    let err = refused_with("AbortError", "The operation was aborted.").await;
     assert_eq!(code_of(&err), "aborted");
-    stub_webotp(true, |_| {
-        let e = js_sys::Error::new("no user activation");
-        e.set_name("InvalidStateError");
-        Promise::reject(&e.into())
-    });
-    let err = resolve(otpgate::receive_code(None))
-        .await
-        .expect_err("refused");
+    let err = refused_with("InvalidStateError", "no user activation").await;
     assert_eq!(code_of(&err), "webotp_failed");
     assert!(text(&err, "message").contains("InvalidStateError"));
     stub_webotp(false, |_| Promise::resolve(&JsValue::NULL));

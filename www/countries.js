@@ -1,59 +1,69 @@
 // Country calling codes for the picker (ITU-T E.164). `trunk` is the national trunk prefix
 // people often type in front of a national number (the package's `toE164` drops it), absent
 // where the leading 0 is part of the number (Italy) or there is none.
-export const COUNTRIES = [
-  { iso: "AR", name: "Argentina", dial: "54", trunk: "0" },
-  { iso: "AU", name: "Australia", dial: "61", trunk: "0" },
-  { iso: "AT", name: "Austria", dial: "43", trunk: "0" },
-  { iso: "BE", name: "Belgium", dial: "32", trunk: "0" },
-  { iso: "BR", name: "Brazil", dial: "55", trunk: "0" },
-  { iso: "CA", name: "Canada", dial: "1", trunk: "1" },
-  { iso: "CL", name: "Chile", dial: "56" },
-  { iso: "CN", name: "China", dial: "86", trunk: "0" },
-  { iso: "CO", name: "Colombia", dial: "57" },
-  { iso: "CZ", name: "Czechia", dial: "420" },
-  { iso: "DK", name: "Denmark", dial: "45" },
-  { iso: "EG", name: "Egypt", dial: "20", trunk: "0" },
-  { iso: "FI", name: "Finland", dial: "358", trunk: "0" },
-  { iso: "FR", name: "France", dial: "33", trunk: "0" },
-  { iso: "DE", name: "Germany", dial: "49", trunk: "0" },
-  { iso: "GH", name: "Ghana", dial: "233", trunk: "0" },
-  { iso: "GR", name: "Greece", dial: "30" },
-  { iso: "IN", name: "India", dial: "91", trunk: "0" },
-  { iso: "ID", name: "Indonesia", dial: "62", trunk: "0" },
-  { iso: "IE", name: "Ireland", dial: "353", trunk: "0" },
-  { iso: "IL", name: "Israel", dial: "972", trunk: "0" },
-  { iso: "IT", name: "Italy", dial: "39" },
-  { iso: "JP", name: "Japan", dial: "81", trunk: "0" },
-  { iso: "KE", name: "Kenya", dial: "254", trunk: "0" },
-  { iso: "MY", name: "Malaysia", dial: "60", trunk: "0" },
-  { iso: "MX", name: "Mexico", dial: "52" },
-  { iso: "MA", name: "Morocco", dial: "212", trunk: "0" },
-  { iso: "NL", name: "Netherlands", dial: "31", trunk: "0" },
-  { iso: "NZ", name: "New Zealand", dial: "64", trunk: "0" },
-  { iso: "NG", name: "Nigeria", dial: "234", trunk: "0" },
-  { iso: "NO", name: "Norway", dial: "47" },
-  { iso: "PK", name: "Pakistan", dial: "92", trunk: "0" },
-  { iso: "PE", name: "Peru", dial: "51" },
-  { iso: "PH", name: "Philippines", dial: "63", trunk: "0" },
-  { iso: "PL", name: "Poland", dial: "48" },
-  { iso: "PT", name: "Portugal", dial: "351" },
-  { iso: "RO", name: "Romania", dial: "40", trunk: "0" },
-  { iso: "SA", name: "Saudi Arabia", dial: "966", trunk: "0" },
-  { iso: "SG", name: "Singapore", dial: "65" },
-  { iso: "ZA", name: "South Africa", dial: "27", trunk: "0" },
-  { iso: "KR", name: "South Korea", dial: "82", trunk: "0" },
-  { iso: "ES", name: "Spain", dial: "34" },
-  { iso: "SE", name: "Sweden", dial: "46", trunk: "0" },
-  { iso: "CH", name: "Switzerland", dial: "41", trunk: "0" },
-  { iso: "TH", name: "Thailand", dial: "66", trunk: "0" },
-  { iso: "TR", name: "Türkiye", dial: "90", trunk: "0" },
-  { iso: "UA", name: "Ukraine", dial: "380", trunk: "0" },
-  { iso: "AE", name: "United Arab Emirates", dial: "971", trunk: "0" },
-  { iso: "GB", name: "United Kingdom", dial: "44", trunk: "0" },
-  { iso: "US", name: "United States", dial: "1", trunk: "1" },
-  { iso: "VN", name: "Vietnam", dial: "84", trunk: "0" },
-];
+// One row a country: ISO code, calling code, trunk prefix ("-" for none), English name.
+const TABLE = `
+  AR 54  0 Argentina
+  AU 61  0 Australia
+  AT 43  0 Austria
+  BE 32  0 Belgium
+  BR 55  0 Brazil
+  CA 1   1 Canada
+  CL 56  - Chile
+  CN 86  0 China
+  CO 57  - Colombia
+  CZ 420 - Czechia
+  DK 45  - Denmark
+  EG 20  0 Egypt
+  FI 358 0 Finland
+  FR 33  0 France
+  DE 49  0 Germany
+  GH 233 0 Ghana
+  GR 30  - Greece
+  IN 91  0 India
+  ID 62  0 Indonesia
+  IE 353 0 Ireland
+  IL 972 0 Israel
+  IT 39  - Italy
+  JP 81  0 Japan
+  KE 254 0 Kenya
+  MY 60  0 Malaysia
+  MX 52  - Mexico
+  MA 212 0 Morocco
+  NL 31  0 Netherlands
+  NZ 64  0 New Zealand
+  NG 234 0 Nigeria
+  NO 47  - Norway
+  PK 92  0 Pakistan
+  PE 51  - Peru
+  PH 63  0 Philippines
+  PL 48  - Poland
+  PT 351 - Portugal
+  RO 40  0 Romania
+  SA 966 0 Saudi Arabia
+  SG 65  - Singapore
+  ZA 27  0 South Africa
+  KR 82  0 South Korea
+  ES 34  - Spain
+  SE 46  0 Sweden
+  CH 41  0 Switzerland
+  TH 66  0 Thailand
+  TR 90  0 Türkiye
+  UA 380 0 Ukraine
+  AE 971 0 United Arab Emirates
+  GB 44  0 United Kingdom
+  US 1   1 United States
+  VN 84  0 Vietnam
+`;
+
+export const COUNTRIES = TABLE.trim()
+  .split("\n")
+  .map((row) => {
+    const [iso, dial, trunk, ...name] = row.trim().split(/\s+/);
+    const country = { iso, name: name.join(" "), dial };
+    if (trunk !== "-") country.trunk = trunk;
+    return country;
+  });
 
 /// The country to preselect: the region of the browser's language, else the United States.
 export function guessCountry(languages) {

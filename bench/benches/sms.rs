@@ -7,69 +7,60 @@
 use std::hint::black_box;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use otpgate_core::sms::{self, ComposeRequest};
 
 /// A realistic mix: origin-bound messages from several senders, SMS Retriever messages, plain
-/// User Consent messages, marketing-length texts, UCS-2 texts and near-misses.
-const MESSAGES: &[&str] = &[
-    "<#> Your Example code is 123456\n@example.com #123456 FA+9qCX9VSu",
-    "Your Example code is 123456\n@example.com #123456",
-    "G-483920 is your Google verification code.",
-    "<#> Your ExampleApp code is: 123ABC78 FA+9qCX9VSu",
-    "Your code is 123ABC78\nFA+9qCX9VSu",
-    "747723 is your ExampleCo authentication code.\n\n@example.com #747723",
-    "Your Acme code is 4711\nFA+9qCX9VSu\n@shop.example #4711 @bank.example",
-    "Tu codigo de Acme es 902114\n@acme.es #902114",
-    "Ihr Code für Acme lautet 551203",
-    "Código de verificação: 884120. Não compartilhe este código com ninguém.",
-    "您的验证码是 392817，5分钟内有效。",
-    "Hi! Your order #A1029 has shipped and will arrive tomorrow between 9:00 and 12:00. \
-     Track it at https://track.example/A1029. Reply STOP to opt out.",
-    "something @example.com #747723",
-    "@example.com  #747723",
-    "Your code is 123456\n@example.com #123456\n",
-    "Use 2468 to log in. Don't share it. 😀",
-];
+/// User Consent messages, marketing-length texts, UCS-2 texts and near-misses
+/// (`bench/sms-messages.json`, the mix of `bench/js/node-core.mjs` too).
+fn messages() -> Vec<String> {
+    serde_json::from_str(include_str!("../sms-messages.json"))
+        .unwrap_or_else(|e| panic!("bench/sms-messages.json: {e}"))
+}
 
-fn parse<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
-    let mut g = c.benchmark_group(format!("{prefix}parse"));
-    g.throughput(Throughput::Elements(MESSAGES.len() as u64));
-    g.bench_function("mix", |b| {
+/// Benchmarks `f` as `name` in `g`: one pass over every message of `all` an iteration.
+fn each_message<M: Measurement>(
+    g: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    all: &[String],
+    f: impl Fn(&str),
+) {
+    g.bench_function(name, |b| {
         b.iter(|| {
-            for m in MESSAGES {
-                black_box(sms::parse(black_box(m)));
+            for m in all {
+                f(black_box(m));
             }
         })
     });
-    g.bench_function("mix_no_alloc", |b| {
-        b.iter(|| {
-            for m in MESSAGES {
-                black_box(sms::parse_ref(black_box(m)));
-            }
-        })
+}
+
+fn parse<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
+    let messages = messages();
+    let mut g = c.benchmark_group(format!("{prefix}parse"));
+    g.throughput(Throughput::Elements(messages.len() as u64));
+    each_message(&mut g, "mix", &messages, |m| {
+        black_box(sms::parse(m));
+    });
+    each_message(&mut g, "mix_no_alloc", &messages, |m| {
+        black_box(sms::parse_ref(m));
     });
     g.finish();
     let mut g = c.benchmark_group(format!("{prefix}parse_one"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("retriever_webotp", |b| {
-        b.iter(|| sms::parse(black_box(MESSAGES[0])))
+        b.iter(|| sms::parse(black_box(&messages[0])))
     });
     g.finish();
 }
 
 fn segments<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
     let long = format!("{}€{}", "a".repeat(152), "a".repeat(152));
-    let mut all: Vec<&str> = MESSAGES.to_vec();
-    all.push(&long);
+    let mut all = messages();
+    all.push(long);
     let mut g = c.benchmark_group(format!("{prefix}segments"));
     g.throughput(Throughput::Elements(all.len() as u64));
-    g.bench_function("mix", |b| {
-        b.iter(|| {
-            for m in &all {
-                black_box(sms::segments(black_box(m)));
-            }
-        })
+    each_message(&mut g, "mix", &all, |m| {
+        black_box(sms::segments(m));
     });
     g.finish();
 }

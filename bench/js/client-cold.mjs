@@ -14,13 +14,9 @@ import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { ROOT, arg } from "./args.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-};
 const RUNS = Number(arg("--runs", "9"));
 const PKG = path.resolve(arg("--pkg", path.join(ROOT, "pkg")));
 const JSON_OUT = arg("--json", null);

@@ -10,40 +10,19 @@
 // Figures are messages per second of process CPU time (user + system, one thread of JS) and
 // per second of wall time, after a warm-up. The message mix is the criterion bench's
 // (bench/benches/sms.rs).
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { ROOT, arg } from "./args.mjs";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-};
 const SECONDS = Number(arg("--seconds", "2"));
 const PKG = path.resolve(arg("--pkg", path.join(ROOT, "pkg")));
 const JSON_OUT = arg("--json", null);
 
 const pkg = await import(pathToFileURL(path.join(PKG, "node.mjs")).href);
 
-const MESSAGES = [
-  "<#> Your Example code is 123456\n@example.com #123456 FA+9qCX9VSu",
-  "Your Example code is 123456\n@example.com #123456",
-  "G-483920 is your Google verification code.",
-  "<#> Your ExampleApp code is: 123ABC78 FA+9qCX9VSu",
-  "Your code is 123ABC78\nFA+9qCX9VSu",
-  "747723 is your ExampleCo authentication code.\n\n@example.com #747723",
-  "Your Acme code is 4711\nFA+9qCX9VSu\n@shop.example #4711 @bank.example",
-  "Tu codigo de Acme es 902114\n@acme.es #902114",
-  "Ihr Code für Acme lautet 551203",
-  "Código de verificação: 884120. Não compartilhe este código com ninguém.",
-  "您的验证码是 392817，5分钟内有效。",
-  "Hi! Your order #A1029 has shipped and will arrive tomorrow between 9:00 and 12:00. " +
-    "Track it at https://track.example/A1029. Reply STOP to opt out.",
-  "something @example.com #747723",
-  "@example.com  #747723",
-  "Your code is 123456\n@example.com #123456\n",
-  "Use 2468 to log in. Don't share it. 😀",
-];
+// The message mix of the criterion bench (bench/benches/sms.rs), from one file.
+const MESSAGES = JSON.parse(readFileSync(path.join(ROOT, "bench/sms-messages.json"), "utf8"));
 const SEGMENT_MESSAGES = [...MESSAGES, `${"a".repeat(152)}€${"a".repeat(152)}`];
 const LOCALES = ["en", "pt-BR", "de", "fr-CA"];
 

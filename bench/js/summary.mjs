@@ -7,11 +7,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-};
+import { arg } from "./args.mjs";
 
 // ---- criterion → JSON -------------------------------------------------------------------
 const critDir = arg("--criterion", null);

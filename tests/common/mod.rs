@@ -63,6 +63,16 @@ pub fn code_of(err: &JsValue) -> String {
     text(err, "code")
 }
 
+/// Asserts that the client's error `err` carries the HTTP `status`.
+fn assert_status(err: &JsValue, status: f64) {
+    assert_eq!(
+        get(err, "status").as_f64(),
+        Some(status),
+        "{}",
+        stringify(err)
+    );
+}
+
 pub async fn resolve(p: Promise) -> Result<JsValue, JsValue> {
     JsFuture::from(p).await
 }
@@ -332,15 +342,7 @@ fn signed(key: &SigningKey, header: &str, payload: &str) -> String {
     use ed25519_dalek::Signer as _;
     let b64 = |b: &[u8]| {
         let bin: String = b.iter().map(|&c| char::from(c)).collect();
-        let btoa: Function = Reflect::get(&js_sys::global(), &"btoa".into())
-            .expect("btoa")
-            .dyn_into()
-            .expect("fn");
-        let s = btoa
-            .call1(&JsValue::UNDEFINED, &bin.into())
-            .expect("btoa")
-            .as_string()
-            .expect("string");
+        let s = call_global("btoa", bin);
         s.trim_end_matches('=').replace('+', "-").replace('/', "_")
     };
     let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
@@ -470,56 +472,19 @@ fn verify_webhook_signature_checks_body_time_and_key() {
         )
     };
     let tampered = body.replace("m1", "m2");
-    assert_eq!(
-        err(
-            "s3cret",
-            &tampered,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_signature"
-    );
-    assert_eq!(
-        err(
-            "other",
-            body,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_signature"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            "1700000000".into(),
-            sig.clone().into(),
-            opts(1_700_000_301.0)
-        ),
-        "stale_timestamp"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            JsValue::NULL,
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "missing_signature"
-    );
-    assert_eq!(
-        err(
-            "s3cret",
-            body,
-            "17e8".into(),
-            sig.clone().into(),
-            opts(1_700_000_000.0)
-        ),
-        "bad_timestamp"
-    );
+    // One change at a time from the valid call (key, body, timestamp, clock): each is refused
+    // with its code.
+    let (ts, now) = ("1700000000", 1_700_000_000.0);
+    let cases: [(&str, &str, JsValue, f64, &str); 5] = [
+        ("s3cret", &tampered, ts.into(), now, "bad_signature"),
+        ("other", body, ts.into(), now, "bad_signature"),
+        ("s3cret", body, ts.into(), now + 301.0, "stale_timestamp"),
+        ("s3cret", body, JsValue::NULL, now, "missing_signature"),
+        ("s3cret", body, "17e8".into(), now, "bad_timestamp"),
+    ];
+    for (key, body, ts, now, code) in cases {
+        assert_eq!(err(key, body, ts, sig.clone().into(), opts(now)), code);
+    }
     let window = obj(&[("now", 1_700_000_100.0.into()), ("windowSecs", 10.into())]);
     assert_eq!(
         err("s3cret", body, "1700000000".into(), sig.into(), window),
@@ -960,12 +925,7 @@ async fn issuer_flow_start_sms_check_receipt() {
     let err = resolve(client.check(id.clone().into(), wrong.into()))
         .await
         .expect_err("wrong code");
-    assert_eq!(
-        get(&err, "status").as_f64(),
-        Some(422.0),
-        "{}",
-        stringify(&err)
-    );
+    assert_status(&err, 422.0);
     assert!(
         get(&err, "attemptsLeft").as_f64().is_some(),
         "attemptsLeft on a wrong code"
@@ -1026,12 +986,7 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
     let err = resolve(client.resend(id.clone().into()))
         .await
         .expect_err("cooldown");
-    assert_eq!(
-        get(&err, "status").as_f64(),
-        Some(429.0),
-        "{}",
-        stringify(&err)
-    );
+    assert_status(&err, 429.0);
     assert_eq!(code_of(&err), "resend_cooldown", "the issuer's stable code");
     assert!(
         get(&err, "retryAfter").as_f64().is_some_and(|s| s > 0.0),
@@ -1056,18 +1011,21 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
     assert_eq!(get(&err, "status").as_f64(), Some(404.0));
 }
 
+/// Calls the page's global function `name` (`btoa`, `atob`) on the string `arg`.
+fn call_global(name: &str, arg: String) -> String {
+    let f: Function = Reflect::get(&js_sys::global(), &name.into())
+        .expect(name)
+        .dyn_into()
+        .expect("fn");
+    f.call1(&JsValue::UNDEFINED, &arg.into())
+        .expect(name)
+        .as_string()
+        .expect("string")
+}
+
 fn base64url(s: &str) -> Vec<u8> {
     let std = s.replace('-', "+").replace('_', "/");
     let padded = format!("{std}{}", "=".repeat((4 - std.len() % 4) % 4));
-    let decoded = js_sys::global().unchecked_into::<Object>();
-    let atob: Function = Reflect::get(&decoded, &"atob".into())
-        .expect("atob")
-        .dyn_into()
-        .expect("fn");
-    let bin = atob
-        .call1(&JsValue::UNDEFINED, &padded.into())
-        .expect("base64")
-        .as_string()
-        .expect("string");
+    let bin = call_global("atob", padded);
     bin.chars().map(|c| c as u8).collect()
 }

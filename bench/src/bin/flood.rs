@@ -25,6 +25,10 @@
 //! counters). At the end the emulator's whole outbox is read: sends to blocked countries (must
 //! be 0), sends to attacker numbers, sends to legitimate users.
 
+#[path = "../shared.rs"]
+mod shared;
+
+use shared::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -166,25 +170,12 @@ struct OutboxReport {
     unknown: usize,
 }
 
+/// The value at `p` of `sorted` milliseconds, 0 when there are none.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+    shared::percentile(sorted, p).unwrap_or(0.0)
 }
 
-/// A small xorshift generator (not security relevant).
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn digits(&mut self, n: u32) -> String {
         format!("{:0width$}", self.next() % 10u64.pow(n), width = n as usize)
     }
@@ -730,14 +721,17 @@ async fn main() -> anyhow::Result<()> {
     };
     print_report(&report);
     if let Some(path) = &shared.args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        if path == "-" {
-            println!("{json}");
-        } else {
-            std::fs::write(path, json).with_context(|| format!("cannot write {path}"))?;
-        }
+        shared::write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// `key=value` pairs, space separated.
+fn key_values(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn mix_text(mix: &Mix) -> String {
@@ -799,22 +793,8 @@ fn print_report(r: &Report) {
         o.blocked_countries,
         o.unknown
     );
-    println!(
-        "  gateway messages: {}",
-        r.gateway
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    println!(
-        "  verifications: {}",
-        r.verifications
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("  gateway messages: {}", key_values(&r.gateway));
+    println!("  verifications: {}", key_values(&r.verifications));
     println!(
         "  pow difficulty per second: {}",
         r.pow_series

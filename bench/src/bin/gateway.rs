@@ -17,11 +17,9 @@ use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, parse_time};
-use otpgate_server::gateway::{
-    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
-    Secret, SendJob,
-};
+use otpgate_server::gateway::{DispatchError, Dispatcher, GatewaysConfig, Outgoing, Pool, SendJob};
 use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
+use otpgate_test_support::rig::emulated_device;
 
 const KEY: &str = "bench-signing-key";
 const BUDGET: u32 = 10;
@@ -73,14 +71,7 @@ async fn main() -> anyhow::Result<()> {
         let url = format!("http://{}", l.local_addr()?);
         let e = emu.clone();
         tokio::spawn(async move { e.serve(l).await });
-        let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
-        d.username = Some("sms".into());
-        d.budget_per_minute = BUDGET;
-        d.android_limit = BUDGET + 2;
-        devices.push(d.with_secrets(LiteralSecrets {
-            password: Some(Secret::new(format!("pw-{i}"))),
-            ..LiteralSecrets::default()
-        }));
+        devices.push(emulated_device(i, url, BUDGET, BUDGET + 2));
         emus.push(emu);
     }
     let mut cfg = GatewaysConfig::default().with_signing_key(KEY);

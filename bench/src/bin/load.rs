@@ -24,6 +24,10 @@
 //! holds its own HTTP/1.1 keep-alive connection per instance (hyper's connection API, no
 //! pool), reopened after a transport error.
 
+#[path = "../shared.rs"]
+mod shared;
+
+use shared::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -163,12 +167,9 @@ struct CpuShare {
     steal_pct: f64,
 }
 
+/// The value at `p` of `sorted` microseconds, in milliseconds, 0 when there are none.
 fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
+    shared::percentile(sorted, p).map_or(0.0, |us| f64::from(us) / 1000.0)
 }
 
 /// The figures of one row, for `--json`.
@@ -224,13 +225,7 @@ fn write_json(path: &str, meta: serde_json::Value, rows: &mut [Row]) -> anyhow::
     for r in rows.iter_mut() {
         obj.insert(r.key.into(), serde_json::to_value(figures(r))?);
     }
-    let text = serde_json::to_string_pretty(&obj)?;
-    if path == "-" {
-        println!("{text}");
-    } else {
-        std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
-    }
-    Ok(())
+    shared::write_json(path, &obj)
 }
 
 fn print_table(rows: &mut [Row]) {
@@ -274,17 +269,7 @@ fn print_table(rows: &mut [Row]) {
     }
 }
 
-/// A small xorshift generator for phone numbers (not security relevant).
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     /// `+1 2xx xxx xxxx`: a NANP-shaped number, distinct across the run with high odds.
     fn phone(&mut self) -> String {
         format!("+12{:09}", self.next() % 1_000_000_000)

@@ -74,30 +74,24 @@ async fn main() -> anyhow::Result<()> {
 async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
     let ids: Arc<Vec<String>> = Arc::new((0..n).map(|_| fresh_id("v_")).collect());
 
-    let secs = parallel(conc, n, {
-        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-        move |i| {
-            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-            async move {
-                let now = SystemClock.now_ms();
-                let ip = format!("ip:10.0.{}.{}", i % 250, i / 250 % 250);
-                for (key, limit) in [
-                    (format!("phone:{i}"), 5),
-                    (ip, 50),
-                    ("prefix:+336".to_owned(), u32::MAX),
-                    ("global".to_owned(), u32::MAX),
-                ] {
-                    store
-                        .take_budget(&key, limit, HOUR, now)
-                        .await
-                        .expect("take_budget");
-                }
-                store
-                    .create(&sample_record(&ids[i], now))
-                    .await
-                    .expect("create");
-            }
+    let secs = over_ids(conc, &store, &ids, |store, ids, i| async move {
+        let now = SystemClock.now_ms();
+        let ip = format!("ip:10.0.{}.{}", i % 250, i / 250 % 250);
+        for (key, limit) in [
+            (format!("phone:{i}"), 5),
+            (ip, 50),
+            ("prefix:+336".to_owned(), u32::MAX),
+            ("global".to_owned(), u32::MAX),
+        ] {
+            store
+                .take_budget(&key, limit, HOUR, now)
+                .await
+                .expect("take_budget");
         }
+        store
+            .create(&sample_record(&ids[i], now))
+            .await
+            .expect("create");
     })
     .await;
     println!(
@@ -107,45 +101,23 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
     );
 
     let batched_ids: Arc<Vec<String>> = Arc::new((0..n).map(|_| fresh_id("v_")).collect());
-    let secs = parallel(conc, n, {
-        let (store, ids) = (Arc::clone(&store), Arc::clone(&batched_ids));
-        move |i| {
-            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-            async move {
-                let now = SystemClock.now_ms();
-                let (phone, ip) = (
-                    format!("b-phone:{i}"),
-                    format!("b-ip:10.0.{}.{}", i % 250, i / 250 % 250),
-                );
-                let budgets = [
-                    BudgetRequest {
-                        key: &phone,
-                        limit: 5,
-                        window_ms: HOUR,
-                    },
-                    BudgetRequest {
-                        key: &ip,
-                        limit: 50,
-                        window_ms: HOUR,
-                    },
-                    BudgetRequest {
-                        key: "b-prefix:+336",
-                        limit: u32::MAX,
-                        window_ms: HOUR,
-                    },
-                    BudgetRequest {
-                        key: "b-global",
-                        limit: u32::MAX,
-                        window_ms: HOUR,
-                    },
-                ];
-                let taken = store
-                    .open(&sample_record(&ids[i], now), &budgets, now)
-                    .await
-                    .expect("open");
-                assert!(matches!(taken, Budgets::Allowed { .. }));
-            }
-        }
+    let secs = over_ids(conc, &store, &batched_ids, |store, ids, i| async move {
+        let now = SystemClock.now_ms();
+        let (phone, ip) = (
+            format!("b-phone:{i}"),
+            format!("b-ip:10.0.{}.{}", i % 250, i / 250 % 250),
+        );
+        let budgets = [
+            hourly(&phone, 5),
+            hourly(&ip, 50),
+            hourly("b-prefix:+336", u32::MAX),
+            hourly("b-global", u32::MAX),
+        ];
+        let taken = store
+            .open(&sample_record(&ids[i], now), &budgets, now)
+            .await
+            .expect("open");
+        assert!(matches!(taken, Budgets::Allowed { .. }));
     })
     .await;
     println!(
@@ -153,28 +125,18 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
         n as f64 / secs
     );
 
-    let secs = parallel(conc, n, {
-        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-        move |i| {
-            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-            async move {
-                let now = SystemClock.now_ms();
-                let ip = format!("check-ip:10.0.{}.{}", i % 250, i / 250 % 250);
-                let budget = BudgetRequest {
-                    key: &ip,
-                    limit: u32::MAX,
-                    window_ms: HOUR,
-                };
-                let guess = right(&sample_record(&ids[i], now).code);
-                match store
-                    .check(&ids[i], &guess, Some(budget), now)
-                    .await
-                    .expect("check")
-                {
-                    CheckOutcome::Approved(_) => {}
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
+    let secs = over_ids(conc, &store, &ids, |store, ids, i| async move {
+        let now = SystemClock.now_ms();
+        let ip = format!("check-ip:10.0.{}.{}", i % 250, i / 250 % 250);
+        let budget = hourly(&ip, u32::MAX);
+        let guess = right(&sample_record(&ids[i], now).code);
+        match store
+            .check(&ids[i], &guess, Some(budget), now)
+            .await
+            .expect("check")
+        {
+            CheckOutcome::Approved(_) => {}
+            other => panic!("unexpected {other:?}"),
         }
     })
     .await;
@@ -183,17 +145,34 @@ async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {
         n as f64 / secs
     );
 
-    let secs = parallel(conc, n, {
-        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-        move |i| {
-            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
-            async move {
-                store.get(&ids[i]).await.expect("get").expect("present");
-            }
-        }
+    let secs = over_ids(conc, &store, &ids, |store, ids, i| async move {
+        store.get(&ids[i]).await.expect("get").expect("present");
     })
     .await;
     println!("{name:>9}: get: {:>8.0} reads/s", n as f64 / secs);
+}
+
+/// [`parallel`] over `ids`: `f(store, ids, i)` for each index of `ids`, each call with its
+/// own handles on the store and the ids.
+async fn over_ids<F, Fut>(conc: usize, store: &Arc<dyn Store>, ids: &Arc<Vec<String>>, f: F) -> f64
+where
+    F: Fn(Arc<dyn Store>, Arc<Vec<String>>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (store, ids) = (Arc::clone(store), Arc::clone(ids));
+    parallel(conc, ids.len(), move |i| {
+        f(Arc::clone(&store), Arc::clone(&ids), i)
+    })
+    .await
+}
+
+/// A budget of `limit` an hour on `key`.
+fn hourly(key: &str, limit: u32) -> BudgetRequest<'_> {
+    BudgetRequest {
+        key,
+        limit,
+        window_ms: HOUR,
+    }
 }
 
 /// Runs `f(0..n)` on `conc` workers; returns the elapsed seconds.

@@ -56,50 +56,12 @@ pub fn fresh_id(prefix: &str) -> String {
     otpgate_server::random::id(prefix).expect("OS random")
 }
 
-/// A pending verification created at `now_ms`: code version 1, 5 min lifetime, 5 attempts,
-/// one send, resend after 30 s, delivery queued.
-pub fn sample_record(id: &str, now_ms: i64) -> Record {
-    Record {
-        id: id.to_owned(),
-        app: "conformance".to_owned(),
-        phone: "+33612345678".to_owned(),
-        locale: Some("fr".to_owned()),
-        outcome: Outcome::Open,
-        code: StoredCode {
-            digest: (0..32).collect(),
-            key_id: "k1".to_owned(),
-            version: 1,
-        },
-        created_at_ms: now_ms,
-        expires_at_ms: now_ms + 300_000,
-        attempts: 0,
-        max_attempts: 5,
-        sends: 1,
-        resend_at_ms: now_ms + 30_000,
-        delivery: DeliveryRecord {
-            state: DeliveryState::Queued,
-            gateway: None,
-            message_id: None,
-            updated_at_ms: now_ms,
-            detail: None,
-        },
-        test_number: false,
-    }
-}
+/// The sample records and guesses: one source with the server's unit tests (its
+/// `store/fixtures.rs`, read in by path).
+#[path = "../../otpgate-server/src/store/fixtures.rs"]
+mod fixtures;
 
-/// A rotation to `version` at `now_ms` (5 min lifetime, 60 s cooldown, at most 3 sends).
-pub fn sample_rotation(version: u32, now_ms: i64) -> Rotation {
-    Rotation {
-        code: StoredCode {
-            digest: vec![version as u8; 32],
-            key_id: "k2".to_owned(),
-            version,
-        },
-        expires_at_ms: now_ms + 300_000,
-        resend_at_ms: now_ms + 60_000,
-        max_sends: 3,
-    }
-}
+pub use fixtures::{right, sample_record, sample_rotation, wrong};
 
 fn delivery(state: DeliveryState, msg: Option<&str>, at: i64) -> DeliveryRecord {
     DeliveryRecord {
@@ -119,24 +81,54 @@ async fn get(store: &Arc<dyn Store>, id: &str) -> Record {
     store.get(id).await.expect("get").expect("record present")
 }
 
-/// The guess that matches `code` (the digest under its key, beside one under another key).
-pub fn right(code: &StoredCode) -> Guess {
-    Guess {
-        digests: vec![
-            ("k-other".to_owned(), vec![7; 32]),
-            (code.key_id.clone(), code.digest.clone()),
-        ],
+async fn take(store: &Arc<dyn Store>, key: &str, limit: u32, window: i64, at: i64) -> Budget {
+    store
+        .take_budget(key, limit, window, at)
+        .await
+        .expect("take")
+}
+
+async fn used(store: &Arc<dyn Store>, key: &str, window: i64, at: i64) -> u32 {
+    store.budget_used(key, window, at).await.expect("used")
+}
+
+fn budget(key: &str, limit: u32, window_ms: i64) -> BudgetRequest<'_> {
+    BudgetRequest {
+        key,
+        limit,
+        window_ms,
     }
 }
 
-/// A guess that matches no sample code (under every key the samples use).
-pub fn wrong() -> Guess {
-    Guess {
-        digests: vec![
-            ("k1".to_owned(), vec![9; 32]),
-            ("k2".to_owned(), vec![9; 32]),
-        ],
+/// Runs `racers` copies of `task` at once: each is spawned with its own handle on the
+/// store, all wait at one barrier before they start, and their results come back in order.
+async fn race<T, F, Fut>(store: &Arc<dyn Store>, racers: usize, task: F) -> Vec<T>
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(racers));
+    let mut tasks = Vec::new();
+    for _ in 0..racers {
+        let (barrier, run) = (Arc::clone(&barrier), task(Arc::clone(store)));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            run.await
+        }));
     }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+async fn rotate(store: &Arc<dyn Store>, id: &str, version: u32, at: i64) -> RotateOutcome {
+    store
+        .rotate(id, &sample_rotation(version, at), at)
+        .await
+        .expect("rotate")
 }
 
 async fn check(store: &Arc<dyn Store>, id: &str, guess: &Guess, at: i64) -> CheckOutcome {
@@ -194,13 +186,7 @@ pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
         CheckOutcome::NotFound
     );
     assert_eq!(store.cancel(&unknown, t).await.expect("cancel"), None);
-    assert_eq!(
-        store
-            .rotate(&unknown, &sample_rotation(2, t), t)
-            .await
-            .expect("rotate"),
-        RotateOutcome::NotFound
-    );
+    assert_eq!(rotate(store, &unknown, 2, t).await, RotateOutcome::NotFound);
     let d = delivery(DeliveryState::Sent, None, t);
     assert!(
         !store
@@ -332,10 +318,7 @@ pub async fn approve_only_once_and_only_current(store: &Arc<dyn Store>) {
     );
     assert_eq!(after.attempts, 1, "refusals after approval are not counted");
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, t + 60_000).await,
         RotateOutcome::NotPending(Status::Approved)
     );
     assert_eq!(get(store, &rec.id).await.outcome, Outcome::Approved);
@@ -358,10 +341,7 @@ pub async fn cancel_is_final(store: &Arc<dyn Store>) {
         CheckOutcome::Cancelled
     );
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, t + 60_000), t + 60_000)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, t + 60_000).await,
         RotateOutcome::NotPending(Status::Cancelled)
     );
     let again = store
@@ -378,22 +358,20 @@ pub async fn concurrent_checks_never_pass_max_attempts(store: &Arc<dyn Store>) {
     let t = now();
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+    let outcomes = race(store, RACERS, |store| {
+        let id = rec.id.clone();
+        async move {
             store
                 .check(&id, &wrong(), None, t + 1)
                 .await
                 .expect("check")
-        }));
-    }
+        }
+    })
+    .await;
     let mut counted = 0;
     let mut left = BTreeSet::new();
-    for task in tasks {
-        match task.await.expect("task") {
+    for outcome in outcomes {
+        match outcome {
             CheckOutcome::Wrong { attempts_left, .. } => {
                 counted += 1;
                 left.insert(attempts_left);
@@ -435,13 +413,9 @@ pub async fn concurrent_check_and_approve_approves_once(store: &Arc<dyn Store>) 
 /// [`Store::check_staged`], each waiting until durable); how many were approved (every
 /// other answer must be `AlreadyUsed`).
 async fn race_right_checks(store: &Arc<dyn Store>, rec: &Record, at: i64, staged: bool) -> usize {
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        let guess = right(&rec.code);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+    let approvals = race(store, RACERS, |store| {
+        let (id, guess) = (rec.id.clone(), right(&rec.code));
+        async move {
             let outcome = if staged {
                 let s = store
                     .check_staged(&id, &guess, None, at)
@@ -457,11 +431,12 @@ async fn race_right_checks(store: &Arc<dyn Store>, rec: &Record, at: i64, staged
                 CheckOutcome::AlreadyUsed => false,
                 other => panic!("unexpected {other:?}"),
             }
-        }));
-    }
+        }
+    })
+    .await;
     let mut approved = 0;
-    for task in tasks {
-        if task.await.expect("task") {
+    for approval in approvals {
+        if approval {
             approved += 1;
         }
     }
@@ -475,11 +450,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
     let rec = sample_record(&fresh_id("v_"), t);
     create(store, &rec).await;
     let key = fresh_id("ck:");
-    let budget = BudgetRequest {
-        key: &key,
-        limit: 2,
-        window_ms: 600_000,
-    };
+    let budget = budget(&key, 2, 600_000);
     let unknown = fresh_id("v_");
     assert_eq!(
         store
@@ -510,7 +481,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
         "a refused check counts nothing"
     );
     assert_eq!(
-        store.budget_used(&key, 600_000, t).await.expect("used"),
+        used(store, &key, 600_000, t).await,
         2,
         "the refused check took no unit"
     );
@@ -520,18 +491,7 @@ pub async fn check_budget_comes_first(store: &Arc<dyn Store>) {
 pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
     let t = now();
     let (a, b) = (fresh_id("open:"), fresh_id("open:"));
-    let budgets = [
-        BudgetRequest {
-            key: &a,
-            limit: 5,
-            window_ms: 600_000,
-        },
-        BudgetRequest {
-            key: &b,
-            limit: 1,
-            window_ms: 600_000,
-        },
-    ];
+    let budgets = [budget(&a, 5, 600_000), budget(&b, 1, 600_000)];
     let first = sample_record(&fresh_id("v_"), t);
     assert!(matches!(
         store.open(&first, &budgets, t).await.expect("open"),
@@ -549,7 +509,7 @@ pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
         "not inserted"
     );
     assert_eq!(
-        store.budget_used(&a, 600_000, t).await.expect("used"),
+        used(store, &a, 600_000, t).await,
         1,
         "the allowed budget was given back"
     );
@@ -560,7 +520,7 @@ pub async fn open_is_all_or_nothing(store: &Arc<dyn Store>) {
         "an existing id"
     );
     assert_eq!(
-        store.budget_used(&a, 600_000, t).await.expect("used"),
+        used(store, &a, 600_000, t).await,
         1,
         "a duplicate counts nothing"
     );
@@ -585,11 +545,7 @@ pub async fn staged_steps_decide_as_plain_ones(store: &Arc<dyn Store>) {
     let mut rec = sample_record(&fresh_id("v_"), t);
     rec.max_attempts = 1_000;
     let key = fresh_id("open:");
-    let budget = [BudgetRequest {
-        key: &key,
-        limit: 1,
-        window_ms: 600_000,
-    }];
+    let budget = [budget(&key, 1, 600_000)];
     let opened = store.open_staged(&rec, &budget, t).await.expect("open");
     assert!(matches!(opened.value, Budgets::Allowed { .. }));
     opened.durable.wait().await.expect("durable");
@@ -643,28 +599,19 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
 
     let early = t + 1_000;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(2, early), early)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 2, early).await,
         RotateOutcome::CoolingDown {
             retry_at_ms: rec.resend_at_ms
         }
     );
     let at = rec.resend_at_ms;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(1, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 1, at).await,
         RotateOutcome::Conflict,
         "same version"
     );
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(3, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 3, at).await,
         RotateOutcome::Conflict,
         "skipped version"
     );
@@ -708,20 +655,13 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     // Third send allowed (max 3) after the new cooldown, even though the code expired.
     let late = rot.expires_at_ms + 10;
     assert_eq!(get(store, &rec.id).await.status(late), Status::Expired);
-    let RotateOutcome::Rotated(third) = store
-        .rotate(&rec.id, &sample_rotation(3, late), late)
-        .await
-        .expect("rotate")
-    else {
+    let RotateOutcome::Rotated(third) = rotate(store, &rec.id, 3, late).await else {
         panic!("an expired code may be replaced");
     };
     assert_eq!(third.sends, 3);
     let later = late + 60_000;
     assert_eq!(
-        store
-            .rotate(&rec.id, &sample_rotation(4, later), later)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec.id, 4, later).await,
         RotateOutcome::TooManySends
     );
 
@@ -733,10 +673,7 @@ pub async fn rotate_rules(store: &Arc<dyn Store>) {
     }
     let at = spent.resend_at_ms;
     assert_eq!(
-        store
-            .rotate(&spent.id, &sample_rotation(2, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &spent.id, 2, at).await,
         RotateOutcome::NotPending(Status::MaxAttemptsReached)
     );
 }
@@ -748,21 +685,14 @@ pub async fn concurrent_rotates_one_wins(store: &Arc<dyn Store>) {
     create(store, &rec).await;
     let at = rec.resend_at_ms;
     let racers = 50;
-    let barrier = Arc::new(Barrier::new(racers));
-    let mut tasks = Vec::new();
-    for _ in 0..racers {
-        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), rec.id.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store
-                .rotate(&id, &sample_rotation(2, at), at)
-                .await
-                .expect("rotate")
-        }));
-    }
+    let outcomes = race(store, racers, |store| {
+        let id = rec.id.clone();
+        async move { rotate(&store, &id, 2, at).await }
+    })
+    .await;
     let mut won = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for outcome in outcomes {
+        match outcome {
             RotateOutcome::Rotated(_) => won += 1,
             RotateOutcome::Conflict | RotateOutcome::CoolingDown { .. } => {}
             other => panic!("unexpected {other:?}"),
@@ -854,10 +784,7 @@ pub async fn delivery_moves_forward_only(store: &Arc<dyn Store>) {
     // After a resend, events of the old code are ignored.
     let at = rec2.resend_at_ms;
     assert!(matches!(
-        store
-            .rotate(&rec2.id, &sample_rotation(2, at), at)
-            .await
-            .expect("rotate"),
+        rotate(store, &rec2.id, 2, at).await,
         RotateOutcome::Rotated(_)
     ));
     assert!(
@@ -880,23 +807,16 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
     let t = now();
     let key = fresh_id("phone:");
     let (limit, window) = (50u32, 3_600_000i64);
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store
-                .take_budget(&key, limit, window, t)
-                .await
-                .expect("take")
-        }));
-    }
+    let budgets = race(store, RACERS, |store| {
+        let key = key.clone();
+        async move { take(&store, &key, limit, window, t).await }
+    })
+    .await;
     let window_end = t - t.rem_euclid(window) + window;
     let mut remaining = BTreeSet::new();
     let mut refused = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for budget in budgets {
+        match budget {
             Budget::Allowed { remaining: r } => assert!(remaining.insert(r), "remaining {r} twice"),
             Budget::Exhausted { retry_after_ms } => {
                 assert_eq!(retry_after_ms, window_end - t);
@@ -906,10 +826,7 @@ pub async fn budget_exact_under_concurrency(store: &Arc<dyn Store>) {
     }
     assert_eq!(remaining, (0..limit).collect(), "exactly the limit passed");
     assert_eq!(refused, RACERS - limit as usize);
-    assert_eq!(
-        store.budget_used(&key, window, t).await.expect("used"),
-        limit
-    );
+    assert_eq!(used(store, &key, window, t).await, limit);
 }
 
 /// `add_to_budget` adds its units to the window holding its time, with no limit, on top of
@@ -919,10 +836,7 @@ pub async fn add_to_budget_counts_n_in_its_window(store: &Arc<dyn Store>) {
     let t = now();
     let start = t - t.rem_euclid(window) + window;
     let key = fresh_id("sig:");
-    store
-        .take_budget(&key, 10, window, start + 1)
-        .await
-        .expect("take");
+    take(store, &key, 10, window, start + 1).await;
     store
         .add_to_budget(&key, 7, window, start + 2)
         .await
@@ -937,36 +851,21 @@ pub async fn add_to_budget_counts_n_in_its_window(store: &Arc<dyn Store>) {
     for task in tasks {
         task.await.expect("task").expect("add");
     }
+    assert_eq!(used(store, &key, window, start + 4).await, 1 + 7 + 60);
     assert_eq!(
-        store
-            .budget_used(&key, window, start + 4)
-            .await
-            .expect("used"),
-        1 + 7 + 60
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 10, window, start + 5)
-            .await
-            .expect("take"),
+        take(store, &key, 10, window, start + 5).await,
         Budget::Exhausted {
             retry_after_ms: window - 5
         },
         "the units count against a limit too"
     );
     assert_eq!(
-        store
-            .budget_used(&key, window, start + window)
-            .await
-            .expect("used"),
+        used(store, &key, window, start + window).await,
         0,
         "the next window"
     );
     assert_eq!(
-        store
-            .budget_used(&key, window, start + window - 1)
-            .await
-            .expect("used"),
+        used(store, &key, window, start + window - 1).await,
         68,
         "still there at the end of its window"
     );
@@ -979,92 +878,50 @@ pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
     let t = now();
     let start = t - t.rem_euclid(window) + window; // the next window, from its start
     let key = fresh_id("ip:");
+    assert_eq!(used(store, &key, window, start).await, 0);
     assert_eq!(
-        store.budget_used(&key, window, start).await.expect("used"),
-        0
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 10)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 10).await,
         Budget::Allowed { remaining: 1 }
     );
     assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 20)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 20).await,
         Budget::Allowed { remaining: 0 }
     );
     assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 30)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 30).await,
         Budget::Exhausted {
             retry_after_ms: window - 30
         }
     );
-    assert_eq!(
-        store
-            .budget_used(&key, window, start + 40)
-            .await
-            .expect("used"),
-        2
-    );
+    assert_eq!(used(store, &key, window, start + 40).await, 2);
     store
         .refund_budget(&key, window, start + 50)
         .await
         .expect("refund");
+    assert_eq!(used(store, &key, window, start + 50).await, 1);
     assert_eq!(
-        store
-            .budget_used(&key, window, start + 50)
-            .await
-            .expect("used"),
-        1
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, start + 60)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + 60).await,
         Budget::Allowed { remaining: 0 }
     );
 
     // The last millisecond of the window is still in it; the next one starts afresh.
     assert!(matches!(
-        store
-            .take_budget(&key, 2, window, start + window - 1)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, start + window - 1).await,
         Budget::Exhausted { retry_after_ms: 1 }
     ));
     let next = start + window;
+    assert_eq!(used(store, &key, window, next).await, 0);
     assert_eq!(
-        store.budget_used(&key, window, next).await.expect("used"),
-        0
-    );
-    assert_eq!(
-        store
-            .take_budget(&key, 2, window, next)
-            .await
-            .expect("take"),
+        take(store, &key, 2, window, next).await,
         Budget::Allowed { remaining: 1 }
     );
     assert_eq!(
-        store.budget_used(&key, window, start).await.expect("used"),
+        used(store, &key, window, start).await,
         2,
         "old window kept its count"
     );
     // Another window length is another counter.
-    assert_eq!(
-        store
-            .budget_used(&key, window * 2, next)
-            .await
-            .expect("used"),
-        0
-    );
+    assert_eq!(used(store, &key, window * 2, next).await, 0);
 
     let fresh = fresh_id("ip:");
     store
@@ -1076,32 +933,20 @@ pub async fn budget_windows_and_refund(store: &Arc<dyn Store>) {
         .await
         .expect("refund");
     assert_eq!(
-        store
-            .take_budget(&fresh, 1, window, start)
-            .await
-            .expect("take"),
+        take(store, &fresh, 1, window, start).await,
         Budget::Allowed { remaining: 0 }
     );
     assert!(matches!(
-        store
-            .take_budget(&fresh, 1, window, start)
-            .await
-            .expect("take"),
+        take(store, &fresh, 1, window, start).await,
         Budget::Exhausted { .. }
     ));
 
     let zero = fresh_id("global:");
     assert!(matches!(
-        store
-            .take_budget(&zero, 0, window, start)
-            .await
-            .expect("take"),
+        take(store, &zero, 0, window, start).await,
         Budget::Exhausted { .. }
     ));
-    assert_eq!(
-        store.budget_used(&zero, window, start).await.expect("used"),
-        0
-    );
+    assert_eq!(used(store, &zero, window, start).await, 0);
 }
 
 /// `take_budgets` counts on every budget or on none, also under concurrency.
@@ -1109,18 +954,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
     let window = 3_600_000i64;
     let t = now();
     let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
-    let reqs = [
-        BudgetRequest {
-            key: &wide,
-            limit: 1_000,
-            window_ms: window,
-        },
-        BudgetRequest {
-            key: &narrow,
-            limit: 2,
-            window_ms: window,
-        },
-    ];
+    let reqs = [budget(&wide, 1_000, window), budget(&narrow, 2, window)];
     assert_eq!(
         store.take_budgets(&reqs, t).await.expect("take"),
         Budgets::Allowed {
@@ -1142,14 +976,11 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
         }
     );
     assert_eq!(
-        store.budget_used(&wide, window, t).await.expect("used"),
+        used(store, &wide, window, t).await,
         2,
         "refused: nothing kept"
     );
-    assert_eq!(
-        store.budget_used(&narrow, window, t).await.expect("used"),
-        2
-    );
+    assert_eq!(used(store, &narrow, window, t).await, 2);
     assert_eq!(
         store.take_budgets(&[], t).await.expect("take"),
         Budgets::Allowed { remaining: vec![] }
@@ -1157,23 +988,12 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
 
     // The same key twice with room for one: refused, nothing counted.
     let twice = fresh_id("ip:");
-    let same = [
-        BudgetRequest {
-            key: &twice,
-            limit: 1,
-            window_ms: window,
-        },
-        BudgetRequest {
-            key: &twice,
-            limit: 1,
-            window_ms: window,
-        },
-    ];
+    let same = [budget(&twice, 1, window), budget(&twice, 1, window)];
     assert!(matches!(
         store.take_budgets(&same, t).await.expect("take"),
         Budgets::Exhausted { index: 1, .. }
     ));
-    assert_eq!(store.budget_used(&twice, window, t).await.expect("used"), 0);
+    assert_eq!(used(store, &twice, window, t).await, 0);
 
     // Racing: exactly `limit` pass, and the wide budget keeps only theirs.
     let (wide, narrow) = (fresh_id("global:"), fresh_id("phone:"));
@@ -1188,18 +1008,7 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
             narrow.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let reqs = [
-                BudgetRequest {
-                    key: &wide,
-                    limit: 1_000,
-                    window_ms: window,
-                },
-                BudgetRequest {
-                    key: &narrow,
-                    limit,
-                    window_ms: window,
-                },
-            ];
+            let reqs = [budget(&wide, 1_000, window), budget(&narrow, limit, window)];
             barrier.wait().await;
             store.take_budgets(&reqs, t).await.expect("take")
         }));
@@ -1211,12 +1020,9 @@ pub async fn take_budgets_all_or_nothing(store: &Arc<dyn Store>) {
         }
     }
     assert_eq!(allowed, limit, "exactly the limit passed");
+    assert_eq!(used(store, &narrow, window, t).await, limit);
     assert_eq!(
-        store.budget_used(&narrow, window, t).await.expect("used"),
-        limit
-    );
-    assert_eq!(
-        store.budget_used(&wide, window, t).await.expect("used"),
+        used(store, &wide, window, t).await,
         limit,
         "refused takes were given back"
     );
@@ -1229,18 +1035,14 @@ pub async fn once_is_once_until_ttl(store: &Arc<dyn Store>) {
     // Long enough that 200 racing tasks on a loaded machine stay well inside it.
     let ttl = 1_500;
     let t = now();
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let (store, barrier, key) = (Arc::clone(store), Arc::clone(&barrier), key.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            store.once(&key, ttl, t).await.expect("once")
-        }));
-    }
+    let firsts = race(store, RACERS, |store| {
+        let key = key.clone();
+        async move { store.once(&key, ttl, t).await.expect("once") }
+    })
+    .await;
     let mut first = 0;
-    for task in tasks {
-        if task.await.expect("task") {
+    for seen_first in firsts {
+        if seen_first {
             first += 1;
         }
     }

@@ -5,12 +5,14 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use otpgate_core::receipt::{Claims, Expectations, Jwks};
 use serde_json::Value;
 
-use crate::process::otpgate_bin;
+use crate::process::{ServeToml, otpgate_bin};
 
 /// Whether the long (soak) variants were asked for: `OTPGATE_SOAK=1`.
 pub fn soak() -> bool {
@@ -32,6 +34,28 @@ pub fn ms(t: Instant) -> u128 {
     t.elapsed().as_millis()
 }
 
+/// What a receipt must show now (Unix seconds from the system clock), within `leeway`
+/// seconds.
+pub fn expectations<'a>(audience: &'a str, issuer: &'a str, leeway: i64) -> Expectations<'a> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Expectations {
+        audience,
+        issuer,
+        now,
+        leeway,
+    }
+}
+
+/// Verifies one receipt against `jwks` now (5 s leeway); returns its claims, panics when it
+/// does not verify.
+pub fn verify_receipt(receipt: &str, jwks: &Jwks, audience: &str, issuer: &str) -> Claims {
+    otpgate_core::receipt::verify(receipt, jwks, &expectations(audience, issuer, 5))
+        .unwrap_or_else(|e| panic!("the receipt does not verify: {e:?}"))
+}
+
 /// Checks that no verification was approved twice: each receipt's `jti` (= the verification
 /// id) is unique. The signatures of the first 25 (and of every receipt under
 /// `OTPGATE_SOAK=1`) are verified against `jwks` (Ed25519 in a debug build costs tens of
@@ -44,16 +68,7 @@ pub fn receipts_unique(
     issuer: &str,
 ) -> Vec<Claims> {
     use base64::Engine as _;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let expect = Expectations {
-        audience,
-        issuer,
-        now,
-        leeway: 60,
-    };
+    let expect = expectations(audience, issuer, 60);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, (id, jwt)) in receipts.iter().enumerate() {
@@ -116,17 +131,65 @@ pub fn audit_approvals_unique(file: &Path) -> HashSet<String> {
     seen
 }
 
-/// The `[policy]` tail shared by the fault configs: budgets far above any real deployment
-/// (these tests are about faults, not limits), PoW off, NANP numbers allowed.
-pub const OPEN_POLICY: &str = r#"
-[policy.budgets]
-phone = { limit = 1000000, window_secs = 600 }
-phone_daily = { limit = 1000000, window_secs = 86400 }
-ip = { limit = 100000000, window_secs = 600 }
-prefix = { limit = 100000000, window_secs = 600 }
-global = { limit = 100000000, window_secs = 60 }
-check_ip = { limit = 100000000, window_secs = 600 }
+/// The `[policy]` tail shared by the fault configs and the issuer benchmark
+/// (`open-policy.toml`): budgets far above any real deployment (these tests are about
+/// faults, not limits), PoW off.
+pub const OPEN_POLICY: &str = include_str!("../open-policy.toml");
 
-[policy.pow]
-enabled = false
-"#;
+/// The frame of the fault tests' configs: the issuer at `issuer` with `store` as the body of
+/// `[store]`, NANP numbers allowed, `policy` as more `[policy]` keys, then [`OPEN_POLICY`].
+pub fn open_config(issuer: &str, store: String, policy: &str) -> ServeToml {
+    ServeToml {
+        store,
+        policy: format!("allowed_countries = [\"1\"]\n{policy}\n{OPEN_POLICY}"),
+        ..ServeToml::new(issuer)
+    }
+}
+
+/// What a fault test's workers met that they should not have (an answer outside the
+/// documented ones), gathered while the load runs and asserted empty at the end.
+#[derive(Debug, Default)]
+pub struct Unexpected(Mutex<Vec<String>>);
+
+impl Unexpected {
+    /// Notes one.
+    pub fn note(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+
+    /// All noted so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Panics with `what` and the list unless nothing was noted.
+    pub fn assert_none(&self, what: &str) {
+        let all = self.all();
+        assert!(all.is_empty(), "{what}: {all:#?}");
+    }
+}
+
+/// Spawns `n` load workers, the `i`th as `worker(http, base, i)` with its own handle on the
+/// client and its own copy of the issuer's base URL.
+pub fn spawn_workers<F, Fut>(
+    n: usize,
+    http: &reqwest::Client,
+    base: &str,
+    worker: F,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    F: Fn(reqwest::Client, String, usize) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    (0..n)
+        .map(|i| tokio::spawn(worker(http.clone(), base.to_owned(), i)))
+        .collect()
+}
+
+/// Tells the workers to stop (`stop`) and waits for each; panics if one panicked.
+pub async fn stop_workers(stop: &AtomicBool, workers: Vec<tokio::task::JoinHandle<()>>) {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+}

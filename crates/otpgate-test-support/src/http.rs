@@ -55,16 +55,17 @@ pub async fn send(req: reqwest::RequestBuilder, bound: Duration) -> Result<Answe
     })
 }
 
+/// GETs `url` under `bound` and reads the answer as JSON; panics on a transport error or a
+/// body that is not JSON.
+pub async fn get_within(http: &reqwest::Client, url: &str, bound: Duration) -> Value {
+    let res = http.get(url).timeout(bound).send().await.unwrap();
+    res.json().await.unwrap()
+}
+
 /// The JWKS an issuer publishes.
 pub async fn jwks(http: &reqwest::Client, base: &str) -> Jwks {
-    http.get(format!("{base}/.well-known/jwks.json"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let url = format!("{base}/.well-known/jwks.json");
+    serde_json::from_value(get_within(http, &url, Duration::from_secs(10)).await).unwrap()
 }
 
 /// POSTs `body` as JSON to `url`: the status and the answer's body as JSON (`Null` when it
@@ -83,4 +84,76 @@ pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16,
 /// not JSON.
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Starts a verification: `POST BASE/v1/verifications` with `{"phone": PHONE}`; the status
+/// and the body.
+pub async fn start(http: &reqwest::Client, base: &str, phone: &str) -> (u16, Value) {
+    post_json(
+        http,
+        &format!("{base}/v1/verifications"),
+        &serde_json::json!({ "phone": phone }),
+    )
+    .await
+}
+
+/// Checks a code: `POST BASE/v1/verifications/ID/check` with `{"code": CODE}`; the status
+/// and the body.
+pub async fn check(http: &reqwest::Client, base: &str, id: &str, code: &str) -> (u16, Value) {
+    post_json(
+        http,
+        &format!("{base}/v1/verifications/{id}/check"),
+        &serde_json::json!({ "code": code }),
+    )
+    .await
+}
+
+/// GETs `url` and reads the answer as text (`/metrics`); panics on a transport error.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// [`send`]s a start for the app `shop`: `POST BASE/v1/verifications` with
+/// `{"phone": PHONE, "app": "shop"}`, under `bound`.
+pub async fn send_start(
+    http: &reqwest::Client,
+    base: &str,
+    phone: &str,
+    bound: Duration,
+) -> Result<Answer, reqwest::Error> {
+    let body = serde_json::json!({"phone": phone, "app": "shop"});
+    send(
+        http.post(format!("{base}/v1/verifications")).json(&body),
+        bound,
+    )
+    .await
+}
+
+/// [`send`]s a check: `POST BASE/v1/verifications/ID/check` with `{"code": CODE}`, under
+/// `bound`.
+pub async fn send_check(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    code: &str,
+    bound: Duration,
+) -> Result<Answer, reqwest::Error> {
+    let url = format!("{base}/v1/verifications/{id}/check");
+    send(
+        http.post(url).json(&serde_json::json!({ "code": code })),
+        bound,
+    )
+    .await
+}
+
+/// GETs `url` with Basic auth `user:password` and reads the answer as JSON; panics on a
+/// transport error or a body that is not JSON.
+pub async fn get_json_auth(http: &reqwest::Client, url: &str, user: &str, password: &str) -> Value {
+    let res = http.get(url).basic_auth(user, Some(password)).send().await;
+    res.unwrap().json().await.unwrap()
+}
+
+/// GETs `url`: the status; panics on a transport error.
+pub async fn get_status(http: &reqwest::Client, url: &str) -> u16 {
+    http.get(url).send().await.unwrap().status().as_u16()
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::http::get_within;
+
 /// The `otpgate` binary under test: `CARGO_BIN_EXE_otpgate` (cargo sets it when it runs an
 /// integration test of otpgate-server), else `otpgate` beside the test binary's `deps/`.
 pub fn otpgate_bin() -> PathBuf {
@@ -118,6 +120,16 @@ impl Proc {
         String::from_utf8_lossy(&s[s.len().saturating_sub(n)..]).into_owned()
     }
 
+    /// Panics, saying what it is, `why` and the tail of its log, once `deadline` has passed.
+    pub fn assert_before(&self, deadline: Instant, why: &str) {
+        assert!(
+            Instant::now() < deadline,
+            "{} {why}:\n{}",
+            self.what,
+            self.log_tail(4000)
+        );
+    }
+
     /// Waits until `addr` accepts TCP connections; panics with the log if the process exits
     /// first or `within` passes.
     pub fn wait_port(&mut self, addr: &str, within: Duration) {
@@ -133,11 +145,9 @@ impl Proc {
             if TcpStream::connect(addr).is_ok() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on {addr} within {within:?}:\n{}",
-                self.what,
-                self.log_tail(4000)
+            self.assert_before(
+                deadline,
+                &format!("did not listen on {addr} within {within:?}"),
             );
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -277,15 +287,8 @@ impl Phone {
 
     /// What this phone "sent" (`GET /_emulator/messages`): `(message id, phone, text)`.
     pub async fn outbox(&self, http: &reqwest::Client) -> Vec<(String, String, String)> {
-        let v: Value = http
-            .get(format!("{}/_emulator/messages", self.base))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/_emulator/messages", self.base);
+        let v: Value = get_within(http, &url, Duration::from_secs(5)).await;
         v.as_array()
             .or_else(|| v["messages"].as_array())
             .unwrap_or_else(|| panic!("outbox shape: {v}"))
@@ -363,4 +366,57 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     let config = dir.join("otpgate.toml");
     std::fs::write(&config, toml).unwrap();
     config
+}
+
+/// An `otpgate serve` config for the process tests: the frame they share (one app `shop` at
+/// `https://shop.example.com`) around each test's own keys, which the test names section by
+/// section (`ServeToml { store: ..., ..ServeToml::new(url) }`).
+#[derive(Clone, Debug)]
+pub struct ServeToml {
+    /// `[server] public_url`.
+    pub public_url: String,
+    /// `[server] danger_discard_sends` (true unless the test sends through gateways).
+    pub discard_sends: bool,
+    /// More lines after `[server]`'s own (sub-tables such as `[server.tls]` included).
+    pub server: String,
+    /// The body of `[store]`.
+    pub store: String,
+    /// The body of `[policy]` (sub-tables such as `[policy.pow]` included).
+    pub policy: String,
+    /// Sections after `[policy]` (`[audit]`, `[gateways]`, ...).
+    pub tail: String,
+}
+
+impl ServeToml {
+    /// The frame for an issuer at `public_url`, sends discarded, nothing else set.
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.to_owned(),
+            discard_sends: true,
+            server: String::new(),
+            store: String::new(),
+            policy: String::new(),
+            tail: String::new(),
+        }
+    }
+
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let discard = if self.discard_sends {
+            "danger_discard_sends = true\n"
+        } else {
+            ""
+        };
+        format!(
+            "[server]\n{discard}public_url = \"{}\"\n{}\n\n[store]\n{}\n\n\
+             [[apps]]\nname = \"shop\"\norigins = [\"https://shop.example.com\"]\n\n\
+             [policy]\n{}\n{}\n",
+            self.public_url, self.server, self.store, self.policy, self.tail
+        )
+    }
+
+    /// Writes the config to `DIR/otpgate.toml` ([`write_config`]) and returns that path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        write_config(dir, &self.render())
+    }
 }

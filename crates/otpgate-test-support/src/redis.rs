@@ -197,12 +197,7 @@ impl Redis {
                 std::thread::sleep(Duration::from_millis(20));
             }
             p.kill9();
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up on {}:\n{}",
-                self.port,
-                p.log_tail(3000)
-            );
+            p.assert_before(deadline, &format!("did not come up on {}", self.port));
             std::thread::sleep(Duration::from_millis(200));
         }
     }

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
-use otpgate_server::gateway::{GatewaysConfig, Pool};
+use otpgate_server::gateway::{
+    DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
+};
 use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
 use tokio::net::TcpListener;
 
@@ -75,4 +78,44 @@ pub fn pending_record(id: &str, phone: &str, version: u32, now_ms: i64, life_ms:
     rec.sends = version;
     rec.resend_at_ms = now_ms;
     rec
+}
+
+/// The send job of the open verification `rec`: `text` to its phone, for its current code,
+/// expiring with it.
+pub fn send_job(rec: &Record, text: impl Into<String>) -> SendJob {
+    SendJob {
+        verification_id: rec.id.clone(),
+        code_version: rec.code.version,
+        message: Outgoing {
+            message_id: String::new(),
+            phone: rec.phone.clone(),
+            text: text.into(),
+            ttl_secs: 0,
+            segments: 1,
+        },
+        expires_at_ms: rec.expires_at_ms,
+    }
+}
+
+/// The record of the verification `vid` in `store`; panics when it is not there.
+pub async fn stored(store: &Arc<dyn Store>, vid: &str) -> Record {
+    store.get(vid).await.expect("store").expect("record")
+}
+
+/// The delivery state of the verification `vid` in `store`; panics when it is not there.
+pub async fn delivery_state(store: &Arc<dyn Store>, vid: &str) -> DeliveryState {
+    stored(store, vid).await.delivery.state
+}
+
+/// Emulated phone `i` as the pool sees it: `phone-I`, an SMS Gate at `url` with user `sms`
+/// and password `pw-I`, `budget` sends a minute and `android_limit` in the Android window.
+pub fn emulated_device(i: usize, url: String, budget: u32, android_limit: u32) -> DeviceConfig {
+    let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
+    d.username = Some("sms".into());
+    d.budget_per_minute = budget;
+    d.android_limit = android_limit;
+    d.with_secrets(LiteralSecrets {
+        password: Some(Secret::new(format!("pw-{i}"))),
+        ..LiteralSecrets::default()
+    })
 }

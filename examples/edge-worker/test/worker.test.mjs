@@ -50,17 +50,22 @@ function bearer(token) {
   return { headers: { authorization: `Bearer ${token}` } };
 }
 
+/** The worker as Miniflare runs it: its module, the package and its wasm. */
+const WORKER = {
+  modulesRoot: WORKER_DIR,
+  modules: [
+    { type: "ESModule", path: path.join(WORKER_DIR, "worker.mjs") },
+    { type: "ESModule", path: path.join(WORKER_DIR, "pkg/otpgate.js") },
+    { type: "CompiledWasm", path: path.join(WORKER_DIR, "pkg/otpgate_bg.wasm") },
+  ],
+  compatibilityDate: "2025-09-01",
+};
+
 before(async () => {
   issuer = await startIssuer();
   const t0 = performance.now();
   mf = new Miniflare({
-    modulesRoot: WORKER_DIR,
-    modules: [
-      { type: "ESModule", path: path.join(WORKER_DIR, "worker.mjs") },
-      { type: "ESModule", path: path.join(WORKER_DIR, "pkg/otpgate.js") },
-      { type: "CompiledWasm", path: path.join(WORKER_DIR, "pkg/otpgate_bg.wasm") },
-    ],
-    compatibilityDate: "2025-09-01",
+    ...WORKER,
     bindings: {
       OTPGATE_ISSUER: issuer.url,
       OTPGATE_API_KEY: issuer.apiKey,
@@ -278,13 +283,7 @@ test("webhook: the forwarded request carries exactly the signed bytes and header
   });
   await new Promise((r) => capture.listen(0, "127.0.0.1", r));
   const edge = new Miniflare({
-    modulesRoot: WORKER_DIR,
-    modules: [
-      { type: "ESModule", path: path.join(WORKER_DIR, "worker.mjs") },
-      { type: "ESModule", path: path.join(WORKER_DIR, "pkg/otpgate.js") },
-      { type: "CompiledWasm", path: path.join(WORKER_DIR, "pkg/otpgate_bg.wasm") },
-    ],
-    compatibilityDate: "2025-09-01",
+    ...WORKER,
     bindings: {
       OTPGATE_ISSUER: `http://127.0.0.1:${capture.address().port}`,
       OTPGATE_AUDIENCE: "demo",

@@ -1,6 +1,8 @@
-//! Sample records and guesses for the stores' unit tests. The integration tests use the
-//! same helpers from the dev-only `otpgate-test-support` crate (its `conformance` module);
-//! a unit test cannot (that crate links its own copy of this library).
+//! Sample records and guesses for the stores' tests: the unit tests here, and the
+//! integration tests through the dev-only `otpgate-test-support` crate, whose `conformance`
+//! module reads this very file in by path (a unit test cannot depend on that crate: it links
+//! its own copy of this library), so one copy serves both.
+#![allow(unreachable_pub)]
 
 use otpgate_core::wire::DeliveryState;
 
@@ -8,7 +10,7 @@ use super::{DeliveryRecord, Guess, Outcome, Record, Rotation, StoredCode};
 
 /// A pending verification created at `now_ms`: code version 1, 5 min lifetime, 5 attempts,
 /// one send, resend after 30 s, delivery queued.
-pub(crate) fn sample_record(id: &str, now_ms: i64) -> Record {
+pub fn sample_record(id: &str, now_ms: i64) -> Record {
     Record {
         id: id.to_owned(),
         app: "conformance".to_owned(),
@@ -38,7 +40,7 @@ pub(crate) fn sample_record(id: &str, now_ms: i64) -> Record {
 }
 
 /// A rotation to `version` at `now_ms` (5 min lifetime, 60 s cooldown, at most 3 sends).
-pub(crate) fn sample_rotation(version: u32, now_ms: i64) -> Rotation {
+pub fn sample_rotation(version: u32, now_ms: i64) -> Rotation {
     Rotation {
         code: StoredCode {
             digest: vec![version as u8; 32],
@@ -52,7 +54,7 @@ pub(crate) fn sample_rotation(version: u32, now_ms: i64) -> Rotation {
 }
 
 /// The guess that matches `code` (the digest under its key, beside one under another key).
-pub(crate) fn right(code: &StoredCode) -> Guess {
+pub fn right(code: &StoredCode) -> Guess {
     Guess {
         digests: vec![
             ("k-other".to_owned(), vec![7; 32]),
@@ -62,7 +64,7 @@ pub(crate) fn right(code: &StoredCode) -> Guess {
 }
 
 /// A guess that matches no sample code (under every key the samples use).
-pub(crate) fn wrong() -> Guess {
+pub fn wrong() -> Guess {
     Guess {
         digests: vec![
             ("k1".to_owned(), vec![9; 32]),

@@ -140,6 +140,11 @@ impl Issuer {
         )
     }
 
+    /// POST of `body` as JSON text.
+    fn post_value(&self, path: &str, body: &Value) -> Answer {
+        self.post_json(path, body.to_string().as_bytes())
+    }
+
     fn get(&self, path: &str) -> Answer {
         self.send("GET", path.as_bytes(), &[], b"")
     }
@@ -153,10 +158,7 @@ impl Issuer {
 
     /// Starts a verification to `phone`; returns its id.
     fn start_ok(&self, phone: &str) -> String {
-        let a = self.post_json(
-            "/v1/verifications",
-            json!({"phone": phone}).to_string().as_bytes(),
-        );
+        let a = self.post_value("/v1/verifications", &json!({"phone": phone}));
         assert_eq!(a.status, 201, "{}", a.text());
         a.json()["id"].as_str().unwrap().to_owned()
     }
@@ -503,7 +505,7 @@ fn bodies_too_big_malformed_or_mistyped_are_4xx_in_the_error_shape() {
     let view = s.get(&format!("/v1/verifications/{id}")).json();
     assert_eq!(view["status"], "pending", "{view}");
     assert_eq!(view["attempts_left"], 5, "{view}");
-    let a = s.post_json(&check, json!({"code": code}).to_string().as_bytes());
+    let a = s.post_value(&check, &json!({"code": code}));
     assert_eq!(a.status, 200, "{}", a.text());
     s.assert_log_clean(&[&code]);
 }
@@ -543,7 +545,7 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
         "+",
     ];
     for phone in phones {
-        let a = s.post_json(start, json!({"phone": phone}).to_string().as_bytes());
+        let a = s.post_value(start, &json!({"phone": phone}));
         assert!(
             a.status == 400
                 && matches!(
@@ -579,17 +581,9 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
         "e\u{301}n",
     ];
     for bad in injections {
-        let a = s.post_json(
-            start,
-            json!({"phone": PHONE, "locale": bad})
-                .to_string()
-                .as_bytes(),
-        );
+        let a = s.post_value(start, &json!({"phone": PHONE, "locale": bad}));
         assert_error(&a, 400, "invalid_locale");
-        let a = s.post_json(
-            start,
-            json!({"phone": PHONE, "app": bad}).to_string().as_bytes(),
-        );
+        let a = s.post_value(start, &json!({"phone": PHONE, "app": bad}));
         assert_error(&a, 400, "unknown_app");
         assert!(!a.text().contains("evil.example"), "{}", a.text());
     }
@@ -599,20 +593,10 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
         "en-".repeat(12),
         String::new(),
     ] {
-        let a = s.post_json(
-            start,
-            json!({"phone": PHONE, "locale": bad})
-                .to_string()
-                .as_bytes(),
-        );
+        let a = s.post_value(start, &json!({"phone": PHONE, "locale": bad}));
         assert_error(&a, 400, "invalid_locale");
     }
-    let a = s.post_json(
-        start,
-        json!({"phone": PHONE, "app": "d".repeat(10_000)})
-            .to_string()
-            .as_bytes(),
-    );
+    let a = s.post_value(start, &json!({"phone": PHONE, "app": "d".repeat(10_000)}));
     assert_error(&a, 400, "unknown_app");
 
     // Typed codes longer than any code: refused before the store, no attempt spent.
@@ -624,7 +608,7 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
         "%s".repeat(40),
         "\u{0}".repeat(70),
     ] {
-        let a = s.post_json(&check, json!({"code": code}).to_string().as_bytes());
+        let a = s.post_value(&check, &json!({"code": code}));
         assert_error(&a, 400, "invalid_code");
     }
     let view = s.get(&format!("/v1/verifications/{id}")).json();
@@ -632,7 +616,7 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
     // Short hostile codes are wrong codes: they spend an attempt, as any guess must.
     let mut left = 5;
     for code in ["{code}", "%s%s", "123456\n@evil.example #123456", "\u{0}"] {
-        let a = s.post_json(&check, json!({"code": code}).to_string().as_bytes());
+        let a = s.post_value(&check, &json!({"code": code}));
         left -= 1;
         assert_error(&a, 422, "wrong_code");
         assert_eq!(a.json()["error"]["attempts_left"], left);
@@ -683,7 +667,7 @@ fn hostile_phones_locales_apps_codes_and_ids_are_refused_without_effect() {
 
     // Nothing was sent; the verification still approves with its code.
     assert_eq!(s.outbox().len(), sent_before, "a bad request sent an SMS");
-    let a = s.post_json(&check, json!({"code": code}).to_string().as_bytes());
+    let a = s.post_value(&check, &json!({"code": code}));
     assert_eq!(a.status, 200, "{}", a.text());
     // No SMS ever carried an injected line.
     for m in s.outbox() {

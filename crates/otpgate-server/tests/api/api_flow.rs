@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::harness::{Backend, Harness, ISSUER, assert_error, open_policy};
+use crate::harness::{Backend, Harness, ISSUER, assert_error, open_policy, retry_after_header};
 use otpgate_core::receipt::{Expectations, Jwks, verify};
 use otpgate_server::clock::Clock;
 use serde_json::json;
@@ -127,9 +127,7 @@ async fn expired_codes_are_gone(backend: Backend) {
     let (_, _, view) = h.get(&format!("/v1/verifications/{id}")).await;
     assert_eq!(view["status"], "expired");
     // A resend of an expired verification is refused too.
-    let (status, headers, body) = h
-        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
-        .await;
+    let (status, headers, body) = h.resend(&id, true).await;
     assert_error(status, &headers, &body, 410, "expired");
 }
 
@@ -142,32 +140,14 @@ async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
         .await;
     assert_eq!(wrong_first, 422);
     // Inside the cooldown: 429 with Retry-After, nothing sent.
-    let res = h
-        .client
-        .post(h.url(&format!("/v1/verifications/{id}/resend")))
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, body) = crate::harness::split(res).await;
+    let (status, headers, body) = h.resend(&id, false).await;
     assert_error(status, &headers, &body, 429, "resend_cooldown");
-    let retry: u64 = headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after_header(&headers);
     assert!((1..=30).contains(&retry), "{retry}");
     assert_eq!(h.sends(), 1);
 
     h.clock.advance(30_000);
-    let res = h
-        .client
-        .post(h.url(&format!("/v1/verifications/{id}/resend")))
-        .send()
-        .await
-        .unwrap();
-    let (status, _, view) = crate::harness::split(res).await;
+    let (status, _, view) = h.resend(&id, false).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["attempts_left"], 5, "attempts reset on a new code");
     assert_eq!(h.sends(), 2);
@@ -183,16 +163,12 @@ async fn resend_rotates_the_code_after_the_cooldown(backend: Backend) {
     }
     // The next resend waits longer (back-off).
     h.clock.advance(30_000);
-    let (status, headers, _) = h
-        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
-        .await;
+    let (status, headers, _) = h.resend(&id, true).await;
     assert_eq!(status, 429);
     assert!(headers.get("retry-after").is_some());
     let (status, _, body) = h.check(&id, &new).await;
     assert_eq!(status, 200, "{body}");
-    let (status, headers, body) = h
-        .post(&format!("/v1/verifications/{id}/resend"), json!({}))
-        .await;
+    let (status, headers, body) = h.resend(&id, true).await;
     assert_error(status, &headers, &body, 409, "already_used");
 }
 

@@ -5,7 +5,8 @@
 //! on the memory, embedded and Redis stores.
 #![allow(clippy::unwrap_used, clippy::type_complexity, missing_docs)]
 
-use crate::harness::{Backend, Harness, assert_error, open_policy};
+use crate::harness::{Backend, Harness, assert_error, open_policy, retry_after_header};
+use otpgate_test_support::http::get_text;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -20,13 +21,7 @@ async fn every_budget_is_429_with_retry_after(backend: Backend) {
         .post("/v1/verifications", json!({"phone": "+447700900001"}))
         .await;
     assert_error(status, &headers, &body, 429, "rate_limited");
-    let retry: u64 = headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after_header(&headers);
     assert!((1..=600).contains(&retry), "{retry}");
     assert_eq!(body["error"]["retry_after"], retry);
     assert_eq!(h.sends(), 2, "nothing sent past the budget");
@@ -560,15 +555,7 @@ mod inputs {
         assert_eq!(status, 200, "{body}");
         let id = h.start("+447700900901").await;
         h.check(&id, "000000").await;
-        let text = h
-            .client
-            .get(h.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&h.client, &h.url("/metrics")).await;
         assert!(
             text.contains("otpgate_verifications_total{outcome=\"started\"} 1"),
             "{text}"

@@ -208,6 +208,15 @@ impl Harness {
         split(self.client.delete(self.url(path)).send().await.unwrap()).await
     }
 
+    /// `POST /v1/verifications/ID/resend` with `{}` (`body`) or with no body at all.
+    pub async fn resend(&self, id: &str, body: bool) -> (u16, reqwest::header::HeaderMap, Value) {
+        let path = format!("/v1/verifications/{id}/resend");
+        if body {
+            return self.post(&path, serde_json::json!({})).await;
+        }
+        split(self.client.post(self.url(&path)).send().await.unwrap()).await
+    }
+
     /// Starts a verification for `phone`; asserts 201 and returns the id.
     pub async fn start(&self, phone: &str) -> String {
         let (status, _, body) = self
@@ -282,6 +291,17 @@ pub fn assert_error(
 }
 
 /// Now on the harness clock, seconds (for receipt checks).
+/// The `Retry-After` header in seconds; panics when it is missing or not a number.
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub fn now_secs(clock: &ManualClock) -> i64 {
     clock.now_secs()
 }

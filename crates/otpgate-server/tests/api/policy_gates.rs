@@ -41,6 +41,10 @@ fn no_pow() -> PolicyConfig {
     c
 }
 
+fn limit(limit: u32, window_secs: u64) -> Limit {
+    Limit { limit, window_secs }
+}
+
 fn phone(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s).expect("phone")
 }
@@ -50,6 +54,23 @@ fn ip(n: u32) -> IpAddr {
 }
 
 impl Env {
+    /// Starts `n` verifications, the `i`th of `each(i)` (number, client), every one within
+    /// budget.
+    async fn fill(&self, n: u32, each: impl Fn(u32) -> (PhoneNumber, IpAddr)) {
+        for i in 0..n {
+            let (p, client) = each(i);
+            self.start(&p, client).await.expect("within budget");
+        }
+    }
+
+    /// What the budget `key` with a window of `window_ms` counts at `at`.
+    async fn used(&self, key: &str, window_ms: i64, at: i64) -> u32 {
+        self.store
+            .budget_used(key, window_ms, at)
+            .await
+            .expect("used")
+    }
+
     async fn start(&self, p: &PhoneNumber, client: IpAddr) -> Result<Option<String>, PolicyError> {
         self.start_with(p, client, false, None).await
     }
@@ -224,11 +245,8 @@ async fn phone_budget_per_ten_minutes_and_per_day() {
 #[tokio::test]
 async fn ip_budget_and_trusted_callers() {
     let e = env(no_pow());
-    for i in 0..20 {
-        e.start(&phone(&format!("+3361{:07}", i * 1000)), ip(1))
-            .await
-            .expect("within budget");
-    }
+    e.fill(20, |i| (phone(&format!("+3361{:07}", i * 1000)), ip(1)))
+        .await;
     let next = phone("+33619999999");
     assert_eq!(scope(e.start(&next, ip(1)).await), "ip");
     e.start_with(&next, ip(1), true, None)
@@ -236,12 +254,12 @@ async fn ip_budget_and_trusted_callers() {
         .expect("an API-key caller skips the IP budget");
     // IPv6 clients are counted per /64.
     let e = env(no_pow());
-    for i in 0..20u16 {
+    e.fill(20, |i| {
+        let i = u16::try_from(i).expect("a small index");
         let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1));
-        e.start(&phone(&format!("+3362{:07}", u32::from(i) * 1000)), a)
-            .await
-            .expect("within budget");
-    }
+        (phone(&format!("+3362{:07}", u32::from(i) * 1000)), a)
+    })
+    .await;
     let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0xffff, 1, 2, 3));
     assert_eq!(scope(e.start(&phone("+33629999999"), a).await), "ip");
 }
@@ -249,11 +267,8 @@ async fn ip_budget_and_trusted_callers() {
 #[tokio::test]
 async fn prefix_and_global_budgets() {
     let e = env(no_pow());
-    for i in 0..30 {
-        e.start(&phone(&format!("+3361234{i:04}")), ip(i))
-            .await
-            .expect("within budget");
-    }
+    e.fill(30, |i| (phone(&format!("+3361234{i:04}")), ip(i)))
+        .await;
     assert_eq!(
         scope(e.start(&phone("+33612349999"), ip(100)).await),
         "prefix"
@@ -263,16 +278,10 @@ async fn prefix_and_global_budgets() {
         .expect("another prefix");
 
     let mut c = no_pow();
-    c.budgets.global = Limit {
-        limit: 3,
-        window_secs: 60,
-    };
+    c.budgets.global = limit(3, 60);
     let e = env(c);
-    for i in 0..3 {
-        e.start(&phone(&format!("+336{i}0000000")), ip(i))
-            .await
-            .expect("within budget");
-    }
+    e.fill(3, |i| (phone(&format!("+336{i}0000000")), ip(i)))
+        .await;
     assert_eq!(
         scope(e.start(&phone("+33690000000"), ip(9)).await),
         "global"
@@ -286,14 +295,8 @@ async fn prefix_and_global_budgets() {
 #[tokio::test]
 async fn a_refusal_gives_back_the_budgets_already_taken() {
     let mut c = no_pow();
-    c.budgets.phone = Limit {
-        limit: 1,
-        window_secs: 600,
-    };
-    c.budgets.global = Limit {
-        limit: 1,
-        window_secs: 60,
-    };
+    c.budgets.phone = limit(1, 600);
+    c.budgets.global = limit(1, 60);
     let e = env(c);
     e.start(&phone("+33611111111"), ip(1)).await.expect("first");
     let y = phone("+33622222222");
@@ -304,10 +307,8 @@ async fn a_refusal_gives_back_the_budgets_already_taken() {
         .await
         .expect("phone budget was given back");
     let used = e
-        .store
-        .budget_used(&format!("pol:b:ip:{}", ip(2)), 600_000, e.clock.now_ms())
-        .await
-        .expect("used");
+        .used(&format!("pol:b:ip:{}", ip(2)), 600_000, e.clock.now_ms())
+        .await;
     assert_eq!(used, 1, "the refused attempt's IP unit was refunded too");
 }
 
@@ -437,22 +438,9 @@ async fn test_numbers_get_their_fixed_code_and_spend_nothing() {
         );
     }
     let now = e.clock.now_ms();
-    assert_eq!(
-        e.store
-            .budget_used("pol:b:ph:+15555550100", 600_000, now)
-            .await
-            .expect("used"),
-        0,
-        "no budget"
-    );
-    assert_eq!(
-        e.store
-            .budget_used("pol:b:g", 60_000, now)
-            .await
-            .expect("used"),
-        0,
-        "no budget"
-    );
+    for (key, window_ms) in [("pol:b:ph:+15555550100", 600_000), ("pol:b:g", 60_000)] {
+        assert_eq!(e.used(key, window_ms, now).await, 0, "no budget");
+    }
     // The allow-list still comes first.
     assert_eq!(
         e.start(&phone("+79161234567"), ip(1)).await,
@@ -564,10 +552,7 @@ async fn difficulty_asked(e: &Env, p: &PhoneNumber) -> u8 {
 #[tokio::test]
 async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
     let mut c = PolicyConfig::default();
-    c.budgets.global = Limit {
-        limit: 100,
-        window_secs: 60,
-    };
+    c.budgets.global = limit(100, 60);
     let e = env(c);
     assert_eq!(
         difficulty_asked(&e, &phone("+33600000001")).await,
@@ -616,10 +601,8 @@ async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
     }
     e.clock.advance(200);
     assert_eq!(
-        e.store
-            .budget_used("pol:b:ph:+33612345678", 600_000, e.clock.now_ms())
-            .await
-            .expect("used"),
+        e.used("pol:b:ph:+33612345678", 600_000, e.clock.now_ms())
+            .await,
         0,
         "the person's quota was given back"
     );
@@ -638,12 +621,7 @@ async fn approvals_recorded_later_are_counted_together() {
     for _ in 0..40 {
         e.policy.record_approval_later(at);
     }
-    let counted = || async {
-        e.store
-            .budget_used("pol:sig:ok", 600_000, at)
-            .await
-            .expect("used")
-    };
+    let counted = || e.used("pol:sig:ok", 600_000, at);
     assert_eq!(counted().await, 0, "gathered, not yet counted");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(counted().await, 40, "counted within the flush delay");
@@ -664,10 +642,7 @@ async fn the_signals_slide_across_window_boundaries() {
     // Half the burst falls just before a boundary of the global window (60 s), half just
     // after: each fixed window alone holds 30 % of the budget, the last minute 60 %.
     let mut c = PolicyConfig::default();
-    c.budgets.global = Limit {
-        limit: 100,
-        window_secs: 60,
-    };
+    c.budgets.global = limit(100, 60);
     c.pow.min_samples = 1_000; // the approval ratio stays out of this test
     let e = env(c);
     e.clock.advance(59_000);
@@ -728,10 +703,7 @@ async fn approvals_keep_the_difficulty_down_and_prefix_bursts_raise_it() {
 #[tokio::test]
 async fn checks_are_limited_per_ip() {
     let mut c = no_pow();
-    c.budgets.check_ip = Limit {
-        limit: 3,
-        window_secs: 600,
-    };
+    c.budgets.check_ip = limit(3, 600);
     let e = env(c);
     for _ in 0..3 {
         e.policy
@@ -755,10 +727,7 @@ async fn checks_are_limited_per_ip() {
 #[tokio::test]
 async fn resends_spend_the_phone_budget_but_not_the_ip_budget() {
     let mut c = no_pow();
-    c.budgets.ip = Limit {
-        limit: 1,
-        window_secs: 600,
-    };
+    c.budgets.ip = limit(1, 600);
     let e = env(c);
     let p = phone("+33612345678");
     e.start(&p, ip(1)).await.expect("start");

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::http::{get_json, post_json};
+use otpgate_test_support::http::{get_json, get_text, start};
 use otpgate_test_support::process::{Server, free_port};
 use serde_json::json;
 
@@ -65,12 +65,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let mut server = Server::start(dir.path(), None, port, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let (status, body) = post_json(
-        &client,
-        &format!("{base}/v1/verifications"),
-        &json!({"phone": "+447700900123"}),
-    )
-    .await;
+    let (status, body) = start(&client, &base, "+447700900123").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     // The emulated phone's outbox: the SMS with the WebOTP line for the listen host.
@@ -108,14 +103,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("otpgate_gateway_messages_total{event=\"submitted\"} 1"),
         "{metrics}"

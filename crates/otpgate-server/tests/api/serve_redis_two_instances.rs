@@ -6,9 +6,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use otpgate_core::receipt::{Expectations, verify};
-use otpgate_test_support::http::{get_json, jwks, post_json};
-use otpgate_test_support::process::{Server, free_port, write_config};
+use otpgate_test_support::fault::verify_receipt;
+use otpgate_test_support::http::{check, get_json, jwks, post_json, start};
+use otpgate_test_support::process::{ServeToml, Server, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
@@ -17,34 +17,23 @@ async fn start_on_a_check_on_b_with_shared_limits() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("two{}:", otpgate_server::random::id("").unwrap());
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "https://issuer.test"
-
-[store]
-kind = "redis"
-key_prefix = "{prefix}"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-test_numbers = {{ "+15555550100" = "424242" }}
+    let config = ServeToml {
+        store: format!(
+            r#"kind = "redis"
+key_prefix = "{prefix}""#
+        ),
+        policy: r#"test_numbers = { "+15555550100" = "424242" }
 
 [policy.budgets.phone]
 limit = 2
 window_secs = 600
 
 [policy.pow]
-enabled = false
-"#
-        ),
-    );
+enabled = false"#
+            .to_owned(),
+        ..ServeToml::new("https://issuer.test")
+    }
+    .write(dir.path());
     let pem = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .unwrap()
@@ -67,72 +56,31 @@ enabled = false
     let client = reqwest::Client::new();
 
     // Start on A, check on B.
-    let (status, body) = post_json(
-        &client,
-        &format!("{}/v1/verifications", a.base),
-        &json!({"phone": "+15555550100"}),
-    )
-    .await;
+    let (status, body) = start(&client, &a.base, "+15555550100").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let view = get_json(&client, &format!("{}/v1/verifications/{id}", b.base)).await;
     assert_eq!(view["status"], "pending", "B sees A's verification");
-    let (status, body) = post_json(
-        &client,
-        &format!("{}/v1/verifications/{id}/check", b.base),
-        &json!({"code": "424242"}),
-    )
-    .await;
+    let (status, body) = check(&client, &b.base, &id, "424242").await;
     assert_eq!(status, 200, "{body}");
     let receipt = body["receipt"].as_str().unwrap().to_owned();
     // Single use across instances.
-    let (status, body) = post_json(
-        &client,
-        &format!("{}/v1/verifications/{id}/check", a.base),
-        &json!({"code": "424242"}),
-    )
-    .await;
+    let (status, body) = check(&client, &a.base, &id, "424242").await;
     assert_eq!(status, 409, "{body}");
     // Both publish the same key; the receipt verifies against either.
     let jwks_a = jwks(&client, &a.base).await;
     let jwks_b = jwks(&client, &b.base).await;
     assert_eq!(jwks_a, jwks_b);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let expect = Expectations {
-        audience: "shop",
-        issuer: "https://issuer.test",
-        now,
-        leeway: 5,
-    };
-    let claims = verify(&receipt, &jwks_a, &expect).unwrap();
+    let claims = verify_receipt(&receipt, &jwks_a, "shop", "https://issuer.test");
     assert_eq!(claims.sub, id);
     assert_eq!(claims.phone_number, "+15555550100");
 
     // The per-phone budget (2) holds across A and B.
     let phone = json!({"phone": "+447700900777"});
-    assert_eq!(
-        post_json(
-            &client,
-            &format!("{}/v1/verifications", a.base),
-            &phone.clone()
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        post_json(
-            &client,
-            &format!("{}/v1/verifications", b.base),
-            &phone.clone()
-        )
-        .await
-        .0,
-        201
-    );
+    for base in [&a.base, &b.base] {
+        let url = format!("{base}/v1/verifications");
+        assert_eq!(post_json(&client, &url, &phone).await.0, 201);
+    }
     let res = client
         .post(format!("{}/v1/verifications", a.base))
         .json(&phone)

@@ -4,41 +4,28 @@
 
 use std::process::Command;
 
-use otpgate_test_support::http::post_json;
-use otpgate_test_support::process::{self, Server, free_port};
-use serde_json::json;
+use otpgate_test_support::http::{check, start};
+use otpgate_test_support::process::{ServeToml, Server, free_port};
 
 fn write_config(
     dir: &std::path::Path,
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
+    ServeToml {
+        server: format!(
             r#"
-[server]
-danger_discard_sends = true
-public_url = "https://localhost"
-
 [server.tls]
 cert = "{}"
-key = "{}"
-
-[store]
-kind = "memory"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-test_numbers = {{ "+15555550100" = "424242" }}
-"#,
+key = "{}""#,
             cert.display(),
             key.display()
         ),
-    )
+        store: r#"kind = "memory""#.to_owned(),
+        policy: r#"test_numbers = { "+15555550100" = "424242" }"#.to_owned(),
+        ..ServeToml::new("https://localhost")
+    }
+    .write(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,20 +50,10 @@ async fn serves_https_with_the_configured_certificate() {
         .build()
         .unwrap();
     let base = format!("https://localhost:{port}");
-    let (status, body) = post_json(
-        &client,
-        &format!("{base}/v1/verifications"),
-        &json!({"phone": "+15555550100"}),
-    )
-    .await;
+    let (status, body) = start(&client, &base, "+15555550100").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let (status, body) = post_json(
-        &client,
-        &format!("{base}/v1/verifications/{id}/check"),
-        &json!({"code": "424242"}),
-    )
-    .await;
+    let (status, body) = check(&client, &base, &id, "424242").await;
     assert_eq!(status, 200, "{body}");
     // Plain HTTP on the TLS port gets nowhere.
     let plain = reqwest::Client::new()

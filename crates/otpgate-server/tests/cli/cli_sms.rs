@@ -53,6 +53,13 @@ fn fails(args: &[&str], stdin: &[u8], needle: &str) {
     );
 }
 
+/// The arguments of `otpgate sms compose --app APP --code CODE MORE...`.
+fn compose<'a>(app: &'a str, code: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["sms", "compose", "--app", app, "--code", code];
+    args.extend_from_slice(more);
+    args
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).expect("JSON")
 }
@@ -151,18 +158,8 @@ fn segments() {
 
 #[test]
 fn compose_prints_the_text_exactly_and_parses_back() {
-    let args = [
-        "sms",
-        "compose",
-        "--app",
-        "Example",
-        "--code",
-        "123456",
-        "--origin",
-        "example.com",
-        "--app-hash",
-        "FA+9qCX9VSu",
-    ];
+    let more = ["--origin", "example.com", "--app-hash", "FA+9qCX9VSu"];
+    let args = compose("Example", "123456", &more);
     let text = ok(&args, b"");
     assert_eq!(
         text,
@@ -173,7 +170,7 @@ fn compose_prints_the_text_exactly_and_parses_back() {
     assert_eq!(v["webotp"]["code"], "123456");
     assert_eq!(v["app_hash"], "FA+9qCX9VSu");
 
-    let mut with_json = args.to_vec();
+    let mut with_json = args.clone();
     with_json.push("--json");
     let v = json(&ok(&with_json, b""));
     assert_eq!(v["text"], text);
@@ -183,44 +180,28 @@ fn compose_prints_the_text_exactly_and_parses_back() {
     assert_eq!(v["bytes"], 56);
     assert_eq!(v["locale"], "en");
 
-    let v = json(&ok(
-        &[
-            "sms",
-            "compose",
-            "--app",
-            "Acme",
-            "--code",
-            "4711",
-            "--locale",
-            "pt-BR",
-            "--json",
-            "--template",
-            "Código {app}: {code}",
-        ],
-        b"",
-    ));
+    let more = [
+        "--locale",
+        "pt-BR",
+        "--json",
+        "--template",
+        "Código {app}: {code}",
+    ];
+    let v = json(&ok(&compose("Acme", "4711", &more), b""));
     assert_eq!(v["encoding"], "UCS-2");
     assert_eq!(v["ucs2_forced_by_template"], true);
 
-    let text = ok(
-        &[
-            "sms",
-            "compose",
-            "--app",
-            "Acme",
-            "--code",
-            "4711",
-            "--origin",
-            "shop.example",
-            "--iframe-origin",
-            "bank.example",
-            "--app-hash",
-            "FA+9qCX9VSu",
-            "--layout",
-            "hash-line",
-        ],
-        b"",
-    );
+    let more = [
+        "--origin",
+        "shop.example",
+        "--iframe-origin",
+        "bank.example",
+        "--app-hash",
+        "FA+9qCX9VSu",
+        "--layout",
+        "hash-line",
+    ];
+    let text = ok(&compose("Acme", "4711", &more), b"");
     assert_eq!(
         text,
         "Your Acme code is 4711\nFA+9qCX9VSu\n@shop.example #4711 @bank.example"
@@ -248,27 +229,11 @@ fn compose_errors() {
         ),
     ];
     for (extra, needle) in cases {
-        let mut args = vec!["sms", "compose", "--app", "Example", "--code", "123456"];
-        args.extend_from_slice(extra);
-        fails(&args, b"", needle);
+        fails(&compose("Example", "123456", extra), b"", needle);
     }
-    fails(
-        &[
-            "sms",
-            "compose",
-            "--app",
-            "Evil\n@evil.example #123456",
-            "--code",
-            "123456",
-        ],
-        b"",
-        "bad_app_name",
-    );
-    fails(
-        &["sms", "compose", "--app", "Example", "--code", "12"],
-        b"",
-        "bad_code",
-    );
+    let evil = "Evil\n@evil.example #123456";
+    fails(&compose(evil, "123456", &[]), b"", "bad_app_name");
+    fails(&compose("Example", "12", &[]), b"", "bad_code");
     // A missing argument is clap's usage error (several lines), still a failure.
     let out = otpgate(&["sms", "compose", "--app", "Example"], b"");
     assert!(!out.status.success());

@@ -26,9 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
-use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::fault::{knob, ms, open_config, receipts_unique};
+use otpgate_test_support::http::{client, jwks, send, send_check, send_start};
+use otpgate_test_support::process::{Serve, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
@@ -37,39 +37,15 @@ const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 
 fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-{store}
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-"#
-        ),
-    )
+    let test_numbers = format!(r#"test_numbers = {{ "{PHONE}" = "{CODE}" }}"#);
+    open_config(ISSUER, store.to_owned(), &test_numbers).write(dir)
 }
 
 /// Opens a verification and fires `n` right-code checks at it at once.
 async fn storm(http: &reqwest::Client, base: &str, n: usize) -> (String, BTreeMap<String, usize>) {
-    let a = send(
-        http.post(format!("{base}/v1/verifications"))
-            .json(&json!({"phone": PHONE, "app": "shop"})),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let a = send_start(http, base, PHONE, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(a.status, 201, "{}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
     let gate = Arc::new(tokio::sync::Barrier::new(n));
@@ -127,13 +103,9 @@ async fn storm(http: &reqwest::Client, base: &str, n: usize) -> (String, BTreeMa
     }
     // A check that met the overload answer, sent again, is a loser like the others.
     for _ in 0..overloaded {
-        let a = send(
-            http.post(format!("{base}/v1/verifications/{id}/check"))
-                .json(&json!({ "code": CODE })),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let a = send_check(http, base, &id, CODE, Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!((a.status, a.code()), (409, "already_used"), "{a:?}");
     }
     let view = send(

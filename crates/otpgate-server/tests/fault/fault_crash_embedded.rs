@@ -31,11 +31,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use otpgate_test_support::fault::{
-    OPEN_POLICY, audit_approvals_unique, audit_verify, knob, ms, receipts_unique,
+    Unexpected, audit_approvals_unique, audit_verify, knob, ms, open_config, receipts_unique,
+    spawn_workers, stop_workers,
 };
-use otpgate_test_support::http::{client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
-use serde_json::json;
+use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
+use otpgate_test_support::process::{Serve, ServeToml, free_port};
 
 const PHONE: &str = "+15555550100";
 const CODE: &str = "424242";
@@ -61,39 +61,57 @@ struct Track {
 struct Book {
     tracks: Mutex<HashMap<String, Track>>,
     receipts: Mutex<Vec<(String, String)>>,
-    unexpected: Mutex<Vec<String>>,
+    unexpected: Unexpected,
     started: AtomicUsize,
 }
 
 /// `durability`: the `durability` of both the store and the audit log.
 fn write_config(dir: &Path, durability: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-kind = "embedded"
-durability = "{durability}"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-max_attempts = {MAX_ATTEMPTS}
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-[audit]
+    let store = format!(
+        r#"kind = "embedded"
+durability = "{durability}""#
+    );
+    let policy = format!(
+        r#"max_attempts = {MAX_ATTEMPTS}
+test_numbers = {{ "{PHONE}" = "{CODE}" }}"#
+    );
+    ServeToml {
+        tail: format!(
+            r#"[audit]
 enabled = true
-durability = "{durability}"
-"#
+durability = "{durability}""#
         ),
-    )
+        ..open_config(ISSUER, store, &policy)
+    }
+    .write(dir)
+}
+
+/// A check's answer as a worker reads it.
+enum Seen {
+    /// The status it wanted.
+    Wanted(Answer),
+    /// Another answer (noted as unexpected).
+    Other,
+    /// Cut by the kill: the verification's state is unknown; the worker stops.
+    Cut,
+}
+
+impl Book {
+    /// Reads the answer to the `what` check of `id`, which wants `want`.
+    fn seen(&self, id: &str, what: &str, want: u16, sent: Result<Answer, reqwest::Error>) -> Seen {
+        match sent {
+            Ok(a) if a.status == want => Seen::Wanted(a),
+            Ok(a) => {
+                self.unexpected
+                    .note(format!("{what} check: {} {}", a.status, a.body));
+                Seen::Other
+            }
+            Err(_) => {
+                self.tracks.lock().unwrap().get_mut(id).unwrap().unknown = true;
+                Seen::Cut
+            }
+        }
+    }
 }
 
 /// One worker: start, then (by turn) leave pending / wrong + right / right, until a
@@ -109,20 +127,12 @@ async fn worker(
     let mut n = w;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let Ok(a) = send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        else {
+        let Ok(a) = send_start(&http, &base, PHONE, BOUND).await else {
             return;
         };
         if a.status != 201 {
             book.unexpected
-                .lock()
-                .unwrap()
-                .push(format!("start: {} {}", a.status, a.body));
+                .note(format!("start: {} {}", a.status, a.body));
             continue;
         }
         let id = a.body["id"].as_str().unwrap().to_owned();
@@ -134,22 +144,13 @@ async fn worker(
             },
         );
         book.started.fetch_add(1, Ordering::Relaxed);
-        let check = |code: &'static str| {
-            send(
-                http.post(format!("{base}/v1/verifications/{id}/check"))
-                    .json(&json!({ "code": code })),
-                BOUND,
-            )
-        };
-        let mark_unknown = |book: &Book| {
-            book.tracks.lock().unwrap().get_mut(&id).unwrap().unknown = true;
-        };
+        let check = |code: &'static str| send_check(&http, &base, &id, code, BOUND);
         match n % 3 {
             0 => {} // left pending
             turn => {
                 if turn == 1 {
-                    match check(WRONG).await {
-                        Ok(a) if a.status == 422 => {
+                    match book.seen(&id, "wrong", 422, check(WRONG).await) {
+                        Seen::Wanted(_) => {
                             book.tracks
                                 .lock()
                                 .unwrap()
@@ -157,34 +158,20 @@ async fn worker(
                                 .unwrap()
                                 .wrong_acked += 1;
                         }
-                        Ok(a) => book
-                            .unexpected
-                            .lock()
-                            .unwrap()
-                            .push(format!("wrong check: {} {}", a.status, a.body)),
-                        Err(_) => {
-                            mark_unknown(&book);
-                            return;
-                        }
+                        Seen::Other => {}
+                        Seen::Cut => return,
                     }
                 }
-                match check(CODE).await {
-                    Ok(a) if a.status == 200 => {
+                match book.seen(&id, "right", 200, check(CODE).await) {
+                    Seen::Wanted(a) => {
                         book.tracks.lock().unwrap().get_mut(&id).unwrap().approved = true;
                         book.receipts
                             .lock()
                             .unwrap()
                             .push((id.clone(), a.body["receipt"].as_str().unwrap().to_owned()));
                     }
-                    Ok(a) => book
-                        .unexpected
-                        .lock()
-                        .unwrap()
-                        .push(format!("right check: {} {}", a.status, a.body)),
-                    Err(_) => {
-                        mark_unknown(&book);
-                        return;
-                    }
+                    Seen::Other => {}
+                    Seen::Cut => return,
                 }
             }
         }
@@ -245,15 +232,7 @@ async fn verify_after_restart(
                     .await
                     .unwrap();
                 assert_eq!(view.status, 200, "{id}: acknowledged start lost: {view:?}");
-                let check = || async {
-                    send(
-                        http.post(format!("{base}/v1/verifications/{id}/check"))
-                            .json(&json!({ "code": CODE })),
-                        BOUND,
-                    )
-                    .await
-                    .unwrap()
-                };
+                let check = || async { send_check(&http, &base, &id, CODE, BOUND).await.unwrap() };
                 if t.approved {
                     assert_eq!(view.body["status"], "approved", "{id}: {}", view.body);
                     let a = check().await;
@@ -329,18 +308,9 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durabilit
         let tc = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let before = book.started.load(Ordering::Relaxed);
-        let tasks: Vec<_> = (0..workers)
-            .map(|w| {
-                tokio::spawn(worker(
-                    http.clone(),
-                    server.base.clone(),
-                    Arc::clone(&book),
-                    Arc::clone(&stop),
-                    w,
-                    cycle,
-                ))
-            })
-            .collect();
+        let tasks = spawn_workers(workers, &http, &server.base, |http, base, w| {
+            worker(http, base, Arc::clone(&book), Arc::clone(&stop), w, cycle)
+        });
         // Let the load run, then pull the plug under it.
         let deadline = Instant::now() + Duration::from_secs(8);
         while book.started.load(Ordering::Relaxed) - before < per_cycle && Instant::now() < deadline
@@ -351,15 +321,8 @@ async fn crash_cycles(cycles: usize, per_cycle: usize, workers: usize, durabilit
         assert!(started > 0, "no verification started under load");
         server.kill9();
         let killed_at = ms(tc);
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let unexpected = book.unexpected.lock().unwrap().clone();
-        assert!(
-            unexpected.is_empty(),
-            "answers before the kill: {unexpected:?}"
-        );
+        stop_workers(&stop, tasks).await;
+        book.unexpected.assert_none("answers before the kill");
 
         let tr = Instant::now();
         server = Serve::start(dir.path(), &config, port, &[]);

@@ -34,9 +34,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{OPEN_POLICY, knob, ms};
-use otpgate_test_support::http::{client, send};
-use otpgate_test_support::process::{Phone, Serve, free_port, write_config};
+use otpgate_test_support::fault::{knob, ms, open_config};
+use otpgate_test_support::http::{client, send, send_start};
+use otpgate_test_support::process::{Phone, Serve, ServeToml, free_port};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://issuer.test";
@@ -83,30 +83,18 @@ timeout_ms = 2000
             p.base
         ));
     }
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
-[server]
-public_url = "{ISSUER}"
-
-[store]
-kind = "embedded"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-{OPEN_POLICY}
-[gateways]
+    let config = ServeToml {
+        discard_sends: false,
+        tail: format!(
+            r#"[gateways]
 webhook_signing_key_env = "FAULT_SIGNING_KEY"
 health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-    );
+        ..open_config(ISSUER, r#"kind = "embedded""#.to_owned(), "")
+    }
+    .write(dir.path());
     let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
     for (n, p) in NAMES.iter().zip(&phones) {
         let name: &'static str = match *n {
@@ -165,13 +153,9 @@ where
                     // Read before sending: "after" means the fault was already in place.
                     let late = after.load(Ordering::SeqCst);
                     let phone = number(run, i);
-                    let a = send(
-                        http.post(format!("{base}/v1/verifications"))
-                            .json(&json!({"phone": phone, "app": "shop"})),
-                        Duration::from_secs(15),
-                    )
-                    .await
-                    .unwrap();
+                    let a = send_start(&http, &base, &phone, Duration::from_secs(15))
+                        .await
+                        .unwrap();
                     assert_eq!(a.status, 201, "start {i}: {}", a.body);
                     out.lock().unwrap().push((
                         a.body["id"].as_str().unwrap().to_owned(),

@@ -28,9 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otpgate_test_support::fault::{OPEN_POLICY, knob, ms, receipts_unique};
-use otpgate_test_support::http::{Answer, client, jwks, send};
-use otpgate_test_support::process::{self, Serve, free_port};
+use otpgate_test_support::fault::{
+    Unexpected, knob, ms, open_config, receipts_unique, spawn_workers, stop_workers,
+};
+use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
+use otpgate_test_support::process::{Serve, free_port};
 use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
@@ -41,36 +43,19 @@ const ISSUER: &str = "https://issuer.test";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn write_config(dir: &Path, redis_url: &str) -> std::path::PathBuf {
-    process::write_config(
-        dir,
-        &format!(
-            r#"
-[server]
-danger_discard_sends = true
-public_url = "{ISSUER}"
-
-[store]
-kind = "redis"
-url = "{redis_url}"
-
-[[apps]]
-name = "shop"
-origins = ["https://shop.example.com"]
-
-[policy]
-allowed_countries = ["1"]
-test_numbers = {{ "{PHONE}" = "{CODE}" }}
-{OPEN_POLICY}
-"#
-        ),
-    )
+    let store = format!(
+        r#"kind = "redis"
+url = "{redis_url}""#
+    );
+    let test_numbers = format!(r#"test_numbers = {{ "{PHONE}" = "{CODE}" }}"#);
+    open_config(ISSUER, store, &test_numbers).write(dir)
 }
 
 #[derive(Default)]
 struct Book {
     receipts: Mutex<Vec<(String, String)>>,
     tally: Mutex<BTreeMap<String, usize>>,
-    unexpected: Mutex<Vec<String>>,
+    unexpected: Unexpected,
     /// Checks answered 503 (their effect is unknown: decided at the end).
     check_unknown: Mutex<Vec<String>>,
     /// Verifications acknowledged (201) but gone (404) at their check: lost by Redis.
@@ -87,6 +72,22 @@ impl Book {
             .or_insert(0) += 1;
     }
 
+    /// The answer to `what`, counted; a transport error (or the bound passing) is noted and
+    /// gives `None`.
+    fn answered(&self, what: &str, sent: Result<Answer, reqwest::Error>) -> Option<Answer> {
+        match sent {
+            Ok(a) => {
+                self.count(what, &a);
+                Some(a)
+            }
+            Err(e) => {
+                self.unexpected
+                    .note(format!("{what}: transport error or past the bound: {e}"));
+                None
+            }
+        }
+    }
+
     /// A 503 must be the documented one: JSON error shape, `store_unavailable`,
     /// `Retry-After`, under the bound.
     fn check_503(&self, what: &str, a: &Answer) {
@@ -95,9 +96,7 @@ impl Book {
             || a.body["error"]["message"].as_str().is_none()
         {
             self.unexpected
-                .lock()
-                .unwrap()
-                .push(format!("{what}: 503 not in the documented shape: {a:?}"));
+                .note(format!("{what}: 503 not in the documented shape: {a:?}"));
         }
     }
 }
@@ -110,23 +109,9 @@ async fn worker(
     persistent: bool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let a = match send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("start: transport error or past the bound: {e}"));
-                continue;
-            }
+        let Some(a) = book.answered("start", send_start(&http, &base, PHONE, BOUND).await) else {
+            continue;
         };
-        book.count("start", &a);
         match a.status {
             201 => {}
             503 => {
@@ -136,30 +121,15 @@ async fn worker(
             }
             _ => {
                 book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("start: {} {}", a.status, a.body));
+                    .note(format!("start: {} {}", a.status, a.body));
                 continue;
             }
         }
         let id = a.body["id"].as_str().unwrap().to_owned();
-        let a = match send(
-            http.post(format!("{base}/v1/verifications/{id}/check"))
-                .json(&json!({ "code": CODE })),
-            BOUND,
-        )
-        .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                book.unexpected
-                    .lock()
-                    .unwrap()
-                    .push(format!("check: transport error or past the bound: {e}"));
-                continue;
-            }
+        let sent = send_check(&http, &base, &id, CODE, BOUND).await;
+        let Some(a) = book.answered("check", sent) else {
+            continue;
         };
-        book.count("check", &a);
         match a.status {
             200 => book
                 .receipts
@@ -173,9 +143,7 @@ async fn worker(
             404 if !persistent => book.lost.lock().unwrap().push(id),
             _ => book
                 .unexpected
-                .lock()
-                .unwrap()
-                .push(format!("check {id}: {} {}", a.status, a.body)),
+                .note(format!("check {id}: {} {}", a.status, a.body)),
         }
     }
 }
@@ -190,25 +158,13 @@ async fn seed(
 ) -> (Vec<String>, Vec<String>) {
     let (mut pending, mut approved) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let a = send(
-            http.post(format!("{base}/v1/verifications"))
-                .json(&json!({"phone": PHONE, "app": "shop"})),
-            BOUND,
-        )
-        .await
-        .unwrap();
+        let a = send_start(http, base, PHONE, BOUND).await.unwrap();
         assert_eq!(a.status, 201, "{}", a.body);
         let id = a.body["id"].as_str().unwrap().to_owned();
         if i % 2 == 0 {
             pending.push(id);
         } else {
-            let c = send(
-                http.post(format!("{base}/v1/verifications/{id}/check"))
-                    .json(&json!({ "code": CODE })),
-                BOUND,
-            )
-            .await
-            .unwrap();
+            let c = send_check(http, base, &id, CODE, BOUND).await.unwrap();
             assert_eq!(c.status, 200, "{}", c.body);
             book.receipts
                 .lock()
@@ -286,17 +242,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     let (pending, approved) = seed(&http, &server.base, 20, &book).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            tokio::spawn(worker(
-                http.clone(),
-                server.base.clone(),
-                Arc::clone(&book),
-                Arc::clone(&stop),
-                persistent,
-            ))
-        })
-        .collect();
+    let workers = spawn_workers(8, &http, &server.base, |http, base, _| {
+        worker(http, base, Arc::clone(&book), Arc::clone(&stop), persistent)
+    });
     let mut recoveries = Vec::new();
     for r in 0..restarts {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -309,13 +257,7 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         let up = Instant::now();
         // Back without restarting the issuer: the first 201 after the restart.
         loop {
-            let a = send(
-                http.post(format!("{}/v1/verifications", server.base))
-                    .json(&json!({"phone": PHONE, "app": "shop"})),
-                BOUND,
-            )
-            .await
-            .unwrap();
+            let a = send_start(&http, &server.base, PHONE, BOUND).await.unwrap();
             if a.status == 201 {
                 break;
             }
@@ -334,15 +276,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let unexpected = book.unexpected.lock().unwrap().clone();
-    assert!(
-        unexpected.is_empty(),
-        "[{mode}] unexpected answers: {unexpected:#?}"
-    );
+    stop_workers(&stop, workers).await;
+    book.unexpected
+        .assert_none(&format!("[{mode}] unexpected answers"));
     let tally = book.tally.lock().unwrap().clone();
     println!("[{mode}] load answers: {tally:?}");
     assert!(
@@ -352,15 +288,10 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     assert!(tally.get("check 200 ").copied().unwrap_or(0) > 0);
 
     // What survived.
-    let check = |id: &str| {
-        send(
-            http.post(format!("{}/v1/verifications/{id}/check", server.base))
-                .json(&json!({ "code": CODE })),
-            BOUND,
-        )
-    };
     for id in &pending {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         if persistent {
             assert_eq!(a.status, 200, "[{mode}] pending before the kill: {a:?}");
             book.receipts
@@ -376,7 +307,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
         }
     }
     for id in &approved {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         let want = if persistent {
             (409, "already_used")
         } else {
@@ -391,7 +324,9 @@ async fn restart_under_load(persistent: bool, restarts: usize) {
     let unknown = book.check_unknown.lock().unwrap().clone();
     let mut unknown_tally = BTreeMap::new();
     for id in &unknown {
-        let a = check(id).await.unwrap();
+        let a = send_check(&http, &server.base, id, CODE, BOUND)
+            .await
+            .unwrap();
         match a.status {
             200 => book
                 .receipts

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, LIMIT_EXCEEDED, Offline};
 use otpgate_server::gateway::crypto;
+use otpgate_test_support::http::{get_json, get_status};
 use otpgate_test_support::rig::{fast_knobs, serve_phone, serve_router};
 use serde_json::{Value, json};
 
@@ -37,27 +38,19 @@ fn fast() -> Knobs {
 
 impl Phone {
     async fn post(&self, path: &str, body: Value) -> (StatusCode, HeaderMap, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .basic_auth("sms", Some("pass1234"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let (s, h) = (r.status(), r.headers().clone());
-        let text = r.text().await.expect("body");
-        (
-            StatusCode::from_u16(s.as_u16()).expect("status"),
-            h,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        let url = format!("{}{path}", self.base);
+        self.answer(self.http.post(url).json(&body)).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
+        self.answer(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Sends `req` as the user `sms`: the status, the headers and the body as JSON (`Null`
+    /// when it is not JSON).
+    async fn answer(&self, req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+        let r = req
             .basic_auth("sms", Some("pass1234"))
             .send()
             .await
@@ -122,18 +115,11 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
         Some("/3rdparty/v1/messages/otp-2")
     );
     assert_eq!(v["id"], "otp-2");
-    let out: Value = p
-        .http
-        .get(format!(
-            "{}/_emulator/messages?phone=%2B15551234567",
-            p.base
-        ))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let out: Value = get_json(
+        &p.http,
+        &format!("{}/_emulator/messages?phone=%2B15551234567", p.base),
+    )
+    .await;
     assert_eq!(out.as_array().map(Vec::len), Some(1));
     assert_eq!(out[0]["id"], "otp-1");
 }
@@ -182,15 +168,10 @@ async fn bad_bodies_are_400_with_a_message() {
         );
     }
     // Not JSON at all.
-    let r = p
-        .http
-        .post(format!("{}/messages", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .body("{")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 400);
+    let (s, _, _) = p
+        .answer(p.http.post(format!("{}/messages", p.base)).body("{"))
+        .await;
+    assert_eq!(s.as_u16(), 400);
     // skipPhoneValidation lets a local number through; the legacy `message` form works.
     let (s, _, v) = p
         .post(
@@ -326,14 +307,10 @@ async fn webhooks_are_signed_enveloped_and_retried() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, _, list) = p.get("/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(2));
-    let r = p
-        .http
-        .delete(format!("{}/webhooks/d1", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .send()
-        .await
-        .expect("del");
-    assert_eq!(r.status().as_u16(), 204);
+    let (s, _, _) = p
+        .answer(p.http.delete(format!("{}/webhooks/d1", p.base)))
+        .await;
+    assert_eq!(s.as_u16(), 204);
     let (_, _, list) = p.get("/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 
@@ -492,15 +469,11 @@ async fn lists_offline_modes_encryption_and_cancel() {
     k.delay_ms = 2_000;
     p.emu.set_knobs(k);
     p.post("/messages", otp("c-1", "+15551112222")).await;
-    let r = p
-        .http
-        .delete(format!("{}/messages/c-1", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .send()
-        .await
-        .expect("del");
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().await.expect("json")["state"], "Cancelled");
+    let (s, _, v) = p
+        .answer(p.http.delete(format!("{}/messages/c-1", p.base)))
+        .await;
+    assert_eq!(s.as_u16(), 200);
+    assert_eq!(v["state"], "Cancelled");
 
     // Offline (503) through the control API, then refusing connections, then back.
     let (s, _, k) = p
@@ -524,28 +497,13 @@ async fn lists_offline_modes_encryption_and_cancel() {
         offline: Offline::Online,
         ..fast()
     });
-    assert_eq!(
-        fresh
-            .get(format!("{}/health", p.base))
-            .send()
-            .await
-            .expect("up")
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(get_status(&fresh, &format!("{}/health", p.base)).await, 200);
 
     // Settings: PATCH the signing key (write-only), GET shows the rest.
-    let r = p
-        .http
-        .patch(format!("{}/settings", p.base))
-        .basic_auth("sms", Some("pass1234"))
-        .json(&json!({"webhooks": {"signing_key": "newkey"}, "messages": {"limit_value": 5}}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = r.json().await.expect("json");
+    let patch = json!({"webhooks": {"signing_key": "newkey"}, "messages": {"limit_value": 5}});
+    let url = format!("{}/settings", p.base);
+    let (s, _, v) = p.answer(p.http.patch(url).json(&patch)).await;
+    assert_eq!(s.as_u16(), 200);
     assert!(v["webhooks"].get("signing_key").is_none());
     assert_eq!(v["messages"]["limit_value"], 5);
     assert_eq!(p.emu.signing_key(), "newkey");

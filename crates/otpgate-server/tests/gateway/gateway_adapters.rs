@@ -14,10 +14,14 @@ use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs};
 use otpgate_server::gateway::adapter::webhook_signature;
 use otpgate_server::gateway::{
-    DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
+    DeviceConfig, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret, SendJob,
 };
 use otpgate_server::store::Store;
-use otpgate_test_support::rig::{listen, memory_pool, pending_record, serve_phone, serve_router};
+use otpgate_test_support::http::{get_json_auth, get_status};
+use otpgate_test_support::rig::{
+    delivery_state, listen, memory_pool, pending_record, send_job, serve_phone, serve_router,
+    stored,
+};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
@@ -97,28 +101,11 @@ impl Rig {
         let now = SystemClock.now_ms();
         let rec = pending_record(&vid, "+447911123456", 1, now, 120_000);
         self.store.create(&rec).await.expect("create");
-        SendJob {
-            verification_id: vid,
-            code_version: 1,
-            message: Outgoing {
-                message_id: String::new(),
-                phone: "+447911123456".into(),
-                text: "123456 is your code".into(),
-                ttl_secs: 0,
-                segments: 1,
-            },
-            expires_at_ms: now + 120_000,
-        }
+        send_job(&rec, "123456 is your code")
     }
 
     async fn state(&self, vid: &str) -> DeliveryState {
-        self.store
-            .get(vid)
-            .await
-            .expect("store")
-            .expect("record")
-            .delivery
-            .state
+        delivery_state(&self.store, vid).await
     }
 
     async fn wait(&self, vid: &str, want: DeliveryState) -> DeliveryState {
@@ -224,16 +211,7 @@ async fn multiotp_phone_polls_for_messages_and_reports() {
     )
     .await;
     let url = format!("{}/v1/gateways/multiotp/m1", r.base);
-    let v: Value = r
-        .http
-        .get(&url)
-        .basic_auth("gw", Some("gw-pass"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = get_json_auth(&r.http, &url, "gw", "gw-pass").await;
     assert_eq!(v, json!({"medic-gateway": true}));
     let bad = r
         .http
@@ -248,13 +226,7 @@ async fn multiotp_phone_polls_for_messages_and_reports() {
         "unauthorized"
     );
     assert_eq!(
-        r.http
-            .get(format!("{}/v1/gateways/multiotp/other", r.base))
-            .send()
-            .await
-            .expect("get")
-            .status()
-            .as_u16(),
+        get_status(&r.http, &format!("{}/v1/gateways/multiotp/other", r.base)).await,
         404
     );
 
@@ -414,12 +386,7 @@ async fn twilio_is_used_only_when_every_phone_failed() {
             == 1,
         "sent once"
     );
-    let rec = r
-        .store
-        .get(&job.verification_id)
-        .await
-        .expect("store")
-        .expect("record");
+    let rec = stored(&r.store, &job.verification_id).await;
     assert_eq!(rec.delivery.gateway.as_deref(), Some("twilio"));
 }
 

@@ -10,11 +10,15 @@ use otpgate_core::wire::DeliveryState;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
-    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool,
-    Secret, SendJob,
+    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret,
+    SendJob,
 };
 use otpgate_server::store::Store;
-use otpgate_test_support::rig::{fast_knobs, listen, memory_pool, pending_record, serve_phone};
+use otpgate_test_support::http::get_json_auth;
+use otpgate_test_support::rig::{
+    delivery_state, emulated_device, fast_knobs, listen, memory_pool, pending_record, send_job,
+    serve_phone, stored,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "webhook-signing-key";
@@ -43,18 +47,12 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
         cfg.webhooks = vec![hook.clone()];
         let emu = Emulator::new(cfg);
         let url = serve_phone(&emu).await;
-        let mut d = DeviceConfig::new(format!("phone-{i}"), Kind::SmsGate, Some(url));
-        d.username = Some("sms".into());
-        d.budget_per_minute = *budget;
         // The emulators' Android limit is 30 per 60 s; these bursts stay under it, so no
         // spreading over sub-windows (the benchmark exercises that).
-        d.android_limit = (budget * 2).max(30);
+        let mut d = emulated_device(i, url, *budget, (budget * 2).max(30));
         d.timeout_ms = Some(2_000);
         d.device_id = Some(emu.device_id().to_owned());
-        devices.push(d.with_secrets(LiteralSecrets {
-            password: Some(Secret::new(format!("pw-{i}"))),
-            ..LiteralSecrets::default()
-        }));
+        devices.push(d);
         emus.push(emu);
     }
     let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
@@ -86,28 +84,20 @@ impl Rig {
         let now = now_ms();
         let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
-        SendJob {
-            verification_id: vid,
-            code_version: version,
-            message: Outgoing {
-                message_id: String::new(),
-                phone,
-                text: format!("code {n:06} v{version}"),
-                ttl_secs: 0,
-                segments: 1,
-            },
-            expires_at_ms: now + life_ms,
-        }
+        send_job(&rec, format!("code {n:06} v{version}"))
     }
 
     async fn delivery(&self, vid: &str) -> DeliveryState {
-        self.store
-            .get(vid)
-            .await
-            .expect("store")
-            .expect("record")
-            .delivery
-            .state
+        delivery_state(&self.store, vid).await
+    }
+
+    /// Asserts that each of `jobs` is delivered within `within`.
+    async fn assert_delivered(&self, jobs: &[SendJob], within: Duration) {
+        for job in jobs {
+            let vid = &job.verification_id;
+            let state = self.wait_terminal(vid, within).await;
+            assert_eq!(state, DeliveryState::Delivered, "{vid}");
+        }
     }
 
     async fn wait_terminal(&self, vid: &str, within: Duration) -> DeliveryState {
@@ -152,17 +142,9 @@ async fn a_code_is_submitted_sent_and_delivered_through_webhooks() {
     let r = rig(&[(fast(), 25)], 60).await;
     let job = r.job(1, 1, 60_000).await;
     r.pool.dispatch(job.clone()).await.expect("dispatched");
-    assert_eq!(
-        r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-            .await,
-        DeliveryState::Delivered
-    );
-    let rec = r
-        .store
-        .get(&job.verification_id)
-        .await
-        .expect("store")
-        .expect("record");
+    r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(10))
+        .await;
+    let rec = stored(&r.store, &job.verification_id).await;
     assert_eq!(rec.delivery.gateway.as_deref(), Some("phone-0"));
     assert_eq!(
         rec.delivery.message_id.as_deref(),
@@ -232,13 +214,7 @@ async fn a_phone_that_refuses_connections_is_failed_over_at_once() {
         r.pool.dispatch(job.clone()).await.expect("dispatched");
         jobs.push(job);
     }
-    for job in &jobs {
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(20))
-                .await,
-            DeliveryState::Delivered
-        );
-    }
+    r.assert_delivered(&jobs, Duration::from_secs(20)).await;
     assert_eq!(r.phones[1].sent(None).len(), 6);
 }
 
@@ -262,13 +238,7 @@ async fn budgets_are_never_exceeded_and_excess_fails_fast() {
     }
     assert_eq!(ok.len(), 7);
     assert_eq!(refused, 5);
-    for job in &ok {
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-                .await,
-            DeliveryState::Delivered
-        );
-    }
+    r.assert_delivered(&ok, Duration::from_secs(10)).await;
     assert_eq!(r.phones[0].sent(None).len(), 4);
     assert_eq!(r.phones[1].sent(None).len(), 3);
 }
@@ -286,11 +256,8 @@ async fn a_code_that_expires_in_the_retry_loop_is_never_sent() {
     let b = r.job(301, 1, 7_000).await;
     // Make sure A lands on phone 1 first: phone 0 fails it over.
     r.pool.dispatch(a.clone()).await.expect("a");
-    assert_eq!(
-        r.wait_terminal(&a.verification_id, Duration::from_secs(10))
-            .await,
-        DeliveryState::Delivered
-    );
+    r.assert_delivered(std::slice::from_ref(&a), Duration::from_secs(10))
+        .await;
     r.pool.dispatch(b.clone()).await.expect("b");
     // B fails within its 7 s lifetime; the margin is for a CI machine starved of CPU, where a
     // send to phone 0 can time out and leave B `submitted` until a poll settles it.
@@ -488,11 +455,8 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     let job = r.job(600, 1, 60_000).await;
     r.pool.dispatch(job.clone()).await.expect("dispatched");
     // No webhooks registered here: polling brings the state (Delivered) back.
-    assert_eq!(
-        r.wait_terminal(&job.verification_id, Duration::from_secs(15))
-            .await,
-        DeliveryState::Delivered
-    );
+    r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(15))
+        .await;
     let out = emu.sent(None);
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -501,15 +465,13 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     );
     assert_eq!(out[0].text, job.message.text);
     // What the gateway holds is ciphertext: the number and text never reached it in clear.
-    let st: Value = reqwest::Client::new()
-        .get(format!("{base}/3rdparty/v1/messages/{}", out[0].id))
-        .basic_auth("sms", Some("pw"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let st: Value = get_json_auth(
+        &reqwest::Client::new(),
+        &format!("{base}/3rdparty/v1/messages/{}", out[0].id),
+        "sms",
+        "pw",
+    )
+    .await;
     assert_eq!(st["isEncrypted"], true);
     assert!(
         st["recipients"][0]["phoneNumber"]
@@ -537,11 +499,8 @@ async fn health_checks_take_a_phone_out_and_back() {
     for n in 0..5 {
         let job = r.job(700 + n, 1, 60_000).await;
         r.pool.dispatch(job.clone()).await.expect("dispatched");
-        assert_eq!(
-            r.wait_terminal(&job.verification_id, Duration::from_secs(10))
-                .await,
-            DeliveryState::Delivered
-        );
+        r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(10))
+            .await;
     }
     assert!(
         r.phones[0].states().is_empty(),
