@@ -1077,7 +1077,12 @@ code = { length = 8, alphabet = "alphanumeric" }
             Some("http://localhost:8080")
         );
         let readme = include_str!("../../../README.md");
-        assert!(readme.lines().take(6).any(|l| l.contains("http://localhost:8080/")));
+        assert!(
+            readme
+                .lines()
+                .take(6)
+                .any(|l| l.contains("http://localhost:8080/"))
+        );
         let origins = cfg.cors_origins();
         assert!(origins.iter().any(|o| o.matches("http://localhost:5173")));
         assert!(origins.iter().any(|o| o.matches("http://127.0.0.1:3000")));
