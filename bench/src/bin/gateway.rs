@@ -138,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                 detail: None,
             },
             test_number: false,
+            trusted: false,
         };
         store.create(&rec).await?;
         let text = format!("{:06} is your bench code. #{n}", n % 1_000_000);

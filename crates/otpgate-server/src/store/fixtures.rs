@@ -34,6 +34,7 @@ pub(crate) fn sample_record(id: &str, now_ms: i64) -> Record {
             detail: None,
         },
         test_number: false,
+        trusted: false,
     }
 }
 
