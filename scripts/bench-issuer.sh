@@ -46,7 +46,7 @@ case "$REDIS_AOF" in no | everysec | always) ;; *)
 	exit 2
 	;;
 esac
-TEST_PHONE="+15555550100"
+TEST_PHONE="+14155550100"
 TEST_CODE="123456"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -105,7 +105,7 @@ name = "bench"
 origins = ["https://bench.example"]
 
 [policy]
-allowed_countries = ["1"]
+allowed_regions = ["US"]
 
 [policy.test_numbers]
 "$TEST_PHONE" = "$TEST_CODE"

@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
     while clock.now_ms() < end {
         n += 1;
         let vid = format!("v_{n:0>22}");
-        let phone = format!("+4479{:08}", n % 100_000_000);
+        let phone = format!("+447400{:06}", n % 1_000_000);
         let t = clock.now_ms();
         let rec = Record {
             id: vid.clone(),

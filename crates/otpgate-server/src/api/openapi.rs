@@ -28,7 +28,7 @@ pub struct StartRequestDoc {
     /// calling code; spaces, dots, dashes and parentheses are allowed between them, white
     /// space around. At most 32 bytes.
     #[schema(
-        example = "+447700900123",
+        example = "+447400900123",
         max_length = 32,
         pattern = r"^\s*\+[0-9 .()-]*\s*$"
     )]

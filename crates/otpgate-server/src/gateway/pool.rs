@@ -997,7 +997,7 @@ mod tests {
             code_version: 2,
             message: super::super::Outgoing {
                 message_id: String::new(),
-                phone: "+15551234567".into(),
+                phone: "+14155550123".into(),
                 text: String::new(),
                 ttl_secs: 60,
                 segments: 1,

@@ -68,7 +68,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let (status, body) = post_json(
         &client,
         &format!("{base}/v1/verifications"),
-        &json!({"phone": "+447700900123"}),
+        &json!({"phone": "+447400900123"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -78,7 +78,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let text = loop {
         let list = get_json(
             &client,
-            &format!("{base}/_emulator/messages?phone=%2B447700900123"),
+            &format!("{base}/_emulator/messages?phone=%2B447400900123"),
         )
         .await;
         if let Some(t) = list

@@ -34,7 +34,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-test_numbers = {{ "+15555550100" = "424242" }}
+test_numbers = {{ "+14155550100" = "424242" }}
 
 [policy.budgets.phone]
 limit = 2
@@ -70,7 +70,7 @@ enabled = false
     let (status, body) = post_json(
         &client,
         &format!("{}/v1/verifications", a.base),
-        &json!({"phone": "+15555550100"}),
+        &json!({"phone": "+14155550100"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -109,10 +109,10 @@ enabled = false
     };
     let claims = verify(&receipt, &jwks_a, &expect).unwrap();
     assert_eq!(claims.sub, id);
-    assert_eq!(claims.phone_number, "+15555550100");
+    assert_eq!(claims.phone_number, "+14155550100");
 
     // The per-phone budget (2) holds across A and B.
-    let phone = json!({"phone": "+447700900777"});
+    let phone = json!({"phone": "+447400900777"});
     assert_eq!(
         post_json(
             &client,

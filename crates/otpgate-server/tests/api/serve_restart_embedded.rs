@@ -24,7 +24,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-test_numbers = { "+15555550100" = "424242" }
+test_numbers = { "+14155550100" = "424242" }
 "#,
     );
     let env = vec![(
@@ -37,7 +37,7 @@ test_numbers = { "+15555550100" = "424242" }
     let (status, body) = post_json(
         &client,
         &format!("{}/v1/verifications", server.base),
-        &json!({"phone": "+15555550100"}),
+        &json!({"phone": "+14155550100"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");

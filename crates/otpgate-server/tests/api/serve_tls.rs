@@ -33,7 +33,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-test_numbers = {{ "+15555550100" = "424242" }}
+test_numbers = {{ "+14155550100" = "424242" }}
 "#,
             cert.display(),
             key.display()
@@ -66,7 +66,7 @@ async fn serves_https_with_the_configured_certificate() {
     let (status, body) = post_json(
         &client,
         &format!("{base}/v1/verifications"),
-        &json!({"phone": "+15555550100"}),
+        &json!({"phone": "+14155550100"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");

@@ -32,7 +32,7 @@ use otpgate_test_support::process::{self, Serve, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
-const PHONE: &str = "+15555550100";
+const PHONE: &str = "+14155550100";
 const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 
@@ -53,7 +53,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-allowed_countries = ["1"]
+allowed_regions = ["US"]
 test_numbers = {{ "{PHONE}" = "{CODE}" }}
 {OPEN_POLICY}
 "#

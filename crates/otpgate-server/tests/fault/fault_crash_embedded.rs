@@ -37,7 +37,7 @@ use otpgate_test_support::http::{client, jwks, send};
 use otpgate_test_support::process::{self, Serve, free_port};
 use serde_json::json;
 
-const PHONE: &str = "+15555550100";
+const PHONE: &str = "+14155550100";
 const CODE: &str = "424242";
 const WRONG: &str = "000000";
 const ISSUER: &str = "https://issuer.test";
@@ -84,7 +84,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-allowed_countries = ["1"]
+allowed_regions = ["US"]
 max_attempts = {MAX_ATTEMPTS}
 test_numbers = {{ "{PHONE}" = "{CODE}" }}
 {OPEN_POLICY}

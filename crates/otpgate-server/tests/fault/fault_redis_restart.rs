@@ -34,7 +34,7 @@ use otpgate_test_support::process::{self, Serve, free_port};
 use otpgate_test_support::redis::Redis;
 use serde_json::json;
 
-const PHONE: &str = "+15555550100";
+const PHONE: &str = "+14155550100";
 const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 /// No answer may take longer than this, Redis up or down.
@@ -58,7 +58,7 @@ name = "shop"
 origins = ["https://shop.example.com"]
 
 [policy]
-allowed_countries = ["1"]
+allowed_regions = ["US"]
 test_numbers = {{ "{PHONE}" = "{CODE}" }}
 {OPEN_POLICY}
 "#

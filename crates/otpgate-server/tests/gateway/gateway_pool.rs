@@ -82,7 +82,7 @@ impl Rig {
     /// A stored verification and its send job (code version `version`).
     async fn job(&self, n: usize, version: u32, life_ms: i64) -> SendJob {
         let vid = format!("v_{n:0>22}");
-        let phone = format!("+1555{:07}", 1_000_000 + n);
+        let phone = format!("+1415555{:04}", 1_000 + n);
         let now = now_ms();
         let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
