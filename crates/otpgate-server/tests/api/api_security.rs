@@ -553,6 +553,12 @@ mod inputs {
             assert!(check.get(code).is_some(), "check response {code}");
         }
         assert!(doc["components"]["schemas"]["ErrorDoc"].is_object());
+        // The destination refusals are listed with their statuses.
+        let start = &paths["/v1/verifications"]["post"]["responses"];
+        for (status, code) in [("400", "invalid_phone"), ("403", "destination_not_allowed")] {
+            let text = start[status]["description"].as_str().unwrap_or_default();
+            assert!(text.contains(code), "{status} lists {code}: {text}");
+        }
 
         let (status, _, body) = h.get("/healthz").await;
         assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
