@@ -690,6 +690,11 @@ impl Policy {
         // approvals) must neither hide a flood nor raise the difficulty for everyone.
         if !ctx.trusted {
             v.push((
+                "prefix",
+                self.prefix_signal_key(phone),
+                Limit::new(u32::MAX, b.prefix.window_secs),
+            ));
+            v.push((
                 "global",
                 SIGNAL_RATE.to_owned(),
                 Limit::new(u32::MAX, b.global.window_secs),
@@ -705,6 +710,11 @@ impl Policy {
 
     fn prefix_key(&self, phone: &PhoneNumber) -> String {
         format!("pol:b:px:{}", phone.prefix(self.cfg.prefix_digits))
+    }
+
+    /// Anonymous sends on a prefix over the prefix budget's window: the burst signal.
+    fn prefix_signal_key(&self, phone: &PhoneNumber) -> String {
+        format!("{SIGNAL_PREFIX}px:{}", phone.prefix(self.cfg.prefix_digits))
     }
 
     /// What the store answered for a [`Gate`]'s budgets: the admission, or the refusal
@@ -827,11 +837,11 @@ impl Policy {
             return Ok(0);
         }
         let mut d = self.global_difficulty(now_ms).await?;
-        // A burst on one prefix (adjacent numbers on one range).
+        // A burst of anonymous sends on one prefix (adjacent numbers on one range).
         let px = self.cfg.budgets.prefix;
         let used = self
             .store
-            .budget_used(&self.prefix_key(phone), px.window_ms(), now_ms)
+            .budget_used(&self.prefix_signal_key(phone), px.window_ms(), now_ms)
             .await?;
         if f64::from(used) >= f64::from(px.limit) * 0.5 {
             d = d.saturating_add(p.step);

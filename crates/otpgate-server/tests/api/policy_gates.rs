@@ -770,14 +770,32 @@ async fn approvals_keep_the_difficulty_down_and_prefix_bursts_raise_it() {
         "every code entered: legit traffic"
     );
 
-    // Fifteen sends on one prefix (half its budget): that prefix needs work, others not.
+    // Fifteen trusted sends on one prefix: no signal.
     for i in 0..15 {
         e.start_with(&phone(&format!("+3375000{i:04}")), ip(1), true, None)
             .await
             .expect("trusted");
     }
-    assert_eq!(difficulty_asked(&e, &phone("+33750009999")).await, 6);
-    assert_eq!(difficulty_asked(&e, &phone("+33751009999")).await, 0);
+    assert_eq!(difficulty_asked(&e, &phone("+33750009998")).await, 0);
+    // Fifteen anonymous sends on one prefix (half its budget): that prefix needs work,
+    // others not.
+    let mut cfg = e.policy.config().clone();
+    cfg.pow.enabled = false;
+    let twin = Policy::new(cfg, e.store.clone(), POW_KEY.to_vec());
+    for i in 0..15 {
+        let p = phone(&format!("+3375100{i:04}"));
+        let ctx = StartContext {
+            phone: &p,
+            app: "shop",
+            client_ip: ip(200 + i),
+            trusted: false,
+            pow: None,
+            now_ms: e.clock.now_ms(),
+        };
+        twin.admit_start(&ctx).await.expect("anonymous send");
+    }
+    assert_eq!(difficulty_asked(&e, &phone("+33751009999")).await, 6);
+    assert_eq!(difficulty_asked(&e, &phone("+33752009999")).await, 0);
 }
 
 #[tokio::test]
