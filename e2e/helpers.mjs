@@ -81,9 +81,12 @@ export async function withDemo(fn, { base = serverUrl(), init, ...options } = {}
   }
 }
 
-/** A US number in the fictional 555-01xx range, different on every call (per-phone budgets). */
+/** A US or Canadian number in the fictional 555-01xx exchange, different on every call (per-phone budgets). */
 export function freshPhone() {
-  const area = 201 + Math.floor(Math.random() * 700);
+  // Real US and Canadian area codes: the issuer judges numbers with libphonenumber's
+  // metadata, and an unassigned or Caribbean area code is refused.
+  const AREAS = [201, 202, 206, 212, 213, 303, 312, 404, 415, 416, 503, 512, 514, 604, 617, 646, 702, 718, 805, 919];
+  const area = AREAS[Math.floor(Math.random() * AREAS.length)];
   const line = String(100 + Math.floor(Math.random() * 100)).padStart(4, "0");
   const national = `${area}555${line}`;
   return { national, e164: `+1${national}` };

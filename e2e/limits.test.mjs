@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { HERE, freePort, otpgateBin, withDemo, freshPhone, screenshot, startServer, typeCode } from "./helpers.mjs";
 
-const TEST_NUMBER = { national: "5550100999", e164: "+15550100999" };
+const TEST_NUMBER = { national: "4155550199", e164: "+14155550199" };
 const TEST_CODE = "424242";
 
 let server;

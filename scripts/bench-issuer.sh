@@ -48,7 +48,7 @@ REDIS_AOF="${REDIS_AOF:-no}"
 EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}"
 REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk process}"
 one_of "REDIS_AOF must be no, everysec or always" "$REDIS_AOF" no everysec always
-TEST_PHONE="+15555550100"
+TEST_PHONE="+14155550100"
 TEST_CODE="123456"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -107,7 +107,7 @@ name = "bench"
 origins = ["https://bench.example"]
 
 [policy]
-allowed_countries = ["1"]
+allowed_regions = ["US"]
 
 [policy.test_numbers]
 "$TEST_PHONE" = "$TEST_CODE"

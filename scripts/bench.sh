@@ -189,7 +189,7 @@ name = "shop"
 origins = ["https://shop.example"]
 
 [policy]
-allowed_countries = ["44", "1"]
+allowed_regions = ["GB", "US", "CA"]
 
 [gateways]
 webhook_signing_key_env = "FLOOD_SMSGATE_SIGNING_KEY"
@@ -216,7 +216,7 @@ EOF
 		return 1
 	}
 	timeout $((FLOOD_SECS + 120)) "$TOOLS/flood" --base "http://127.0.0.1:$port" --emulator "http://127.0.0.1:$eport" \
-		--allowed 44,1 --app shop --duration-secs "$FLOOD_SECS" \
+		--allowed GB,US,CA --app shop --duration-secs "$FLOOD_SECS" \
 		--attackers "${FLOOD_ATTACKERS:-1000}" --attack-concurrency "${FLOOD_INFLIGHT:-64}" \
 		--attacker-pow-bits "${FLOOD_ATTACKER_POW_BITS:-8}" \
 		--legit-per-sec "${FLOOD_LEGIT_PER_SEC:-0.5}" --json "$RAW/flood.json" || return 1

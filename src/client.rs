@@ -28,7 +28,7 @@ const DEFAULT_INTERVAL_MS: f64 = 1000.0;
 ///
 /// ```js
 /// const client = new OtpClient("https://otp.example.com", { app: "shop" });
-/// const v = await client.start("+15551234567");
+/// const v = await client.start("+14155550123");
 /// const { receipt } = await client.check(v.id, "123456");
 /// ```
 #[wasm_bindgen]

@@ -31,7 +31,7 @@ const code: Promise<string> = receiveCode({ signal: new AbortController().signal
 
 async function flow(): Promise<string> {
   const client = new OtpClient("https://otp.example.com", { app: "shop", fetch: globalThis.fetch });
-  const v: Verification = await client.start("+15551234567", { locale: "en" });
+  const v: Verification = await client.start("+14155550123", { locale: "en" });
   const state: "queued" | "submitted" | "sent" | "delivered" | "failed" | "skipped" = v.delivery.state;
   const done: Verification = await client.waitForDelivery(v.id, { intervalMs: 500 });
   const r: CheckResult = await client.check(done.id, "123456");

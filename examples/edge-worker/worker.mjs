@@ -171,7 +171,7 @@ async function apiStart(request, env) {
   const { body, res } = await readJson(request);
   if (res) return res;
   if (typeof body.phone !== "string" || body.phone.length > 32) {
-    return error(400, "invalid_phone", "phone must be a string (E.164, e.g. +15551234567)");
+    return error(400, "invalid_phone", "phone must be a string (E.164, e.g. +14155550123)");
   }
   if (body.locale !== undefined && (typeof body.locale !== "string" || body.locale.length > 35)) {
     return error(400, "invalid_request", "locale must be a BCP 47 language tag");

@@ -245,7 +245,7 @@ fn claims() -> Claims {
         aud: "shop".into(),
         sub: "v_AAAAAAAAAAAAAAAAAAAAAA".into(),
         jti: "v_AAAAAAAAAAAAAAAAAAAAAA".into(),
-        phone_number: "+447700900123".into(),
+        phone_number: "+447400900123".into(),
         phone_number_verified: true,
         iat: 1_700_000_000,
         exp: 1_700_000_600,
@@ -286,7 +286,7 @@ fn verify_receipt_accepts_a_good_receipt_and_refuses_the_rest() {
     let jwks = jwks_js(&key);
     let got = otpgate::verify_receipt(jwt.clone().into(), jwks.clone(), expect(1_700_000_100.0))
         .expect("valid");
-    assert_eq!(text(&got, "phone_number"), "+447700900123");
+    assert_eq!(text(&got, "phone_number"), "+447400900123");
     assert_eq!(get(&got, "phone_number_verified"), JsValue::TRUE);
     assert_eq!(get(&got, "exp").as_f64(), Some(1_700_000_600.0));
     // The JWKS as JSON text works too.
@@ -309,7 +309,7 @@ fn verify_receipt_accepts_a_good_receipt_and_refuses_the_rest() {
         "receipt_bad_signature"
     );
     let mut tampered = claims();
-    tampered.phone_number = "+447700900999".into();
+    tampered.phone_number = "+447400900999".into();
     let forged = receipt::sign(&SigningKey::from_bytes(&[9; 32]), "k1", &tampered);
     assert_eq!(
         err(&forged, &jwks, expect(1_700_000_100.0)),
@@ -354,7 +354,7 @@ fn signed(key: &SigningKey, header: &str, payload: &str) -> String {
 fn verify_receipt_decodes_the_json_strictly() {
     let key = SigningKey::from_bytes(&[7; 32]);
     let jwks = jwks_js(&key);
-    let good = r#"{"iss":"https://otp.example.com","aud":"shop","sub":"v_1","jti":"v_1","phone_number":"+447700900123","phone_number_verified":true,"iat":1700000000,"exp":1700000600}"#;
+    let good = r#"{"iss":"https://otp.example.com","aud":"shop","sub":"v_1","jti":"v_1","phone_number":"+447400900123","phone_number_verified":true,"iat":1700000000,"exp":1700000600}"#;
     let err = |jwt: String| {
         code_of(
             &otpgate::verify_receipt(jwt.into(), jwks.clone(), expect(1_700_000_100.0))
@@ -399,7 +399,7 @@ fn verify_receipt_decodes_the_json_strictly() {
         good.replace("true", "\"true\""),
         good.replace("1700000600", "1700000600.5"),
         good.replace(r#""aud":"shop","#, ""),
-        good.replace(r#""+447700900123""#, "447700900123"),
+        good.replace(r#""+447400900123""#, "447400900123"),
         "not json".to_owned(),
     ] {
         assert_eq!(err(signed(&key, h, &bad)), "receipt_malformed", "{bad}");
@@ -510,12 +510,12 @@ fn verify_webhook_signature_checks_body_time_and_key() {
 fn solve_pow_finds_a_nonce_the_issuer_accepts() {
     let key = b"pow key for the client tests....";
     let challenge =
-        pow::issue(key, "demo|+447700900123", 12, 2_000_000_000, &mut Fixed(3)).expect("issue");
+        pow::issue(key, "demo|+447400900123", 12, 2_000_000_000, &mut Fixed(3)).expect("issue");
     let nonce = otpgate::solve_pow(challenge.clone().into(), None).expect("solved");
     assert_eq!(
         pow::verify(
             key,
-            "demo|+447700900123",
+            "demo|+447400900123",
             &challenge,
             nonce as u64,
             1_700_000_000
@@ -638,7 +638,7 @@ async fn otp_client_start_sends_the_wire_request_and_returns_the_view() {
     );
     let client = client_with(fetch);
     let v = resolve(client.start(
-        "+447700900123".into(),
+        "+447400900123".into(),
         Some(obj(&[("locale", "pt-BR".into())])),
     ))
     .await
@@ -650,7 +650,7 @@ async fn otp_client_start_sends_the_wire_request_and_returns_the_view() {
     assert_eq!(seen[0].1, "https://otp.example.com/v1/verifications");
     assert_eq!(
         seen[0].2.as_deref(),
-        Some(r#"{"phone":"+447700900123","app":"demo","locale":"pt-BR"}"#)
+        Some(r#"{"phone":"+447400900123","app":"demo","locale":"pt-BR"}"#)
     );
 }
 
@@ -658,7 +658,7 @@ async fn otp_client_start_sends_the_wire_request_and_returns_the_view() {
 async fn otp_client_solves_pow_required_and_retries_once() {
     let key = b"pow key for the client tests....";
     let challenge =
-        pow::issue(key, "demo|+447700900123", 10, 2_000_000_000, &mut Fixed(5)).expect("issue");
+        pow::issue(key, "demo|+447400900123", 10, 2_000_000_000, &mut Fixed(5)).expect("issue");
     let body = format!(
         r#"{{"error":{{"code":"pow_required","message":"solve it","challenge":"{challenge}"}}}}"#
     );
@@ -674,13 +674,13 @@ async fn otp_client_solves_pow_required_and_retries_once() {
                 assert_eq!(text(&sent, "pow.challenge"), expected);
                 let nonce = get(&sent, "pow.nonce").as_f64().expect("nonce") as u64;
                 assert_eq!(
-                    pow::verify(key, "demo|+447700900123", &expected, nonce, 1_700_000_000),
+                    pow::verify(key, "demo|+447400900123", &expected, nonce, 1_700_000_000),
                     Ok(10)
                 );
             }
         },
     );
-    let v = resolve(client_with(fetch).start("+447700900123".into(), None))
+    let v = resolve(client_with(fetch).start("+447400900123".into(), None))
         .await
         .expect("started after pow");
     assert_eq!(text(&v, "id"), "v_2");

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p otpgate-bench --bin flood -- \
-//!     --base http://127.0.0.1:8080 --emulator http://127.0.0.1:8081 --allowed 44,1 \
+//!     --base http://127.0.0.1:8080 --emulator http://127.0.0.1:8081 --allowed GB,US,CA \
 //!     --duration-secs 30 [--json out.json]
 //! ```
 //!
@@ -39,6 +39,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use otpgate_core::phone::PhoneNumber;
 use otpgate_core::wire::{CheckRequest, ErrorBody, PowSolution, StartRequest, VerificationView};
+use otpgate_server::destination;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -56,8 +57,8 @@ struct Args {
     /// The app name sent with starts.
     #[arg(long, default_value = "shop")]
     app: String,
-    /// The allowed country calling codes, as configured on the issuer.
-    #[arg(long, default_value = "44,1", value_delimiter = ',')]
+    /// The allowed regions (ISO 3166-1 alpha-2), as configured on the issuer.
+    #[arg(long, default_value = "GB,US,CA", value_delimiter = ',')]
     allowed: Vec<String>,
     /// Length of the flood, seconds.
     #[arg(long, default_value_t = 30)]
@@ -114,7 +115,7 @@ struct AttackTally {
 #[derive(Serialize)]
 struct Report {
     duration_s: f64,
-    allowed_countries: Vec<String>,
+    allowed_regions: Vec<String>,
     attacker_addresses: usize,
     attack_concurrency: usize,
     attacker_pow_bits: u8,
@@ -181,7 +182,7 @@ impl Rng {
     }
 }
 
-/// Blocked-country ranges (outside a `44,1` allow-list): international networks, and
+/// Blocked-region ranges (outside a `GB,US,CA` allow-list): international networks, and
 /// countries pumping campaigns often target.
 const BLOCKED: &[(&str, u32)] = &[
     ("+88216", 8),  // international satellite networks
@@ -194,7 +195,7 @@ const BLOCKED: &[(&str, u32)] = &[
     ("+2376", 8),   // Cameroon
 ];
 
-/// Premium-rate and personal-number ranges inside the allowed countries.
+/// Premium-rate and personal-number ranges inside the allowed regions.
 const PREMIUM: &[(&str, u32)] = &[
     ("+44909", 7), // UK premium rate (09)
     ("+44871", 7), // UK service numbers (087)
@@ -204,7 +205,7 @@ const PREMIUM: &[(&str, u32)] = &[
 ];
 
 /// Sequential numbers on one mobile range.
-const SEQUENTIAL_RANGE: &str = "+4477009";
+const SEQUENTIAL_RANGE: &str = "+4474009";
 
 fn client_for(ip: IpAddr, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -468,21 +469,47 @@ fn metric_family(text: &str, name: &str) -> BTreeMap<String, f64> {
     out
 }
 
+/// A random number the issuer holds a valid mobile (or fixed-or-mobile) of an allowed
+/// region: candidates are drawn from each region's mobile ranges and kept when the same
+/// libphonenumber metadata the issuer uses agrees.
 fn random_mobile(rng: &mut Rng, allowed: &[String]) -> String {
-    let cc = &allowed[(rng.next() % allowed.len() as u64) as usize];
-    match cc.as_str() {
-        // UK mobiles: +44 7[1-9]xx xxxxxx (not 70: personal numbers).
-        "44" => format!("+447{}{}", 1 + rng.next() % 9, rng.digits(8)),
-        // NANP: area codes 2xx-9xx (not 900/976), exchange 2xx-9xx.
-        "1" => format!(
-            "+1{}{}{}{}",
-            2 + rng.next() % 7,
-            rng.digits(2),
-            2 + rng.next() % 8,
-            rng.digits(6)
-        ),
-        other => format!("+{other}6{}", rng.digits(8)),
+    loop {
+        let region = &allowed[(rng.next() % allowed.len() as u64) as usize];
+        let candidate = match region.as_str() {
+            "GB" => format!("+447{}{}", 4 + rng.next() % 6, rng.digits(8)),
+            "US" => format!(
+                "+1{}{}{}",
+                US_AREAS[(rng.next() % 6) as usize],
+                2 + rng.next() % 8,
+                rng.digits(6)
+            ),
+            "CA" => format!(
+                "+1{}{}{}",
+                CA_AREAS[(rng.next() % 4) as usize],
+                2 + rng.next() % 8,
+                rng.digits(6)
+            ),
+            "FR" => format!("+336{}", rng.digits(8)),
+            "DE" => format!("+49151{}", rng.digits(8)),
+            "PT" => format!("+3519{}{}", 1 + rng.next() % 3, rng.digits(7)),
+            _ => continue,
+        };
+        if in_regions(&candidate, allowed) {
+            return candidate;
+        }
     }
+}
+
+/// Area codes the legitimate users' numbers are drawn from.
+const US_AREAS: [u32; 6] = [415, 212, 646, 312, 617, 206];
+const CA_AREAS: [u32; 4] = [604, 416, 514, 403];
+
+/// Whether libphonenumber's metadata puts `phone` in one of `regions`.
+fn in_regions(phone: &str, regions: &[String]) -> bool {
+    PhoneNumber::parse(phone)
+        .ok()
+        .and_then(|p| destination::region_of(&p))
+        .is_some_and(|r| regions.iter().any(|a| *a == r.to_string()))
 }
 
 #[tokio::main]
@@ -636,8 +663,7 @@ async fn main() -> anyhow::Result<()> {
     };
     for m in &outbox {
         let phone = m["phone"].as_str().unwrap_or_default();
-        let allowed = PhoneNumber::parse(phone)
-            .is_ok_and(|p| shared.args.allowed.iter().any(|c| c == p.country_code()));
+        let allowed = in_regions(phone, &shared.args.allowed);
         if !allowed {
             ob.blocked_countries += 1;
         } else if legit_numbers.contains(phone) {
@@ -690,7 +716,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let report = Report {
         duration_s: attack_elapsed.as_secs_f64(),
-        allowed_countries: shared.args.allowed.clone(),
+        allowed_regions: shared.args.allowed.clone(),
         attacker_addresses: shared.args.attackers,
         attack_concurrency: shared.args.attack_concurrency,
         attacker_pow_bits: shared.args.attacker_pow_bits,
@@ -749,7 +775,7 @@ fn print_report(r: &Report) {
         r.attacker_addresses,
         r.attack_concurrency,
         r.attacker_pow_bits,
-        r.allowed_countries
+        r.allowed_regions
     );
     println!(
         "  legitimate: {} users, {} approved ({:.1}%), start->approved p50 {:.0} ms p99 {:.0} ms max {:.0} ms; results {}",

@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     while clock.now_ms() < end {
         n += 1;
         let vid = format!("v_{n:0>22}");
-        let phone = format!("+4479{:08}", n % 100_000_000);
+        let phone = format!("+447400{:06}", n % 1_000_000);
         let t = clock.now_ms();
         let rec = Record {
             id: vid.clone(),
@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 detail: None,
             },
             test_number: false,
+            trusted: false,
         };
         store.create(&rec).await?;
         let text = format!("{:06} is your bench code. #{n}", n % 1_000_000);

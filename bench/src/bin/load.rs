@@ -3,12 +3,12 @@
 //! ```text
 //! cargo run --release -p otpgate-bench --bin load -- \
 //!     --base http://127.0.0.1:8080[,http://127.0.0.1:8081] --concurrency 64 --duration-secs 10 \
-//!     --app bench --test-phone +15555550100 --test-code 123456
+//!     --app bench --test-phone +14155550100 --test-code 123456
 //! ```
 //!
 //! Three phases in one run, each bounded by `--duration-secs` and `--max-requests`:
 //! - `health`: `GET /healthz` (the floor: HTTP stack only);
-//! - `start`: `POST /v1/verifications` to random `+1 2xx` numbers (the full start path:
+//! - `start`: `POST /v1/verifications` to random valid US numbers (the full start path:
 //!   policy, store, audit log, dispatch); expects 201;
 //! - `check`: first a pool of verifications is opened on the test number (timed apart, as
 //!   `start (test number)`), then each is checked four times with a wrong code (422) and
@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, default_value = "bench")]
     app: String,
     /// A configured test number (fixed code, never sent).
-    #[arg(long, default_value = "+15555550100")]
+    #[arg(long, default_value = "+14155550100")]
     test_phone: String,
     /// Its fixed code.
     #[arg(long, default_value = "123456")]
@@ -270,9 +270,13 @@ fn print_table(rows: &mut [Row]) {
 }
 
 impl Rng {
-    /// `+1 2xx xxx xxxx`: a NANP-shaped number, distinct across the run with high odds.
+    /// A valid US number (a real area code, an exchange `[2-9]xx`), distinct across the run
+    /// with high odds: the issuer judges numbers with libphonenumber's metadata.
     fn phone(&mut self) -> String {
-        format!("+12{:09}", self.next() % 1_000_000_000)
+        const AREAS: [u64; 10] = [201, 206, 212, 303, 312, 404, 415, 512, 617, 646];
+        let n = self.next();
+        let area = AREAS[usize::try_from(n % 10).unwrap_or(0)];
+        format!("+1{area}{}{:06}", 2 + (n / 10) % 8, (n / 80) % 1_000_000)
     }
 }
 

@@ -208,38 +208,38 @@ mod tests {
 
     #[test]
     fn solve_then_verify() {
-        let c = issue(KEY, "+15551234567", 10, 1000, &mut Fixed).expect("issue");
+        let c = issue(KEY, "+14155550123", 10, 1000, &mut Fixed).expect("issue");
         assert_eq!(describe(&c), Ok((10, 1000)));
         let nonce = solve(&c, 1 << 20).expect("well formed").expect("found");
         assert!(work(&c, nonce) >= 10);
-        assert_eq!(verify(KEY, "+15551234567", &c, nonce, 999), Ok(10));
+        assert_eq!(verify(KEY, "+14155550123", &c, nonce, 999), Ok(10));
     }
 
     #[test]
     fn wrong_binding_key_expiry_or_work_fail() {
-        let c = issue(KEY, "+15551234567", 12, 1000, &mut Fixed).expect("issue");
+        let c = issue(KEY, "+14155550123", 12, 1000, &mut Fixed).expect("issue");
         let nonce = solve(&c, 1 << 22).expect("ok").expect("found");
         assert_eq!(
-            verify(KEY, "+15557654321", &c, nonce, 0),
+            verify(KEY, "+14155557654", &c, nonce, 0),
             Err(PowError::Forged)
         );
         assert_eq!(
-            verify(b"other", "+15551234567", &c, nonce, 0),
+            verify(b"other", "+14155550123", &c, nonce, 0),
             Err(PowError::Forged)
         );
         assert_eq!(
-            verify(KEY, "+15551234567", &c, nonce, 1001),
+            verify(KEY, "+14155550123", &c, nonce, 1001),
             Err(PowError::Expired)
         );
         let bad = (0..).find(|n| work(&c, *n) < 12).expect("some nonce fails");
         assert_eq!(
-            verify(KEY, "+15551234567", &c, bad, 0),
+            verify(KEY, "+14155550123", &c, bad, 0),
             Err(PowError::Insufficient)
         );
         // Lowering the difficulty in the token breaks the MAC.
         let lowered = c.replacen("v1.12.", "v1.1.", 1);
         assert_eq!(
-            verify(KEY, "+15551234567", &lowered, nonce, 0),
+            verify(KEY, "+14155550123", &lowered, nonce, 0),
             Err(PowError::Forged)
         );
     }

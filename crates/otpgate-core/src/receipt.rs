@@ -305,7 +305,7 @@ mod tests {
             aud: "shop".into(),
             sub: "ver_1".into(),
             jti: "ver_1".into(),
-            phone_number: "+15551234567".into(),
+            phone_number: "+14155550123".into(),
             phone_number_verified: true,
             iat: 1000,
             exp: 1600,
@@ -342,7 +342,7 @@ mod tests {
         let (head, rest) = jwt.split_once('.').expect("jwt");
         let (_, sig) = rest.split_once('.').expect("jwt");
         let mut other = claims();
-        other.phone_number = "+15550000000".into();
+        other.phone_number = "+14155550000".into();
         let forged_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).expect("json"));
         assert_eq!(
             verify(

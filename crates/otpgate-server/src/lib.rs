@@ -21,6 +21,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod destination;
 pub mod emulator;
 pub mod gateway;
 pub mod keys;

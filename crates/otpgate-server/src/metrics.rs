@@ -21,6 +21,7 @@ pub struct Metrics {
     verifications: Family<Labels, Counter>,
     checks: Family<Labels, Counter>,
     dispatches: Family<Labels, Counter>,
+    destination_refusals: Family<Labels, Counter>,
     http: Family<Labels, Histogram>,
     pow_difficulty: Gauge<i64, AtomicI64>,
     extra: std::sync::OnceLock<ExtraMetrics>,
@@ -48,6 +49,7 @@ impl Metrics {
         let verifications = Family::<Labels, Counter>::default();
         let checks = Family::<Labels, Counter>::default();
         let dispatches = Family::<Labels, Counter>::default();
+        let destination_refusals = Family::<Labels, Counter>::default();
         let http = Family::<Labels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
         );
@@ -64,6 +66,11 @@ impl Metrics {
             dispatches.clone(),
         );
         registry.register(
+            "destination_refused",
+            "Destinations refused, by class (not_valid, region, number_type, blocked_prefix, ...)",
+            destination_refusals.clone(),
+        );
+        registry.register(
             "http_request_duration_seconds",
             "HTTP request latency, by route, method and status class",
             http.clone(),
@@ -78,6 +85,7 @@ impl Metrics {
             verifications,
             checks,
             dispatches,
+            destination_refusals,
             http,
             pow_difficulty,
             extra: std::sync::OnceLock::new(),
@@ -102,6 +110,13 @@ impl Metrics {
     pub fn dispatch(&self, result: &'static str) {
         self.dispatches
             .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts a refused destination by its class ([`crate::destination::Refusal::as_str`]).
+    pub fn destination_refused(&self, reason: &'static str) {
+        self.destination_refusals
+            .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
 

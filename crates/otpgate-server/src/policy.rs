@@ -3,12 +3,17 @@
 //! globally (anti SMS-pumping, NIST SP 800-63B §5.2.2 throttling, ASVS 2.4.1).
 //!
 //! # Order of the gates ([`Policy::admit_start`])
-//! 1. The destination: its country calling code must be allowed (unless
-//!    `danger_allow_all_countries`) and it must not start with a blocked prefix.
-//! 2. A configured test number is admitted with its fixed code: no budget, no SMS.
+//! 1. A configured test number is admitted with its fixed code: no budget, no SMS, no
+//!    judgement of its region or type (it never reaches a phone).
+//! 2. The destination, judged as a phone number ([`crate::destination`]): valid for its
+//!    region, its region in `allowed_regions` (unless `danger_allow_all_regions`), its type
+//!    in `allowed_number_types`, outside `blocked_prefixes`. The normalised number is what
+//!    the rest of the gates, the store and the phone see.
 //! 3. The proof of work, unless the caller presented a valid API key. Its difficulty rises
 //!    with abuse signals: the global send rate against its budget, a low approval ratio
 //!    (codes sent that are never entered are the mark of pumping), and bursts on one prefix.
+//!    Only anonymous traffic feeds the signals: test numbers and API-key callers neither
+//!    lower nor raise the difficulty.
 //! 4. The budgets, taken in turn; when one refuses, those already taken are given back.
 //!
 //! # Security
@@ -31,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::destination::{self, Destination, NumberType, Refusal, Region};
 use crate::random::OsRandom;
 use crate::store::{Budget, BudgetRequest, Budgets as TakenBudgets, Store, StoreError};
 
@@ -124,20 +130,22 @@ impl Default for PowConfig {
     }
 }
 
-/// Number prefixes refused by default, even inside allowed countries: ranges where a sent
-/// SMS earns its recipient money (toll fraud): UK premium rate (09), revenue-sharing 087
-/// and personal numbering (070); NANP premium rate (900, and 976); the international
-/// premium-rate code (+979) and the global networks (+870 Inmarsat, +881 satellite,
-/// +882/+883 international networks) that pumping favours.
+/// Number prefixes refused by default, on top of the region and type checks (which already
+/// refuse most of them): ranges where a sent SMS earns its recipient money (toll fraud): UK
+/// premium rate (09), revenue-sharing 087 and personal numbering (070); NANP premium rate
+/// (900, and 976); the international premium-rate code (+979) and the global networks (+870
+/// Inmarsat, +881 satellite, +882/+883 international networks) that pumping favours.
 pub const DEFAULT_BLOCKED_PREFIXES: &[&str] = &[
     "449", "4487", "4470", "1900", "1976", "979", "870", "881", "882", "883",
 ];
 
-/// The calling codes allowed by default: a conservative list of low-fraud destinations.
-pub const DEFAULT_ALLOWED_COUNTRIES: &[&str] = &[
-    "1", "30", "31", "32", "33", "34", "39", "41", "43", "44", "45", "46", "47", "48", "49", "61",
-    "64", "81", "82", "351", "352", "353", "354", "358", "420",
-];
+/// The regions allowed by default (ISO 3166-1 alpha-2).
+pub const DEFAULT_ALLOWED_REGIONS: &[&str] = &["US", "CA", "GB", "FR", "DE", "PT"];
+
+/// The number types allowed by default: mobiles, and the type every US and Canadian
+/// number has.
+pub const DEFAULT_ALLOWED_NUMBER_TYPES: &[NumberType] =
+    &[NumberType::Mobile, NumberType::FixedLineOrMobile];
 
 /// The `[policy]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,13 +165,27 @@ pub struct PolicyConfig {
     pub prefix_digits: usize,
     /// The budgets.
     pub budgets: Budgets,
-    /// Allowed country calling codes, without `+` (default [`DEFAULT_ALLOWED_COUNTRIES`]).
-    pub allowed_countries: Vec<CallingCode>,
-    /// Lifts the country allow-list entirely (SMS pumping risk).
-    pub danger_allow_all_countries: bool,
-    /// Number prefixes never sent to (premium-rate or known pumping ranges), e.g. `"+4470"`
-    /// (default [`DEFAULT_BLOCKED_PREFIXES`]; setting the key replaces the whole list).
+    /// Allowed regions, ISO 3166-1 alpha-2 (default [`DEFAULT_ALLOWED_REGIONS`]). A number
+    /// is in the region libphonenumber's metadata gives it: `+1 876…` is Jamaica, not the
+    /// US; `+44 7797…` is Jersey, not GB.
+    pub allowed_regions: Vec<Region>,
+    /// Allowed number types (default [`DEFAULT_ALLOWED_NUMBER_TYPES`]).
+    pub allowed_number_types: Vec<NumberType>,
+    /// Lifts the region allow-list entirely (SMS pumping risk); types and ranges still apply.
+    pub danger_allow_all_regions: bool,
+    /// Number ranges never sent to, on the normalised E.164, e.g. `"+4470"` (default
+    /// [`DEFAULT_BLOCKED_PREFIXES`]; setting the key replaces the whole list).
     pub blocked_prefixes: Vec<NumberPrefix>,
+    /// No longer accepted (calling codes admitted whole regions such as the Caribbean
+    /// under `1`): a config that sets it is refused, naming `allowed_regions`.
+    #[serde(rename = "allowed_countries", skip_serializing_if = "Option::is_none")]
+    pub removed_allowed_countries: Option<Vec<String>>,
+    /// No longer accepted: refused, naming `danger_allow_all_regions`.
+    #[serde(
+        rename = "danger_allow_all_countries",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub removed_danger_allow_all_countries: Option<bool>,
     /// API keys of trusted backends (skip the proof of work and the IP budget). Each entry
     /// is `sha256:<hex digest of the key>`, `env:VARIABLE` or `file:/path` (never the key
     /// itself in the file).
@@ -184,11 +206,14 @@ impl Default for PolicyConfig {
             max_sends: 3,
             prefix_digits: 6,
             budgets: Budgets::default(),
-            allowed_countries: DEFAULT_ALLOWED_COUNTRIES
+            allowed_regions: DEFAULT_ALLOWED_REGIONS
                 .iter()
-                .filter_map(|c| CallingCode::parse(c).ok())
+                .filter_map(|r| Region::parse(r).ok())
                 .collect(),
-            danger_allow_all_countries: false,
+            allowed_number_types: DEFAULT_ALLOWED_NUMBER_TYPES.to_vec(),
+            danger_allow_all_regions: false,
+            removed_allowed_countries: None,
+            removed_danger_allow_all_countries: None,
             blocked_prefixes: DEFAULT_BLOCKED_PREFIXES
                 .iter()
                 .filter_map(|p| NumberPrefix::parse(p).ok())
@@ -281,15 +306,29 @@ impl PolicyConfig {
                 ));
             }
         }
-        if self.allowed_countries.is_empty() && !self.danger_allow_all_countries {
+        if let Some(codes) = &self.removed_allowed_countries {
+            return Err(removed_allowed_countries(codes));
+        }
+        if self.removed_danger_allow_all_countries.is_some() {
             return bad(
-                "allowed_countries",
-                "empty: no number could be sent to (or set danger_allow_all_countries)",
+                "danger_allow_all_countries",
+                "no longer accepted: use danger_allow_all_regions",
             );
+        }
+        if self.allowed_regions.is_empty() && !self.danger_allow_all_regions {
+            return bad(
+                "allowed_regions",
+                "empty: no number could be sent to (or set danger_allow_all_regions)",
+            );
+        }
+        if self.allowed_number_types.is_empty() {
+            return bad("allowed_number_types", "empty: no number could be sent to");
         }
         for (i, k) in self.api_keys.iter().enumerate() {
             resolve_api_key(k).map_err(|r| format!("api_keys[{i}]: {r}"))?;
         }
+        // Test numbers never reach a phone: well-formed E.164 is enough, whatever their
+        // region or type (`+1 555 …` numbers are fine here).
         for (phone, code) in &self.test_numbers {
             if PhoneNumber::parse(phone).is_err() {
                 return Err(format!("test_numbers: {phone:?} is not an E.164 number"));
@@ -327,10 +366,28 @@ impl PolicyConfig {
     }
 }
 
+/// The refusal of a config that still sets `allowed_countries`: it names `allowed_regions`
+/// and what each old calling code covered, so nobody re-admits the Caribbean with `"1"`.
+fn removed_allowed_countries(codes: &[String]) -> String {
+    let covered: Vec<String> = codes
+        .iter()
+        .map(|c| match CallingCode::parse(c) {
+            Ok(code) => format!("{c} = {}", destination::regions_of_code(&code).join(" ")),
+            Err(_) => format!("{c} = not a calling code"),
+        })
+        .collect();
+    format!(
+        "allowed_countries: no longer accepted; set allowed_regions to ISO 3166-1 alpha-2 \
+         regions (the default is [\"US\", \"CA\", \"GB\", \"FR\", \"DE\", \"PT\"]). \
+         The calling codes given cover: {}. List only the regions you mean to send to.",
+        covered.join("; ")
+    )
+}
+
 /// What the policy needs to know about a start (or a resend).
 #[derive(Clone, Debug)]
 pub struct StartContext<'a> {
-    /// The destination.
+    /// The destination as the request gave it (plausible E.164, not yet judged).
     pub phone: &'a PhoneNumber,
     /// The app name.
     pub app: &'a str,
@@ -349,6 +406,8 @@ pub struct StartContext<'a> {
 /// with the write they guard ([`crate::store::Store::open`]), in one store step.
 #[derive(Clone, Eq, PartialEq)]
 pub struct Gate {
+    /// The destination, normalised (a test number as configured).
+    pub phone: PhoneNumber,
     /// For a test number: its fixed code (no SMS is sent, no budget taken).
     pub test_code: Option<String>,
     /// (scope, key, limit) of every budget to take, the send signal last.
@@ -381,6 +440,8 @@ impl fmt::Debug for Gate {
 /// An admitted request.
 #[derive(Clone, Eq, PartialEq)]
 pub struct Admission {
+    /// The destination, normalised.
+    pub phone: PhoneNumber,
     /// For a test number: its fixed code (no SMS is sent).
     pub test_code: Option<String>,
     /// The budgets taken (key, window), for [`Policy::refund`]; not the abuse signal of
@@ -400,10 +461,11 @@ impl fmt::Debug for Admission {
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
-    /// The destination's country is not allowed or its prefix is blocked (403
-    /// `destination_not_allowed`).
-    #[error("destination not allowed")]
-    CountryNotAllowed,
+    /// The destination is not a valid number (400 `invalid_phone`), or is outside the
+    /// allowed regions or types or in a blocked range (403 `destination_not_allowed`).
+    /// The class goes to the log, audit and metrics, never to the answer.
+    #[error("destination refused: {0}")]
+    Destination(Refusal),
     /// A budget is spent (429 `rate_limited`, `Retry-After`).
     #[error("rate limited ({scope}), retry in {retry_after_secs} s")]
     RateLimited {
@@ -433,7 +495,7 @@ impl PolicyError {
     /// The stable code of this refusal on the wire.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::CountryNotAllowed => ErrorCode::DestinationNotAllowed,
+            Self::Destination(r) => r.code(),
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::PowRequired { .. } => ErrorCode::PowRequired,
             Self::PowInvalid(e) => e.code(),
@@ -446,6 +508,10 @@ impl PolicyError {
 /// Store keys of the signals.
 const SIGNAL_SENT: &str = "pol:sig:sent";
 const SIGNAL_APPROVED: &str = "pol:sig:ok";
+/// Anonymous sends over the `global` budget's window: the send-rate signal.
+const SIGNAL_RATE: &str = "pol:sig:rate";
+/// The prefix of every signal key: signals are never refunded.
+const SIGNAL_PREFIX: &str = "pol:sig:";
 const GLOBAL_KEY: &str = "pol:b:g";
 /// How long the global part of the difficulty is reused before it is computed again (three
 /// counter reads): short, so a flood meets the raised difficulty within a fraction of a
@@ -472,7 +538,8 @@ pub struct Policy {
     api_keys: Vec<[u8; 32]>,
     /// E.164 → fixed code.
     test_numbers: BTreeMap<String, String>,
-    allowed: Vec<CallingCode>,
+    allowed: Vec<Region>,
+    types: Vec<NumberType>,
     blocked: Vec<NumberPrefix>,
     /// (computed at ms, global difficulty part).
     signal_cache: Mutex<Option<(i64, u8)>>,
@@ -485,7 +552,8 @@ pub struct Policy {
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
-            .field("allowed_countries", &self.allowed)
+            .field("allowed_regions", &self.allowed)
+            .field("allowed_number_types", &self.types)
             .field("api_keys", &self.api_keys.len())
             .field("test_numbers", &self.test_numbers.len())
             .field("pow_key", &"[redacted]")
@@ -529,7 +597,8 @@ impl Policy {
                     .map(|p| (p.as_str().to_owned(), c.clone()))
             })
             .collect();
-        let allowed = cfg.allowed_countries.clone();
+        let allowed = cfg.allowed_regions.clone();
+        let types = cfg.allowed_number_types.clone();
         let blocked = cfg.blocked_prefixes.clone();
         let base = if cfg.pow.enabled {
             cfg.pow.base_difficulty
@@ -543,6 +612,7 @@ impl Policy {
             api_keys,
             test_numbers,
             allowed,
+            types,
             blocked,
             signal_cache: Mutex::new(None),
             send_capacity: AtomicU32::new(0),
@@ -566,23 +636,46 @@ impl Policy {
         &self.cfg
     }
 
-    fn check_destination(&self, phone: &PhoneNumber) -> Result<(), PolicyError> {
-        if !self.cfg.danger_allow_all_countries && !self.allowed.iter().any(|c| c.contains(phone)) {
-            return Err(PolicyError::CountryNotAllowed);
+    /// Judges a destination as a phone number: valid for its region, in an allowed region
+    /// and type, outside the blocked ranges. Answers the normalised number.
+    ///
+    /// # Errors
+    /// [`PolicyError::Destination`] with the class of the refusal.
+    pub fn judge(&self, phone: &PhoneNumber) -> Result<Destination, PolicyError> {
+        let d = destination::classify(phone).map_err(PolicyError::Destination)?;
+        let region_ok = self.cfg.danger_allow_all_regions
+            || d.region.is_some_and(|r| self.allowed.contains(&r));
+        if !region_ok {
+            return Err(PolicyError::Destination(Refusal::Region));
         }
-        if self.blocked.iter().any(|p| p.contains(phone)) {
-            return Err(PolicyError::CountryNotAllowed);
+        if !self.types.contains(&d.kind) {
+            return Err(PolicyError::Destination(Refusal::NumberType));
         }
-        Ok(())
+        if self.blocked.iter().any(|p| p.contains(&d.phone)) {
+            return Err(PolicyError::Destination(Refusal::BlockedPrefix));
+        }
+        Ok(d)
     }
 
-    fn send_budgets<'a>(
+    /// A test number's normalised form and code: the number as given, or as judged (a test
+    /// number written with a trunk zero).
+    fn test_destination(&self, phone: &PhoneNumber) -> Option<(PhoneNumber, String)> {
+        if let Some(code) = self.test_code(phone) {
+            return Some((phone.clone(), code.to_owned()));
+        }
+        let normalised = destination::classify(phone).ok()?.phone;
+        let code = self.test_code(&normalised)?.to_owned();
+        Some((normalised, code))
+    }
+
+    fn send_budgets(
         &self,
-        ctx: &'a StartContext<'a>,
+        ctx: &StartContext<'_>,
+        phone: &PhoneNumber,
         with_ip: bool,
     ) -> Vec<(&'static str, String, Limit)> {
         let b = &self.cfg.budgets;
-        let e164 = ctx.phone.as_str();
+        let e164 = phone.as_str();
         let mut v = vec![
             ("phone", format!("pol:b:ph:{e164}"), b.phone),
             ("phone", format!("pol:b:pd:{e164}"), b.phone_daily),
@@ -590,19 +683,38 @@ impl Policy {
         if with_ip && !ctx.trusted {
             v.push(("ip", format!("pol:b:ip:{}", ip_key(ctx.client_ip)), b.ip));
         }
-        v.push(("prefix", self.prefix_key(ctx.phone), b.prefix));
+        v.push(("prefix", self.prefix_key(phone), b.prefix));
         v.push(("global", GLOBAL_KEY.to_owned(), b.global));
-        // The abuse signal "sends in the window": never refuses, counted with the budgets.
-        v.push((
-            "global",
-            SIGNAL_SENT.to_owned(),
-            Limit::new(u32::MAX, self.cfg.pow.signal_window_secs),
-        ));
+        // The abuse signals (send rate, sends in the window): never refuse, counted with the
+        // budgets, and only for anonymous callers: a trusted backend's sends (and their
+        // approvals) must neither hide a flood nor raise the difficulty for everyone.
+        if !ctx.trusted {
+            v.push((
+                "prefix",
+                self.prefix_signal_key(phone),
+                Limit::new(u32::MAX, b.prefix.window_secs),
+            ));
+            v.push((
+                "global",
+                SIGNAL_RATE.to_owned(),
+                Limit::new(u32::MAX, b.global.window_secs),
+            ));
+            v.push((
+                "global",
+                SIGNAL_SENT.to_owned(),
+                Limit::new(u32::MAX, self.cfg.pow.signal_window_secs),
+            ));
+        }
         v
     }
 
     fn prefix_key(&self, phone: &PhoneNumber) -> String {
         format!("pol:b:px:{}", phone.prefix(self.cfg.prefix_digits))
+    }
+
+    /// Anonymous sends on a prefix over the prefix budget's window: the burst signal.
+    fn prefix_signal_key(&self, phone: &PhoneNumber) -> String {
+        format!("{SIGNAL_PREFIX}px:{}", phone.prefix(self.cfg.prefix_digits))
     }
 
     /// What the store answered for a [`Gate`]'s budgets: the admission, or the refusal
@@ -613,11 +725,12 @@ impl Policy {
     pub fn settle(&self, gate: Gate, taken: &TakenBudgets) -> Result<Admission, PolicyError> {
         match taken {
             TakenBudgets::Allowed { .. } => Ok(Admission {
+                phone: gate.phone,
                 test_code: gate.test_code,
                 taken: gate
                     .budgets
                     .iter()
-                    .filter(|(_, key, _)| key != SIGNAL_SENT)
+                    .filter(|(_, key, _)| !key.starts_with(SIGNAL_PREFIX))
                     .map(|(_, key, limit)| (key.clone(), limit.window_ms()))
                     .collect(),
             }),
@@ -664,7 +777,7 @@ impl Policy {
         let g = self.cfg.budgets.global;
         let w = self.signal_window_ms();
         let (used, sent, approved) = tokio::try_join!(
-            self.recent(GLOBAL_KEY, g.window_ms(), now_ms),
+            self.recent(SIGNAL_RATE, g.window_ms(), now_ms),
             self.recent(SIGNAL_SENT, w, now_ms),
             self.recent(SIGNAL_APPROVED, w, now_ms),
         )?;
@@ -724,11 +837,11 @@ impl Policy {
             return Ok(0);
         }
         let mut d = self.global_difficulty(now_ms).await?;
-        // A burst on one prefix (adjacent numbers on one range).
+        // A burst of anonymous sends on one prefix (adjacent numbers on one range).
         let px = self.cfg.budgets.prefix;
         let used = self
             .store
-            .budget_used(&self.prefix_key(phone), px.window_ms(), now_ms)
+            .budget_used(&self.prefix_signal_key(phone), px.window_ms(), now_ms)
             .await?;
         if f64::from(used) >= f64::from(px.limit) * 0.5 {
             d = d.saturating_add(p.step);
@@ -751,6 +864,7 @@ impl Policy {
         Ok(PolicyError::PowRequired { challenge })
     }
 
+    /// `ctx.phone` is the normalised destination here.
     async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<(), PolicyError> {
         let difficulty = self.difficulty_for(ctx.phone, ctx.now_ms).await?;
         if difficulty == 0 {
@@ -780,26 +894,33 @@ impl Policy {
         Ok(())
     }
 
-    /// Every gate of a start that counts nothing: the allow-list, test numbers (they
-    /// bypass the rest), the adaptive proof of work (API-key callers skip it). The budgets
+    /// Every gate of a start that counts nothing: test numbers (they bypass the rest), the
+    /// destination, the adaptive proof of work (API-key callers skip it). The budgets
     /// (phone, IP, prefix, global; API-key callers skip the IP budget) are left to take.
     ///
     /// # Errors
     /// [`PolicyError`] naming the gate that refused.
     pub async fn gate_start(&self, ctx: &StartContext<'_>) -> Result<Gate, PolicyError> {
-        self.check_destination(ctx.phone)?;
-        if let Some(code) = self.test_code(ctx.phone) {
+        if let Some((phone, code)) = self.test_destination(ctx.phone) {
             return Ok(Gate {
-                test_code: Some(code.to_owned()),
+                phone,
+                test_code: Some(code),
                 budgets: Vec::new(),
             });
         }
+        let phone = self.judge(ctx.phone)?.phone;
+        let ctx = StartContext {
+            phone: &phone,
+            ..ctx.clone()
+        };
         if !ctx.trusted {
-            self.check_pow(ctx).await?;
+            self.check_pow(&ctx).await?;
         }
+        let budgets = self.send_budgets(&ctx, &phone, true);
         Ok(Gate {
+            phone,
             test_code: None,
-            budgets: self.send_budgets(ctx, true),
+            budgets,
         })
     }
 
@@ -818,16 +939,18 @@ impl Policy {
     /// # Errors
     /// [`PolicyError`] naming the gate that refused.
     pub async fn admit_resend(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
-        self.check_destination(ctx.phone)?;
-        if let Some(code) = self.test_code(ctx.phone) {
+        if let Some((phone, code)) = self.test_destination(ctx.phone) {
             return Ok(Admission {
-                test_code: Some(code.to_owned()),
+                phone,
+                test_code: Some(code),
                 taken: Vec::new(),
             });
         }
+        let phone = self.judge(ctx.phone)?.phone;
         let gate = Gate {
+            budgets: self.send_budgets(ctx, &phone, false),
+            phone,
             test_code: None,
-            budgets: self.send_budgets(ctx, false),
         };
         self.take_all(gate, ctx.now_ms).await
     }

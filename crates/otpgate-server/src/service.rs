@@ -65,7 +65,11 @@ pub enum ServiceError {
     /// The typed code is far too long to be a code.
     #[error("invalid code")]
     InvalidCode,
-    /// The destination country is not on the allow-list.
+    /// E.164 in form, but not a number libphonenumber holds valid for its region (or its
+    /// country code written twice).
+    #[error("that is not a valid phone number")]
+    NotAPhoneNumber,
+    /// The destination is outside the allowed regions or types, or in a blocked range.
     #[error("destination not allowed")]
     DestinationNotAllowed,
     /// A budget is spent.
@@ -143,6 +147,7 @@ impl ServiceError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidPhone(e) => e.code(),
+            Self::NotAPhoneNumber => ErrorCode::InvalidPhone,
             Self::UnknownApp => ErrorCode::UnknownApp,
             Self::InvalidLocale => ErrorCode::InvalidLocale,
             Self::InvalidCode => ErrorCode::InvalidCode,
@@ -170,9 +175,11 @@ impl ServiceError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidPhone(_) | Self::UnknownApp | Self::InvalidLocale | Self::InvalidCode => {
-                400
-            }
+            Self::InvalidPhone(_)
+            | Self::NotAPhoneNumber
+            | Self::UnknownApp
+            | Self::InvalidLocale
+            | Self::InvalidCode => 400,
             Self::PowInvalid(_) => 400,
             Self::DestinationNotAllowed | Self::PowReplayed => 403,
             Self::NotFound => 404,
@@ -231,7 +238,10 @@ impl From<StoreError> for ServiceError {
 impl From<PolicyError> for ServiceError {
     fn from(e: PolicyError) -> Self {
         match e {
-            PolicyError::CountryNotAllowed => Self::DestinationNotAllowed,
+            PolicyError::Destination(r) => match r.code() {
+                ErrorCode::DestinationNotAllowed => Self::DestinationNotAllowed,
+                _ => Self::NotAPhoneNumber,
+            },
             PolicyError::RateLimited {
                 scope,
                 retry_after_secs,
@@ -479,6 +489,8 @@ impl Service {
             Ok(g) => g,
             Err(e) => return Err(self.refused_start(e, meta, app, &phone).await),
         };
+        // From here on the destination is the normalised number the policy judged.
+        let phone = gate.phone.clone();
         let id = random::id("v_").map_err(|e| ServiceError::Internal(e.to_string()))?;
         let test_number = gate.test_code.is_some();
         let code = match gate.test_code.clone() {
@@ -520,6 +532,7 @@ impl Service {
                 detail: test_number.then(|| "test number".to_owned()),
             },
             test_number,
+            trusted: meta.trusted,
         };
         // The budgets and the record in one store step (one commit on the embedded store),
         // its audit line written while the step becomes durable; the SMS leaves after both.
@@ -563,16 +576,30 @@ impl Service {
         app: &AppConfig,
         phone: &PhoneNumber,
     ) -> ServiceError {
+        let class = self.destination_refused(&e, phone);
         let err = ServiceError::from(e);
         self.audit(
             "policy.refused",
             Some(meta),
             None,
             Some(phone),
-            json!({"app": app.name, "reason": err.code()}),
+            json!({"app": app.name, "reason": err.code(), "class": class}),
         )
         .await;
         err
+    }
+
+    /// Logs and counts a refused destination by its class (the answer never carries it);
+    /// answers the class for the audit line.
+    fn destination_refused(&self, e: &PolicyError, phone: &PhoneNumber) -> Option<&'static str> {
+        let PolicyError::Destination(refusal) = e else {
+            return None;
+        };
+        let class = refusal.as_str();
+        self.metrics.destination_refused(class);
+        // `phone` displays masked: country code and last two digits.
+        tracing::info!(reason = class, %phone, "destination refused");
+        Some(class)
     }
 
     /// Composes and dispatches the SMS of the current code.
@@ -765,7 +792,11 @@ impl Service {
         durable: Durable,
         meta: &RequestMeta,
     ) -> Result<CheckResponse, ServiceError> {
-        self.policy.record_approval_later(now);
+        // Only anonymous verifications feed the approval signal: a test number's or a trusted
+        // backend's approvals must not lower the difficulty a flood meets.
+        if !record.test_number && !record.trusted {
+            self.policy.record_approval_later(now);
+        }
         let audience = self
             .app(&record.app)
             .map(|a| a.audience().to_owned())
@@ -851,13 +882,14 @@ impl Service {
         let admission = match self.policy.admit_resend(&ctx).await {
             Ok(a) => a,
             Err(e) => {
+                let class = self.destination_refused(&e, &phone);
                 let err = ServiceError::from(e);
                 self.audit(
                     "policy.refused",
                     Some(meta),
                     Some((id, &app.name)),
                     Some(&phone),
-                    json!({"reason": err.code(), "resend": true}),
+                    json!({"reason": err.code(), "class": class, "resend": true}),
                 )
                 .await;
                 return Err(err);

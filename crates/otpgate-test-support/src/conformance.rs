@@ -158,7 +158,7 @@ pub async fn create_get_duplicate(store: &Arc<dyn Store>) {
     assert_eq!(get(store, &id).await, rec, "round trip");
 
     let mut other = sample_record(&id, t);
-    other.phone = "+15550000000".to_owned();
+    other.phone = "+14155550000".to_owned();
     assert_eq!(
         store.create(&other).await,
         Err(StoreError::Duplicate),

@@ -141,7 +141,7 @@ pub const OPEN_POLICY: &str = include_str!("../open-policy.toml");
 pub fn open_config(issuer: &str, store: String, policy: &str) -> ServeToml {
     ServeToml {
         store,
-        policy: format!("allowed_countries = [\"1\"]\n{policy}\n{OPEN_POLICY}"),
+        policy: format!("allowed_regions = [\"US\"]\n{policy}\n{OPEN_POLICY}"),
         ..ServeToml::new(issuer)
     }
 }

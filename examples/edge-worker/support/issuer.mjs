@@ -14,7 +14,7 @@ import { ROOT, freePort, serve } from "../../../e2e/issuer.mjs";
 
 export { ROOT, freePort, otpgateBin } from "../../../e2e/issuer.mjs";
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const TEST_NUMBER = "+15550100999";
+export const TEST_NUMBER = "+14155550199";
 export const TEST_CODE = "424242";
 
 /** The sms-gate.app webhook signing key the test issuer and the worker share. */

@@ -155,7 +155,7 @@ test("receipt: missing, tampered, foreign-key, expired and wrong-audience receip
 
   // Tampered: another number in the claims, the issuer's signature kept.
   const [h, , s] = receipt.split(".");
-  const forged = `${h}.${b64url({ ...claimsOf(receipt), phone_number: "+15550100000" })}.${s}`;
+  const forged = `${h}.${b64url({ ...claimsOf(receipt), phone_number: "+14155550110" })}.${s}`;
   const tampered = await worker("/protected", bearer(forged));
   assert.equal(tampered.status, 401);
   assert.equal(tampered.body.error.code, "receipt_bad_signature");
@@ -195,7 +195,7 @@ const EVENT = JSON.stringify({
   deviceId: "e2e-device",
   event: "sms:delivered",
   id: "evt-e2e-1",
-  payload: { messageId: "v_AAAAAAAAAAAAAAAAAAAAAA.1.1", phoneNumber: "+15550100999", deliveredAt: new Date().toISOString() },
+  payload: { messageId: "v_AAAAAAAAAAAAAAAAAAAAAA.1.1", phoneNumber: "+14155550199", deliveredAt: new Date().toISOString() },
   webhookId: "e2e-webhook",
 });
 

@@ -324,9 +324,9 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     responses(
         (status = 201, description = "Started; the SMS is on its way", body = openapi::VerificationDoc,
             headers(("Location" = String, description = "The verification's URL"))),
-        (status = 400, description = "Bad input: `invalid_json`, `invalid_request` (wrong type, unknown field), `invalid_phone`, `unknown_country_code`, `unknown_app`, `invalid_locale`, or a refused proof of work", body = openapi::ErrorDoc),
+        (status = 400, description = "Bad input: `invalid_json`, `invalid_request` (wrong type, unknown field), `invalid_phone` (not E.164, not a number valid for its region in libphonenumber's metadata, or the country code written twice), `unknown_country_code`, `unknown_app`, `invalid_locale`, or a refused proof of work", body = openapi::ErrorDoc),
         (status = 401, description = "Invalid API key (`Authorization: Bearer` given but not valid)", body = openapi::ErrorDoc),
-        (status = 403, description = "Destination not allowed, or proof of work already used", body = openapi::ErrorDoc),
+        (status = 403, description = "`destination_not_allowed`: a valid number outside the allowed regions or number types, or in a blocked range (one answer for every class; the class is logged, audited and counted, not answered); or `pow_replayed`", body = openapi::ErrorDoc),
         (status = 413, description = "Body too large", body = openapi::ErrorDoc),
         (status = 415, description = "Content-Type is not application/json", body = openapi::ErrorDoc),
         (status = 428, description = "Proof of work required (`challenge` in the body)", body = openapi::ErrorDoc),
@@ -418,7 +418,7 @@ struct ResendRequest {
         (status = 200, description = "A new code was sent", body = openapi::VerificationDoc),
         (status = 400, description = "Bad input: `invalid_json`, `invalid_request`", body = openapi::ErrorDoc),
         (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
-        (status = 403, description = "Destination no longer allowed", body = openapi::ErrorDoc),
+        (status = 403, description = "`destination_not_allowed`: the destination is no longer allowed (the policy changed since the start)", body = openapi::ErrorDoc),
         (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
         (status = 409, description = "Already used, or another resend in progress", body = openapi::ErrorDoc),
         (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn arrays_are_found_outside_strings_only() {
-        assert!(has_array(br#"["+447700900123"]"#));
+        assert!(has_array(br#"["+447400900123"]"#));
         assert!(has_array(br#"{"pow": ["c", 1]}"#));
         assert!(!has_array(br#"{"phone": "[+44]", "app": "a\"[b"}"#));
         assert!(!has_array(br#"{"code": "\\", "x": "]"}"#));

@@ -26,9 +26,12 @@ pub struct IdParam {
 pub struct StartRequestDoc {
     /// The destination, E.164: `+` and 8–15 digits, the first not 0, with a known country
     /// calling code; spaces, dots, dashes and parentheses are allowed between them, white
-    /// space around. At most 32 bytes.
+    /// space around. At most 32 bytes. The issuer then judges it with libphonenumber's
+    /// metadata: a number not valid for its region is 400 `invalid_phone`; a trunk zero after
+    /// the country code (`+44 (0)7400 900123`) is dropped; a valid number outside the allowed
+    /// regions or number types, or in a blocked range, is 403 `destination_not_allowed`.
     #[schema(
-        example = "+447700900123",
+        example = "+447400900123",
         max_length = 32,
         pattern = r"^\s*\+[0-9 .()-]*\s*$"
     )]

@@ -12,16 +12,17 @@
 //! username = "sms"
 //! password_env = "PIXEL1_PASSWORD"
 //! sim = 1
-//! countries = ["44", "33"]     # country calling codes; empty = any
+//! regions = ["GB", "FR"]       # ISO 3166-1 alpha-2 regions served; empty = any
 //! budget_per_minute = 25       # SMS segments per budget window (Android allows ~30/min)
 //! daily_cap = 500
 //! ```
 //!
 //! Secrets are never in the file: `*_env` names an environment variable.
 
-use otpgate_core::phone::CallingCode;
 use serde::Deserialize;
 use zeroize::Zeroizing;
+
+use crate::destination::Region;
 
 /// A secret string: prints as `[redacted]`, zeroized on drop.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -137,9 +138,13 @@ pub struct DeviceConfig {
     /// Relative share of traffic.
     #[serde(default = "one")]
     pub weight: u32,
-    /// Country calling codes served (`"44"` or `"+44"`); empty = any.
+    /// Regions served (ISO 3166-1 alpha-2, the region libphonenumber gives a number);
+    /// empty = any.
     #[serde(default)]
-    pub countries: Vec<CallingCode>,
+    pub regions: Vec<Region>,
+    /// No longer accepted (calling codes): refused, naming `regions`.
+    #[serde(default, rename = "countries")]
+    pub removed_countries: Option<Vec<String>>,
     /// SMS segments per budget window (default 25, under Android's 30 per minute).
     #[serde(default = "default_budget")]
     pub budget_per_minute: u32,
@@ -202,7 +207,8 @@ impl DeviceConfig {
             token_env: None,
             sim: None,
             weight: 1,
-            countries: Vec::new(),
+            regions: Vec::new(),
+            removed_countries: None,
             budget_per_minute: default_budget(),
             daily_cap: 0,
             android_limit: default_android_limit(),
@@ -343,6 +349,14 @@ impl GatewaysConfig {
             if !names.insert(d.name.clone()) {
                 return Err(format!("{}: duplicate name {:?}", at("name"), d.name));
             }
+            if d.removed_countries.is_some() {
+                return Err(format!(
+                    "{}: no longer accepted; use {} with ISO 3166-1 alpha-2 regions \
+                     (e.g. regions = [\"GB\", \"FR\"])",
+                    at("countries"),
+                    at("regions")
+                ));
+            }
             if d.weight == 0 || d.weight > 1000 {
                 return Err(format!("{}: must be 1..1000", at("weight")));
             }
@@ -474,7 +488,7 @@ mod tests {
             username = "sms"
             password_env = "PIXEL1_PASSWORD"
             sim = 1
-            countries = ["44", "+33"]
+            regions = ["GB", "FR"]
             budget_per_minute = 25
             daily_cap = 500
             [[devices]]
@@ -483,7 +497,7 @@ mod tests {
             url = "https://api.twilio.com"
             username = "AC123"
             password_env = "TWILIO_TOKEN"
-            from = "+15550001111"
+            from = "+14155550111"
             "#,
         )
         .expect("parses");
@@ -515,22 +529,21 @@ mod tests {
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='ftp://x'\nusername='u'\npassword_env='P'")
             .is_err_and(|e| e.contains("url")));
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'").is_err());
-        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=['UK']")
-            .is_err_and(|e| e.contains("countries")));
-        // Country codes follow the core's rule: a known calling code of exactly its length.
-        let countries = |c: &str| {
+        // The old routing key is refused, naming its replacement.
+        assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=['44']")
+            .is_err_and(|e| e.contains("countries") && e.contains("regions")));
+        // Regions are ISO 3166-1 alpha-2 codes the metadata knows.
+        let regions = |c: &str| {
             bad(&format!(
-                "[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\ncountries=[{c}]"
+                "[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\nregions=[{c}]"
             ))
         };
-        for ok in ["'44'", "'+33'", "'1'", "'7'", "'+358'", "'212'"] {
-            assert_eq!(countries(ok), Ok(()), "{ok}");
+        for ok in ["'GB'", "'FR'", "'US'", "'JE'", "'PT'"] {
+            assert_eq!(regions(ok), Ok(()), "{ok}");
         }
-        for wrong in [
-            "'999'", "'0'", "'44 '", "'4'", "'441'", "'12'", "'+'", "''", "'٤٤'", "'1234'",
-        ] {
+        for wrong in ["'UK'", "'gb'", "'44'", "'GBR'", "''", "'ZZ'"] {
             assert!(
-                countries(wrong).is_err_and(|e| e.contains("countries")),
+                regions(wrong).is_err_and(|e| e.contains("regions")),
                 "{wrong}"
             );
         }

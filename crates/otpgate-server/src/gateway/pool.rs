@@ -30,6 +30,7 @@ use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret};
 use super::{DispatchError, Dispatcher, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
+use crate::destination::{self, Region};
 use crate::store::{Budget, DeliveryRecord, Outcome, Store};
 
 /// The shortest lifetime worth sending (sms-gate.app refuses a ttl under 5 s).
@@ -86,11 +87,11 @@ impl Device {
         }
     }
 
-    fn serves(&self, phone: Option<&PhoneNumber>) -> bool {
-        if self.cfg.countries.is_empty() {
+    fn serves(&self, region: Option<Region>) -> bool {
+        if self.cfg.regions.is_empty() {
             return true;
         }
-        phone.is_some_and(|p| self.cfg.countries.iter().any(|c| c.contains(p)))
+        region.is_some_and(|r| self.cfg.regions.contains(&r))
     }
 }
 
@@ -425,12 +426,17 @@ impl Pool {
     /// Picks a device with budget for `job`, excluding `tried`, among phones or fallbacks.
     async fn reserve(&self, job: &SendJob, tried: &[usize], fallback: bool) -> Reserve {
         let now = self.clock.now_ms();
-        let phone = PhoneNumber::parse(&job.message.phone).ok();
+        // The region libphonenumber gives the number, once, when a device routes by region.
+        let routed = self.devices.iter().any(|d| !d.cfg.regions.is_empty());
+        let region = PhoneNumber::parse(&job.message.phone)
+            .ok()
+            .filter(|_| routed)
+            .and_then(|p| destination::region_of(&p));
         let mut candidates: Vec<usize> = (0..self.devices.len())
             .filter(|i| !tried.contains(i))
             .filter(|&i| {
                 let d = &self.devices[i];
-                d.cfg.kind.is_fallback() == fallback && d.usable(now) && d.serves(phone.as_ref())
+                d.cfg.kind.is_fallback() == fallback && d.usable(now) && d.serves(region)
             })
             .collect();
         if candidates.is_empty() {
@@ -981,7 +987,7 @@ mod tests {
             code_version: 2,
             message: super::super::Outgoing {
                 message_id: String::new(),
-                phone: "+15551234567".into(),
+                phone: "+14155550123".into(),
                 text: String::new(),
                 ttl_secs: 60,
                 segments: 1,

@@ -24,7 +24,7 @@ fn claims() -> Claims {
         aud: "shop".into(),
         sub: "v_1".into(),
         jti: "v_1".into(),
-        phone_number: "+15551234567".into(),
+        phone_number: "+14155550123".into(),
         phone_number_verified: true,
         iat: 1000,
         exp: 1600,

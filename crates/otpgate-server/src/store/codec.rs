@@ -5,7 +5,7 @@
 //! "digest":"<hex>","key_id":..,"version":n,"created_at_ms":n,"expires_at_ms":n,
 //! "attempts":n,"max_attempts":n,"sends":n,"resend_at_ms":n,"d_state":"queued",
 //! "d_gateway":..|null,"d_message_id":..|null,"d_updated_at_ms":n,"d_detail":..|null,
-//! "test_number":bool}`. The digest is hex so that no field is a JSON array (cjson cannot
+//! "test_number":bool,"trusted":bool}` (`trusted` may be absent: false). The digest is hex so that no field is a JSON array (cjson cannot
 //! tell an empty array from an empty object). Times must stay below 10^14 ms (cjson prints
 //! 14 significant digits), which is the year 5138.
 
@@ -44,6 +44,9 @@ struct Wire {
     #[serde(default)]
     d_detail: Option<String>,
     test_number: bool,
+    /// Absent in records written before it existed: anonymous.
+    #[serde(default)]
+    trusted: bool,
 }
 
 /// Encodes a record (format [`FORMAT`]).
@@ -70,6 +73,7 @@ pub(crate) fn encode(r: &Record) -> String {
         d_updated_at_ms: r.delivery.updated_at_ms,
         d_detail: r.delivery.detail.clone(),
         test_number: r.test_number,
+        trusted: r.trusted,
     };
     // Serializing a struct of strings, integers and unit enums cannot fail.
     serde_json::to_string(&w).unwrap_or_default()
@@ -115,6 +119,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
             detail: w.d_detail,
         },
         test_number: w.test_number,
+        trusted: w.trusted,
     })
 }
 

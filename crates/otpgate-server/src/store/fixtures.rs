@@ -36,6 +36,7 @@ pub fn sample_record(id: &str, now_ms: i64) -> Record {
             detail: None,
         },
         test_number: false,
+        trusted: false,
     }
 }
 

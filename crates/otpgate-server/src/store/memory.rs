@@ -103,6 +103,7 @@ mod tests {
                 detail: None,
             },
             test_number: false,
+            trusted: false,
         }
     }
 

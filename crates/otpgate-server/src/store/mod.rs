@@ -144,6 +144,8 @@ pub struct Record {
     pub delivery: DeliveryRecord,
     /// A configured test number: fixed code, never sent.
     pub test_number: bool,
+    /// Started by a trusted caller (API key): its approval does not feed the abuse signal.
+    pub trusted: bool,
 }
 
 impl Record {

@@ -10,14 +10,14 @@ use otpgate_core::receipt::{Expectations, Jwks, verify};
 use otpgate_server::clock::Clock;
 use serde_json::json;
 
-const PHONE: &str = "+447700900123";
+const PHONE: &str = "+447400900123";
 
 async fn happy_path_receipt_verifies_with_the_jwks(backend: Backend) {
     let h = Harness::new(backend).await;
     let (status, headers, body) = h
         .post(
             "/v1/verifications",
-            json!({"phone": "+44 7700 900123", "app": "shop"}),
+            json!({"phone": "+44 7400 900123", "app": "shop"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -111,7 +111,7 @@ async fn wrong_codes_count_down_then_no_attempts(backend: Backend) {
     assert_eq!(view["status"], "max_attempts_reached");
     assert_eq!(view["attempts_left"], 0);
     // A garbage code costs an attempt too, it is never a free probe.
-    let id = h.start("+447700900124").await;
+    let id = h.start("+447400900124").await;
     let (status, _, body) = h.check(&id, "not a code").await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["attempts_left"], 4);
@@ -228,10 +228,10 @@ async fn test_numbers_use_their_fixed_code_and_never_send(backend: Backend) {
     let mut policy = open_policy();
     policy
         .test_numbers
-        .insert("+15555550100".into(), "424242".into());
+        .insert("+14155550100".into(), "424242".into());
     let h = Harness::with_policy(backend, policy).await;
     let (status, _, body) = h
-        .post("/v1/verifications", json!({"phone": "+15555550100"}))
+        .post("/v1/verifications", json!({"phone": "+14155550100"}))
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["delivery"]["state"], "skipped");
@@ -304,7 +304,7 @@ async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backe
         "pseudonym with the last two digits"
     );
     assert!(
-        !log.contains("7700900123"),
+        !log.contains("7400900123"),
         "a full number reached the audit log: {log}"
     );
     assert!(

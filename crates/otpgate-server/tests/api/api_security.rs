@@ -15,27 +15,27 @@ async fn every_budget_is_429_with_retry_after(backend: Backend) {
     let mut p = open_policy();
     p.budgets.phone.limit = 2;
     let h = Harness::with_policy(backend, p).await;
-    h.start("+447700900001").await;
-    h.start("+447700900001").await;
+    h.start("+447400900001").await;
+    h.start("+447400900001").await;
     let (status, headers, body) = h
-        .post("/v1/verifications", json!({"phone": "+447700900001"}))
+        .post("/v1/verifications", json!({"phone": "+447400900001"}))
         .await;
     assert_error(status, &headers, &body, 429, "rate_limited");
     let retry = retry_after_header(&headers);
     assert!((1..=600).contains(&retry), "{retry}");
     assert_eq!(body["error"]["retry_after"], retry);
     assert_eq!(h.sends(), 2, "nothing sent past the budget");
-    h.start("+447700900002").await;
+    h.start("+447400900002").await;
 
     // Per client IP.
     let mut p = open_policy();
     p.budgets.ip.limit = 3;
     let h = Harness::with_policy(backend, p).await;
     for n in 0..3 {
-        h.start(&format!("+4477009001{n:02}")).await;
+        h.start(&format!("+4474009001{n:02}")).await;
     }
     let (status, headers, body) = h
-        .post("/v1/verifications", json!({"phone": "+447700900199"}))
+        .post("/v1/verifications", json!({"phone": "+447400900199"}))
         .await;
     assert_error(status, &headers, &body, 429, "rate_limited");
     assert!(headers.get("retry-after").is_some());
@@ -44,20 +44,20 @@ async fn every_budget_is_429_with_retry_after(backend: Backend) {
     let mut p = open_policy();
     p.budgets.prefix.limit = 2;
     let h = Harness::with_policy(backend, p).await;
-    h.start("+447700900201").await;
-    h.start("+447700900202").await;
+    h.start("+447400900201").await;
+    h.start("+447400900202").await;
     let (status, headers, body) = h
-        .post("/v1/verifications", json!({"phone": "+447700900203"}))
+        .post("/v1/verifications", json!({"phone": "+447400900203"}))
         .await;
     assert_error(status, &headers, &body, 429, "rate_limited");
     h.start("+33612345678").await;
     let mut p = open_policy();
     p.budgets.global.limit = 2;
     let h = Harness::with_policy(backend, p).await;
-    h.start("+447700900301").await;
+    h.start("+447400900301").await;
     h.start("+33612345679").await;
     let (status, headers, body) = h
-        .post("/v1/verifications", json!({"phone": "+15551234567"}))
+        .post("/v1/verifications", json!({"phone": "+14155550123"}))
         .await;
     assert_error(status, &headers, &body, 429, "rate_limited");
 
@@ -65,7 +65,7 @@ async fn every_budget_is_429_with_retry_after(backend: Backend) {
     let mut p = open_policy();
     p.budgets.check_ip.limit = 3;
     let h = Harness::with_policy(backend, p).await;
-    let id = h.start("+447700900401").await;
+    let id = h.start("+447400900401").await;
     for _ in 0..3 {
         let (status, _, _) = h.check(&id, "000001").await;
         assert!(status == 422 || status == 200);
@@ -96,7 +96,7 @@ async fn proof_of_work_required_solved_and_not_replayable(backend: Backend) {
     p.pow.enabled = true;
     p.pow.base_difficulty = 8;
     let h = Harness::with_policy(backend, p).await;
-    let phone = "+447700900501";
+    let phone = "+447400900501";
     let (status, headers, body) = h.post("/v1/verifications", json!({"phone": phone})).await;
     assert_error(status, &headers, &body, 428, "pow_required");
     let challenge = body["error"]["challenge"].as_str().unwrap().to_owned();
@@ -109,7 +109,7 @@ async fn proof_of_work_required_solved_and_not_replayable(backend: Backend) {
     let (status, headers, body) = h
         .post(
             "/v1/verifications",
-            json!({"phone": "+447700900502", "pow": pow}),
+            json!({"phone": "+447400900502", "pow": pow}),
         )
         .await;
     assert_error(status, &headers, &body, 400, "pow_forged");
@@ -191,7 +191,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 json,
-                b"{\"phone\":\"+447700900123\",\"evil\":1}".to_vec(),
+                b"{\"phone\":\"+447400900123\",\"evil\":1}".to_vec(),
                 400,
                 "invalid_request",
             ),
@@ -223,7 +223,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 None,
-                b"{\"phone\":\"+447700900123\"}".to_vec(),
+                b"{\"phone\":\"+447400900123\"}".to_vec(),
                 415,
                 "unsupported_media_type",
             ),
@@ -231,7 +231,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 Some("text/plain"),
-                b"{\"phone\":\"+447700900123\"}".to_vec(),
+                b"{\"phone\":\"+447400900123\"}".to_vec(),
                 415,
                 "unsupported_media_type",
             ),
@@ -255,7 +255,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 json,
-                b"{\"phone\":\"0044 7700 900123\"}".to_vec(),
+                b"{\"phone\":\"0044 7400 900123\"}".to_vec(),
                 400,
                 "invalid_phone",
             ),
@@ -271,7 +271,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 json,
-                b"{\"phone\":\"+447700900123\",\"app\":\"nope\"}".to_vec(),
+                b"{\"phone\":\"+447400900123\",\"app\":\"nope\"}".to_vec(),
                 400,
                 "unknown_app",
             ),
@@ -279,7 +279,7 @@ mod inputs {
                 "POST",
                 "/v1/verifications",
                 json,
-                b"{\"phone\":\"+447700900123\",\"locale\":\"<script>\"}".to_vec(),
+                b"{\"phone\":\"+447400900123\",\"locale\":\"<script>\"}".to_vec(),
                 400,
                 "invalid_locale",
             ),
@@ -299,7 +299,7 @@ mod inputs {
             assert_error(status, &headers, &body, want_status, want_code);
         }
         // Check bodies too.
-        let id = h.start("+447700900123").await;
+        let id = h.start("+447400900123").await;
         let path = format!("/v1/verifications/{id}/check");
         let (status, headers, body) = raw(
             &h,
@@ -328,10 +328,10 @@ mod inputs {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_outage_is_503_without_internals_and_not_ready() {
         let mut h = Harness::new(Backend::RedisPrivate).await;
-        let id = h.start("+447700900950").await;
+        let id = h.start("+447400900950").await;
         h.redis.as_mut().unwrap().stop();
         let (status, headers, body) = h
-            .post("/v1/verifications", json!({"phone": "+447700900951"}))
+            .post("/v1/verifications", json!({"phone": "+447400900951"}))
             .await;
         assert_error(status, &headers, &body, 503, "store_unavailable");
         assert!(headers.get("retry-after").is_some());
@@ -401,13 +401,13 @@ mod inputs {
     async fn starts_look_the_same_for_new_and_known_numbers() {
         let h = Harness::new(Backend::Memory).await;
         let (s1, _, a) = h
-            .post("/v1/verifications", json!({"phone": "+447700900601"}))
+            .post("/v1/verifications", json!({"phone": "+447400900601"}))
             .await;
         let (s2, _, b) = h
-            .post("/v1/verifications", json!({"phone": "+447700900601"}))
+            .post("/v1/verifications", json!({"phone": "+447400900601"}))
             .await;
         let (s3, _, c) = h
-            .post("/v1/verifications", json!({"phone": "+447700900602"}))
+            .post("/v1/verifications", json!({"phone": "+447400900602"}))
             .await;
         assert_eq!((s1, s2, s3), (201, 201, 201));
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
@@ -433,7 +433,7 @@ mod inputs {
             .client
             .post(h.url("/v1/verifications"))
             .bearer_auth("wrong-key-wrong-key-wrong")
-            .json(&json!({"phone": "+447700900701"}))
+            .json(&json!({"phone": "+447400900701"}))
             .send()
             .await
             .unwrap();
@@ -444,15 +444,15 @@ mod inputs {
                 .client
                 .post(h.url("/v1/verifications"))
                 .bearer_auth(key)
-                .json(&json!({"phone": format!("+4477009007{n:02}")}))
+                .json(&json!({"phone": format!("+4474009007{n:02}")}))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(res.status().as_u16(), 201);
         }
-        h.start("+447700900799").await;
+        h.start("+447400900799").await;
         let (status, _, _) = h
-            .post("/v1/verifications", json!({"phone": "+447700900798"}))
+            .post("/v1/verifications", json!({"phone": "+447400900798"}))
             .await;
         assert_eq!(status, 429, "an anonymous caller still has the IP budget");
     }
@@ -495,7 +495,7 @@ mod inputs {
             .client
             .post(h.url("/v1/verifications"))
             .header("origin", "https://bank.example.com")
-            .json(&json!({"phone": "+447700900801"}))
+            .json(&json!({"phone": "+447400900801"}))
             .send()
             .await
             .unwrap();
@@ -548,12 +548,18 @@ mod inputs {
             assert!(check.get(code).is_some(), "check response {code}");
         }
         assert!(doc["components"]["schemas"]["ErrorDoc"].is_object());
+        // The destination refusals are listed with their statuses.
+        let start = &paths["/v1/verifications"]["post"]["responses"];
+        for (status, code) in [("400", "invalid_phone"), ("403", "destination_not_allowed")] {
+            let text = start[status]["description"].as_str().unwrap_or_default();
+            assert!(text.contains(code), "{status} lists {code}: {text}");
+        }
 
         let (status, _, body) = h.get("/healthz").await;
         assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
         let (status, _, body) = h.get("/readyz").await;
         assert_eq!(status, 200, "{body}");
-        let id = h.start("+447700900901").await;
+        let id = h.start("+447400900901").await;
         h.check(&id, "000000").await;
         let text = get_text(&h.client, &h.url("/metrics")).await;
         assert!(
@@ -566,9 +572,9 @@ mod inputs {
             "{text}"
         );
         assert!(!text.contains(&id), "no ids in metrics");
-        assert!(!text.contains("447700900901"), "no numbers in metrics");
+        assert!(!text.contains("447400900901"), "no numbers in metrics");
         // Dev-only routes do not exist here.
-        let (status, headers, body) = h.get("/_emulator/messages?phone=%2B447700900901").await;
+        let (status, headers, body) = h.get("/_emulator/messages?phone=%2B447400900901").await;
         assert_error(status, &headers, &body, 404, "not_found");
     }
 }

@@ -5,10 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use otpgate_core::phone::{CallingCode, NumberPrefix, PhoneNumber};
+use otpgate_core::phone::{NumberPrefix, PhoneNumber};
 use otpgate_core::pow::{self, PowError};
 use otpgate_core::wire::PowSolution;
 use otpgate_server::clock::{Clock as _, ManualClock};
+use otpgate_server::destination::{Refusal, Region};
 use otpgate_server::policy::{Limit, Policy, PolicyConfig, PolicyError, StartContext};
 use otpgate_server::store::{MemoryStore, Store as _};
 use sha2::{Digest as _, Sha256};
@@ -47,6 +48,14 @@ fn limit(limit: u32, window_secs: u64) -> Limit {
 
 fn phone(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s).expect("phone")
+}
+
+/// A French mobile valid for libphonenumber, on a range (first six digits) of its own for
+/// each `range` below 80.
+fn mobile(range: u32, tail: u32) -> PhoneNumber {
+    const SECOND: [u32; 8] = [0, 1, 2, 4, 5, 6, 7, 8];
+    let second = SECOND[(range / 10 % 8) as usize];
+    phone(&format!("+336{second}{}{tail:06}", range % 10))
 }
 
 fn ip(n: u32) -> IpAddr {
@@ -148,7 +157,14 @@ fn defaults_are_safe_and_valid() {
             window_secs: 600
         }
     );
-    assert!(!c.danger_allow_all_countries);
+    assert!(!c.danger_allow_all_regions);
+    assert_eq!(
+        c.allowed_regions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["US", "CA", "GB", "FR", "DE", "PT"]
+    );
     assert!(c.pow.enabled && c.pow.max_difficulty <= 22);
     let p = env(c).policy;
     assert_eq!(p.lifetime_ms(), 300_000);
@@ -178,7 +194,14 @@ fn out_of_bounds_values_name_their_key() {
         case("budgets.global.window_secs:", |c| {
             c.budgets.global.window_secs = 0
         }),
-        case("allowed_countries:", |c| c.allowed_countries.clear()),
+        case("allowed_regions:", |c| c.allowed_regions.clear()),
+        case("allowed_number_types:", |c| c.allowed_number_types.clear()),
+        case("allowed_countries:", |c| {
+            c.removed_allowed_countries = Some(vec!["1".into()]);
+        }),
+        case("danger_allow_all_countries:", |c| {
+            c.removed_danger_allow_all_countries = Some(true);
+        }),
         case("api_keys[0]:", |c| {
             c.api_keys = vec!["my-plain-secret-key-in-config".into()]
         }),
@@ -202,15 +225,15 @@ fn out_of_bounds_values_name_their_key() {
         assert!(err.starts_with(key), "{err} should start with {key}");
     }
     let mut c = PolicyConfig::default();
-    c.allowed_countries.clear();
-    c.danger_allow_all_countries = true;
+    c.allowed_regions.clear();
+    c.danger_allow_all_regions = true;
     c.validate().expect("allow-all is explicit");
 }
 
 #[test]
 fn the_config_parses_from_toml_and_refuses_unknown_keys() {
     let c: PolicyConfig = toml::from_str(
-        "lifetime_secs = 120\nallowed_countries = [\"33\", \"+44\"]\n[budgets.phone]\nlimit = 3\nwindow_secs = 300\n[pow]\nbase_difficulty = 4\n[test_numbers]\n\"+15555550100\" = \"000000\"\n",
+        "lifetime_secs = 120\nallowed_regions = [\"FR\", \"GB\"]\nallowed_number_types = [\"mobile\"]\nblocked_prefixes = [\"+4470\"]\n[budgets.phone]\nlimit = 3\nwindow_secs = 300\n[pow]\nbase_difficulty = 4\n[test_numbers]\n\"+15555550100\" = \"000000\"\n",
     )
     .expect("toml");
     c.validate().expect("valid");
@@ -283,11 +306,11 @@ async fn prefix_and_global_budgets() {
     e.fill(3, |i| (phone(&format!("+336{i}0000000")), ip(i)))
         .await;
     assert_eq!(
-        scope(e.start(&phone("+33690000000"), ip(9)).await),
+        scope(e.start(&phone("+33680000000"), ip(9)).await),
         "global"
     );
     e.clock.advance(60_000);
-    e.start(&phone("+33690000000"), ip(9))
+    e.start(&phone("+33680000000"), ip(9))
         .await
         .expect("next minute");
 }
@@ -322,13 +345,17 @@ async fn premium_rate_ranges_are_refused_by_default() {
         "+19005550123",
         "+19765550123",
     ] {
-        assert_eq!(
-            e.start(&phone(premium), ip(1)).await,
-            Err(PolicyError::CountryNotAllowed),
+        assert!(
+            matches!(
+                e.start(&phone(premium), ip(1)).await,
+                Err(PolicyError::Destination(
+                    Refusal::NumberType | Refusal::BlockedPrefix | Refusal::NotValid
+                ))
+            ),
             "{premium}"
         );
     }
-    e.start(&phone("+447700900123"), ip(1))
+    e.start(&phone("+447400123456"), ip(1))
         .await
         .expect("a UK mobile");
     e.start(&phone("+12025550123"), ip(1))
@@ -336,18 +363,34 @@ async fn premium_rate_ranges_are_refused_by_default() {
         .expect("a US number");
 }
 
-/// `n` sends by a trusted backend (no proof of work) to distinct `+336` ranges from distinct
-/// addresses, never approved.
-async fn trusted_sends(e: &Env, n: u32) {
-    for i in 0..n {
-        e.start_with(
-            &phone(&format!("+336{:02}000000", i + 10)),
-            ip(i),
-            true,
-            None,
-        )
-        .await
-        .expect("trusted");
+/// `n` anonymous sends to distinct ranges from distinct addresses, never approved, from
+/// `first` on. They go through a twin of the policy without proof of work on the same
+/// store (as an attacker who solves every challenge would): only anonymous sends feed the
+/// signals.
+async fn anonymous_sends(e: &Env, first: u32, n: u32) {
+    let mut cfg = e.policy.config().clone();
+    cfg.pow.enabled = false;
+    let twin = Policy::new(cfg, e.store.clone(), POW_KEY.to_vec());
+    for i in first..first + n {
+        let p = mobile(i, 0);
+        let ctx = StartContext {
+            phone: &p,
+            app: "shop",
+            client_ip: ip(i),
+            trusted: false,
+            pow: None,
+            now_ms: e.clock.now_ms(),
+        };
+        twin.admit_start(&ctx).await.expect("anonymous send");
+    }
+}
+
+/// `n` sends by a trusted backend (no proof of work), never approved.
+async fn trusted_sends(e: &Env, first: u32, n: u32) {
+    for i in first..first + n {
+        e.start_with(&mobile(i, 1), ip(i), true, None)
+            .await
+            .expect("trusted");
     }
 }
 
@@ -357,19 +400,17 @@ async fn the_difficulty_rises_at_half_the_gateways_capacity() {
     // signal follows the phones' capacity once the policy knows it.
     let e = env(PolicyConfig::default());
     e.policy.set_send_capacity(20);
-    trusted_sends(&e, 9).await;
+    anonymous_sends(&e, 0, 9).await;
     e.clock.advance(200);
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000000")).await,
+        difficulty_asked(&e, &phone("+33780000000")).await,
         0,
         "9 of 20: below half"
     );
-    e.start_with(&phone("+33699000000"), ip(99), true, None)
-        .await
-        .expect("trusted");
+    anonymous_sends(&e, 9, 2).await;
     e.clock.advance(200);
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000001")).await,
+        difficulty_asked(&e, &phone("+33780000001")).await,
         6,
         "11 of 20 per minute: past half the phones' capacity"
     );
@@ -382,40 +423,56 @@ async fn destinations_allow_list_and_blocked_prefixes() {
     let e = env(c);
     assert_eq!(
         e.start(&phone("+79161234567"), ip(1)).await,
-        Err(PolicyError::CountryNotAllowed)
+        Err(PolicyError::Destination(Refusal::Region))
     );
     assert_eq!(
         e.start(&phone("+2348012345678"), ip(1)).await,
-        Err(PolicyError::CountryNotAllowed)
+        Err(PolicyError::Destination(Refusal::Region))
     );
     assert_eq!(
         e.start(&phone("+447012345678"), ip(1)).await,
-        Err(PolicyError::CountryNotAllowed)
+        Err(PolicyError::Destination(Refusal::NumberType))
     );
-    e.start(&phone("+447700900123"), ip(1))
+    let mut c = no_pow();
+    c.allowed_number_types
+        .push(otpgate_server::destination::NumberType::PersonalNumber);
+    c.blocked_prefixes = vec![NumberPrefix::parse("+4470").expect("range")];
+    assert_eq!(
+        env(c).start(&phone("+447012345678"), ip(1)).await,
+        Err(PolicyError::Destination(Refusal::BlockedPrefix))
+    );
+    e.start(&phone("+447400123456"), ip(1))
         .await
         .expect("UK mobile allowed");
     assert_eq!(
-        PolicyError::CountryNotAllowed.code().as_str(),
+        PolicyError::Destination(Refusal::Region).code().as_str(),
         "destination_not_allowed"
+    );
+    assert_eq!(
+        e.start(&phone("+447700900123"), ip(1)).await,
+        Err(PolicyError::Destination(Refusal::NotValid))
+    );
+    assert_eq!(
+        PolicyError::Destination(Refusal::NotValid).code().as_str(),
+        "invalid_phone"
     );
 
     let mut c = no_pow();
-    c.danger_allow_all_countries = true;
+    c.danger_allow_all_regions = true;
     let e = env(c);
     e.start(&phone("+79161234567"), ip(1))
         .await
         .expect("allow-all");
 
     let mut c = no_pow();
-    c.allowed_countries = vec![CallingCode::parse("234").expect("calling code")];
+    c.allowed_regions = vec![Region::parse("NG").expect("region")];
     let e = env(c);
     e.start(&phone("+2348012345678"), ip(1))
         .await
         .expect("listed");
     assert_eq!(
         e.start(&phone("+33612345678"), ip(1)).await,
-        Err(PolicyError::CountryNotAllowed)
+        Err(PolicyError::Destination(Refusal::Region))
     );
 }
 
@@ -441,10 +498,15 @@ async fn test_numbers_get_their_fixed_code_and_spend_nothing() {
     for (key, window_ms) in [("pol:b:ph:+15555550100", 600_000), ("pol:b:g", 60_000)] {
         assert_eq!(e.used(key, window_ms, now).await, 0, "no budget");
     }
-    // The allow-list still comes first.
+    // Test numbers skip the region and type checks (they never reach a phone); other
+    // numbers of that region do not.
     assert_eq!(
         e.start(&phone("+79161234567"), ip(1)).await,
-        Err(PolicyError::CountryNotAllowed)
+        Ok(Some("111111".into()))
+    );
+    assert_eq!(
+        e.start(&phone("+79161234568"), ip(1)).await,
+        Err(PolicyError::Destination(Refusal::Region))
     );
     assert_eq!(e.policy.test_code(&phone("+15555550101")), None);
 }
@@ -562,22 +624,22 @@ async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
     assert_eq!(e.policy.current_difficulty(), 0);
     // A burst of sends to many ranges that are never approved (a backend with an API key
     // is used to generate it here, as the attacker would through the front door).
-    trusted_sends(&e, 60).await;
+    anonymous_sends(&e, 0, 60).await;
     e.clock.advance(1_000);
-    let d = difficulty_asked(&e, &phone("+33100000000")).await;
+    let d = difficulty_asked(&e, &phone("+33780000000")).await;
     // 61 % of the global budget (+6) and no approval out of 61 sends (+12).
     assert_eq!(d, 18);
     assert_eq!(e.policy.current_difficulty(), 18);
     // Just past the global window's boundary the burst still counts: the signals are
     // sliding windows, so a flood does not get a quiet moment at every boundary.
     e.clock.advance(59_100);
-    assert_eq!(difficulty_asked(&e, &phone("+33100000003")).await, 18);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000003")).await, 18);
     // A whole global window later: only the approval ratio remains.
     e.clock.advance(60_000);
-    assert_eq!(difficulty_asked(&e, &phone("+33100000001")).await, 12);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000001")).await, 12);
     // A whole signal window later: back to nothing.
     e.clock.advance(1_080_000);
-    assert_eq!(difficulty_asked(&e, &phone("+33100000002")).await, 0);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000002")).await, 0);
     assert_eq!(e.policy.current_difficulty(), 0);
 }
 
@@ -585,14 +647,16 @@ async fn difficulty_rises_under_a_pumping_burst_and_falls_back() {
 async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
     // A flood that fills the phones: every admitted start then fails for lack of capacity
     // and its budgets are given back, but the abuse signal keeps it.
-    let e = env(PolicyConfig::default());
+    let mut c = PolicyConfig::default();
+    c.pow.enabled = false;
+    let e = env(c);
     let target = phone("+33612345678");
     for i in 0..25 {
         let ctx = StartContext {
             phone: &target,
             app: "shop",
             client_ip: ip(900 + i),
-            trusted: true,
+            trusted: false,
             pow: None,
             now_ms: e.clock.now_ms(),
         };
@@ -606,8 +670,15 @@ async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
         0,
         "the person's quota was given back"
     );
+    let mut cfg = e.policy.config().clone();
+    cfg.pow.enabled = true;
+    let measuring = Env {
+        policy: Policy::new(cfg, e.store.clone(), POW_KEY.to_vec()),
+        store: e.store.clone(),
+        clock: e.clock.clone(),
+    };
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000000")).await,
+        difficulty_asked(&measuring, &phone("+33780000000")).await,
         12,
         "25 sends attempted, none approved"
     );
@@ -616,7 +687,7 @@ async fn sends_the_phones_could_not_carry_still_raise_the_difficulty() {
 #[tokio::test]
 async fn approvals_recorded_later_are_counted_together() {
     let e = env(PolicyConfig::default());
-    trusted_sends(&e, 40).await;
+    anonymous_sends(&e, 0, 40).await;
     let at = e.clock.now_ms();
     for _ in 0..40 {
         e.policy.record_approval_later(at);
@@ -627,7 +698,7 @@ async fn approvals_recorded_later_are_counted_together() {
     assert_eq!(counted().await, 40, "counted within the flush delay");
     e.clock.advance(200);
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000000")).await,
+        difficulty_asked(&e, &phone("+33780000000")).await,
         0,
         "every code entered: legit traffic"
     );
@@ -646,58 +717,60 @@ async fn the_signals_slide_across_window_boundaries() {
     c.pow.min_samples = 1_000; // the approval ratio stays out of this test
     let e = env(c);
     e.clock.advance(59_000);
-    trusted_sends(&e, 30).await;
+    anonymous_sends(&e, 0, 30).await;
     e.clock.advance(2_000);
-    for i in 0..30 {
-        e.start_with(
-            &phone(&format!("+337{:02}000000", i + 10)),
-            ip(500 + i),
-            true,
-            None,
-        )
-        .await
-        .expect("trusted");
-    }
+    anonymous_sends(&e, 30, 30).await;
     e.clock.advance(200);
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000000")).await,
+        difficulty_asked(&e, &phone("+33780000000")).await,
         6,
         "60 sends in the last minute: past half the global budget"
     );
     // Half a window on, half of the previous window's sends still count: 30 + 15.
     e.clock.advance(29_000);
-    assert_eq!(difficulty_asked(&e, &phone("+33100000001")).await, 0);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000001")).await, 0);
 }
 
 #[tokio::test]
 async fn approvals_keep_the_difficulty_down_and_prefix_bursts_raise_it() {
     let e = env(PolicyConfig::default());
     for i in 0..40 {
-        e.start_with(
-            &phone(&format!("+336{:02}000000", i + 10)),
-            ip(i),
-            true,
-            None,
-        )
-        .await
-        .expect("trusted");
+        anonymous_sends(&e, i, 1).await;
         e.policy.record_check(true, e.clock.now_ms()).await;
     }
     e.clock.advance(1_000);
     assert_eq!(
-        difficulty_asked(&e, &phone("+33100000000")).await,
+        difficulty_asked(&e, &phone("+33780000000")).await,
         0,
         "every code entered: legit traffic"
     );
 
-    // Fifteen sends on one prefix (half its budget): that prefix needs work, others not.
+    // Fifteen trusted sends on one prefix: no signal.
     for i in 0..15 {
-        e.start_with(&phone(&format!("+3370000{i:04}")), ip(1), true, None)
+        e.start_with(&phone(&format!("+3375000{i:04}")), ip(1), true, None)
             .await
             .expect("trusted");
     }
-    assert_eq!(difficulty_asked(&e, &phone("+33700009999")).await, 6);
-    assert_eq!(difficulty_asked(&e, &phone("+33710009999")).await, 0);
+    assert_eq!(difficulty_asked(&e, &phone("+33750009998")).await, 0);
+    // Fifteen anonymous sends on one prefix (half its budget): that prefix needs work,
+    // others not.
+    let mut cfg = e.policy.config().clone();
+    cfg.pow.enabled = false;
+    let twin = Policy::new(cfg, e.store.clone(), POW_KEY.to_vec());
+    for i in 0..15 {
+        let p = phone(&format!("+3375100{i:04}"));
+        let ctx = StartContext {
+            phone: &p,
+            app: "shop",
+            client_ip: ip(200 + i),
+            trusted: false,
+            pow: None,
+            now_ms: e.clock.now_ms(),
+        };
+        twin.admit_start(&ctx).await.expect("anonymous send");
+    }
+    assert_eq!(difficulty_asked(&e, &phone("+33751009999")).await, 6);
+    assert_eq!(difficulty_asked(&e, &phone("+33752009999")).await, 0);
 }
 
 #[tokio::test]
@@ -759,13 +832,63 @@ async fn resends_spend_the_phone_budget_but_not_the_ip_budget() {
 #[test]
 fn calling_codes_and_ranges_are_refused_as_the_policy_is_read() {
     for (toml_text, why) in [
-        (
-            "allowed_countries = [\"999\"]",
-            "not a country calling code",
-        ),
+        ("allowed_regions = [\"UK\"]", "ISO 3166-1 alpha-2"),
+        ("allowed_number_types = [\"premium\"]", "premium_rate"),
         ("blocked_prefixes = [\"+44x\"]", "number range"),
     ] {
         let err = toml::from_str::<PolicyConfig>(toml_text).expect_err(toml_text);
         assert!(err.to_string().contains(why), "{toml_text}: {err}");
     }
+}
+
+#[test]
+fn the_old_country_keys_are_refused_naming_their_replacements() {
+    let c: PolicyConfig =
+        toml::from_str("allowed_countries = [\"1\", \"44\"]").expect("read, then refused");
+    let err = c.validate().expect_err("refused");
+    assert!(err.starts_with("allowed_countries:"), "{err}");
+    assert!(err.contains("allowed_regions"), "{err}");
+    // The regions the old codes covered are named, the Caribbean included: "1" is not
+    // silently read as the US and Canada.
+    for region in ["US", "CA", "JM", "BS", "GB", "JE", "GG", "IM"] {
+        assert!(err.contains(region), "{region} in {err}");
+    }
+    let c: PolicyConfig = toml::from_str("danger_allow_all_countries = true").expect("read");
+    let err = c.validate().expect_err("refused");
+    assert!(err.contains("danger_allow_all_regions"), "{err}");
+    // Test numbers are checked for form only.
+    let c: PolicyConfig =
+        toml::from_str("[test_numbers]\n\"+15555550100\" = \"000000\"").expect("read");
+    c.validate().expect("a +1 555 test number is fine");
+}
+
+#[tokio::test]
+async fn trusted_and_test_number_traffic_neither_raises_nor_lowers_the_difficulty() {
+    let mut c = PolicyConfig::default();
+    c.budgets.global = Limit {
+        limit: 200,
+        window_secs: 60,
+    };
+    c.test_numbers
+        .insert("+14155550100".into(), "424242".into());
+    let e = env(c);
+    // Trusted sends alone, past half the global budget and never approved: no signal.
+    trusted_sends(&e, 0, 110).await;
+    e.clock.advance(1_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000000")).await, 0);
+    // A pumping run: the difficulty rises...
+    anonymous_sends(&e, 0, 60).await;
+    e.clock.advance(1_000);
+    let pumped = difficulty_asked(&e, &phone("+33780000001")).await;
+    assert!(pumped >= 12, "{pumped}");
+    // ...and test-number starts (free, never sent) and more trusted sends leave it there.
+    for i in 0..40 {
+        assert_eq!(
+            e.start(&phone("+14155550100"), ip(3000 + i)).await,
+            Ok(Some("424242".into()))
+        );
+    }
+    trusted_sends(&e, 110, 15).await;
+    e.clock.advance(200);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000002")).await, pumped);
 }

@@ -56,6 +56,36 @@ fn a_broken_config_names_file_key_and_reason_and_does_not_start() {
     let (code, err) = serve_with("[[apps]]\nname = \"shop\"\n[policy]\nmax_attempts = 0\n");
     assert_ne!(code, 0);
     assert!(err.contains("policy.max_attempts"), "{err}");
+
+    // The calling-code keys of earlier versions stop the start, naming their replacements
+    // (and, for allowed_countries, the regions the old codes covered).
+    let (code, err) =
+        serve_with("[[apps]]\nname = \"shop\"\n[policy]\nallowed_countries = [\"1\", \"44\"]\n");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("policy.allowed_countries") && err.contains("allowed_regions"),
+        "{err}"
+    );
+    assert!(err.contains("JM") && err.contains("JE"), "{err}");
+    let (code, err) =
+        serve_with("[[apps]]\nname = \"shop\"\n[policy]\ndanger_allow_all_countries = true\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("danger_allow_all_regions"), "{err}");
+    let (code, err) =
+        serve_with("[[apps]]\nname = \"shop\"\n[policy]\nallowed_regions = [\"UK\"]\n");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("allowed_regions") && err.contains("ISO 3166-1"),
+        "{err}"
+    );
+    let (code, err) = serve_with(
+        "[[apps]]\nname = \"shop\"\n[[gateways.devices]]\nname = \"p\"\nkind = \"sms-gate\"\nurl = \"http://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"P\"\ncountries = [\"44\"]\n",
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("countries") && err.contains("regions"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +95,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let mut server = Server::start(dir.path(), None, port, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let (status, body) = start(&client, &base, "+447700900123").await;
+    let (status, body) = start(&client, &base, "+447400900123").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     // The emulated phone's outbox: the SMS with the WebOTP line for the listen host.
@@ -73,7 +103,7 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     let text = loop {
         let list = get_json(
             &client,
-            &format!("{base}/_emulator/messages?phone=%2B447700900123"),
+            &format!("{base}/_emulator/messages?phone=%2B447400900123"),
         )
         .await;
         if let Some(t) = list

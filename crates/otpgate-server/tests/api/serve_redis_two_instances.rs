@@ -22,7 +22,7 @@ async fn start_on_a_check_on_b_with_shared_limits() {
             r#"kind = "redis"
 key_prefix = "{prefix}""#
         ),
-        policy: r#"test_numbers = { "+15555550100" = "424242" }
+        policy: r#"test_numbers = { "+14155550100" = "424242" }
 
 [policy.budgets.phone]
 limit = 2
@@ -56,7 +56,7 @@ enabled = false"#
     let client = reqwest::Client::new();
 
     // Start on A, check on B.
-    let (status, body) = start(&client, &a.base, "+15555550100").await;
+    let (status, body) = start(&client, &a.base, "+14155550100").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let view = get_json(&client, &format!("{}/v1/verifications/{id}", b.base)).await;
@@ -73,10 +73,10 @@ enabled = false"#
     assert_eq!(jwks_a, jwks_b);
     let claims = verify_receipt(&receipt, &jwks_a, "shop", "https://issuer.test");
     assert_eq!(claims.sub, id);
-    assert_eq!(claims.phone_number, "+15555550100");
+    assert_eq!(claims.phone_number, "+14155550100");
 
     // The per-phone budget (2) holds across A and B.
-    let phone = json!({"phone": "+447700900777"});
+    let phone = json!({"phone": "+447400900777"});
     for base in [&a.base, &b.base] {
         let url = format!("{base}/v1/verifications");
         assert_eq!(post_json(&client, &url, &phone).await.0, 201);

@@ -11,7 +11,7 @@ async fn a_pending_verification_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServeToml {
         store: r#"kind = "embedded""#.to_owned(),
-        policy: r#"test_numbers = { "+15555550100" = "424242" }"#.to_owned(),
+        policy: r#"test_numbers = { "+14155550100" = "424242" }"#.to_owned(),
         ..ServeToml::new("https://issuer.test")
     }
     .write(dir.path());
@@ -22,7 +22,7 @@ async fn a_pending_verification_survives_sigkill() {
     let port = free_port();
     let client = reqwest::Client::new();
     let server = Server::start(dir.path(), Some(&config), port, &env);
-    let (status, body) = start(&client, &server.base, "+15555550100").await;
+    let (status, body) = start(&client, &server.base, "+14155550100").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     // A wrong code first: the spent attempt must survive too.

@@ -22,7 +22,7 @@ key = "{}""#,
             key.display()
         ),
         store: r#"kind = "memory""#.to_owned(),
-        policy: r#"test_numbers = { "+15555550100" = "424242" }"#.to_owned(),
+        policy: r#"test_numbers = { "+14155550100" = "424242" }"#.to_owned(),
         ..ServeToml::new("https://localhost")
     }
     .write(dir)
@@ -50,7 +50,7 @@ async fn serves_https_with_the_configured_certificate() {
         .build()
         .unwrap();
     let base = format!("https://localhost:{port}");
-    let (status, body) = start(&client, &base, "+15555550100").await;
+    let (status, body) = start(&client, &base, "+14155550100").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let (status, body) = check(&client, &base, &id, "424242").await;

@@ -19,7 +19,7 @@ fn event(i: i64) -> AuditEvent {
     e.request_id = Some(format!("req-{i}"));
     e.verification_id = Some(format!("v_{i}"));
     e.app = Some("shop".into());
-    e.phone = Some(PhoneNumber::parse("+447700900123").expect("phone"));
+    e.phone = Some(PhoneNumber::parse("+447400900123").expect("phone"));
     e.detail = json!({ "n": i });
     e
 }
@@ -209,14 +209,14 @@ async fn no_code_and_no_full_number_reach_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path, KEY.to_vec()).expect("open");
-    let phone = PhoneNumber::parse("+447700900123").expect("phone");
+    let phone = PhoneNumber::parse("+447400900123").expect("phone");
     let mut e = AuditEvent::new("check.rejected", T0);
     e.phone = Some(phone.clone());
     e.detail = json!({
         "code": "493817",
         "otp": "493817",
         "sms_code": "493817",
-        "nested": { "the_otp": "493817", "to": "+447700900123", "list": ["+44 7700 900123"] },
+        "nested": { "the_otp": "493817", "to": "+447400900123", "list": ["+44 7400 900123"] },
         "error_code": "wrong_code",
         "attempts_left": 4,
         "code_version": 2,
@@ -228,7 +228,7 @@ async fn no_code_and_no_full_number_reach_the_file() {
         "a code reached the audit log: {text}"
     );
     assert!(
-        !text.contains("7700900123") && !text.contains("7700 900123"),
+        !text.contains("7400900123") && !text.contains("7400 900123"),
         "a full number reached the log: {text}"
     );
     let pseudonym = log.pseudonymize(&phone);

@@ -32,7 +32,7 @@ use otpgate_test_support::process::{Serve, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::json;
 
-const PHONE: &str = "+15555550100";
+const PHONE: &str = "+14155550100";
 const CODE: &str = "424242";
 const ISSUER: &str = "https://issuer.test";
 

@@ -37,7 +37,7 @@ use otpgate_test_support::fault::{
 use otpgate_test_support::http::{Answer, client, jwks, send, send_check, send_start};
 use otpgate_test_support::process::{Serve, ServeToml, free_port};
 
-const PHONE: &str = "+15555550100";
+const PHONE: &str = "+14155550100";
 const CODE: &str = "424242";
 const WRONG: &str = "000000";
 const ISSUER: &str = "https://issuer.test";

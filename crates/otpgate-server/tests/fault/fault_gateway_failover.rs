@@ -113,9 +113,9 @@ poll_interval_secs = 1
     }
 }
 
-/// A distinct NANP number per index (`+1 2xx xxx xxxx`).
+/// A distinct valid US number per index (`+1 415 xxx xxxx`, the exchange from the run).
 fn number(run: u64, i: usize) -> String {
-    format!("+1{}{:06}", 200 + run % 700, i)
+    format!("+1415{}{:04}", 200 + run % 700, i)
 }
 
 /// Sends `n` starts with `concurrency` in flight; calls `mid` once when a third are

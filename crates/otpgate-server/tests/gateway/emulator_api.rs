@@ -84,7 +84,7 @@ fn otp(id: &str, phone: &str) -> Value {
 #[tokio::test]
 async fn send_is_202_with_message_state_and_location_then_delivered() {
     let p = phone(fast(), vec![]).await;
-    let (s, h, v) = p.post("/message", otp("otp-1", "+15551234567")).await;
+    let (s, h, v) = p.post("/message", otp("otp-1", "+14155550123")).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(
         h.get("location").and_then(|l| l.to_str().ok()),
@@ -92,7 +92,7 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
     );
     assert_eq!(v["id"], "otp-1");
     assert_eq!(v["state"], "Pending");
-    assert_eq!(v["recipients"][0]["phoneNumber"], "+15551234567");
+    assert_eq!(v["recipients"][0]["phoneNumber"], "+14155550123");
     assert_eq!(v["recipients"][0]["state"], "Pending");
     assert!(v["recipients"][0].get("error").is_none());
     assert_eq!(v["textMessage"]["text"], "Your code is 483920");
@@ -101,13 +101,13 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
     for s in ["Pending", "Processed", "Sent", "Delivered"] {
         assert!(v["states"][s].is_string(), "history lacks {s}: {v}");
     }
-    let sent = p.emu.sent(Some("+15551234567"));
+    let sent = p.emu.sent(Some("+14155550123"));
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].text, "Your code is 483920");
     assert_eq!(sent[0].state, "Delivered");
     // The cloud path and the outbox endpoint.
     let (s, h, v) = p
-        .post("/3rdparty/v1/messages", otp("otp-2", "+15551234568"))
+        .post("/3rdparty/v1/messages", otp("otp-2", "+14155550124"))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(
@@ -117,7 +117,7 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
     assert_eq!(v["id"], "otp-2");
     let out: Value = get_json(
         &p.http,
-        &format!("{}/_emulator/messages?phone=%2B15551234567", p.base),
+        &format!("{}/_emulator/messages?phone=%2B14155550123", p.base),
     )
     .await;
     assert_eq!(out.as_array().map(Vec::len), Some(1));
@@ -128,10 +128,10 @@ async fn send_is_202_with_message_state_and_location_then_delivered() {
 async fn duplicate_id_is_409_and_sent_once() {
     let p = phone(fast(), vec![]).await;
     assert_eq!(
-        p.post("/messages", otp("dup", "+15551234567")).await.0,
+        p.post("/messages", otp("dup", "+14155550123")).await.0,
         StatusCode::ACCEPTED
     );
-    let (s, _, v) = p.post("/messages", otp("dup", "+15551234567")).await;
+    let (s, _, v) = p.post("/messages", otp("dup", "+14155550123")).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(
         v,
@@ -145,18 +145,18 @@ async fn duplicate_id_is_409_and_sent_once() {
 async fn bad_bodies_are_400_with_a_message() {
     let p = phone(fast(), vec![]).await;
     let cases = [
-        json!({"phoneNumbers": ["+15551234567"]}),
-        json!({"message": "a", "textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"]}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"], "ttl": 60, "validUntil": "2099-01-01T00:00:00Z"}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"], "ttl": 4}),
+        json!({"phoneNumbers": ["+14155550123"]}),
+        json!({"message": "a", "textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"]}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "ttl": 60, "validUntil": "2099-01-01T00:00:00Z"}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "ttl": 4}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": ["not a phone"]}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567", "+1 555 123 4567"]}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123", "+1 555 123 4567"]}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": []}),
-        json!({"textMessage": {"text": ""}, "phoneNumbers": ["+15551234567"]}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"], "simNumber": 4}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"], "priority": 1000}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"], "validUntil": "2001-01-01T00:00:00Z"}),
-        json!({"id": "x".repeat(37), "textMessage": {"text": "b"}, "phoneNumbers": ["+15551234567"]}),
+        json!({"textMessage": {"text": ""}, "phoneNumbers": ["+14155550123"]}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "simNumber": 4}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "priority": 1000}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "validUntil": "2001-01-01T00:00:00Z"}),
+        json!({"id": "x".repeat(37), "textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"]}),
         json!("just a string"),
     ];
     for body in cases {
@@ -193,7 +193,7 @@ async fn auth_is_required_401_empty_with_www_authenticate() {
             .http
             .post(format!("{}/messages", p.base))
             .basic_auth(user, Some(pass))
-            .json(&otp("a", "+15551234567"))
+            .json(&otp("a", "+14155550123"))
             .send()
             .await
             .expect("send");
@@ -314,7 +314,7 @@ async fn webhooks_are_signed_enveloped_and_retried() {
     let (_, _, list) = p.get("/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 
-    p.post("/messages", otp("w-1", "+15551234567")).await;
+    p.post("/messages", otp("w-1", "+14155550123")).await;
     p.wait_state("w-1", "Delivered").await;
     for _ in 0..100 {
         if !seen.0.lock().expect("lock").is_empty() {
@@ -345,7 +345,7 @@ async fn webhooks_are_signed_enveloped_and_retried() {
     assert_eq!(v["webhookId"], w["id"]);
     assert!(v["id"].as_str().is_some_and(|i| i.len() == 21));
     assert_eq!(v["payload"]["messageId"], "w-1");
-    assert_eq!(v["payload"]["recipient"], "+15551234567");
+    assert_eq!(v["payload"]["recipient"], "+14155550123");
     assert!(v["payload"]["sentAt"].is_string());
 }
 
@@ -364,7 +364,7 @@ async fn android_limit_fails_messages_past_it() {
         assert_eq!(
             p.post(
                 "/messages",
-                otp(&format!("l-{i}"), &format!("+1555123456{i}"))
+                otp(&format!("l-{i}"), &format!("+1415555012{i}"))
             )
             .await
             .0,
@@ -402,7 +402,7 @@ async fn expired_messages_fail_and_are_never_sent() {
         vec![],
     )
     .await;
-    p.post("/messages", json!({"id": "late", "textMessage": {"text": "code 1"}, "phoneNumbers": ["+15551234567"], "ttl": 5})).await;
+    p.post("/messages", json!({"id": "late", "textMessage": {"text": "code 1"}, "phoneNumbers": ["+14155550123"], "ttl": 5})).await;
     let mut last = Value::Null;
     for _ in 0..100 {
         last = p.get("/messages/late").await.2;
@@ -422,7 +422,7 @@ async fn lists_offline_modes_encryption_and_cancel() {
     for i in 0..3 {
         p.post(
             "/messages",
-            otp(&format!("m-{i}"), &format!("+1555123450{i}")),
+            otp(&format!("m-{i}"), &format!("+1415555010{i}")),
         )
         .await;
     }
@@ -451,7 +451,7 @@ async fn lists_offline_modes_encryption_and_cancel() {
 
     // Encrypted: numbers echoed verbatim, the emulator decrypts for its outbox.
     let salt = [3u8; 16];
-    let enc_phone = crypto::encrypt("e2e-secret", "+15550000001", &salt, 1000);
+    let enc_phone = crypto::encrypt("e2e-secret", "+14155550001", &salt, 1000);
     let enc_text = crypto::encrypt("e2e-secret", "secret code 111222", &[4u8; 16], 1000);
     let (s, _, v) = p
         .post("/messages", json!({"id": "enc", "textMessage": {"text": enc_text}, "phoneNumbers": [enc_phone], "isEncrypted": true}))
@@ -460,7 +460,7 @@ async fn lists_offline_modes_encryption_and_cancel() {
     assert_eq!(v["recipients"][0]["phoneNumber"], enc_phone.as_str());
     assert_eq!(v["isEncrypted"], true);
     p.wait_state("enc", "Delivered").await;
-    let out = p.emu.sent(Some("+15550000001"));
+    let out = p.emu.sent(Some("+14155550001"));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].text, "secret code 111222");
 
@@ -468,7 +468,7 @@ async fn lists_offline_modes_encryption_and_cancel() {
     let mut k = fast();
     k.delay_ms = 2_000;
     p.emu.set_knobs(k);
-    p.post("/messages", otp("c-1", "+15551112222")).await;
+    p.post("/messages", otp("c-1", "+14155551122")).await;
     let (s, _, v) = p
         .answer(p.http.delete(format!("{}/messages/c-1", p.base)))
         .await;
@@ -482,7 +482,7 @@ async fn lists_offline_modes_encryption_and_cancel() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(k["offline"], "unavailable");
     assert_eq!(
-        p.post("/messages", otp("o-1", "+15551234567")).await.0,
+        p.post("/messages", otp("o-1", "+14155550123")).await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
@@ -523,7 +523,7 @@ async fn failure_rate_and_dropped_reports() {
         vec![url],
     )
     .await;
-    p.post("/messages", otp("f-1", "+15551234567")).await;
+    p.post("/messages", otp("f-1", "+14155550123")).await;
     let v = p.wait_state("f-1", "Failed").await;
     assert_eq!(v["recipients"][0]["error"], "RESULT_ERROR_GENERIC_FAILURE");
     assert!(p.emu.sent(None).is_empty());
@@ -542,7 +542,7 @@ async fn failure_rate_and_dropped_reports() {
         drop_reports: 1.0,
         ..fast()
     });
-    p.post("/messages", otp("d-1", "+15551234567")).await;
+    p.post("/messages", otp("d-1", "+14155550123")).await;
     p.wait_state("d-1", "Sent").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(p.get("/messages/d-1").await.2["state"], "Sent");

@@ -33,15 +33,15 @@ const assert = (c, m) => { if (!c) { console.error("FAIL: " + m); process.exit(1
 for (const prefix of ["", "/3rdparty/v1"]) {
   const c = new Client("sms", "npm-pass", http, base + prefix);
   const id = "npm-" + (prefix ? "cloud" : "local");
-  const st = await c.send({ id, message: "Your code is 123456", phoneNumbers: ["+15551234567"], ttl: 300, priority: 100 });
+  const st = await c.send({ id, message: "Your code is 123456", phoneNumbers: ["+14155550123"], ttl: 300, priority: 100 });
   assert(st.id === id && st.state === "Pending", "send: " + JSON.stringify(st));
   let dup = null;
-  try { await c.send({ id, message: "again", phoneNumbers: ["+15551234567"] }); } catch (e) { dup = e.status; }
+  try { await c.send({ id, message: "again", phoneNumbers: ["+14155550123"] }); } catch (e) { dup = e.status; }
   assert(dup === 409, "duplicate id gives 409, got " + dup);
   let state;
   for (let i = 0; i < 100; i++) { state = await c.getState(id); if (state.state === "Delivered") break; await new Promise(r => setTimeout(r, 20)); }
   assert(state.state === "Delivered", "state: " + JSON.stringify(state));
-  assert(state.recipients[0].phoneNumber === "+15551234567", "recipient");
+  assert(state.recipients[0].phoneNumber === "+14155550123", "recipient");
   const local = await c.send({ message: "x", phoneNumbers: ["89161234567"] }, { skipPhoneValidation: true });
   assert(local.recipients[0].phoneNumber === "89161234567", "skipPhoneValidation");
   const hook = await c.registerWebhook({ url: "http://127.0.0.1:9/hook", event: "sms:delivered" });

@@ -348,7 +348,7 @@ async fn twilio_is_used_only_when_every_phone_failed() {
     .await;
     let mut d = DeviceConfig::new("twilio", Kind::Twilio, Some(url));
     d.username = Some("AC42".into());
-    d.from = Some("+15550001111".into());
+    d.from = Some("+14155550111".into());
     let r = rig(
         vec![d.with_secrets(secrets(Some("tw-token"), None, None))],
         true,
@@ -375,7 +375,7 @@ async fn twilio_is_used_only_when_every_phone_failed() {
     let form = String::from_utf8(body.to_vec()).expect("utf8");
     assert!(
         form.contains("To=%2B447911123456")
-            && form.contains("From=%2B15550001111")
+            && form.contains("From=%2B14155550111")
             && form.contains("Body=123456%20is%20your%20code"),
         "{form}"
     );

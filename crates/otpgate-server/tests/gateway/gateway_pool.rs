@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use otpgate_core::wire::DeliveryState;
 use otpgate_server::clock::{Clock, SystemClock};
+use otpgate_server::destination::Region;
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
     DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret,
@@ -37,6 +38,11 @@ fn now_ms() -> i64 {
 
 /// Phones with the given knobs and budgets; the pool's webhook receiver on a real socket.
 async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
+    rig_routed(phones, window_secs, &[]).await
+}
+
+/// [`rig`] with the routing `regions` of each phone (missing: any region).
+async fn rig_routed(phones: &[(Knobs, u32)], window_secs: u64, regions: &[&[&str]]) -> Rig {
     let (listener, base) = listen().await;
     let hook = format!("{base}/v1/gateways/sms-gate/webhook");
     let mut emus = Vec::new();
@@ -52,6 +58,14 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
         let mut d = emulated_device(i, url, *budget, (budget * 2).max(30));
         d.timeout_ms = Some(2_000);
         d.device_id = Some(emu.device_id().to_owned());
+        d.regions = regions
+            .get(i)
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| Region::parse(r).expect("region"))
+                    .collect()
+            })
+            .unwrap_or_default();
         devices.push(d);
         emus.push(emu);
     }
@@ -79,8 +93,14 @@ fn fast() -> Knobs {
 impl Rig {
     /// A stored verification and its send job (code version `version`).
     async fn job(&self, n: usize, version: u32, life_ms: i64) -> SendJob {
+        self.job_to(n, version, life_ms, &format!("+1415555{:04}", 1_000 + n))
+            .await
+    }
+
+    /// [`Rig::job`] to `phone`.
+    async fn job_to(&self, n: usize, version: u32, life_ms: i64, phone: &str) -> SendJob {
         let vid = format!("v_{n:0>22}");
-        let phone = format!("+1555{:07}", 1_000_000 + n);
+        let phone = phone.to_owned();
         let now = now_ms();
         let rec = pending_record(&vid, &phone, version, now, life_ms);
         let _ = self.store.create(&rec).await;
@@ -157,6 +177,37 @@ async fn a_code_is_submitted_sent_and_delivered_through_webhooks() {
     let m = r.pool.metrics();
     assert!(m.webhooks_accepted >= 2, "{m:?}");
     assert!(r.pool.ready().await);
+}
+
+#[tokio::test]
+async fn phones_serve_the_regions_they_are_given() {
+    // phone-0 serves GB, phone-1 the US and Canada, phone-2 anything.
+    let r = rig_routed(
+        &[(fast(), 25), (fast(), 25), (fast(), 25)],
+        60,
+        &[&["GB"], &["US", "CA"]],
+    )
+    .await;
+    for (n, phone, allowed) in [
+        (1, "+447400123456", &[0, 2][..]),
+        (2, "+14155550123", &[1, 2][..]),
+        (3, "+16045550123", &[1, 2][..]),
+        (4, "+33612345678", &[2][..]),
+    ] {
+        let job = r.job_to(n, 1, 60_000, phone).await;
+        r.pool.dispatch(job.clone()).await.expect("dispatched");
+        r.wait_terminal(&job.verification_id, Duration::from_secs(10))
+            .await;
+        let carried: Vec<usize> = (0..3)
+            .filter(|&i| !r.phones[i].sent(Some(phone)).is_empty())
+            .collect();
+        assert_eq!(carried.len(), 1, "{phone}: {carried:?}");
+        assert!(
+            allowed.contains(&carried[0]),
+            "{phone} went to phone-{}",
+            carried[0]
+        );
+    }
 }
 
 #[tokio::test]

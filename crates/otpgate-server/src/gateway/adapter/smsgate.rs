@@ -170,7 +170,7 @@ mod tests {
     fn smsgate_body_is_the_otp_shape() {
         let msg = Outgoing {
             message_id: "v_x.1.1".into(),
-            phone: "+15551234567".into(),
+            phone: "+14155550123".into(),
             text: "code 123456".into(),
             ttl_secs: 3,
             segments: 1,
@@ -179,14 +179,14 @@ mod tests {
         let v = serde_json::to_value(&b).expect("json");
         assert_eq!(
             v,
-            json!({"id": "v_x.1.1", "textMessage": {"text": "code 123456"}, "phoneNumbers": ["+15551234567"],
+            json!({"id": "v_x.1.1", "textMessage": {"text": "code 123456"}, "phoneNumbers": ["+14155550123"],
                    "simNumber": 2, "withDeliveryReport": true, "priority": 100, "ttl": 5})
         );
         let e = smsgate_body(&msg, None, None, Some("pw"));
         assert!(e.is_encrypted);
         assert_eq!(
             crypto::decrypt("pw", &e.phone_numbers[0]).as_deref(),
-            Ok("+15551234567")
+            Ok("+14155550123")
         );
         assert_eq!(
             e.text_message.map(|t| crypto::decrypt("pw", &t.text)),
