@@ -150,7 +150,7 @@ async fn bad_bodies_are_400_with_a_message() {
         json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "ttl": 60, "validUntil": "2099-01-01T00:00:00Z"}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "ttl": 4}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": ["not a phone"]}),
-        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123", "+1 555 123 4567"]}),
+        json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123", "+1 415 555 0123"]}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": []}),
         json!({"textMessage": {"text": ""}, "phoneNumbers": ["+14155550123"]}),
         json!({"textMessage": {"text": "b"}, "phoneNumbers": ["+14155550123"], "simNumber": 4}),
