@@ -334,6 +334,20 @@ mod tests {
         assert_eq!(judge("+44 44 7400 123456"), Err(Refusal::DoubleCountryCode));
     }
 
+    proptest::proptest! {
+        /// Every plausible E.164 number is judged without a panic, and an accepted one is
+        /// plausible E.164 again with the same country code.
+        #[test]
+        fn any_plausible_number_is_judged(digits in "[1-9][0-9]{7,14}") {
+            let raw = PhoneNumber::parse(&format!("+{digits}"));
+            if let Ok(raw) = raw
+                && let Ok(d) = classify(&raw)
+            {
+                proptest::prop_assert_eq!(d.phone.country_code(), raw.country_code());
+            }
+        }
+    }
+
     #[test]
     fn regions_and_types_parse_strictly() {
         assert_eq!(Region::parse("GB").map(|r| r.to_string()), Ok("GB".into()));
