@@ -1,12 +1,8 @@
 //! The client module in Node (wasm-bindgen-test's default runner): every export, the
 //! `fetch` client against a fake and against a real `otpgate serve` (OTPGATE_TEST_SERVER).
 #![cfg(target_arch = "wasm32")]
-#![allow(
-    missing_docs,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(missing_docs, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,12 +2,8 @@
 //! against a fake and, across origins (CORS), against a real `otpgate serve`
 //! (OTPGATE_TEST_SERVER), and WebOTP with a stubbed `OTPCredential`.
 #![cfg(target_arch = "wasm32")]
-#![allow(
-    missing_docs,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(missing_docs, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

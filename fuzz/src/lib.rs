@@ -93,7 +93,10 @@ pub fn sms_compose(data: &[u8]) {
     let mut next = || f.next().unwrap_or("");
     let (app, code, origin, iframe, hash, locale, template) =
         (next(), next(), next(), next(), next(), next(), next());
-    let template = (flags & 0x20 != 0).then(|| Template(template.to_owned()));
+    // A template is checked when it is made: arbitrary text either becomes one or is refused.
+    let template = (flags & 0x20 != 0)
+        .then(|| Template::new(template).ok())
+        .flatten();
     let req = ComposeRequest {
         app,
         code,
@@ -131,7 +134,7 @@ pub fn sms_compose(data: &[u8]) {
     }
 }
 
-/// `webhook::verify_smsgate` and `verify_otpgate`: never panic on any headers; a signature
+/// `webhook::verify` under every scheme: never panic on any headers; a signature
 /// made with `sign_smsgate` / `sign_otpgate` verifies inside the window, and fails once the
 /// body, the key, the time or the scheme changes.
 pub fn webhook_verify(data: &[u8]) {
@@ -146,7 +149,18 @@ pub fn webhook_verify(data: &[u8]) {
     let ts_header = parts.next();
     let sig = parts.next();
     let _ = webhook::verify_smsgate(key, body, ts_header, sig, 1_700_000_000, 300);
-    let _ = webhook::verify_textbee(key, body, sig);
+    let headers = |timestamp, signature| webhook::Signed {
+        timestamp,
+        signature,
+    };
+    let _ = webhook::verify(
+        webhook::Scheme::TextBee,
+        [key],
+        body,
+        headers(None, sig),
+        0,
+        0,
+    );
 
     let now = 1_700_000_000i64;
     let ts = "1700000100";
@@ -162,14 +176,31 @@ pub fn webhook_verify(data: &[u8]) {
     let other_key = format!("{key}x");
     assert!(webhook::verify_smsgate(&other_key, body, Some(ts), Some(&good), now, 300).is_err());
     let t = webhook::sign_textbee(key, body);
-    assert_eq!(webhook::verify_textbee(key, body, Some(&t)), Ok(()));
-    // otpgate's own generic webhook follows the same rules.
-    let _ = webhook::verify_otpgate(key, body, ts_header, sig, now, 300);
-    let o = webhook::sign_otpgate(key, ts, body);
     assert_eq!(
-        webhook::verify_otpgate(key, body, Some(ts), Some(&o), now, 300),
+        webhook::verify(
+            webhook::Scheme::TextBee,
+            [key],
+            body,
+            headers(None, Some(&t)),
+            0,
+            0
+        ),
         Ok(())
     );
-    assert!(webhook::verify_otpgate(key, body, Some(ts), Some(&good), now, 300).is_err());
-    assert!(webhook::verify_otpgate(key, body, Some(ts), Some(&o), now + 1000, 300).is_err());
+    // otpgate's own generic webhook follows the same rules.
+    let otpgate = |ts, sig, now| {
+        webhook::verify(
+            webhook::Scheme::Otpgate,
+            [key],
+            body,
+            headers(ts, sig),
+            now,
+            300,
+        )
+    };
+    let _ = otpgate(ts_header, sig, now);
+    let o = webhook::sign_otpgate(key, ts, body);
+    assert_eq!(otpgate(Some(ts), Some(&o), now), Ok(()));
+    assert!(otpgate(Some(ts), Some(&good), now).is_err());
+    assert!(otpgate(Some(ts), Some(&o), now + 1000).is_err());
 }

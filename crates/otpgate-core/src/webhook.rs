@@ -211,50 +211,41 @@ pub fn sign_textbee(secret: &str, body: &[u8]) -> String {
     Scheme::TextBee.sign(secret, body, "")
 }
 
-/// Checks a TextBee webhook signature over the raw body.
-///
-/// # Errors
-/// [`WebhookError::MissingHeader`] or [`WebhookError::BadSignature`].
-pub fn verify_textbee(
-    secret: &str,
-    body: &[u8],
-    signature: Option<&str>,
-) -> Result<(), WebhookError> {
-    let headers = Signed {
-        timestamp: None,
-        signature,
-    };
-    verify(Scheme::TextBee, [secret], body, headers, 0, 0)
-}
-
 /// The `X-Otpgate-Signature` of otpgate's generic webhook for `body` at `timestamp`.
 pub fn sign_otpgate(key: &str, timestamp: &str, body: &[u8]) -> String {
     Scheme::Otpgate.sign(key, body, timestamp)
 }
 
-/// Checks an otpgate generic webhook: the raw body, `X-Otpgate-Timestamp` and
-/// `X-Otpgate-Signature`, against `now` (Unix seconds) with a window of `window_secs`.
-///
-/// # Errors
-/// [`WebhookError`] saying which check failed.
-pub fn verify_otpgate(
-    key: &str,
-    body: &[u8],
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    now: i64,
-    window_secs: i64,
-) -> Result<(), WebhookError> {
-    let headers = Signed {
-        timestamp,
-        signature,
-    };
-    verify(Scheme::Otpgate, [key], body, headers, now, window_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verify_textbee(
+        secret: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), WebhookError> {
+        let headers = Signed {
+            timestamp: None,
+            signature,
+        };
+        verify(Scheme::TextBee, [secret], body, headers, 0, 0)
+    }
+
+    fn verify_otpgate(
+        key: &str,
+        body: &[u8],
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), WebhookError> {
+        let headers = Signed {
+            timestamp,
+            signature,
+        };
+        verify(Scheme::Otpgate, [key], body, headers, now, window_secs)
+    }
 
     const BODY: &[u8] = br#"{"id":"Ey6ECgOkVVFjz3CL48B8C","event":"sms:delivered","payload":{"messageId":"otp-7f3c"}}"#;
 
