@@ -31,6 +31,27 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// The text form of a checked newtype, for `#[serde(try_from = "String", into = "String")]`:
+/// `TryFrom<String>` through the type's `parse` (so reading one checks it) and
+/// `From<T> for String` through the named method.
+#[macro_export]
+macro_rules! text_form {
+    ($ty:ty, $err:ty, $text:ident) => {
+        impl TryFrom<String> for $ty {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(v: $ty) -> Self {
+                v.$text().to_owned()
+            }
+        }
+    };
+}
+
 pub mod code;
 pub mod origin;
 pub mod phone;

@@ -77,19 +77,6 @@ impl fmt::Display for Host {
     }
 }
 
-impl TryFrom<String> for Host {
-    type Error = OriginError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Host> for String {
-    fn from(h: Host) -> Self {
-        h.0
-    }
-}
-
 /// A browser origin: `http(s)://host[:port]`, or `http(s)://host:*` (any port; the issuer
 /// allows that in dev mode only).
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
@@ -184,18 +171,9 @@ impl fmt::Display for Origin {
     }
 }
 
-impl TryFrom<String> for Origin {
-    type Error = OriginError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
+crate::text_form!(Host, OriginError, as_str);
 
-impl From<Origin> for String {
-    fn from(o: Origin) -> Self {
-        o.to_string()
-    }
-}
+crate::text_form!(Origin, OriginError, to_string);
 
 #[cfg(test)]
 mod tests {

@@ -133,19 +133,6 @@ impl fmt::Display for PhoneNumber {
     }
 }
 
-impl TryFrom<String> for PhoneNumber {
-    type Error = PhoneError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<PhoneNumber> for String {
-    fn from(p: PhoneNumber) -> Self {
-        p.e164.clone()
-    }
-}
-
 /// A country calling code (an ITU-T E.164 assignment such as `44` or `1`), written with or
 /// without `+`; kept as its digits.
 #[derive(Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
@@ -179,19 +166,6 @@ impl CallingCode {
     }
 }
 
-impl TryFrom<String> for CallingCode {
-    type Error = PhoneError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<CallingCode> for String {
-    fn from(c: CallingCode) -> Self {
-        c.0
-    }
-}
-
 /// A range of numbers given by its leading digits (`+4470`), matched against the digits of
 /// a normalised E.164 number; written with or without `+`, kept as its digits.
 #[derive(Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
@@ -220,19 +194,6 @@ impl NumberPrefix {
     /// Whether `number` lies in this range.
     pub fn contains(&self, number: &PhoneNumber) -> bool {
         number.as_str()[1..].starts_with(&self.0)
-    }
-}
-
-impl TryFrom<String> for NumberPrefix {
-    type Error = PhoneError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<NumberPrefix> for String {
-    fn from(p: NumberPrefix) -> Self {
-        p.0
     }
 }
 
@@ -361,6 +322,12 @@ const THREE_DIGIT: &[&str] = &[
     "971", "972", "973", "974", "975", "976", "977", "979", "992", "993", "994", "995", "996",
     "998",
 ];
+
+crate::text_form!(PhoneNumber, PhoneError, as_str);
+
+crate::text_form!(CallingCode, PhoneError, as_str);
+
+crate::text_form!(NumberPrefix, PhoneError, as_str);
 
 #[cfg(test)]
 mod tests {

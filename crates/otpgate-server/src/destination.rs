@@ -22,6 +22,11 @@ use phonenumber::metadata::DATABASE;
 use phonenumber::{Mode, Type};
 use serde::{Deserialize, Serialize};
 
+/// A text that is not a region of libphonenumber's metadata.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[error("{0:?} is not an ISO 3166-1 alpha-2 region code (such as \"GB\")")]
+pub struct NotARegion(String);
+
 /// A region in ISO 3166-1 alpha-2 (`"GB"`, `"US"`) that libphonenumber's metadata knows.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -31,35 +36,20 @@ impl Region {
     /// Parses a region code.
     ///
     /// # Errors
-    /// A sentence when `text` is not two capital letters naming a region of the metadata.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// [`NotARegion`] unless `text` is two capital letters naming a region of the metadata.
+    pub fn parse(text: &str) -> Result<Self, NotARegion> {
         let known = text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase());
         known
             .then(|| Id::from_str(text).ok())
             .flatten()
             .map(Self)
-            .ok_or_else(|| {
-                format!("{text:?} is not an ISO 3166-1 alpha-2 region code (such as \"GB\")")
-            })
+            .ok_or_else(|| NotARegion(text.to_owned()))
     }
 }
 
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.as_ref())
-    }
-}
-
-impl TryFrom<String> for Region {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Region> for String {
-    fn from(r: Region) -> Self {
-        r.to_string()
     }
 }
 
@@ -264,6 +254,8 @@ pub fn regions_of_code(code: &CallingCode) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+otpgate_core::text_form!(Region, NotARegion, to_string);
 
 #[cfg(test)]
 mod tests {
