@@ -26,10 +26,13 @@ impl Answer {
     }
 }
 
-/// A client for many concurrent requests on loopback.
+/// A test's HTTP client. Every request is bounded (60 s unless the request sets its own), so
+/// a server that stops answering fails the test instead of hanging it.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
         .no_proxy()
         .build()
         .unwrap()

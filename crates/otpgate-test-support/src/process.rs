@@ -35,13 +35,25 @@ pub fn otpgate_bin() -> PathBuf {
     bin
 }
 
-/// A free local port (bound then released).
+/// A free local port (bound then released), never the same one twice in a process: two
+/// servers of one test given the same port would answer each other's requests.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// The environment variables `otpgate serve` reads that a test must not inherit from the
