@@ -806,7 +806,7 @@ async fn fetch_json(url: &str) -> JsValue {
 
 /// A fresh UK test-range number (Ofcom drama numbers), so budgets of earlier runs do not apply.
 fn random_phone() -> String {
-    format!("+4477009{:05}", (js_sys::Math::random() * 100_000.0) as u32)
+    format!("+4474009{:05}", (js_sys::Math::random() * 100_000.0) as u32)
 }
 
 /// The last SMS the dev-mode emulated phone "sent" to `phone`.
