@@ -804,7 +804,7 @@ async fn fetch_json(url: &str) -> JsValue {
     .expect("json body")
 }
 
-/// A fresh UK test-range number (Ofcom drama numbers), so budgets of earlier runs do not apply.
+/// A fresh valid UK mobile number (+44 7400 9xxxxx), so budgets of earlier runs do not apply.
 fn random_phone() -> String {
     format!("+4474009{:05}", (js_sys::Math::random() * 100_000.0) as u32)
 }
