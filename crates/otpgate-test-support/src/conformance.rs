@@ -1,6 +1,6 @@
 //! The conformance suite every [`Store`] backend must pass (memory, embedded, Redis).
 //!
-//! The server's integration tests run it on each backend (`tests/store/conformance.rs`):
+//! The server's integration tests run it on each backend (`tests/store/store_conformance.rs`):
 //! `conformance::run_all(store).await` (on a multi-thread runtime, so
 //! the concurrency properties really race). Each property is also a function of its own.
 //! Times are taken from the system clock, because the Redis backend expires keys on the

@@ -16,7 +16,7 @@
 //!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]
 //!   implementation over it; `codec.rs`: the versioned stored form of a [`Record`].
 //! - The conformance suite all three pass lives in the dev-only `otpgate-test-support`
-//!   crate (`tests/store/conformance.rs`); `fixtures.rs` holds the unit tests' samples.
+//!   crate (run by `tests/store/store_conformance.rs`); `fixtures.rs` holds the unit tests' samples.
 //!
 //! # Time
 //! Every time is Unix ms from the caller's clock (`now_ms` arguments). The in-process
