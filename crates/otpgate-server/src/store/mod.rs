@@ -10,7 +10,8 @@
 //! - [`MemoryStore`] (`memory.rs`): in process, for tests and development.
 //! - [`EmbeddedStore`] (`embedded/`): one crash-safe redb file behind a write-ahead log,
 //!   group commit.
-//! - [`RedisStore`] (`redis.rs`): one Lua script per operation, Cluster-compatible keys.
+//! - [`RedisStore`] (`redis.rs`): one Lua script per operation on one
+//!   Redis server (keys hash-tagged per script).
 //! - `logic.rs`: the rules of one verification and of budget windows, shared by all three
 //!   (Redis states the record rules again in Lua); `state.rs`: the in-memory state the memory
 //!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]

@@ -1,9 +1,10 @@
-//! The Redis store: several issuer instances share one Redis (or Redis Cluster).
+//! The Redis store: several issuer instances share one Redis server. Redis Cluster and
+//! Sentinel are not supported yet: the client speaks to one node and follows no redirection.
 //!
 //! # Atomicity
 //! Every operation that reads and changes state is ONE Lua script touching ONE key, so it
 //! is atomic on the server whatever the number of issuers; the scripts are the only
-//! writers. Keys carry a hash tag (Cluster compatible):
+//! writers. Each script's keys carry a hash tag, so they stay within one slot:
 //! - a verification: `<prefix>:v:{<id>}`, the record as JSON (the format of
 //!   `store/codec.rs`, read and written by the scripts with cjson), expiring (PEXPIRE) at
 //!   its code's expiry plus [`RETENTION_GRACE_MS`](super::RETENTION_GRACE_MS), counted
