@@ -642,7 +642,15 @@ impl Policy {
     /// # Errors
     /// [`PolicyError::Destination`] with the class of the refusal.
     pub fn judge(&self, phone: &PhoneNumber) -> Result<Destination, PolicyError> {
-        let d = destination::classify(phone).map_err(PolicyError::Destination)?;
+        self.admit_destination(destination::classify(phone))
+    }
+
+    /// The policy's verdict on a classified destination.
+    fn admit_destination(
+        &self,
+        classified: Result<Destination, Refusal>,
+    ) -> Result<Destination, PolicyError> {
+        let d = classified.map_err(PolicyError::Destination)?;
         let region_ok = self.cfg.danger_allow_all_regions
             || d.region.is_some_and(|r| self.allowed.contains(&r));
         if !region_ok {
@@ -657,15 +665,20 @@ impl Policy {
         Ok(d)
     }
 
-    /// A test number's normalised form and code: the number as given, or as judged (a test
-    /// number written with a trunk zero).
-    fn test_destination(&self, phone: &PhoneNumber) -> Option<(PhoneNumber, String)> {
+    /// Where a start or resend goes: a test number (as given, or as normalised when written
+    /// with a trunk zero) with its code, else the judged number. The number is classified
+    /// with the metadata once.
+    fn route(&self, phone: &PhoneNumber) -> Result<(PhoneNumber, Option<String>), PolicyError> {
         if let Some(code) = self.test_code(phone) {
-            return Some((phone.clone(), code.to_owned()));
+            return Ok((phone.clone(), Some(code.to_owned())));
         }
-        let normalised = destination::classify(phone).ok()?.phone;
-        let code = self.test_code(&normalised)?.to_owned();
-        Some((normalised, code))
+        let classified = destination::classify(phone);
+        if let Ok(d) = &classified
+            && let Some(code) = self.test_code(&d.phone)
+        {
+            return Ok((d.phone.clone(), Some(code.to_owned())));
+        }
+        Ok((self.admit_destination(classified)?.phone, None))
     }
 
     fn send_budgets(
@@ -901,14 +914,14 @@ impl Policy {
     /// # Errors
     /// [`PolicyError`] naming the gate that refused.
     pub async fn gate_start(&self, ctx: &StartContext<'_>) -> Result<Gate, PolicyError> {
-        if let Some((phone, code)) = self.test_destination(ctx.phone) {
+        let (phone, test_code) = self.route(ctx.phone)?;
+        if test_code.is_some() {
             return Ok(Gate {
                 phone,
-                test_code: Some(code),
+                test_code,
                 budgets: Vec::new(),
             });
         }
-        let phone = self.judge(ctx.phone)?.phone;
         let ctx = StartContext {
             phone: &phone,
             ..ctx.clone()
@@ -939,14 +952,14 @@ impl Policy {
     /// # Errors
     /// [`PolicyError`] naming the gate that refused.
     pub async fn admit_resend(&self, ctx: &StartContext<'_>) -> Result<Admission, PolicyError> {
-        if let Some((phone, code)) = self.test_destination(ctx.phone) {
+        let (phone, test_code) = self.route(ctx.phone)?;
+        if test_code.is_some() {
             return Ok(Admission {
                 phone,
-                test_code: Some(code),
+                test_code,
                 taken: Vec::new(),
             });
         }
-        let phone = self.judge(ctx.phone)?.phone;
         let gate = Gate {
             budgets: self.send_budgets(ctx, &phone, false),
             phone,

@@ -255,6 +255,19 @@ async fn auth_is_required_401_empty_with_www_authenticate() {
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Vec<(HeaderMap, Bytes)>>>);
 
+impl Sink {
+    /// What the sink received, once it received something (polled 100 times, `every` apart).
+    async fn first_deliveries(&self, every: Duration) -> Vec<(HeaderMap, Bytes)> {
+        for _ in 0..100 {
+            if !self.0.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        self.0.lock().expect("lock").clone()
+    }
+}
+
 async fn sink(fail_first: usize) -> (Sink, String) {
     let s = Sink::default();
     let seen = s.clone();
@@ -316,13 +329,7 @@ async fn webhooks_are_signed_enveloped_and_retried() {
 
     p.post("/messages", otp("w-1", "+14155550123")).await;
     p.wait_state("w-1", "Delivered").await;
-    for _ in 0..100 {
-        if !seen.0.lock().expect("lock").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    let got = seen.0.lock().expect("lock").clone();
+    let got = seen.first_deliveries(Duration::from_millis(30)).await;
     assert_eq!(
         got.len(),
         1,
@@ -527,13 +534,7 @@ async fn failure_rate_and_dropped_reports() {
     let v = p.wait_state("f-1", "Failed").await;
     assert_eq!(v["recipients"][0]["error"], "RESULT_ERROR_GENERIC_FAILURE");
     assert!(p.emu.sent(None).is_empty());
-    for _ in 0..100 {
-        if !seen.0.lock().expect("lock").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let got = seen.0.lock().expect("lock").clone();
+    let got = seen.first_deliveries(Duration::from_millis(20)).await;
     let v: Value = serde_json::from_slice(&got[0].1).expect("json");
     assert_eq!(v["event"], "sms:failed");
     assert_eq!(v["payload"]["reason"], "RESULT_ERROR_GENERIC_FAILURE");
@@ -558,13 +559,7 @@ async fn system_ping_webhooks_when_enabled() {
     assert!(seen.0.lock().expect("lock").is_empty(), "off by default");
     let (s, _, _) = p.post("/_control", json!({"ping_interval_ms": 100})).await;
     assert_eq!(s, StatusCode::OK);
-    for _ in 0..100 {
-        if !seen.0.lock().expect("lock").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let got = seen.0.lock().expect("lock").clone();
+    let got = seen.first_deliveries(Duration::from_millis(20)).await;
     let v: Value = serde_json::from_slice(&got[0].1).expect("json");
     assert_eq!(v["event"], "system:ping");
     assert_eq!(v["payload"]["health"]["status"], "pass");
