@@ -158,8 +158,10 @@ if (SECTIONS.includes("flood")) {
     const o = f.outbox;
     row("flood", `legit users start->approved (${l.users} users)`, `p50 ${ms(l.p50_ms)} p99 ${ms(l.p99_ms)}`,
       `PoW solved (bits:users) ${mix(Object.fromEntries(Object.entries(l.pow_bits).map(([b, n]) => [b, n])))}; solve p50 ${ms(l.pow_p50_ms)} max ${ms(l.pow_max_ms)}`);
+    // #21's bars: at most one legitimate user in 30 lost, fewer attacker SMS than 9.
+    const legitBar = Math.ceil((l.users * 29) / 30);
     row("flood", "legit success rate (one try each)", `${(l.success_rate * 100).toFixed(1)}% (${l.approved}/${l.users})`,
-      `results ${mix(l.results)}`);
+      `bar >= ${legitBar}/${l.users}; results ${mix(l.results)}`, bar(l.approved >= legitBar));
     row("flood", `attacker requests (${f.attacker_addresses} addresses, ${f.attack_concurrency} in flight)`,
       `${int(f.attack.requests_per_s)}/s`, `answers ${mix(f.attack.answers)}; ${int(f.attack.solved_challenges)} challenges <= ${f.attacker_pow_bits} bits solved`);
     for (const [kind, m] of Object.entries(f.attack.by_kind)) {
@@ -170,7 +172,8 @@ if (SECTIONS.includes("flood")) {
       `phone budget ${meta.phone_budget_per_min ?? "?"}/min, ${f.duration_s.toFixed(0)} s flood; gateway submitted ${sub}`);
     row("flood", "  to legitimate users", String(o.legit), `${l.users} users came`);
     row("flood", "  to attacker numbers in allowed countries", String(o.attack_allowed_countries),
-      `premium-rate ranges ${o.attack_premium_rate ?? "?"}, sequential ${o.attack_sequential ?? "?"}`);
+      `bar < 9; premium-rate ranges ${o.attack_premium_rate ?? "?"}, sequential ${o.attack_sequential ?? "?"}`,
+      bar(o.attack_allowed_countries < 9));
     row("flood", "  to blocked countries", String(o.blocked_countries),
       `must be 0 (outbox; ${o.unknown} to unknown numbers, must be 0)`,
       o.blocked_countries === 0 && o.unknown === 0 ? "PASS" : "FAIL");

@@ -17,7 +17,10 @@ use otpgate_core::wire::DeliveryState;
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, parse_time};
-use otpgate_server::gateway::{DispatchError, Dispatcher, GatewaysConfig, Outgoing, Pool, SendJob};
+use otpgate_server::gateway::{
+    DispatchError, Dispatched, Dispatcher, GatewaysConfig, Outgoing, Pool, Priority, SendJob,
+};
+use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
 use otpgate_test_support::rig::emulated_device;
 
@@ -77,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
     cfg.devices = devices;
     cfg.budget_window_secs = WINDOW_SECS;
+    // What is measured is the pool's budget discipline at twice its capacity: offers it
+    // cannot take now are refused, not queued (the queue is the flood bench's subject).
+    cfg.queue_max_wait_secs = 0;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = SystemClock;
     let pool = Pool::new(
@@ -84,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         Arc::new(AuditLog::disabled()),
         Arc::new(clock),
+        &KeyRing::ephemeral(),
     )?;
     let app = pool.routes();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -144,14 +151,15 @@ async fn main() -> anyhow::Result<()> {
                 segments: 1,
             },
             expires_at_ms: t + LIFETIME_MS,
+            priority: Priority::Paid,
         };
         offered += 1;
         match pool.dispatch(job).await {
-            Ok(()) => {
+            Ok(Dispatched::Sending) => {
                 accepted += 1;
                 jobs.insert(text, (vid, t + LIFETIME_MS));
             }
-            Err(DispatchError::NoCapacity { .. }) => refused += 1,
+            Ok(_) | Err(DispatchError::NoCapacity { .. }) => refused += 1,
             Err(_) => other += 1,
         }
         tokio::time::sleep(tick).await;

@@ -238,6 +238,18 @@ impl CodeKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// A 32-byte key for another purpose, derived from this one:
+    /// `HMAC-SHA-256(secret, 0x01 ‖ "otpgate derive" ‖ 0x00 ‖ purpose)`. The leading 0x01
+    /// keeps it apart from every code digest: those messages start with a verification id,
+    /// printable text (`v_…`). It rotates with the code key and is retired with it.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"\x01otpgate derive\x00");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Whether `code` is the one whose digest was stored, in constant time.
     pub fn matches(&self, verification_id: &str, code: &Code, stored: &[u8]) -> bool {
         ct_eq(&self.digest(verification_id, code), stored)
@@ -409,6 +421,19 @@ mod tests {
         assert!(
             alnum.normalize("AB0C").is_none(),
             "0 is a look-alike and not in the alphabet"
+        );
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_key_and_from_digests() {
+        let a = CodeKey::new("a", vec![7u8; 32]);
+        let b = CodeKey::new("b", vec![8u8; 32]);
+        assert_eq!(a.derive("send queue"), a.derive("send queue"));
+        assert_ne!(a.derive("send queue"), a.derive("audit"));
+        assert_ne!(a.derive("send queue"), b.derive("send queue"));
+        assert_ne!(
+            a.derive("send queue"),
+            a.digest("otpgate derive", &Code::new("send queue"))
         );
     }
 }

@@ -62,7 +62,8 @@ const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 /// One event of the audit log.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
-    /// What happened: `verification.started`, `sms.submitted`, `sms.sent`, `sms.delivered`,
+    /// What happened: `verification.started`, `sms.queued`, `sms.submitted`, `sms.sent`,
+    /// `sms.delivered`,
     /// `sms.failed`, `check.approved`, `check.rejected`, `verification.expired`,
     /// `verification.cancelled`, `resend`, `policy.refused`.
     pub kind: &'static str,

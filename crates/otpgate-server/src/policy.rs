@@ -37,6 +37,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::destination::{self, Destination, NumberType, Refusal, Region};
+use crate::gateway::{Pressure, Priority};
 use crate::random::OsRandom;
 use crate::store::{Budget, BudgetRequest, Budgets as TakenBudgets, Store, StoreError};
 
@@ -412,6 +413,8 @@ pub struct Gate {
     pub test_code: Option<String>,
     /// (scope, key, limit) of every budget to take, the send signal last.
     budgets: Vec<(&'static str, String, Limit)>,
+    /// The caller paid for the send: a trusted API key, or proof of work solved.
+    paid: bool,
 }
 
 impl Gate {
@@ -447,12 +450,15 @@ pub struct Admission {
     /// The budgets taken (key, window), for [`Policy::refund`]; not the abuse signal of
     /// sends, which keeps a send the phones could not carry (demand is a signal too).
     taken: Vec<(String, i64)>,
+    /// Where the send stands when the phones' budget is short.
+    pub priority: Priority,
 }
 
 impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("test_code", &self.test_code.as_ref().map(|_| "[redacted]"))
+            .field("priority", &self.priority)
             .finish()
     }
 }
@@ -513,6 +519,8 @@ const SIGNAL_RATE: &str = "pol:sig:rate";
 /// The prefix of every signal key: signals are never refunded.
 const SIGNAL_PREFIX: &str = "pol:sig:";
 const GLOBAL_KEY: &str = "pol:b:g";
+/// The daily budget of one number (`{prefix}{e164}`).
+const PHONE_DAILY_PREFIX: &str = "pol:b:pd:";
 /// How long the global part of the difficulty is reused before it is computed again (three
 /// counter reads): short, so a flood meets the raised difficulty within a fraction of a
 /// second.
@@ -691,7 +699,11 @@ impl Policy {
         let e164 = phone.as_str();
         let mut v = vec![
             ("phone", format!("pol:b:ph:{e164}"), b.phone),
-            ("phone", format!("pol:b:pd:{e164}"), b.phone_daily),
+            (
+                "phone",
+                format!("{PHONE_DAILY_PREFIX}{e164}"),
+                b.phone_daily,
+            ),
         ];
         if with_ip && !ctx.trusted {
             v.push(("ip", format!("pol:b:ip:{}", ip_key(ctx.client_ip)), b.ip));
@@ -737,7 +749,14 @@ impl Policy {
     /// [`PolicyError::RateLimited`] with the spent budget's scope.
     pub fn settle(&self, gate: Gate, taken: &TakenBudgets) -> Result<Admission, PolicyError> {
         match taken {
-            TakenBudgets::Allowed { .. } => Ok(Admission {
+            TakenBudgets::Allowed { remaining } => Ok(Admission {
+                priority: if gate.paid {
+                    Priority::Paid
+                } else if self.first_today(&gate, remaining) {
+                    Priority::First
+                } else {
+                    Priority::Repeat
+                },
                 phone: gate.phone,
                 test_code: gate.test_code,
                 taken: gate
@@ -755,6 +774,17 @@ impl Policy {
                 retry_after_secs: retry_secs(*retry_after_ms),
             }),
         }
+    }
+
+    /// Whether the send just counted is the number's first of the day (its daily phone
+    /// budget now holds one).
+    fn first_today(&self, gate: &Gate, remaining: &[u32]) -> bool {
+        let daily = self.cfg.budgets.phone_daily;
+        gate.budgets
+            .iter()
+            .zip(remaining)
+            .find(|((_, key, _), _)| key.starts_with(PHONE_DAILY_PREFIX))
+            .is_some_and(|(_, left)| left.saturating_add(1) == daily.limit)
     }
 
     /// Takes a gate's budgets on their own (all or nothing) and settles.
@@ -877,11 +907,12 @@ impl Policy {
         Ok(PolicyError::PowRequired { challenge })
     }
 
-    /// `ctx.phone` is the normalised destination here.
-    async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<(), PolicyError> {
+    /// `ctx.phone` is the normalised destination here. Answers whether work was asked
+    /// and done (the send then counts as paid for).
+    async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<bool, PolicyError> {
         let difficulty = self.difficulty_for(ctx.phone, ctx.now_ms).await?;
         if difficulty == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let binding = format!("{}|{}", ctx.app, ctx.phone.as_str());
         let Some(sol) = ctx.pow else {
@@ -904,7 +935,7 @@ impl Policy {
         {
             return Err(PolicyError::PowReplayed);
         }
-        Ok(())
+        Ok(met > 0)
     }
 
     /// Every gate of a start that counts nothing: test numbers (they bypass the rest), the
@@ -920,20 +951,20 @@ impl Policy {
                 phone,
                 test_code,
                 budgets: Vec::new(),
+                paid: false,
             });
         }
         let ctx = StartContext {
             phone: &phone,
             ..ctx.clone()
         };
-        if !ctx.trusted {
-            self.check_pow(&ctx).await?;
-        }
+        let paid = ctx.trusted || self.check_pow(&ctx).await?;
         let budgets = self.send_budgets(&ctx, &phone, true);
         Ok(Gate {
             phone,
             test_code: None,
             budgets,
+            paid,
         })
     }
 
@@ -958,12 +989,16 @@ impl Policy {
                 phone,
                 test_code,
                 taken: Vec::new(),
+                priority: Priority::Repeat,
             });
         }
+        // A resend asks no proof of work: it is paid for only by a trusted caller, and
+        // anonymous resends are repeats.
         let gate = Gate {
             budgets: self.send_budgets(ctx, &phone, false),
             phone,
             test_code: None,
+            paid: ctx.trusted,
         };
         self.take_all(gate, ctx.now_ms).await
     }
@@ -1091,5 +1126,13 @@ impl Policy {
     /// The difficulty asked for now, without per-prefix signals (for metrics).
     pub fn current_difficulty(&self) -> u8 {
         self.difficulty.load(Ordering::Relaxed)
+    }
+}
+
+/// Proof of work above the base difficulty is the policy's verdict that anonymous traffic
+/// must pay: the gateway's queue then holds back the sends that paid nothing.
+impl Pressure for Policy {
+    fn paid_only(&self) -> bool {
+        self.cfg.pow.enabled && self.current_difficulty() > self.cfg.pow.base_difficulty
     }
 }

@@ -26,7 +26,7 @@ use crate::audit::AuditLog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::emulator::{Emulator, EmulatorConfig};
-use crate::gateway::{DispatchError, Dispatcher, GatewaysConfig, Pool, SendJob};
+use crate::gateway::{DispatchError, Dispatched, Dispatcher, GatewaysConfig, Pool, SendJob};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -159,6 +159,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         audit.clone(),
         clock.clone(),
         &metrics,
+        (&keys, &policy),
     )?;
     policy.set_send_capacity(send_capacity);
     let service = Arc::new(Service::new(ServiceParts {
@@ -409,7 +410,14 @@ fn dispatcher_for(
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
     metrics: &Metrics,
+    (keys, policy): (&KeyRing, &Arc<Policy>),
 ) -> anyhow::Result<(Arc<dyn Dispatcher>, Router, u32)> {
+    let pool_of = |gateways: GatewaysConfig| -> anyhow::Result<Arc<Pool>> {
+        let pool = Pool::new(gateways, store.clone(), audit.clone(), clock.clone(), keys)?;
+        pool.set_pressure(policy.clone());
+        expose_pool_metrics(metrics, &pool);
+        Ok(pool)
+    };
     if config.dev_mode {
         let host = if local_addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
@@ -427,8 +435,7 @@ fn dispatcher_for(
         let emulator = Emulator::new(ecfg);
         let gateways = GatewaysConfig::dev(&base, "sms", &password, &signing_key);
         let capacity = send_capacity_per_minute(&gateways);
-        let pool = Pool::new(gateways, store, audit, clock)?;
-        expose_pool_metrics(metrics, &pool);
+        let pool = pool_of(gateways)?;
         let extra = pool
             .routes()
             .merge(emulator.outbox_router())
@@ -444,8 +451,7 @@ fn dispatcher_for(
         return Ok((sender, Router::new(), 0));
     }
     let capacity = send_capacity_per_minute(&config.gateways);
-    let pool = Pool::new(config.gateways.clone(), store, audit, clock)?;
-    expose_pool_metrics(metrics, &pool);
+    let pool = pool_of(config.gateways.clone())?;
     let routes = pool.routes();
     Ok((pool, routes, capacity))
 }
@@ -484,11 +490,21 @@ fn expose_pool_metrics(metrics: &Metrics, pool: &Arc<Pool>) {
             ("failover", m.failovers),
             ("no_capacity", m.no_capacity),
             ("expired", m.expired),
+            ("queued", m.queued),
+            ("dequeued", m.dequeued),
         ] {
             out.push_str(&format!(
                 "otpgate_gateway_messages_total{{event=\"{event}\"}} {v}\n"
             ));
         }
+        out.push_str(
+            "# HELP otpgate_gateway_queue_waiting Sends waiting in the queue for phone capacity.\n",
+        );
+        out.push_str("# TYPE otpgate_gateway_queue_waiting gauge\n");
+        out.push_str(&format!(
+            "otpgate_gateway_queue_waiting {}\n",
+            m.queue_waiting
+        ));
         out.push_str("# HELP otpgate_gateway_webhooks Delivery webhooks, by result.\n");
         out.push_str("# TYPE otpgate_gateway_webhooks counter\n");
         for (result, v) in [
@@ -535,7 +551,7 @@ struct LocalSender {
 
 #[async_trait]
 impl Dispatcher for LocalSender {
-    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError> {
+    async fn dispatch(&self, job: SendJob) -> Result<Dispatched, DispatchError> {
         let now = self.clock.now_ms();
         let record = DeliveryRecord {
             state: DeliveryState::Sent,
@@ -552,7 +568,7 @@ impl Dispatcher for LocalSender {
         {
             return Err(DispatchError::Unavailable);
         }
-        Ok(())
+        Ok(Dispatched::Sending)
     }
 
     async fn ready(&self) -> bool {

@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::{Clock, rfc3339};
 use crate::config::AppConfig;
-use crate::gateway::{DispatchError, Dispatcher, Outgoing, SendJob};
+use crate::gateway::{DispatchError, Dispatched, Dispatcher, Outgoing, Priority, SendJob};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError, StartContext};
@@ -560,7 +560,10 @@ impl Service {
         self.audit_beside(durable, Some(started), meta).await?;
         if test_number {
             self.metrics.dispatch("skipped");
-        } else if let Err(e) = self.send(app, &record, &phone, &code, meta).await {
+        } else if let Err(e) = self
+            .send(app, &record, (&phone, &code), admission.priority, meta)
+            .await
+        {
             // The SMS never left: give the person's quota back.
             self.policy.refund(&admission, now).await;
             return Err(e);
@@ -602,13 +605,14 @@ impl Service {
         Some(class)
     }
 
-    /// Composes and dispatches the SMS of the current code.
+    /// Composes and dispatches the SMS of the current code (queued when the phones lack
+    /// capacity this moment).
     async fn send(
         &self,
         app: &AppConfig,
         record: &Record,
-        phone: &PhoneNumber,
-        code: &Code,
+        (phone, code): (&PhoneNumber, &Code),
+        priority: Priority,
         meta: &RequestMeta,
     ) -> Result<(), ServiceError> {
         let (text, segments) = app
@@ -629,9 +633,22 @@ impl Service {
                 segments,
             },
             expires_at_ms: record.expires_at_ms,
+            priority,
         };
         match self.dispatcher.dispatch(job).await {
-            Ok(()) => {
+            Ok(Dispatched::Queued) => {
+                self.metrics.dispatch("queued");
+                self.audit(
+                    "sms.queued",
+                    Some(meta),
+                    Some((&record.id, &record.app)),
+                    Some(phone),
+                    json!({"code_version": version, "priority": priority.as_str()}),
+                )
+                .await;
+                Ok(())
+            }
+            Ok(_) => {
                 self.metrics.dispatch("accepted");
                 Ok(())
             }
@@ -954,7 +971,10 @@ impl Service {
                 updated.delivery = skipped;
             }
             self.metrics.dispatch("skipped");
-        } else if let Err(e) = self.send(app, &updated, &phone, &code, meta).await {
+        } else if let Err(e) = self
+            .send(app, &updated, (&phone, &code), admission.priority, meta)
+            .await
+        {
             self.policy.refund(&admission, now).await;
             return Err(e);
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use otpgate_core::wire::{DeliveryState, Status};
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::store::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Outcome,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Outcome, QueuedSend,
     RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
 };
 use tokio::sync::Barrier;
@@ -44,6 +44,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     take_budgets_all_or_nothing(&store).await;
     once_is_once_until_ttl(&store).await;
     records_are_forgotten_after_grace(&store).await;
+    queue_hands_out_best_first(&store).await;
+    queue_is_bounded_and_requeue_is_idempotent(&store).await;
+    concurrent_dequeues_hand_each_send_once(&store).await;
 }
 
 /// The system time, Unix ms.
@@ -1096,4 +1099,106 @@ pub async fn records_are_forgotten_after_grace(store: &Arc<dyn Store>) {
         Status::Expired,
         "inside grace: still there"
     );
+}
+
+/// A queued send: `key` at `priority`, queued at `at`, a minute to live.
+pub fn queued(key: &str, priority: u8, at: i64) -> QueuedSend {
+    QueuedSend {
+        key: key.to_owned(),
+        priority,
+        queued_at_ms: at,
+        deadline_ms: at + 60_000,
+        sealed: format!("sealed-{key}"),
+    }
+}
+
+/// Empties the queue (the suite owns its store's queue while it runs).
+async fn drain(store: &Arc<dyn Store>) -> Vec<QueuedSend> {
+    let mut all = Vec::new();
+    loop {
+        let got = store.dequeue_sends(100).await.expect("dequeue");
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
+/// Lowest priority number first, then oldest; each entry once, whole.
+pub async fn queue_hands_out_best_first(store: &Arc<dyn Store>) {
+    drain(store).await;
+    assert_eq!(store.queued_sends().await.expect("count"), 0);
+    assert!(store.dequeue_sends(5).await.expect("dequeue").is_empty());
+    let t = now();
+    let k = |n: u32| format!("{}.{n}", fresh_id("v_"));
+    let (late_repeat, paid_late, first, paid_early) = (
+        queued(&k(1), 2, t),
+        queued(&k(1), 0, t + 5),
+        queued(&k(1), 1, t + 1),
+        queued(&k(2), 0, t + 2),
+    );
+    for q in [&late_repeat, &paid_late, &first, &paid_early] {
+        assert!(store.enqueue_send(q, 100).await.expect("enqueue"));
+    }
+    assert_eq!(store.queued_sends().await.expect("count"), 4);
+    assert!(store.dequeue_sends(0).await.expect("dequeue").is_empty());
+    assert_eq!(
+        store.dequeue_sends(2).await.expect("dequeue"),
+        vec![paid_early, paid_late]
+    );
+    assert_eq!(store.queued_sends().await.expect("count"), 2);
+    assert_eq!(
+        store.dequeue_sends(10).await.expect("dequeue"),
+        vec![first, late_repeat]
+    );
+    assert_eq!(store.queued_sends().await.expect("count"), 0);
+}
+
+/// A full queue refuses and writes nothing; the same entry queued again is one entry (a
+/// send put back after a drain keeps its place).
+pub async fn queue_is_bounded_and_requeue_is_idempotent(store: &Arc<dyn Store>) {
+    drain(store).await;
+    let t = now();
+    let a = queued(&format!("{}.1", fresh_id("v_")), 1, t);
+    let b = queued(&format!("{}.1", fresh_id("v_")), 1, t + 1);
+    let c = queued(&format!("{}.1", fresh_id("v_")), 0, t + 2);
+    assert!(store.enqueue_send(&a, 2).await.expect("enqueue"));
+    assert!(store.enqueue_send(&b, 2).await.expect("enqueue"));
+    assert!(!store.enqueue_send(&c, 2).await.expect("enqueue"), "full");
+    assert!(
+        store.enqueue_send(&a, 2).await.expect("enqueue"),
+        "already in"
+    );
+    assert_eq!(store.queued_sends().await.expect("count"), 2);
+    let taken = store.dequeue_sends(1).await.expect("dequeue");
+    assert_eq!(taken, vec![a.clone()]);
+    // Put back: first again, ahead of b.
+    assert!(store.enqueue_send(&a, u32::MAX).await.expect("enqueue"));
+    assert_eq!(drain(store).await, vec![a, b]);
+}
+
+/// Racing dequeues hand every entry to exactly one caller.
+pub async fn concurrent_dequeues_hand_each_send_once(store: &Arc<dyn Store>) {
+    drain(store).await;
+    let t = now();
+    let mut keys = BTreeSet::new();
+    for n in 0..RACERS {
+        let q = queued(
+            &format!("{}.1", fresh_id("v_")),
+            (n % 3) as u8,
+            t + n as i64,
+        );
+        keys.insert(q.key.clone());
+        assert!(store.enqueue_send(&q, 10_000).await.expect("enqueue"));
+    }
+    let taken = race(store, RACERS, |store| async move {
+        store.dequeue_sends(1).await.expect("dequeue")
+    })
+    .await;
+    let mut seen = BTreeSet::new();
+    for got in taken.into_iter().flatten() {
+        assert!(seen.insert(got.key.clone()), "{} handed out twice", got.key);
+    }
+    seen.extend(drain(store).await.into_iter().map(|q| q.key));
+    assert_eq!(seen, keys, "every entry handed out once");
 }

@@ -9,8 +9,9 @@ use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
 use otpgate_server::gateway::{
-    DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Secret, SendJob,
+    DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Priority, Secret, SendJob,
 };
+use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
 use tokio::net::TcpListener;
 
@@ -51,14 +52,21 @@ pub fn fast_knobs(delay_ms: u64) -> Knobs {
 /// store is returned too (the tests read delivery states from it).
 pub fn memory_pool(cfg: GatewaysConfig) -> (Arc<Pool>, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let pool = Pool::new(
+    let pool = pool_on(cfg, store.clone(), &KeyRing::ephemeral());
+    (pool, store)
+}
+
+/// A pool over `cfg` on `store` with `keys` (several pools on one store and key ring are
+/// several issuer instances), no audit log and the system clock.
+pub fn pool_on(cfg: GatewaysConfig, store: Arc<dyn Store>, keys: &KeyRing) -> Arc<Pool> {
+    Pool::new(
         cfg,
-        store.clone(),
+        store,
         Arc::new(AuditLog::disabled()),
         Arc::new(SystemClock),
+        keys,
     )
-    .expect("pool");
-    (pool, store)
+    .expect("pool")
 }
 
 /// An open verification a send job refers to: [`sample_record`] with app `demo`, `phone`,
@@ -94,6 +102,7 @@ pub fn send_job(rec: &Record, text: impl Into<String>) -> SendJob {
             segments: 1,
         },
         expires_at_ms: rec.expires_at_ms,
+        priority: Priority::Paid,
     }
 }
 

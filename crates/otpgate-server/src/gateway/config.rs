@@ -238,6 +238,12 @@ fn default_health() -> u64 {
 fn default_poll() -> u64 {
     10
 }
+fn default_queue_wait() -> u64 {
+    60
+}
+fn default_queue_max() -> u32 {
+    1000
+}
 fn default_webhook_window() -> i64 {
     otpgate_core::webhook::DEFAULT_WINDOW_SECS
 }
@@ -265,6 +271,15 @@ pub struct GatewaysConfig {
     /// How often in-flight messages are polled, seconds (a safety net where webhooks exist).
     #[serde(default = "default_poll")]
     pub poll_interval_secs: u64,
+    /// How long a send may wait in the store's queue for phone capacity, seconds (default
+    /// 60; it also leaves at least 30 s of the code's lifetime). 0: never queue, refuse at
+    /// once with `no_gateway_capacity`.
+    #[serde(default = "default_queue_wait")]
+    pub queue_max_wait_secs: u64,
+    /// At most this many sends wait in the queue (default 1000); past it, starts are
+    /// refused with `no_gateway_capacity`.
+    #[serde(default = "default_queue_max")]
+    pub queue_max: u32,
     /// The literal pool-wide signing key (dev mode and tests).
     #[serde(skip)]
     pub(crate) signing_key: Option<Secret>,
@@ -279,6 +294,8 @@ impl Default for GatewaysConfig {
             budget_window_secs: default_window(),
             health_interval_secs: default_health(),
             poll_interval_secs: default_poll(),
+            queue_max_wait_secs: default_queue_wait(),
+            queue_max: default_queue_max(),
             signing_key: None,
         }
     }
@@ -335,6 +352,12 @@ impl GatewaysConfig {
             return Err(
                 "gateways.health_interval_secs / poll_interval_secs: must be 1..3600".into(),
             );
+        }
+        if self.queue_max_wait_secs > 3600 {
+            return Err("gateways.queue_max_wait_secs: must be 0..3600".into());
+        }
+        if self.queue_max > 1_000_000 {
+            return Err("gateways.queue_max: must be 0..1000000".into());
         }
         for (i, d) in self.devices.iter().enumerate() {
             let at = |f: &str| format!("gateways.devices[{i}].{f}");

@@ -3,6 +3,7 @@
 //!
 //! - [`adapter`]: one file per gateway wire format.
 //! - [`pool`]: device choice, budgets, health, retries, failover and delivery tracking.
+//! - [`queue`]: sends waiting in the store for phone capacity, by [`Priority`].
 //! - `webhooks`: the inbound delivery events, one pipeline (verify → decode → de-duplicate →
 //!   count → apply) with a decoder per source; every signature rule is the core's
 //!   ([`otpgate_core::webhook`]).
@@ -13,10 +14,12 @@ pub mod adapter;
 pub mod config;
 pub mod crypto;
 pub mod pool;
+pub mod queue;
 mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};
+pub use queue::{Pressure, Priority, Sealer};
 
 use async_trait::async_trait;
 
@@ -58,13 +61,27 @@ pub struct SendJob {
     pub message: Outgoing,
     /// When the code expires, Unix ms: nothing may be sent after it.
     pub expires_at_ms: i64,
+    /// Who it serves: the order of the phones' budget when it is short.
+    pub priority: Priority,
+}
+
+/// What became of an accepted send.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Dispatched {
+    /// A phone took it (or is about to): delivery progresses in the background.
+    Sending,
+    /// No phone had budget this moment: it waits in the store's queue and leaves as soon as
+    /// one has, within the queue's bound (delivery state `queued` meanwhile).
+    Queued,
 }
 
 /// Why a send could not be accepted.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DispatchError {
-    /// Every device is out of budget: fail fast instead of queueing past expiry.
+    /// Every device is out of budget, and the send cannot wait for one within the queue's
+    /// bound (or the queue is full).
     #[error("no gateway capacity")]
     NoCapacity {
         /// Seconds until capacity frees up.
@@ -96,7 +113,7 @@ pub trait Dispatcher: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`DispatchError`] when no device can take it before the code expires.
-    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError>;
+    async fn dispatch(&self, job: SendJob) -> Result<Dispatched, DispatchError>;
 
     /// Whether at least one gateway is healthy (readiness).
     async fn ready(&self) -> bool;

@@ -10,13 +10,15 @@
 //!   send that timed out, on a device that cannot be asked about it either, stays with that
 //!   device (polled) until it reports the message's fate or answers without it.
 //! - Budgets are counted in the store (`dev:{name}:min`, `dev:{name}:day`), in segments, so
-//!   they hold across issuer instances; a dispatch that finds no capacity fails at once.
+//!   they hold across issuer instances. A send of a lower [`Priority`] may take only its
+//!   share of each budget. A dispatch that finds no capacity queues the send in the store
+//!   (`queue.rs`), or fails at once when it could not leave within the queue's bound.
 //! - Delivery events are applied through `Store::update_delivery`, which only moves forward
 //!   and only for the current code version, so replays and stale events change nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,11 +29,13 @@ use serde_json::{Value, json};
 
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
 use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret};
-use super::{DispatchError, Dispatcher, SendJob};
+use super::queue::{Queue, Sealer, entry_key};
+use super::{DispatchError, Dispatched, Dispatcher, Pressure, Priority, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
 use crate::destination::{self, Region};
-use crate::store::{Budget, DeliveryRecord, Outcome, Store};
+use crate::keys::KeyRing;
+use crate::store::{Budget, DeliveryRecord, Outcome, QueuedSend, Store};
 
 /// The shortest lifetime worth sending (sms-gate.app refuses a ttl under 5 s).
 pub const MIN_LIFE_MS: i64 = 5_000;
@@ -119,6 +123,8 @@ pub(super) struct Counters {
     failovers: AtomicU64,
     no_capacity: AtomicU64,
     expired: AtomicU64,
+    queued: AtomicU64,
+    dequeued: AtomicU64,
     pub(super) webhooks_accepted: AtomicU64,
     pub(super) webhooks_rejected: AtomicU64,
     pub(super) webhooks_duplicate: AtomicU64,
@@ -139,8 +145,14 @@ pub struct PoolMetrics {
     pub failovers: u64,
     /// Dispatches refused for lack of capacity.
     pub no_capacity: u64,
-    /// Sends dropped because the code expired first.
+    /// Sends dropped because the code expired first (or its queue bound passed).
     pub expired: u64,
+    /// Sends queued for lack of capacity.
+    pub queued: u64,
+    /// Queued sends that left for a phone.
+    pub dequeued: u64,
+    /// Sends waiting in the queue (as this instance knows it).
+    pub queue_waiting: u64,
     /// Webhooks accepted.
     pub webhooks_accepted: u64,
     /// Webhooks refused (bad signature, stale).
@@ -189,6 +201,10 @@ pub struct Pool {
     /// the send → event → failover → send cycle out of the future types).
     failover_tx: tokio::sync::mpsc::UnboundedSender<(InFlight, String)>,
     failover_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(InFlight, String)>>>,
+    /// Sends waiting for capacity.
+    queue: Queue,
+    /// Whether only paid sends may leave the queue now (the policy's proof of work).
+    pressure: OnceLock<Arc<dyn Pressure>>,
     me: Weak<Self>,
 }
 
@@ -218,7 +234,9 @@ pub fn parse_message_id(id: &str) -> Option<(&str, u32, u32)> {
 }
 
 impl Pool {
-    /// Builds the pool; reads the secrets its config names from the environment.
+    /// Builds the pool; reads the secrets its config names from the environment. Queued
+    /// sends are sealed under a key derived from `keys`' code key (every issuer sharing
+    /// the store shares it).
     ///
     /// # Errors
     /// An invalid section or a missing secret.
@@ -227,6 +245,7 @@ impl Pool {
         store: Arc<dyn Store>,
         audit: Arc<AuditLog>,
         clock: Arc<dyn Clock>,
+        keys: &KeyRing,
     ) -> anyhow::Result<Arc<Self>> {
         cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
         let pool_key = secret(
@@ -276,7 +295,8 @@ impl Pool {
             );
         }
         let (failover_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        Ok(Arc::new_cyclic(|me| Self {
+        let queue = Queue::new(Sealer::new(keys), cfg.queue_max, cfg.queue_max_wait_secs);
+        let pool = Arc::new_cyclic(|me| Self {
             cfg,
             devices,
             store,
@@ -289,8 +309,14 @@ impl Pool {
             started: AtomicBool::new(false),
             failover_tx,
             failover_rx: Mutex::new(Some(rx)),
+            queue,
+            pressure: OnceLock::new(),
             me: me.clone(),
-        }))
+        });
+        // Inside a runtime the loops start now: sends another instance queued in a shared
+        // store are served before this one sends anything (else at the first dispatch).
+        pool.ensure_started();
+        Ok(pool)
     }
 
     pub(super) fn inflight(&self) -> MutexGuard<'_, HashMap<String, InFlight>> {
@@ -312,6 +338,9 @@ impl Pool {
             failovers: l(&c.failovers),
             no_capacity: l(&c.no_capacity),
             expired: l(&c.expired),
+            queued: l(&c.queued),
+            dequeued: l(&c.dequeued),
+            queue_waiting: u64::from(self.queue.waiting()),
             webhooks_accepted: l(&c.webhooks_accepted),
             webhooks_rejected: l(&c.webhooks_rejected),
             webhooks_duplicate: l(&c.webhooks_duplicate),
@@ -370,6 +399,16 @@ impl Pool {
                 pool.poll_once().await;
             }
         });
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(QUEUE_TICK_MS);
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                // Woken by a new entry, or after the pause (capacity frees with time).
+                let _ = tokio::time::timeout(pause, pool.queue.wake.notified()).await;
+                pause = pool.drain_queue().await;
+            }
+        });
     }
 
     async fn check_health(&self) {
@@ -423,7 +462,8 @@ impl Pool {
         }
     }
 
-    /// Picks a device with budget for `job`, excluding `tried`, among phones or fallbacks.
+    /// Picks a device with budget for `job` (its priority's share of each budget),
+    /// excluding `tried`, among phones or fallbacks.
     async fn reserve(&self, job: &SendJob, tried: &[usize], fallback: bool) -> Reserve {
         let now = self.clock.now_ms();
         // The region libphonenumber gives the number, once, when a device routes by region.
@@ -475,7 +515,8 @@ impl Pool {
             let mut taken = 0;
             let mut verdict = Ok(());
             for (key, limit, window) in &budgets {
-                match self.take(key, *limit, *window, units, now).await {
+                let limit = job.priority.share(*limit);
+                match self.take(key, limit, *window, units, now).await {
                     Ok(Ok(())) => taken += 1,
                     Ok(Err(retry)) => {
                         verdict = Err(Some(retry));
@@ -930,7 +971,7 @@ impl Pool {
 
 #[async_trait]
 impl Dispatcher for Pool {
-    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError> {
+    async fn dispatch(&self, job: SendJob) -> Result<Dispatched, DispatchError> {
         self.ensure_started();
         let now = self.clock.now_ms();
         if job.expires_at_ms - now < MIN_LIFE_MS {
@@ -939,36 +980,202 @@ impl Dispatcher for Pool {
         if self.devices.is_empty() {
             return Err(DispatchError::Unavailable);
         }
-        let idx = match self.reserve(&job, &[], false).await {
-            Reserve::Device(i) => i,
-            Reserve::NoDevice => match self.reserve(&job, &[], true).await {
-                Reserve::Device(i) => i,
-                Reserve::NoCapacity { retry_after_ms } => {
-                    self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
-                    return Err(DispatchError::NoCapacity {
-                        retry_after_secs: retry_secs(retry_after_ms),
-                    });
-                }
-                Reserve::NoDevice | Reserve::Store => return Err(DispatchError::Unavailable),
-            },
-            Reserve::NoCapacity { retry_after_ms } => {
-                self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
-                return Err(DispatchError::NoCapacity {
-                    retry_after_secs: retry_secs(retry_after_ms),
-                });
+        // Sends already wait: this one joins them, in its priority's place, so the budget
+        // that frees goes to the best of them and not to whoever asks next.
+        if self.queue.busy() {
+            return self.enqueue(&job, 0).await;
+        }
+        match self.reserve_any(&job).await {
+            Reserve::Device(i) => {
+                let Some(pool) = self.me.upgrade() else {
+                    return Err(DispatchError::Unavailable);
+                };
+                tokio::spawn(pool.run(job, i, 1, vec![i]));
+                Ok(Dispatched::Sending)
             }
-            Reserve::Store => return Err(DispatchError::Unavailable),
-        };
-        let Some(pool) = self.me.upgrade() else {
-            return Err(DispatchError::Unavailable);
-        };
-        tokio::spawn(pool.run(job, idx, 1, vec![idx]));
-        Ok(())
+            Reserve::NoCapacity { retry_after_ms } => self.enqueue(&job, retry_after_ms).await,
+            Reserve::NoDevice | Reserve::Store => Err(DispatchError::Unavailable),
+        }
     }
 
     async fn ready(&self) -> bool {
         let now = self.clock.now_ms();
         self.devices.iter().any(|d| d.usable(now))
+    }
+}
+
+/// How often the queue is looked at when nothing wakes it, ms.
+const QUEUE_TICK_MS: u64 = 250;
+/// Entries taken from the store's queue at once.
+const QUEUE_BATCH: u32 = 16;
+
+impl Pool {
+    /// Lets `pressure` hold unpaid sends in the queue (set once, by `serve`).
+    pub fn set_pressure(&self, pressure: Arc<dyn Pressure>) {
+        let _ = self.pressure.set(pressure);
+    }
+
+    fn paid_only(&self) -> bool {
+        self.pressure.get().is_some_and(|p| p.paid_only())
+    }
+
+    /// A device for `job` among the phones, else among the fallbacks.
+    async fn reserve_any(&self, job: &SendJob) -> Reserve {
+        match self.reserve(job, &[], false).await {
+            Reserve::NoDevice => self.reserve(job, &[], true).await,
+            other => other,
+        }
+    }
+
+    /// Queues `job` when capacity is expected within its bound (`retry_after_ms` from now).
+    async fn enqueue(
+        &self,
+        job: &SendJob,
+        retry_after_ms: i64,
+    ) -> Result<Dispatched, DispatchError> {
+        let now = self.clock.now_ms();
+        let deadline = self.queue.deadline(job, now);
+        let refused = || {
+            self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
+            DispatchError::NoCapacity {
+                retry_after_secs: retry_secs(retry_after_ms.max(1_000)),
+            }
+        };
+        if self.queue.max == 0 || now.saturating_add(retry_after_ms) > deadline {
+            return Err(refused());
+        }
+        let sealed = self.queue.sealer.seal(job).map_err(|e| {
+            tracing::error!(error = %e, "send queue: cannot seal");
+            DispatchError::Unavailable
+        })?;
+        let entry = QueuedSend {
+            key: entry_key(job),
+            priority: job.priority.rank(),
+            queued_at_ms: now,
+            deadline_ms: deadline,
+            sealed,
+        };
+        match self.store.enqueue_send(&entry, self.queue.max).await {
+            Ok(true) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                self.queue.queued(1);
+                tracing::debug!(verification = %job.verification_id, priority = job.priority.as_str(), "send queued for capacity");
+                Ok(Dispatched::Queued)
+            }
+            Ok(false) => Err(refused()),
+            Err(e) => {
+                tracing::warn!(error = %e, "send queue: store unavailable");
+                Err(DispatchError::Unavailable)
+            }
+        }
+    }
+
+    /// Sends what waits in the queue while phones have budget, best first; answers how
+    /// long to pause before looking again.
+    async fn drain_queue(&self) -> Duration {
+        let idle = Duration::from_millis(QUEUE_TICK_MS);
+        if !self
+            .queue
+            .worth_a_look(self.store.as_ref(), self.clock.now_ms())
+            .await
+        {
+            return idle;
+        }
+        loop {
+            let batch = match self.store.dequeue_sends(QUEUE_BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "send queue: store unavailable");
+                    return idle;
+                }
+            };
+            self.queue
+                .taken(u32::try_from(batch.len()).unwrap_or(u32::MAX));
+            if batch.is_empty() {
+                return idle;
+            }
+            let mut back = Vec::new();
+            let mut pause = None;
+            // No capacity for the best waiting send: neither may those behind it leave.
+            let mut blocked = false;
+            for entry in batch {
+                if blocked {
+                    back.push(entry);
+                    continue;
+                }
+                let now = self.clock.now_ms();
+                let Some(job) = self.queue.sealer.open(&entry) else {
+                    self.unreadable(&entry).await;
+                    continue;
+                };
+                if now > entry.deadline_ms {
+                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                    self.give_up(&job, "no phone capacity within the queue's bound")
+                        .await;
+                    continue;
+                }
+                if !self.current(&job).await {
+                    continue;
+                }
+                if job.priority != Priority::Paid && self.paid_only() {
+                    // Held back while proof of work is asked (paid sends come first in
+                    // the queue, so none waits behind this one).
+                    pause = Some(1_000);
+                    back.push(entry);
+                    continue;
+                }
+                match self.reserve_any(&job).await {
+                    Reserve::Device(i) => {
+                        self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+                        if let Some(pool) = self.me.upgrade() {
+                            tokio::spawn(pool.run(job, i, 1, vec![i]));
+                        }
+                    }
+                    Reserve::NoCapacity { retry_after_ms } => {
+                        pause = Some(retry_after_ms.clamp(50, 1_000));
+                        blocked = true;
+                        back.push(entry);
+                    }
+                    Reserve::NoDevice | Reserve::Store => {
+                        pause = Some(1_000);
+                        blocked = true;
+                        back.push(entry);
+                    }
+                }
+            }
+            let n = u32::try_from(back.len()).unwrap_or(u32::MAX);
+            for entry in back {
+                // Back in its place (same priority and time); never refused for room.
+                if let Err(e) = self.store.enqueue_send(&entry, u32::MAX).await {
+                    tracing::warn!(error = %e, "send queue: could not put a send back");
+                }
+            }
+            self.queue.returned(n);
+            if let Some(ms) = pause {
+                return Duration::from_millis(ms.unsigned_abs());
+            }
+        }
+    }
+
+    /// An entry that does not open here (sealed under a key this issuer lacks, or altered):
+    /// its send is failed, since no issuer that took it can send it.
+    async fn unreadable(&self, entry: &QueuedSend) {
+        tracing::error!(entry = %entry.key, "send queue: an entry does not open with this issuer's code keys (do all issuers share them?)");
+        let Some((vid, version)) = entry
+            .key
+            .rsplit_once('.')
+            .and_then(|(v, n)| Some((v, n.parse::<u32>().ok()?)))
+        else {
+            return;
+        };
+        let rec = DeliveryRecord {
+            state: DeliveryState::Failed,
+            gateway: None,
+            message_id: None,
+            updated_at_ms: self.clock.now_ms(),
+            detail: Some("queued send unreadable".into()),
+        };
+        let _ = self.store.update_delivery(vid, version, &rec).await;
     }
 }
 
@@ -993,6 +1200,7 @@ mod tests {
                 segments: 1,
             },
             expires_at_ms: 0,
+            priority: Priority::Paid,
         };
         let id = message_id(&job, 3);
         assert!(id.len() <= 36);

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::state::{Answer, Op, State};
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durable, Guess, Record,
-    RotateOutcome, Rotation, Staged, Store, StoreError,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durable, Guess, QueuedSend,
+    Record, RotateOutcome, Rotation, Staged, Store, StoreError,
 };
 
 /// How an in-process backend applies operations to its [`State`]; every such backend is
@@ -230,6 +230,26 @@ impl<E: Engine> Store for E {
             now: now_ms,
         };
         answer!(self, op, Bool(b) => b)
+    }
+
+    async fn enqueue_send(&self, send: &QueuedSend, max: u32) -> Result<bool, StoreError> {
+        let op = Op::Enqueue {
+            send: Box::new(send.clone()),
+            max,
+        };
+        answer!(self, op, Bool(b) => b)
+    }
+
+    async fn dequeue_sends(&self, max: u32) -> Result<Vec<QueuedSend>, StoreError> {
+        if max == 0 || self.read(|st| st.queue.is_empty())? {
+            // Nothing to take: no write (the embedded store would log an empty change).
+            return Ok(Vec::new());
+        }
+        answer!(self, Op::Dequeue { max }, Sends(v) => v)
+    }
+
+    async fn queued_sends(&self) -> Result<u32, StoreError> {
+        self.read(|st| u32::try_from(st.queue.len()).unwrap_or(u32::MAX))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

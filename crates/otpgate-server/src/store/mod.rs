@@ -568,8 +568,43 @@ pub trait Store: Send + Sync + 'static {
     /// `true`. Redis measures the TTL on its own clock.
     async fn once(&self, key: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError>;
 
+    /// Queues a send waiting for phone capacity, unless `max` sends wait already (answers
+    /// `false`, nothing written). Queuing the same entry again (same key, priority and
+    /// time) changes nothing.
+    async fn enqueue_send(&self, send: &QueuedSend, max: u32) -> Result<bool, StoreError>;
+
+    /// Takes up to `max` queued sends, best first (lowest priority number, then oldest),
+    /// removing them: under any concurrency each entry goes to one caller.
+    async fn dequeue_sends(&self, max: u32) -> Result<Vec<QueuedSend>, StoreError>;
+
+    /// How many sends wait.
+    async fn queued_sends(&self) -> Result<u32, StoreError>;
+
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A send waiting in the store for phone capacity (`gateway::queue`). The store orders and
+/// hands out entries; it never reads the sealed message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedSend {
+    /// `{verification_id}.{code_version}`: one entry per code.
+    pub key: String,
+    /// Lower goes first (the gateway's priority classes).
+    pub priority: u8,
+    /// When it was queued, Unix ms: first in, first out within a priority.
+    pub queued_at_ms: i64,
+    /// Nothing is sent after this, Unix ms; a backend may forget the entry past it.
+    pub deadline_ms: i64,
+    /// The message, sealed under a key only the issuers hold.
+    pub sealed: String,
+}
+
+impl QueuedSend {
+    /// The order key: priority, then age, then key.
+    pub fn order(&self) -> (u8, i64, &str) {
+        (self.priority, self.queued_at_ms, &self.key)
+    }
 }
 
 /// Gives back one unit of each budget (best effort: a failure leaves a unit counted,

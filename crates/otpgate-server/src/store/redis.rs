@@ -38,8 +38,8 @@ use redis::{Script, Value};
 
 use super::logic::Window;
 use super::{
-    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, RETENTION_GRACE_MS, Record,
-    RotateOutcome, Rotation, Store, StoreError, codec, logic,
+    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, QueuedSend, RETENTION_GRACE_MS,
+    Record, RotateOutcome, Rotation, Store, StoreError, codec, logic,
 };
 use otpgate_core::wire::Status;
 
@@ -236,6 +236,27 @@ if count > 0 then redis.call('DECR', KEYS[1]) end
 return 0
 ";
 
+/// KEYS[1] the send queue; ARGV: max entries, score, the entry, the queue's TTL (ms).
+/// Queues the entry unless the queue is full; keeps the queue alive past its entries.
+const ENQUEUE_SEND: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+";
+
+/// How long past its newest deadline the send queue is kept (for a dequeue to report
+/// the entries that missed it).
+const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// A queued send's score: priority first, then age (exact in an f64 until the year 2500).
+fn queue_score(send: &QueuedSend) -> i64 {
+    (i64::from(send.priority) << 44) + send.queued_at_ms.clamp(0, (1 << 44) - 1)
+}
+
 /// A budget's counter for one window.
 struct BudgetSlot {
     key: String,
@@ -254,6 +275,7 @@ struct Scripts {
     take_budget: Script,
     add_to_budget: Script,
     refund_budget: Script,
+    enqueue_send: Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
@@ -267,6 +289,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
         take_budget: Script::new(&format!("{TAKE_FN}{TAKE_BUDGET}")),
         add_to_budget: Script::new(ADD_TO_BUDGET),
         refund_budget: Script::new(REFUND_BUDGET),
+        enqueue_send: Script::new(ENQUEUE_SEND),
     }
 });
 
@@ -355,6 +378,11 @@ impl RedisStore {
             ttl_ms: (w.purge_at() - now_ms).max(1),
             retry_after_ms: w.retry_after(now_ms),
         }
+    }
+
+    /// The send queue: one sorted set (one hash slot).
+    fn queue_key(&self) -> String {
+        format!("{}:q:{{sends}}", self.prefix)
     }
 
     fn once_key(&self, key: &str) -> String {
@@ -683,6 +711,53 @@ impl Store for RedisStore {
             .arg(ttl_ms.max(1));
         let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
         Ok(set.is_some())
+    }
+
+    async fn enqueue_send(&self, send: &QueuedSend, max: u32) -> Result<bool, StoreError> {
+        let entry = serde_json::to_string(send)
+            .map_err(|e| StoreError::Corrupt(format!("queued send: {e}")))?;
+        let ttl = send
+            .deadline_ms
+            .saturating_sub(send.queued_at_ms)
+            .saturating_add(QUEUE_GRACE_MS)
+            .max(1);
+        let args = [
+            max.to_string(),
+            queue_score(send).to_string(),
+            entry,
+            ttl.to_string(),
+        ];
+        let v = self
+            .eval(&SCRIPTS.enqueue_send, self.queue_key(), &args)
+            .await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    async fn dequeue_sends(&self, max: u32) -> Result<Vec<QueuedSend>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("ZPOPMIN");
+        cmd.arg(self.queue_key()).arg(max);
+        let popped: Vec<(String, f64)> = self.bounded(cmd.query_async(&mut con)).await?;
+        let mut sends = Vec::with_capacity(popped.len());
+        for (entry, _) in popped {
+            match serde_json::from_str(&entry) {
+                Ok(send) => sends.push(send),
+                // Not ours to read (written by something else): dropped, said once.
+                Err(e) => tracing::warn!(error = %e, "redis: unreadable queued send dropped"),
+            }
+        }
+        Ok(sends)
+    }
+
+    async fn queued_sends(&self) -> Result<u32, StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(self.queue_key());
+        let n: i64 = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

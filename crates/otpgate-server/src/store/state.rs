@@ -8,15 +8,15 @@
 //! taken all or nothing, `once` keys, and (for the embedded store's checkpoints) the keys
 //! changed since the last one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use super::logic::{self, Window};
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Record, RotateOutcome,
-    Rotation, StoreError,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, QueuedSend, Record,
+    RotateOutcome, Rotation, StoreError,
 };
 
 /// One change to the state. The embedded store logs batches of them, so the form is
@@ -75,6 +75,13 @@ pub(crate) enum Op {
         ttl: i64,
         now: i64,
     },
+    Enqueue {
+        send: Box<QueuedSend>,
+        max: u32,
+    },
+    Dequeue {
+        max: u32,
+    },
 }
 
 impl Op {
@@ -83,7 +90,8 @@ impl Op {
         match self {
             Self::Create(r) => r.created_at_ms,
             // A delivery time may come from a phone's clock: it never moves the store's.
-            Self::Delivery { .. } => i64::MIN,
+            // Neither does the queue (a send queued again keeps its first time).
+            Self::Delivery { .. } | Self::Enqueue { .. } | Self::Dequeue { .. } => i64::MIN,
             Self::Open { now, .. }
             | Self::Check { now, .. }
             | Self::Rotate { now, .. }
@@ -117,10 +125,21 @@ pub(crate) enum Answer {
     Record(Option<Box<Record>>),
     Budget(Budget),
     Budgets(Budgets),
+    Sends(Vec<QueuedSend>),
 }
 
 /// A budget counter: (purge at, window length, key); the purge time identifies the window.
 pub(crate) type BudgetKey = (i64, i64, String);
+
+/// A queued send's place: (priority, queued at, key), the order it is handed out in.
+pub(crate) type QueueKey = (u8, i64, String);
+
+/// How long past its deadline a queued send is kept for a dequeue to report it.
+const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
+
+fn queue_key(send: &QueuedSend) -> QueueKey {
+    (send.priority, send.queued_at_ms, send.key.clone())
+}
 
 /// The budget counter of `key` in the window of `window_ms` holding `at`.
 fn budget_key(key: &str, window_ms: i64, at: i64) -> BudgetKey {
@@ -153,11 +172,15 @@ pub(crate) struct Dirty {
     records: HashSet<String>,
     budgets: HashSet<BudgetKey>,
     once: HashSet<String>,
+    queue: HashSet<QueueKey>,
 }
 
 impl Dirty {
     fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.budgets.is_empty() && self.once.is_empty()
+        self.records.is_empty()
+            && self.budgets.is_empty()
+            && self.once.is_empty()
+            && self.queue.is_empty()
     }
 }
 
@@ -181,6 +204,7 @@ pub(crate) struct Changes {
     pub(crate) records: Vec<(String, Option<Record>)>,
     pub(crate) budgets: Vec<(BudgetKey, Option<u32>)>,
     pub(crate) once: Vec<(String, Option<i64>)>,
+    pub(crate) queue: Vec<(QueueKey, Option<QueuedSend>)>,
     pub(crate) now_ms: i64,
 }
 
@@ -191,6 +215,8 @@ pub(crate) struct State {
     pub(crate) budgets: HashMap<BudgetKey, u32>,
     /// key → until (Unix ms, exclusive).
     pub(crate) once: HashMap<String, i64>,
+    /// Sends waiting for phone capacity, in the order they are handed out.
+    pub(crate) queue: BTreeMap<QueueKey, QueuedSend>,
     /// The store's clock: the latest `now` applied.
     pub(crate) now_ms: i64,
     /// The keys changed since the last [`State::take_changes`], when tracked.
@@ -423,6 +449,32 @@ impl State {
                 }
                 Answer::Unit
             }
+            Op::Enqueue { send, max, .. } => {
+                let k = queue_key(send);
+                if self.queue.contains_key(&k) {
+                    Answer::Bool(true)
+                } else if self.queue.len() >= usize::try_from(*max).unwrap_or(usize::MAX) {
+                    Answer::Bool(false)
+                } else {
+                    self.mark(|d| {
+                        d.queue.insert(k.clone());
+                    });
+                    self.queue.insert(k, (**send).clone());
+                    Answer::Bool(true)
+                }
+            }
+            Op::Dequeue { max, .. } => {
+                let mut taken = Vec::new();
+                while taken.len() < usize::try_from(*max).unwrap_or(usize::MAX)
+                    && let Some((k, send)) = self.queue.pop_first()
+                {
+                    self.mark(|d| {
+                        d.queue.insert(k);
+                    });
+                    taken.push(send);
+                }
+                Answer::Sends(taken)
+            }
             Op::Once { key, ttl, now: at } => match self.once.get(key.as_str()) {
                 Some(u) if *u > *at => Answer::Bool(false),
                 _ => {
@@ -443,21 +495,30 @@ impl State {
             records,
             budgets,
             once,
+            queue,
             dirty,
             ..
         } = self;
         let before = (records.len(), budgets.len(), once.len());
-        let (d_records, d_budgets, d_once) = match dirty {
+        let (d_records, d_budgets, d_once, mut d_queue) = match dirty {
             Some(d) => (
                 Some(&mut d.records),
                 Some(&mut d.budgets),
                 Some(&mut d.once),
+                Some(&mut d.queue),
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         retain_noting(records, d_records, |_, r| logic::purge_at(r) > now);
         retain_noting(budgets, d_budgets, |k, _| k.0 > now);
         retain_noting(once, d_once, |_, until| *until > now);
+        queue.retain(|k, send| {
+            let kept = send.deadline_ms.saturating_add(QUEUE_GRACE_MS) > now;
+            if !kept && let Some(d) = d_queue.as_deref_mut() {
+                d.insert(k.clone());
+            }
+            kept
+        });
         let swept = (
             before.0 - records.len(),
             before.1 - budgets.len(),
@@ -505,6 +566,14 @@ impl State {
                 .map(|k| {
                     let u = self.once.get(&k).copied();
                     (k, u)
+                })
+                .collect(),
+            queue: dirty
+                .queue
+                .into_iter()
+                .map(|k| {
+                    let q = self.queue.get(&k).cloned();
+                    (k, q)
                 })
                 .collect(),
             now_ms: self.now_ms,

@@ -12,7 +12,7 @@ use otpgate_server::api::{self, ApiState, RouterOptions};
 use otpgate_server::audit::AuditLog;
 use otpgate_server::clock::{Clock, ManualClock, SystemClock};
 use otpgate_server::config::{AppConfig, Origin};
-use otpgate_server::gateway::{DispatchError, Dispatcher, SendJob};
+use otpgate_server::gateway::{DispatchError, Dispatched, Dispatcher, SendJob};
 use otpgate_server::keys::KeyRing;
 use otpgate_server::metrics::Metrics;
 use otpgate_server::policy::{Policy, PolicyConfig};
@@ -43,14 +43,14 @@ pub struct Capture {
 
 #[async_trait]
 impl Dispatcher for Capture {
-    async fn dispatch(&self, job: SendJob) -> Result<(), DispatchError> {
+    async fn dispatch(&self, job: SendJob) -> Result<Dispatched, DispatchError> {
         if *self.no_capacity.lock().unwrap() {
             return Err(DispatchError::NoCapacity {
                 retry_after_secs: 7,
             });
         }
         self.jobs.lock().unwrap().push(job);
-        Ok(())
+        Ok(Dispatched::Sending)
     }
     async fn ready(&self) -> bool {
         true

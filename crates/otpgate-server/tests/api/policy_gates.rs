@@ -10,6 +10,7 @@ use otpgate_core::pow::{self, PowError};
 use otpgate_core::wire::PowSolution;
 use otpgate_server::clock::{Clock as _, ManualClock};
 use otpgate_server::destination::{Refusal, Region};
+use otpgate_server::gateway::{Pressure as _, Priority};
 use otpgate_server::policy::{Limit, Policy, PolicyConfig, PolicyError, StartContext};
 use otpgate_server::store::{MemoryStore, Store as _};
 use sha2::{Digest as _, Sha256};
@@ -100,6 +101,46 @@ impl Env {
             now_ms: self.clock.now_ms(),
         };
         self.policy.admit_start(&ctx).await.map(|a| a.test_code)
+    }
+
+    /// The class of an admitted start.
+    async fn priority_of(
+        &self,
+        p: &PhoneNumber,
+        client: IpAddr,
+        trusted: bool,
+        pow: Option<&PowSolution>,
+    ) -> Priority {
+        let ctx = StartContext {
+            phone: p,
+            app: "shop",
+            client_ip: client,
+            trusted,
+            pow,
+            now_ms: self.clock.now_ms(),
+        };
+        self.policy
+            .admit_start(&ctx)
+            .await
+            .expect("admitted")
+            .priority
+    }
+
+    /// The class of an admitted resend.
+    async fn resend_priority(&self, p: &PhoneNumber, trusted: bool) -> Priority {
+        let ctx = StartContext {
+            phone: p,
+            app: "shop",
+            client_ip: ip(77),
+            trusted,
+            pow: None,
+            now_ms: self.clock.now_ms(),
+        };
+        self.policy
+            .admit_resend(&ctx)
+            .await
+            .expect("admitted")
+            .priority
     }
 }
 
@@ -891,4 +932,69 @@ async fn trusted_and_test_number_traffic_neither_raises_nor_lowers_the_difficult
     trusted_sends(&e, 110, 15).await;
     e.clock.advance(200);
     assert_eq!(difficulty_asked(&e, &phone("+33780000002")).await, pumped);
+}
+
+#[tokio::test]
+async fn sends_are_classed_by_what_they_paid() {
+    // No proof of work asked: a number's first send of the day is `first`, the next ones
+    // and resends are `repeat`, a trusted caller's are `paid`.
+    let e = env(no_pow());
+    let (a, b) = (mobile(1, 1), mobile(2, 1));
+    assert_eq!(e.priority_of(&a, ip(1), false, None).await, Priority::First);
+    assert_eq!(
+        e.priority_of(&a, ip(2), false, None).await,
+        Priority::Repeat
+    );
+    assert_eq!(e.resend_priority(&a, false).await, Priority::Repeat);
+    assert_eq!(e.priority_of(&b, ip(3), true, None).await, Priority::Paid);
+    assert_eq!(e.resend_priority(&b, true).await, Priority::Paid);
+    // The next day, the first send is first again.
+    e.clock.advance(86_400_000);
+    assert_eq!(e.priority_of(&a, ip(4), false, None).await, Priority::First);
+    assert!(!e.policy.paid_only(), "no proof of work, no pressure");
+
+    // Proof of work asked and solved: `paid`, even for a repeat; and the queue is told
+    // that only paid sends may leave.
+    let mut c = PolicyConfig::default();
+    c.pow.base_difficulty = 0;
+    let e = env(c);
+    let p = mobile(3, 1);
+    assert_eq!(e.priority_of(&p, ip(5), false, None).await, Priority::First);
+    assert!(!e.policy.paid_only(), "difficulty at its base");
+    let mut c = PolicyConfig::default();
+    c.pow.base_difficulty = 8;
+    let e = env(c);
+    for n in 0..2 {
+        let challenge = match e.start(&p, ip(6 + n)).await {
+            Err(PolicyError::PowRequired { challenge }) => challenge,
+            other => panic!("expected pow_required, got {other:?}"),
+        };
+        let sol = PowSolution {
+            nonce: pow::solve(&challenge, 1 << 20)
+                .expect("ok")
+                .expect("solved"),
+            challenge,
+        };
+        assert_eq!(
+            e.priority_of(&p, ip(6 + n), false, Some(&sol)).await,
+            Priority::Paid
+        );
+    }
+}
+
+#[tokio::test]
+async fn proof_of_work_above_its_base_holds_unpaid_sends_back() {
+    // The same burst as the flood: the send signal raises the difficulty over its base.
+    let mut c = PolicyConfig::default();
+    c.budgets.global = limit(10, 60);
+    let e = env(c);
+    assert!(!e.policy.paid_only());
+    for i in 0..9u32 {
+        // Each start to its own range, from its own address: only the global signal moves.
+        let _ = e.start(&mobile(10 + i, i), ip(100 + i)).await;
+        e.clock.advance(150);
+    }
+    let _ = e.start(&mobile(30, 1), ip(300)).await;
+    assert!(e.policy.current_difficulty() > 0);
+    assert!(e.policy.paid_only());
 }

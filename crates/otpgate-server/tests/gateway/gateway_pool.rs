@@ -1,9 +1,11 @@
 //! The gateway pool against emulated phones on real sockets: delivery, failover, budgets,
-//! expiry, and webhook security (forged, replayed, duplicated, stale).
+//! the queue for capacity, expiry, and webhook security (forged, replayed, duplicated,
+//! stale).
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use otpgate_core::wire::DeliveryState;
@@ -11,14 +13,15 @@ use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::destination::Region;
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
-    DeviceConfig, DispatchError, Dispatcher, GatewaysConfig, Kind, LiteralSecrets, Pool, Secret,
-    SendJob,
+    DeviceConfig, DispatchError, Dispatched, Dispatcher, GatewaysConfig, Kind, LiteralSecrets,
+    Pool, Pressure, Priority, Secret, SendJob,
 };
-use otpgate_server::store::Store;
+use otpgate_server::keys::KeyRing;
+use otpgate_server::store::{MemoryStore, Store};
 use otpgate_test_support::http::get_json_auth;
 use otpgate_test_support::rig::{
-    delivery_state, emulated_device, fast_knobs, listen, memory_pool, pending_record, send_job,
-    serve_phone, stored,
+    delivery_state, emulated_device, fast_knobs, listen, memory_pool, pending_record, pool_on,
+    send_job, serve_phone, stored,
 };
 use serde_json::{Value, json};
 
@@ -43,6 +46,16 @@ async fn rig(phones: &[(Knobs, u32)], window_secs: u64) -> Rig {
 
 /// [`rig`] with the routing `regions` of each phone (missing: any region).
 async fn rig_routed(phones: &[(Knobs, u32)], window_secs: u64, regions: &[&[&str]]) -> Rig {
+    rig_with(phones, window_secs, regions, |_| {}).await
+}
+
+/// [`rig_routed`] with the pool's section changed by `tweak`.
+async fn rig_with(
+    phones: &[(Knobs, u32)],
+    window_secs: u64,
+    regions: &[&[&str]],
+    tweak: impl FnOnce(&mut GatewaysConfig),
+) -> Rig {
     let (listener, base) = listen().await;
     let hook = format!("{base}/v1/gateways/sms-gate/webhook");
     let mut emus = Vec::new();
@@ -74,6 +87,7 @@ async fn rig_routed(phones: &[(Knobs, u32)], window_secs: u64, regions: &[&[&str
     cfg.budget_window_secs = window_secs;
     cfg.poll_interval_secs = 1;
     cfg.health_interval_secs = 1;
+    tweak(&mut cfg);
     let (pool, store) = memory_pool(cfg);
     let app = pool.routes();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -270,21 +284,24 @@ async fn a_phone_that_refuses_connections_is_failed_over_at_once() {
 }
 
 #[tokio::test]
-async fn budgets_are_never_exceeded_and_excess_fails_fast() {
-    let r = rig(&[(fast(), 4), (fast(), 3)], 60).await;
+async fn budgets_are_never_exceeded_and_with_no_queue_excess_fails_fast() {
+    let r = rig_with(&[(fast(), 4), (fast(), 3)], 60, &[], |cfg| {
+        cfg.queue_max_wait_secs = 0;
+    })
+    .await;
     let mut ok = Vec::new();
     let mut refused = 0;
     for n in 0..12 {
         let job = r.job(200 + n, 1, 60_000).await;
         let t = std::time::Instant::now();
         match r.pool.dispatch(job.clone()).await {
-            Ok(()) => ok.push(job),
+            Ok(Dispatched::Sending) => ok.push(job),
             Err(DispatchError::NoCapacity { retry_after_secs }) => {
                 assert!(t.elapsed() < Duration::from_millis(500), "fail fast");
                 assert!((1..=60).contains(&retry_after_secs));
                 refused += 1;
             }
-            Err(e) => panic!("unexpected {e:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(ok.len(), 7);
@@ -292,6 +309,221 @@ async fn budgets_are_never_exceeded_and_excess_fails_fast() {
     r.assert_delivered(&ok, Duration::from_secs(10)).await;
     assert_eq!(r.phones[0].sent(None).len(), 4);
     assert_eq!(r.phones[1].sent(None).len(), 3);
+}
+
+/// A settable [`Pressure`]: whether only paid sends may leave the queue.
+#[derive(Default)]
+struct Switch(AtomicBool);
+
+impl Pressure for Switch {
+    fn paid_only(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Rig {
+    /// [`Rig::job`] of `priority`.
+    async fn job_of(&self, n: usize, priority: Priority) -> SendJob {
+        SendJob {
+            priority,
+            ..self.job(n, 1, 60_000).await
+        }
+    }
+
+    /// The texts the phones sent, in the order they were accepted.
+    fn sent_in_order(&self) -> Vec<String> {
+        let mut all: Vec<_> = self.phones.iter().flat_map(|p| p.sent(None)).collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        all.into_iter().map(|m| m.text).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_send_without_capacity_waits_in_the_queue_until_budget_frees() {
+    // Two sends per 3 s window: six sends take three windows, none refused.
+    let r = rig(&[(fast(), 2)], 3).await;
+    let mut jobs = Vec::new();
+    let mut queued = 0;
+    for n in 0..6 {
+        let job = r.job(600 + n, 1, 60_000).await;
+        match r.pool.dispatch(job.clone()).await.expect("accepted") {
+            Dispatched::Queued => {
+                queued += 1;
+                assert_eq!(
+                    r.delivery(&job.verification_id).await,
+                    DeliveryState::Queued
+                );
+            }
+            _ => {}
+        }
+        jobs.push(job);
+    }
+    assert!(queued >= 3, "{queued} queued");
+    assert!(r.pool.metrics().queue_waiting >= 1);
+    r.assert_delivered(&jobs, Duration::from_secs(20)).await;
+    let sent = r.sent_texts();
+    assert_eq!(sent.len(), 6);
+    assert!(sent.values().all(|&n| n == 1), "each sent once: {sent:?}");
+    // Never more than the budget in one window.
+    let mut per_window: HashMap<i64, u32> = HashMap::new();
+    for m in r.phones[0].sent(None) {
+        let at = otpgate_core::time::parse_rfc3339(&m.created_at).expect("time");
+        *per_window.entry(at.div_euclid(3_000)).or_default() += 1;
+    }
+    assert!(per_window.values().all(|&n| n <= 2), "{per_window:?}");
+    let m = r.pool.metrics();
+    assert_eq!((m.queued, m.dequeued, m.queue_waiting), (queued, queued, 0));
+}
+
+#[tokio::test]
+async fn paid_sends_leave_the_queue_first() {
+    let r = rig(&[(fast(), 1)], 3).await;
+    let a = r.job_of(620, Priority::Paid).await;
+    assert_eq!(r.pool.dispatch(a.clone()).await, Ok(Dispatched::Sending));
+    let repeat_1 = r.job_of(621, Priority::Repeat).await;
+    let first = r.job_of(622, Priority::First).await;
+    let repeat_2 = r.job_of(623, Priority::Repeat).await;
+    let paid = r.job_of(624, Priority::Paid).await;
+    for j in [&repeat_1, &first, &repeat_2, &paid] {
+        assert_eq!(r.pool.dispatch(j.clone()).await, Ok(Dispatched::Queued));
+    }
+    r.assert_delivered(
+        &[
+            a.clone(),
+            paid.clone(),
+            first.clone(),
+            repeat_1.clone(),
+            repeat_2.clone(),
+        ],
+        Duration::from_secs(25),
+    )
+    .await;
+    let order: Vec<_> = [&a, &paid, &first, &repeat_1, &repeat_2]
+        .iter()
+        .map(|j| j.message.text.clone())
+        .collect();
+    assert_eq!(r.sent_in_order(), order);
+}
+
+#[tokio::test]
+async fn an_unpaid_send_waits_out_pressure_and_fails_at_its_bound_unsent() {
+    // One send per 2 s window; a queued send waits at most 3 s.
+    let r = rig_with(&[(fast(), 1)], 2, &[], |cfg| cfg.queue_max_wait_secs = 3).await;
+    let pressure = Arc::new(Switch::default());
+    r.pool.set_pressure(pressure.clone());
+    pressure.0.store(true, Ordering::Relaxed);
+    let a = r.job_of(640, Priority::Paid).await;
+    assert_eq!(r.pool.dispatch(a.clone()).await, Ok(Dispatched::Sending));
+    let unpaid = r.job_of(641, Priority::First).await;
+    let paid = r.job_of(642, Priority::Paid).await;
+    assert_eq!(
+        r.pool.dispatch(unpaid.clone()).await,
+        Ok(Dispatched::Queued)
+    );
+    assert_eq!(r.pool.dispatch(paid.clone()).await, Ok(Dispatched::Queued));
+    r.assert_delivered(&[a, paid], Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        r.wait_terminal(&unpaid.verification_id, Duration::from_secs(10))
+            .await,
+        DeliveryState::Failed,
+        "held back past its bound"
+    );
+    let rec = stored(&r.store, &unpaid.verification_id).await;
+    assert!(
+        rec.delivery
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("queue"),
+        "{:?}",
+        rec.delivery.detail
+    );
+    assert_eq!(r.sent_texts().get(&unpaid.message.text), None, "never sent");
+    // Without pressure an unpaid send waits for budget like any other.
+    pressure.0.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let b = r.job_of(643, Priority::Repeat).await;
+    let c = r.job_of(644, Priority::Repeat).await;
+    assert!(r.pool.dispatch(b.clone()).await.is_ok());
+    assert_eq!(r.pool.dispatch(c.clone()).await, Ok(Dispatched::Queued));
+    r.assert_delivered(&[b, c], Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_send_that_cannot_leave_within_its_bound_is_refused_at_once() {
+    // One send per hour: a second cannot leave within the queue's minute.
+    let r = rig(&[(fast(), 1)], 3_600).await;
+    let a = r.job_of(660, Priority::Paid).await;
+    assert_eq!(r.pool.dispatch(a).await, Ok(Dispatched::Sending));
+    let b = r.job_of(661, Priority::Paid).await;
+    let t = std::time::Instant::now();
+    match r.pool.dispatch(b).await {
+        Err(DispatchError::NoCapacity { retry_after_secs }) => {
+            assert!(t.elapsed() < Duration::from_millis(500), "fail fast");
+            assert!(retry_after_secs > 60, "{retry_after_secs}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_send_queued_by_an_instance_that_is_gone_is_sent_by_another_once() {
+    // Two issuers on one store and key ring, one phone (one send per 3 s window).
+    let mut cfg = EmulatorConfig::new("sms", Some("pw-0".into()), Some(KEY.into()));
+    cfg.knobs = fast();
+    let phone = Emulator::new(cfg);
+    let url = serve_phone(&phone).await;
+    let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
+    cfg.devices = vec![emulated_device(0, url, 1, 30)];
+    cfg.budget_window_secs = 3;
+    cfg.poll_interval_secs = 1;
+    let keys = KeyRing::ephemeral();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let gone = pool_on(cfg.clone(), store.clone(), &keys);
+    // The first instance holds unpaid sends back (proof of work asked), then goes away.
+    let pressure = Arc::new(Switch::default());
+    pressure.0.store(true, Ordering::Relaxed);
+    gone.set_pressure(pressure);
+    let job = |n: u64, priority| {
+        let vid = format!("v_{n:0>22}");
+        let rec = pending_record(&vid, &format!("+1415555{n:04}"), 1, now_ms(), 60_000);
+        (
+            rec.clone(),
+            SendJob {
+                priority,
+                ..send_job(&rec, format!("code {n}"))
+            },
+        )
+    };
+    let (rec_a, a) = job(1681, Priority::Paid);
+    let (rec_b, b) = job(1682, Priority::First);
+    store.create(&rec_a).await.expect("create");
+    store.create(&rec_b).await.expect("create");
+    assert_eq!(gone.dispatch(a.clone()).await, Ok(Dispatched::Sending));
+    assert_eq!(gone.dispatch(b.clone()).await, Ok(Dispatched::Queued));
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.queued_sends().await.expect("count"),
+        1,
+        "still waiting"
+    );
+    // Another instance takes the queue over.
+    let other = pool_on(cfg, store.clone(), &keys);
+    let end = tokio::time::Instant::now() + Duration::from_secs(15);
+    while phone.sent(None).len() < 2 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts: Vec<_> = phone.sent(None).into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec![a.message.text.clone(), b.message.text.clone()]);
+    assert_eq!(store.queued_sends().await.expect("count"), 0);
+    assert_eq!(other.metrics().dequeued, 1);
+    assert_ne!(
+        delivery_state(&store, &b.verification_id).await,
+        DeliveryState::Queued
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,9 @@ pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("r
 pub(super) const BUDGETS: TableDefinition<(i64, i64, &str), u32> = TableDefinition::new("budgets");
 /// key → until (exclusive).
 pub(super) const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
+/// (priority, queued at, key) → the queued send as JSON.
+pub(super) const QUEUE: TableDefinition<(u8, i64, &str), &[u8]> =
+    TableDefinition::new("send_queue");
 /// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch the file holds).
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 /// Purge indexes of layout 1 (dropped when such a file is opened).
@@ -67,6 +70,19 @@ pub(super) fn write_checkpoint(
                 }
                 None => {
                     once.remove(key.as_str())?;
+                }
+            }
+        }
+        let mut queue = txn.open_table(QUEUE)?;
+        for ((priority, at, key), send) in &changes.queue {
+            match send {
+                Some(q) => {
+                    // Serialising plain fields and strings cannot fail.
+                    let json = serde_json::to_vec(q).unwrap_or_default();
+                    queue.insert((*priority, *at, key.as_str()), json.as_slice())?;
+                }
+                None => {
+                    queue.remove((*priority, *at, key.as_str()))?;
                 }
             }
         }

@@ -7,7 +7,9 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::checkpoint::{BUDGETS, LAYOUT, META, OLD_INDEXES, ONCE, RECORDS, write_checkpoint};
+use super::checkpoint::{
+    BUDGETS, LAYOUT, META, OLD_INDEXES, ONCE, QUEUE, RECORDS, write_checkpoint,
+};
 use super::segments::{new_segment, segments};
 use super::unavailable;
 use super::wal::Wal;
@@ -118,6 +120,12 @@ fn load(db: &Database) -> Result<(State, u64), StoreError> {
         })?;
         each_row(&txn, ONCE, |key, until| {
             state.once.insert(key.to_owned(), until);
+            Ok(())
+        })?;
+        each_row(&txn, QUEUE, |(priority, at, key), json| {
+            let send = serde_json::from_slice(json)
+                .map_err(|e| corrupt(&format!("queued send {key}: {e}")))?;
+            state.queue.insert((priority, at, key.to_owned()), send);
             Ok(())
         })?;
         u64::try_from(seq).map_err(|_| corrupt(&format!("log sequence number {seq}")))?
