@@ -114,6 +114,11 @@ pub struct PowConfig {
     /// Below this share of sends that end approved, the difficulty rises (default 0.5);
     /// below half of it, it rises twice.
     pub min_approval_ratio: f64,
+    /// Once raised, the difficulty stays at least that high for this long, seconds (default
+    /// 60; 0: it follows the signals at once). Proof of work that works lowers the signals
+    /// (fewer sends get through): without a hold the difficulty would fall back while the
+    /// flood goes on, and let it through again.
+    pub hold_secs: u64,
 }
 
 impl Default for PowConfig {
@@ -127,6 +132,7 @@ impl Default for PowConfig {
             signal_window_secs: 600,
             min_samples: 20,
             min_approval_ratio: 0.5,
+            hold_secs: 60,
         }
     }
 }
@@ -363,6 +369,9 @@ impl PolicyConfig {
         if !(0.0..=1.0).contains(&p.min_approval_ratio) {
             return bad("pow.min_approval_ratio", "must be between 0 and 1");
         }
+        if p.hold_secs > 86_400 {
+            return bad("pow.hold_secs", "must be at most 86400");
+        }
         Ok(())
     }
 }
@@ -551,6 +560,8 @@ pub struct Policy {
     blocked: Vec<NumberPrefix>,
     /// (computed at ms, global difficulty part).
     signal_cache: Mutex<Option<(i64, u8)>>,
+    /// The highest global difficulty of late and until when it holds (Unix ms).
+    held: Mutex<(i64, u8)>,
     difficulty: AtomicU8,
     /// SMS per minute the gateways can send (0: unknown), see [`Policy::set_send_capacity`].
     send_capacity: AtomicU32,
@@ -623,6 +634,7 @@ impl Policy {
             types,
             blocked,
             signal_cache: Mutex::new(None),
+            held: Mutex::new((i64::MIN, 0)),
             send_capacity: AtomicU32::new(0),
             difficulty: AtomicU8::new(base),
             approvals: Arc::default(),
@@ -850,12 +862,27 @@ impl Policy {
                 d = d.saturating_add(p.step);
             }
         }
-        let d = d.min(p.max_difficulty);
+        let d = self.hold(d.min(p.max_difficulty), now_ms);
         if let Ok(mut guard) = self.signal_cache.lock() {
             *guard = Some((now_ms, d));
         }
         self.difficulty.store(d, Ordering::Relaxed);
         Ok(d)
+    }
+
+    /// The difficulty the signals give, or a higher one raised within `hold_secs`: it rises
+    /// at once and falls only after holding.
+    fn hold(&self, signalled: u8, now_ms: i64) -> u8 {
+        let hold_ms = i64::try_from(self.cfg.pow.hold_secs.saturating_mul(1000)).unwrap_or(0);
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if signalled >= held.1 || now_ms >= held.0 {
+            *held = (now_ms.saturating_add(hold_ms), signalled);
+            return signalled;
+        }
+        held.1
     }
 
     /// The count of `key` over the last `window_ms` (a sliding window): the current fixed
