@@ -5,6 +5,7 @@
 //!   `audit verify`).
 //! - [`config`]: the TOML configuration with environment overrides, and dev mode.
 //! - [`api`]: the HTTP API (axum), its one error shape and the OpenAPI document.
+//! - [`client_addr`]: the client's address behind `[server] trusted_proxies`.
 //! - [`serve`]: assembly of the running issuer (`otpgate serve`).
 //! - [`service`]: the verification flow: start, status, check, resend, cancel.
 //! - [`policy`]: budgets, the destination allow-list and the proof-of-work gate.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod destination;

@@ -175,7 +175,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     let state = ApiState {
         service: service.clone(),
         metrics,
-        trust_forwarded_for: config.server.trust_forwarded_for,
+        trusted_proxies: config.server.trusted_proxies.clone(),
     };
     let options = RouterOptions {
         body_limit: config.server.body_limit_bytes,

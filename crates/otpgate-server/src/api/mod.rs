@@ -10,7 +10,8 @@
 //! # Security
 //! Ids that are not well formed answer exactly like unknown ids (404). A 5xx never carries
 //! internals: the cause is logged with the request id. The client address comes from the
-//! socket; `X-Forwarded-For` is read only when `[server] trust_forwarded_for = true`.
+//! socket; `X-Forwarded-For` is read only from the proxies in `[server] trusted_proxies`
+//! ([`crate::client_addr`]).
 
 pub mod error;
 pub mod openapi;
@@ -42,6 +43,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 
+use crate::client_addr::TrustedProxies;
 use crate::config::Origin;
 use crate::metrics::Metrics;
 use crate::service::{RequestMeta, Service, StartInput};
@@ -60,8 +62,8 @@ pub struct ApiState {
     pub service: Arc<Service>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Read the client address from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// The proxies whose `X-Forwarded-For` names the client ([`TrustedProxies::client_ip`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// How the router is wrapped.
@@ -206,11 +208,7 @@ impl FromRequestParts<ApiState> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let client_ip = if state.trust_forwarded_for {
-            forwarded_for(&parts.headers).unwrap_or(socket_ip)
-        } else {
-            socket_ip
-        };
+        let client_ip = state.trusted_proxies.client_ip(socket_ip, &parts.headers);
         let trusted = match parts.headers.get(header::AUTHORIZATION) {
             None => false,
             Some(v) => {
@@ -236,17 +234,6 @@ impl FromRequestParts<ApiState> for Caller {
             trusted,
         }))
     }
-}
-
-/// The client address a trusted proxy appended: the right-most valid entry.
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .next_back()
 }
 
 /// Decodes a JSON body with clear errors: 415 without a JSON content type, 400 for bad
@@ -527,18 +514,6 @@ async fn openapi_json() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_takes_the_last_valid_hop() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, garbage, 10.0.0.7"),
-        );
-        assert_eq!(forwarded_for(&h), Some("10.0.0.7".parse().expect("ip")));
-        h.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
-        assert_eq!(forwarded_for(&h), None);
-    }
 
     #[test]
     fn arrays_are_found_outside_strings_only() {

@@ -15,4 +15,5 @@ mod serve_config;
 mod serve_redis_two_instances;
 mod serve_restart_embedded;
 mod serve_tls;
+mod serve_trusted_proxies;
 mod signals;
