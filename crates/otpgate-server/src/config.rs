@@ -1301,6 +1301,10 @@ code = { length = 8, alphabet = "alphanumeric" }
         assert_eq!(cfg.apps.len(), 2);
         assert_eq!(cfg.app(Some("bank")).map(|a| a.code.length()), Some(8));
         assert_eq!(cfg.public_url(), "https://otp.example.com");
+        // Nothing usable ships in the sample: no API key, no test number, no trusted proxy.
+        assert!(cfg.policy.api_keys.is_empty());
+        assert!(cfg.policy.test_numbers.is_empty());
+        assert!(cfg.server.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -176,6 +176,10 @@ pub struct DeviceConfig {
     /// HTTP timeout for one call, in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Lets a `mode = "cloud"` sms-gate device be reached over plain `http://` (its token and
+    /// every message, number and code included, cross the network in clear). Refused without.
+    #[serde(default)]
+    pub danger_allow_http: bool,
     /// Literal secrets (dev mode and tests; never read from a file).
     #[serde(skip)]
     pub(crate) literal: LiteralSecrets,
@@ -218,6 +222,7 @@ impl DeviceConfig {
             from: None,
             region: None,
             timeout_ms: None,
+            danger_allow_http: false,
             literal: LiteralSecrets::default(),
         }
     }
@@ -372,7 +377,19 @@ impl GatewaysConfig {
             let needs_url = !matches!(d.kind, Kind::MultiOtp | Kind::Sns);
             match &d.url {
                 Some(u) => match reqwest::Url::parse(u) {
-                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
+                    Ok(p) if p.scheme() == "http" && p.host().is_some() => {
+                        if d.kind == Kind::SmsGate && d.mode == Mode::Cloud && !d.danger_allow_http
+                        {
+                            return Err(format!(
+                                "{}: a cloud-mode sms-gate server over http:// would carry its \
+                                 token, every number and every code in clear: use https:// \
+                                 (or, on a network you trust, set {} = true)",
+                                at("url"),
+                                at("danger_allow_http")
+                            ));
+                        }
+                    }
+                    Ok(p) if p.scheme() == "https" && p.host().is_some() => {}
                     _ => return Err(format!("{}: not an http(s) URL", at("url"))),
                 },
                 None if needs_url => {
@@ -451,6 +468,37 @@ impl GatewaysConfig {
         }
         Ok(())
     }
+}
+
+/// The shortest webhook signing key accepted, in bytes (an HMAC key an attacker can guess
+/// lets them forge delivery events).
+pub const MIN_SIGNING_KEY_BYTES: usize = 16;
+
+/// Reads a webhook signing key like [`secret`], refusing one shorter than
+/// [`MIN_SIGNING_KEY_BYTES`] (the error never shows the key).
+pub(crate) fn signing_key(
+    literal: &Option<Secret>,
+    env: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Option<Secret>> {
+    let key = secret(literal, env, what)?;
+    if let Some(k) = &key
+        && k.expose().len() < MIN_SIGNING_KEY_BYTES
+    {
+        let source = match env {
+            Some(var) if literal.is_none() => format!("the environment variable {var}"),
+            _ => "the key given".to_owned(),
+        };
+        anyhow::bail!(
+            "{what}: the webhook signing key in {source} is {} bytes; at least \
+             {MIN_SIGNING_KEY_BYTES} are required. sms-gate.app makes an 8-character key unless \
+             you set one: set a longer random one in the app (Settings → Webhooks → Signing \
+             Key, or PATCH /settings {{\"webhooks\": {{\"signing_key\": ...}}}} on the phone's \
+             local server) and the same value in {source} (e.g. openssl rand -hex 24)",
+            k.expose().len()
+        );
+    }
+    Ok(key)
 }
 
 /// Reads a secret from its literal or the named environment variable.
@@ -549,6 +597,46 @@ mod tests {
         }
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
             .is_err_and(|e| e.contains("duplicate")));
+    }
+
+    #[test]
+    fn cloud_mode_over_http_needs_the_danger_key() {
+        let with = |url: &str, extra: &str| {
+            toml::from_str::<GatewaysConfig>(&format!(
+                "[[devices]]\nname='c'\nkind='sms-gate'\nmode='cloud'\nurl='{url}'\ntoken_env='T'\n{extra}"
+            ))
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate())
+        };
+        assert_eq!(with("https://api.sms-gate.app", ""), Ok(()));
+        let err = with("http://sms.example.net", "").expect_err("http cloud");
+        assert!(
+            err.contains("devices[0].url") && err.contains("danger_allow_http"),
+            "{err}"
+        );
+        assert_eq!(
+            with("http://sms.example.net", "danger_allow_http = true"),
+            Ok(())
+        );
+        // Local mode (the phone on your LAN) speaks plain HTTP: no change there.
+        let local = toml::from_str::<GatewaysConfig>(
+            "[[devices]]\nname='p'\nkind='sms-gate'\nurl='http://192.168.1.20:8080'\nusername='u'\npassword_env='P'",
+        )
+        .expect("parses");
+        assert_eq!(local.validate(), Ok(()));
+    }
+
+    #[test]
+    fn short_signing_keys_are_refused_without_showing_them() {
+        let short = Some(Secret::new("Ab3dE6gH"));
+        let err = signing_key(&short, &None, "gateways.webhook_signing_key_env")
+            .expect_err("8 bytes")
+            .to_string();
+        assert!(err.contains("8 bytes") && err.contains("Settings"), "{err}");
+        assert!(!err.contains("Ab3dE6gH"), "{err}");
+        let ok = Some(Secret::new("0123456789abcdef"));
+        assert!(signing_key(&ok, &None, "k").expect("16 bytes").is_some());
+        assert!(signing_key(&None, &None, "k").expect("none").is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
-use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret};
+use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret, signing_key};
 use super::{DispatchError, Dispatcher, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
@@ -229,7 +229,7 @@ impl Pool {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<Self>> {
         cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
-        let pool_key = secret(
+        let pool_key = signing_key(
             &cfg.signing_key,
             &cfg.webhook_signing_key_env,
             "gateways.webhook_signing_key_env",
@@ -238,7 +238,7 @@ impl Pool {
         for d in &cfg.devices {
             let (adapter, multiotp) = adapter::build(d, clock.clone())?;
             let what = format!("gateways.devices[{}].signing_key_env", d.name);
-            let own_key = secret(&d.literal.signing_key, &d.signing_key_env, &what)?;
+            let own_key = signing_key(&d.literal.signing_key, &d.signing_key_env, &what)?;
             let password = if d.kind == Kind::MultiOtp {
                 secret(
                     &d.literal.password,

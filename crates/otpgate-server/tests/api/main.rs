@@ -14,6 +14,7 @@ mod policy_gates;
 mod serve_config;
 mod serve_redis_two_instances;
 mod serve_restart_embedded;
+mod serve_safe_defaults;
 mod serve_tls;
 mod serve_trusted_proxies;
 mod signals;
