@@ -443,6 +443,15 @@ fn dispatcher_for(
         let sender = Arc::new(LocalSender { store, clock });
         return Ok((sender, Router::new(), 0));
     }
+    let sharing = config.gateways.devices_sharing_the_gateway_key();
+    if !sharing.is_empty() {
+        tracing::warn!(
+            devices = ?sharing,
+            "gateways: these sms-gate devices have no signing_key_env of their own and share \
+             the gateway key (webhook_signing_key_env): each can sign delivery events for the \
+             others' messages; give each phone its own key"
+        );
+    }
     let capacity = send_capacity_per_minute(&config.gateways);
     let pool = Pool::new(config.gateways.clone(), store, audit, clock)?;
     expose_pool_metrics(metrics, &pool);

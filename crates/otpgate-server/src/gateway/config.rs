@@ -302,9 +302,10 @@ impl GatewaysConfig {
         );
         device.username = Some(username.to_owned());
         device.literal.password = Some(Secret::new(password));
+        // The emulated phone's own key (no shared gateway key: nothing to warn about).
+        device.literal.signing_key = Some(Secret::new(signing_key));
         Self {
             devices: vec![device],
-            signing_key: Some(Secret::new(signing_key)),
             health_interval_secs: 5,
             poll_interval_secs: 5,
             ..Self::default()
@@ -315,6 +316,24 @@ impl GatewaysConfig {
     pub fn with_signing_key(mut self, key: &str) -> Self {
         self.signing_key = Some(Secret::new(key));
         self
+    }
+
+    /// The sms-gate devices with no signing key of their own, which sign with the shared
+    /// gateway key when there is one (`webhook_signing_key_env`): each can then sign events
+    /// for the messages of the others. Empty when there is no shared key.
+    pub fn devices_sharing_the_gateway_key(&self) -> Vec<&str> {
+        if self.signing_key.is_none() && self.webhook_signing_key_env.is_none() {
+            return Vec::new();
+        }
+        self.devices
+            .iter()
+            .filter(|d| {
+                d.kind == Kind::SmsGate
+                    && d.signing_key_env.is_none()
+                    && d.literal.signing_key.is_none()
+            })
+            .map(|d| d.name.as_str())
+            .collect()
     }
 
     /// Whether any device is configured.
@@ -637,6 +656,24 @@ mod tests {
         let ok = Some(Secret::new("0123456789abcdef"));
         assert!(signing_key(&ok, &None, "k").expect("16 bytes").is_some());
         assert!(signing_key(&None, &None, "k").expect("none").is_none());
+    }
+
+    #[test]
+    fn devices_without_their_own_key_share_the_gateway_key() {
+        let cfg: GatewaysConfig = toml::from_str(
+            "webhook_signing_key_env = 'K'\n\
+             [[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n\
+             [[devices]]\nname='b'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\nsigning_key_env='B'\n\
+             [[devices]]\nname='t'\nkind='textbee'\nurl='http://x'\ndevice_id='d'\ntoken_env='T'\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.devices_sharing_the_gateway_key(), vec!["a"]);
+        let mut no_shared = cfg.clone();
+        no_shared.webhook_signing_key_env = None;
+        assert!(no_shared.devices_sharing_the_gateway_key().is_empty());
+        // Dev mode gives the emulated phone its own key.
+        let dev = GatewaysConfig::dev("http://127.0.0.1:8080", "sms", "pw", "0123456789abcdef");
+        assert!(dev.devices_sharing_the_gateway_key().is_empty());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub(super) struct Device {
     adapter: Arc<dyn Adapter>,
     pub(super) multiotp: Option<Arc<MultiOtp>>,
     /// The key of this device's webhooks (sms-gate: falls back to the pool key).
-    signing_key: Option<Secret>,
+    pub(super) signing_key: Option<Secret>,
     /// multiOTP: the phone's Basic-auth password.
     pub(super) password: Option<Secret>,
     health: Mutex<Health>,
@@ -916,6 +916,11 @@ impl Pool {
             )
             .map(Secret::expose)
             .collect()
+    }
+
+    /// The device that holds message `message_id` in this instance's in-flight map.
+    pub(super) fn holder(&self, message_id: &str) -> Option<usize> {
+        self.inflight().get(message_id).map(|f| f.device)
     }
 
     /// Our message id for a gateway's own id (TextBee batch, Twilio SID, SNS id).
