@@ -14,6 +14,7 @@
 //! - [`emulator`]: a fake phone speaking the sms-gate.app API.
 //! - [`keys`]: receipt signing keys and code keys.
 //! - [`audit`]: the hash-chained audit log.
+//! - [`fsperm`]: owner-only permissions of the data directory and its files.
 //! - [`clock`], [`random`]: the injected time and randomness.
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod destination;
 pub mod emulator;
+pub mod fsperm;
 pub mod gateway;
 pub mod keys;
 pub mod metrics;

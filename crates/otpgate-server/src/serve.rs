@@ -82,8 +82,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store.kind {
         StoreKind::Embedded => {
             let path = config.store_path();
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::fsperm::create_private_dir(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             Arc::new(
@@ -122,8 +122,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Keys, store, audit log or gateways cannot be set up.
 pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Issuer> {
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    crate::fsperm::create_private_dir(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    // Owner only: the store holds numbers in clear, the keys and the audit log are secrets.
+    let mut private = vec![config.audit_path()];
+    if config.store.kind == StoreKind::Embedded {
+        let store = config.store_path();
+        private.extend(crate::fsperm::wal_segments(&store));
+        private.push(store);
+    }
+    crate::fsperm::tighten_data(&data_dir, &private).with_context(|| {
+        format!(
+            "cannot make the data dir {} private (0700, files 0600)",
+            data_dir.display()
+        )
+    })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = KeyRing::load_or_create(&data_dir).context("cannot load the keys")?;
     let store = open_store(config).await?;

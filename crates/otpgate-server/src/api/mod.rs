@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use otpgate_core::wire::{CheckRequest, ErrorCode, PowSolution, StartRequest};
+use otpgate_core::wire::{CheckRequest, ErrorCode, PowSolution, StartRequest, VerificationView};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -236,6 +236,15 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// The view as `meta`'s caller may see it: which gateway (phone) carries a message is for
+/// trusted backends (API key) only; anyone else sees the delivery state alone.
+fn shown_to(mut view: VerificationView, meta: &RequestMeta) -> VerificationView {
+    if !meta.trusted {
+        view.delivery.gateway = None;
+    }
+    view
+}
+
 /// Decodes a JSON body with clear errors: 415 without a JSON content type, 400 for bad
 /// JSON (syntax, invalid UTF-8) or a body that does not match (unknown field, wrong type).
 fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
@@ -334,7 +343,7 @@ async fn start(
         locale: req.locale,
         pow: req.pow,
     };
-    let view = state.service.start(input, &meta).await?;
+    let view = shown_to(state.service.start(input, &meta).await?, &meta);
     let mut res = (StatusCode::CREATED, Json(&view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/verifications/{}", view.id)) {
         res.headers_mut().insert(header::LOCATION, loc);
@@ -346,16 +355,18 @@ async fn start(
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
     params(openapi::IdParam),
     responses(
-        (status = 200, description = "The verification", body = openapi::VerificationDoc),
+        (status = 200, description = "The verification (`delivery.gateway` only for callers with an API key)", body = openapi::VerificationDoc),
+        (status = 401, description = "Invalid API key (`Authorization: Bearer` given but not valid)", body = openapi::ErrorDoc),
         (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
         (status = 503, description = "Store unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn status(
     State(state): State<ApiState>,
+    Caller(meta): Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
-    let view = state.service.status(&id).await?;
+    let view = shown_to(state.service.status(&id).await?, &meta);
     Ok(Json(view).into_response())
 }
 
@@ -428,7 +439,7 @@ async fn resend(
     } else {
         json_body::<Option<ResendRequest>>(&headers, &body)?.unwrap_or_default()
     };
-    let view = state.service.resend(&id, req.pow, &meta).await?;
+    let view = shown_to(state.service.resend(&id, req.pow, &meta).await?, &meta);
     Ok(Json(view).into_response())
 }
 
@@ -448,7 +459,7 @@ async fn cancel(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
-    let view = state.service.cancel(&id, &meta).await?;
+    let view = shown_to(state.service.cancel(&id, &meta).await?, &meta);
     Ok(Json(view).into_response())
 }
 

@@ -12,6 +12,7 @@ mod api_security;
 mod destinations;
 mod policy_gates;
 mod serve_config;
+mod serve_privacy;
 mod serve_redis_two_instances;
 mod serve_restart_embedded;
 mod serve_safe_defaults;
