@@ -131,7 +131,8 @@ pub fn wal_segments(store: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
