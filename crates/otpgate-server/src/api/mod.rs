@@ -51,9 +51,15 @@ use crate::service::{RequestMeta, Service, StartInput};
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request id of the request being served (in the request extensions).
+/// The request id of the request being served (in the request extensions): always the
+/// server's own.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The `X-Request-Id` the client sent, when sane (in the request extensions): kept apart
+/// from the server's own id, so a client cannot choose the id its audit lines carry.
+#[derive(Clone, Debug)]
+pub struct ClientRequestId(pub String);
 
 /// What the router is built from.
 #[derive(Clone)]
@@ -133,12 +139,13 @@ pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router 
 
 /// Middleware, the outermost (one layer for three jobs, as each layer costs a boxed future
 /// and a service clone per request):
-/// - the request id: a sane incoming `X-Request-Id` or a new one, in the request extensions
-///   and in the errors built while serving, returned in the response header;
+/// - the request id: the server's own, new for every request, in the request extensions,
+///   in the errors built while serving and in the response header (a sane incoming
+///   `X-Request-Id` is kept apart as [`ClientRequestId`], for the audit log);
 /// - the one error shape for every 4xx/5xx ([`error::normalize`]);
 /// - latency by route template (never the raw path: bounded cardinality).
 async fn edge(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
-    let id = req
+    let client_id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -148,8 +155,12 @@ async fn edge(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next)
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         })
-        .map_or_else(new_request_id, str::to_owned);
+        .map(str::to_owned);
+    let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(c) = client_id {
+        req.extensions_mut().insert(ClientRequestId(c));
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -228,8 +239,13 @@ impl FromRequestParts<ApiState> for Caller {
                 true
             }
         };
+        let client_request_id = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|c| c.0.clone());
         Ok(Self(RequestMeta {
             request_id,
+            client_request_id,
             client_ip,
             trusted,
         }))
