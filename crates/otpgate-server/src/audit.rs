@@ -2,8 +2,14 @@
 //!
 //! # Format
 //! One JSON object per line, fields in this order:
-//! `{"seq":N,"at":"2026-11-25T20:19:58Z","kind":"...","request_id":..,"verification_id":..,
-//! "app":..,"phone":"p:3f9a2c0b1d4e5f60:23","detail":{..},"prev":"<hex>","hash":"<hex>"}`
+//! `{"seq":N,"at":"2026-11-25T20:19:58Z","kind":"...","request_id":..,"client_request_id":..,
+//! "client":"c:9b1e...","verification_id":..,"app":..,"phone":"p:3f9a2c0b1d4e5f60:23",
+//! "detail":{..},"prev":"<hex>","hash":"<hex>"}`
+//!
+//! - `request_id` is the server's own id of the request (the response's `X-Request-Id`);
+//!   `client_request_id` is the id the client sent, if any, kept apart; `client` is the
+//!   client's address pseudonymised (a keyed hash). Lines written before these fields existed
+//!   lack them and still verify.
 //!
 //! - `prev` is the hex SHA-256 of the previous line's bytes (without the newline); the first
 //!   line's `prev` is 64 zeros ([`GENESIS`]).
@@ -69,8 +75,12 @@ pub struct AuditEvent {
     pub kind: &'static str,
     /// When, Unix ms.
     pub at_ms: i64,
-    /// The HTTP request id, if the event comes from a request.
+    /// The server's own HTTP request id, if the event comes from a request.
     pub request_id: Option<String>,
+    /// The `X-Request-Id` the client sent, kept apart from the server's.
+    pub client_request_id: Option<String>,
+    /// The client's address: written pseudonymised ([`AuditLog::pseudonymize_client`]).
+    pub client: Option<std::net::IpAddr>,
     /// The verification concerned.
     pub verification_id: Option<String>,
     /// The app.
@@ -88,6 +98,8 @@ impl AuditEvent {
             kind,
             at_ms,
             request_id: None,
+            client_request_id: None,
+            client: None,
             verification_id: None,
             app: None,
             phone: None,
@@ -702,6 +714,18 @@ impl AuditLog {
         format!("p:{}:{}", hex::encode(&tag[..8]), phone.last_two())
     }
 
+    /// `c:<16 hex of HMAC-SHA-256(pseudonym key, "client:" ‖ address)>`: the same address
+    /// always gives the same pseudonym (requests from one client can be linked), which
+    /// reveals nothing without the key.
+    pub fn pseudonymize_client(&self, ip: std::net::IpAddr) -> String {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.pseudonym_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"client:");
+        mac.update(ip.to_canonical().to_string().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("c:{}", hex::encode(&tag[..8]))
+    }
+
     fn body(&self, event: AuditEvent) -> String {
         let mut detail = sanitize(event.detail);
         if detail.is_null() {
@@ -714,10 +738,12 @@ impl AuditLog {
         let s = |v: Option<String>| serde_json::to_string(&v).unwrap_or_else(|_| "null".into());
         let phone = event.phone.as_ref().map(|p| self.pseudonymize(p));
         format!(
-            "\"at\":\"{}\",\"kind\":{},\"request_id\":{},\"verification_id\":{},\"app\":{},\"phone\":{},\"detail\":{detail}",
+            "\"at\":\"{}\",\"kind\":{},\"request_id\":{},\"client_request_id\":{},\"client\":{},\"verification_id\":{},\"app\":{},\"phone\":{},\"detail\":{detail}",
             rfc3339(event.at_ms),
             serde_json::to_string(event.kind).unwrap_or_else(|_| "\"\"".into()),
             s(event.request_id),
+            s(event.client_request_id),
+            s(event.client.map(|ip| self.pseudonymize_client(ip))),
             s(event.verification_id),
             s(event.app),
             s(phone),

@@ -6,7 +6,9 @@
 //! 2. Environment overrides: `OTPGATE_LISTEN`, `OTPGATE_PUBLIC_URL`, `OTPGATE_DATA_DIR`,
 //!    `OTPGATE_STORE` (`embedded`, `memory`, or a `redis://` / `rediss://` URL),
 //!    `OTPGATE_STORE_PATH`, `OTPGATE_REDIS_URL[_FILE]`, `OTPGATE_REDIS_KEY_PREFIX`,
-//!    `OTPGATE_TRUST_FORWARDED_FOR`, `OTPGATE_STATIC_DIR`.
+//!    `OTPGATE_TRUSTED_PROXIES` (comma-separated CIDRs), `OTPGATE_STATIC_DIR`. The removed
+//!    `OTPGATE_TRUST_FORWARDED_FOR` (like `[server] trust_forwarded_for`) stops the server,
+//!    naming `trusted_proxies`.
 //! 3. The command line (`--listen`, `--data-dir`).
 //!
 //! Without a file the issuer runs in **dev mode** ([`Config::dev`]): embedded store under
@@ -28,6 +30,7 @@ pub use otpgate_core::origin::Origin;
 use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, compose};
 use serde::Deserialize;
 
+use crate::client_addr::TrustedProxies;
 use crate::gateway::GatewaysConfig;
 use crate::policy::PolicyConfig;
 use crate::store::Durability;
@@ -40,6 +43,11 @@ pub const DEFAULT_DATA_DIR: &str = "otpgate-data";
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// The largest request body limit accepted, bytes.
 pub const MAX_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What replaces `trust_forwarded_for` (it believed `X-Forwarded-For` from anyone).
+const TRUSTED_PROXIES_HINT: &str = "list the addresses of your own proxies instead, \
+     e.g. [server] trusted_proxies = [\"10.0.0.0/8\", \"::1/128\"] \
+     (or OTPGATE_TRUSTED_PROXIES=10.0.0.0/8,::1/128); X-Forwarded-For is read only from them";
 
 /// Why the configuration was refused. The server does not start on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -136,9 +144,14 @@ pub struct ServerConfig {
     /// Largest request body, bytes (413 above it).
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
+    /// The proxies whose `X-Forwarded-For` is believed (CIDRs; default none: the header is
+    /// ignored). See [`crate::client_addr`].
     #[serde(default)]
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: TrustedProxies,
+    /// No longer accepted (it believed the header from anyone): refused, naming
+    /// `trusted_proxies`.
+    #[serde(default, rename = "trust_forwarded_for")]
+    pub removed_trust_forwarded_for: Option<bool>,
     /// A directory served at `/` (the demo page in dev mode).
     #[serde(default)]
     pub static_dir: Option<PathBuf>,
@@ -165,7 +178,8 @@ impl Default for ServerConfig {
             public_url: None,
             data_dir: None,
             body_limit_bytes: DEFAULT_BODY_LIMIT,
-            trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
+            removed_trust_forwarded_for: None,
             static_dir: None,
             request_timeout_secs: default_request_timeout(),
             shutdown_grace_secs: default_grace(),
@@ -467,6 +481,19 @@ impl Config {
             cfg.server.data_dir = Some(d.clone());
         }
         if cfg.dev_mode {
+            let ip = cfg.server.listen.ip();
+            if !ip.is_loopback() {
+                return Err(ConfigError::Invalid {
+                    source_name: "dev mode (no --config)".into(),
+                    key: "--listen".into(),
+                    reason: format!(
+                        "{ip} is not a loopback address: dev mode shows every code it sends at \
+                         /_emulator/messages to anyone who can reach it, so it listens on \
+                         loopback only (127.0.0.1 or ::1). To serve other hosts, write a \
+                         configuration (examples/otpgate.toml) and pass --config"
+                    ),
+                });
+            }
             cfg.finish_dev();
         }
         cfg.validate()?;
@@ -562,17 +589,16 @@ impl Config {
         if let Some(v) = env.var("OTPGATE_STATIC_DIR") {
             self.server.static_dir = Some(PathBuf::from(v));
         }
-        if let Some(v) = env.var("OTPGATE_TRUST_FORWARDED_FOR") {
-            self.server.trust_forwarded_for = match v.as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => {
-                    return Err(invalid(
-                        "OTPGATE_TRUST_FORWARDED_FOR",
-                        "expected true or false".into(),
-                    ));
-                }
-            };
+        if env.var("OTPGATE_TRUST_FORWARDED_FOR").is_some() {
+            return Err(invalid(
+                "OTPGATE_TRUST_FORWARDED_FOR",
+                format!("no longer accepted: {TRUSTED_PROXIES_HINT}"),
+            ));
+        }
+        if let Some(v) = env.var("OTPGATE_TRUSTED_PROXIES") {
+            self.server.trusted_proxies = v
+                .parse()
+                .map_err(|(i, e)| invalid("OTPGATE_TRUSTED_PROXIES", format!("entry {i}: {e}")))?;
         }
         if let Some(v) = env.var("OTPGATE_STORE") {
             match v.as_str() {
@@ -678,6 +704,12 @@ impl Config {
             reason,
         };
         let s = &self.server;
+        if s.removed_trust_forwarded_for.is_some() {
+            return Err(invalid(
+                "server.trust_forwarded_for".into(),
+                format!("no longer accepted: {TRUSTED_PROXIES_HINT}"),
+            ));
+        }
         if s.body_limit_bytes < 256 || s.body_limit_bytes > MAX_BODY_LIMIT {
             return Err(invalid(
                 "server.body_limit_bytes".into(),
@@ -799,6 +831,16 @@ impl Config {
                 return Err(invalid(key("audience"), "1-256 characters".into()));
             }
         }
+        for (i, entry) in self.policy.api_keys.iter().enumerate() {
+            if is_placeholder_api_key(entry) {
+                return Err(invalid(
+                    format!("policy.api_keys[{i}]"),
+                    "this is a documented placeholder key, known to everyone: make a key of \
+                     your own with `otpgate keys api-key` and put the sha256: entry it prints here"
+                        .into(),
+                ));
+            }
+        }
         self.policy.validate().map_err(|r| {
             let (k, reason) = r
                 .split_once(": ")
@@ -825,6 +867,31 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// API keys printed in documentation or earlier sample configurations: anyone may know them.
+const PLACEHOLDER_API_KEYS: &[&str] = &["replace-me-with-a-long-random-key"];
+
+/// Whether an `api_keys` entry names a [`PLACEHOLDER_API_KEYS`] key: its digest, or a
+/// variable or file holding it (an entry that cannot be read is left to the policy's check).
+fn is_placeholder_api_key(entry: &str) -> bool {
+    use sha2::Digest as _;
+    let digest = |key: &str| hex::encode(sha2::Sha256::digest(key.trim().as_bytes()));
+    let placeholders = || PLACEHOLDER_API_KEYS.iter().map(|k| digest(k));
+    if let Some(h) = entry.strip_prefix("sha256:") {
+        let h = h.trim().to_ascii_lowercase();
+        return placeholders().any(|p| p == h);
+    }
+    let value = if let Some(var) = entry.strip_prefix("env:") {
+        std::env::var(var).ok().map(zeroize::Zeroizing::new)
+    } else if let Some(path) = entry.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(zeroize::Zeroizing::new)
+    } else {
+        None
+    };
+    value.is_some_and(|v| placeholders().any(|p| p == digest(&v)))
 }
 
 /// Whether a URL carries a password (`scheme://user:pass@host`).
@@ -1095,6 +1162,138 @@ code = { length = 8, alphabet = "alphanumeric" }
     }
 
     #[test]
+    fn trusted_proxies_replace_trust_forwarded_for() {
+        let cfg = parse(&MINIMAL.replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]\n",
+        ))
+        .expect("parses");
+        cfg.validate().expect("valid");
+        assert!(
+            cfg.server
+                .trusted_proxies
+                .trusts("10.1.2.3".parse().expect("ip"))
+        );
+        assert!(
+            parse(MINIMAL)
+                .expect("parses")
+                .server
+                .trusted_proxies
+                .is_empty()
+        );
+        // The removed key parses (to be named) and is refused with its replacement.
+        let old = parse(&MINIMAL.replace("[server]\n", "[server]\ntrust_forwarded_for = false\n"))
+            .expect("parses");
+        let err = old.validate().expect_err("removed key").to_string();
+        assert!(
+            err.contains("server.trust_forwarded_for") && err.contains("trusted_proxies"),
+            "{err}"
+        );
+        let err = parse(&MINIMAL.replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"10.0.0.1/8\"]\n",
+        ))
+        .expect_err("host bits")
+        .to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("10.0.0.0/8"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, MINIMAL).expect("write");
+        let err = Config::load(
+            Some(&path),
+            &Overrides::default(),
+            &env(&[("OTPGATE_TRUST_FORWARDED_FOR", "true")]),
+        )
+        .expect_err("removed variable")
+        .to_string();
+        assert!(
+            err.contains("OTPGATE_TRUST_FORWARDED_FOR") && err.contains("trusted_proxies"),
+            "{err}"
+        );
+        let cfg = Config::load(
+            Some(&path),
+            &Overrides::default(),
+            &env(&[("OTPGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")]),
+        )
+        .expect("from the environment");
+        assert!(
+            cfg.server
+                .trusted_proxies
+                .trusts("192.0.2.1".parse().expect("ip"))
+        );
+        let err = Config::load(
+            Some(&path),
+            &Overrides::default(),
+            &env(&[("OTPGATE_TRUSTED_PROXIES", "10.0.0.0/8,nope")]),
+        )
+        .expect_err("bad entry")
+        .to_string();
+        assert!(
+            err.contains("OTPGATE_TRUSTED_PROXIES") && err.contains("nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_api_key_is_refused() {
+        let placeholder = "sha256:e4b2e21b07f27a372f479365f2a01cda534f67efebea5fda9662682f8b96f4bd";
+        let with = |entry: &str| {
+            parse(&format!("{MINIMAL}\n[policy]\napi_keys = [\"{entry}\"]\n"))
+                .expect("parses")
+                .validate()
+        };
+        let err = with(placeholder).expect_err("placeholder").to_string();
+        assert!(
+            err.contains("policy.api_keys[0]") && err.contains("otpgate keys api-key"),
+            "{err}"
+        );
+        assert!(with(&placeholder.to_ascii_uppercase().replace("SHA256", "sha256")).is_err());
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("key");
+        std::fs::write(&file, "replace-me-with-a-long-random-key\n").expect("write");
+        assert!(with(&format!("file:{}", file.display())).is_err());
+        std::fs::write(&file, "a-key-of-my-own-0123456789").expect("write");
+        with(&format!("file:{}", file.display())).expect("a real key");
+        with("sha256:0000000000000000000000000000000000000000000000000000000000000000")
+            .expect("another digest");
+    }
+
+    #[test]
+    fn dev_mode_listens_on_loopback_only() {
+        for ok in ["127.0.0.1:8080", "127.0.0.2:0", "[::1]:8080"] {
+            let o = Overrides {
+                listen: Some(ok.parse().expect("addr")),
+                data_dir: None,
+            };
+            Config::load(None, &o, &env(&[])).expect(ok);
+        }
+        for bad in ["0.0.0.0:8080", "192.168.1.5:8080", "[::]:8080"] {
+            let o = Overrides {
+                listen: Some(bad.parse().expect("addr")),
+                data_dir: None,
+            };
+            let err = Config::load(None, &o, &env(&[]))
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("loopback") && err.contains("--config"),
+                "{err}"
+            );
+        }
+        let err = Config::load(
+            None,
+            &Overrides::default(),
+            &env(&[("OTPGATE_LISTEN", "0.0.0.0:80")]),
+        )
+        .expect_err("env")
+        .to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
     fn the_sample_config_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/otpgate.toml");
         let cfg = Config::load(Some(&path), &Overrides::default(), &env(&[]))
@@ -1102,6 +1301,10 @@ code = { length = 8, alphabet = "alphanumeric" }
         assert_eq!(cfg.apps.len(), 2);
         assert_eq!(cfg.app(Some("bank")).map(|a| a.code.length()), Some(8));
         assert_eq!(cfg.public_url(), "https://otp.example.com");
+        // Nothing usable ships in the sample: no API key, no test number, no trusted proxy.
+        assert!(cfg.policy.api_keys.is_empty());
+        assert!(cfg.policy.test_numbers.is_empty());
+        assert!(cfg.server.trusted_proxies.is_empty());
     }
 
     #[test]

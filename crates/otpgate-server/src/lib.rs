@@ -5,6 +5,7 @@
 //!   `audit verify`).
 //! - [`config`]: the TOML configuration with environment overrides, and dev mode.
 //! - [`api`]: the HTTP API (axum), its one error shape and the OpenAPI document.
+//! - [`client_addr`]: the client's address behind `[server] trusted_proxies`.
 //! - [`serve`]: assembly of the running issuer (`otpgate serve`).
 //! - [`service`]: the verification flow: start, status, check, resend, cancel.
 //! - [`policy`]: budgets, the destination allow-list and the proof-of-work gate.
@@ -13,16 +14,19 @@
 //! - [`emulator`]: a fake phone speaking the sms-gate.app API.
 //! - [`keys`]: receipt signing keys and code keys.
 //! - [`audit`]: the hash-chained audit log.
+//! - [`fsperm`]: owner-only permissions of the data directory and its files.
 //! - [`clock`], [`random`]: the injected time and randomness.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod destination;
 pub mod emulator;
+pub mod fsperm;
 pub mod gateway;
 pub mod keys;
 pub mod metrics;

@@ -82,8 +82,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store.kind {
         StoreKind::Embedded => {
             let path = config.store_path();
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::fsperm::create_private_dir(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             Arc::new(
@@ -122,8 +122,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Keys, store, audit log or gateways cannot be set up.
 pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Issuer> {
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    crate::fsperm::create_private_dir(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    // Owner only: the store holds numbers in clear, the keys and the audit log are secrets.
+    let mut private = vec![config.audit_path()];
+    if config.store.kind == StoreKind::Embedded {
+        let store = config.store_path();
+        private.extend(crate::fsperm::wal_segments(&store));
+        private.push(store);
+    }
+    crate::fsperm::tighten_data(&data_dir, &private).with_context(|| {
+        format!(
+            "cannot make the data dir {} private (0700, files 0600)",
+            data_dir.display()
+        )
+    })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = KeyRing::load_or_create(&data_dir).context("cannot load the keys")?;
     let store = open_store(config).await?;
@@ -176,7 +189,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     let state = ApiState {
         service: service.clone(),
         metrics,
-        trust_forwarded_for: config.server.trust_forwarded_for,
+        trusted_proxies: config.server.trusted_proxies.clone(),
     };
     let options = RouterOptions {
         body_limit: config.server.body_limit_bytes,
@@ -449,6 +462,15 @@ fn dispatcher_for(
         );
         let sender = Arc::new(LocalSender { store, clock });
         return Ok((sender, Router::new(), 0));
+    }
+    let sharing = config.gateways.devices_sharing_the_gateway_key();
+    if !sharing.is_empty() {
+        tracing::warn!(
+            devices = ?sharing,
+            "gateways: these sms-gate devices have no signing_key_env of their own and share \
+             the gateway key (webhook_signing_key_env): each can sign delivery events for the \
+             others' messages; give each phone its own key"
+        );
     }
     let capacity = send_capacity_per_minute(&config.gateways);
     let pool = pool_of(config.gateways.clone())?;

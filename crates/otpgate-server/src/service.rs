@@ -260,8 +260,10 @@ impl From<PolicyError> for ServiceError {
 /// Who is asking: carried into the policy and the audit log.
 #[derive(Clone, Debug)]
 pub struct RequestMeta {
-    /// The request id (`X-Request-Id`).
+    /// The server's own request id (returned as `X-Request-Id`).
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, if sane: recorded apart, never as the server's.
+    pub client_request_id: Option<String>,
     /// The client address.
     pub client_ip: IpAddr,
     /// Presented a valid API key (a trusted backend).
@@ -414,6 +416,8 @@ impl Service {
             kind,
             at_ms: self.clock.now_ms(),
             request_id: meta.map(|m| m.request_id.clone()),
+            client_request_id: meta.and_then(|m| m.client_request_id.clone()),
+            client: meta.map(|m| m.client_ip),
             verification_id: record.map(|(id, _)| id.to_owned()),
             app: record.map(|(_, app)| app.to_owned()),
             phone: phone.cloned(),

@@ -58,8 +58,10 @@ pub fn free_port() -> u16 {
 
 /// The environment variables `otpgate serve` reads that a test must not inherit from the
 /// shell running it (a test sets the ones it wants through `env`).
-const SERVE_ENV: [&str; 9] = [
+const SERVE_ENV: [&str; 11] = [
     "OTPGATE_CONFIG",
+    "OTPGATE_TRUSTED_PROXIES",
+    "OTPGATE_TRUST_FORWARDED_FOR",
     "OTPGATE_LISTEN",
     "OTPGATE_DATA_DIR",
     "OTPGATE_STORE",

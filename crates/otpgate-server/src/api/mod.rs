@@ -10,7 +10,8 @@
 //! # Security
 //! Ids that are not well formed answer exactly like unknown ids (404). A 5xx never carries
 //! internals: the cause is logged with the request id. The client address comes from the
-//! socket; `X-Forwarded-For` is read only when `[server] trust_forwarded_for = true`.
+//! socket; `X-Forwarded-For` is read only from the proxies in `[server] trusted_proxies`
+//! ([`crate::client_addr`]).
 
 pub mod error;
 pub mod openapi;
@@ -32,7 +33,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use otpgate_core::wire::{CheckRequest, ErrorCode, PowSolution, StartRequest};
+use otpgate_core::wire::{CheckRequest, ErrorCode, PowSolution, StartRequest, VerificationView};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -42,6 +43,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 
+use crate::client_addr::TrustedProxies;
 use crate::config::Origin;
 use crate::metrics::Metrics;
 use crate::service::{RequestMeta, Service, StartInput};
@@ -49,9 +51,15 @@ use crate::service::{RequestMeta, Service, StartInput};
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request id of the request being served (in the request extensions).
+/// The request id of the request being served (in the request extensions): always the
+/// server's own.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The `X-Request-Id` the client sent, when sane (in the request extensions): kept apart
+/// from the server's own id, so a client cannot choose the id its audit lines carry.
+#[derive(Clone, Debug)]
+pub struct ClientRequestId(pub String);
 
 /// What the router is built from.
 #[derive(Clone)]
@@ -60,8 +68,8 @@ pub struct ApiState {
     pub service: Arc<Service>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Read the client address from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// The proxies whose `X-Forwarded-For` names the client ([`TrustedProxies::client_ip`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// How the router is wrapped.
@@ -131,12 +139,13 @@ pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router 
 
 /// Middleware, the outermost (one layer for three jobs, as each layer costs a boxed future
 /// and a service clone per request):
-/// - the request id: a sane incoming `X-Request-Id` or a new one, in the request extensions
-///   and in the errors built while serving, returned in the response header;
+/// - the request id: the server's own, new for every request, in the request extensions,
+///   in the errors built while serving and in the response header (a sane incoming
+///   `X-Request-Id` is kept apart as [`ClientRequestId`], for the audit log);
 /// - the one error shape for every 4xx/5xx ([`error::normalize`]);
 /// - latency by route template (never the raw path: bounded cardinality).
 async fn edge(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
-    let id = req
+    let client_id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -146,8 +155,12 @@ async fn edge(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next)
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         })
-        .map_or_else(new_request_id, str::to_owned);
+        .map(str::to_owned);
+    let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(c) = client_id {
+        req.extensions_mut().insert(ClientRequestId(c));
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -206,11 +219,7 @@ impl FromRequestParts<ApiState> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let client_ip = if state.trust_forwarded_for {
-            forwarded_for(&parts.headers).unwrap_or(socket_ip)
-        } else {
-            socket_ip
-        };
+        let client_ip = state.trusted_proxies.client_ip(socket_ip, &parts.headers);
         let trusted = match parts.headers.get(header::AUTHORIZATION) {
             None => false,
             Some(v) => {
@@ -230,23 +239,26 @@ impl FromRequestParts<ApiState> for Caller {
                 true
             }
         };
+        let client_request_id = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|c| c.0.clone());
         Ok(Self(RequestMeta {
             request_id,
+            client_request_id,
             client_ip,
             trusted,
         }))
     }
 }
 
-/// The client address a trusted proxy appended: the right-most valid entry.
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .next_back()
+/// The view as `meta`'s caller may see it: which gateway (phone) carries a message is for
+/// trusted backends (API key) only; anyone else sees the delivery state alone.
+fn shown_to(mut view: VerificationView, meta: &RequestMeta) -> VerificationView {
+    if !meta.trusted {
+        view.delivery.gateway = None;
+    }
+    view
 }
 
 /// Decodes a JSON body with clear errors: 415 without a JSON content type, 400 for bad
@@ -347,7 +359,7 @@ async fn start(
         locale: req.locale,
         pow: req.pow,
     };
-    let view = state.service.start(input, &meta).await?;
+    let view = shown_to(state.service.start(input, &meta).await?, &meta);
     let mut res = (StatusCode::CREATED, Json(&view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/verifications/{}", view.id)) {
         res.headers_mut().insert(header::LOCATION, loc);
@@ -359,16 +371,18 @@ async fn start(
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
     params(openapi::IdParam),
     responses(
-        (status = 200, description = "The verification", body = openapi::VerificationDoc),
+        (status = 200, description = "The verification (`delivery.gateway` only for callers with an API key)", body = openapi::VerificationDoc),
+        (status = 401, description = "Invalid API key (`Authorization: Bearer` given but not valid)", body = openapi::ErrorDoc),
         (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
         (status = 503, description = "Store unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn status(
     State(state): State<ApiState>,
+    Caller(meta): Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
-    let view = state.service.status(&id).await?;
+    let view = shown_to(state.service.status(&id).await?, &meta);
     Ok(Json(view).into_response())
 }
 
@@ -441,7 +455,7 @@ async fn resend(
     } else {
         json_body::<Option<ResendRequest>>(&headers, &body)?.unwrap_or_default()
     };
-    let view = state.service.resend(&id, req.pow, &meta).await?;
+    let view = shown_to(state.service.resend(&id, req.pow, &meta).await?, &meta);
     Ok(Json(view).into_response())
 }
 
@@ -461,7 +475,7 @@ async fn cancel(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
-    let view = state.service.cancel(&id, &meta).await?;
+    let view = shown_to(state.service.cancel(&id, &meta).await?, &meta);
     Ok(Json(view).into_response())
 }
 
@@ -527,18 +541,6 @@ async fn openapi_json() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_takes_the_last_valid_hop() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, garbage, 10.0.0.7"),
-        );
-        assert_eq!(forwarded_for(&h), Some("10.0.0.7".parse().expect("ip")));
-        h.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
-        assert_eq!(forwarded_for(&h), None);
-    }
 
     #[test]
     fn arrays_are_found_outside_strings_only() {

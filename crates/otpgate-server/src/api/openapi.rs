@@ -133,7 +133,7 @@ pub enum DeliveryStateDoc {
 pub struct DeliveryDoc {
     /// The state.
     pub state: DeliveryStateDoc,
-    /// The gateway that carries it.
+    /// The gateway (phone) that carries it: shown only to callers with an API key.
     pub gateway: Option<String>,
     /// Last update, RFC 3339.
     pub updated_at: Option<String>,

@@ -19,6 +19,10 @@ pub enum KeysCommand {
     /// Withdraws a retired key at once (a stolen one): a receipt key leaves the JWKS, a code
     /// key stops checking codes. The current keys cannot be revoked: rotate first.
     Revoke(RevokeArgs),
+    /// Makes an API key for a trusted backend: prints the key (give it to the backend, as
+    /// `Authorization: Bearer KEY`) and the `sha256:` entry for `[policy] api_keys` (the only
+    /// part that goes in the configuration). Nothing is stored.
+    ApiKey,
 }
 
 /// `otpgate keys revoke`.
@@ -74,6 +78,15 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 println!("source     {kind:<16} {source}");
             }
         }
+        KeysCommand::ApiKey => {
+            let (key, entry) = new_api_key()?;
+            println!("api key:         {}", key.as_str());
+            println!("api_keys entry:  \"{entry}\"");
+            eprintln!(
+                "give the key to your backend (Authorization: Bearer <key>) and keep it secret; \
+                 put only the entry in [policy] api_keys"
+            );
+        }
         KeysCommand::Jwks(args) => {
             let ring = KeyRing::load_or_create(&args.data_dir)?;
             println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
@@ -87,4 +100,20 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A new API key (32 random bytes, hex) and its `sha256:` entry for `[policy] api_keys`.
+///
+/// # Errors
+/// The OS random source is unavailable.
+pub fn new_api_key() -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+    use sha2::Digest as _;
+    let bytes =
+        zeroize::Zeroizing::new(crate::random::bytes(32).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let key = zeroize::Zeroizing::new(hex::encode(bytes.as_slice()));
+    let entry = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    );
+    Ok((key, entry))
 }

@@ -176,6 +176,10 @@ pub struct DeviceConfig {
     /// HTTP timeout for one call, in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Lets a `mode = "cloud"` sms-gate device be reached over plain `http://` (its token and
+    /// every message, number and code included, cross the network in clear). Refused without.
+    #[serde(default)]
+    pub danger_allow_http: bool,
     /// Literal secrets (dev mode and tests; never read from a file).
     #[serde(skip)]
     pub(crate) literal: LiteralSecrets,
@@ -218,6 +222,7 @@ impl DeviceConfig {
             from: None,
             region: None,
             timeout_ms: None,
+            danger_allow_http: false,
             literal: LiteralSecrets::default(),
         }
     }
@@ -314,9 +319,10 @@ impl GatewaysConfig {
         );
         device.username = Some(username.to_owned());
         device.literal.password = Some(Secret::new(password));
+        // The emulated phone's own key (no shared gateway key: nothing to warn about).
+        device.literal.signing_key = Some(Secret::new(signing_key));
         Self {
             devices: vec![device],
-            signing_key: Some(Secret::new(signing_key)),
             health_interval_secs: 5,
             poll_interval_secs: 5,
             ..Self::default()
@@ -327,6 +333,24 @@ impl GatewaysConfig {
     pub fn with_signing_key(mut self, key: &str) -> Self {
         self.signing_key = Some(Secret::new(key));
         self
+    }
+
+    /// The sms-gate devices with no signing key of their own, which sign with the shared
+    /// gateway key when there is one (`webhook_signing_key_env`): each can then sign events
+    /// for the messages of the others. Empty when there is no shared key.
+    pub fn devices_sharing_the_gateway_key(&self) -> Vec<&str> {
+        if self.signing_key.is_none() && self.webhook_signing_key_env.is_none() {
+            return Vec::new();
+        }
+        self.devices
+            .iter()
+            .filter(|d| {
+                d.kind == Kind::SmsGate
+                    && d.signing_key_env.is_none()
+                    && d.literal.signing_key.is_none()
+            })
+            .map(|d| d.name.as_str())
+            .collect()
     }
 
     /// Whether any device is configured.
@@ -395,7 +419,19 @@ impl GatewaysConfig {
             let needs_url = !matches!(d.kind, Kind::MultiOtp | Kind::Sns);
             match &d.url {
                 Some(u) => match reqwest::Url::parse(u) {
-                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
+                    Ok(p) if p.scheme() == "http" && p.host().is_some() => {
+                        if d.kind == Kind::SmsGate && d.mode == Mode::Cloud && !d.danger_allow_http
+                        {
+                            return Err(format!(
+                                "{}: a cloud-mode sms-gate server over http:// would carry its \
+                                 token, every number and every code in clear: use https:// \
+                                 (or, on a network you trust, set {} = true)",
+                                at("url"),
+                                at("danger_allow_http")
+                            ));
+                        }
+                    }
+                    Ok(p) if p.scheme() == "https" && p.host().is_some() => {}
                     _ => return Err(format!("{}: not an http(s) URL", at("url"))),
                 },
                 None if needs_url => {
@@ -474,6 +510,37 @@ impl GatewaysConfig {
         }
         Ok(())
     }
+}
+
+/// The shortest webhook signing key accepted, in bytes (an HMAC key an attacker can guess
+/// lets them forge delivery events).
+pub const MIN_SIGNING_KEY_BYTES: usize = 16;
+
+/// Reads a webhook signing key like [`secret`], refusing one shorter than
+/// [`MIN_SIGNING_KEY_BYTES`] (the error never shows the key).
+pub(crate) fn signing_key(
+    literal: &Option<Secret>,
+    env: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Option<Secret>> {
+    let key = secret(literal, env, what)?;
+    if let Some(k) = &key
+        && k.expose().len() < MIN_SIGNING_KEY_BYTES
+    {
+        let source = match env {
+            Some(var) if literal.is_none() => format!("the environment variable {var}"),
+            _ => "the key given".to_owned(),
+        };
+        anyhow::bail!(
+            "{what}: the webhook signing key in {source} is {} bytes; at least \
+             {MIN_SIGNING_KEY_BYTES} are required. sms-gate.app makes an 8-character key unless \
+             you set one: set a longer random one in the app (Settings → Webhooks → Signing \
+             Key, or PATCH /settings {{\"webhooks\": {{\"signing_key\": ...}}}} on the phone's \
+             local server) and the same value in {source} (e.g. openssl rand -hex 24)",
+            k.expose().len()
+        );
+    }
+    Ok(key)
 }
 
 /// Reads a secret from its literal or the named environment variable.
@@ -572,6 +639,64 @@ mod tests {
         }
         assert!(bad("[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n[[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'")
             .is_err_and(|e| e.contains("duplicate")));
+    }
+
+    #[test]
+    fn cloud_mode_over_http_needs_the_danger_key() {
+        let with = |url: &str, extra: &str| {
+            toml::from_str::<GatewaysConfig>(&format!(
+                "[[devices]]\nname='c'\nkind='sms-gate'\nmode='cloud'\nurl='{url}'\ntoken_env='T'\n{extra}"
+            ))
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate())
+        };
+        assert_eq!(with("https://api.sms-gate.app", ""), Ok(()));
+        let err = with("http://sms.example.net", "").expect_err("http cloud");
+        assert!(
+            err.contains("devices[0].url") && err.contains("danger_allow_http"),
+            "{err}"
+        );
+        assert_eq!(
+            with("http://sms.example.net", "danger_allow_http = true"),
+            Ok(())
+        );
+        // Local mode (the phone on your LAN) speaks plain HTTP: no change there.
+        let local = toml::from_str::<GatewaysConfig>(
+            "[[devices]]\nname='p'\nkind='sms-gate'\nurl='http://192.168.1.20:8080'\nusername='u'\npassword_env='P'",
+        )
+        .expect("parses");
+        assert_eq!(local.validate(), Ok(()));
+    }
+
+    #[test]
+    fn short_signing_keys_are_refused_without_showing_them() {
+        let short = Some(Secret::new("Ab3dE6gH"));
+        let err = signing_key(&short, &None, "gateways.webhook_signing_key_env")
+            .expect_err("8 bytes")
+            .to_string();
+        assert!(err.contains("8 bytes") && err.contains("Settings"), "{err}");
+        assert!(!err.contains("Ab3dE6gH"), "{err}");
+        let ok = Some(Secret::new("0123456789abcdef"));
+        assert!(signing_key(&ok, &None, "k").expect("16 bytes").is_some());
+        assert!(signing_key(&None, &None, "k").expect("none").is_none());
+    }
+
+    #[test]
+    fn devices_without_their_own_key_share_the_gateway_key() {
+        let cfg: GatewaysConfig = toml::from_str(
+            "webhook_signing_key_env = 'K'\n\
+             [[devices]]\nname='a'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\n\
+             [[devices]]\nname='b'\nkind='sms-gate'\nurl='http://x'\nusername='u'\npassword_env='P'\nsigning_key_env='B'\n\
+             [[devices]]\nname='t'\nkind='textbee'\nurl='http://x'\ndevice_id='d'\ntoken_env='T'\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.devices_sharing_the_gateway_key(), vec!["a"]);
+        let mut no_shared = cfg.clone();
+        no_shared.webhook_signing_key_env = None;
+        assert!(no_shared.devices_sharing_the_gateway_key().is_empty());
+        // Dev mode gives the emulated phone its own key.
+        let dev = GatewaysConfig::dev("http://127.0.0.1:8080", "sms", "pw", "0123456789abcdef");
+        assert!(dev.devices_sharing_the_gateway_key().is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
-use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret};
+use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret, signing_key};
 use super::queue::{Queue, Sealer, entry_key};
 use super::{DispatchError, Dispatched, Dispatcher, Pressure, Priority, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
@@ -58,7 +58,7 @@ pub(super) struct Device {
     adapter: Arc<dyn Adapter>,
     pub(super) multiotp: Option<Arc<MultiOtp>>,
     /// The key of this device's webhooks (sms-gate: falls back to the pool key).
-    signing_key: Option<Secret>,
+    pub(super) signing_key: Option<Secret>,
     /// multiOTP: the phone's Basic-auth password.
     pub(super) password: Option<Secret>,
     health: Mutex<Health>,
@@ -248,7 +248,7 @@ impl Pool {
         keys: &KeyRing,
     ) -> anyhow::Result<Arc<Self>> {
         cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
-        let pool_key = secret(
+        let pool_key = signing_key(
             &cfg.signing_key,
             &cfg.webhook_signing_key_env,
             "gateways.webhook_signing_key_env",
@@ -257,7 +257,7 @@ impl Pool {
         for d in &cfg.devices {
             let (adapter, multiotp) = adapter::build(d, clock.clone())?;
             let what = format!("gateways.devices[{}].signing_key_env", d.name);
-            let own_key = secret(&d.literal.signing_key, &d.signing_key_env, &what)?;
+            let own_key = signing_key(&d.literal.signing_key, &d.signing_key_env, &what)?;
             let password = if d.kind == Kind::MultiOtp {
                 secret(
                     &d.literal.password,
@@ -957,6 +957,11 @@ impl Pool {
             )
             .map(Secret::expose)
             .collect()
+    }
+
+    /// The device that holds message `message_id` in this instance's in-flight map.
+    pub(super) fn holder(&self, message_id: &str) -> Option<usize> {
+        self.inflight().get(message_id).map(|f| f.device)
     }
 
     /// Our message id for a gateway's own id (TextBee batch, Twilio SID, SNS id).

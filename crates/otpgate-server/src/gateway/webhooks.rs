@@ -11,6 +11,8 @@
 //!
 //! Every signature, timestamp window and comparison rule is the core's
 //! ([`otpgate_core::webhook`]); a refused webhook answers 401 with the core's error code.
+//! A verified event is then bound to its device (see `receive`): it changes a message only
+//! when signed with the key of the device that holds that message (403 otherwise).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,7 +31,8 @@ use serde_json::{Value, json};
 
 use super::adapter::RemoteState;
 use super::config::Kind;
-use super::pool::{Device, MIN_LIFE_MS, Pool};
+use super::pool::{Device, MIN_LIFE_MS, Pool, parse_message_id};
+use crate::store::StoreError;
 
 /// How long a webhook event id is remembered, for de-duplication.
 const DEDUP_TTL_MS: i64 = 3 * 86_400_000;
@@ -140,7 +143,23 @@ fn signed(source: &'static Source) -> MethodRouter<Arc<Pool>> {
     )
 }
 
-/// The pipeline: verify → decode → de-duplicate → count → apply.
+/// The pipeline: verify → decode → bind to the device → de-duplicate → count → apply.
+///
+/// # Binding
+/// A signature proves which key signed an event, not that the event's message is that
+/// device's. So the devices whose own key verifies the event (the *signers*; devices without
+/// a key of their own share the gateway key, and so sign for each other) must include the
+/// device that holds the message the event names (in this instance's in-flight map, else
+/// the device the store's delivery record names for that very message id):
+/// - a signer holds it: the event applies;
+/// - another device holds it: 403 `forbidden`, nothing changes (a `failed` event from a
+///   device that never had the message cannot fail it over);
+/// - the current code's send is not recorded yet (the phone may report before the issuer
+///   recorded its answer): 409 `conflict`, nothing changes, and the phone retries;
+/// - nothing the event could change (an older code version, an earlier route, a forgotten
+///   verification): accepted as before, and it changes nothing.
+///
+/// A `system:ping` marks healthy only a signer whose `device_id` it names.
 async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8]) -> Response {
     let keys = pool.webhook_keys(source.kind);
     if keys.is_empty() && source.needs_key {
@@ -155,9 +174,68 @@ async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8])
     if let Err(e) = webhook::verify(source.scheme, keys, body, signed, now, window) {
         return rejected(pool, e.code());
     }
+    let signers: Vec<usize> = pool
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.cfg.kind == source.kind)
+        .filter(|(_, d)| {
+            d.signing_key.as_ref().is_some_and(|k| {
+                webhook::verify(source.scheme, [k.expose()], body, signed, now, window).is_ok()
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
     let event = match (source.decode)(body) {
         Ok(e) => e,
         Err(why) => return err(StatusCode::BAD_REQUEST, ErrorCode::InvalidWebhook, why),
+    };
+    let update = match event.update {
+        None => None,
+        Some((target, state)) => {
+            let id = match target {
+                Target::Ours(id) => Some(id),
+                Target::Remote(remote) => pool.ours(&remote),
+            };
+            match id {
+                // Not a message id of ours: nothing it could change.
+                Some(id) if parse_message_id(&id).is_some() => match holder_of(pool, &id).await {
+                    Ok(Holder::Device(h)) if signers.contains(&h) => Some((id, state)),
+                    Ok(Holder::Stale) => None,
+                    Ok(Holder::Device(h)) => {
+                        tracing::warn!(
+                            message_id = %id,
+                            holder = %pool.devices[h].cfg.name,
+                            signed_by = ?signers.iter().map(|&i| &pool.devices[i].cfg.name).collect::<Vec<_>>(),
+                            "webhook event for a message another device holds: refused"
+                        );
+                        return refused(
+                            pool,
+                            StatusCode::FORBIDDEN,
+                            ErrorCode::Forbidden,
+                            "the event is not signed by the device that holds the message",
+                        );
+                    }
+                    Ok(Holder::NotYet) => {
+                        return refused(
+                            pool,
+                            StatusCode::CONFLICT,
+                            ErrorCode::Conflict,
+                            "no device is known to hold that message (yet): retry later",
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook binding: store unavailable");
+                        return err(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            ErrorCode::StoreUnavailable,
+                            "try again later",
+                        );
+                    }
+                },
+                _ => None,
+            }
+        }
     };
     let first = pool
         .store
@@ -183,28 +261,59 @@ async fn receive(pool: &Pool, source: &Source, headers: &HeaderMap, body: &[u8])
     pool.counters
         .webhooks_accepted
         .fetch_add(1, Ordering::Relaxed);
-    apply(pool, event).await;
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn apply(pool: &Pool, event: Event) {
     if let Some(device) = &event.ping {
-        for d in &pool.devices {
+        for &i in &signers {
+            let d = &pool.devices[i];
             if d.cfg.device_id.as_ref() == Some(device) {
                 d.health().healthy = true;
             }
         }
     }
-    let Some((target, state)) = event.update else {
-        return;
-    };
-    let id = match target {
-        Target::Ours(id) => Some(id),
-        Target::Remote(remote) => pool.ours(&remote),
-    };
-    if let Some(id) = id {
+    if let Some((id, state)) = update {
         pool.on_state(&id, state).await;
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Who holds a message an event names.
+#[derive(Debug, Eq, PartialEq)]
+enum Holder {
+    /// This device (index into the pool).
+    Device(usize),
+    /// Nothing the event could change: no such verification (or forgotten), an older code
+    /// version, an earlier route, or a device no longer configured.
+    Stale,
+    /// The current code's send is not recorded yet (the phone reported before the issuer
+    /// recorded its answer): the event is refused for now and the phone retries.
+    NotYet,
+}
+
+/// The device that holds message `id`: in this instance's in-flight map, else the one the
+/// store's delivery record names for that very message id (another instance's send, or one
+/// already reported).
+async fn holder_of(pool: &Pool, id: &str) -> Result<Holder, StoreError> {
+    if let Some(h) = pool.holder(id) {
+        return Ok(Holder::Device(h));
+    }
+    let Some((vid, version, _)) = parse_message_id(id) else {
+        return Ok(Holder::Stale);
+    };
+    let Some(record) = pool.store.get(vid).await? else {
+        return Ok(Holder::Stale);
+    };
+    if record.code.version != version {
+        return Ok(Holder::Stale);
+    }
+    let delivery = record.delivery;
+    Ok(match (delivery.message_id.as_deref(), delivery.gateway) {
+        (Some(m), Some(name)) if m == id => pool
+            .devices
+            .iter()
+            .position(|d| d.cfg.name == name)
+            .map_or(Holder::Stale, Holder::Device),
+        (Some(_), _) => Holder::Stale,
+        (None, _) => Holder::NotYet,
+    })
 }
 
 /// A failure reason from `v[key]` (default `failed`), bounded.
@@ -333,10 +442,20 @@ fn err(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 }
 
 fn rejected(pool: &Pool, code: ErrorCode) -> Response {
+    refused(
+        pool,
+        StatusCode::UNAUTHORIZED,
+        code,
+        "webhook signature refused",
+    )
+}
+
+/// A refused event, counted.
+fn refused(pool: &Pool, status: StatusCode, code: ErrorCode, message: &str) -> Response {
     pool.counters
         .webhooks_rejected
         .fetch_add(1, Ordering::Relaxed);
-    err(StatusCode::UNAUTHORIZED, code, "webhook signature refused")
+    err(status, code, message)
 }
 
 fn multiotp_device<'a>(

@@ -269,6 +269,7 @@ async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backe
         .send()
         .await
         .unwrap();
+    let start_rid = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let id = res.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -285,6 +286,7 @@ async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backe
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
+    let check_rid = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let log = std::fs::read_to_string(&h.audit_path).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -296,8 +298,21 @@ async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backe
         ["verification.started", "check.rejected", "check.approved"],
         "{log}"
     );
-    assert_eq!(lines[0]["request_id"], "audit-start-1");
-    assert_eq!(lines[2]["request_id"], "audit-check-2");
+    // The server's own request id (the one it answered with); the client's kept apart.
+    assert!(start_rid.starts_with("req_"), "{start_rid}");
+    assert_eq!(lines[0]["request_id"], start_rid.as_str());
+    assert_eq!(lines[0]["client_request_id"], "audit-start-1");
+    assert_eq!(lines[2]["request_id"], check_rid.as_str());
+    assert_eq!(lines[2]["client_request_id"], "audit-check-2");
+    assert_eq!(lines[1]["client_request_id"], serde_json::Value::Null);
+    // The client's address, pseudonymised: the same client, the same pseudonym.
+    let client = lines[0]["client"].as_str().unwrap();
+    assert!(client.starts_with("c:") && client.len() == 18, "{client}");
+    assert!(lines.iter().all(|l| l["client"] == client), "{log}");
+    assert!(
+        !log.contains("127.0.0.1"),
+        "a client address in clear: {log}"
+    );
     assert!(lines.iter().all(|l| l["verification_id"] == id.as_str()));
     assert!(
         lines[0]["phone"].as_str().unwrap().ends_with(":23"),

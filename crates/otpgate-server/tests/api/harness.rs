@@ -152,7 +152,7 @@ impl Harness {
         let state = ApiState {
             service,
             metrics,
-            trust_forwarded_for: false,
+            trusted_proxies: Default::default(),
         };
         let options = RouterOptions {
             body_limit: 16 * 1024,

@@ -3,4 +3,5 @@
 #![allow(clippy::expect_used, missing_docs)]
 
 mod audit_chain;
+mod cli_keys;
 mod cli_sms;

@@ -41,6 +41,8 @@ use serde_json::{Value, json};
 
 const ISSUER: &str = "https://issuer.test";
 const KEY: &str = "fault-webhook-signing-key";
+/// The API key the views are read with (`delivery.gateway` is shown to such callers only).
+const API_KEY: &str = "fault-api-key-0123456789abcdef";
 const NAMES: [&str; 3] = ["phone-a", "phone-b", "phone-c"];
 
 struct Rig {
@@ -92,10 +94,18 @@ health_interval_secs = 1
 poll_interval_secs = 1
 {devices}"#
         ),
-        ..open_config(ISSUER, r#"kind = "embedded""#.to_owned(), "")
+        // The views are read with an API key: only such callers see `delivery.gateway`.
+        ..open_config(
+            ISSUER,
+            r#"kind = "embedded""#.to_owned(),
+            r#"api_keys = ["env:FAULT_API_KEY"]"#,
+        )
     }
     .write(dir.path());
-    let mut env = vec![("FAULT_SIGNING_KEY", KEY.to_owned())];
+    let mut env = vec![
+        ("FAULT_SIGNING_KEY", KEY.to_owned()),
+        ("FAULT_API_KEY", API_KEY.to_owned()),
+    ];
     for (n, p) in NAMES.iter().zip(&phones) {
         let name: &'static str = match *n {
             "phone-a" => "FAULT_PW_PHONE_A",
@@ -198,7 +208,8 @@ async fn settle(
             }
             let a = send(
                 rig.http
-                    .get(format!("{}/v1/verifications/{id}", rig.server.base)),
+                    .get(format!("{}/v1/verifications/{id}", rig.server.base))
+                    .bearer_auth(API_KEY),
                 Duration::from_secs(10),
             )
             .await

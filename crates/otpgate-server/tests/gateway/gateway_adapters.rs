@@ -68,7 +68,8 @@ async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
     let (listener, base) = listen().await;
     let mut all = Vec::new();
     if with_failing_phone {
-        let mut cfg = EmulatorConfig::new("sms", Some("pw".into()), Some("k".into()));
+        let mut cfg =
+            EmulatorConfig::new("sms", Some("pw".into()), Some("k-0123456789abcdef".into()));
         cfg.knobs = Knobs {
             delay_ms: 10,
             failure_rate: 1.0,
@@ -82,7 +83,7 @@ async fn rig(devices: Vec<DeviceConfig>, with_failing_phone: bool) -> Rig {
         all.push(d.with_secrets(secrets(Some("pw"), None, None)));
     }
     all.extend(devices);
-    let mut cfg = GatewaysConfig::default().with_signing_key("k");
+    let mut cfg = GatewaysConfig::default().with_signing_key("k-0123456789abcdef");
     cfg.devices = all;
     let (pool, store) = memory_pool(cfg);
     let app = pool.routes();
@@ -138,7 +139,11 @@ async fn textbee_send_and_signed_webhooks() {
     let mut d = DeviceConfig::new("tb", Kind::TextBee, Some(format!("{url}/api/v1")));
     d.device_id = Some("dev123".into());
     let r = rig(
-        vec![d.with_secrets(secrets(None, Some("api-key-1"), Some("tb-secret")))],
+        vec![d.with_secrets(secrets(
+            None,
+            Some("api-key-1"),
+            Some("tb-secret-0123456789"),
+        ))],
         false,
     )
     .await;
@@ -175,7 +180,7 @@ async fn textbee_send_and_signed_webhooks() {
         r.state(&job.verification_id).await,
         DeliveryState::Submitted
     );
-    let sig = otpgate_core::webhook::sign_textbee("tb-secret", event.as_bytes());
+    let sig = otpgate_core::webhook::sign_textbee("tb-secret-0123456789", event.as_bytes());
     let ok = r
         .http
         .post(&hook)
@@ -281,7 +286,7 @@ async fn generic_webhook_is_signed_and_reports_back() {
     let (url, seen) = stub(|_, _| (200, "{}".into())).await;
     let d = DeviceConfig::new("hook", Kind::Webhook, Some(format!("{url}/send")));
     let r = rig(
-        vec![d.with_secrets(secrets(None, None, Some("hook-key")))],
+        vec![d.with_secrets(secrets(None, None, Some("hook-key-0123456789")))],
         false,
     )
     .await;
@@ -297,7 +302,7 @@ async fn generic_webhook_is_signed_and_reports_back() {
         .get("x-otpgate-signature")
         .and_then(|v| v.to_str().ok())
         .expect("sig");
-    assert_eq!(sig, webhook_signature("hook-key", ts, &body));
+    assert_eq!(sig, webhook_signature("hook-key-0123456789", ts, &body));
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["id"], format!("{}.1.1", job.verification_id));
     assert_eq!(v["to"], "+447911123456");
@@ -316,7 +321,7 @@ async fn generic_webhook_is_signed_and_reports_back() {
         .await
         .expect("post");
     assert_eq!(forged.status().as_u16(), 401);
-    let sig = webhook_signature("hook-key", &now, ev.as_bytes());
+    let sig = webhook_signature("hook-key-0123456789", &now, ev.as_bytes());
     let ok = r
         .http
         .post(&events)

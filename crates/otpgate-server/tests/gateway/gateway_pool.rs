@@ -721,6 +721,8 @@ async fn cloud_mode_with_bearer_token_and_end_to_end_encryption() {
     let base = url.clone();
     let mut d = DeviceConfig::new("cloud", Kind::SmsGate, Some(url));
     d.mode = otpgate_server::gateway::Mode::Cloud;
+    // The emulated private server listens on plain loopback HTTP.
+    d.danger_allow_http = true;
     let d = d.with_secrets(LiteralSecrets {
         token: Some(Secret::new(token)),
         passphrase: Some(Secret::new("e2e-pass")),

@@ -6,3 +6,4 @@ mod emulator_api;
 mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
+mod webhook_binding;

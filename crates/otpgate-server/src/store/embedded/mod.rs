@@ -220,6 +220,9 @@ impl EmbeddedStore {
     /// As [`EmbeddedStore::open`].
     pub fn open_with(path: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        // Created here first (owner only), so redb finds the file private.
+        crate::fsperm::ensure_private_file(path)
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(path)

@@ -63,11 +63,17 @@ impl Wal {
                 std::fs::rename(old, path)?;
                 OpenOptions::new().write(true).open(path)?
             }
-            None => OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)?,
+            None => {
+                let mut opts = OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                // The log holds numbers and code digests: owner only.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    opts.mode(0o600);
+                }
+                opts.open(path)?
+            }
         };
         sync_dir(path)?;
         Ok(Self {
