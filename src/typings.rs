@@ -223,6 +223,8 @@ export type ErrorCode =
   | "no_attempts_left"
   | "resend_cooldown"
   | "too_many_sends"
+  | "too_many_starts"
+  | "number_locked"
   | "store_unavailable"
   | "no_gateway_capacity"
   | "gateway_unavailable"

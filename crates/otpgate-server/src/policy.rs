@@ -78,6 +78,13 @@ pub struct Budgets {
     pub global: Limit,
     /// Code checks from one client IP, across verifications (default 100 per 10 min).
     pub check_ip: Limit,
+    /// Starts to one number from one client IP, unless the caller has an API key (default 3
+    /// per hour): one address cannot bomb a number, nor spend its `phone` budget alone.
+    pub phone_ip: Limit,
+    /// Wrong codes entered for one number across its verifications (default 20 per 24 h,
+    /// NIST SP 800-63B 5.2.2): past it, new verifications for that number need a caller with
+    /// an API key, or the window's end (429 `number_locked`).
+    pub failed_checks: Limit,
 }
 
 impl Default for Budgets {
@@ -89,6 +96,8 @@ impl Default for Budgets {
             prefix: Limit::new(30, 600),
             global: Limit::new(600, 60),
             check_ip: Limit::new(100, 600),
+            phone_ip: Limit::new(3, 3_600),
+            failed_checks: Limit::new(20, 86_400),
         }
     }
 }
@@ -303,6 +312,8 @@ impl PolicyConfig {
             ("prefix", b.prefix),
             ("global", b.global),
             ("check_ip", b.check_ip),
+            ("phone_ip", b.phone_ip),
+            ("failed_checks", b.failed_checks),
         ] {
             if l.limit == 0 {
                 return Err(format!("budgets.{name}.limit: must be at least 1"));
@@ -511,7 +522,7 @@ impl PolicyError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Destination(r) => r.code(),
-            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::RateLimited { scope, .. } => rate_code(scope),
             Self::PowRequired { .. } => ErrorCode::PowRequired,
             Self::PowInvalid(e) => e.code(),
             Self::PowReplayed => ErrorCode::PowReplayed,
@@ -519,6 +530,25 @@ impl PolicyError {
         }
     }
 }
+
+/// The code of a refusal by the budget of `scope`: the per-(number, address) budget and
+/// the lock of a number have their own; every other budget is `rate_limited`.
+pub fn rate_code(scope: &str) -> ErrorCode {
+    match scope {
+        SCOPE_PHONE_IP => ErrorCode::TooManyStarts,
+        SCOPE_NUMBER_LOCKED => ErrorCode::NumberLocked,
+        _ => ErrorCode::RateLimited,
+    }
+}
+
+/// The scope of the per-(number, address) start budget.
+const SCOPE_PHONE_IP: &str = "phone_ip";
+/// The scope of a number's lock after too many wrong codes.
+const SCOPE_NUMBER_LOCKED: &str = "number_locked";
+/// Wrong codes per number (`{prefix}{e164}`).
+const FAILED_CHECKS_PREFIX: &str = "pol:b:fc:";
+/// Sends to one number (`{prefix}{e164}`): its `phone` budget.
+const PHONE_PREFIX: &str = "pol:b:ph:";
 
 /// Store keys of the signals.
 const SIGNAL_SENT: &str = "pol:sig:sent";
@@ -710,7 +740,7 @@ impl Policy {
         let b = &self.cfg.budgets;
         let e164 = phone.as_str();
         let mut v = vec![
-            ("phone", format!("pol:b:ph:{e164}"), b.phone),
+            ("phone", format!("{PHONE_PREFIX}{e164}"), b.phone),
             (
                 "phone",
                 format!("{PHONE_DAILY_PREFIX}{e164}"),
@@ -718,7 +748,9 @@ impl Policy {
             ),
         ];
         if with_ip && !ctx.trusted {
-            v.push(("ip", format!("pol:b:ip:{}", ip_key(ctx.client_ip)), b.ip));
+            let ip = ip_key(ctx.client_ip);
+            v.push(("ip", format!("pol:b:ip:{ip}"), b.ip));
+            v.push((SCOPE_PHONE_IP, format!("pol:b:pi:{e164}|{ip}"), b.phone_ip));
         }
         v.push(("prefix", self.prefix_key(phone), b.prefix));
         v.push(("global", GLOBAL_KEY.to_owned(), b.global));
@@ -907,14 +939,25 @@ impl Policy {
             return Ok(0);
         }
         let mut d = self.global_difficulty(now_ms).await?;
+        let (px, ph) = (self.cfg.budgets.prefix, self.cfg.budgets.phone);
+        let (prefix_key, phone_key) = (
+            self.prefix_signal_key(phone),
+            format!("{PHONE_PREFIX}{}", phone.as_str()),
+        );
+        let (on_prefix, to_number) = tokio::try_join!(
+            self.store.budget_used(&prefix_key, px.window_ms(), now_ms),
+            self.store.budget_used(&phone_key, ph.window_ms(), now_ms),
+        )?;
         // A burst of anonymous sends on one prefix (adjacent numbers on one range).
-        let px = self.cfg.budgets.prefix;
-        let used = self
-            .store
-            .budget_used(&self.prefix_signal_key(phone), px.window_ms(), now_ms)
-            .await?;
-        if f64::from(used) >= f64::from(px.limit) * 0.5 {
+        if f64::from(on_prefix) >= f64::from(px.limit) * 0.5 {
             d = d.saturating_add(p.step);
+        }
+        // Repeated starts to one number (bombing): a step from the second send in the
+        // number's window on, another from the fourth.
+        for repeats in [1, 3] {
+            if to_number >= repeats {
+                d = d.saturating_add(p.step);
+            }
         }
         Ok(d.min(p.max_difficulty))
     }
@@ -965,6 +1008,41 @@ impl Policy {
         Ok(met > 0)
     }
 
+    /// Refuses an anonymous send to a number locked by too many wrong codes
+    /// (`budgets.failed_checks`): 429 `number_locked` until the window ends.
+    async fn check_lock(&self, phone: &PhoneNumber, now_ms: i64) -> Result<(), PolicyError> {
+        let l = self.cfg.budgets.failed_checks;
+        let w = l.window_ms();
+        let failed = self
+            .store
+            .budget_used(
+                &format!("{FAILED_CHECKS_PREFIX}{}", phone.as_str()),
+                w,
+                now_ms,
+            )
+            .await?;
+        if failed < l.limit {
+            return Ok(());
+        }
+        Err(PolicyError::RateLimited {
+            scope: SCOPE_NUMBER_LOCKED,
+            retry_after_secs: retry_secs(w - now_ms.rem_euclid(w)),
+        })
+    }
+
+    /// Counts a wrong code entered for `phone` (best effort: a failure to count is logged).
+    pub async fn record_failed_check(&self, phone: &PhoneNumber, now_ms: i64) {
+        let l = self.cfg.budgets.failed_checks;
+        let key = format!("{FAILED_CHECKS_PREFIX}{}", phone.as_str());
+        if let Err(e) = self
+            .store
+            .add_to_budget(&key, 1, l.window_ms(), now_ms)
+            .await
+        {
+            tracing::warn!(error = %e, "could not count a wrong code");
+        }
+    }
+
     /// Every gate of a start that counts nothing: test numbers (they bypass the rest), the
     /// destination, the adaptive proof of work (API-key callers skip it). The budgets
     /// (phone, IP, prefix, global; API-key callers skip the IP budget) are left to take.
@@ -985,6 +1063,9 @@ impl Policy {
             phone: &phone,
             ..ctx.clone()
         };
+        if !ctx.trusted {
+            self.check_lock(&phone, ctx.now_ms).await?;
+        }
         let paid = ctx.trusted || self.check_pow(&ctx).await?;
         let budgets = self.send_budgets(&ctx, &phone, true);
         Ok(Gate {
@@ -1018,6 +1099,9 @@ impl Policy {
                 taken: Vec::new(),
                 priority: Priority::Repeat,
             });
+        }
+        if !ctx.trusted {
+            self.check_lock(&phone, ctx.now_ms).await?;
         }
         // A resend asks no proof of work: it is paid for only by a trusted caller, and
         // anonymous resends are repeats.

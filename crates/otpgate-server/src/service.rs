@@ -75,7 +75,8 @@ pub enum ServiceError {
     /// A budget is spent.
     #[error("rate limited ({scope})")]
     RateLimited {
-        /// Which budget (`phone`, `ip`, `prefix`, `global`, `check_ip`).
+        /// Which budget (`phone`, `ip`, `prefix`, `global`, `check_ip`, `phone_ip`,
+        /// `number_locked`).
         scope: &'static str,
         /// Seconds until it frees up.
         retry_after_secs: u64,
@@ -152,7 +153,7 @@ impl ServiceError {
             Self::InvalidLocale => ErrorCode::InvalidLocale,
             Self::InvalidCode => ErrorCode::InvalidCode,
             Self::DestinationNotAllowed => ErrorCode::DestinationNotAllowed,
-            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::RateLimited { scope, .. } => crate::policy::rate_code(scope),
             Self::PowRequired { .. } => ErrorCode::PowRequired,
             Self::PowInvalid(e) => e.code(),
             Self::PowReplayed => ErrorCode::PowReplayed,
@@ -215,7 +216,15 @@ impl ServiceError {
             Self::Store(_) => "the service is temporarily unavailable".into(),
             Self::Internal(_) => "internal error".into(),
             Self::InvalidPhone(e) => e.to_string(),
-            Self::RateLimited { .. } => "too many requests; retry later".into(),
+            Self::RateLimited { scope, .. } => match crate::policy::rate_code(scope) {
+                ErrorCode::TooManyStarts => {
+                    "too many codes asked for this number from here; retry later".into()
+                }
+                ErrorCode::NumberLocked => {
+                    "too many wrong codes for this number; retry later".into()
+                }
+                _ => "too many requests; retry later".into(),
+            },
             Self::WrongCode { attempts_left } => {
                 format!("wrong code; {attempts_left} attempt(s) left")
             }
@@ -771,7 +780,16 @@ impl Service {
                 attempts_left,
                 code_version,
             } => (
-                ServiceError::WrongCode { attempts_left },
+                {
+                    // A wrong code counts against its number, across verifications.
+                    if let Ok(Some(rec)) = self.store.get(id).await
+                        && let Ok(phone) = PhoneNumber::parse(&rec.phone)
+                        && !rec.test_number
+                    {
+                        self.policy.record_failed_check(&phone, now).await;
+                    }
+                    ServiceError::WrongCode { attempts_left }
+                },
                 Some(self.event(
                     "check.rejected",
                     Some(meta),

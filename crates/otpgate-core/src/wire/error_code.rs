@@ -125,6 +125,11 @@ error_codes! {
     ResendCooldown = "resend_cooldown",
     /// The verification had its maximum number of sends.
     TooManySends = "too_many_sends",
+    /// Too many codes asked for one number from one address (`Retry-After`).
+    TooManyStarts = "too_many_starts",
+    /// Too many wrong codes entered for this number across its verifications: new ones need
+    /// a trusted caller, or the wait (`Retry-After`).
+    NumberLocked = "number_locked",
 
     // The service (5xx): never internals.
     /// The store cannot serve the request (`Retry-After`).

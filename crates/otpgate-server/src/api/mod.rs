@@ -342,9 +342,9 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
         (status = 413, description = "Body too large", body = openapi::ErrorDoc),
         (status = 415, description = "Content-Type is not application/json", body = openapi::ErrorDoc),
         (status = 428, description = "Proof of work required (`challenge` in the body)", body = openapi::ErrorDoc),
-        (status = 429, description = "Rate limited (`Retry-After`)", body = openapi::ErrorDoc,
+        (status = 429, description = "`rate_limited` (a budget: phone, IP, prefix, global), `too_many_starts` (codes to this number from this address), `number_locked` (too many wrong codes for this number across verifications: a trusted caller, or the wait); each with `Retry-After`", body = openapi::ErrorDoc,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Store or gateways unavailable (`Retry-After`)", body = openapi::ErrorDoc),
+        (status = 503, description = "Store unavailable, or no phone could send it within the queue's bound: `no_gateway_capacity` (`Retry-After`). A send that only waits for phone capacity is queued and answered 201 (`delivery.state` `queued`)", body = openapi::ErrorDoc),
     ))]
 async fn start(
     State(state): State<ApiState>,
@@ -438,7 +438,7 @@ struct ResendRequest {
         (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
         (status = 413, description = "Body too large", body = openapi::ErrorDoc),
         (status = 415, description = "A body that is not application/json", body = openapi::ErrorDoc),
-        (status = 429, description = "Inside the cooldown, too many sends, no attempts left, or rate limited (`Retry-After`)", body = openapi::ErrorDoc),
+        (status = 429, description = "Inside the cooldown (`resend_cooldown`), `too_many_sends`, `no_attempts_left`, `rate_limited`, or `number_locked` (`Retry-After`)", body = openapi::ErrorDoc),
         (status = 503, description = "Store or gateways unavailable (`Retry-After`)", body = openapi::ErrorDoc),
     ))]
 async fn resend(

@@ -93,6 +93,8 @@ pub fn open_policy() -> PolicyConfig {
     p.budgets.prefix.limit = 1000;
     p.budgets.global.limit = 100_000;
     p.budgets.check_ip.limit = 100_000;
+    p.budgets.phone_ip.limit = 1000;
+    p.budgets.failed_checks.limit = 1000;
     p.pow.enabled = false;
     p
 }

@@ -9,6 +9,7 @@ mod harness;
 mod api_bad_input;
 mod api_flow;
 mod api_security;
+mod bombing;
 mod destinations;
 mod policy_gates;
 mod serve_config;

@@ -756,6 +756,7 @@ async fn the_signals_slide_across_window_boundaries() {
     let mut c = PolicyConfig::default();
     c.budgets.global = limit(100, 60);
     c.pow.min_samples = 1_000; // the approval ratio stays out of this test
+    c.pow.hold_secs = 0; // the signals alone
     let e = env(c);
     e.clock.advance(59_000);
     anonymous_sends(&e, 0, 30).await;
@@ -770,6 +771,24 @@ async fn the_signals_slide_across_window_boundaries() {
     // Half a window on, half of the previous window's sends still count: 30 + 15.
     e.clock.advance(29_000);
     assert_eq!(difficulty_asked(&e, &phone("+33780000001")).await, 0);
+}
+
+#[tokio::test]
+async fn a_raised_difficulty_holds_before_it_falls() {
+    let mut c = PolicyConfig::default();
+    c.budgets.global = limit(100, 10);
+    c.pow.min_samples = 1_000;
+    c.pow.hold_secs = 60;
+    let e = env(c);
+    anonymous_sends(&e, 0, 60).await;
+    e.clock.advance(200);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000000")).await, 6);
+    // Two global windows on the signal is gone, the hold is not.
+    e.clock.advance(25_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000001")).await, 6);
+    // Past the hold, it falls.
+    e.clock.advance(36_000);
+    assert_eq!(difficulty_asked(&e, &phone("+33780000002")).await, 0);
 }
 
 #[tokio::test]
