@@ -19,6 +19,7 @@ use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, parse_time};
 use otpgate_server::gateway::{
     DispatchError, Dispatched, Dispatcher, GatewaysConfig, Outgoing, Pool, Priority, SendJob,
+    TRUSTED_WORK,
 };
 use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{DeliveryRecord, MemoryStore, Outcome, Record, Store, StoredCode};
@@ -152,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             },
             expires_at_ms: t + LIFETIME_MS,
             priority: Priority::Paid,
+            work: TRUSTED_WORK,
         };
         offered += 1;
         match pool.dispatch(job).await {

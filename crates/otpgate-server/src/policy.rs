@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::destination::{self, Destination, NumberType, Refusal, Region};
-use crate::gateway::{Pressure, Priority};
+use crate::gateway::{Pressure, Priority, TRUSTED_WORK};
 use crate::random::OsRandom;
 use crate::store::{Budget, BudgetRequest, Budgets as TakenBudgets, Store, StoreError};
 
@@ -433,8 +433,9 @@ pub struct Gate {
     pub test_code: Option<String>,
     /// (scope, key, limit) of every budget to take, the send signal last.
     budgets: Vec<(&'static str, String, Limit)>,
-    /// The caller paid for the send: a trusted API key, or proof of work solved.
-    paid: bool,
+    /// What the caller paid for the send: the proof of work solved (bits), [`TRUSTED_WORK`]
+    /// for a trusted API key, 0 for nothing.
+    work: u8,
 }
 
 impl Gate {
@@ -472,6 +473,8 @@ pub struct Admission {
     taken: Vec<(String, i64)>,
     /// Where the send stands when the phones' budget is short.
     pub priority: Priority,
+    /// What the caller paid: proof-of-work bits, [`TRUSTED_WORK`] for an API key.
+    pub work: u8,
 }
 
 impl fmt::Debug for Admission {
@@ -794,7 +797,8 @@ impl Policy {
     pub fn settle(&self, gate: Gate, taken: &TakenBudgets) -> Result<Admission, PolicyError> {
         match taken {
             TakenBudgets::Allowed { remaining } => Ok(Admission {
-                priority: if gate.paid {
+                work: gate.work,
+                priority: if gate.work > 0 {
                     Priority::Paid
                 } else if self.first_today(&gate, remaining) {
                     Priority::First
@@ -978,11 +982,11 @@ impl Policy {
     }
 
     /// `ctx.phone` is the normalised destination here. Answers whether work was asked
-    /// and done (the send then counts as paid for).
-    async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<bool, PolicyError> {
+    /// and done: the bits the solution met (0: none asked).
+    async fn check_pow(&self, ctx: &StartContext<'_>) -> Result<u8, PolicyError> {
         let difficulty = self.difficulty_for(ctx.phone, ctx.now_ms).await?;
         if difficulty == 0 {
-            return Ok(false);
+            return Ok(0);
         }
         let binding = format!("{}|{}", ctx.app, ctx.phone.as_str());
         let Some(sol) = ctx.pow else {
@@ -1005,7 +1009,7 @@ impl Policy {
         {
             return Err(PolicyError::PowReplayed);
         }
-        Ok(met > 0)
+        Ok(met)
     }
 
     /// Refuses an anonymous send to a number locked by too many wrong codes
@@ -1056,7 +1060,7 @@ impl Policy {
                 phone,
                 test_code,
                 budgets: Vec::new(),
-                paid: false,
+                work: 0,
             });
         }
         let ctx = StartContext {
@@ -1066,13 +1070,17 @@ impl Policy {
         if !ctx.trusted {
             self.check_lock(&phone, ctx.now_ms).await?;
         }
-        let paid = ctx.trusted || self.check_pow(&ctx).await?;
+        let work = if ctx.trusted {
+            TRUSTED_WORK
+        } else {
+            self.check_pow(&ctx).await?
+        };
         let budgets = self.send_budgets(&ctx, &phone, true);
         Ok(Gate {
             phone,
             test_code: None,
             budgets,
-            paid,
+            work,
         })
     }
 
@@ -1098,6 +1106,7 @@ impl Policy {
                 test_code,
                 taken: Vec::new(),
                 priority: Priority::Repeat,
+                work: 0,
             });
         }
         if !ctx.trusted {
@@ -1109,7 +1118,7 @@ impl Policy {
             budgets: self.send_budgets(ctx, &phone, false),
             phone,
             test_code: None,
-            paid: ctx.trusted,
+            work: if ctx.trusted { TRUSTED_WORK } else { 0 },
         };
         self.take_all(gate, ctx.now_ms).await
     }
@@ -1241,9 +1250,13 @@ impl Policy {
 }
 
 /// Proof of work above the base difficulty is the policy's verdict that anonymous traffic
-/// must pay: the gateway's queue then holds back the sends that paid nothing.
+/// must pay: the gateway's queue then holds back the sends that paid less than what is asked
+/// now (within one step, as a challenge issued before a rise is accepted): a burst that
+/// queued on cheap work before the difficulty rose does not drain afterwards.
 impl Pressure for Policy {
-    fn paid_only(&self) -> bool {
-        self.cfg.pow.enabled && self.current_difficulty() > self.cfg.pow.base_difficulty
+    fn required_work(&self) -> Option<u8> {
+        let d = self.current_difficulty();
+        (self.cfg.pow.enabled && d > self.cfg.pow.base_difficulty)
+            .then(|| d.saturating_sub(self.cfg.pow.step).max(1))
     }
 }

@@ -32,10 +32,10 @@ use serde_json::json;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::{Clock, rfc3339};
 use crate::config::AppConfig;
-use crate::gateway::{DispatchError, Dispatched, Dispatcher, Outgoing, Priority, SendJob};
+use crate::gateway::{DispatchError, Dispatched, Dispatcher, Outgoing, SendJob};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
-use crate::policy::{Policy, PolicyError, StartContext};
+use crate::policy::{Admission, Policy, PolicyError, StartContext};
 use crate::random::{self, OsRandom};
 use crate::store::{
     BudgetRequest, CheckOutcome, DeliveryRecord, Durable, Guess, Outcome, Record, RotateOutcome,
@@ -574,7 +574,7 @@ impl Service {
         if test_number {
             self.metrics.dispatch("skipped");
         } else if let Err(e) = self
-            .send(app, &record, (&phone, &code), admission.priority, meta)
+            .send(app, &record, (&phone, &code), &admission, meta)
             .await
         {
             // The SMS never left: give the person's quota back.
@@ -625,7 +625,7 @@ impl Service {
         app: &AppConfig,
         record: &Record,
         (phone, code): (&PhoneNumber, &Code),
-        priority: Priority,
+        admission: &Admission,
         meta: &RequestMeta,
     ) -> Result<(), ServiceError> {
         let (text, segments) = app
@@ -646,7 +646,8 @@ impl Service {
                 segments,
             },
             expires_at_ms: record.expires_at_ms,
-            priority,
+            priority: admission.priority,
+            work: admission.work,
         };
         match self.dispatcher.dispatch(job).await {
             Ok(Dispatched::Queued) => {
@@ -656,7 +657,7 @@ impl Service {
                     Some(meta),
                     Some((&record.id, &record.app)),
                     Some(phone),
-                    json!({"code_version": version, "priority": priority.as_str()}),
+                    json!({"code_version": version, "priority": admission.priority.as_str()}),
                 )
                 .await;
                 Ok(())
@@ -994,7 +995,7 @@ impl Service {
             }
             self.metrics.dispatch("skipped");
         } else if let Err(e) = self
-            .send(app, &updated, (&phone, &code), admission.priority, meta)
+            .send(app, &updated, (&phone, &code), &admission, meta)
             .await
         {
             self.policy.refund(&admission, now).await;

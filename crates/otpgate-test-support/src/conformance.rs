@@ -1102,7 +1102,7 @@ pub async fn records_are_forgotten_after_grace(store: &Arc<dyn Store>) {
 }
 
 /// A queued send: `key` at `priority`, queued at `at`, a minute to live.
-pub fn queued(key: &str, priority: u8, at: i64) -> QueuedSend {
+pub fn queued(key: &str, priority: u16, at: i64) -> QueuedSend {
     QueuedSend {
         key: key.to_owned(),
         priority,
@@ -1185,7 +1185,7 @@ pub async fn concurrent_dequeues_hand_each_send_once(store: &Arc<dyn Store>) {
     for n in 0..RACERS {
         let q = queued(
             &format!("{}.1", fresh_id("v_")),
-            (n % 3) as u8,
+            (n % 3) as u16,
             t + n as i64,
         );
         keys.insert(q.key.clone());

@@ -10,6 +10,7 @@ use otpgate_server::clock::SystemClock;
 use otpgate_server::emulator::{Emulator, Knobs};
 use otpgate_server::gateway::{
     DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Outgoing, Pool, Priority, Secret, SendJob,
+    TRUSTED_WORK,
 };
 use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{MemoryStore, Record, Store, StoredCode};
@@ -103,6 +104,7 @@ pub fn send_job(rec: &Record, text: impl Into<String>) -> SendJob {
         },
         expires_at_ms: rec.expires_at_ms,
         priority: Priority::Paid,
+        work: TRUSTED_WORK,
     }
 }
 

@@ -19,7 +19,7 @@ mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};
-pub use queue::{Pressure, Priority, Sealer};
+pub use queue::{Pressure, Priority, Sealer, TRUSTED_WORK};
 
 use async_trait::async_trait;
 
@@ -63,6 +63,9 @@ pub struct SendJob {
     pub expires_at_ms: i64,
     /// Who it serves: the order of the phones' budget when it is short.
     pub priority: Priority,
+    /// What the caller paid: proof-of-work bits solved, [`TRUSTED_WORK`] for a trusted
+    /// caller, 0 for nothing (see [`Pressure`]).
+    pub work: u8,
 }
 
 /// What became of an accepted send.

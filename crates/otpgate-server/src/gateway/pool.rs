@@ -29,8 +29,8 @@ use serde_json::{Value, json};
 
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
 use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret, signing_key};
-use super::queue::{Queue, Sealer, entry_key};
-use super::{DispatchError, Dispatched, Dispatcher, Pressure, Priority, SendJob};
+use super::queue::{Queue, Sealer, entry_key, queue_rank};
+use super::{DispatchError, Dispatched, Dispatcher, Pressure, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
 use crate::destination::{self, Region};
@@ -203,7 +203,7 @@ pub struct Pool {
     failover_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(InFlight, String)>>>,
     /// Sends waiting for capacity.
     queue: Queue,
-    /// Whether only paid sends may leave the queue now (the policy's proof of work).
+    /// What a queued send must have paid to leave now (the policy's proof of work).
     pressure: OnceLock<Arc<dyn Pressure>>,
     me: Weak<Self>,
 }
@@ -1015,13 +1015,17 @@ const QUEUE_TICK_MS: u64 = 250;
 const QUEUE_BATCH: u32 = 16;
 
 impl Pool {
-    /// Lets `pressure` hold unpaid sends in the queue (set once, by `serve`).
+    /// Lets `pressure` hold sends that paid too little in the queue (set once, by `serve`).
     pub fn set_pressure(&self, pressure: Arc<dyn Pressure>) {
         let _ = self.pressure.set(pressure);
     }
 
-    fn paid_only(&self) -> bool {
-        self.pressure.get().is_some_and(|p| p.paid_only())
+    /// Whether `job` paid enough to leave the queue now.
+    fn may_leave(&self, job: &SendJob) -> bool {
+        match self.pressure.get().and_then(|p| p.required_work()) {
+            None => true,
+            Some(bits) => job.work >= bits,
+        }
     }
 
     /// A device for `job` among the phones, else among the fallbacks.
@@ -1055,7 +1059,7 @@ impl Pool {
         })?;
         let entry = QueuedSend {
             key: entry_key(job),
-            priority: job.priority.rank(),
+            priority: queue_rank(job),
             queued_at_ms: now,
             deadline_ms: deadline,
             sealed,
@@ -1122,10 +1126,11 @@ impl Pool {
                 if !self.current(&job).await {
                     continue;
                 }
-                if job.priority != Priority::Paid && self.paid_only() {
-                    // Held back while proof of work is asked (paid sends come first in
-                    // the queue, so none waits behind this one).
+                if !self.may_leave(&job) {
+                    // Held back while more proof of work is asked than it paid; so are
+                    // those behind it (the queue is ordered by work paid).
                     pause = Some(1_000);
+                    blocked = true;
                     back.push(entry);
                     continue;
                 }
@@ -1205,7 +1210,8 @@ mod tests {
                 segments: 1,
             },
             expires_at_ms: 0,
-            priority: Priority::Paid,
+            priority: super::super::Priority::Paid,
+            work: 0,
         };
         let id = message_id(&job, 3);
         assert!(id.len() <= 36);

@@ -56,24 +56,6 @@ impl Priority {
     /// Every class, best first.
     pub const ALL: [Self; 3] = [Self::Paid, Self::First, Self::Repeat];
 
-    /// The class's rank in the store's queue (lower goes first).
-    pub fn rank(self) -> u8 {
-        match self {
-            Self::Paid => 0,
-            Self::First => 1,
-            Self::Repeat => 2,
-        }
-    }
-
-    /// The class of a rank (an unknown rank is the lowest class).
-    pub fn from_rank(rank: u8) -> Self {
-        match rank {
-            0 => Self::Paid,
-            1 => Self::First,
-            _ => Self::Repeat,
-        }
-    }
-
     /// The stable name (metrics labels, audit lines).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,13 +80,17 @@ impl Priority {
     }
 }
 
-/// Whether only paid traffic may leave the queue now. The policy answers it (proof of
-/// work asked above its base: anonymous traffic must pay): queued sends that paid
-/// nothing then wait, and fail at their bound if the pressure outlasts it. A burst that
-/// queued before the proof of work rose does not drain into the phones after it did.
+/// The work a trusted caller's send counts as (more than any proof of work).
+pub const TRUSTED_WORK: u8 = u8::MAX;
+
+/// What a queued send must have paid to leave the queue now. The policy answers it (proof
+/// of work asked above its base: anonymous traffic must pay): queued sends that paid less
+/// wait, and fail at their bound if the pressure outlasts it. A burst that queued on no or
+/// cheap work before the difficulty rose does not drain into the phones after it did.
 pub trait Pressure: Send + Sync + 'static {
-    /// Whether unpaid sends must wait.
-    fn paid_only(&self) -> bool;
+    /// `None`: any send may leave; `Some(bits)`: only sends that paid at least `bits` of
+    /// proof of work (trusted callers always do).
+    fn required_work(&self) -> Option<u8>;
 }
 
 /// What a sealed entry holds.
@@ -117,6 +103,7 @@ struct Sealed {
     segments: u32,
     expires_at_ms: i64,
     priority: Priority,
+    work: u8,
 }
 
 /// Seals and opens queued sends under keys derived from the code keys (the current one
@@ -133,6 +120,18 @@ impl std::fmt::Debug for Sealer {
                 &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+/// A send's place in the store's queue (lower goes first): by the work it paid, most
+/// first, then unpaid first verifications, then unpaid repeats. Under pressure the sends
+/// that may leave (enough work) thus all come before those held back.
+pub fn queue_rank(job: &SendJob) -> u16 {
+    match (job.work, job.priority) {
+        (0, Priority::Paid) => 255,
+        (0, Priority::First) => 256,
+        (0, _) => 257,
+        (w, _) => 255 - u16::from(w),
     }
 }
 
@@ -168,6 +167,7 @@ impl Sealer {
                 segments: job.message.segments,
                 expires_at_ms: job.expires_at_ms,
                 priority: job.priority,
+                work: job.work,
             })
             .map_err(|e| e.to_string())?,
         );
@@ -226,6 +226,7 @@ impl Sealer {
             code_version: version,
             expires_at_ms: s.expires_at_ms,
             priority: s.priority,
+            work: s.work,
         })
         .filter(|job| entry_key(job) == entry.key)
     }
@@ -334,13 +335,14 @@ mod tests {
             },
             expires_at_ms: 1_000_000,
             priority,
+            work: 7,
         }
     }
 
     fn entry(sealer: &Sealer, job: &SendJob) -> QueuedSend {
         QueuedSend {
             key: entry_key(job),
-            priority: job.priority.rank(),
+            priority: queue_rank(job),
             queued_at_ms: 1,
             deadline_ms: 2,
             sealed: sealer.seal(job).unwrap(),
@@ -392,8 +394,22 @@ mod tests {
             assert_eq!(p.share(0), 0);
         }
         assert!(Priority::Paid < Priority::First && Priority::First < Priority::Repeat);
-        for p in Priority::ALL {
-            assert_eq!(Priority::from_rank(p.rank()), p);
-        }
+    }
+
+    #[test]
+    fn the_queue_hands_out_by_work_paid_then_class() {
+        let with = |priority, work| SendJob {
+            work,
+            ..job(priority)
+        };
+        let ranks = [
+            queue_rank(&with(Priority::Paid, TRUSTED_WORK)),
+            queue_rank(&with(Priority::Paid, 18)),
+            queue_rank(&with(Priority::Paid, 6)),
+            queue_rank(&with(Priority::First, 0)),
+            queue_rank(&with(Priority::Repeat, 0)),
+        ];
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{ranks:?}");
+        assert!(ranks.iter().all(|&r| r < 2048));
     }
 }

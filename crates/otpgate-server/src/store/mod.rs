@@ -590,8 +590,8 @@ pub trait Store: Send + Sync + 'static {
 pub struct QueuedSend {
     /// `{verification_id}.{code_version}`: one entry per code.
     pub key: String,
-    /// Lower goes first (the gateway's priority classes).
-    pub priority: u8,
+    /// Lower goes first (the gateway's rank of what the send paid), below 2048.
+    pub priority: u16,
     /// When it was queued, Unix ms: first in, first out within a priority.
     pub queued_at_ms: i64,
     /// Nothing is sent after this, Unix ms; a backend may forget the entry past it.
@@ -602,7 +602,7 @@ pub struct QueuedSend {
 
 impl QueuedSend {
     /// The order key: priority, then age, then key.
-    pub fn order(&self) -> (u8, i64, &str) {
+    pub fn order(&self) -> (u16, i64, &str) {
         (self.priority, self.queued_at_ms, &self.key)
     }
 }

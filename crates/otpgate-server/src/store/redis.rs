@@ -252,9 +252,10 @@ return 1
 /// the entries that missed it).
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
 
-/// A queued send's score: priority first, then age (exact in an f64 until the year 2500).
+/// A queued send's score: priority first (11 bits), then age (42 bits, until the year
+/// 2109): exact in an f64.
 fn queue_score(send: &QueuedSend) -> i64 {
-    (i64::from(send.priority) << 44) + send.queued_at_ms.clamp(0, (1 << 44) - 1)
+    (i64::from(send.priority.min(2047)) << 42) + send.queued_at_ms.clamp(0, (1 << 42) - 1)
 }
 
 /// A budget's counter for one window.

@@ -132,7 +132,7 @@ pub(crate) enum Answer {
 pub(crate) type BudgetKey = (i64, i64, String);
 
 /// A queued send's place: (priority, queued at, key), the order it is handed out in.
-pub(crate) type QueueKey = (u8, i64, String);
+pub(crate) type QueueKey = (u16, i64, String);
 
 /// How long past its deadline a queued send is kept for a dequeue to report it.
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;

@@ -14,7 +14,7 @@ use otpgate_server::destination::Region;
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
     DeviceConfig, DispatchError, Dispatched, Dispatcher, GatewaysConfig, Kind, LiteralSecrets,
-    Pool, Pressure, Priority, Secret, SendJob,
+    Pool, Pressure, Priority, Secret, SendJob, TRUSTED_WORK,
 };
 use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{MemoryStore, Store};
@@ -311,21 +311,26 @@ async fn budgets_are_never_exceeded_and_with_no_queue_excess_fails_fast() {
     assert_eq!(r.phones[1].sent(None).len(), 3);
 }
 
-/// A settable [`Pressure`]: whether only paid sends may leave the queue.
+/// A settable [`Pressure`]: whether only sends that paid some work may leave the queue.
 #[derive(Default)]
 struct Switch(AtomicBool);
 
 impl Pressure for Switch {
-    fn paid_only(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    fn required_work(&self) -> Option<u8> {
+        self.0.load(Ordering::Relaxed).then_some(1)
     }
 }
 
 impl Rig {
-    /// [`Rig::job`] of `priority`.
+    /// [`Rig::job`] of `priority` (a paid one by a trusted caller, the others unpaid).
     async fn job_of(&self, n: usize, priority: Priority) -> SendJob {
         SendJob {
             priority,
+            work: if priority == Priority::Paid {
+                TRUSTED_WORK
+            } else {
+                0
+            },
             ..self.job(n, 1, 60_000).await
         }
     }
@@ -492,6 +497,7 @@ async fn a_send_queued_by_an_instance_that_is_gone_is_sent_by_another_once() {
             rec.clone(),
             SendJob {
                 priority,
+                work: if priority == Priority::Paid { 12 } else { 0 },
                 ..send_job(&rec, format!("code {n}"))
             },
         )

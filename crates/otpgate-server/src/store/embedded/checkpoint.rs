@@ -20,7 +20,7 @@ pub(super) const BUDGETS: TableDefinition<(i64, i64, &str), u32> = TableDefiniti
 /// key → until (exclusive).
 pub(super) const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 /// (priority, queued at, key) → the queued send as JSON.
-pub(super) const QUEUE: TableDefinition<(u8, i64, &str), &[u8]> =
+pub(super) const QUEUE: TableDefinition<(u16, i64, &str), &[u8]> =
     TableDefinition::new("send_queue");
 /// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch the file holds).
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");

@@ -47,7 +47,7 @@ fn log_files(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn queued(key: &str, priority: u8, at: i64) -> QueuedSend {
+fn queued(key: &str, priority: u16, at: i64) -> QueuedSend {
     QueuedSend {
         key: key.to_owned(),
         priority,
