@@ -145,6 +145,14 @@ function explain(err, during) {
     case 422:
       return wrongCodeText(err);
     case 429:
+      if (code === CODE.number_locked) {
+        return "Too many wrong codes were entered for this number today. Try again later, or sign in another way.";
+      }
+      if (code === CODE.too_many_starts) {
+        return retry > 0
+          ? `Too many codes were requested for this number. Try again in ${spokenSecs(retry)}.`
+          : "Too many codes were requested for this number. Try again later.";
+      }
       if (during === "check" && code !== CODE.rate_limited) {
         return "Too many wrong codes: this code is locked. Send a new code.";
       }
