@@ -3,5 +3,6 @@
 #![allow(clippy::expect_used, missing_docs)]
 
 mod audit_chain;
+mod audit_keyed;
 mod cli_keys;
 mod cli_sms;
