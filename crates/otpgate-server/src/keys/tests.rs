@@ -283,7 +283,10 @@ fn audit_keys_rotate_and_retired_ones_are_kept() {
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert_eq!(ids[1], r.audit_key_id, "retired, newest first");
     assert_eq!(ids[2], a1);
-    assert_eq!(audit_keys_for_verify(Some(dir.path())).expect("keys").len(), 3);
+    assert_eq!(
+        audit_keys_for_verify(Some(dir.path())).expect("keys").len(),
+        3
+    );
     // The current audit key cannot be revoked; a retired one can.
     let current = ring.audit_key().id().to_owned();
     let err = revoke(dir.path(), &current).expect_err("current");
@@ -292,13 +295,13 @@ fn audit_keys_rotate_and_retired_ones_are_kept() {
     let ring = KeyRing::load_with(dir.path(), &no_env, later).expect("load");
     assert_eq!(ring.audit_keys().len(), 2);
     let listing = list(dir.path()).expect("list");
-    assert_eq!(
-        listing.keys.iter().filter(|k| k.kind == "audit").count(),
-        2
-    );
+    assert_eq!(listing.keys.iter().filter(|k| k.kind == "audit").count(), 2);
     // Debug never shows the secret.
     let shown = format!("{:?}", ring.audit_key());
-    assert!(shown.contains("[redacted]") && shown.contains(&current), "{shown}");
+    assert!(
+        shown.contains("[redacted]") && shown.contains(&current),
+        "{shown}"
+    );
 }
 
 #[test]
