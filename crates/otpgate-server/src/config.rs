@@ -1042,6 +1042,29 @@ code = { length = 8, alphabet = "alphanumeric" }
     }
 
     #[test]
+    fn the_audit_anchor_sink_is_checked() {
+        let cfg = parse(MINIMAL).expect("parses");
+        assert_eq!(cfg.audit.anchor, None);
+        assert_eq!(cfg.audit.anchor_every_secs, 60);
+        for ok in [
+            "file:/var/lib/anchors.jsonl",
+            "https://collector.example/otpgate",
+        ] {
+            let cfg = parse(&format!("{MINIMAL}\n[audit]\nanchor = \"{ok}\"\n")).expect("parses");
+            cfg.validate().expect(ok);
+        }
+        for (bad, key) in [
+            ("anchor = \"ftp://x\"", "audit.anchor"),
+            ("anchor = \"file:\"", "audit.anchor"),
+            ("anchor_every_secs = 0", "audit.anchor_every_secs"),
+        ] {
+            let cfg = parse(&format!("{MINIMAL}\n[audit]\n{bad}\n")).expect("parses");
+            let err = cfg.validate().expect_err(bad).to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn invalid_values_are_refused_with_their_key() {
         // A value its type refuses fails as the file is read, the rest when it is checked:
         // both name the key.

@@ -464,3 +464,44 @@ fn no_key_and_bad_input_are_clear_errors() {
     );
     assert!(!out.contains("panicked"), "{out}");
 }
+
+#[tokio::test]
+async fn the_http_sink_posts_each_anchor_and_a_refusal_is_an_error() {
+    use std::sync::{Arc, Mutex};
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&got);
+    let app = axum::Router::new()
+        .route(
+            "/anchors",
+            axum::routing::post(move |body: String| async move {
+                seen.lock().expect("lock").push(body);
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
+            "/down",
+            axum::routing::post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let f = Fixture::new();
+    f.append(0, 3).await;
+    let log = AuditLog::open(&f.log, &f.ring()).expect("open");
+    let line = log.anchor(T0).await.expect("anchor").expect("enabled");
+    let http = reqwest::Client::new();
+    let sink = AnchorSink::parse(&format!("http://{addr}/anchors")).expect("sink");
+    sink.write(&http, &line).await.expect("posted");
+    assert_eq!(*got.lock().expect("lock"), vec![line.clone()]);
+    assert_eq!(obj(&line)["seq"], 3);
+
+    let down = AnchorSink::parse(&format!("http://{addr}/down")).expect("sink");
+    let err = down.write(&http, &line).await.expect_err("503");
+    assert!(err.to_string().contains("503"), "{err}");
+    for bad in ["ftp://x", "file:", "anchors.jsonl", "http://"] {
+        assert!(AnchorSink::parse(bad).is_err(), "{bad}");
+    }
+}
