@@ -63,7 +63,7 @@ pub struct Harness {
     pub clock: ManualClock,
     pub capture: Arc<Capture>,
     pub store: Arc<dyn Store>,
-    /// The audit log file (a real, fsync'd, hash-chained log).
+    /// The audit log file (a real, fsync'd log in a keyed chain).
     pub audit_path: std::path::PathBuf,
     /// The keys that verify the audit log's chain.
     pub audit_keys: Vec<otpgate_server::audit::AuditKey>,

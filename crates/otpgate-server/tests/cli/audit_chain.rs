@@ -1,4 +1,4 @@
-//! The audit log: hash chain, tamper detection, group commit under concurrency, reopening,
+//! The audit log: keyed chain, tamper detection, group commit under concurrency, reopening,
 //! retention purge, torn writes, and that no code or full number ever reaches the file.
 
 use std::fs;
