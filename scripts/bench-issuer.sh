@@ -137,9 +137,11 @@ run_load() { # bases name
 		--test-phone "$TEST_PHONE" --test-code "$TEST_CODE" "${json[@]}"
 }
 
-verify_audit() { # files...
+verify_audit() { # data_dir files...
+	local data="$1"
+	shift
 	for f in "$@"; do
-		"$bin" audit verify --file "$f"
+		"$bin" audit verify --data-dir "$data" --file "$f"
 	done
 }
 
@@ -170,7 +172,7 @@ durability = \"$durability\"" "$durability"
 		run_load "http://127.0.0.1:$port" "$name"
 		kill "$server_pid"
 		wait "$server_pid" 2>/dev/null || true
-		verify_audit "$dir/audit.jsonl"
+		verify_audit "$dir/data" "$dir/audit.jsonl"
 	done
 fi
 
@@ -233,6 +235,6 @@ url = \"redis://127.0.0.1:$rport/\"" "$durability"
 			kill "$pid" 2>/dev/null || true
 			wait "$pid" 2>/dev/null || true
 		done
-		verify_audit "${audits[@]}"
+		verify_audit "$dir/data" "${audits[@]}"
 	done
 fi

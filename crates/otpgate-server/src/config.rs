@@ -390,6 +390,16 @@ pub struct AuditConfig {
     /// otpgate, not a power cut).
     #[serde(default)]
     pub durability: Durability,
+    /// Where `serve` exports an anchor of the log (line count, head link, key id, time, MAC)
+    /// every `anchor_every_secs` and at shutdown: `file:/path` (JSON lines appended and
+    /// synced) or `http(s)://...` (each anchor POSTed). Keep it out of reach of whoever could
+    /// rewrite the log (another machine, an append-only file); `otpgate audit verify
+    /// --anchors` then detects lines cut off the end. None by default.
+    #[serde(default)]
+    pub anchor: Option<String>,
+    /// Seconds between anchors (default 60).
+    #[serde(default = "default_anchor_every")]
+    pub anchor_every_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -399,8 +409,14 @@ impl Default for AuditConfig {
             path: None,
             retention_days: default_retention(),
             durability: Durability::Disk,
+            anchor: None,
+            anchor_every_secs: default_anchor_every(),
         }
     }
+}
+
+fn default_anchor_every() -> u64 {
+    60
 }
 
 fn default_true() -> bool {
@@ -851,6 +867,15 @@ impl Config {
                 reason,
             )
         })?;
+        if let Some(a) = &self.audit.anchor {
+            crate::audit::AnchorSink::parse(a).map_err(|r| invalid("audit.anchor".into(), r))?;
+        }
+        if self.audit.anchor_every_secs == 0 || self.audit.anchor_every_secs > 86_400 {
+            return Err(invalid(
+                "audit.anchor_every_secs".into(),
+                "1 to 86400 seconds".into(),
+            ));
+        }
         if self.audit.retention_days == 0 {
             return Err(invalid(
                 "audit.retention_days".into(),
@@ -1014,6 +1039,29 @@ code = { length = 8, alphabet = "alphanumeric" }
         cfg.validate().expect("valid");
         assert_eq!(cfg.store.durability, Durability::Process);
         assert_eq!(cfg.audit.durability, Durability::Process);
+    }
+
+    #[test]
+    fn the_audit_anchor_sink_is_checked() {
+        let cfg = parse(MINIMAL).expect("parses");
+        assert_eq!(cfg.audit.anchor, None);
+        assert_eq!(cfg.audit.anchor_every_secs, 60);
+        for ok in [
+            "file:/var/lib/anchors.jsonl",
+            "https://collector.example/otpgate",
+        ] {
+            let cfg = parse(&format!("{MINIMAL}\n[audit]\nanchor = \"{ok}\"\n")).expect("parses");
+            cfg.validate().expect(ok);
+        }
+        for (bad, key) in [
+            ("anchor = \"ftp://x\"", "audit.anchor"),
+            ("anchor = \"file:\"", "audit.anchor"),
+            ("anchor_every_secs = 0", "audit.anchor_every_secs"),
+        ] {
+            let cfg = parse(&format!("{MINIMAL}\n[audit]\n{bad}\n")).expect("parses");
+            let err = cfg.validate().expect_err(bad).to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - [`gateway`]: the pool of Android phones and the adapters that reach them.
 //! - [`emulator`]: a fake phone speaking the sms-gate.app API.
 //! - [`keys`]: receipt signing keys and code keys.
-//! - [`audit`]: the hash-chained audit log.
+//! - [`audit`]: the audit log, a keyed (HMAC) chain, and its anchors.
 //! - [`fsperm`]: owner-only permissions of the data directory and its files.
 //! - [`clock`], [`random`]: the injected time and randomness.
 #![forbid(unsafe_code)]

@@ -22,7 +22,7 @@ use otpgate_core::wire::DeliveryState;
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState, RouterOptions};
-use crate::audit::AuditLog;
+use crate::audit::{AnchorSink, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::emulator::{Emulator, EmulatorConfig};
@@ -66,6 +66,8 @@ pub struct Issuer {
     pub service: Arc<Service>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// The audit anchors' exporter, when `[audit] anchor` is set.
+    pub anchors: Option<Arc<AnchorExporter>>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -142,15 +144,31 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     let store = open_store(config).await?;
     let audit = if config.audit.enabled {
         Arc::new(
-            AuditLog::open_with(
-                &config.audit_path(),
-                keys.pseudonym_key().to_vec(),
-                config.audit.durability,
-            )
-            .context("cannot open the audit log")?,
+            AuditLog::open_with(&config.audit_path(), &keys, config.audit.durability)
+                .context("cannot open the audit log")?,
         )
     } else {
         Arc::new(AuditLog::disabled())
+    };
+    let anchors = match (&config.audit.anchor, config.audit.enabled) {
+        (Some(sink), true) => {
+            let sink = AnchorSink::parse(sink).map_err(|r| anyhow::anyhow!("audit.anchor: {r}"))?;
+            let exporter = Arc::new(AnchorExporter {
+                audit: audit.clone(),
+                sink,
+                client: reqwest::Client::new(),
+            });
+            schedule_anchors(
+                &exporter,
+                Duration::from_secs(config.audit.anchor_every_secs),
+            );
+            Some(exporter)
+        }
+        (Some(_), false) => {
+            tracing::warn!("audit.anchor is set but the audit log is disabled: no anchors");
+            None
+        }
+        (None, _) => None,
     };
     if config.audit.enabled {
         schedule_audit_purge(&audit, config.audit.retention_days);
@@ -219,7 +237,61 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         router,
         service,
         store,
+        anchors,
     })
+}
+
+/// Exports anchors of the audit log to the sink of `[audit] anchor`.
+pub struct AnchorExporter {
+    audit: Arc<AuditLog>,
+    sink: AnchorSink,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for AnchorExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnchorExporter")
+            .field("sink", &self.sink.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnchorExporter {
+    /// Takes an anchor of the log now (after syncing every line before it) and writes it
+    /// to the sink.
+    ///
+    /// # Errors
+    /// The log is closed, or the sink refused the anchor.
+    pub async fn export(&self) -> anyhow::Result<()> {
+        let Some(anchor) = self.audit.anchor(SystemClock.now_ms()).await? else {
+            return Ok(());
+        };
+        self.sink.write(&self.client, &anchor).await
+    }
+
+    /// [`AnchorExporter::export`], logging a failure (never the anchor's MAC).
+    pub async fn export_logged(&self) {
+        if let Err(e) = self.export().await {
+            tracing::error!(sink = %self.sink.describe(), error = %format!("{e:#}"), "audit log: cannot export the anchor");
+        }
+    }
+}
+
+/// Exports an anchor at start and then every `every`, for as long as the issuer is built
+/// (the task holds the exporter weakly).
+fn schedule_anchors(exporter: &Arc<AnchorExporter>, every: Duration) {
+    let weak = Arc::downgrade(exporter);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(exporter) = weak.upgrade() else {
+                return;
+            };
+            exporter.export_logged().await;
+        }
+    });
 }
 
 /// How often lines older than `[audit] retention_days` are purged (and once at start).
@@ -274,6 +346,7 @@ where
         shutdown.await;
         let _ = tx.send(true);
     };
+    let anchors = issuer.anchors.clone();
     let app = issuer
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -303,6 +376,10 @@ where
     tokio::select! {
         r = server => r.context("server failed")?,
         () = drain_deadline => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    if let Some(anchors) = anchors {
+        // The last anchor: what the log holds as the issuer stops.
+        anchors.export_logged().await;
     }
     tracing::info!("otpgate issuer stopped");
     Ok(())

@@ -10,14 +10,16 @@ use crate::keys::{self, KeyRing};
 /// `otpgate keys ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
-    /// Creates a new receipt signing key and makes it current (old keys stay published).
+    /// Creates a new receipt signing key, code key and audit chain key and makes them current
+    /// (old receipt keys stay published; old audit keys are kept to verify old lines).
     Rotate(KeysArgs),
     /// Lists the keys (ids, creation times, which is current).
     List(KeysArgs),
     /// Prints the JWKS.
     Jwks(KeysArgs),
     /// Withdraws a retired key at once (a stolen one): a receipt key leaves the JWKS, a code
-    /// key stops checking codes. The current keys cannot be revoked: rotate first.
+    /// key stops checking codes, the lines an audit key sealed stop verifying. The current
+    /// keys cannot be revoked: rotate first.
     Revoke(RevokeArgs),
     /// Makes an API key for a trusted backend: prints the key (give it to the backend, as
     /// `Authorization: Bearer KEY`) and the `sha256:` entry for `[policy] api_keys` (the only
@@ -53,6 +55,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             let r = keys::rotate(&args.data_dir)?;
             println!("new receipt key: {}", r.receipt_kid);
             println!("new code key:    {}", r.code_key_id);
+            println!("new audit key:   {}", r.audit_key_id);
             for id in &r.pruned {
                 println!("deleted expired key: {id}");
             }

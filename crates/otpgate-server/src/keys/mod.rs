@@ -11,6 +11,7 @@
 //! | code | `OTPGATE_CODE_KEY[_FILE]`: base64, ≥ 32 bytes | `code-<id>.key` + `manifest.json` |
 //! | PoW | `OTPGATE_POW_KEY[_FILE]`: base64, ≥ 32 bytes | `pow.key` |
 //! | pseudonym | `OTPGATE_PSEUDONYM_KEY[_FILE]`: base64, ≥ 32 bytes | `pseudonym.key` |
+//! | audit chain | `OTPGATE_AUDIT_KEY[_FILE]`: base64, ≥ 32 bytes | `audit-<id>.key` + `audit.json` |
 //!
 //! Missing files are created on first start (mode 0600, written to a temporary file then
 //! linked into place, so two instances starting together on the same directory end up with
@@ -18,9 +19,11 @@
 //! its hash, so instances sharing the environment agree on ids.
 //!
 //! # Rotation
-//! `otpgate keys rotate` makes a new receipt key and a new code key current. The retired
+//! `otpgate keys rotate` makes a new receipt key, a new code key and a new audit chain key
+//! current. The retired
 //! receipt key stays in the JWKS for [`RECEIPT_KEY_RETENTION_MS`]; the retired code key stays
-//! usable for checks for [`CODE_KEY_RETENTION_MS`]. Running instances pick the new keys up at
+//! usable for checks for [`CODE_KEY_RETENTION_MS`]; retired audit keys are kept (never
+//! pruned: they verify the lines they sealed). Running instances pick the new keys up at
 //! their next start.
 //!
 //! # Security
@@ -41,7 +44,7 @@ mod ring;
 mod rotation;
 mod secrets;
 
-pub use ring::{KeyInfo, KeyListing, KeyRing, list};
+pub use ring::{KeyInfo, KeyListing, KeyRing, audit_keys_for_verify, list};
 pub use rotation::{Rotated, env_overrides, revoke, rotate};
 
 /// How long a retired receipt key stays published in the JWKS (7 days: receipts live

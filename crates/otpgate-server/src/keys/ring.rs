@@ -12,9 +12,10 @@ use otpgate_core::receipt::{self, Claims, Jwk, Jwks};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::dir::{KeyDir, Manifest, ManifestEntry};
+use super::dir::{KeyDir, Manifest, ManifestEntry, read_audit_manifest};
 use super::secrets::{EnvFn, decode_secret, derived_id, env_secret, parse_pem, process_env};
 use super::{CODE_KEY_RETENTION_MS, RECEIPT_KEY_RETENTION_MS};
+use crate::audit::AuditKey;
 use crate::clock::{Clock as _, SystemClock};
 
 /// One receipt signing key.
@@ -36,6 +37,8 @@ pub(super) struct Inner {
     code_keys: Vec<CodeKey>,
     pow: Zeroizing<Vec<u8>>,
     pseudonym: Zeroizing<Vec<u8>>,
+    /// The audit chain keys: the current one first, then retired ones, newest first.
+    audit: Vec<AuditKey>,
     sources: BTreeMap<&'static str, String>,
 }
 
@@ -50,6 +53,7 @@ impl fmt::Debug for KeyRing {
         f.debug_struct("KeyRing")
             .field("receipt_kid", &self.inner.receipt.kid)
             .field("code_key_id", &self.code_key().id())
+            .field("audit_key_id", &self.audit_key().id())
             .field("secrets", &"[redacted]")
             .finish()
     }
@@ -58,7 +62,8 @@ impl fmt::Debug for KeyRing {
 impl KeyRing {
     /// Loads keys from env (`OTPGATE_RECEIPT_KEY[_FILE]`: Ed25519 PKCS#8 PEM;
     /// `OTPGATE_CODE_KEY[_FILE]`: base64 ≥ 32 bytes; `OTPGATE_POW_KEY[_FILE]`;
-    /// `OTPGATE_PSEUDONYM_KEY[_FILE]`) or from `DATA_DIR/keys/` (created 0600 on first start,
+    /// `OTPGATE_PSEUDONYM_KEY[_FILE]`; `OTPGATE_AUDIT_KEY[_FILE]`: base64 ≥ 32 bytes) or from
+    /// `DATA_DIR/keys/` (created 0600 on first start,
     /// so several instances sharing the same files or env share keys).
     ///
     /// # Errors
@@ -73,10 +78,12 @@ impl KeyRing {
         let code_env = env_secret(env, "OTPGATE_CODE_KEY")?;
         let pow_env = env_secret(env, "OTPGATE_POW_KEY")?;
         let pseudonym_env = env_secret(env, "OTPGATE_PSEUDONYM_KEY")?;
+        let audit_env = env_secret(env, "OTPGATE_AUDIT_KEY")?;
         let all_env = receipt_env.is_some()
             && code_env.is_some()
             && pow_env.is_some()
-            && pseudonym_env.is_some();
+            && pseudonym_env.is_some()
+            && audit_env.is_some();
         // Only touch the disk for keys the environment does not give.
         let disk = if all_env {
             None
@@ -161,6 +168,26 @@ impl KeyRing {
         let pow = simple("pow", pow_env, "pow.key")?;
         let pseudonym = simple("pseudonym", pseudonym_env, "pseudonym.key")?;
 
+        let audit = if let Some((text, source)) = audit_env {
+            let key = env_audit_key(&text, &source)?;
+            sources.insert("audit", source);
+            // Retired audit keys of the directory, if any, still verify old lines.
+            let current = key.id().to_owned();
+            let mut keys = vec![key];
+            keys.extend(
+                disk_audit_keys(data_dir)?
+                    .into_iter()
+                    .filter(|k| k.id() != current),
+            );
+            keys
+        } else {
+            let d = disk.as_ref().context("key directory not opened")?;
+            let m = d.audit_manifest_or_create(now_ms)?;
+            let keys = d.load_audit_keys(&m)?;
+            sources.insert("audit", d.audit_path(keys[0].id()).display().to_string());
+            keys
+        };
+
         Ok(Self {
             inner: Arc::new(Inner {
                 receipt,
@@ -168,6 +195,7 @@ impl KeyRing {
                 code_keys,
                 pow,
                 pseudonym,
+                audit,
                 sources,
             }),
         })
@@ -175,7 +203,7 @@ impl KeyRing {
 
     /// Fresh random keys held in memory only (tests, throw-away runs).
     pub fn ephemeral() -> Self {
-        let mut seed = Zeroizing::new([0u8; 32 * 4]);
+        let mut seed = Zeroizing::new([0u8; 32 * 5]);
         // A failing OS RNG makes every key unusable anyway; fall back to a hash of the time
         // only to keep this test helper infallible (never used for a real deployment).
         if crate::random::bytes(seed.len())
@@ -202,6 +230,10 @@ impl KeyRing {
                 code_keys: vec![code],
                 pow: Zeroizing::new(seed[64..96].to_vec()),
                 pseudonym: Zeroizing::new(seed[96..128].to_vec()),
+                audit: vec![AuditKey::new(
+                    derived_id("t", &Sha256::digest(&seed[128..160])),
+                    seed[128..160].to_vec(),
+                )],
                 sources: BTreeMap::new(),
             }),
         }
@@ -260,6 +292,18 @@ impl KeyRing {
         &self.inner.pseudonym
     }
 
+    /// The current audit chain key (seals new audit lines and anchors).
+    pub fn audit_key(&self) -> &AuditKey {
+        // Invariant: every constructor puts the current key first.
+        &self.inner.audit[0]
+    }
+
+    /// Every audit chain key held: the current one first, then the retired ones (kept
+    /// without end: they verify old lines).
+    pub fn audit_keys(&self) -> &[AuditKey] {
+        &self.inner.audit
+    }
+
     /// Where each key came from (a variable name or a file path, never the key).
     pub fn sources(&self) -> &BTreeMap<&'static str, String> {
         &self.inner.sources
@@ -269,7 +313,7 @@ impl KeyRing {
 /// One key in [`list`]'s answer.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct KeyInfo {
-    /// `receipt` or `code`.
+    /// `receipt`, `code` or `audit`.
     pub kind: &'static str,
     /// The key id.
     pub id: String,
@@ -283,7 +327,7 @@ pub struct KeyInfo {
 /// The keys of a data directory: what `otpgate keys list` shows.
 #[derive(Clone, Debug)]
 pub struct KeyListing {
-    /// Receipt keys then code keys, each current first.
+    /// Receipt keys, code keys, then audit keys, each current first.
     pub keys: Vec<KeyInfo>,
     /// Where each kind of key came from (file or environment variable).
     pub sources: BTreeMap<&'static str, String>,
@@ -322,8 +366,69 @@ pub fn list(data_dir: &Path) -> anyhow::Result<KeyListing> {
                 current: i == 0,
             }),
     );
+    let audit_manifest = KeyDir::open(data_dir)?
+        .read_audit_manifest()?
+        .unwrap_or_default();
+    keys.extend(ring.audit_keys().iter().enumerate().map(|(i, k)| KeyInfo {
+        kind: "audit",
+        id: k.id().to_owned(),
+        created_at_ms: created(&audit_manifest.audit, k.id()),
+        current: i == 0,
+    }));
     Ok(KeyListing {
         keys,
         sources: ring.sources().clone(),
     })
+}
+
+/// An audit key given by the environment (base64, ≥ 32 bytes), its id derived from its hash.
+fn env_audit_key(text: &str, source: &str) -> anyhow::Result<AuditKey> {
+    let secret = decode_secret(text, source)?;
+    Ok(AuditKey::new(
+        derived_id("e", &Sha256::digest(&secret[..])),
+        secret.to_vec(),
+    ))
+}
+
+/// The audit keys of `DATA_DIR/keys/` if it has an audit manifest; nothing is created.
+fn disk_audit_keys(data_dir: &Path) -> anyhow::Result<Vec<AuditKey>> {
+    let d = KeyDir {
+        dir: data_dir.join("keys"),
+    };
+    match read_audit_manifest(&d.dir)? {
+        Some(m) => d.load_audit_keys(&m),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The audit keys that verify a log, read without creating anything: the key of
+/// `OTPGATE_AUDIT_KEY[_FILE]` if set, and every audit key (current and retired) of
+/// `DATA_DIR/keys/` if `data_dir` is given and has them.
+///
+/// # Errors
+/// A key that cannot be read or parsed, or no key at all (naming where it looked).
+pub fn audit_keys_for_verify(data_dir: Option<&Path>) -> anyhow::Result<Vec<AuditKey>> {
+    let mut keys = Vec::new();
+    if let Some((text, source)) = env_secret(&process_env, "OTPGATE_AUDIT_KEY")? {
+        keys.push(env_audit_key(&text, &source)?);
+    }
+    if let Some(dir) = data_dir {
+        for k in disk_audit_keys(dir)? {
+            if !keys.iter().any(|have: &AuditKey| have.id() == k.id()) {
+                keys.push(k);
+            }
+        }
+    }
+    if keys.is_empty() {
+        anyhow::bail!(
+            "no audit key found{}: give the issuer's data directory (--data-dir or \
+             OTPGATE_DATA_DIR; its keys/audit.json lists the audit keys) or set \
+             OTPGATE_AUDIT_KEY[_FILE]",
+            data_dir.map_or_else(String::new, |d| format!(
+                " (looked in {})",
+                d.join("keys").display()
+            ))
+        );
+    }
+    Ok(keys)
 }

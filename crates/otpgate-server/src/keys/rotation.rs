@@ -18,12 +18,15 @@ pub struct Rotated {
     pub receipt_kid: String,
     /// The new current code key id.
     pub code_key_id: String,
+    /// The new current audit chain key id.
+    pub audit_key_id: String,
     /// Key ids dropped because their retention was over.
     pub pruned: Vec<String>,
 }
 
-/// Makes a new receipt key and a new code key current under `DATA_DIR/keys/`; retired keys
-/// stay published / usable for their retention, older ones are deleted.
+/// Makes a new receipt key, code key and audit chain key current under `DATA_DIR/keys/`;
+/// retired receipt and code keys stay published / usable for their retention, older ones are
+/// deleted; retired audit keys are kept (they verify old audit lines).
 ///
 /// # Errors
 /// I/O failures, an unreadable manifest.
@@ -74,20 +77,51 @@ pub(super) fn rotate_at(data_dir: &Path, now_ms: i64) -> anyhow::Result<Rotated>
         retired_at_ms: None,
     });
     write_atomic(&d.manifest_path(), &serde_json::to_vec_pretty(&m)?)?;
+    let mut am = d.audit_manifest_or_create(now_ms)?;
+    let aid = random_id("a")?;
+    d.write_audit(&aid, &random_bytes(32)?)?;
+    for e in &mut am.audit {
+        e.retired_at_ms.get_or_insert(now_ms);
+    }
+    am.audit.push(ManifestEntry {
+        id: aid.clone(),
+        created_at_ms: now_ms,
+        retired_at_ms: None,
+    });
+    write_atomic(&d.audit_manifest_path(), &serde_json::to_vec_pretty(&am)?)?;
     Ok(Rotated {
         receipt_kid: kid,
         code_key_id: cid,
+        audit_key_id: aid,
         pruned,
     })
 }
 
-/// Removes the retired receipt or code key `id` from `DATA_DIR/keys/` (manifest entry and
-/// file) before its retention ends; returns its kind (`receipt` or `code`).
+/// Removes the retired receipt, code or audit key `id` from `DATA_DIR/keys/` (manifest entry
+/// and file) before its retention ends; returns its kind (`receipt`, `code` or `audit`). The
+/// audit lines a revoked audit key sealed no longer verify.
 ///
 /// # Errors
 /// `id` is unknown or current (rotate first), or I/O failures.
 pub fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<&'static str> {
     let d = KeyDir::open(data_dir)?;
+    if let Some(mut am) = d.read_audit_manifest()?
+        && am.audit.iter().any(|e| e.id == id)
+    {
+        if am
+            .audit
+            .iter()
+            .any(|e| e.id == id && e.retired_at_ms.is_none())
+        {
+            bail!(
+                "`{id}` is the current audit key: run `otpgate keys rotate` first, then revoke it"
+            );
+        }
+        am.audit.retain(|e| e.id != id);
+        write_atomic(&d.audit_manifest_path(), &serde_json::to_vec_pretty(&am)?)?;
+        remove_key_file(&d.audit_path(id))?;
+        return Ok("audit");
+    }
     let Some(mut m) = d.read_manifest()? else {
         bail!("no key manifest in {}", d.dir.display());
     };
@@ -107,21 +141,30 @@ pub fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<&'static str> {
     list.retain(|e| e.id != id);
     // The manifest first: a key file without an entry is never loaded.
     write_atomic(&d.manifest_path(), &serde_json::to_vec_pretty(&m)?)?;
-    match fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot delete {}", path.display()))?;
-        }
-        _ => {}
-    }
+    remove_key_file(&path)?;
     Ok(kind)
 }
 
-/// The variables among `OTPGATE_RECEIPT_KEY` and `OTPGATE_CODE_KEY` set in the process
+fn remove_key_file(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot delete {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The variables among `OTPGATE_RECEIPT_KEY`, `OTPGATE_CODE_KEY` and `OTPGATE_AUDIT_KEY` set
+/// in the process
 /// environment (directly or through `_FILE`): they take precedence over the key files that
 /// [`rotate`] writes.
 pub fn env_overrides() -> Vec<&'static str> {
-    ["OTPGATE_RECEIPT_KEY", "OTPGATE_CODE_KEY"]
-        .into_iter()
-        .filter(|var| process_env(var).is_some() || process_env(&format!("{var}_FILE")).is_some())
-        .collect()
+    [
+        "OTPGATE_RECEIPT_KEY",
+        "OTPGATE_CODE_KEY",
+        "OTPGATE_AUDIT_KEY",
+    ]
+    .into_iter()
+    .filter(|var| process_env(var).is_some() || process_env(&format!("{var}_FILE")).is_some())
+    .collect()
 }

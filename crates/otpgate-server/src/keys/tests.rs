@@ -164,6 +164,7 @@ fn environment_overrides_the_files() {
     env.insert("OTPGATE_CODE_KEY", STANDARD.encode([1u8; 32]));
     env.insert("OTPGATE_POW_KEY", STANDARD.encode([2u8; 32]));
     env.insert("OTPGATE_PSEUDONYM_KEY", STANDARD.encode([3u8; 32]));
+    env.insert("OTPGATE_AUDIT_KEY", STANDARD.encode([4u8; 32]));
     let get = |k: &str| env.get(k).cloned();
     let data = dir.path().join("data");
     let a = KeyRing::load_with(&data, &get, 0).expect("load");
@@ -182,6 +183,9 @@ fn environment_overrides_the_files() {
     assert_eq!(a.pow_key(), &[2u8; 32]);
     assert_eq!(a.pseudonym_key(), &[3u8; 32]);
     assert_eq!(a.sources()["code"], "$OTPGATE_CODE_KEY");
+    assert_eq!(a.audit_key().id(), b.audit_key().id(), "derived, shared");
+    assert_eq!(a.audit_keys().len(), 1);
+    assert_eq!(a.sources()["audit"], "$OTPGATE_AUDIT_KEY");
 
     // Only one key from env: the others come from files.
     let mut partial = HashMap::new();
@@ -262,4 +266,48 @@ fn debug_redacts() {
     assert!(s.contains("[redacted]"));
     assert!(!s.contains(&hex::encode(ring.pow_key())));
     assert_ne!(KeyRing::ephemeral().receipt_kid(), ring.receipt_kid());
+}
+
+#[test]
+fn audit_keys_rotate_and_retired_ones_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = KeyRing::load_with(dir.path(), &no_env, 1_000).expect("create");
+    let a1 = first.audit_key().id().to_owned();
+    assert!(a1.starts_with('a'), "{a1}");
+    let r = rotate_at(dir.path(), 2_000).expect("rotate");
+    // Long after every other retention: the old audit key still verifies its lines.
+    let later = 2_000 + RECEIPT_KEY_RETENTION_MS * 100;
+    rotate_at(dir.path(), later).expect("rotate again");
+    let ring = KeyRing::load_with(dir.path(), &no_env, later).expect("load");
+    let ids: Vec<&str> = ring.audit_keys().iter().map(|k| k.id()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[1], r.audit_key_id, "retired, newest first");
+    assert_eq!(ids[2], a1);
+    assert_eq!(
+        audit_keys_for_verify(Some(dir.path())).expect("keys").len(),
+        3
+    );
+    // The current audit key cannot be revoked; a retired one can.
+    let current = ring.audit_key().id().to_owned();
+    let err = revoke(dir.path(), &current).expect_err("current");
+    assert!(err.to_string().contains("current audit key"), "{err}");
+    assert_eq!(revoke(dir.path(), &a1).expect("revoke"), "audit");
+    let ring = KeyRing::load_with(dir.path(), &no_env, later).expect("load");
+    assert_eq!(ring.audit_keys().len(), 2);
+    let listing = list(dir.path()).expect("list");
+    assert_eq!(listing.keys.iter().filter(|k| k.kind == "audit").count(), 2);
+    // Debug never shows the secret.
+    let shown = format!("{:?}", ring.audit_key());
+    assert!(
+        shown.contains("[redacted]") && shown.contains(&current),
+        "{shown}"
+    );
+}
+
+#[test]
+fn verifying_reads_audit_keys_without_creating_any() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = audit_keys_for_verify(Some(dir.path())).expect_err("none");
+    assert!(err.to_string().contains("no audit key found"), "{err}");
+    assert!(!dir.path().join("keys").exists(), "nothing created");
 }

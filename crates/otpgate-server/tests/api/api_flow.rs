@@ -331,7 +331,9 @@ async fn the_audit_log_carries_request_ids_never_codes_or_numbers(backend: Backe
         "a typed code reached the audit log: {log}"
     );
     assert_eq!(
-        otpgate_server::audit::verify_file(&h.audit_path).ok(),
+        otpgate_server::audit::verify_file(&h.audit_path, &h.audit_keys)
+            .ok()
+            .map(|v| v.lines),
         Some(3),
         "the chain verifies"
     );

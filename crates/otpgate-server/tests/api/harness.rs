@@ -63,8 +63,10 @@ pub struct Harness {
     pub clock: ManualClock,
     pub capture: Arc<Capture>,
     pub store: Arc<dyn Store>,
-    /// The audit log file (a real, fsync'd, hash-chained log).
+    /// The audit log file (a real, fsync'd log in a keyed chain).
     pub audit_path: std::path::PathBuf,
+    /// The keys that verify the audit log's chain.
+    pub audit_keys: Vec<otpgate_server::audit::AuditKey>,
     _audit_dir: tempfile::TempDir,
     _tmp: Option<tempfile::TempDir>,
     pub redis: Option<TestRedis>,
@@ -133,7 +135,8 @@ impl Harness {
         let keys = KeyRing::ephemeral();
         let audit_dir = tempfile::tempdir().unwrap();
         let audit_path = audit_dir.path().join("audit.jsonl");
-        let audit = Arc::new(AuditLog::open(&audit_path, keys.pseudonym_key().to_vec()).unwrap());
+        let audit = Arc::new(AuditLog::open(&audit_path, &keys).unwrap());
+        let audit_keys = keys.audit_keys().to_vec();
         let policy = Arc::new(Policy::new(policy, store.clone(), keys.pow_key().to_vec()));
         let apps = vec![app("shop"), app("bank")];
         let cors_origins: Vec<Origin> = apps
@@ -179,6 +182,7 @@ impl Harness {
             capture,
             store,
             audit_path,
+            audit_keys,
             _audit_dir: audit_dir,
             _tmp: tmp,
             redis,

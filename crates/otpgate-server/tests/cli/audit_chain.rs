@@ -1,4 +1,4 @@
-//! The audit log: hash chain, tamper detection, group commit under concurrency, reopening,
+//! The audit log: keyed chain, tamper detection, group commit under concurrency, reopening,
 //! retention purge, torn writes, and that no code or full number ever reaches the file.
 
 use std::fs;
@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use otpgate_core::phone::PhoneNumber;
-use otpgate_server::audit::{AuditEvent, AuditLog, GENESIS, verify_file};
+use otpgate_server::audit::{AuditEvent, AuditLog, GENESIS, VerifyError, verify_file};
+use otpgate_server::keys::{KeyRing, audit_keys_for_verify};
 use otpgate_server::store::Durability;
 use serde_json::{Value, json};
 
-const KEY: &[u8] = b"pseudonym key for the audit tests";
 /// 2026-11-25T20:00:00Z.
 const T0: i64 = 1_795_636_800_000;
 
@@ -40,15 +40,27 @@ fn write_lines(path: &Path, lines: &[String]) {
     .expect("write");
 }
 
+/// The keys of the data directory the log sits in (created on first use, as `serve` does).
+fn ring(path: &Path) -> KeyRing {
+    KeyRing::load_or_create(path.parent().expect("dir")).expect("keys")
+}
+
+/// Verifies the log with the audit keys of its data directory; returns its line count.
+fn verify(path: &Path) -> u64 {
+    let keys = audit_keys_for_verify(path.parent()).expect("audit keys");
+    verify_file(path, &keys).expect("valid").lines
+}
+
 fn broken_line(path: &Path) -> u64 {
-    match verify_file(path) {
-        Err(Ok(e)) => e.line,
+    let keys = audit_keys_for_verify(path.parent()).expect("audit keys");
+    match verify_file(path, &keys) {
+        Err(VerifyError::Broken(e)) => e.line,
         other => panic!("expected a broken chain, got {other:?}"),
     }
 }
 
 async fn log_with(path: &Path, n: i64) {
-    let log = AuditLog::open(path, KEY.to_vec()).expect("open");
+    let log = AuditLog::open(path, &ring(path)).expect("open");
     for i in 0..n {
         log.append(event(i)).await.expect("append");
     }
@@ -59,7 +71,7 @@ async fn lines_are_chained_and_reopen_continues_the_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     log_with(&path, 3).await;
-    assert_eq!(verify_file(&path).expect("valid"), 3);
+    assert_eq!(verify(&path), 3);
     let first: Value = serde_json::from_str(&lines(&path)[0]).expect("json");
     assert_eq!(first["seq"], 1);
     assert_eq!(first["prev"], GENESIS);
@@ -69,7 +81,7 @@ async fn lines_are_chained_and_reopen_continues_the_chain() {
 
     // A second process (or a restart) continues the same chain.
     log_with(&path, 2).await;
-    assert_eq!(verify_file(&path).expect("valid"), 5);
+    assert_eq!(verify(&path), 5);
     let last: Value = serde_json::from_str(&lines(&path)[4]).expect("json");
     assert_eq!(last["seq"], 5);
 }
@@ -115,7 +127,8 @@ async fn tampering_deleting_or_reordering_names_the_line() {
     // The CLI says the same, and OK on the intact file.
     let cmd = |file: &Path| otpgate_server::cli::AuditCommand::Verify {
         file: Some(file.to_owned()),
-        data_dir: dir.path().to_owned(),
+        data_dir: Some(dir.path().to_owned()),
+        anchors: None,
     };
     let err = otpgate_server::audit::run_cli(cmd(&path)).expect_err("broken");
     assert!(format!("{err:#}").contains("line 1:"), "{err:#}");
@@ -127,7 +140,7 @@ async fn tampering_deleting_or_reordering_names_the_line() {
 async fn concurrent_appends_keep_one_valid_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    let log = Arc::new(AuditLog::open(&path, KEY.to_vec()).expect("open"));
+    let log = Arc::new(AuditLog::open(&path, &ring(&path)).expect("open"));
     let tasks: Vec<_> = (0..64)
         .map(|t| {
             let log = Arc::clone(&log);
@@ -141,7 +154,7 @@ async fn concurrent_appends_keep_one_valid_chain() {
     for t in tasks {
         t.await.expect("task");
     }
-    assert_eq!(verify_file(&path).expect("valid"), 64 * 50);
+    assert_eq!(verify(&path), 64 * 50);
     // Every event is there exactly once.
     let mut ids: Vec<String> = lines(&path)
         .iter()
@@ -164,7 +177,7 @@ async fn process_durability_answers_once_the_line_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     let log =
-        Arc::new(AuditLog::open_with(&path, KEY.to_vec(), Durability::Process).expect("open"));
+        Arc::new(AuditLog::open_with(&path, &ring(&path), Durability::Process).expect("open"));
     let tasks: Vec<_> = (0..16)
         .map(|t| {
             let (log, path) = (Arc::clone(&log), path.clone());
@@ -184,11 +197,11 @@ async fn process_durability_answers_once_the_line_is_written() {
     for t in tasks {
         t.await.expect("task");
     }
-    assert_eq!(verify_file(&path).expect("valid"), 16 * 20);
+    assert_eq!(verify(&path), 16 * 20);
     drop(log);
-    let log = AuditLog::open_with(&path, KEY.to_vec(), Durability::Process).expect("reopen");
+    let log = AuditLog::open_with(&path, &ring(&path), Durability::Process).expect("reopen");
     log.append(event(99_999)).await.expect("append");
-    assert_eq!(verify_file(&path).expect("valid"), 16 * 20 + 1);
+    assert_eq!(verify(&path), 16 * 20 + 1);
     // Retention works the same: everything older goes, a checkpoint anchors the rest.
     assert_eq!(
         log.purge_before(T0 + 2_000_000_000).await.expect("purge"),
@@ -197,18 +210,14 @@ async fn process_durability_answers_once_the_line_is_written() {
     log.append(event(100_000))
         .await
         .expect("append after purge");
-    assert_eq!(
-        verify_file(&path).expect("valid"),
-        2,
-        "checkpoint + the new line"
-    );
+    assert_eq!(verify(&path), 2, "checkpoint + the new line");
 }
 
 #[tokio::test]
 async fn no_code_and_no_full_number_reach_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path, KEY.to_vec()).expect("open");
+    let log = AuditLog::open(&path, &ring(&path)).expect("open");
     let phone = PhoneNumber::parse("+447400900123").expect("phone");
     let mut e = AuditEvent::new("check.rejected", T0);
     e.phone = Some(phone.clone());
@@ -237,7 +246,9 @@ async fn no_code_and_no_full_number_reach_the_file() {
         "{pseudonym}"
     );
     assert_eq!(pseudonym, log.pseudonymize(&phone), "stable");
-    let other = AuditLog::open(&dir.path().join("b.jsonl"), b"another key".to_vec()).expect("open");
+    let other_path = dir.path().join("other").join("b.jsonl");
+    fs::create_dir_all(other_path.parent().expect("dir")).expect("mkdir");
+    let other = AuditLog::open(&other_path, &ring(&other_path)).expect("open");
     assert_ne!(pseudonym, other.pseudonymize(&phone), "keyed");
     let line: Value = serde_json::from_str(text.trim()).expect("json");
     assert_eq!(line["phone"], pseudonym);
@@ -245,14 +256,14 @@ async fn no_code_and_no_full_number_reach_the_file() {
     assert_eq!(line["detail"]["attempts_left"], 4);
     assert_eq!(line["detail"]["code_version"], 2, "which code: no secret");
     assert!(line["detail"].get("code").is_none());
-    assert_eq!(verify_file(&path).expect("valid"), 1);
+    assert_eq!(verify(&path), 1);
 }
 
 #[tokio::test]
 async fn purge_keeps_the_chain_verifiable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path, KEY.to_vec()).expect("open");
+    let log = AuditLog::open(&path, &ring(&path)).expect("open");
     for i in 0..10 {
         log.append(event(i * 60)).await.expect("append"); // one a minute
     }
@@ -265,12 +276,12 @@ async fn purge_keeps_the_chain_verifiable() {
     assert_eq!(cp["kind"], "checkpoint");
     assert_eq!(cp["seq"], 4);
     assert_eq!(cp["detail"]["dropped"], 4);
-    assert_eq!(verify_file(&path).expect("valid"), 7);
+    assert_eq!(verify(&path), 7);
     // Appending after the purge and after a reopen continues the chain.
     log.append(event(1000)).await.expect("append");
     drop(log);
     log_with(&path, 1).await;
-    assert_eq!(verify_file(&path).expect("valid"), 9);
+    assert_eq!(verify(&path), 9);
     // A forged line 1 after a purge is still caught.
     let mut l = lines(&path);
     l[1] = l[1].replacen("req-", "rEq-", 1);
@@ -286,7 +297,7 @@ async fn purge_keeps_the_chain_verifiable() {
 async fn purging_everything_leaves_a_checkpoint_that_the_chain_continues_from() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path, KEY.to_vec()).expect("open");
+    let log = AuditLog::open(&path, &ring(&path)).expect("open");
     for i in 0..3 {
         log.append(event(i)).await.expect("append");
     }
@@ -299,7 +310,7 @@ async fn purging_everything_leaves_a_checkpoint_that_the_chain_continues_from() 
     log.append(event(9_999)).await.expect("append");
     drop(log);
     log_with(&path, 1).await;
-    assert_eq!(verify_file(&path).expect("valid"), 3);
+    assert_eq!(verify(&path), 3);
     let last: Value = serde_json::from_str(&lines(&path)[2]).expect("json");
     assert_eq!(last["seq"], 5);
 }
@@ -314,7 +325,7 @@ async fn a_torn_last_line_is_dropped_on_open() {
     fs::write(&path, &text).expect("write");
     assert_eq!(broken_line(&path), 3, "verify reports the torn line");
     log_with(&path, 1).await;
-    assert_eq!(verify_file(&path).expect("valid"), 3);
+    assert_eq!(verify(&path), 3);
 }
 
 #[tokio::test]
@@ -330,6 +341,6 @@ fn opening_a_file_that_is_not_an_audit_log_fails_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
     fs::write(&path, "hello\n").expect("write");
-    let err = AuditLog::open(&path, KEY.to_vec()).expect_err("not an audit log");
+    let err = AuditLog::open(&path, &ring(&path)).expect_err("not an audit log");
     assert!(format!("{err:#}").contains("audit.jsonl"), "{err:#}");
 }

@@ -1,28 +1,35 @@
-//! The audit log: append-only JSON lines, hash-chained, written with group commit.
+//! The audit log: append-only JSON lines in a keyed chain, written with group commit.
 //!
 //! # Format
 //! One JSON object per line, fields in this order:
 //! `{"seq":N,"at":"2026-11-25T20:19:58Z","kind":"...","request_id":..,"client_request_id":..,
 //! "client":"c:9b1e...","verification_id":..,"app":..,"phone":"p:3f9a2c0b1d4e5f60:23",
-//! "detail":{..},"prev":"<hex>","hash":"<hex>"}`
+//! "detail":{..},"prev":"<hex>","kid":"<audit key id>","mac":"<hex>"}`
 //!
 //! - `request_id` is the server's own id of the request (the response's `X-Request-Id`);
 //!   `client_request_id` is the id the client sent, if any, kept apart; `client` is the
-//!   client's address pseudonymised (a keyed hash). Lines written before these fields existed
-//!   lack them and still verify.
-//!
-//! - `prev` is the hex SHA-256 of the previous line's bytes (without the newline); the first
-//!   line's `prev` is 64 zeros ([`GENESIS`]).
-//! - `hash` is the hex SHA-256 of the line itself without its `hash` field (the bytes up to
-//!   `,"hash"` followed by `}`), so a modified line is named exactly, even the last one.
+//!   client's address pseudonymised (a keyed hash).
+//! - `mac` is HMAC-SHA-256, under the audit key `kid` (from the key directory, rotated with
+//!   the other keys), of the line without its `mac` field; `prev` is the previous line's
+//!   `mac` (the first line's is 64 zeros, [`GENESIS`]). Every MAC thus covers the history
+//!   before it, and nobody without the key can edit, drop, insert or re-seal a line
+//!   ([`verify_file`]). Details in `chain`.
 //! - `phone` is a pseudonym: a keyed hash of the number and its last two digits. A code is
 //!   never written: `detail` keys that look like one (`code`, `otp`, `pin`, ...) are dropped
 //!   and E.164 numbers inside `detail` are masked.
 //!
 //! # Retention
-//! [`AuditLog::purge_before`] drops the oldest lines and writes in their place one
-//! `checkpoint` line carrying the seq and the hash (`detail.anchor`) of the last dropped line,
-//! so the rest of the chain still verifies.
+//! [`AuditLog::purge_before`] drops the oldest lines (after checking their MACs and links:
+//! a purge never launders edited lines) and writes in their place one `checkpoint` line,
+//! sealed like the others, carrying the seq and the link (`detail.anchor`) of the last
+//! dropped line, so the rest of the chain still verifies. A file may start with a
+//! checkpoint only if its MAC verifies.
+//!
+//! # Anchors
+//! Cutting lines off the end leaves a valid shorter chain. [`AuditLog::anchor`] seals the
+//! line count and the last link; `serve` exports one every minute to `[audit] anchor`
+//! ([`anchor`]), and `otpgate audit verify --anchors` reports a log shorter than, or
+//! different from, what an anchor saw ([`verify_with_anchors`]).
 //!
 //! # Durability and speed
 //! One writer thread owns the file. Appends from any number of tasks queue to it; it writes
@@ -31,12 +38,12 @@
 //! [`Durability::Process`] ([`AuditLog::open_with`]) it answers after the write and syncs
 //! at most [`Durability::PROCESS_SYNC_EVERY`] later (a crash of the process loses no
 //! acknowledged line; a power cut may lose that last stretch). A line cut short by a crash
-//! (no newline: never acknowledged) is removed when the log is opened again.
+//! (no newline: never acknowledged) is removed when the log is opened again. An anchor is
+//! taken only after the lines it covers are synced.
 //!
 //! # Limits
-//! The chain proves order and integrity of what is in the file; cutting lines off the end
-//! leaves a valid shorter chain, so ship the log off the host (or note its last hash) to
-//! detect truncation.
+//! Whoever holds the audit key (the issuer's host) can rewrite and re-seal the log; only
+//! anchors exported off the host show that the log changed since they were taken.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -49,12 +56,23 @@ use anyhow::Context as _;
 use hmac::{Hmac, Mac as _};
 use otpgate_core::phone::PhoneNumber;
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock as _, SystemClock, rfc3339};
+use crate::keys::KeyRing;
 use crate::store::Durability;
+
+pub mod anchor;
+mod chain;
+
+pub use anchor::{Anchor, AnchorSink, read_anchors};
+pub use chain::{
+    ANCHOR_DOMAIN, AuditKey, ChainError, LINE_DOMAIN, Verified, VerifyError, verify_file,
+    verify_with_anchors,
+};
+use chain::{make_line, parse_line};
 
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -62,8 +80,6 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub const MAX_DETAIL_BYTES: usize = 4096;
 /// Appends written (and fsync'd) together at most.
 const MAX_BATCH: usize = 8192;
-/// `,"hash":"` + 64 hex + `"}`.
-const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 
 /// One event of the audit log.
 #[derive(Clone, Debug)]
@@ -140,6 +156,10 @@ enum Cmd {
         now_ms: i64,
         reply: oneshot::Sender<Result<u64, AuditError>>,
     },
+    /// The head once every line before it is written and synced.
+    Head {
+        reply: oneshot::Sender<Result<(u64, String), AuditError>>,
+    },
 }
 
 /// The audit log. `Send + Sync`; share it in an `Arc`.
@@ -147,6 +167,8 @@ pub struct AuditLog {
     tx: Option<mpsc::Sender<Cmd>>,
     path: Option<PathBuf>,
     pseudonym_key: Zeroizing<Vec<u8>>,
+    /// The key new lines and anchors are sealed with (`None` when disabled).
+    key: Option<AuditKey>,
 }
 
 impl fmt::Debug for AuditLog {
@@ -154,12 +176,9 @@ impl fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
             .field("pseudonym_key", &"[redacted]")
+            .field("key", &self.key)
             .finish()
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Keys of `detail` that are never written (a code or a secret could hide there).
@@ -245,148 +264,29 @@ fn parse_at(s: &str) -> Option<i64> {
         .filter(|&ms| rfc3339(ms) == s)
 }
 
-/// The line for `body` (`"at":..,"kind":..,...,"detail":..`) at `seq` after `prev`.
-fn make_line(seq: u64, body: &str, prev: &str) -> String {
-    let mut line = format!("{{\"seq\":{seq},{body},\"prev\":\"{prev}\"}}");
-    let hash = sha256_hex(line.as_bytes());
-    line.pop();
-    line.push_str(",\"hash\":\"");
-    line.push_str(&hash);
-    line.push_str("\"}");
-    line
-}
-
-/// Where the chain stands: the last seq and the `prev` the next line must carry.
+/// Where the chain stands: the last seq and the `prev` the next line must carry (the link
+/// of line `seq`).
 #[derive(Clone, Debug, Eq, PartialEq)]
 struct Head {
     seq: u64,
     next_prev: String,
 }
 
-/// Checks one line's own hash; returns the parsed object.
-fn check_line(line: &str) -> Result<Map<String, Value>, String> {
-    if line.len() < HASH_SUFFIX_LEN + 2 || !line.ends_with("\"}") {
-        return Err("not an audit line (no hash field)".into());
-    }
-    let cut = line.len() - HASH_SUFFIX_LEN;
-    let (content, suffix) = line.split_at(cut);
-    let claimed = suffix
-        .strip_prefix(",\"hash\":\"")
-        .and_then(|s| s.strip_suffix("\"}"))
-        .ok_or("no hash field at the end")?;
-    if sha256_hex(format!("{content}}}").as_bytes()) != claimed {
-        return Err("content does not match its hash (line modified)".into());
-    }
-    match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err("not a JSON object".into()),
-    }
-}
-
-/// The head after `line` (already checked), given it is the first line or not.
-fn head_after(line: &str, obj: &Map<String, Value>) -> Result<Head, String> {
-    let seq = obj.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
-    if obj.get("kind").and_then(Value::as_str) == Some("checkpoint") {
-        let anchor = obj
-            .get("detail")
-            .and_then(|d| d.get("anchor"))
-            .and_then(Value::as_str)
-            .filter(|a| a.len() == 64)
-            .ok_or("checkpoint without anchor")?;
-        return Ok(Head {
-            seq,
-            next_prev: anchor.to_owned(),
-        });
-    }
-    Ok(Head {
-        seq,
-        next_prev: sha256_hex(line.as_bytes()),
-    })
-}
-
-/// A broken chain: the 1-based line number and why.
-#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
-#[error("line {line}: {reason}")]
-pub struct ChainError {
-    /// The first bad line, 1-based.
-    pub line: u64,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// Verifies every link of the log at `path`; returns the number of lines.
-///
-/// # Errors
-/// `Err(Ok(ChainError))` for the first broken line, `Err(Err(io))` if the file cannot be
-/// read.
-pub fn verify_file(path: &Path) -> Result<u64, Result<ChainError, std::io::Error>> {
-    let file = File::open(path).map_err(Err)?;
-    let mut reader = BufReader::new(file);
-    let mut buf = Vec::new();
-    let mut head: Option<Head> = None;
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(Err)?;
-        if read == 0 {
-            return Ok(n);
-        }
-        n += 1;
-        let fail = |reason: String| Err(Ok(ChainError { line: n, reason }));
-        if buf.last() != Some(&b'\n') {
-            return fail("incomplete line (no newline at the end)".into());
-        }
-        buf.pop();
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            return fail("not UTF-8".into());
-        };
-        let obj = match check_line(line) {
-            Ok(o) => o,
-            Err(reason) => return fail(reason),
-        };
-        let seq = obj.get("seq").and_then(Value::as_u64);
-        let prev = obj.get("prev").and_then(Value::as_str).unwrap_or("");
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        match &head {
-            None if kind == "checkpoint" => {}
-            None => {
-                if seq != Some(1) || prev != GENESIS {
-                    return fail(
-                        "the first line is neither seq 1 after the genesis nor a checkpoint".into(),
-                    );
-                }
-            }
-            Some(h) => {
-                if kind == "checkpoint" {
-                    return fail("checkpoint in the middle of the log".into());
-                }
-                if seq != Some(h.seq + 1) {
-                    return fail(format!(
-                        "seq {} where {} was expected (a line is missing, inserted or out of order)",
-                        seq.map_or_else(|| "missing".to_owned(), |s| s.to_string()),
-                        h.seq + 1
-                    ));
-                }
-                if prev != h.next_prev {
-                    return fail("prev does not match the previous line (a line is missing, inserted or out of order)".into());
-                }
-            }
-        }
-        head = Some(match head_after(line, &obj) {
-            Ok(h) => h,
-            Err(reason) => return fail(reason),
-        });
-    }
-}
-
-/// Reads where the chain of an existing file stands, cutting off a torn last line.
-fn recover_head(file: &mut File, path: &Path) -> anyhow::Result<Head> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(Head {
+impl Head {
+    fn genesis() -> Self {
+        Self {
             seq: 0,
             next_prev: GENESIS.to_owned(),
-        });
+        }
+    }
+}
+
+/// Reads where the chain of an existing file stands, cutting off a torn last line; also
+/// whether the last line is keyed (an empty file counts as keyed).
+fn recover_head(file: &mut File, path: &Path) -> anyhow::Result<(Head, bool)> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok((Head::genesis(), true));
     }
     // Read back enough of the tail to hold the last complete line.
     let mut window = 64 * 1024u64;
@@ -410,10 +310,7 @@ fn recover_head(file: &mut File, path: &Path) -> anyhow::Result<Head> {
                 None if start == 0 => {
                     file.set_len(0)?;
                     file.sync_all()?;
-                    return Ok(Head {
-                        seq: 0,
-                        next_prev: GENESIS.to_owned(),
-                    });
+                    return Ok((Head::genesis(), true));
                 }
                 None => {
                     window *= 4;
@@ -433,10 +330,15 @@ fn recover_head(file: &mut File, path: &Path) -> anyhow::Result<Head> {
         };
         let line = std::str::from_utf8(&tail[line_start..end])
             .map_err(|_| anyhow::anyhow!("{}: the last line is not UTF-8", path.display()))?;
-        let obj =
-            check_line(line).map_err(|r| anyhow::anyhow!("{}: last line: {r}", path.display()))?;
-        return head_after(line, &obj)
-            .map_err(|r| anyhow::anyhow!("{}: last line: {r}", path.display()));
+        let parsed =
+            parse_line(line).map_err(|r| anyhow::anyhow!("{}: last line: {r}", path.display()))?;
+        let seq = parsed
+            .seq()
+            .ok_or_else(|| anyhow::anyhow!("{}: last line: no seq", path.display()))?;
+        let next_prev = parsed
+            .next_prev()
+            .map_err(|r| anyhow::anyhow!("{}: last line: {r}", path.display()))?;
+        return Ok((Head { seq, next_prev }, parsed.keyed()));
     }
 }
 
@@ -463,6 +365,57 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     opts.open(path)
 }
 
+/// Moves an unkeyed log (its last line has no MAC) to `<stem>.unkeyed-<time>.jsonl` and
+/// starts a new one whose first line, `chain.keyed`, seals the old one's name, last seq and
+/// head. Returns the new file and its head.
+fn set_aside_unkeyed(
+    path: &Path,
+    file: File,
+    old: &Head,
+    key: &AuditKey,
+) -> anyhow::Result<(File, Head)> {
+    drop(file);
+    let now = SystemClock.now_ms();
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "audit".to_owned(), |s| s.to_string_lossy().into_owned());
+    let stamp = rfc3339(now).replace([':', '-'], "");
+    let aside = path.with_file_name(format!("{stem}.unkeyed-{stamp}.jsonl"));
+    fs::rename(path, &aside)
+        .with_context(|| format!("cannot move the unkeyed audit log to {}", aside.display()))?;
+    let name = aside
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let detail = serde_json::json!({
+        "unkeyed_log": name,
+        "unkeyed_last_seq": old.seq,
+        "unkeyed_head": old.next_prev,
+    });
+    let body = format!(
+        "\"at\":\"{}\",\"kind\":\"chain.keyed\",\"request_id\":null,\"verification_id\":null,\"app\":null,\"phone\":null,\"detail\":{detail}",
+        rfc3339(now)
+    );
+    let (line, link) = make_line(1, &body, GENESIS, key);
+    let mut f = create_private(path)
+        .with_context(|| format!("cannot create the audit log {}", path.display()))?;
+    f.write_all(format!("{line}\n").as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    tracing::warn!(
+        path = %path.display(),
+        unkeyed = %aside.display(),
+        "audit log: the existing log has no MACs (written before the keyed chain); set it \
+         aside and started a keyed log that seals its last line"
+    );
+    Ok((
+        open_append(path)?,
+        Head {
+            seq: 1,
+            next_prev: link,
+        },
+    ))
+}
+
 struct Writer {
     path: PathBuf,
     file: File,
@@ -471,6 +424,10 @@ struct Writer {
     /// Under [`Durability::Process`]: lines written since the last sync, and when it was.
     unsynced: bool,
     last_sync: Instant,
+    /// Seals new lines.
+    key: AuditKey,
+    /// Every audit key held (current and retired): the purge checks the lines it drops.
+    keys: Vec<AuditKey>,
 }
 
 impl Writer {
@@ -515,6 +472,13 @@ impl Writer {
                                 .map_err(|e| AuditError::Io(format!("{e:#}"))),
                         );
                     }
+                    Cmd::Head { reply } => {
+                        self.write_batch(std::mem::take(&mut appends));
+                        if self.unsynced {
+                            self.background_sync();
+                        }
+                        let _ = reply.send(Ok((self.head.seq, self.head.next_prev.clone())));
+                    }
                 }
             }
             self.write_batch(appends);
@@ -547,10 +511,10 @@ impl Writer {
         let saved = self.head.clone();
         let mut out = String::with_capacity(appends.len() * 400);
         for (body, _) in &appends {
-            let line = make_line(self.head.seq + 1, body, &self.head.next_prev);
+            let (line, link) = make_line(self.head.seq + 1, body, &self.head.next_prev, &self.key);
             self.head = Head {
                 seq: self.head.seq + 1,
-                next_prev: sha256_hex(line.as_bytes()),
+                next_prev: link,
             };
             out.push_str(&line);
             out.push('\n');
@@ -595,17 +559,29 @@ impl Writer {
                 break;
             }
             let l = line.trim_end_matches('\n');
-            let obj = check_line(l)
-                .map_err(|r| anyhow::anyhow!("line {}: {r}; not purging", dropped + 1))?;
-            let at = obj.get("at").and_then(Value::as_str).and_then(parse_at);
+            // Every line dropped, and the first one kept, must verify (MAC and link): a
+            // purge must never launder lines someone edited to look old.
+            let bad = |r: String| anyhow::anyhow!("line {}: {r}; not purging", dropped + 1);
+            let parsed = parse_line(l).map_err(bad)?;
+            parsed.check_mac(&self.keys).map_err(bad)?;
+            let seq = parsed.seq().ok_or_else(|| bad("no seq".into()))?;
+            if let Some((last, link)) = &last_dropped {
+                let prev = parsed.obj.get("prev").and_then(Value::as_str);
+                if seq != last + 1 || prev != Some(link.as_str()) || parsed.kind() == "checkpoint" {
+                    return Err(bad("the chain is broken here".into()));
+                }
+            }
+            let at = parsed
+                .obj
+                .get("at")
+                .and_then(Value::as_str)
+                .and_then(parse_at);
             let old = at.is_some_and(|at| at < before_ms);
             if !old {
                 first_kept = Some(l.to_owned());
                 break;
             }
-            let head =
-                head_after(l, &obj).map_err(|r| anyhow::anyhow!("line {}: {r}", dropped + 1))?;
-            last_dropped = Some((head.seq, head.next_prev));
+            last_dropped = Some((seq, parsed.next_prev().map_err(bad)?));
             dropped += 1;
         }
         let Some((seq, anchor)) = last_dropped else {
@@ -620,7 +596,7 @@ impl Writer {
             rfc3339(now_ms),
             detail
         );
-        out.write_all(make_line(seq, &body, GENESIS).as_bytes())?;
+        out.write_all(make_line(seq, &body, GENESIS, &self.key).0.as_bytes())?;
         out.write_all(b"\n")?;
         if let Some(first) = first_kept {
             out.write_all(first.as_bytes())?;
@@ -645,12 +621,18 @@ impl Writer {
 
 impl AuditLog {
     /// Opens (or creates, mode 0600) the log at `path` and starts its writer thread; the
-    /// chain continues from the last line.
+    /// chain continues from the last line. New lines are sealed with the current audit key
+    /// of `keys`; phone numbers and client addresses are pseudonymised with its pseudonym
+    /// key.
+    ///
+    /// A log whose last line is unkeyed (written before the keyed chain) is set aside as
+    /// `<name>.unkeyed-<time>.jsonl`, and the new log starts with a `chain.keyed` line that
+    /// names it and seals its last seq and hash.
     ///
     /// # Errors
     /// The file cannot be opened, or its last line is not an audit line.
-    pub fn open(path: &Path, pseudonym_key: Vec<u8>) -> anyhow::Result<Self> {
-        Self::open_with(path, pseudonym_key, Durability::Disk)
+    pub fn open(path: &Path, keys: &KeyRing) -> anyhow::Result<Self> {
+        Self::open_with(path, keys, Durability::Disk)
     }
 
     /// [`AuditLog::open`] with a choice of when an append is acknowledged: after the
@@ -659,17 +641,17 @@ impl AuditLog {
     ///
     /// # Errors
     /// As [`AuditLog::open`].
-    pub fn open_with(
-        path: &Path,
-        pseudonym_key: Vec<u8>,
-        durability: Durability,
-    ) -> anyhow::Result<Self> {
+    pub fn open_with(path: &Path, keys: &KeyRing, durability: Durability) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        let key = keys.audit_key().clone();
         let mut file = open_append(path)
             .with_context(|| format!("cannot open audit log {}", path.display()))?;
-        let head = recover_head(&mut file, path)?;
+        let (mut head, keyed) = recover_head(&mut file, path)?;
+        if !keyed {
+            (file, head) = set_aside_unkeyed(path, file, &head, &key)?;
+        }
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             path: path.to_owned(),
@@ -678,6 +660,8 @@ impl AuditLog {
             durability,
             unsynced: false,
             last_sync: Instant::now(),
+            key: key.clone(),
+            keys: keys.audit_keys().to_vec(),
         };
         std::thread::Builder::new()
             .name("otpgate-audit".into())
@@ -686,7 +670,8 @@ impl AuditLog {
         Ok(Self {
             tx: Some(tx),
             path: Some(path.to_owned()),
-            pseudonym_key: Zeroizing::new(pseudonym_key),
+            pseudonym_key: Zeroizing::new(keys.pseudonym_key().to_vec()),
+            key: Some(key),
         })
     }
 
@@ -696,7 +681,41 @@ impl AuditLog {
             tx: None,
             path: None,
             pseudonym_key: Zeroizing::new(b"otpgate-audit-disabled".to_vec()),
+            key: None,
         }
+    }
+
+    /// The line count (the last seq; purged lines included) and the link of the last line,
+    /// once every line appended before is written and synced. `None` for a disabled log.
+    ///
+    /// # Errors
+    /// [`AuditError::Closed`] if the writer has stopped.
+    pub async fn head(&self) -> Result<Option<(u64, String)>, AuditError> {
+        let Some(tx) = &self.tx else {
+            return Ok(None);
+        };
+        let (reply, rx) = oneshot::channel();
+        tx.send(Cmd::Head { reply })
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?.map(Some)
+    }
+
+    /// An anchor of the log as it stands ([`anchor`]): the sealed JSON line (no newline)
+    /// to export. `None` for a disabled log.
+    ///
+    /// # Errors
+    /// As [`AuditLog::head`].
+    pub async fn anchor(&self, now_ms: i64) -> Result<Option<String>, AuditError> {
+        let (Some(key), Some(path)) = (&self.key, &self.path) else {
+            return Ok(None);
+        };
+        let Some((seq, head)) = self.head().await? else {
+            return Ok(None);
+        };
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        Ok(Some(anchor::make_anchor(now_ms, &name, seq, &head, key)))
     }
 
     /// The file, unless disabled.
