@@ -351,15 +351,12 @@ async fn a_send_without_capacity_waits_in_the_queue_until_budget_frees() {
     let mut queued = 0;
     for n in 0..6 {
         let job = r.job(600 + n, 1, 60_000).await;
-        match r.pool.dispatch(job.clone()).await.expect("accepted") {
-            Dispatched::Queued => {
-                queued += 1;
-                assert_eq!(
-                    r.delivery(&job.verification_id).await,
-                    DeliveryState::Queued
-                );
-            }
-            _ => {}
+        if r.pool.dispatch(job.clone()).await.expect("accepted") == Dispatched::Queued {
+            queued += 1;
+            assert_eq!(
+                r.delivery(&job.verification_id).await,
+                DeliveryState::Queued
+            );
         }
         jobs.push(job);
     }
