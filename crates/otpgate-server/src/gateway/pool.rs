@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
 use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret, signing_key};
 use super::queue::{Queue, Sealer, entry_key, queue_rank};
-use super::{DispatchError, Dispatched, Dispatcher, Pressure, SendJob};
+use super::{DispatchError, Dispatched, Dispatcher, Pressure, Priority, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
 use crate::destination::{self, Region};
@@ -515,7 +515,13 @@ impl Pool {
             let mut taken = 0;
             let mut verdict = Ok(());
             for (key, limit, window) in &budgets {
-                let limit = job.priority.share(*limit);
+                let limit = match self.unpaid_share(job, key, *limit, *window, now).await {
+                    Ok(l) => l,
+                    Err(()) => {
+                        verdict = Err(None);
+                        break;
+                    }
+                };
                 match self.take(key, limit, *window, units, now).await {
                     Ok(Ok(())) => taken += 1,
                     Ok(Err(retry)) => {
@@ -545,6 +551,33 @@ impl Pool {
         Reserve::NoCapacity {
             retry_after_ms: retry_after_ms.clamp(0, DAY_MS),
         }
+    }
+
+    /// What `job` may take of a budget of `limit` per `window_ms`: all of it when paid for;
+    /// else its class's share, less what the previous window spent that a sliding window
+    /// would still hold (within a day). Without that, a burst that straddles a boundary of
+    /// these clock-aligned windows takes the unpaid share twice before the proof of work
+    /// rises.
+    async fn unpaid_share(
+        &self,
+        job: &SendJob,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<u32, ()> {
+        let share = job.priority.share(limit);
+        if job.priority == Priority::Paid || window_ms >= DAY_MS {
+            return Ok(share);
+        }
+        let before = self
+            .store
+            .budget_used(key, window_ms, now - window_ms)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "gateway budget: store unavailable"))?;
+        let left_of_it = 1.0 - now.rem_euclid(window_ms) as f64 / window_ms as f64;
+        let carried = (f64::from(before) * left_of_it).floor() as u32;
+        Ok(share.saturating_sub(carried))
     }
 
     /// Takes `units` from a budget, all or nothing: `Ok(Err(retry_after_ms))` when spent.
@@ -1210,7 +1243,7 @@ mod tests {
                 segments: 1,
             },
             expires_at_ms: 0,
-            priority: super::super::Priority::Paid,
+            priority: Priority::Paid,
             work: 0,
         };
         let id = message_id(&job, 3);
