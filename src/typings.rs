@@ -225,6 +225,7 @@ export type ErrorCode =
   | "too_many_sends"
   | "too_many_starts"
   | "number_locked"
+  | "idempotency_key_reused"
   | "store_unavailable"
   | "no_gateway_capacity"
   | "gateway_unavailable"

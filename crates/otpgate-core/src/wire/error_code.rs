@@ -130,6 +130,8 @@ error_codes! {
     /// Too many wrong codes entered for this number across its verifications: new ones need
     /// a trusted caller, or the wait (`Retry-After`).
     NumberLocked = "number_locked",
+    /// An `Idempotency-Key` sent again with another request (422).
+    IdempotencyKeyReused = "idempotency_key_reused",
 
     // The service (5xx): never internals.
     /// The store cannot serve the request (`Retry-After`).

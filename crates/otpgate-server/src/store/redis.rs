@@ -248,6 +248,15 @@ end
 return 1
 ";
 
+/// KEYS[1] the value; ARGV: the value to store, its TTL (ms). Answers the live value, or
+/// stores ARGV[1] and answers nil.
+const CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
 /// How long past its newest deadline the send queue is kept (for a dequeue to report
 /// the entries that missed it).
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -277,6 +286,7 @@ struct Scripts {
     add_to_budget: Script,
     refund_budget: Script,
     enqueue_send: Script,
+    claim: Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
@@ -291,6 +301,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
         add_to_budget: Script::new(ADD_TO_BUDGET),
         refund_budget: Script::new(REFUND_BUDGET),
         enqueue_send: Script::new(ENQUEUE_SEND),
+        claim: Script::new(CLAIM),
     }
 });
 
@@ -379,6 +390,11 @@ impl RedisStore {
             ttl_ms: (w.purge_at() - now_ms).max(1),
             retry_after_ms: w.retry_after(now_ms),
         }
+    }
+
+    /// A claimed or stored value ([`Store::claim`], [`Store::put`]).
+    fn kv_key(&self, key: &str) -> String {
+        format!("{}:k:{{{key}}}", self.prefix)
     }
 
     /// The send queue: one sorted set (one hash slot).
@@ -759,6 +775,48 @@ impl Store for RedisStore {
         cmd.arg(self.queue_key());
         let n: i64 = self.bounded(cmd.query_async(&mut con)).await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let args = [value.to_owned(), ttl_ms.max(1).to_string()];
+        match self.eval(&SCRIPTS.claim, self.kv_key(key), &args).await? {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            other => Err(StoreError::Corrupt(format!(
+                "redis: unexpected claim answer {other:?}"
+            ))),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.kv_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let _: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(())
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.kv_key(key));
+        let _: i64 = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
