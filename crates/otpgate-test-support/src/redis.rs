@@ -516,7 +516,7 @@ pub const SENTINEL_SERVICE: &str = "mymaster";
 
 impl RedisSentinel {
     /// Starts the five processes and waits until the sentinels know the replica and one
-    /// another (`SENTINEL CKQUORUM` says OK on each).
+    /// another (`SENTINEL CKQUORUM` says OK on each) and the replica is in sync.
     pub fn start() -> Self {
         let sentinel_bin = bin("redis-sentinel", "redis-sentinel");
         let dir = ScratchDir::new("sentinel");
@@ -580,7 +580,8 @@ impl RedisSentinel {
                         .is_some_and(|r| r.starts_with("+OK 3 usable"))
                         && command_args(s.port, &["SENTINEL", "REPLICAS", SENTINEL_SERVICE])
                             .is_some_and(|r| r.contains(&me.replica.port.to_string()))
-                })
+                }) && command_args(me.replica.port, &["INFO", "replication"])
+                    .is_some_and(|i| i.contains("master_link_status:up"))
             },
         );
         me

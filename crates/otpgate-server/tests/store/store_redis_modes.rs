@@ -94,3 +94,109 @@ async fn redis_cluster_follows_a_failover() {
     }
     assert_ne!(cluster.master_of(&format!("{{{}}}", rec.id)), victim);
 }
+
+fn tls_of(server: &RedisTlsServer, client_cert: bool) -> RedisTls {
+    let read = |p: &std::path::Path| std::fs::read(p).expect("read PEM");
+    RedisTls {
+        ca_pem: Some(read(&server.pki.ca)),
+        client_cert_pem: client_cert.then(|| read(&server.pki.client_cert)),
+        client_key_pem: client_cert.then(|| read(&server.pki.client_key).into()),
+    }
+}
+
+/// A TLS-only server that asks no client certificate; the CA is the test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_tls_conforms_without_a_client_certificate() {
+    let server = RedisTlsServer::start(false);
+    let mut target = RedisTarget::single(server.url.clone());
+    target.tls = tls_of(&server, false);
+    let store = RedisStore::connect_to(&target, &fresh_id("t"), RedisOptions::default())
+        .await
+        .expect("connect over TLS");
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// Mutual TLS: the server requires a client certificate signed by its CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_tls_conforms_with_a_client_certificate() {
+    let server = RedisTlsServer::start(true);
+    let mut target = RedisTarget::single(server.url.clone());
+    target.tls = tls_of(&server, true);
+    let store = RedisStore::connect_to(&target, &fresh_id("t"), RedisOptions::default())
+        .await
+        .expect("connect over mutual TLS");
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// What TLS refuses: no client certificate where one is required, a server whose CA is
+/// not trusted (the system roots), plain text to a TLS port. Each is `Unavailable`, fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tls_refuses_what_it_should() {
+    let server = RedisTlsServer::start(true);
+    let prefix = fresh_id("t");
+
+    let mut no_cert = RedisTarget::single(server.url.clone());
+    no_cert.tls = tls_of(&server, false);
+    let r = RedisStore::connect_to(&no_cert, &prefix, quick()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+
+    let mut untrusted = RedisTarget::single(server.url.clone());
+    untrusted.tls = tls_of(&server, true);
+    untrusted.tls.ca_pem = None;
+    let r = RedisStore::connect_to(&untrusted, &prefix, quick()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+
+    let plain = format!("redis://127.0.0.1:{}", server.node.port);
+    let r = RedisStore::connect_with(&plain, &prefix, quick()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+
+    let mut garbage = RedisTarget::single(server.url.clone());
+    garbage.tls.ca_pem = Some(b"-----BEGIN CERTIFICATE-----\nnope\n".to_vec());
+    let r = RedisStore::connect_to(&garbage, &prefix, quick()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_sentinel_conforms() {
+    let group = RedisSentinel::start();
+    let target = RedisTarget::sentinel(group.urls.clone(), SENTINEL_SERVICE);
+    let store = RedisStore::connect_to(&target, &fresh_id("t"), RedisOptions::default())
+        .await
+        .expect("connect through the sentinels");
+    assert_eq!(store.mode(), "sentinel");
+    assert!(
+        store.checks_in_one_script(),
+        "one primary: one script per check"
+    );
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// The primary killed: the sentinels promote the replica and the same store finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_sentinel_follows_a_failover() {
+    let mut group = RedisSentinel::start();
+    let target = RedisTarget::sentinel(group.urls.clone(), SENTINEL_SERVICE);
+    let store = RedisStore::connect_to(&target, &fresh_id("t"), quick())
+        .await
+        .expect("connect");
+    let t = SystemClock.now_ms();
+    let rec = sample_record(&fresh_id("v_"), t);
+    store.create(&rec).await.expect("create");
+    assert!(matches!(
+        store.check(&rec.id, &wrong(), None, t + 1).await,
+        Ok(CheckOutcome::Wrong { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(group.primary_port(), Some(group.primary.port));
+    group.primary.kill9();
+    let (took, failures) = until_writable(&store, &rec.id, Duration::from_secs(30)).await;
+    eprintln!(
+        "sentinel: primary killed; writes again after {took:?} ({failures} Unavailable \
+         meanwhile)"
+    );
+    assert_eq!(group.primary_port(), Some(group.replica.port));
+    match store.check(&rec.id, &right(&rec.code), None, t + 2).await {
+        Ok(CheckOutcome::Approved(r)) => assert_eq!(r.attempts, 2),
+        other => panic!("the record after the failover: {other:?}"),
+    }
+}
