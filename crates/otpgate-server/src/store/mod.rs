@@ -41,7 +41,7 @@ mod state;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisMode, RedisOptions, RedisStore, RedisTarget, RedisTls};
 
 /// How long a verification stays readable after its code expired (status answers
 /// `expired` meanwhile); every backend forgets it afterwards.
