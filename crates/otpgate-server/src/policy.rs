@@ -567,6 +567,11 @@ const PHONE_DAILY_PREFIX: &str = "pol:b:pd:";
 /// counter reads): short, so a flood meets the raised difficulty within a fraction of a
 /// second.
 const SIGNAL_CACHE_MS: i64 = 100;
+/// The least proof of work that counts as paying for a send ([`Priority::Paid`]), unless
+/// `max_difficulty` is lower: below it a challenge is a speed bump (4096 hashes take a bot
+/// under a millisecond), not payment. In one flood run an attacker that solved the 6-bit
+/// challenges of the first signal step took the paid share of a phone's budget.
+pub const PAID_MIN_BITS: u8 = 12;
 /// How long approvals are gathered before they are counted in the store in one step.
 const APPROVAL_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -798,7 +803,9 @@ impl Policy {
         match taken {
             TakenBudgets::Allowed { remaining } => Ok(Admission {
                 work: gate.work,
-                priority: if gate.work > 0 {
+                priority: if gate.work > 0
+                    && gate.work >= PAID_MIN_BITS.min(self.cfg.pow.max_difficulty)
+                {
                     Priority::Paid
                 } else if self.first_today(&gate, remaining) {
                     Priority::First

@@ -11,7 +11,9 @@ use otpgate_core::wire::PowSolution;
 use otpgate_server::clock::{Clock as _, ManualClock};
 use otpgate_server::destination::{Refusal, Region};
 use otpgate_server::gateway::{Pressure as _, Priority};
-use otpgate_server::policy::{Limit, Policy, PolicyConfig, PolicyError, StartContext};
+use otpgate_server::policy::{
+    Limit, PAID_MIN_BITS, Policy, PolicyConfig, PolicyError, StartContext,
+};
 use otpgate_server::store::{MemoryStore, Store as _};
 use sha2::{Digest as _, Sha256};
 
@@ -984,24 +986,35 @@ async fn sends_are_classed_by_what_they_paid() {
     let p = mobile(3, 1);
     assert_eq!(e.priority_of(&p, ip(5), false, None).await, Priority::First);
     assert_eq!(e.policy.required_work(), None, "difficulty at its base");
-    let mut c = PolicyConfig::default();
-    c.pow.base_difficulty = 8;
-    let e = env(c);
-    for n in 0..2 {
-        let challenge = match e.start(&p, ip(6 + n)).await {
-            Err(PolicyError::PowRequired { challenge }) => challenge,
-            other => panic!("expected pow_required, got {other:?}"),
-        };
-        let sol = PowSolution {
-            nonce: pow::solve(&challenge, 1 << 20)
-                .expect("ok")
-                .expect("solved"),
-            challenge,
-        };
-        assert_eq!(
-            e.priority_of(&p, ip(6 + n), false, Some(&sol)).await,
-            Priority::Paid
-        );
+    // A cheap challenge (below PAID_MIN_BITS) is a speed bump, not payment: the number's
+    // first send stays `first`. From PAID_MIN_BITS on, it is `paid`: so is the number's
+    // second send at base 8, asked one step more (8 + 6 bits) against bombing.
+    for (base, first, next, ip_base) in [
+        (8u8, Priority::First, Priority::Paid, 6u32),
+        (PAID_MIN_BITS, Priority::Paid, Priority::Paid, 16u32),
+    ] {
+        let mut c = PolicyConfig::default();
+        c.pow.base_difficulty = base;
+        let e = env(c);
+        let p = mobile(4 + u32::from(base), 1);
+        for (n, want) in [(0u32, first), (1, next)] {
+            let client = ip(ip_base + n);
+            let challenge = match e.start(&p, client).await {
+                Err(PolicyError::PowRequired { challenge }) => challenge,
+                other => panic!("expected pow_required, got {other:?}"),
+            };
+            let sol = PowSolution {
+                nonce: pow::solve(&challenge, 1 << 22)
+                    .expect("ok")
+                    .expect("solved"),
+                challenge,
+            };
+            assert_eq!(
+                e.priority_of(&p, client, false, Some(&sol)).await,
+                want,
+                "base {base}, send {n}"
+            );
+        }
     }
 }
 
