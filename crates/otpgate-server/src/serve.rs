@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,7 +161,7 @@ pub fn redis_target(store: &StoreConfig) -> anyhow::Result<RedisTarget> {
         .as_ref()
         .map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
     if let Some(tls) = &store.tls {
-        let read = |p: &std::path::Path, key: &str| {
+        let read = |p: &Path, key: &str| {
             std::fs::read(p)
                 .with_context(|| format!("store.tls.{key}: cannot read {}", p.display()))
         };
@@ -230,8 +231,18 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     if config.audit.enabled {
         schedule_audit_purge(&audit, config.audit.retention_days);
     }
+    let mut policy_config = config.policy.clone();
+    if config.dev_mode {
+        let (path, entry) = dev_api_key(&data_dir)?;
+        policy_config.api_keys.push(entry);
+        tracing::info!(
+            file = %path.display(),
+            "DEV MODE: a trusted API key for backends and the edge worker is in this file \
+             (owner only); send it as `Authorization: Bearer <key>`"
+        );
+    }
     let policy = Arc::new(Policy::new(
-        config.policy.clone(),
+        policy_config,
         store.clone(),
         keys.pow_key().to_vec(),
     ));
@@ -296,6 +307,45 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         store,
         anchors,
     })
+}
+
+/// The file under the data dir that holds dev mode's API key.
+pub const DEV_API_KEY_FILE: &str = "dev-api-key";
+
+/// Dev mode's API key: read from `DATA_DIR/dev-api-key`, or made (32 random bytes, hex)
+/// and written there owner-only (0600) on the first start. Returns the file and the
+/// key's `sha256:` entry for `[policy] api_keys`; the key itself is never logged.
+///
+/// # Errors
+/// The file cannot be read, written or made private, or holds no usable key.
+pub fn dev_api_key(data_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use sha2::Digest as _;
+    let path = data_dir.join(DEV_API_KEY_FILE);
+    // Created owner-only before anything is written; an existing file is kept (the data
+    // dir's files were tightened to 0600 before this runs).
+    crate::fsperm::ensure_private_file(&path)
+        .with_context(|| format!("cannot create {} (0600)", path.display()))?;
+    let mut key = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    if key.trim().is_empty() {
+        let (made, _) = crate::cli::keys::new_api_key()?;
+        std::fs::write(&path, format!("{}\n", made.as_str()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        key = made;
+    }
+    let key = key.trim();
+    anyhow::ensure!(
+        key.len() >= 32,
+        "{} holds no usable API key (delete it to make a new one)",
+        path.display()
+    );
+    let entry = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    );
+    Ok((path, entry))
 }
 
 /// Exports anchors of the audit log to the sink of `[audit] anchor`.
@@ -447,8 +497,8 @@ where
 /// # Errors
 /// A file that cannot be read or parsed, or a key that does not match the certificate.
 pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
+    cert: &Path,
+    key: &Path,
 ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -179,3 +179,70 @@ async fn dev_mode_runs_the_whole_flow_and_sigterm_drains() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// Dev mode writes a trusted API key to `DATA_DIR/dev-api-key` (0600), names the file in
+/// its log but never the key, accepts the key as a bearer (the edge worker's README runs
+/// against it), keeps it across restarts, and still refuses any other key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_writes_a_private_api_key_and_accepts_it() {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(dir.path(), None, port, &[]);
+    let file = dir.path().join("otpgate-data").join("dev-api-key");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64, "32 random bytes in hex");
+
+    let client = reqwest::Client::new();
+    let post = |bearer: String| {
+        client
+            .post(format!("{}/v1/verifications", server.base))
+            .bearer_auth(bearer)
+            .json(&json!({"phone": "+14155550123"}))
+            .send()
+    };
+    let res = post(key.clone()).await.unwrap();
+    // Accepted as a key (any other bearer is refused, below), not ignored.
+    assert_eq!(res.status().as_u16(), 201);
+    let res = post(format!("{key}x")).await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
+
+    // The log names the file, never the key.
+    let mut server = server;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut log = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("dev-api-key"), "{log}");
+    assert!(!log.contains(&key), "the key is in the log");
+    drop(server);
+
+    // A restart keeps the key.
+    let server = Server::start(dir.path(), None, port, &[]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+    let res = client
+        .post(format!("{}/v1/verifications", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"phone": "+14155550124"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+}
