@@ -496,10 +496,7 @@ where
 ///
 /// # Errors
 /// A file that cannot be read or parsed, or a key that does not match the certificate.
-pub fn tls_acceptor(
-    cert: &Path,
-    key: &Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
