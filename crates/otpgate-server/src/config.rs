@@ -120,6 +120,9 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[integrations]`: the Supabase Send SMS hook and the Twilio Verify-compatible API.
+    #[serde(default)]
+    pub integrations: crate::integrations::IntegrationsConfig,
     /// Set when no file was given: dev mode (never set from the file).
     #[serde(skip)]
     pub dev_mode: bool,
@@ -1145,6 +1148,10 @@ impl Config {
                 reason,
             )
         })?;
+        let app_names: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+        self.integrations
+            .validate(&app_names)
+            .map_err(|(k, reason)| invalid(format!("integrations.{k}"), reason))?;
         if let Some(a) = &self.audit.anchor {
             crate::audit::AnchorSink::parse(a).map_err(|r| invalid("audit.anchor".into(), r))?;
         }
@@ -1198,7 +1205,7 @@ fn is_placeholder_api_key(entry: &str) -> bool {
 }
 
 /// `NAME` or the contents of the file named by `NAME_FILE` (a trailing newline dropped).
-fn env_or_file(env: &dyn Env, name: &str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn env_or_file(env: &dyn Env, name: &str) -> Result<Option<String>, ConfigError> {
     if let Some(v) = env.var(name) {
         return Ok(Some(v));
     }
