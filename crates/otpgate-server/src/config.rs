@@ -1656,6 +1656,42 @@ code = { length = 8, alphabet = "alphanumeric" }
     }
 
     #[test]
+    fn the_integrations_contract_parses_and_is_checked() {
+        // The configuration of issue 19, exactly.
+        let section = r#"
+[integrations.supabase]
+app = "shop"                                     # template, origin and app hash used
+secrets_env = "OTPGATE_SUPABASE_HOOK_SECRETS"    # "v1,whsec_<base64>", several joined by "|"
+
+[integrations.twilio_verify]
+account_sid = "AC00000000000000000000000000000000"
+auth_token_env = "OTPGATE_TWILIO_AUTH_TOKEN"     # HTTP Basic: account_sid / auth token
+[[integrations.twilio_verify.services]]
+sid = "VA00000000000000000000000000000000"
+app = "shop"
+"#;
+        let cfg = parse(&format!("{MINIMAL}\n{section}")).expect("parses");
+        cfg.validate().expect("valid");
+        let tw = cfg.integrations.twilio_verify.as_ref().expect("twilio");
+        assert_eq!(tw.services[0].app, "shop");
+        let unknown_app = section.replace(
+            "app = \"shop\"                                     #",
+            "app = \"nope\" #",
+        );
+        let err = parse(&format!("{MINIMAL}\n{unknown_app}"))
+            .and_then(|c| c.validate().map(|()| c))
+            .expect_err("unknown app")
+            .to_string();
+        assert!(err.contains("integrations.supabase.app"), "{err}");
+        let typo = parse(&format!(
+            "{MINIMAL}\n[integrations.supabase]\napp = \"shop\"\nsecret = \"x\"\n"
+        ))
+        .expect_err("unknown key")
+        .to_string();
+        assert!(typo.contains("secret"), "{typo}");
+    }
+
+    #[test]
     fn the_sample_config_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/otpgate.toml");
         let cfg = Config::load(Some(&path), &Overrides::default(), &env(&[]))
