@@ -10,6 +10,8 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The Sentinel store tests start three of these (Debian package redis-sentinel).
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+# The Kratos courier test evaluates examples/kratos/otpgate-sms.jsonnet (Debian package jsonnet).
+command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

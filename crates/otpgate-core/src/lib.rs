@@ -14,6 +14,7 @@
 //! - [`origin`]: hosts and browser origins, checked once when they are made.
 //! - [`phone`]: E.164 validation and country calling codes.
 //! - [`webhook`]: signatures of gateway webhooks (sms-gate.app, TextBee, otpgate's own).
+//! - [`standard_webhooks`]: Standard Webhooks signatures (Supabase Auth's hooks).
 //! - [`pow`]: the proof-of-work challenge that gates sending.
 //! - [`receipt`]: the signed receipt (EdDSA JWT) and JWKS.
 //! - [`time`]: RFC 3339 timestamps, formatted and parsed (the one routine of the project).
@@ -59,6 +60,7 @@ pub mod pow;
 pub mod receipt;
 pub mod rng;
 pub mod sms;
+pub mod standard_webhooks;
 pub mod time;
 pub mod webhook;
 pub mod wire;

@@ -120,6 +120,9 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[integrations]`: the Supabase Send SMS hook and the Twilio Verify-compatible API.
+    #[serde(default)]
+    pub integrations: crate::integrations::IntegrationsConfig,
     /// Set when no file was given: dev mode (never set from the file).
     #[serde(skip)]
     pub dev_mode: bool,
@@ -1145,6 +1148,10 @@ impl Config {
                 reason,
             )
         })?;
+        let app_names: Vec<&str> = self.apps.iter().map(|a| a.name.as_str()).collect();
+        self.integrations
+            .validate(&app_names)
+            .map_err(|(k, reason)| invalid(format!("integrations.{k}"), reason))?;
         if let Some(a) = &self.audit.anchor {
             crate::audit::AnchorSink::parse(a).map_err(|r| invalid("audit.anchor".into(), r))?;
         }
@@ -1198,7 +1205,7 @@ fn is_placeholder_api_key(entry: &str) -> bool {
 }
 
 /// `NAME` or the contents of the file named by `NAME_FILE` (a trailing newline dropped).
-fn env_or_file(env: &dyn Env, name: &str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn env_or_file(env: &dyn Env, name: &str) -> Result<Option<String>, ConfigError> {
     if let Some(v) = env.var(name) {
         return Ok(Some(v));
     }
@@ -1646,6 +1653,42 @@ code = { length = 8, alphabet = "alphanumeric" }
         .expect_err("env")
         .to_string();
         assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn the_integrations_contract_parses_and_is_checked() {
+        // The configuration of issue 19, exactly.
+        let section = r#"
+[integrations.supabase]
+app = "shop"                                     # template, origin and app hash used
+secrets_env = "OTPGATE_SUPABASE_HOOK_SECRETS"    # "v1,whsec_<base64>", several joined by "|"
+
+[integrations.twilio_verify]
+account_sid = "AC00000000000000000000000000000000"
+auth_token_env = "OTPGATE_TWILIO_AUTH_TOKEN"     # HTTP Basic: account_sid / auth token
+[[integrations.twilio_verify.services]]
+sid = "VA00000000000000000000000000000000"
+app = "shop"
+"#;
+        let cfg = parse(&format!("{MINIMAL}\n{section}")).expect("parses");
+        cfg.validate().expect("valid");
+        let tw = cfg.integrations.twilio_verify.as_ref().expect("twilio");
+        assert_eq!(tw.services[0].app, "shop");
+        let unknown_app = section.replace(
+            "app = \"shop\"                                     #",
+            "app = \"nope\" #",
+        );
+        let err = parse(&format!("{MINIMAL}\n{unknown_app}"))
+            .and_then(|c| c.validate().map(|()| c))
+            .expect_err("unknown app")
+            .to_string();
+        assert!(err.contains("integrations.supabase.app"), "{err}");
+        let typo = parse(&format!(
+            "{MINIMAL}\n[integrations.supabase]\napp = \"shop\"\nsecret = \"x\"\n"
+        ))
+        .expect_err("unknown key")
+        .to_string();
+        assert!(typo.contains("secret"), "{typo}");
     }
 
     #[test]

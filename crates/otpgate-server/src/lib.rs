@@ -10,6 +10,7 @@
 //! - [`service`]: the verification flow: start, status, check, resend, cancel.
 //! - [`policy`]: budgets, the destination allow-list and the proof-of-work gate.
 //! - [`store`]: the state trait and its embedded (redb) and Redis backends.
+//! - [`integrations`]: the Supabase Send SMS hook and the Twilio Verify-compatible API.
 //! - [`gateway`]: the pool of Android phones and the adapters that reach them.
 //! - [`emulator`]: a fake phone speaking the sms-gate.app API.
 //! - [`keys`]: receipt signing keys and code keys.
@@ -28,6 +29,7 @@ pub mod destination;
 pub mod emulator;
 pub mod fsperm;
 pub mod gateway;
+pub mod integrations;
 pub mod keys;
 pub mod metrics;
 pub mod policy;

@@ -272,6 +272,25 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         issuer: issuer_url.clone(),
         metrics: metrics.clone(),
     }));
+    let integrations =
+        crate::integrations::Integrations::load(&config.integrations, &crate::config::ProcessEnv)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(h) = &integrations.supabase {
+        tracing::info!(app = %h.app, secrets = h.secrets.len(), "Supabase Send SMS hook at /v1/hooks/supabase/send-sms");
+    }
+    if let Some(t) = &integrations.twilio {
+        tracing::info!(
+            services = t.services.len(),
+            "Twilio Verify-compatible API at /v2/Services/..."
+        );
+    }
+    let extra = extra.merge(crate::integrations::router(
+        crate::integrations::IntegrationState {
+            service: service.clone(),
+            integrations: Arc::new(integrations),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+        },
+    ));
     let state = ApiState {
         service: service.clone(),
         metrics,

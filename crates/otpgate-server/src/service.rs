@@ -37,6 +37,10 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::policy::{Admission, Policy, PolicyError, StartContext};
 use crate::random::{self, OsRandom};
+mod deliver;
+
+pub use deliver::{DeliverInput, MESSAGE_PREFIX, MessageView, valid_message_id};
+
 use crate::store::{
     BudgetRequest, CheckOutcome, DeliveryRecord, Durable, Guess, Outcome, Record, RotateOutcome,
     Rotation, Staged, Store, StoreError, StoredCode,
@@ -725,7 +729,44 @@ impl Service {
         typed: &str,
         meta: &RequestMeta,
     ) -> Result<CheckResponse, ServiceError> {
-        let result = self.check_inner(id, typed, meta).await;
+        self.check_counted(id, typed, meta, true).await
+    }
+
+    /// [`Service::check`] for an integration that authenticated with its own secret (the
+    /// Twilio Verify-compatible API): a backend checks for all its users from one address,
+    /// so the per-IP check budget does not apply; the attempts per code and the lock of a
+    /// number after too many wrong codes do.
+    ///
+    /// # Errors
+    /// As [`Service::check`].
+    pub async fn check_trusted(
+        &self,
+        id: &str,
+        typed: &str,
+        meta: &RequestMeta,
+    ) -> Result<CheckResponse, ServiceError> {
+        self.check_counted(id, typed, meta, false).await
+    }
+
+    /// The current record of a verification (for the integrations' own views).
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] (a malformed id too), [`ServiceError::Store`].
+    pub async fn record(&self, id: &str) -> Result<Record, ServiceError> {
+        if !valid_id(id) {
+            return Err(ServiceError::NotFound);
+        }
+        self.store.get(id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    async fn check_counted(
+        &self,
+        id: &str,
+        typed: &str,
+        meta: &RequestMeta,
+        ip_budget: bool,
+    ) -> Result<CheckResponse, ServiceError> {
+        let result = self.check_inner(id, typed, meta, ip_budget).await;
         match &result {
             Ok(_) => {
                 self.metrics.check("approved");
@@ -741,6 +782,7 @@ impl Service {
         id: &str,
         typed: &str,
         meta: &RequestMeta,
+        ip_budget: bool,
     ) -> Result<CheckResponse, ServiceError> {
         if typed.len() > MAX_CODE_INPUT {
             return Err(ServiceError::InvalidCode);
@@ -748,7 +790,9 @@ impl Service {
         let now = self.clock.now_ms();
         if !valid_id(id) {
             // Counted all the same: probing ids costs the check budget too.
-            self.policy.admit_check(meta.client_ip, now).await?;
+            if ip_budget {
+                self.policy.admit_check(meta.client_ip, now).await?;
+            }
             return Err(ServiceError::NotFound);
         }
         let code = Code::new(normalize(typed));
@@ -771,7 +815,7 @@ impl Service {
         // meanwhile, and nothing is answered before both are done.
         let Staged { value, durable } = self
             .store
-            .check_staged(id, &guess, Some(budget), now)
+            .check_staged(id, &guess, ip_budget.then_some(budget), now)
             .await?;
         let (refusal, event) = match value {
             CheckOutcome::Approved(record) => {

@@ -20,6 +20,12 @@ tokio::task_local! {
 #[derive(Clone, Copy, Debug)]
 struct Shaped;
 
+/// Marks a response written in a peer's error shape (the Supabase hook's, the Twilio
+/// Verify-compatible API's): the middleware passes it on as it is. Only set on answers the
+/// handler wrote itself, whose 5xx carry no internals.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerShaped;
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
@@ -132,7 +138,11 @@ pub(crate) async fn normalize(
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    if res.extensions().get::<Shaped>().is_some() {
+    if res.extensions().get::<Shaped>().is_some() || res.extensions().get::<PeerShaped>().is_some()
+    {
+        if let Some(InternalCause(cause)) = res.extensions().get::<InternalCause>() {
+            tracing::error!(request_id = %request_id, %method, path = %path, status = status.as_u16(), cause = %cause, "request failed");
+        }
         return res;
     }
     let (mut parts, body) = res.into_parts();

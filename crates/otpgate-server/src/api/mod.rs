@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod idempotency;
+pub mod messages;
 pub mod openapi;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -106,6 +107,8 @@ pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router 
         .route("/v1/verifications/{id}", get(status).delete(cancel))
         .route("/v1/verifications/{id}/check", post(check))
         .route("/v1/verifications/{id}/resend", post(resend))
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages/{id}", get(messages::status))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -213,23 +216,12 @@ fn new_request_id() -> String {
 }
 
 /// The caller, as the service sees it.
-struct Caller(RequestMeta);
+pub(crate) struct Caller(pub(crate) RequestMeta);
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        let socket_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let client_ip = state.trusted_proxies.client_ip(socket_ip, &parts.headers);
         let trusted = match parts.headers.get(header::AUTHORIZATION) {
             None => false,
             Some(v) => {
@@ -249,16 +241,33 @@ impl FromRequestParts<ApiState> for Caller {
                 true
             }
         };
-        let client_request_id = parts
-            .extensions
-            .get::<ClientRequestId>()
-            .map(|c| c.0.clone());
-        Ok(Self(RequestMeta {
-            request_id,
-            client_request_id,
-            client_ip,
-            trusted,
-        }))
+        Ok(Self(request_meta(parts, &state.trusted_proxies, trusted)))
+    }
+}
+
+/// Who is asking, from a request's parts: the server's request id, the client's own id, the
+/// client address (behind `trusted_proxies`), and whether the caller is `trusted`.
+pub fn request_meta(parts: &Parts, proxies: &TrustedProxies, trusted: bool) -> RequestMeta {
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let socket_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let client_ip = proxies.client_ip(socket_ip, &parts.headers);
+    let client_request_id = parts
+        .extensions
+        .get::<ClientRequestId>()
+        .map(|c| c.0.clone());
+    RequestMeta {
+        request_id,
+        client_request_id,
+        client_ip,
+        trusted,
     }
 }
 
@@ -273,7 +282,10 @@ fn shown_to(mut view: VerificationView, meta: &RequestMeta) -> VerificationView 
 
 /// Decodes a JSON body with clear errors: 415 without a JSON content type, 400 for bad
 /// JSON (syntax, invalid UTF-8) or a body that does not match (unknown field, wrong type).
-fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -336,7 +348,7 @@ fn has_array(body: &[u8]) -> bool {
 }
 
 /// The path id, or 404 for anything that cannot be one.
-fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(crate) fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(id)| id).map_err(|_| ApiError::not_found())
 }
 

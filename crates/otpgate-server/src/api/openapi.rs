@@ -157,6 +157,55 @@ pub struct VerificationDoc {
     pub delivery: DeliveryDoc,
 }
 
+/// The `{id}` path parameter of a message.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MessageIdParam {
+    /// The message id (`m_` + 22 base64url characters). Any other string answers 404.
+    #[param(
+        pattern = r"^m_[A-Za-z0-9_-]{22}$",
+        example = "m_3q2-7wAAAAAAAAAAAAAAAA"
+    )]
+    pub id: String,
+}
+
+/// `POST /v1/messages` (needs `Authorization: Bearer KEY`, a key of `[policy] api_keys`).
+/// Unknown fields are refused (400 `invalid_request`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequestDoc {
+    /// The destination, E.164 (as `phone` of a start).
+    #[schema(example = "+447400900123", max_length = 32)]
+    pub to: String,
+    /// The code the caller made: 4 to 10 ASCII letters or digits (spaces and dashes
+    /// ignored). It is composed into the app's template (WebOTP line, app hash); no text of
+    /// the caller's reaches the phone.
+    #[schema(example = "123456", max_length = 64)]
+    pub code: String,
+    /// The app (configured name); the default app when absent.
+    #[schema(example = "shop")]
+    pub app: Option<String>,
+    /// The template locale (as for a start).
+    #[schema(
+        example = "en",
+        max_length = 35,
+        pattern = r"^[A-Za-z0-9]{1,8}([-_][A-Za-z0-9]{1,8})*$"
+    )]
+    pub locale: Option<String>,
+}
+
+/// A message.
+#[derive(Serialize, ToSchema)]
+pub struct MessageDoc {
+    /// The id (`m_` + 22 base64url characters).
+    #[schema(example = "m_3q2-7wAAAAAAAAAAAAAAAA")]
+    pub id: String,
+    /// Delivery, kept current (`gateway` included: the caller has an API key).
+    pub delivery: DeliveryDoc,
+    /// When sending and retrying stop, RFC 3339 (the policy's code lifetime).
+    pub expires_at: String,
+}
+
 /// `200` of a check.
 #[derive(Serialize, ToSchema)]
 pub struct CheckResponseDoc {
@@ -293,7 +342,8 @@ fn multiotp_post_doc() {}
 #[derive(OpenApi)]
 #[openapi(
     info(title = "otpgate issuer", description = "SMS one-time passwords sent from your own Android phones.\n\n\
-        Every 4xx and 5xx answer has one shape, `{\"error\": {\"code\", \"message\", \"request_id\", ...}}`. \
+        Every 4xx and 5xx answer has one shape, `{\"error\": {\"code\", \"message\", \"request_id\", ...}}`, \
+        except on the integration routes (tag `integrations`), which answer in their peer's shape. \
         Besides the answers listed per operation, any request may get 408 `timeout` when it takes longer \
         than `server.request_timeout_secs`, and a request the HTTP parser cannot read (headers over \
         ~400 KiB, bytes that are not a valid request target) gets a bare 400 or 431 before reaching the API."),
@@ -303,11 +353,18 @@ fn multiotp_post_doc() {}
         super::check,
         super::resend,
         super::cancel,
+        super::messages::send,
+        super::messages::status,
         super::jwks,
         super::healthz,
         super::readyz,
         super::metrics_text,
         super::openapi_json,
+        crate::integrations::supabase::send_sms,
+        crate::integrations::twilio::create,
+        crate::integrations::twilio::check,
+        crate::integrations::twilio::fetch,
+        crate::integrations::twilio::update,
         smsgate_webhook_doc,
         textbee_webhook_doc,
         generic_events_doc,
@@ -316,12 +373,15 @@ fn multiotp_post_doc() {}
     ),
     components(schemas(
         StartRequestDoc, PowSolutionDoc, CheckRequestDoc, ResendRequestDoc, StatusDoc, DeliveryStateDoc,
-        DeliveryDoc, VerificationDoc, CheckResponseDoc, ErrorDetailDoc, ErrorDoc, JwkDoc, JwksDoc
+        DeliveryDoc, VerificationDoc, CheckResponseDoc, ErrorDetailDoc, ErrorDoc, JwkDoc, JwksDoc,
+        MessageRequestDoc, MessageDoc
     )),
     tags(
         (name = "verifications", description = "Start, check, resend and cancel verifications"),
+        (name = "messages", description = "Delivery of codes other systems make (Ory Kratos' HTTP courier, Keycloak, custom backends): API key only"),
         (name = "receipts", description = "Keys to verify receipts offline"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "integrations", description = "Supabase Auth's Send SMS hook (Standard Webhooks) and the Twilio Verify-compatible API (HTTP Basic). These routes answer in their peer's error shape (Supabase's `{\"error\": {\"http_code\", \"message\"}}`, Twilio's `{\"code\", \"message\", \"more_info\", \"status\"}`), the one exception to the single error shape; they exist only when `[integrations.*]` configures them"),
         (name = "gateways", description = "Delivery events from the gateways (routes of the gateway pool)"),
     )
 )]

@@ -539,6 +539,13 @@ mod inputs {
             ("/openapi.json", "get"),
             ("/v1/gateways/sms-gate/webhook", "post"),
             ("/v1/gateways/multiotp/{device}", "get"),
+            ("/v1/messages", "post"),
+            ("/v1/messages/{id}", "get"),
+            ("/v1/hooks/supabase/send-sms", "post"),
+            ("/v2/Services/{ServiceSid}/Verifications", "post"),
+            ("/v2/Services/{ServiceSid}/VerificationCheck", "post"),
+            ("/v2/Services/{ServiceSid}/Verifications/{Sid}", "get"),
+            ("/v2/Services/{ServiceSid}/Verifications/{Sid}", "post"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -12,6 +12,7 @@ mod api_security;
 mod bombing;
 mod destinations;
 mod idempotency;
+mod integrations;
 mod policy_gates;
 mod serve_audit_anchor;
 mod serve_config;
