@@ -13,6 +13,7 @@
 pub mod adapter;
 pub mod config;
 pub mod crypto;
+pub mod onboard;
 pub mod pool;
 pub mod queue;
 mod webhooks;

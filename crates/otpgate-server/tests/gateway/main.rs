@@ -6,4 +6,5 @@ mod emulator_api;
 mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
+mod gateways_onboarding;
 mod webhook_binding;
