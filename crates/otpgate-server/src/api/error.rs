@@ -18,7 +18,7 @@ tokio::task_local! {
 /// Marks a 4xx that [`ApiError`] already wrote in the one shape with the request id, so the
 /// middleware passes it on without reading it back.
 #[derive(Clone, Copy, Debug)]
-struct Shaped;
+pub(crate) struct Shaped;
 
 /// An error answer.
 #[derive(Debug)]
