@@ -263,7 +263,7 @@ fn login_page(base: &str, error: Option<&str>) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>otpgate console: log in</title>\
+         <title>otpgate console: log in</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"{base}/assets/console.css\"></head>\
          <body class=\"login\"><main><h1>otpgate console</h1>{error}\
          <form method=\"post\" action=\"{base}/login\" id=\"login-form\">\
