@@ -10,6 +10,9 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The Sentinel store tests start three of these (Debian package redis-sentinel).
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+# deploy/ checks: promtool (Debian package prometheus) and systemd-analyze.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
