@@ -13,6 +13,7 @@ mod bombing;
 mod destinations;
 mod idempotency;
 mod policy_gates;
+mod serve_admin;
 mod serve_audit_anchor;
 mod serve_config;
 mod serve_privacy;
