@@ -732,6 +732,10 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// What [`dispatcher_for`] sets up: the dispatcher, the routes it adds, the phones' send
+/// capacity per minute, and the pool (for the console) when there is one.
+type Dispatching = (Arc<dyn Dispatcher>, Router, u32, Option<Arc<Pool>>);
+
 /// The dispatcher of the configuration and the routes it adds.
 ///
 /// - dev mode: the built-in emulated phone (sms-gate.app API at `/_emulator/phone`, its
@@ -753,7 +757,7 @@ fn dispatcher_for(
     clock: Arc<dyn Clock>,
     metrics: &Metrics,
     (keys, policy): (&KeyRing, &Arc<Policy>),
-) -> anyhow::Result<(Arc<dyn Dispatcher>, Router, u32, Option<Arc<Pool>>)> {
+) -> anyhow::Result<Dispatching> {
     let pool_of = |gateways: GatewaysConfig| -> anyhow::Result<Arc<Pool>> {
         let pool = Pool::new(gateways, store.clone(), audit.clone(), clock.clone(), keys)?;
         pool.set_pressure(policy.clone());

@@ -622,7 +622,7 @@ mod tests {
         assert_eq!(s.sends_per_min["p1"].iter().sum::<f64>(), 6.0);
         assert_eq!(s.sends_per_min["p2"].iter().sum::<f64>(), 0.0);
         assert_eq!(s.refusals_per_min["rate_limited"].iter().sum::<f64>(), 6.0);
-        assert!(s.latency_p99_ms.iter().any(|v| *v == Some(1_500)));
+        assert!(s.latency_p99_ms.contains(&Some(1_500)));
         let recent = r.recent(10);
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0].id, "v_abcdef…");
