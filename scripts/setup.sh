@@ -12,6 +12,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 # The Kratos courier test evaluates examples/kratos/otpgate-sms.jsonnet (Debian package jsonnet).
 command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
+# deploy/ checks: promtool (Debian package prometheus) and systemd-analyze.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis),
 # the wasm tests in Node and headless Chromium against a real `otpgate serve`, the npm
-# package test, the browser end-to-end tests and the workerd tests. Exits non-zero on any
+# package test, the browser end-to-end tests (the demo page and the operator console), the
+# deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits non-zero on any
 # failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,9 @@ bash scripts/build-pkg.sh
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+
+step "deploy/: systemd unit (systemd-analyze) and Prometheus alert rules (promtool)"
+bash scripts/check-deploy.sh "$OTPGATE_TEST_SERVER"
 
 step "wasm tests (Node and headless Chromium)"
 cargo test -p otpgate --target wasm32-unknown-unknown

@@ -14,6 +14,7 @@ mod destinations;
 mod idempotency;
 mod integrations;
 mod policy_gates;
+mod serve_admin;
 mod serve_audit_anchor;
 mod serve_config;
 mod serve_privacy;
