@@ -41,4 +41,13 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci (the npm workspace)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# moto's server mode (PyPI), for the AWS SNS fallback test (tests/gateway/sns_moto.rs), in its
+# own venv under the cache.
+MOTO_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/moto-venv
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  echo "setup: moto[server] into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.1"
+fi
 echo "setup: ok"
+

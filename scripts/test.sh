@@ -31,6 +31,8 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 export OTPGATE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+# The AWS SNS fallback test drives moto (setup.sh installed it).
+export OTPGATE_MOTO_SERVER=${OTPGATE_MOTO_SERVER:-${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/moto-venv/bin/moto_server}
 
 step "format and lints"
 cargo fmt --all -- --check

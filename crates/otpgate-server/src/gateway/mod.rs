@@ -13,8 +13,8 @@
 pub mod adapter;
 pub mod config;
 pub mod crypto;
-pub mod onboard;
 pub mod fleet;
+pub mod onboard;
 pub mod pool;
 pub mod queue;
 mod webhooks;

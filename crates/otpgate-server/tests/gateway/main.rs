@@ -7,4 +7,5 @@ mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
 mod gateways_onboarding;
+mod sns_moto;
 mod webhook_binding;

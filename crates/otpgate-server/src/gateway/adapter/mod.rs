@@ -225,10 +225,14 @@ fn json_answer(status: u16, text: &str) -> Result<Value, SendError> {
     Ok(serde_json::from_str(text).unwrap_or(Value::Null))
 }
 
+/// `application/x-www-form-urlencoded` as HTML forms and Python's `urlencode` write it: the
+/// unreserved characters as they are, a space as `+`, every other byte `%XX`. moto (which
+/// re-encodes the parsed form to check a SigV4 signature) refused `%20` for a space.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| uri_encode(s, true).replace("%20", "+");
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true)))
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
