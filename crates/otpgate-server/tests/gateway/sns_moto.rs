@@ -7,6 +7,7 @@
 //!
 //! moto is found at `OTPGATE_MOTO_SERVER` or in the venv `scripts/setup.sh` makes
 //! (`~/.cache/otpgate/moto-venv/bin/moto_server`).
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
