@@ -157,7 +157,7 @@ async fn send_through(device: DeviceConfig, n: u32) -> (String, DeliveryState) {
     let vid = format!("v_{n:0>22}");
     let rec = pending_record(&vid, "+447911123456", 1, SystemClock.now_ms(), 120_000);
     store.create(&rec).await.expect("create");
-    let job = send_job(&rec, &format!("{n:06} is your code"));
+    let job = send_job(&rec, format!("{n:06} is your code"));
     let _ = otpgate_server::gateway::Dispatcher::dispatch(&*pool, job).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
