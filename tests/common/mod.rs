@@ -555,31 +555,52 @@ async fn receive_code_with_an_aborted_signal_rejects_aborted() {
 /// One answer of the fake `fetch`: status (0: reject), body, headers.
 pub type Answer = (u16, String, Vec<(&'static str, String)>);
 
-/// What the fake `fetch` saw: (method, url, body).
-pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>)>>>;
+/// What the fake `fetch` saw: (method, url, body, `Idempotency-Key` header).
+pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>, Option<String>)>>>;
 
 /// A `fetch` answering each call with the next `(status, body, headers)` (a real `Response`),
 /// or rejecting with a `TypeError` when `status` is 0; `check` may look at the request body.
+/// It is called as the client calls a `fetch` given in its options: with one `Request`.
 pub fn fake_fetch(
     answers: Vec<Answer>,
     check: impl Fn(usize, Option<&str>) + 'static,
 ) -> (Function, Seen) {
     let seen: Seen = Rc::default();
     let log = Rc::clone(&seen);
-    let answers = RefCell::new(answers.into_iter());
-    let f = Closure::<dyn FnMut(JsValue, JsValue) -> JsValue>::new(
-        move |url: JsValue, init: JsValue| {
-            let body = get(&init, "body").as_string();
+    let answers = Rc::new(RefCell::new(answers.into_iter()));
+    let check = Rc::new(check);
+    let f = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |request: JsValue| {
+        let (log, answers, check) = (Rc::clone(&log), Rc::clone(&answers), Rc::clone(&check));
+        let future = async move {
+            let method = text(&request, "method");
+            let url = text(&request, "url");
+            let headers = get(&request, "headers");
+            let header = |name: &str| -> Option<String> {
+                let get_fn: Function = get(&headers, "get").dyn_into().expect("fn");
+                get_fn
+                    .call1(&headers, &name.into())
+                    .expect("get")
+                    .as_string()
+            };
+            let key = header("idempotency-key");
+            let text_fn: Function = get(&request, "text").dyn_into().expect("fn");
+            let body = resolve(
+                text_fn
+                    .call0(&request)
+                    .expect("text")
+                    .dyn_into()
+                    .expect("p"),
+            )
+            .await
+            .expect("body")
+            .as_string()
+            .filter(|b| !b.is_empty());
             let n = log.borrow().len();
             check(n, body.as_deref());
-            log.borrow_mut().push((
-                text(&init, "method"),
-                url.as_string().unwrap_or_default(),
-                body,
-            ));
+            log.borrow_mut().push((method, url, body, key));
             let (status, body, headers) = answers.borrow_mut().next().expect("no more answers");
             if status == 0 {
-                return Promise::reject(&js_sys::TypeError::new("fetch failed").into()).into();
+                return Err(js_sys::TypeError::new("fetch failed").into());
             }
             let h = Object::new();
             for (k, v) in headers {
@@ -590,11 +611,10 @@ pub fn fake_fetch(
                 .dyn_into()
                 .expect("fn");
             let init = obj(&[("status", status.into()), ("headers", h.into())]);
-            let response =
-                Reflect::construct(&ctor, &Array::of2(&body.into(), &init)).expect("Response");
-            Promise::resolve(&response).into()
-        },
-    );
+            Ok(Reflect::construct(&ctor, &Array::of2(&body.into(), &init)).expect("Response"))
+        };
+        wasm_bindgen_futures::future_to_promise(future).into()
+    });
     (f.into_js_value().unchecked_into(), seen)
 }
 
