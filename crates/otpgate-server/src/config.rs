@@ -31,7 +31,7 @@ use otpgate_core::sms::{ComposeError, ComposeRequest, Template, TemplateSet, com
 use serde::Deserialize;
 
 use crate::client_addr::TrustedProxies;
-use crate::gateway::GatewaysConfig;
+use crate::gateway::{GatewaysConfig, Secret};
 use crate::policy::PolicyConfig;
 use crate::store::Durability;
 
@@ -226,6 +226,47 @@ pub enum StoreKind {
     Memory,
 }
 
+/// How the Redis store reaches Redis (`[store] mode`).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StoreMode {
+    /// One server: `url`.
+    #[default]
+    Single,
+    /// A Redis Cluster: `urls` are seed nodes.
+    Cluster,
+    /// A primary watched by Sentinel: `urls` are the sentinels, `service_name` the primary.
+    Sentinel,
+}
+
+impl StoreMode {
+    /// `single`, `cluster` or `sentinel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Cluster => "cluster",
+            Self::Sentinel => "sentinel",
+        }
+    }
+}
+
+/// `[store.tls]`: PEM files used by every `rediss://` URL (sentinels included). Without
+/// `ca_file` the system's roots are trusted.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTlsConfig {
+    /// The trust anchor (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate (mutual TLS), with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (a secret: keep it 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
 /// `[store]`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,10 +278,28 @@ pub struct StoreConfig {
     /// segments (`store.redb.wal-N`) live beside it and belong with it in a backup.
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// The Redis URL without a password (the password-bearing URL comes from
-    /// `OTPGATE_REDIS_URL` or `OTPGATE_REDIS_URL_FILE`).
+    /// Redis: `single` (default), `cluster` or `sentinel`.
+    #[serde(default)]
+    pub mode: StoreMode,
+    /// Mode `single`: the Redis URL without a password (the password-bearing URL comes
+    /// from `OTPGATE_REDIS_URL` or `OTPGATE_REDIS_URL_FILE`).
     #[serde(default)]
     pub url: Option<String>,
+    /// Mode `cluster`: seed nodes; mode `sentinel`: the sentinels. No passwords.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Mode `sentinel`: the name the sentinels monitor the primary under.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Writes acknowledged only after `WAIT N` (not built yet: only 0 is accepted).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// The `WAIT` timeout, ms (1..=60000).
+    #[serde(default = "default_wait_timeout_ms")]
+    pub wait_timeout_ms: u64,
+    /// `[store.tls]`.
+    #[serde(default)]
+    pub tls: Option<StoreTlsConfig>,
     /// The prefix of every Redis key (several deployments may share one Redis).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -249,6 +308,15 @@ pub struct StoreConfig {
     /// `kill -9` of otpgate, not a power cut). Redis durability is Redis's own setting.
     #[serde(default)]
     pub durability: Durability,
+    /// The data nodes' user: `OTPGATE_REDIS_USERNAME[_FILE]` (never from the file).
+    #[serde(skip)]
+    pub username: Option<String>,
+    /// The data nodes' password: `OTPGATE_REDIS_PASSWORD[_FILE]` (never from the file).
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// The sentinels' password: `OTPGATE_REDIS_SENTINEL_PASSWORD[_FILE]`.
+    #[serde(skip)]
+    pub sentinel_password: Option<Secret>,
 }
 
 impl Default for StoreConfig {
@@ -256,9 +324,18 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::Embedded,
             path: None,
+            mode: StoreMode::Single,
             url: None,
+            urls: Vec::new(),
+            service_name: None,
+            wait_replicas: 0,
+            wait_timeout_ms: default_wait_timeout_ms(),
+            tls: None,
             key_prefix: default_key_prefix(),
             durability: Durability::Disk,
+            username: None,
+            password: None,
+            sentinel_password: None,
         }
     }
 }
@@ -268,11 +345,23 @@ impl fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("kind", &self.kind)
             .field("path", &self.path)
+            .field("mode", &self.mode)
             .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("urls", &self.urls.len())
+            .field("service_name", &self.service_name)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("tls", &self.tls)
             .field("key_prefix", &self.key_prefix)
             .field("durability", &self.durability)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("sentinel_password", &self.sentinel_password)
             .finish()
     }
+}
+
+fn default_wait_timeout_ms() -> u64 {
+    500
 }
 
 fn default_key_prefix() -> String {
@@ -485,6 +574,17 @@ impl Config {
                             .into(),
                     });
                 }
+                if let Some(i) = cfg.store.urls.iter().position(|u| url_has_password(u)) {
+                    return Err(ConfigError::Invalid {
+                        source_name: p.display().to_string(),
+                        key: format!("store.urls[{i}]"),
+                        reason: "secrets do not belong in the file: pass the password in \
+                                 OTPGATE_REDIS_PASSWORD (data nodes) or \
+                                 OTPGATE_REDIS_SENTINEL_PASSWORD (sentinels), or their _FILE \
+                                 variants"
+                            .into(),
+                    });
+                }
                 cfg
             }
             None => Self::dev(),
@@ -647,6 +747,200 @@ impl Config {
         if let Some(v) = env.var("OTPGATE_REDIS_KEY_PREFIX") {
             self.store.key_prefix = v;
         }
+        if let Some(v) = env_or_file(env, "OTPGATE_REDIS_USERNAME")? {
+            self.store.username = Some(v);
+        }
+        if let Some(v) = env_or_file(env, "OTPGATE_REDIS_PASSWORD")? {
+            self.store.password = Some(Secret::new(v));
+        }
+        if let Some(v) = env_or_file(env, "OTPGATE_REDIS_SENTINEL_PASSWORD")? {
+            self.store.sentinel_password = Some(Secret::new(v));
+        }
+        Ok(())
+    }
+
+    /// The `[store]` checks: the mode and its keys agree, the URLs are Redis URLs, the TLS
+    /// files are readable PEM.
+    fn validate_store(
+        &self,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let st = &self.store;
+        if st.kind != StoreKind::Redis {
+            let redis_only = [
+                ("store.mode", st.mode != StoreMode::Single),
+                ("store.urls", !st.urls.is_empty()),
+                ("store.service_name", st.service_name.is_some()),
+                ("store.tls", st.tls.is_some()),
+                ("store.wait_replicas", st.wait_replicas != 0),
+            ];
+            if let Some((key, _)) = redis_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    (*key).into(),
+                    "applies to kind = \"redis\" only".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let url_source = "store.url (or OTPGATE_REDIS_URL[_FILE], OTPGATE_STORE)";
+        match st.mode {
+            StoreMode::Single => {
+                if !st.urls.is_empty() {
+                    return Err(invalid(
+                        "store.urls".into(),
+                        "mode = \"single\" takes one `url`; `urls` is for mode = \"cluster\" \
+                         (seed nodes) or \"sentinel\" (the sentinels)"
+                            .into(),
+                    ));
+                }
+                if st.url.is_none() {
+                    return Err(invalid(
+                        "store.url".into(),
+                        "the redis store needs a URL (store.url, OTPGATE_STORE or \
+                         OTPGATE_REDIS_URL)"
+                            .into(),
+                    ));
+                }
+            }
+            StoreMode::Cluster | StoreMode::Sentinel => {
+                let mode = st.mode.as_str();
+                if st.url.is_some() {
+                    return Err(invalid(
+                        "store.url".into(),
+                        format!(
+                            "mode = \"{mode}\" takes its nodes from `urls`; {url_source} is \
+                             for mode = \"single\""
+                        ),
+                    ));
+                }
+                if st.urls.is_empty() {
+                    let what = if st.mode == StoreMode::Cluster {
+                        "seed nodes of the cluster"
+                    } else {
+                        "sentinels"
+                    };
+                    return Err(invalid(
+                        "store.urls".into(),
+                        format!("mode = \"{mode}\" needs the {what} in `urls`"),
+                    ));
+                }
+            }
+        }
+        match (st.mode, &st.service_name) {
+            (StoreMode::Sentinel, None) => {
+                return Err(invalid(
+                    "store.service_name".into(),
+                    "mode = \"sentinel\" needs the name the sentinels monitor the primary \
+                     under (e.g. \"mymaster\")"
+                        .into(),
+                ));
+            }
+            (StoreMode::Sentinel, Some(n)) if n.is_empty() || n.contains(char::is_whitespace) => {
+                return Err(invalid(
+                    "store.service_name".into(),
+                    "must be a non-empty name without spaces".into(),
+                ));
+            }
+            (StoreMode::Single | StoreMode::Cluster, Some(_)) => {
+                return Err(invalid(
+                    "store.service_name".into(),
+                    "is for mode = \"sentinel\" only".into(),
+                ));
+            }
+            _ => {}
+        }
+        let all: Vec<(String, &String)> = match &st.url {
+            Some(u) => vec![("store.url".to_owned(), u)],
+            None => st
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("store.urls[{i}]"), u))
+                .collect(),
+        };
+        for (key, u) in &all {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(invalid(
+                    key.clone(),
+                    "must start with redis:// or rediss://".into(),
+                ));
+            }
+        }
+        let tls_urls = all
+            .iter()
+            .filter(|(_, u)| u.starts_with("rediss://"))
+            .count();
+        if tls_urls != 0 && tls_urls != all.len() {
+            return Err(invalid(
+                "store.urls".into(),
+                "mixes redis:// and rediss://: use one scheme for every node".into(),
+            ));
+        }
+        if st.wait_replicas > 0 {
+            return Err(invalid(
+                "store.wait_replicas".into(),
+                "not built yet: acknowledging writes after WAIT comes with a later part of \
+                 issue 15; set 0 (replication stays asynchronous: a failover may lose the \
+                 last writes, see SECURITY.md)"
+                    .into(),
+            ));
+        }
+        if st.wait_timeout_ms == 0 || st.wait_timeout_ms > 60_000 {
+            return Err(invalid(
+                "store.wait_timeout_ms".into(),
+                "must be 1..=60000".into(),
+            ));
+        }
+        if let Some(tls) = &st.tls {
+            if tls_urls == 0 {
+                return Err(invalid(
+                    "store.tls".into(),
+                    "is used by rediss:// URLs only, and no URL is rediss://".into(),
+                ));
+            }
+            if let Some(ca) = &tls.ca_file {
+                let certs = read_pem_certs(ca)
+                    .map_err(|reason| invalid("store.tls.ca_file".into(), reason))?;
+                if certs == 0 {
+                    return Err(invalid(
+                        "store.tls.ca_file".into(),
+                        format!("{}: no certificate in it", ca.display()),
+                    ));
+                }
+            }
+            match (&tls.cert_file, &tls.key_file) {
+                (Some(cert), Some(key)) => {
+                    let certs = read_pem_certs(cert)
+                        .map_err(|reason| invalid("store.tls.cert_file".into(), reason))?;
+                    if certs == 0 {
+                        return Err(invalid(
+                            "store.tls.cert_file".into(),
+                            format!("{}: no certificate in it", cert.display()),
+                        ));
+                    }
+                    use rustls_pki_types::pem::PemObject as _;
+                    rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                        invalid(
+                            "store.tls.key_file".into(),
+                            format!("{}: not a readable PEM private key ({e})", key.display()),
+                        )
+                    })?;
+                }
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "store.tls.key_file".into(),
+                        "cert_file needs its key_file".into(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "store.tls.cert_file".into(),
+                        "key_file needs its cert_file".into(),
+                    ));
+                }
+                (None, None) => {}
+            }
+        }
         Ok(())
     }
 
@@ -757,23 +1051,7 @@ impl Config {
                 ));
             }
         }
-        match self.store.kind {
-            StoreKind::Redis => {
-                let Some(url) = &self.store.url else {
-                    return Err(invalid(
-                        "store.url".into(),
-                        "the redis store needs a URL (store.url, OTPGATE_STORE or OTPGATE_REDIS_URL)".into(),
-                    ));
-                };
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(invalid(
-                        "store.url".into(),
-                        "must start with redis:// or rediss://".into(),
-                    ));
-                }
-            }
-            StoreKind::Embedded | StoreKind::Memory => {}
-        }
+        self.validate_store(&invalid)?;
         if self.store.key_prefix.len() > 64 || self.store.key_prefix.contains(['{', '}', ' ']) {
             return Err(invalid(
                 "store.key_prefix".into(),
@@ -917,6 +1195,35 @@ fn is_placeholder_api_key(entry: &str) -> bool {
         None
     };
     value.is_some_and(|v| placeholders().any(|p| p == digest(&v)))
+}
+
+/// `NAME` or the contents of the file named by `NAME_FILE` (a trailing newline dropped).
+fn env_or_file(env: &dyn Env, name: &str) -> Result<Option<String>, ConfigError> {
+    if let Some(v) = env.var(name) {
+        return Ok(Some(v));
+    }
+    let file_var = format!("{name}_FILE");
+    let Some(file) = env.var(&file_var) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+        source_name: format!("environment variable {file_var}"),
+        key: file_var.clone(),
+        reason: format!("cannot read {file}: {e}"),
+    })?;
+    Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// How many PEM certificates `path` holds; the reason (with the path) when unreadable.
+fn read_pem_certs(path: &Path) -> Result<usize, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
+    let certs = iter
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates ({e})", path.display()))?;
+    Ok(certs.len())
 }
 
 /// Whether a URL carries a password (`scheme://user:pass@host`).
@@ -1374,5 +1681,204 @@ code = { length = 8, alphabet = "alphanumeric" }
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Loads `[store]` text after MINIMAL from a file, with `vars` as the environment.
+    fn load_store(store: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            format!("{MINIMAL}\n[store]\nkind = \"redis\"\n{store}"),
+        )
+        .expect("write");
+        Config::load(Some(&path), &Overrides::default(), &env(vars))
+    }
+
+    fn refused(store: &str, vars: &[(&str, &str)], key: &str, reason: &str) -> String {
+        let err = load_store(store, vars).expect_err(store);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("c.toml") && msg.contains(&format!("`{key}`")) && msg.contains(reason),
+            "{store}: {msg}"
+        );
+        msg
+    }
+
+    #[test]
+    fn redis_modes_take_their_own_keys() {
+        let cluster =
+            "mode = \"cluster\"\nurls = [\"redis://10.0.0.5:7000\", \"redis://10.0.0.6:7001\"]\n";
+        let cfg = load_store(cluster, &[]).expect("cluster");
+        assert_eq!(cfg.store.mode, StoreMode::Cluster);
+        assert_eq!(cfg.store.urls.len(), 2);
+        let sentinel = "mode = \"sentinel\"\nurls = [\"redis://10.0.0.5:26379\"]\nservice_name = \"mymaster\"\n";
+        let cfg = load_store(sentinel, &[]).expect("sentinel");
+        assert_eq!(cfg.store.service_name.as_deref(), Some("mymaster"));
+        let cfg = load_store("url = \"redis://10.0.0.5:6379/0\"\n", &[]).expect("single");
+        assert_eq!(cfg.store.mode, StoreMode::Single);
+
+        refused(
+            &format!("{cluster}url = \"redis://10.0.0.5:6379\"\n"),
+            &[],
+            "store.url",
+            "mode = \"cluster\" takes its nodes from `urls`",
+        );
+        // The URL of the environment counts too.
+        refused(
+            cluster,
+            &[("OTPGATE_REDIS_URL", "redis://:pw@10.0.0.5/")],
+            "store.url",
+            "is for mode = \"single\"",
+        );
+        refused("mode = \"cluster\"\n", &[], "store.urls", "seed nodes");
+        refused(
+            "mode = \"sentinel\"\nurls = [\"redis://10.0.0.5:26379\"]\n",
+            &[],
+            "store.service_name",
+            "needs the name",
+        );
+        refused(
+            "url = \"redis://a:1\"\nurls = [\"redis://b:2\"]\n",
+            &[],
+            "store.urls",
+            "takes one `url`",
+        );
+        refused(
+            &format!("{cluster}service_name = \"m\"\n"),
+            &[],
+            "store.service_name",
+            "sentinel",
+        );
+        refused(
+            "mode = \"cluster\"\nurls = [\"redis://a:1\", \"rediss://b:2\"]\n",
+            &[],
+            "store.urls",
+            "one scheme",
+        );
+        refused(
+            "mode = \"cluster\"\nurls = [\"http://a:1\"]\n",
+            &[],
+            "store.urls[0]",
+            "redis://",
+        );
+        refused(
+            &format!("{cluster}wait_replicas = 1\n"),
+            &[],
+            "store.wait_replicas",
+            "not built yet",
+        );
+        refused("mode = \"ring\"\n", &[], "store.mode", "unknown variant");
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[store]\nmode = \"cluster\"\n"),
+            Path::new("c.toml"),
+        )
+        .and_then(|mut c| {
+            c.source = Some("c.toml".into());
+            c.validate().map(|()| c)
+        })
+        .expect_err("mode without redis");
+        assert!(err.to_string().contains("`store.mode`"), "{err}");
+    }
+
+    #[test]
+    fn redis_passwords_come_from_the_environment_and_never_show() {
+        let msg = refused(
+            "mode = \"sentinel\"\nurls = [\"redis://:hunter2@10.0.0.5:26379\"]\nservice_name = \"m\"\n",
+            &[],
+            "store.urls[0]",
+            "OTPGATE_REDIS_SENTINEL_PASSWORD",
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let pw_file = dir.path().join("pw");
+        std::fs::write(&pw_file, "s3cret-from-file\n").expect("write");
+        let pw_file = pw_file.display().to_string();
+        let cluster = "mode = \"cluster\"\nurls = [\"redis://10.0.0.5:7000\"]\n";
+        let cfg = load_store(
+            cluster,
+            &[
+                ("OTPGATE_REDIS_USERNAME", "otpgate"),
+                ("OTPGATE_REDIS_PASSWORD_FILE", &pw_file),
+                ("OTPGATE_REDIS_SENTINEL_PASSWORD", "hunter3"),
+            ],
+        )
+        .expect("credentials from env");
+        assert_eq!(cfg.store.username.as_deref(), Some("otpgate"));
+        assert_eq!(
+            cfg.store.password.as_ref().map(Secret::expose),
+            Some("s3cret-from-file")
+        );
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        let err = load_store(
+            cluster,
+            &[("OTPGATE_REDIS_PASSWORD_FILE", "/nonexistent/pw")],
+        )
+        .expect_err("unreadable password file");
+        assert!(
+            err.to_string().contains("OTPGATE_REDIS_PASSWORD_FILE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redis_tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certified.cert.pem()).expect("write");
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
+        let (ca, key) = (ca.display().to_string(), key.display().to_string());
+        let tls_url = "url = \"rediss://10.0.0.5:6380\"\n";
+
+        let ok = format!(
+            "{tls_url}[store.tls]\nca_file = \"{ca}\"\ncert_file = \"{ca}\"\nkey_file = \"{key}\"\n"
+        );
+        let cfg = load_store(&ok, &[]).expect("tls");
+        assert!(cfg.store.tls.is_some());
+
+        refused(
+            &format!("{tls_url}[store.tls]\nca_file = \"/nonexistent/ca.pem\"\n"),
+            &[],
+            "store.tls.ca_file",
+            "/nonexistent/ca.pem",
+        );
+        refused(
+            &format!("{tls_url}[store.tls]\nca_file = \"{key}\"\n"),
+            &[],
+            "store.tls.ca_file",
+            "no certificate",
+        );
+        refused(
+            &format!("{tls_url}[store.tls]\ncert_file = \"{ca}\"\n"),
+            &[],
+            "store.tls.key_file",
+            "needs its key_file",
+        );
+        refused(
+            &format!("{tls_url}[store.tls]\ncert_file = \"{ca}\"\nkey_file = \"{ca}\"\n"),
+            &[],
+            "store.tls.key_file",
+            "private key",
+        );
+        refused(
+            &format!("url = \"redis://10.0.0.5:6379\"\n[store.tls]\nca_file = \"{ca}\"\n"),
+            &[],
+            "store.tls",
+            "no URL is rediss://",
+        );
+        refused(
+            &format!("{tls_url}[store.tls]\nca = \"{ca}\"\n"),
+            &[],
+            "store.tls.ca",
+            "unknown field",
+        );
     }
 }

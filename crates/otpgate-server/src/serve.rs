@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, ApiState, RouterOptions};
 use crate::audit::{AnchorSink, AuditLog};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreConfig, StoreKind, StoreMode};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::gateway::{DispatchError, Dispatched, Dispatcher, GatewaysConfig, Pool, SendJob};
 use crate::keys::KeyRing;
@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::service::{Service, ServiceParts};
 use crate::store::{
-    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, Store,
+    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, RedisTarget, Store,
 };
 
 /// Resolves on SIGINT or SIGTERM.
@@ -100,22 +100,79 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             )
         }
         StoreKind::Redis => {
-            let url = config
-                .store
-                .url
-                .as_deref()
-                .context("store.url is required for the redis store")?;
-            Arc::new(
-                RedisStore::connect(url, &config.store.key_prefix)
+            let target = redis_target(&config.store)?;
+            let store =
+                RedisStore::connect_to(&target, &config.store.key_prefix, Default::default())
                     .await
-                    .context("cannot connect to Redis")?,
-            )
+                    .with_context(|| {
+                        format!(
+                            "cannot connect to Redis (mode {}, nodes {})",
+                            target.mode.as_str(),
+                            target.nodes()
+                        )
+                    })?;
+            // Names the mode and the nodes, never credentials.
+            tracing::info!(
+                store_mode = target.mode.as_str(),
+                store_nodes = %target.nodes(),
+                store_tls = target.urls.iter().any(|u| u.starts_with("rediss://")),
+                one_script_checks = store.checks_in_one_script(),
+                "redis store connected"
+            );
+            Arc::new(store)
         }
         StoreKind::Memory => {
             tracing::warn!("memory store: every verification is lost on restart");
             Arc::new(MemoryStore::new())
         }
     })
+}
+
+/// The Redis target of a validated `[store]`: its mode, URLs, credentials from the
+/// environment and the `[store.tls]` files read.
+///
+/// # Errors
+/// A URL is missing for the mode, or a TLS file cannot be read.
+pub fn redis_target(store: &StoreConfig) -> anyhow::Result<RedisTarget> {
+    let mut target = match store.mode {
+        StoreMode::Single => RedisTarget::single(
+            store
+                .url
+                .clone()
+                .context("store.url is required for the redis store")?,
+        ),
+        StoreMode::Cluster => RedisTarget::cluster(store.urls.clone()),
+        StoreMode::Sentinel => RedisTarget::sentinel(
+            store.urls.clone(),
+            store
+                .service_name
+                .clone()
+                .context("store.service_name is required in mode sentinel")?,
+        ),
+    };
+    target.username.clone_from(&store.username);
+    target.password = store
+        .password
+        .as_ref()
+        .map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
+    target.sentinel_password = store
+        .sentinel_password
+        .as_ref()
+        .map(|p| zeroize::Zeroizing::new(p.expose().to_owned()));
+    if let Some(tls) = &store.tls {
+        let read = |p: &std::path::Path, key: &str| {
+            std::fs::read(p)
+                .with_context(|| format!("store.tls.{key}: cannot read {}", p.display()))
+        };
+        if let Some(ca) = &tls.ca_file {
+            target.tls.ca_pem = Some(read(ca, "ca_file")?);
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            target.tls.client_cert_pem = Some(read(cert, "cert_file")?);
+            target.tls.client_key_pem = Some(zeroize::Zeroizing::new(read(key, "key_file")?));
+        }
+    }
+    Ok(target)
 }
 
 /// Builds the issuer of `config` as it would listen on `local_addr`.

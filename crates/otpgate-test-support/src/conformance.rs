@@ -47,6 +47,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     queue_hands_out_best_first(&store).await;
     queue_is_bounded_and_requeue_is_idempotent(&store).await;
     concurrent_dequeues_hand_each_send_once(&store).await;
+    claims_are_won_once_and_kept_until_their_ttl(&store).await;
 }
 
 /// The system time, Unix ms.
@@ -1201,4 +1202,55 @@ pub async fn concurrent_dequeues_hand_each_send_once(store: &Arc<dyn Store>) {
     }
     seen.extend(drain(store).await.into_iter().map(|q| q.key));
     assert_eq!(seen, keys, "every entry handed out once");
+}
+
+/// `claim` stores for one caller among racers and answers the others the value; `put`
+/// replaces; `forget` frees; a value past its TTL is gone.
+pub async fn claims_are_won_once_and_kept_until_their_ttl(store: &Arc<dyn Store>) {
+    let key = fresh_id("idem:");
+    let t = now();
+    let answers = race(store, RACERS, |store| {
+        let key = key.clone();
+        async move {
+            let mine = fresh_id("v");
+            let got = store.claim(&key, &mine, 60_000, t).await.expect("claim");
+            (mine, got)
+        }
+    })
+    .await;
+    let winners: Vec<_> = answers.iter().filter(|(_, got)| got.is_none()).collect();
+    assert_eq!(winners.len(), 1, "exactly one caller claims");
+    let won = winners[0].0.clone();
+    assert!(
+        answers
+            .iter()
+            .all(|(_, got)| got.as_deref().is_none_or(|v| v == won)),
+        "the others are answered the winner's value"
+    );
+    store.put(&key, "answer", 60_000, now()).await.expect("put");
+    assert_eq!(
+        store
+            .claim(&key, "late", 60_000, now())
+            .await
+            .expect("claim"),
+        Some("answer".to_owned())
+    );
+    store.forget(&key).await.expect("forget");
+    store.forget(&key).await.expect("forget twice");
+    assert_eq!(
+        store
+            .claim(&key, "again", 1_000, now())
+            .await
+            .expect("claim"),
+        None
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        store
+            .claim(&key, "after", 60_000, now())
+            .await
+            .expect("claim"),
+        None,
+        "past its TTL the value is gone"
+    );
 }

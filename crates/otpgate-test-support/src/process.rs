@@ -58,7 +58,7 @@ pub fn free_port() -> u16 {
 
 /// The environment variables `otpgate serve` reads that a test must not inherit from the
 /// shell running it (a test sets the ones it wants through `env`).
-const SERVE_ENV: [&str; 11] = [
+const SERVE_ENV: [&str; 18] = [
     "OTPGATE_CONFIG",
     "OTPGATE_TRUSTED_PROXIES",
     "OTPGATE_TRUST_FORWARDED_FOR",
@@ -66,6 +66,13 @@ const SERVE_ENV: [&str; 11] = [
     "OTPGATE_DATA_DIR",
     "OTPGATE_STORE",
     "OTPGATE_REDIS_URL",
+    "OTPGATE_REDIS_URL_FILE",
+    "OTPGATE_REDIS_USERNAME",
+    "OTPGATE_REDIS_USERNAME_FILE",
+    "OTPGATE_REDIS_PASSWORD",
+    "OTPGATE_REDIS_PASSWORD_FILE",
+    "OTPGATE_REDIS_SENTINEL_PASSWORD",
+    "OTPGATE_REDIS_SENTINEL_PASSWORD_FILE",
     "OTPGATE_RECEIPT_KEY",
     "OTPGATE_CODE_KEY",
     "OTPGATE_POW_KEY",

@@ -14,6 +14,7 @@
 //! ([`crate::client_addr`]).
 
 pub mod error;
+pub mod idempotency;
 pub mod openapi;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -124,8 +125,17 @@ pub fn router(state: ApiState, options: RouterOptions, extra: Router) -> Router 
                 .is_ok_and(|o| origins.iter().any(|allowed| allowed.matches(o)))
         }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, REQUEST_ID])
-        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            REQUEST_ID,
+            HeaderName::from_static(idempotency::HEADER),
+        ])
+        .expose_headers([
+            REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static(idempotency::REPLAYED),
+        ])
         .max_age(Duration::from_secs(600));
     api.layer(DefaultBodyLimit::max(options.body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -333,14 +343,17 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 /// Starts a verification and sends the code.
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
     request_body = openapi::StartRequestDoc,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, random per operation: the same key with the same body within 24 h gets the first successful answer again (`Idempotent-Replayed: true`) and sends nothing; with another body, 422 `idempotency_key_reused`; a refusal is not kept (a retry after 428 with the solution goes through)")),
     responses(
         (status = 201, description = "Started; the SMS is on its way", body = openapi::VerificationDoc,
             headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Bad input: `invalid_json`, `invalid_request` (wrong type, unknown field), `invalid_phone` (not E.164, not a number valid for its region in libphonenumber's metadata, or the country code written twice), `unknown_country_code`, `unknown_app`, `invalid_locale`, or a refused proof of work", body = openapi::ErrorDoc),
         (status = 401, description = "Invalid API key (`Authorization: Bearer` given but not valid)", body = openapi::ErrorDoc),
         (status = 403, description = "`destination_not_allowed`: a valid number outside the allowed regions or number types, or in a blocked range (one answer for every class; the class is logged, audited and counted, not answered); or `pow_replayed`", body = openapi::ErrorDoc),
+        (status = 409, description = "`conflict`: a request with the same `Idempotency-Key` is still running (`Retry-After`)", body = openapi::ErrorDoc),
         (status = 413, description = "Body too large", body = openapi::ErrorDoc),
         (status = 415, description = "Content-Type is not application/json", body = openapi::ErrorDoc),
+        (status = 422, description = "`idempotency_key_reused`: the `Idempotency-Key` was used with another request", body = openapi::ErrorDoc),
         (status = 428, description = "Proof of work required (`challenge` in the body)", body = openapi::ErrorDoc),
         (status = 429, description = "`rate_limited` (a budget: phone, IP, prefix, global), `too_many_starts` (codes to this number from this address), `number_locked` (too many wrong codes for this number across verifications: a trusted caller, or the wait); each with `Retry-After`", body = openapi::ErrorDoc,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -353,18 +366,25 @@ async fn start(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: StartRequest = json_body(&headers, &body)?;
-    let input = StartInput {
-        phone: req.phone,
-        app: req.app,
-        locale: req.locale,
-        pow: req.pow,
+    let key = idempotency::key_of(&headers)?;
+    let request = serde_json::to_vec(&req).unwrap_or_default();
+    let service = &state.service;
+    let op = async {
+        let input = StartInput {
+            phone: req.phone,
+            app: req.app,
+            locale: req.locale,
+            pow: req.pow,
+        };
+        let view = shown_to(service.start(input, &meta).await?, &meta);
+        Ok(idempotency::Answer {
+            status: StatusCode::CREATED,
+            location: Some(format!("/v1/verifications/{}", view.id)),
+            body: serde_json::to_string(&view).unwrap_or_default(),
+        })
     };
-    let view = shown_to(state.service.start(input, &meta).await?, &meta);
-    let mut res = (StatusCode::CREATED, Json(&view)).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/verifications/{}", view.id)) {
-        res.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(res)
+    let now = service.clock().now_ms();
+    idempotency::once(service.store().as_ref(), now, key, ("start", &request), op).await
 }
 
 /// The state of a verification, with the delivery state kept current.
@@ -426,7 +446,7 @@ struct ResendRequest {
 
 /// Sends a new code that replaces the old one.
 #[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
-    params(openapi::IdParam),
+    params(openapi::IdParam, ("Idempotency-Key" = Option<String>, Header, description = "As for a start: a retried resend with the same key sends nothing more")),
     request_body(content = Option<openapi::ResendRequestDoc>, description = "Optional (an empty body is fine): a solved proof of work"),
     responses(
         (status = 200, description = "A new code was sent", body = openapi::VerificationDoc),
@@ -434,7 +454,8 @@ struct ResendRequest {
         (status = 401, description = "Invalid API key", body = openapi::ErrorDoc),
         (status = 403, description = "`destination_not_allowed`: the destination is no longer allowed (the policy changed since the start)", body = openapi::ErrorDoc),
         (status = 404, description = "Unknown or malformed id", body = openapi::ErrorDoc),
-        (status = 409, description = "Already used, or another resend in progress", body = openapi::ErrorDoc),
+        (status = 409, description = "Already used, another resend in progress, or a request with the same `Idempotency-Key` still running", body = openapi::ErrorDoc),
+        (status = 422, description = "`idempotency_key_reused`", body = openapi::ErrorDoc),
         (status = 410, description = "Expired or cancelled", body = openapi::ErrorDoc),
         (status = 413, description = "Body too large", body = openapi::ErrorDoc),
         (status = 415, description = "A body that is not application/json", body = openapi::ErrorDoc),
@@ -455,8 +476,20 @@ async fn resend(
     } else {
         json_body::<Option<ResendRequest>>(&headers, &body)?.unwrap_or_default()
     };
-    let view = shown_to(state.service.resend(&id, req.pow, &meta).await?, &meta);
-    Ok(Json(view).into_response())
+    let key = idempotency::key_of(&headers)?;
+    let request = serde_json::to_vec(&req.pow).unwrap_or_default();
+    let service = &state.service;
+    let scope = format!("resend {id}");
+    let op = async {
+        let view = shown_to(service.resend(&id, req.pow, &meta).await?, &meta);
+        Ok(idempotency::Answer {
+            status: StatusCode::OK,
+            location: None,
+            body: serde_json::to_string(&view).unwrap_or_default(),
+        })
+    };
+    let now = service.clock().now_ms();
+    idempotency::once(service.store().as_ref(), now, key, (&scope, &request), op).await
 }
 
 /// Cancels a verification.

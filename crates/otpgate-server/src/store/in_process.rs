@@ -252,6 +252,45 @@ impl<E: Engine> Store for E {
         self.read(|st| u32::try_from(st.queue.len()).unwrap_or(u32::MAX))
     }
 
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(v) = self.read(|st| st.kv_get(key, now_ms).map(str::to_owned))? {
+            return Ok(Some(v));
+        }
+        let op = Op::Claim {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            until: now_ms.saturating_add(ttl_ms.max(1)),
+            now: now_ms,
+        };
+        answer!(self, op, Text(v) => v)
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let op = Op::Put {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            until: now_ms.saturating_add(ttl_ms.max(1)),
+            now: now_ms,
+        };
+        answer!(self, op, Unit => ())
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        answer!(self, Op::Forget { key: key.to_owned() }, Unit => ())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.healthy()
     }

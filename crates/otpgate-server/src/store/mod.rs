@@ -41,7 +41,7 @@ mod state;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisMode, RedisOptions, RedisStore, RedisTarget, RedisTls};
 
 /// How long a verification stays readable after its code expired (status answers
 /// `expired` meanwhile); every backend forgets it afterwards.
@@ -579,6 +579,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many sends wait.
     async fn queued_sends(&self) -> Result<u32, StoreError>;
+
+    /// Stores `value` under `key` until `ttl_ms` from `now_ms`, unless a live value is
+    /// there: answers that value (nothing written), or `None` when `value` was stored. Under
+    /// any concurrency one caller stores (idempotency keys claim their request with it).
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Stores `value` under `key` until `ttl_ms` from `now_ms`, replacing what is there.
+    async fn put(&self, key: &str, value: &str, ttl_ms: i64, now_ms: i64)
+    -> Result<(), StoreError>;
+
+    /// Forgets `key` (nothing when it is not there).
+    async fn forget(&self, key: &str) -> Result<(), StoreError>;
 
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;

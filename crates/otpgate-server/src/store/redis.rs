@@ -1,5 +1,10 @@
-//! The Redis store: several issuer instances share one Redis server. Redis Cluster and
-//! Sentinel are not supported yet: the client speaks to one node and follows no redirection.
+//! The Redis store: several issuer instances share one Redis, reached in one of three
+//! modes ([`RedisMode`]): one server (`single`), a Redis Cluster (`cluster`, through the
+//! redis crate's own cluster client: it follows MOVED/ASK and refreshes its slot map after
+//! a failover), or a primary with replicas watched by Sentinel (`sentinel`: the primary is
+//! found through the sentinels and found again when it stops answering or turns read-only,
+//! see [`RedisMode::Sentinel`]). `rediss://` URLs use TLS (rustls), with a private CA and a
+//! client certificate when given ([`RedisTls`]).
 //!
 //! # Atomicity
 //! Every operation that reads and changes state is ONE Lua script touching ONE key, so it
@@ -11,30 +16,48 @@
 //!   from the caller's `now` (so clock skew between issuers and Redis does not matter);
 //! - a budget counter: `<prefix>:b:{<key>}:<window length>:<window start>`, an integer
 //!   (checked against the limit, then INCR) expiring one window length after its window;
-//! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock).
+//! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock);
+//! - the send queue: `<prefix>:q:{sends}`, one sorted set (ZADD in a script, ZPOPMIN,
+//!   ZCARD: one key each);
+//! - the readiness probe: `<prefix>:ready:{probe}` (a `SET PX` by [`Store::ping`]).
 //!
 //! A check also counts the caller's check budget, whose key lives in another hash slot. On
-//! a single Redis server (`INFO cluster` says `cluster_enabled:0`, asked once at connect)
-//! budget and check are one script over both keys, one round trip; on a Cluster (or when
-//! `INFO` is refused) the budget is its own step first. Either way the budget is counted
-//! before the attempt, and a check refused for its budget counts no attempt.
+//! a single Redis server (mode `single` or `sentinel`, and `INFO cluster` says
+//! `cluster_enabled:0`, asked once at connect) budget and check are one script over both
+//! keys, one round trip; on a Cluster (or when `INFO` is refused) the budget is its own
+//! step first. Either way the budget is counted before the attempt, and a check refused
+//! for its budget counts no attempt.
 //!
 //! # Failures
 //! Every failure to reach Redis (refused, dropped, timed out after
-//! [`RedisOptions::op_timeout`]) is [`StoreError::Unavailable`], never a panic; the
-//! connection manager reconnects in the background. A write whose answer was lost may
-//! have been applied: budgets then count one unit too many (never too few), and an
-//! approval the caller did not see stays single use.
+//! [`RedisOptions::op_timeout`], a Cluster without a primary for the slot, a primary that
+//! turned replica) is [`StoreError::Unavailable`], never a panic; the connection
+//! reconnects in the background (single: the connection manager; cluster: the cluster
+//! client; sentinel: the next call asks the sentinels again). A write whose answer was
+//! lost may have been applied: budgets then count one unit too many (never too few), and
+//! an approval the caller did not see stays single use.
 //!
 //! # Durability
 //! As configured on the Redis server (AOF `appendfsync everysec` loses up to a second on
-//! a crash of the Redis host; use `always` or replicas with `WAIT` to do better).
+//! a crash of the Redis host). Replication is asynchronous: a failover (Cluster or
+//! Sentinel) may lose the last writes the old primary acknowledged and had not yet passed
+//! to its replica. `WAIT` (`wait_replicas`) is not built yet.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
+    RedisFuture, Script, TlsCertificates, TlsMode, Value,
+};
 
 use super::logic::Window;
 use super::{
@@ -65,20 +88,323 @@ impl Default for RedisOptions {
     }
 }
 
+/// How the store reaches Redis (`[store] mode`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum RedisMode {
+    /// One server: [`RedisTarget::urls`] holds its one URL.
+    Single,
+    /// A Redis Cluster: the URLs are seed nodes; the slot map is asked of them and kept
+    /// current by the redis crate's cluster client (MOVED/ASK, failovers).
+    Cluster,
+    /// A primary watched by Sentinel: the URLs are the sentinels, asked for the primary of
+    /// `service_name` at connect and again whenever the primary stops answering (refused,
+    /// dropped, timed out) or answers `READONLY` (it was demoted by a failover).
+    Sentinel {
+        /// The name the sentinels monitor the primary under.
+        service_name: String,
+    },
+}
+
+impl RedisMode {
+    /// `single`, `cluster` or `sentinel`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Cluster => "cluster",
+            Self::Sentinel { .. } => "sentinel",
+        }
+    }
+}
+
+/// TLS material for `rediss://` URLs, as PEM bytes. Without a CA the system's roots are
+/// trusted; with a client certificate and key, the client proves itself (mutual TLS).
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// The trust anchors (a private CA), PEM.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate chain, PEM (with [`RedisTls::client_key_pem`]).
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The client private key, PEM (a secret: never printed).
+    pub client_key_pem: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .field(
+                "client_key",
+                &self.client_key_pem.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl RedisTls {
+    fn certificates(&self) -> TlsCertificates {
+        TlsCertificates {
+            client_tls: match (&self.client_cert_pem, &self.client_key_pem) {
+                (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.to_vec(),
+                }),
+                _ => None,
+            },
+            root_cert: self.ca_pem.clone(),
+        }
+    }
+}
+
+/// Where the store connects, and as whom. Prints without credentials.
+#[derive(Clone)]
+pub struct RedisTarget {
+    /// The mode.
+    pub mode: RedisMode,
+    /// `redis://` or `rediss://` URLs: the server (single), seed nodes (cluster) or the
+    /// sentinels (sentinel).
+    pub urls: Vec<String>,
+    /// The user of the data nodes (ACL), when not in the URL.
+    pub username: Option<String>,
+    /// The password of the data nodes; overrides one in the URL.
+    pub password: Option<zeroize::Zeroizing<String>>,
+    /// The password of the sentinels (mode sentinel).
+    pub sentinel_password: Option<zeroize::Zeroizing<String>>,
+    /// TLS material for `rediss://` URLs (sentinel: for the sentinels and the data nodes).
+    pub tls: RedisTls,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("mode", &self.mode)
+            .field("nodes", &self.nodes())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl RedisTarget {
+    /// One server at `url` (`redis://[user:password@]host:port[/db]` or `rediss://`).
+    pub fn single(url: impl Into<String>) -> Self {
+        Self::new(RedisMode::Single, vec![url.into()])
+    }
+
+    /// A Cluster reached through `seeds`.
+    pub fn cluster(seeds: Vec<String>) -> Self {
+        Self::new(RedisMode::Cluster, seeds)
+    }
+
+    /// The primary of `service_name`, found through `sentinels`.
+    pub fn sentinel(sentinels: Vec<String>, service_name: impl Into<String>) -> Self {
+        Self::new(
+            RedisMode::Sentinel {
+                service_name: service_name.into(),
+            },
+            sentinels,
+        )
+    }
+
+    fn new(mode: RedisMode, urls: Vec<String>) -> Self {
+        Self {
+            mode,
+            urls,
+            username: None,
+            password: None,
+            sentinel_password: None,
+            tls: RedisTls::default(),
+        }
+    }
+
+    /// The nodes named by the URLs, `host:port` each (never credentials), comma-separated;
+    /// an unreadable URL shows as `?`.
+    pub fn nodes(&self) -> String {
+        self.urls
+            .iter()
+            .map(|u| {
+                u.as_str()
+                    .into_connection_info()
+                    .map_or_else(|_| "?".to_owned(), |i| i.addr().to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether the URLs use TLS (`rediss://`).
+    fn uses_tls(&self) -> bool {
+        self.urls.iter().any(|u| u.starts_with("rediss://"))
+    }
+
+    /// The URLs as connection infos, with the data nodes' credentials applied.
+    fn infos(&self) -> Result<Vec<ConnectionInfo>, StoreError> {
+        if self.urls.is_empty() {
+            return Err(unavailable("no URL given"));
+        }
+        if self.uses_tls() && self.urls.iter().any(|u| !u.starts_with("rediss://")) {
+            return Err(unavailable(
+                "the URLs mix redis:// and rediss://: use one scheme",
+            ));
+        }
+        self.urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                // The parse error could echo the URL (and a password in it): its kind only.
+                let info = u
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|e| unavailable(format!("invalid URL #{} ({:?})", i + 1, e.kind())))?;
+                Ok(self.with_credentials(info))
+            })
+            .collect()
+    }
+
+    fn with_credentials(&self, info: ConnectionInfo) -> ConnectionInfo {
+        if self.username.is_none() && self.password.is_none() {
+            return info;
+        }
+        let mut redis = info.redis_settings().clone();
+        if let Some(u) = &self.username {
+            redis = redis.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            redis = redis.set_password(p.as_str());
+        }
+        info.set_redis_settings(redis)
+    }
+}
+
+/// The connection of one mode; cheap to clone (one shared connection underneath).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut con) = s.connection().await?;
+                let r = con.req_packed_command(cmd).await;
+                if let Err(e) = &r {
+                    s.failed(generation, e);
+                }
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut con) = s.connection().await?;
+                let r = con.req_packed_commands(cmd, offset, count).await;
+                if let Err(e) = &r {
+                    s.failed(generation, e);
+                }
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(_) => 0,
+        }
+    }
+}
+
+/// The small reconnect layer over the crate's sentinel client: one multiplexed connection
+/// to the primary, dropped when it fails in a way a failover explains (connection refused
+/// or dropped, I/O error, timeout, `READONLY`), so that the next call asks the sentinels
+/// for the primary again.
+struct SentinelConn {
+    client: tokio::sync::Mutex<SentinelClient>,
+    current: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    config: AsyncConnectionConfig,
+}
+
+impl SentinelConn {
+    async fn connection(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let mut client = self.client.lock().await;
+        // Another call may have found the primary while this one waited.
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let con = client
+            .get_async_connection_with_config(&self.config)
+            .await?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some((generation, con.clone()));
+        }
+        Ok((generation, con))
+    }
+
+    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Forgets the connection `generation` when `e` says the primary may have moved.
+    fn failed(&self, generation: u64, e: &redis::RedisError) {
+        let moved = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if !moved {
+            return;
+        }
+        if let Ok(mut current) = self.current.lock()
+            && current.as_ref().is_some_and(|(g, _)| *g == generation)
+        {
+            tracing::warn!(error = %e, "redis: the primary failed; asking the sentinels again");
+            *current = None;
+        }
+    }
+}
+
 /// The Redis [`Store`] (see the module docs).
 #[derive(Clone)]
 pub struct RedisStore {
-    con: ConnectionManager,
+    con: Conn,
     prefix: String,
     op_timeout: Duration,
     /// A single server (not a Cluster): scripts may touch keys of different hash slots.
     single_node: bool,
+    mode: &'static str,
 }
 
 impl std::fmt::Debug for RedisStore {
     // The URL may carry a password: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("mode", &self.mode)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -248,6 +574,15 @@ end
 return 1
 ";
 
+/// KEYS[1] the value; ARGV: the value to store, its TTL (ms). Answers the live value, or
+/// stores ARGV[1] and answers nil.
+const CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
 /// How long past its newest deadline the send queue is kept (for a dequeue to report
 /// the entries that missed it).
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -277,6 +612,7 @@ struct Scripts {
     add_to_budget: Script,
     refund_budget: Script,
     enqueue_send: Script,
+    claim: Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
@@ -291,13 +627,14 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
         add_to_budget: Script::new(ADD_TO_BUDGET),
         refund_budget: Script::new(REFUND_BUDGET),
         enqueue_send: Script::new(ENQUEUE_SEND),
+        claim: Script::new(CLAIM),
     }
 });
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS is
-    /// not enabled in this build) with default timeouts; every key starts with
-    /// `key_prefix` (several deployments can share one Redis).
+    /// Connects to one server at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS with the system's roots) with default timeouts; every key
+    /// starts with `key_prefix` (several deployments can share one Redis).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL is invalid, the prefix is empty or holds
@@ -315,36 +652,145 @@ impl RedisStore {
         key_prefix: &str,
         opts: RedisOptions,
     ) -> Result<Self, StoreError> {
+        Self::connect_to(&RedisTarget::single(url), key_prefix, opts).await
+    }
+
+    /// Connects to `target` in its mode (see [`RedisMode`]), then writes the readiness
+    /// probe once: a store that cannot take writes (a replica, a Cluster without a primary
+    /// for the probe's slot) is refused.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when a URL is invalid, the URLs do not fit the mode
+    /// (single: exactly one), the TLS material does not parse, the prefix is empty or
+    /// holds `{`/`}`, or Redis does not answer within [`RedisOptions::op_timeout`]. No
+    /// message carries a password.
+    pub async fn connect_to(
+        target: &RedisTarget,
+        key_prefix: &str,
+        opts: RedisOptions,
+    ) -> Result<Self, StoreError> {
         if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
             return Err(unavailable(
                 "key prefix must be non-empty and contain no '{' or '}'",
             ));
         }
-        // The parse error could echo the URL (and a password in it): keep only its kind.
-        let client = redis::Client::open(url)
-            .map_err(|e| unavailable(format!("invalid URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.op_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let con = tokio::time::timeout(
-            opts.op_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| unavailable("connect timed out"))?
-        .map_err(unavailable)?;
+        let infos = target.infos()?;
+        if target.uses_tls() {
+            // One provider in the build (aws-lc-rs); installing it makes the choice explicit
+            // for the redis crate's `ClientConfig::builder()`. Already installed is fine.
+            let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let connect = Self::open(target, infos, &opts);
+        let con = tokio::time::timeout(opts.op_timeout.max(opts.connect_timeout), connect)
+            .await
+            .map_err(|_| unavailable("connect timed out"))??;
         let mut store = Self {
             con,
             prefix: key_prefix.to_owned(),
             op_timeout: opts.op_timeout,
             single_node: false,
+            mode: target.mode.as_str(),
         };
         store.ping().await?;
-        store.single_node = !opts.one_slot_per_script && store.is_single_node().await;
+        store.single_node = !opts.one_slot_per_script
+            && target.mode != RedisMode::Cluster
+            && store.is_single_node().await;
         Ok(store)
+    }
+
+    async fn open(
+        target: &RedisTarget,
+        infos: Vec<ConnectionInfo>,
+        opts: &RedisOptions,
+    ) -> Result<Conn, StoreError> {
+        let tls = target.uses_tls();
+        match &target.mode {
+            RedisMode::Single => {
+                let [info] = <[ConnectionInfo; 1]>::try_from(infos)
+                    .map_err(|_| unavailable("mode single takes exactly one URL"))?;
+                let client = if tls {
+                    redis::Client::build_with_tls(info, target.tls.certificates())
+                } else {
+                    redis::Client::open(info)
+                }
+                .map_err(|e| unavailable(format!("bad connection settings ({:?})", e.kind())))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.op_timeout))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                let con = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(Conn::Single(con))
+            }
+            RedisMode::Cluster => {
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(opts.connect_timeout)
+                    .response_timeout(opts.op_timeout)
+                    .retries(3)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500);
+                if tls {
+                    builder = builder
+                        .tls(TlsMode::Secure)
+                        .certs(target.tls.certificates());
+                }
+                let client = builder.build().map_err(|e| {
+                    unavailable(format!(
+                        "bad cluster settings ({:?}: {})",
+                        e.kind(),
+                        e.category()
+                    ))
+                })?;
+                let con = client.get_async_connection().await.map_err(unavailable)?;
+                Ok(Conn::Cluster(con))
+            }
+            RedisMode::Sentinel { service_name } => {
+                let addrs: Vec<ConnectionAddr> = infos.iter().map(|i| i.addr().clone()).collect();
+                let mut builder =
+                    SentinelClientBuilder::new(addrs, service_name, SentinelServerType::Master)
+                        .map_err(unavailable)?;
+                if let Some(u) = &target.username {
+                    builder = builder.set_client_to_redis_username(u);
+                }
+                if let Some(p) = &target.password {
+                    builder = builder.set_client_to_redis_password(p.as_str());
+                }
+                if let Some(p) = &target.sentinel_password {
+                    builder = builder.set_client_to_sentinel_password(p.as_str());
+                }
+                if tls {
+                    builder = builder
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                        .set_client_to_sentinel_certificates(target.tls.certificates())
+                        .set_client_to_redis_tls_mode(TlsMode::Secure)
+                        .set_client_to_redis_certificates(target.tls.certificates());
+                }
+                let client = builder
+                    .build()
+                    .map_err(|e| unavailable(format!("bad sentinel settings ({:?})", e.kind())))?;
+                // The layer's own timeout stays below the operation's, so that a primary
+                // that hangs is seen failing (and forgotten) before the call gives up.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.op_timeout.mul_f32(0.75)));
+                let layer = Arc::new(SentinelConn {
+                    client: tokio::sync::Mutex::new(client),
+                    current: std::sync::Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                    config,
+                });
+                layer.connection().await.map_err(unavailable)?;
+                Ok(Conn::Sentinel(layer))
+            }
+        }
+    }
+
+    /// The mode it was connected in: `single`, `cluster` or `sentinel`.
+    pub fn mode(&self) -> &'static str {
+        self.mode
     }
 
     /// Whether a check and its budget run as one script (one round trip): on a single
@@ -379,6 +825,11 @@ impl RedisStore {
             ttl_ms: (w.purge_at() - now_ms).max(1),
             retry_after_ms: w.retry_after(now_ms),
         }
+    }
+
+    /// A claimed or stored value ([`Store::claim`], [`Store::put`]).
+    fn kv_key(&self, key: &str) -> String {
+        format!("{}:k:{{{key}}}", self.prefix)
     }
 
     /// The send queue: one sorted set (one hash slot).
@@ -761,15 +1212,62 @@ impl Store for RedisStore {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    async fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let args = [value.to_owned(), ttl_ms.max(1).to_string()];
+        match self.eval(&SCRIPTS.claim, self.kv_key(key), &args).await? {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            other => Err(StoreError::Corrupt(format!(
+                "redis: unexpected claim answer {other:?}"
+            ))),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: i64,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.kv_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let _: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(())
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.kv_key(key));
+        let _: i64 = self.bounded(cmd.query_async(&mut con)).await?;
+        Ok(())
+    }
+
+    /// Writes the readiness probe (`SET <prefix>:ready:{probe} 1 PX 10000`): fails while
+    /// the store cannot take writes (down, a replica, a Cluster refusing the probe's slot).
     async fn ping(&self) -> Result<(), StoreError> {
         let mut con = self.con.clone();
-        let pong: String = self
-            .bounded(redis::cmd("PING").query_async(&mut con))
-            .await?;
-        if pong == "PONG" {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}:ready:{{probe}}", self.prefix))
+            .arg(1)
+            .arg("PX")
+            .arg(10_000);
+        let ok: String = self.bounded(cmd.query_async(&mut con)).await?;
+        if ok == "OK" {
             Ok(())
         } else {
-            Err(unavailable(format!("unexpected PING answer {pong}")))
+            Err(unavailable(format!("unexpected SET answer {ok}")))
         }
     }
 }

@@ -82,6 +82,21 @@ pub(crate) enum Op {
     Dequeue {
         max: u32,
     },
+    Claim {
+        key: String,
+        value: String,
+        until: i64,
+        now: i64,
+    },
+    Put {
+        key: String,
+        value: String,
+        until: i64,
+        now: i64,
+    },
+    Forget {
+        key: String,
+    },
 }
 
 impl Op {
@@ -91,7 +106,10 @@ impl Op {
             Self::Create(r) => r.created_at_ms,
             // A delivery time may come from a phone's clock: it never moves the store's.
             // Neither does the queue (a send queued again keeps its first time).
-            Self::Delivery { .. } | Self::Enqueue { .. } | Self::Dequeue { .. } => i64::MIN,
+            Self::Delivery { .. }
+            | Self::Enqueue { .. }
+            | Self::Dequeue { .. }
+            | Self::Forget { .. } => i64::MIN,
             Self::Open { now, .. }
             | Self::Check { now, .. }
             | Self::Rotate { now, .. }
@@ -100,7 +118,9 @@ impl Op {
             | Self::TakeMany { now, .. }
             | Self::Refund { now, .. }
             | Self::Add { now, .. }
-            | Self::Once { now, .. } => *now,
+            | Self::Once { now, .. }
+            | Self::Claim { now, .. }
+            | Self::Put { now, .. } => *now,
         }
     }
 
@@ -126,6 +146,7 @@ pub(crate) enum Answer {
     Budget(Budget),
     Budgets(Budgets),
     Sends(Vec<QueuedSend>),
+    Text(Option<String>),
 }
 
 /// A budget counter: (purge at, window length, key); the purge time identifies the window.
@@ -173,6 +194,7 @@ pub(crate) struct Dirty {
     budgets: HashSet<BudgetKey>,
     once: HashSet<String>,
     queue: HashSet<QueueKey>,
+    kv: HashSet<String>,
 }
 
 impl Dirty {
@@ -181,6 +203,7 @@ impl Dirty {
             && self.budgets.is_empty()
             && self.once.is_empty()
             && self.queue.is_empty()
+            && self.kv.is_empty()
     }
 }
 
@@ -205,6 +228,7 @@ pub(crate) struct Changes {
     pub(crate) budgets: Vec<(BudgetKey, Option<u32>)>,
     pub(crate) once: Vec<(String, Option<i64>)>,
     pub(crate) queue: Vec<(QueueKey, Option<QueuedSend>)>,
+    pub(crate) kv: Vec<(String, Option<(i64, String)>)>,
     pub(crate) now_ms: i64,
 }
 
@@ -217,6 +241,8 @@ pub(crate) struct State {
     pub(crate) once: HashMap<String, i64>,
     /// Sends waiting for phone capacity, in the order they are handed out.
     pub(crate) queue: BTreeMap<QueueKey, QueuedSend>,
+    /// key → (until, exclusive; value): [`super::Store::claim`] and `put`.
+    pub(crate) kv: HashMap<String, (i64, String)>,
     /// The store's clock: the latest `now` applied.
     pub(crate) now_ms: i64,
     /// The keys changed since the last [`State::take_changes`], when tracked.
@@ -475,6 +501,32 @@ impl State {
                 }
                 Answer::Sends(taken)
             }
+            Op::Claim {
+                key,
+                value,
+                until,
+                now: at,
+            } => match self.kv.get(key.as_str()) {
+                Some((u, v)) if *u > *at => Answer::Text(Some(v.clone())),
+                _ => {
+                    self.set_kv(key, *until, value);
+                    Answer::Text(None)
+                }
+            },
+            Op::Put {
+                key, value, until, ..
+            } => {
+                self.set_kv(key, *until, value);
+                Answer::Unit
+            }
+            Op::Forget { key } => {
+                if self.kv.remove(key.as_str()).is_some() {
+                    self.mark(|d| {
+                        d.kv.insert(key.clone());
+                    });
+                }
+                Answer::Unit
+            }
             Op::Once { key, ttl, now: at } => match self.once.get(key.as_str()) {
                 Some(u) if *u > *at => Answer::Bool(false),
                 _ => {
@@ -489,6 +541,21 @@ impl State {
         })
     }
 
+    fn set_kv(&mut self, key: &str, until: i64, value: &str) {
+        self.kv.insert(key.to_owned(), (until, value.to_owned()));
+        self.mark(|d| {
+            d.kv.insert(key.to_owned());
+        });
+    }
+
+    /// A live value of the key-value map at `now`.
+    pub(crate) fn kv_get(&self, key: &str, now: i64) -> Option<&str> {
+        self.kv
+            .get(key)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Forgets everything past its retention at `now`.
     pub(crate) fn sweep(&mut self, now: i64) {
         let Self {
@@ -496,22 +563,25 @@ impl State {
             budgets,
             once,
             queue,
+            kv,
             dirty,
             ..
         } = self;
         let before = (records.len(), budgets.len(), once.len());
-        let (d_records, d_budgets, d_once, mut d_queue) = match dirty {
+        let (d_records, d_budgets, d_once, mut d_queue, d_kv) = match dirty {
             Some(d) => (
                 Some(&mut d.records),
                 Some(&mut d.budgets),
                 Some(&mut d.once),
                 Some(&mut d.queue),
+                Some(&mut d.kv),
             ),
-            None => (None, None, None, None),
+            None => (None, None, None, None, None),
         };
         retain_noting(records, d_records, |_, r| logic::purge_at(r) > now);
         retain_noting(budgets, d_budgets, |k, _| k.0 > now);
         retain_noting(once, d_once, |_, until| *until > now);
+        retain_noting(kv, d_kv, |_, (until, _)| *until > now);
         queue.retain(|k, send| {
             let kept = send.deadline_ms.saturating_add(QUEUE_GRACE_MS) > now;
             if !kept && let Some(d) = d_queue.as_deref_mut() {
@@ -574,6 +644,14 @@ impl State {
                 .map(|k| {
                     let q = self.queue.get(&k).cloned();
                     (k, q)
+                })
+                .collect(),
+            kv: dirty
+                .kv
+                .into_iter()
+                .map(|k| {
+                    let v = self.kv.get(&k).cloned();
+                    (k, v)
                 })
                 .collect(),
             now_ms: self.now_ms,

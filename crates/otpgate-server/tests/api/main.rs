@@ -11,6 +11,7 @@ mod api_flow;
 mod api_security;
 mod bombing;
 mod destinations;
+mod idempotency;
 mod policy_gates;
 mod serve_audit_anchor;
 mod serve_config;

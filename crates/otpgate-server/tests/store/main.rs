@@ -5,3 +5,4 @@
 mod store_conformance;
 mod store_crash;
 mod store_redis;
+mod store_redis_modes;

@@ -175,7 +175,8 @@ async fn instances_share_state() {
     assert_eq!(other.get(&rec.id).await.expect("get"), None);
 }
 
-/// Keys carry hash tags and expire: records at expiry + grace, budgets after their window.
+/// Keys carry hash tags and expire: records at expiry + grace, budgets after their window,
+/// the readiness probe after 10 s.
 #[tokio::test]
 async fn keys_are_tagged_and_expire() {
     let redis = TestRedis::start();
@@ -209,6 +210,8 @@ async fn keys_are_tagged_and_expire() {
         vec![
             format!("{prefix}:b:{{ip:1.2.3.4}}:60000:{start}"),
             format!("{prefix}:o:{{evt-1}}"),
+            // The readiness probe written at connect (and by every /readyz).
+            format!("{prefix}:ready:{{probe}}"),
             format!("{prefix}:v:{{v_keys}}"),
         ]
     );
@@ -235,6 +238,8 @@ async fn keys_are_tagged_and_expire() {
     );
     let once_ttl = ttl(format!("{prefix}:o:{{evt-1}}")).await;
     assert!(once_ttl > 0 && once_ttl <= 5_000, "once TTL {once_ttl}");
+    let probe_ttl = ttl(format!("{prefix}:ready:{{probe}}")).await;
+    assert!(probe_ttl > 0 && probe_ttl <= 10_000, "probe TTL {probe_ttl}");
 
     // A record that is not valid JSON is reported corrupt, not a panic.
     let _: () = redis::cmd("SET")

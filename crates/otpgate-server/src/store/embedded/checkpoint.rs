@@ -22,6 +22,8 @@ pub(super) const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once")
 /// (priority, queued at, key) → the queued send as JSON.
 pub(super) const QUEUE: TableDefinition<(u16, i64, &str), &[u8]> =
     TableDefinition::new("send_queue");
+/// key → (until, value): claims and stored answers (idempotency keys).
+pub(super) const KV: TableDefinition<&str, (i64, &str)> = TableDefinition::new("kv");
 /// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch the file holds).
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 /// Purge indexes of layout 1 (dropped when such a file is opened).
@@ -83,6 +85,17 @@ pub(super) fn write_checkpoint(
                 }
                 None => {
                     queue.remove((*priority, *at, key.as_str()))?;
+                }
+            }
+        }
+        let mut kv = txn.open_table(KV)?;
+        for (key, entry) in &changes.kv {
+            match entry {
+                Some((until, value)) => {
+                    kv.insert(key.as_str(), (*until, value.as_str()))?;
+                }
+                None => {
+                    kv.remove(key.as_str())?;
                 }
             }
         }

@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
 use super::checkpoint::{
-    BUDGETS, LAYOUT, META, OLD_INDEXES, ONCE, QUEUE, RECORDS, write_checkpoint,
+    BUDGETS, KV, LAYOUT, META, OLD_INDEXES, ONCE, QUEUE, RECORDS, write_checkpoint,
 };
 use super::segments::{new_segment, segments};
 use super::unavailable;
@@ -120,6 +120,10 @@ fn load(db: &Database) -> Result<(State, u64), StoreError> {
         })?;
         each_row(&txn, ONCE, |key, until| {
             state.once.insert(key.to_owned(), until);
+            Ok(())
+        })?;
+        each_row(&txn, KV, |key, (until, value)| {
+            state.kv.insert(key.to_owned(), (until, value.to_owned()));
             Ok(())
         })?;
         each_row(&txn, QUEUE, |(priority, at, key), json| {
