@@ -50,6 +50,13 @@ bash scripts/build-pkg.sh
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+# The proxy that loses the first answer of each idempotent POST (the client's retry tests).
+node tests/support/drop-proxy.mjs --upstream "$OTPGATE_TEST_SERVER" >"$WORK/proxy.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q '^listening ' "$WORK/proxy.log" 2>/dev/null && break; sleep 0.1; done
+OTPGATE_TEST_DROP_PROXY=$(sed -n 's/^listening //p' "$WORK/proxy.log")
+[ -n "$OTPGATE_TEST_DROP_PROXY" ] || { cat "$WORK/proxy.log"; exit 1; }
+export OTPGATE_TEST_DROP_PROXY
 
 step "wasm tests (Node and headless Chromium)"
 cargo test -p otpgate --target wasm32-unknown-unknown

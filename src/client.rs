@@ -4,14 +4,24 @@
 //! `fetch` (browsers, Node >= 20, Deno, workerd and other workers: no `window`); a `fetch`
 //! passed in the options is called with the same `Request` instead. Bodies are serialized
 //! and answers decoded with serde (serde-wasm-bindgen over the runtime's `JSON.parse`) into
-//! the types of `crate::types`, from which the TypeScript types are generated; errors become `OtpError`s with the API's stable `code`, plus `status`,
-//! `retryAfter`, `attemptsLeft` and `requestId` when the issuer sent them. A start that is
-//! answered `pow_required` is retried once with the solved proof of work. Nothing sleeps
-//! behind the caller's back: a `Retry-After` is reported on the error.
+//! the types of `crate::types`, from which the TypeScript types are generated; errors become
+//! `OtpError`s with the API's stable `code`, plus `status`, `retryAfter`, `attemptsLeft` and
+//! `requestId` when the issuer sent them.
+//!
+//! Retries never send twice: every `start` and `resend` call draws an `Idempotency-Key`
+//! (16 bytes of the runtime's CSPRNG through `getrandom`, base64url) and sends it with each of
+//! its requests. A request that failed in transport (`network_error`: the answer may have been
+//! lost after the issuer sent the SMS) is sent once more with the same key and body, and the
+//! issuer replays its first answer instead of sending again. A start answered `pow_required` is
+//! retried once with the solved proof of work (same key: the issuer forgets a key whose request
+//! was refused). Nothing sleeps behind the caller's back: a `Retry-After` is reported on the
+//! error.
 
 use std::fmt;
 use std::rc::Rc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gloo_net::http::{Request, Response};
 use js_sys::{Function, Promise, Reflect};
 use otpgate_core::wire::ErrorCode;
@@ -121,6 +131,9 @@ impl OtpClient {
     /// Starts a verification: the issuer sends a code to `phone` (E.164). Options: `app`,
     /// `locale`. Resolves with the verification; rejects with the API's code (e.g.
     /// `rate_limited` with `retryAfter`, `destination_not_allowed`).
+    ///
+    /// The call carries a fresh `Idempotency-Key`; after a network error it is sent once more
+    /// with the same key, so a lost answer never costs a second SMS.
     #[wasm_bindgen(unchecked_return_type = "Promise<Verification>")]
     pub fn start(
         &self,
@@ -148,7 +161,8 @@ impl OtpClient {
     }
 
     /// Sends a new code (the old one stops working). Rejects with `resend_cooldown` (429)
-    /// and `retryAfter` inside the cooldown.
+    /// and `retryAfter` inside the cooldown. Like `start`, it carries a fresh
+    /// `Idempotency-Key` and is sent once more with it after a network error.
     #[wasm_bindgen(unchecked_return_type = "Promise<Verification>")]
     pub fn resend(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
         self.run(Op::Resend(id))
@@ -222,17 +236,20 @@ impl Inner {
         match op {
             Op::Start(phone, options) => self.start(phone, options).await,
             Op::Status(id) => self
-                .send(Method::Get, &path(&id, "")?, None, None)
+                .send(Method::Get, &path(&id, "")?, None, None, None)
                 .await?
                 .decode::<Verification>(),
             Op::Check(id, code) => self.check(&id, code).await,
-            Op::Resend(id) => self
-                .send(Method::Post, &path(&id, "/resend")?, None, None)
-                .await?
-                .decode::<Verification>(),
+            Op::Resend(id) => {
+                let path = path(&id, "/resend")?;
+                let key = idempotency_key()?;
+                self.post_idempotent(&path, None, &key, &mut false)
+                    .await?
+                    .decode::<Verification>()
+            }
             Op::Cancel(id) => {
                 let answer = self
-                    .send(Method::Delete, &path(&id, "")?, None, None)
+                    .send(Method::Delete, &path(&id, "")?, None, None, None)
                     .await?;
                 match answer.ok() && answer.body.trim().is_empty() {
                     true => Ok(JsValue::UNDEFINED),
@@ -252,17 +269,40 @@ impl Inner {
             locale: o.locale.as_deref(),
             pow: None,
         };
+        // One key for the whole call: the transport retry and the proof-of-work retry.
+        let key = idempotency_key()?;
+        let mut retried = false;
         let mut answer = self
-            .send(Method::Post, "/v1/verifications", Some(json(&body)?), None)
+            .post_idempotent(START, Some(json(&body)?), &key, &mut retried)
             .await?;
         if let Some(challenge) = answer.pow_challenge() {
             let nonce = crate::solve(&challenge, None)?;
             body.pow = Some(PowBody { challenge, nonce });
             answer = self
-                .send(Method::Post, "/v1/verifications", Some(json(&body)?), None)
+                .post_idempotent(START, Some(json(&body)?), &key, &mut retried)
                 .await?;
         }
         answer.decode::<Verification>()
+    }
+
+    /// A POST that sends an SMS, with `Idempotency-Key: key`: after a transport failure it is
+    /// sent once more, same key and body, unless `retried` says the call already did.
+    async fn post_idempotent(
+        &self,
+        path: &str,
+        body: Option<String>,
+        key: &str,
+        retried: &mut bool,
+    ) -> Result<Answer, JsValue> {
+        loop {
+            match self
+                .send(Method::Post, path, body.clone(), None, Some(key))
+                .await
+            {
+                Err(SendError::Network(_)) if !*retried => *retried = true,
+                other => return other.map_err(JsValue::from),
+            }
+        }
     }
 
     async fn check(&self, id: &JsValue, code: JsValue) -> Result<JsValue, JsValue> {
@@ -271,7 +311,7 @@ impl Inner {
             .filter(|c| c.len() <= 64)
             .ok_or_else(|| invalid("code must be a string"))?;
         let body = json(&CheckBody { code: &code })?;
-        self.send(Method::Post, &path(id, "/check")?, Some(body), None)
+        self.send(Method::Post, &path(id, "/check")?, Some(body), None, None)
             .await?
             .decode::<CheckResult>()
     }
@@ -293,7 +333,9 @@ impl Inner {
         .max(MIN_INTERVAL_MS);
         loop {
             abort_check(signal.as_ref())?;
-            let answer = self.send(Method::Get, &path, None, signal.as_ref()).await?;
+            let answer = self
+                .send(Method::Get, &path, None, signal.as_ref(), None)
+                .await?;
             let view: Verification = answer.typed()?;
             if view.delivery.state.is_terminal()
                 || view.status != crate::types::VerificationStatus::Pending
@@ -304,15 +346,16 @@ impl Inner {
         }
     }
 
-    /// One HTTP exchange through gloo-net. Transport failures become `network_error` (or
-    /// `aborted`).
+    /// One HTTP exchange through gloo-net, with `Idempotency-Key: key` if given. Transport
+    /// failures are [`SendError::Network`] (or `aborted`).
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
         signal: Option<&JsValue>,
-    ) -> Result<Answer, JsValue> {
+        key: Option<&str>,
+    ) -> Result<Answer, SendError> {
         let url = format!("{}{path}", self.base);
         let mut builder = match method {
             Method::Get => Request::get(&url),
@@ -323,6 +366,9 @@ impl Inner {
         if let Some(key) = &self.api_key {
             builder = builder.header("authorization", &format!("Bearer {key}"));
         }
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
         builder = builder.abort_signal(signal.map(JsCast::unchecked_ref));
         let request = match body {
             Some(body) => builder
@@ -330,7 +376,7 @@ impl Inner {
                 .body(body),
             None => builder.build(),
         }
-        .map_err(|e| invalid(&format!("cannot build the request: {e}")))?;
+        .map_err(|e| SendError::Other(invalid(&format!("cannot build the request: {e}"))))?;
         let response = match &self.fetch {
             None => request.send().await.map_err(transport)?,
             Some(fetch) => fetch_with(fetch, request).await?,
@@ -349,8 +395,40 @@ impl Inner {
     }
 }
 
+/// The path of `POST` start.
+const START: &str = "/v1/verifications";
+
+/// A fresh `Idempotency-Key`: 16 bytes (128 bits) of the runtime's CSPRNG
+/// (`crypto.getRandomValues` through `getrandom`), base64url without padding (22 characters).
+///
+/// # Errors
+/// `internal` when the runtime has no CSPRNG (never so in browsers, Node >= 20 or workers).
+pub(crate) fn idempotency_key() -> Result<String, JsValue> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| otp_error(ErrorCode::Internal, &format!("no random numbers: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why [`Inner::send`] got no answer.
+enum SendError {
+    /// The request or its answer was lost in transport (`network_error`): the issuer may or
+    /// may not have seen it.
+    Network(JsValue),
+    /// Anything else (`aborted`, a request that cannot be built, `bad_response`).
+    Other(JsValue),
+}
+
+impl From<SendError> for JsValue {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Network(e) | SendError::Other(e) => e,
+        }
+    }
+}
+
 /// Sends `request` with a `fetch` given in the options.
-async fn fetch_with(fetch: &Function, request: Request) -> Result<Response, JsValue> {
+async fn fetch_with(fetch: &Function, request: Request) -> Result<Response, SendError> {
     let raw: web_sys::Request = request.into();
     let pending = fetch
         .call1(&JsValue::UNDEFINED, &raw)
@@ -359,10 +437,10 @@ async fn fetch_with(fetch: &Function, request: Request) -> Result<Response, JsVa
         .await
         .map_err(js_transport)?;
     if !response.is_object() {
-        return Err(otp_error(
+        return Err(SendError::Other(otp_error(
             ErrorCode::BadResponse,
             "options.fetch did not resolve with a Response",
-        ));
+        )));
     }
     Ok(Response::from(
         response.unchecked_into::<web_sys::Response>(),
@@ -486,7 +564,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, JsValue> {
 }
 
 /// A transport failure of gloo-net: `aborted` for an `AbortError`, else `network_error`.
-fn transport(err: gloo_net::Error) -> JsValue {
+fn transport(err: gloo_net::Error) -> SendError {
     match err {
         gloo_net::Error::JsError(e) => failure(&e.name, &e.message),
         other => failure("", &other.to_string()),
@@ -494,7 +572,7 @@ fn transport(err: gloo_net::Error) -> JsValue {
 }
 
 /// A transport failure of a `fetch` given in the options.
-fn js_transport(err: JsValue) -> JsValue {
+fn js_transport(err: JsValue) -> SendError {
     let text = |key: &str| {
         Reflect::get(&err, &key.into())
             .ok()
@@ -504,13 +582,13 @@ fn js_transport(err: JsValue) -> JsValue {
     failure(&text("name"), &text("message"))
 }
 
-fn failure(name: &str, message: &str) -> JsValue {
+fn failure(name: &str, message: &str) -> SendError {
     match name {
-        "AbortError" => otp_error(ErrorCode::Aborted, "the request was aborted"),
-        _ => otp_error(
+        "AbortError" => SendError::Other(otp_error(ErrorCode::Aborted, "the request was aborted")),
+        _ => SendError::Network(otp_error(
             ErrorCode::NetworkError,
             &format!("could not reach the issuer: {message}"),
-        ),
+        )),
     }
 }
 
