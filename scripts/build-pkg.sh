@@ -61,6 +61,10 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
 node scripts/tools/minify-names.mjs "$WORK/web/otpgate.js" "$WORK/names.json" \
   "$WORK/otpgate_bg.wasm" "$WORK/glue.js"
 
+# The named wasm (before wasm-opt) for scripts/size.sh's breakdown by crate.
+mkdir -p "$TARGET_DIR/otpgate-pkg"
+cp "$WORK/web/otpgate_bg.wasm" "$TARGET_DIR/otpgate-pkg/otpgate_bg.named.wasm"
+
 VERSION=$(cargo metadata -q --no-deps --format-version 1 |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const p=JSON.parse(s).packages.find(p=>p.name==="otpgate");process.stdout.write(p.version)})')
 
