@@ -53,13 +53,11 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
   echo "build-pkg: the web and nodejs wasm differ; cannot share one otpgate_bg.wasm" >&2
   exit 1
 }
-# -Oz, and wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them,
-# in the wasm and again in the glue) replaced by short ones: the glue is rewritten from
-# wasm-opt's mapping and checked against the module (scripts/tools/minify-names.mjs).
-"$WASM_OPT" -Oz --strip-debug --strip-producers --minify-imports-and-exports-and-modules \
-  "$WORK/web/otpgate_bg.wasm" -o "$WORK/otpgate_bg.wasm" >"$WORK/names.json"
-node scripts/tools/minify-names.mjs "$WORK/web/otpgate.js" "$WORK/names.json" \
-  "$WORK/otpgate_bg.wasm" "$WORK/glue.js"
+"$WASM_OPT" -Oz --strip-debug --strip-producers "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
+# wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them, in the wasm
+# and again in the glue) shortened in both, checked against each other (exports unchanged).
+node scripts/tools/minify-names.mjs "$WORK/opt.wasm" "$WORK/web/otpgate.js" \
+  "$WORK/otpgate_bg.wasm" "$WORK/glue.js" >/dev/null
 
 # The named wasm (before wasm-opt) for scripts/size.sh's breakdown by crate.
 mkdir -p "$TARGET_DIR/otpgate-pkg"
@@ -77,7 +75,8 @@ cp "$WORK/otpgate_bg.wasm" "$OUT/"
   --outfile="$OUT/otpgate.js"
 # Trailing option bags are optional in JS; wasm-bindgen types `Option<JsValue>` parameters
 # as required, so mark them `?` (the names and types come from src/, see unchecked_param_type).
-sed -E 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
+sed -E -e 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
+  -e 's/\btrunk: string \| undefined\)/trunk?: string)/' \
   "$WORK/web/otpgate.d.ts" >"$OUT/otpgate.d.ts"
 cp pkg-template/node.mjs pkg-template/node.d.ts "$OUT/"
 cp pkg-template/README.md "$OUT/"
