@@ -75,8 +75,12 @@ cp "$WORK/otpgate_bg.wasm" "$OUT/"
   --outfile="$OUT/otpgate.js"
 # Trailing option bags are optional in JS; wasm-bindgen types `Option<JsValue>` parameters
 # as required, so mark them `?` (the names and types come from src/, see unchecked_param_type).
+# `[Symbol.dispose]()` is left out of the typings (the method is there): it needs
+# `lib: esnext.disposable`, and a strict project with the usual ES2022 lib and no
+# skipLibCheck would fail on it; `free()` does the same.
 sed -E -e 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
   -e 's/\btrunk: string \| undefined\)/trunk?: string)/' \
+  -e '/^    \[Symbol\.dispose\]\(\): void;$/d' \
   "$WORK/web/otpgate.d.ts" >"$OUT/otpgate.d.ts"
 cp pkg-template/node.mjs pkg-template/node.d.ts "$OUT/"
 cp pkg-template/README.md "$OUT/"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis),
-# the wasm tests in Node and headless Chromium against a real `otpgate serve`, the npm
-# package test, the browser end-to-end tests and the workerd tests. Exits non-zero on any
+# the wasm tests in Node and headless Chromium against a real `otpgate serve` (and through a
+# proxy that loses answers), the npm package test, a fresh Vite app built with the package,
+# the browser end-to-end tests and the workerd tests. Exits non-zero on any
 # failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,9 @@ cargo test -p otpgate --target wasm32-unknown-unknown
 
 step "npm package (packed tarball through the exports map, typings)"
 (cd tests-node && node --test)
+
+step "a fresh Vite app with the package (tsc --strict, vite build, the page in Chromium)"
+(cd tests/vite && node --test)
 
 step "browser end-to-end (playwright-core + Chromium)"
 (cd e2e && node --test)
