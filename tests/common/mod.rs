@@ -235,6 +235,24 @@ fn verify_app_hash_checks_tokens() {
     );
     let err = otpgate::verify_app_hash(sms.into(), "short".into()).expect_err("malformed");
     assert_eq!(code_of(&err), "invalid_argument");
+    // As the package README says: a whitespace-separated token anywhere (the hash_line
+    // layout puts it before the origin-bound line, which must stay last), never a substring.
+    let hash_line = "Your code is 123456\nkFUwfusCq/+\n@shop.example #123456";
+    assert_eq!(
+        otpgate::verify_app_hash(hash_line.into(), "kFUwfusCq/+".into()),
+        Ok(true)
+    );
+    for inside in [
+        "Your code is 123456 xkFUwfusCq/+",
+        "Your code is 123456 kFUwfusCq/+x",
+        "@shop.example #123456kFUwfusCq/+",
+    ] {
+        assert_eq!(
+            otpgate::verify_app_hash(inside.into(), "kFUwfusCq/+".into()),
+            Ok(false),
+            "{inside}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- receipts

@@ -317,7 +317,12 @@ mod tests {
             .1;
         let listed: Vec<&str> = union
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("| \"")?.strip_suffix('"'))
+            .filter_map(|l| {
+                l.trim()
+                    .trim_end_matches(';')
+                    .strip_prefix("| \"")?
+                    .strip_suffix('"')
+            })
             .collect();
         let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(listed, all);
