@@ -32,6 +32,9 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; the
   cargo install -q wasm-bindgen-cli --version "$WBG"
 fi
 
+# twiggy: scripts/size.sh's breakdown of the package's wasm by crate.
+command -v twiggy >/dev/null 2>&1 || { echo "setup: cargo install twiggy"; cargo install -q twiggy; }
+
 # JavaScript tools, test drivers and benchmarks: one npm workspace (package.json: scripts/tools,
 # tests-node, e2e, examples/edge-worker, bench/js), pinned by the one package-lock.json.
 # Installed again when the lock file is newer than the last install or a package is missing

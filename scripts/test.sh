@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis),
-# the wasm tests in Node and headless Chromium against a real `otpgate serve`, the npm
-# package test, the browser end-to-end tests (the demo page and the operator console), the
-# deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits non-zero on any
+# the wasm tests in Node and headless Chromium against a real `otpgate serve` (and through a
+# proxy that loses answers), the npm package test, a fresh Vite app built with the package,
+# the browser end-to-end tests (the demo page and the operator console), the deploy/ checks
+# (systemd unit, Prometheus rules) and the workerd tests. Exits non-zero on any
 # failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,13 @@ bash scripts/build-pkg.sh
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+# The proxy that loses the first answer of each idempotent POST (the client's retry tests).
+node tests/support/drop-proxy.mjs --upstream "$OTPGATE_TEST_SERVER" >"$WORK/proxy.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q '^listening ' "$WORK/proxy.log" 2>/dev/null && break; sleep 0.1; done
+OTPGATE_TEST_DROP_PROXY=$(sed -n 's/^listening //p' "$WORK/proxy.log")
+[ -n "$OTPGATE_TEST_DROP_PROXY" ] || { cat "$WORK/proxy.log"; exit 1; }
+export OTPGATE_TEST_DROP_PROXY
 
 step "deploy/: systemd unit (systemd-analyze) and Prometheus alert rules (promtool)"
 bash scripts/check-deploy.sh "$OTPGATE_TEST_SERVER"
@@ -62,6 +70,9 @@ cargo test -p otpgate --target wasm32-unknown-unknown
 
 step "npm package (packed tarball through the exports map, typings)"
 (cd tests-node && node --test)
+
+step "a fresh Vite app with the package (tsc --strict, vite build, the page in Chromium)"
+(cd tests/vite && node --test)
 
 step "browser end-to-end (playwright-core + Chromium)"
 (cd e2e && node --test)
