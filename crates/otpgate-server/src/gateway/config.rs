@@ -180,6 +180,14 @@ pub struct DeviceConfig {
     /// every message, number and code included, cross the network in clear). Refused without.
     #[serde(default)]
     pub danger_allow_http: bool,
+    /// A local phone's HTTPS: the PEM file of the CA that signed its certificate (then the
+    /// only trust anchors for this device).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A local phone's HTTPS: its public key pinned, `sha256/<base64>` of the SHA-256 of the
+    /// certificate's SubjectPublicKeyInfo (a self-signed certificate on the LAN).
+    #[serde(default)]
+    pub cert_pin: Option<String>,
     /// Literal secrets (dev mode and tests; never read from a file).
     #[serde(skip)]
     pub(crate) literal: LiteralSecrets,
@@ -223,6 +231,8 @@ impl DeviceConfig {
             region: None,
             timeout_ms: None,
             danger_allow_http: false,
+            ca_file: None,
+            cert_pin: None,
             literal: LiteralSecrets::default(),
         }
     }
@@ -415,6 +425,26 @@ impl GatewaysConfig {
             }
             if d.sim.is_some_and(|s| !(1..=3).contains(&s)) {
                 return Err(format!("{}: must be 1..3", at("sim")));
+            }
+            if d.ca_file.is_some() || d.cert_pin.is_some() {
+                if d.ca_file.is_some() && d.cert_pin.is_some() {
+                    return Err(format!(
+                        "{}: give ca_file or cert_pin, not both",
+                        at("cert_pin")
+                    ));
+                }
+                if !d.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+                    return Err(format!(
+                        "{}: ca_file and cert_pin are for an https:// url",
+                        at("url")
+                    ));
+                }
+                if let Some(pin) = &d.cert_pin {
+                    super::tls::Pin::parse(pin).map_err(|r| format!("{}: {r}", at("cert_pin")))?;
+                }
+                if let Some(ca) = &d.ca_file {
+                    super::tls::read_ca_file(ca).map_err(|r| format!("{}: {r}", at("ca_file")))?;
+                }
             }
             let needs_url = !matches!(d.kind, Kind::MultiOtp | Kind::Sns);
             match &d.url {

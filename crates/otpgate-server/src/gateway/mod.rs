@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod onboard;
 pub mod pool;
 pub mod queue;
+pub mod tls;
 mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};

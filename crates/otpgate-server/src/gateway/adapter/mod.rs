@@ -176,15 +176,35 @@ pub trait Adapter: Send + Sync + 'static {
 }
 
 /// The HTTP client of a device (its timeout, otpgate's user agent).
+/// With `ca_file` its CAs are the only roots; with `cert_pin` only that key is accepted (both
+/// were validated with the configuration: a file that became unreadable since is logged and
+/// trusts nothing, never the system roots).
 pub(crate) fn client(dev: &DeviceConfig) -> reqwest::Client {
     let timeout = Duration::from_millis(dev.timeout_ms.unwrap_or(5_000).clamp(100, 60_000));
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(3)))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("otpgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+        .user_agent(concat!("otpgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(pin) = dev.cert_pin.as_deref() {
+        match crate::gateway::tls::Pin::parse(pin) {
+            Ok(pin) => b = b.tls_backend_preconfigured(crate::gateway::tls::pinned_config(pin)),
+            Err(e) => {
+                tracing::error!(device = %dev.name, error = %e, "gateway: bad cert_pin");
+                b = b.tls_certs_only(Vec::new());
+            }
+        }
+    } else if let Some(ca) = dev.ca_file.as_deref() {
+        let certs = crate::gateway::tls::read_ca_file(ca).unwrap_or_else(|e| {
+            tracing::error!(device = %dev.name, error = %e, "gateway: bad ca_file");
+            Vec::new()
+        });
+        b = b.tls_certs_only(certs);
+    }
+    b.build().unwrap_or_else(|e| {
+        tracing::error!(device = %dev.name, error = %e, "gateway: HTTP client not built");
+        reqwest::Client::new()
+    })
 }
 
 /// The base of an sms-gate.app device's API: the phone's own server in local mode, the
