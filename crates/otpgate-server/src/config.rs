@@ -1243,6 +1243,15 @@ impl Config {
                 ));
             }
         }
+        if !self.gateways.is_empty() {
+            self.gateways.validate().map_err(|r| {
+                let (k, reason) = r
+                    .split_once(": ")
+                    .map(|(k, r)| (k.to_owned(), r.to_owned()))
+                    .unwrap_or(("gateways".into(), r));
+                invalid(k, reason)
+            })?;
+        }
         self.policy.validate().map_err(|r| {
             let (k, reason) = r
                 .split_once(": ")

@@ -689,7 +689,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::Tls
 
 /// A listener that hands axum finished TLS connections. Handshakes run in their own tasks
 /// (with a deadline), so a slow or hostile client never holds up accepting others.
-struct TlsListener {
+pub struct TlsListener {
     rx: tokio::sync::mpsc::Receiver<(
         tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
         SocketAddr,
@@ -698,7 +698,9 @@ struct TlsListener {
 }
 
 impl TlsListener {
-    fn new(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+    /// Accepts on `listener` and hands out the connections whose handshake with `acceptor`
+    /// finished (within 10 s).
+    pub fn new(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Self {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));

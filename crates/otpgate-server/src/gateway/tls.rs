@@ -50,7 +50,9 @@ impl Pin {
     pub fn of_certificate(der: &[u8]) -> Result<Self, String> {
         let (_, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|e| format!("unreadable certificate: {e}"))?;
-        Ok(Self(Sha256::digest(cert.tbs_certificate.subject_pki.raw).into()))
+        Ok(Self(
+            Sha256::digest(cert.tbs_certificate.subject_pki.raw).into(),
+        ))
     }
 }
 
@@ -59,8 +61,7 @@ impl Pin {
 /// # Errors
 /// The file cannot be read or holds no certificate.
 pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
     if certs.is_empty() {
@@ -161,7 +162,10 @@ mod tests {
         let a = rcgen::generate_simple_self_signed(vec!["phone.local".into()]).unwrap();
         let b = rcgen::generate_simple_self_signed(vec!["phone.local".into()]).unwrap();
         let pa = Pin::of_certificate(a.cert.der()).unwrap();
-        let expect: [u8; 32] = Sha256::digest(a.signing_key.public_key_der()).into();
+        let expect: [u8; 32] = Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(
+            &a.signing_key,
+        ))
+        .into();
         assert_eq!(pa.0, expect, "the pin is the SHA-256 of the SPKI");
         assert_ne!(pa, Pin::of_certificate(b.cert.der()).unwrap());
         assert!(Pin::of_certificate(b"not a certificate").is_err());

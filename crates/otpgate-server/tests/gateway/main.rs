@@ -7,5 +7,6 @@ mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
 mod gateways_onboarding;
+mod phone_tls;
 mod sns_moto;
 mod webhook_binding;
