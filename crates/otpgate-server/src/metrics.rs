@@ -24,6 +24,8 @@ pub struct Metrics {
     destination_refusals: Family<Labels, Counter>,
     http: Family<Labels, Histogram>,
     pow_difficulty: Gauge<i64, AtomicI64>,
+    store_ops: Family<Labels, Histogram>,
+    store_errors: Family<Labels, Counter>,
     extra: std::sync::OnceLock<ExtraMetrics>,
 }
 
@@ -54,6 +56,10 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
         );
         let pow_difficulty = Gauge::<i64, AtomicI64>::default();
+        let store_ops = Family::<Labels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))) as fn() -> Histogram,
+        );
+        let store_errors = Family::<Labels, Counter>::default();
         registry.register(
             "verifications",
             "Verification starts and their terminal outcomes, by outcome",
@@ -80,6 +86,16 @@ impl Metrics {
             "Current proof-of-work difficulty, bits",
             pow_difficulty.clone(),
         );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store operation latency (failures included), by operation",
+            store_ops.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store operations that failed (unavailable, corrupt), by operation and kind",
+            store_errors.clone(),
+        );
         Self {
             registry,
             verifications,
@@ -88,6 +104,8 @@ impl Metrics {
             destination_refusals,
             http,
             pow_difficulty,
+            store_ops,
+            store_errors,
             extra: std::sync::OnceLock::new(),
         }
     }
@@ -137,6 +155,18 @@ impl Metrics {
         self.pow_difficulty.set(i64::from(bits));
     }
 
+    /// Observes one store operation (`op` is the store method's name).
+    pub fn store_op(&self, op: &'static str, seconds: f64, error: Option<&'static str>) {
+        self.store_ops
+            .get_or_create(&vec![("op", op.to_owned())])
+            .observe(seconds);
+        if let Some(kind) = error {
+            self.store_errors
+                .get_or_create(&vec![("op", op.to_owned()), ("kind", kind.to_owned())])
+                .inc();
+        }
+    }
+
     /// The registry, to register more metrics (the gateway pool's).
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -166,6 +196,12 @@ impl Metrics {
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
 
+impl crate::store::Observer for Metrics {
+    fn store_op(&self, op: &'static str, seconds: f64, error: Option<&'static str>) {
+        Self::store_op(self, op, seconds, error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +214,17 @@ mod tests {
         m.check("wrong_code");
         m.http("/v1/verifications", "POST", 201, 0.003);
         m.set_pow_difficulty(12);
+        m.store_op("check", 0.0004, None);
+        m.store_op("check", 0.8, Some("unavailable"));
         let text = m.render();
+        assert!(
+            text.contains("otpgate_store_operation_duration_seconds_count{op=\"check\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otpgate_store_errors_total{op=\"check\",kind=\"unavailable\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("otpgate_verifications_total{outcome=\"started\"} 2"),
             "{text}"

@@ -32,7 +32,8 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::service::{Service, ServiceParts};
 use crate::store::{
-    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, RedisTarget, Store,
+    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, Observed, RedisOptions,
+    RedisStore, RedisTarget, Store,
 };
 
 /// Resolves on SIGINT or SIGTERM.
@@ -101,22 +102,27 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         StoreKind::Redis => {
             let target = redis_target(&config.store)?;
-            let store =
-                RedisStore::connect_to(&target, &config.store.key_prefix, Default::default())
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot connect to Redis (mode {}, nodes {})",
-                            target.mode.as_str(),
-                            target.nodes()
-                        )
-                    })?;
+            let opts = RedisOptions {
+                wait_replicas: config.store.wait_replicas,
+                wait_timeout: Duration::from_millis(config.store.wait_timeout_ms),
+                ..RedisOptions::default()
+            };
+            let store = RedisStore::connect_to(&target, &config.store.key_prefix, opts)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot connect to Redis (mode {}, nodes {})",
+                        target.mode.as_str(),
+                        target.nodes()
+                    )
+                })?;
             // Names the mode and the nodes, never credentials.
             tracing::info!(
                 store_mode = target.mode.as_str(),
                 store_nodes = %target.nodes(),
                 store_tls = target.urls.iter().any(|u| u.starts_with("rediss://")),
                 one_script_checks = store.checks_in_one_script(),
+                wait_replicas = store.wait_replicas(),
                 "redis store connected"
             );
             Arc::new(store)
@@ -198,7 +204,8 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = KeyRing::load_or_create(&data_dir).context("cannot load the keys")?;
-    let store = open_store(config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(Observed::new(open_store(config).await?, metrics.clone()));
     let audit = if config.audit.enabled {
         Arc::new(
             AuditLog::open_with(&config.audit_path(), &keys, config.audit.durability)
@@ -235,7 +242,6 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         store.clone(),
         keys.pow_key().to_vec(),
     ));
-    let metrics = Arc::new(Metrics::new());
     let mut issuer_url = config.public_url();
     if config.server.public_url.is_none() && config.server.listen.port() == 0 {
         issuer_url = format!("http://{local_addr}");

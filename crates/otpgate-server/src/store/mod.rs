@@ -12,6 +12,8 @@
 //!   group commit.
 //! - [`RedisStore`] (`redis.rs`): one Lua script per operation on one
 //!   Redis server (keys hash-tagged per script).
+//! - [`Observed`] (`observed.rs`): any of them, each operation's latency and failures
+//!   reported to the issuer's metrics.
 //! - `logic.rs`: the rules of one verification and of budget windows, shared by all three
 //!   (Redis states the record rules again in Lua); `state.rs`: the in-memory state the memory
 //!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]
@@ -36,11 +38,13 @@ mod fixtures;
 mod in_process;
 mod logic;
 mod memory;
+mod observed;
 mod redis;
 mod state;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
+pub use observed::{Observed, Observer, failure_kind};
 pub use redis::{RedisMode, RedisOptions, RedisStore, RedisTarget, RedisTls};
 
 /// How long a verification stays readable after its code expired (status answers

@@ -41,7 +41,13 @@
 //! As configured on the Redis server (AOF `appendfsync everysec` loses up to a second on
 //! a crash of the Redis host). Replication is asynchronous: a failover (Cluster or
 //! Sentinel) may lose the last writes the old primary acknowledged and had not yet passed
-//! to its replica. `WAIT` (`wait_replicas`) is not built yet.
+//! to its replica. With [`RedisOptions::wait_replicas`] = N > 0 every write (verification
+//! opened, attempt counted, approval, budget unit, `once` key, queue entry, claim) goes
+//! out in one pipeline with `WAIT N timeout` on the same connection; the store answers only
+//! when N replicas confirmed it, else [`StoreError::Unavailable`] (the write may stand on
+//! the primary: a budget unit counted, an attempt spent, an approval the caller did not
+//! see; never a success that a failover to one of those replicas can take back). Reads
+//! do not wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +82,13 @@ pub struct RedisOptions {
     /// Keeps every script within one hash slot even on a single server, as on a Cluster (a
     /// check is then two round trips). Off by default; for a proxy that hides a Cluster.
     pub one_slot_per_script: bool,
+    /// `wait_replicas`: when above 0, every write is acknowledged only after `WAIT N`
+    /// confirmed it on this many replicas (sent with the write, on its connection: on a
+    /// Cluster to the master of the write's slot); fewer within
+    /// [`RedisOptions::wait_timeout`] is [`StoreError::Unavailable`].
+    pub wait_replicas: u32,
+    /// The `WAIT` timeout (`wait_timeout_ms`).
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -84,6 +97,8 @@ impl Default for RedisOptions {
             op_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             one_slot_per_script: false,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -398,6 +413,9 @@ pub struct RedisStore {
     /// A single server (not a Cluster): scripts may touch keys of different hash slots.
     single_node: bool,
     mode: &'static str,
+    /// Replicas every write waits for (`WAIT`), 0 for none.
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -602,32 +620,47 @@ struct BudgetSlot {
     retry_after_ms: i64,
 }
 
+/// A script and its text (sent with `EVAL` when the server does not know its hash).
+struct Lua {
+    script: Script,
+    body: String,
+}
+
+impl Lua {
+    fn new(body: String) -> Self {
+        Self {
+            script: Script::new(&body),
+            body,
+        }
+    }
+}
+
 struct Scripts {
-    check: Script,
-    check_with_budget: Script,
-    rotate: Script,
-    cancel: Script,
-    update_delivery: Script,
-    take_budget: Script,
-    add_to_budget: Script,
-    refund_budget: Script,
-    enqueue_send: Script,
-    claim: Script,
+    check: Lua,
+    check_with_budget: Lua,
+    rotate: Lua,
+    cancel: Lua,
+    update_delivery: Lua,
+    take_budget: Lua,
+    add_to_budget: Lua,
+    refund_budget: Lua,
+    enqueue_send: Lua,
+    claim: Lua,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
-    let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+    let record = |body: &str| Lua::new(format!("{PRELUDE}{body}"));
     Scripts {
         check: record(&format!("{CHECK_HEAD}{CHECK}")),
         check_with_budget: record(&format!("{TAKE_FN}{CHECK_WITH_BUDGET_HEAD}{CHECK}")),
         rotate: record(ROTATE),
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
-        take_budget: Script::new(&format!("{TAKE_FN}{TAKE_BUDGET}")),
-        add_to_budget: Script::new(ADD_TO_BUDGET),
-        refund_budget: Script::new(REFUND_BUDGET),
-        enqueue_send: Script::new(ENQUEUE_SEND),
-        claim: Script::new(CLAIM),
+        take_budget: Lua::new(format!("{TAKE_FN}{TAKE_BUDGET}")),
+        add_to_budget: Lua::new(ADD_TO_BUDGET.to_owned()),
+        refund_budget: Lua::new(REFUND_BUDGET.to_owned()),
+        enqueue_send: Lua::new(ENQUEUE_SEND.to_owned()),
+        claim: Lua::new(CLAIM.to_owned()),
     }
 });
 
@@ -690,8 +723,13 @@ impl RedisStore {
             op_timeout: opts.op_timeout,
             single_node: false,
             mode: target.mode.as_str(),
+            // The first probe does not wait for replicas: an issuer starts while they are
+            // away (and reports not ready, since every write then fails).
+            wait_replicas: 0,
+            wait_timeout: opts.wait_timeout,
         };
         store.ping().await?;
+        store.wait_replicas = opts.wait_replicas;
         store.single_node = !opts.one_slot_per_script
             && target.mode != RedisMode::Cluster
             && store.is_single_node().await;
@@ -852,30 +890,111 @@ impl RedisStore {
         }
     }
 
-    async fn eval(
-        &self,
-        script: &Script,
-        key: String,
-        args: &[String],
-    ) -> Result<Value, StoreError> {
+    async fn eval(&self, script: &Lua, key: String, args: &[String]) -> Result<Value, StoreError> {
         self.eval_keys(script, &[key], args).await
     }
 
+    /// Runs a script (a write): `EVALSHA`, `EVAL` when the server lacks it; with
+    /// `wait_replicas`, followed by `WAIT` (see [`RedisStore::write`]).
     async fn eval_keys(
         &self,
-        script: &Script,
+        script: &Lua,
         keys: &[String],
         args: &[String],
     ) -> Result<Value, StoreError> {
+        if self.wait_replicas == 0 {
+            let mut con = self.con.clone();
+            let mut inv = script.script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+            return self.bounded(inv.invoke_async(&mut con)).await;
+        }
+        let call = |verb: &str, what: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(what).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match self
+            .replicated(&call("EVALSHA", script.script.get_hash()))
+            .await
+        {
+            Err(Failed::Redis(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.write(&call("EVAL", &script.body)).await
+            }
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    /// Runs a write. With `wait_replicas` above 0, the write and `WAIT N timeout` go out as
+    /// one pipeline on one connection (the replication offset `WAIT` waits for is that
+    /// connection's; on a Cluster the pipeline goes to the master of the write's key, so
+    /// `WAIT` asks that master only): fewer replicas than N within the timeout is
+    /// [`StoreError::Unavailable`], even though the write may stand on the primary.
+    async fn write(&self, cmd: &Cmd) -> Result<Value, StoreError> {
+        if self.wait_replicas == 0 {
+            let mut con = self.con.clone();
+            return self.bounded(cmd.query_async(&mut con)).await;
+        }
+        self.replicated(cmd).await.map_err(StoreError::from)
+    }
+
+    /// `cmd` then `WAIT`, one pipeline, bounded by the operation and `WAIT` timeouts.
+    async fn replicated(&self, cmd: &Cmd) -> Result<Value, Failed> {
         let mut con = self.con.clone();
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k);
+        let wait_ms = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(wait_ms);
+        let answer: Vec<Value> = match tokio::time::timeout(
+            self.op_timeout + self.wait_timeout,
+            pipe.query_async(&mut con),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Failed::Redis)?,
+            Err(_) => return Err(Failed::Store(unavailable("timed out"))),
+        };
+        let mut it = answer.into_iter();
+        let (Some(value), Some(Value::Int(acked))) = (it.next(), it.next()) else {
+            return Err(Failed::Store(StoreError::Corrupt(
+                "redis: unexpected WAIT answer".into(),
+            )));
+        };
+        if acked < i64::from(self.wait_replicas) {
+            return Err(Failed::Store(unavailable(format!(
+                "WAIT: {acked} of {} replicas acknowledged the write within {wait_ms} ms",
+                self.wait_replicas
+            ))));
         }
-        for a in args {
-            inv.arg(a);
+        Ok(value)
+    }
+
+    /// Replicas every write waits for (0: none).
+    pub fn wait_replicas(&self) -> u32 {
+        self.wait_replicas
+    }
+}
+
+/// A failed write: Redis's own error (to tell `NOSCRIPT`), or the store's.
+enum Failed {
+    Redis(redis::RedisError),
+    Store(StoreError),
+}
+
+impl From<Failed> for StoreError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Redis(e) => unavailable(e),
+            Failed::Store(e) => e,
         }
-        self.bounded(inv.invoke_async(&mut con)).await
     }
 }
 
@@ -910,6 +1029,11 @@ fn record_of(v: Option<&Value>) -> Result<Record, StoreError> {
     }
 }
 
+/// A write's answer as `T`.
+fn decode<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
+    redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(format!("redis: {e}")))
+}
+
 fn int_of(v: &Value) -> Result<i64, StoreError> {
     match v {
         Value::Int(n) => Ok(*n),
@@ -925,14 +1049,13 @@ impl Store for RedisStore {
         let ttl = logic::purge_at(record)
             .saturating_sub(record.created_at_ms)
             .max(1);
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.record_key(&record.id))
             .arg(codec::encode(record))
             .arg("NX")
             .arg("PX")
             .arg(ttl);
-        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let set: Option<String> = decode(self.write(&cmd).await?)?;
         match set {
             Some(_) => Ok(()),
             None => Err(StoreError::Duplicate),
@@ -1154,14 +1277,13 @@ impl Store for RedisStore {
     }
 
     async fn once(&self, key: &str, ttl_ms: i64, _now_ms: i64) -> Result<bool, StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.once_key(key))
             .arg(1)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms.max(1));
-        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let set: Option<String> = decode(self.write(&cmd).await?)?;
         Ok(set.is_some())
     }
 
@@ -1189,10 +1311,9 @@ impl Store for RedisStore {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("ZPOPMIN");
         cmd.arg(self.queue_key()).arg(max);
-        let popped: Vec<(String, f64)> = self.bounded(cmd.query_async(&mut con)).await?;
+        let popped: Vec<(String, f64)> = decode(self.write(&cmd).await?)?;
         let mut sends = Vec::with_capacity(popped.len());
         for (entry, _) in popped {
             match serde_json::from_str(&entry) {
@@ -1236,34 +1357,31 @@ impl Store for RedisStore {
         ttl_ms: i64,
         _now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.kv_key(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms.max(1));
-        let _: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let _: Option<String> = decode(self.write(&cmd).await?)?;
         Ok(())
     }
 
     async fn forget(&self, key: &str) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.kv_key(key));
-        let _: i64 = self.bounded(cmd.query_async(&mut con)).await?;
+        let _: i64 = decode(self.write(&cmd).await?)?;
         Ok(())
     }
 
     /// Writes the readiness probe (`SET <prefix>:ready:{probe} 1 PX 10000`): fails while
     /// the store cannot take writes (down, a replica, a Cluster refusing the probe's slot).
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(format!("{}:ready:{{probe}}", self.prefix))
             .arg(1)
             .arg("PX")
             .arg(10_000);
-        let ok: String = self.bounded(cmd.query_async(&mut con)).await?;
+        let ok: String = decode(self.write(&cmd).await?)?;
         if ok == "OK" {
             Ok(())
         } else {

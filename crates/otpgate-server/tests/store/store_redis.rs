@@ -239,7 +239,10 @@ async fn keys_are_tagged_and_expire() {
     let once_ttl = ttl(format!("{prefix}:o:{{evt-1}}")).await;
     assert!(once_ttl > 0 && once_ttl <= 5_000, "once TTL {once_ttl}");
     let probe_ttl = ttl(format!("{prefix}:ready:{{probe}}")).await;
-    assert!(probe_ttl > 0 && probe_ttl <= 10_000, "probe TTL {probe_ttl}");
+    assert!(
+        probe_ttl > 0 && probe_ttl <= 10_000,
+        "probe TTL {probe_ttl}"
+    );
 
     // A record that is not valid JSON is reported corrupt, not a panic.
     let _: () = redis::cmd("SET")
