@@ -8,8 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, QueuedSend, Record,
-    RotateOutcome, Rotation, Staged, Store, StoreError,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, OutboxMessage, QueuedSend,
+    Record, RotateOutcome, Rotation, SendLease, Staged, Store, StoreError,
 };
 
 /// Where [`Observed`] reports.
@@ -242,6 +242,69 @@ impl Store for Observed {
 
     async fn ping(&self) -> Result<(), StoreError> {
         observed!(self, "ping", self.inner.ping())
+    }
+
+    async fn outbox_push(
+        &self,
+        outbox: &str,
+        message: &OutboxMessage,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        observed!(
+            self,
+            "outbox_push",
+            self.inner.outbox_push(outbox, message, max, now_ms)
+        )
+    }
+
+    async fn outbox_take(
+        &self,
+        outbox: &str,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        observed!(
+            self,
+            "outbox_take",
+            self.inner.outbox_take(outbox, max, now_ms)
+        )
+    }
+
+    async fn lease_put(&self, lease: &SendLease, now_ms: i64) -> Result<bool, StoreError> {
+        observed!(self, "lease_put", self.inner.lease_put(lease, now_ms))
+    }
+
+    async fn lease_renew(
+        &self,
+        owner: &str,
+        keys: &[String],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        observed!(
+            self,
+            "lease_renew",
+            self.inner.lease_renew(owner, keys, until_ms, now_ms)
+        )
+    }
+
+    async fn lease_release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        observed!(self, "lease_release", self.inner.lease_release(key, owner))
+    }
+
+    async fn lease_take_expired(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<SendLease>, StoreError> {
+        observed!(
+            self,
+            "lease_take_expired",
+            self.inner.lease_take_expired(owner, until_ms, max, now_ms)
+        )
     }
 }
 

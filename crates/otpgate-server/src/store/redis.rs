@@ -19,6 +19,10 @@
 //! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock);
 //! - the send queue: `<prefix>:q:{sends}`, one sorted set (ZADD in a script, ZPOPMIN,
 //!   ZCARD: one key each);
+//! - a polling phone's outbox: `<prefix>:mo:{<name, hex>}:q` (a sorted set by queue time)
+//!   and `:seen` (the ids ever put there, until they expire): one slot per outbox;
+//! - the leases of in-flight sends: `<prefix>:l:{leases}:b|o|t` (bodies, owners, times):
+//!   one slot;
 //! - the readiness probe: `<prefix>:ready:{probe}` (a `SET PX` by [`Store::ping`]).
 //!
 //! A check also counts the caller's check budget, whose key lives in another hash slot. On
@@ -67,8 +71,9 @@ use redis::{
 
 use super::logic::Window;
 use super::{
-    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, QueuedSend, RETENTION_GRACE_MS,
-    Record, RotateOutcome, Rotation, Store, StoreError, codec, logic,
+    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, OUTBOX_GRACE_MS, OutboxMessage,
+    QueuedSend, RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, SendLease, Store, StoreError,
+    codec, logic,
 };
 use otpgate_core::wire::Status;
 
@@ -601,6 +606,91 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
+/// KEYS: the outbox (a sorted set of message JSON by queue time), its remembered ids (id
+/// → until). ARGV: id, queue time, the message JSON, max, remember until, now, the keys'
+/// TTL (ms). Answers 1 when queued or seen before, 0 when full.
+const OUTBOX_PUSH: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+for i = 1, 2 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+end
+return 1
+";
+
+/// The leases: KEYS[1] key → body JSON, KEYS[2] key → owner, KEYS[3] key → until (a
+/// sorted set). ARGV: key, owner, until, body, now, the keys' TTL (ms). Answers 1 when
+/// written, 0 while another owner's lease is live.
+const LEASE_PUT: &str = r"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur and cur ~= ARGV[2] then
+  local u = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if u and tonumber(u) > tonumber(ARGV[5]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+for i = 1, 3 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+end
+return 1
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: owner, until, then the keys. Answers the keys not held.
+const LEASE_RENEW: &str = r"
+local lost = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: key, owner.
+const LEASE_RELEASE: &str = r"
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return 0
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: owner, until, max, now. Takes the leases whose time ran
+/// out, oldest first (those past their deadline are forgotten); answers their bodies.
+const LEASE_TAKE: &str = r"
+local now = tonumber(ARGV[4])
+local keys = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, k in ipairs(keys) do
+  local body = redis.call('HGET', KEYS[1], k)
+  if (not body) or cjson.decode(body).deadline_ms <= now then
+    redis.call('HDEL', KEYS[1], k)
+    redis.call('HDEL', KEYS[2], k)
+    redis.call('ZREM', KEYS[3], k)
+  else
+    redis.call('HSET', KEYS[2], k, ARGV[1])
+    redis.call('ZADD', KEYS[3], ARGV[2], k)
+    table.insert(out, body)
+  end
+end
+return out
+";
+
+/// A lease as Redis keeps it (owner and time beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LeaseBody {
+    key: String,
+    deadline_ms: i64,
+    body: String,
+}
+
 /// How long past its newest deadline the send queue is kept (for a dequeue to report
 /// the entries that missed it).
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -646,6 +736,11 @@ struct Scripts {
     refund_budget: Lua,
     enqueue_send: Lua,
     claim: Lua,
+    outbox_push: Lua,
+    lease_put: Lua,
+    lease_renew: Lua,
+    lease_release: Lua,
+    lease_take: Lua,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
@@ -661,6 +756,11 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
         refund_budget: Lua::new(REFUND_BUDGET.to_owned()),
         enqueue_send: Lua::new(ENQUEUE_SEND.to_owned()),
         claim: Lua::new(CLAIM.to_owned()),
+        outbox_push: Lua::new(OUTBOX_PUSH.to_owned()),
+        lease_put: Lua::new(LEASE_PUT.to_owned()),
+        lease_renew: Lua::new(LEASE_RENEW.to_owned()),
+        lease_release: Lua::new(LEASE_RELEASE.to_owned()),
+        lease_take: Lua::new(LEASE_TAKE.to_owned()),
     }
 });
 
@@ -873,6 +973,20 @@ impl RedisStore {
     /// The send queue: one sorted set (one hash slot).
     fn queue_key(&self) -> String {
         format!("{}:q:{{sends}}", self.prefix)
+    }
+
+    /// An outbox and its remembered ids (one hash slot: the outbox name, hex).
+    fn outbox_keys(&self, outbox: &str) -> [String; 2] {
+        let tag = hex::encode(outbox);
+        [
+            format!("{}:mo:{{{tag}}}:q", self.prefix),
+            format!("{}:mo:{{{tag}}}:seen", self.prefix),
+        ]
+    }
+
+    /// The leases: bodies, owners, times (one hash slot).
+    fn lease_keys(&self) -> [String; 3] {
+        ["b", "o", "t"].map(|k| format!("{}:l:{{leases}}:{k}", self.prefix))
     }
 
     fn once_key(&self, key: &str) -> String {
@@ -1371,6 +1485,139 @@ impl Store for RedisStore {
         cmd.arg(self.kv_key(key));
         let _: i64 = decode(self.write(&cmd).await?)?;
         Ok(())
+    }
+
+    async fn outbox_push(
+        &self,
+        outbox: &str,
+        message: &OutboxMessage,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let entry = serde_json::to_string(message)
+            .map_err(|e| StoreError::Corrupt(format!("outbox message: {e}")))?;
+        let until = message.expires_at_ms.saturating_add(OUTBOX_GRACE_MS);
+        let args = [
+            message.id.clone(),
+            message.queued_at_ms.to_string(),
+            entry,
+            max.to_string(),
+            until.to_string(),
+            now_ms.to_string(),
+            (until - now_ms).max(1).to_string(),
+        ];
+        let v = self
+            .eval_keys(&SCRIPTS.outbox_push, &self.outbox_keys(outbox), &args)
+            .await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    async fn outbox_take(
+        &self,
+        outbox: &str,
+        max: u32,
+        _now_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let [queue, _] = self.outbox_keys(outbox);
+        let mut cmd = redis::cmd("ZPOPMIN");
+        cmd.arg(queue).arg(max);
+        let popped: Vec<(String, f64)> = decode(self.write(&cmd).await?)?;
+        let mut out = Vec::with_capacity(popped.len());
+        for (entry, _) in popped {
+            match serde_json::from_str(&entry) {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::warn!(error = %e, "redis: unreadable outbox message dropped"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lease_put(&self, lease: &SendLease, now_ms: i64) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(&LeaseBody {
+            key: lease.key.clone(),
+            deadline_ms: lease.deadline_ms,
+            body: lease.body.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt(format!("send lease: {e}")))?;
+        let args = [
+            lease.key.clone(),
+            lease.owner.clone(),
+            lease.until_ms.to_string(),
+            body,
+            now_ms.to_string(),
+            (lease.deadline_ms.max(lease.until_ms) - now_ms)
+                .saturating_add(QUEUE_GRACE_MS)
+                .max(1)
+                .to_string(),
+        ];
+        let v = self
+            .eval_keys(&SCRIPTS.lease_put, &self.lease_keys(), &args)
+            .await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    async fn lease_renew(
+        &self,
+        owner: &str,
+        keys: &[String],
+        until_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![owner.to_owned(), until_ms.to_string()];
+        args.extend(keys.iter().cloned());
+        let v = self
+            .eval_keys(&SCRIPTS.lease_renew, &self.lease_keys(), &args)
+            .await?;
+        decode(v)
+    }
+
+    async fn lease_release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let args = [key.to_owned(), owner.to_owned()];
+        self.eval_keys(&SCRIPTS.lease_release, &self.lease_keys(), &args)
+            .await?;
+        Ok(())
+    }
+
+    async fn lease_take_expired(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<SendLease>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let args = [
+            owner.to_owned(),
+            until_ms.to_string(),
+            max.to_string(),
+            now_ms.to_string(),
+        ];
+        let bodies: Vec<String> = decode(
+            self.eval_keys(&SCRIPTS.lease_take, &self.lease_keys(), &args)
+                .await?,
+        )?;
+        bodies
+            .iter()
+            .map(|b| {
+                let l: LeaseBody = serde_json::from_str(b)
+                    .map_err(|e| StoreError::Corrupt(format!("redis: send lease: {e}")))?;
+                Ok(SendLease {
+                    key: l.key,
+                    owner: owner.to_owned(),
+                    until_ms,
+                    deadline_ms: l.deadline_ms,
+                    body: l.body,
+                })
+            })
+            .collect()
     }
 
     /// Writes the readiness probe (`SET <prefix>:ready:{probe} 1 PX 10000`): fails while
