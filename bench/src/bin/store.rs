@@ -2,6 +2,11 @@
 //!
 //! `cargo run --release -p otpgate-bench --bin store -- [embedded|redis|memory|all] [N] [CONCURRENCY]`
 //!
+//! `... -- replicated [N] [CONCURRENCY]`: the same work on a primary + replica watched by
+//! Sentinel and on a 6-node Cluster (3 masters, 3 replicas), each with `wait_replicas` 0
+//! then 1 (what `WAIT` costs), then the failover time of each: seconds from the SIGKILL of
+//! the primary (the master of the probed record's slot) to the first successful check.
+//!
 //! - "start": 1 `open` (4 budgets: phone, IP, prefix, global, and the record), as a
 //!   verification start does;
 //! - "check": 1 `check` with the per-IP check budget (count, compare, approve in one step), as a
@@ -19,7 +24,8 @@ use std::time::Instant;
 
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::store::{
-    BudgetRequest, Budgets, CheckOutcome, EmbeddedStore, MemoryStore, RedisStore, Store,
+    BudgetRequest, Budgets, CheckOutcome, EmbeddedStore, MemoryStore, RedisOptions, RedisStore,
+    RedisTarget, Store,
 };
 use otpgate_test_support::conformance::{fresh_id, right, sample_record};
 use otpgate_test_support::redis::TestRedis;
@@ -61,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
             st.checkpoint_micros as f64 / st.checkpoints.max(1) as f64 / 1e3
         );
     }
+    if which == "replicated" {
+        replicated(n, conc).await?;
+    }
     if which == "redis" || which == "all" {
         let redis = TestRedis::start();
         let store = RedisStore::connect(&redis.url, &fresh_id("bench"))
@@ -69,6 +78,75 @@ async fn main() -> anyhow::Result<()> {
         run("redis", Arc::new(store), n, conc).await;
     }
     Ok(())
+}
+
+/// Sentinel and Cluster, `wait_replicas` 0 and 1, then a failover of each.
+async fn replicated(n: usize, conc: usize) -> anyhow::Result<()> {
+    use otpgate_test_support::redis::{RedisCluster, RedisSentinel, SENTINEL_SERVICE};
+    let opts = |wait| RedisOptions {
+        wait_replicas: wait,
+        ..RedisOptions::default()
+    };
+    let mut group = RedisSentinel::start();
+    let sentinel = RedisTarget::sentinel(group.urls.clone(), SENTINEL_SERVICE);
+    let mut cluster = RedisCluster::start();
+    let seeds = RedisTarget::cluster(cluster.urls.clone());
+    for (name, target) in [("sentinel", &sentinel), ("cluster", &seeds)] {
+        for wait in [0, 1] {
+            let store = RedisStore::connect_to(target, &fresh_id("bench"), opts(wait))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            run(&format!("{name} w{wait}"), Arc::new(store), n, conc).await;
+        }
+    }
+    let quick = RedisOptions {
+        op_timeout: std::time::Duration::from_millis(800),
+        connect_timeout: std::time::Duration::from_millis(400),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect_to(&sentinel, &fresh_id("bench"), quick.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let rec = sample_record(&fresh_id("v_"), SystemClock.now_ms());
+    store.create(&rec).await.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    group.primary.kill9();
+    println!(
+        " sentinel: primary SIGKILLed; first successful check after {:.2} s",
+        first_check(&store, &rec.id).await
+    );
+    let store = RedisStore::connect_to(&seeds, &fresh_id("bench"), quick)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let rec = sample_record(&fresh_id("v_"), SystemClock.now_ms());
+    store.create(&rec).await.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    cluster.kill9(cluster.master_of(&format!("{{{}}}", rec.id)));
+    println!(
+        "  cluster: master of the record's slot SIGKILLed; first successful check after {:.2} s",
+        first_check(&store, &rec.id).await
+    );
+    Ok(())
+}
+
+/// Seconds until a (wrong) check on `id` is answered.
+async fn first_check(store: &RedisStore, id: &str) -> f64 {
+    let started = Instant::now();
+    let guess = otpgate_test_support::conformance::wrong();
+    loop {
+        if store
+            .check(id, &guess, None, SystemClock.now_ms())
+            .await
+            .is_ok()
+        {
+            return started.elapsed().as_secs_f64();
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no check answered within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn run(name: &str, store: Arc<dyn Store>, n: usize, conc: usize) {

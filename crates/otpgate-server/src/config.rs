@@ -297,7 +297,8 @@ pub struct StoreConfig {
     /// Mode `sentinel`: the name the sentinels monitor the primary under.
     #[serde(default)]
     pub service_name: Option<String>,
-    /// Writes acknowledged only after `WAIT N` (not built yet: only 0 is accepted).
+    /// Redis: above 0, every write is acknowledged only after `WAIT N` confirmed it on N
+    /// replicas within `wait_timeout_ms` (else the request answers 503); 0..=16.
     #[serde(default)]
     pub wait_replicas: u32,
     /// The `WAIT` timeout, ms (1..=60000).
@@ -983,13 +984,10 @@ impl Config {
                 "mixes redis:// and rediss://: use one scheme for every node".into(),
             ));
         }
-        if st.wait_replicas > 0 {
+        if st.wait_replicas > 16 {
             return Err(invalid(
                 "store.wait_replicas".into(),
-                "not built yet: acknowledging writes after WAIT comes with a later part of \
-                 issue 15; set 0 (replication stays asynchronous: a failover may lose the \
-                 last writes, see SECURITY.md)"
-                    .into(),
+                "must be 0..=16 (the replicas each write waits for)".into(),
             ));
         }
         if st.wait_timeout_ms == 0 || st.wait_timeout_ms > 60_000 {
@@ -1920,10 +1918,16 @@ app = "shop"
             "redis://",
         );
         refused(
-            &format!("{cluster}wait_replicas = 1\n"),
+            &format!("{cluster}wait_replicas = 17\n"),
             &[],
             "store.wait_replicas",
-            "not built yet",
+            "0..=16",
+        );
+        refused(
+            &format!("{cluster}wait_replicas = 1\nwait_timeout_ms = 0\n"),
+            &[],
+            "store.wait_timeout_ms",
+            "1..=60000",
         );
         refused("mode = \"ring\"\n", &[], "store.mode", "unknown variant");
         let err = Config::parse(

@@ -27,6 +27,8 @@ pub struct Metrics {
     anchor_last_success: Gauge<i64, AtomicI64>,
     anchor_failures: Counter,
     anchor_interval: Gauge<i64, AtomicI64>,
+    store_ops: Family<Labels, Histogram>,
+    store_errors: Family<Labels, Counter>,
     extra: std::sync::OnceLock<ExtraMetrics>,
 }
 
@@ -60,6 +62,10 @@ impl Metrics {
         let anchor_last_success = Gauge::<i64, AtomicI64>::default();
         let anchor_failures = Counter::default();
         let anchor_interval = Gauge::<i64, AtomicI64>::default();
+        let store_ops = Family::<Labels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))) as fn() -> Histogram,
+        );
+        let store_errors = Family::<Labels, Counter>::default();
         registry.register(
             "verifications",
             "Verification starts and their terminal outcomes, by outcome",
@@ -102,6 +108,16 @@ impl Metrics {
             "Seconds between audit anchor exports (0: no [audit] anchor sink)",
             anchor_interval.clone(),
         );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store operation latency (failures included), by operation",
+            store_ops.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store operations that failed (unavailable, corrupt), by operation and kind",
+            store_errors.clone(),
+        );
         Self {
             registry,
             verifications,
@@ -113,6 +129,8 @@ impl Metrics {
             anchor_last_success,
             anchor_failures,
             anchor_interval,
+            store_ops,
+            store_errors,
             extra: std::sync::OnceLock::new(),
         }
     }
@@ -177,6 +195,18 @@ impl Metrics {
         }
     }
 
+    /// Observes one store operation (`op` is the store method's name).
+    pub fn store_op(&self, op: &'static str, seconds: f64, error: Option<&'static str>) {
+        self.store_ops
+            .get_or_create(&vec![("op", op.to_owned())])
+            .observe(seconds);
+        if let Some(kind) = error {
+            self.store_errors
+                .get_or_create(&vec![("op", op.to_owned()), ("kind", kind.to_owned())])
+                .inc();
+        }
+    }
+
     /// The registry, to register more metrics (the gateway pool's).
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -206,6 +236,12 @@ impl Metrics {
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
 
+impl crate::store::Observer for Metrics {
+    fn store_op(&self, op: &'static str, seconds: f64, error: Option<&'static str>) {
+        Self::store_op(self, op, seconds, error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +254,17 @@ mod tests {
         m.check("wrong_code");
         m.http("/v1/verifications", "POST", 201, 0.003);
         m.set_pow_difficulty(12);
+        m.store_op("check", 0.0004, None);
+        m.store_op("check", 0.8, Some("unavailable"));
         let text = m.render();
+        assert!(
+            text.contains("otpgate_store_operation_duration_seconds_count{op=\"check\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otpgate_store_errors_total{op=\"check\",kind=\"unavailable\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("otpgate_verifications_total{outcome=\"started\"} 2"),
             "{text}"

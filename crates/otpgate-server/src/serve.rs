@@ -33,7 +33,8 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::service::{Service, ServiceParts};
 use crate::store::{
-    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, RedisStore, RedisTarget, Store,
+    DeliveryRecord, EmbeddedOptions, EmbeddedStore, MemoryStore, Observed, RedisOptions,
+    RedisStore, RedisTarget, Store,
 };
 
 /// Resolves on SIGINT or SIGTERM.
@@ -104,22 +105,27 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         StoreKind::Redis => {
             let target = redis_target(&config.store)?;
-            let store =
-                RedisStore::connect_to(&target, &config.store.key_prefix, Default::default())
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot connect to Redis (mode {}, nodes {})",
-                            target.mode.as_str(),
-                            target.nodes()
-                        )
-                    })?;
+            let opts = RedisOptions {
+                wait_replicas: config.store.wait_replicas,
+                wait_timeout: Duration::from_millis(config.store.wait_timeout_ms),
+                ..RedisOptions::default()
+            };
+            let store = RedisStore::connect_to(&target, &config.store.key_prefix, opts)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot connect to Redis (mode {}, nodes {})",
+                        target.mode.as_str(),
+                        target.nodes()
+                    )
+                })?;
             // Names the mode and the nodes, never credentials.
             tracing::info!(
                 store_mode = target.mode.as_str(),
                 store_nodes = %target.nodes(),
                 store_tls = target.urls.iter().any(|u| u.starts_with("rediss://")),
                 one_script_checks = store.checks_in_one_script(),
+                wait_replicas = store.wait_replicas(),
                 "redis store connected"
             );
             Arc::new(store)
@@ -201,7 +207,8 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = KeyRing::load_or_create(&data_dir).context("cannot load the keys")?;
-    let store = open_store(config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(Observed::new(open_store(config).await?, metrics.clone()));
     let audit = if config.audit.enabled {
         Arc::new(
             AuditLog::open_with(&config.audit_path(), &keys, config.audit.durability)

@@ -14,8 +14,9 @@ use std::time::Duration;
 use otpgate_core::wire::{DeliveryState, Status};
 use otpgate_server::clock::{Clock, SystemClock};
 use otpgate_server::store::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, Outcome, QueuedSend,
-    RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, Store, StoreError, StoredCode,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, OutboxMessage, Outcome,
+    QueuedSend, RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, SendLease, Store, StoreError,
+    StoredCode,
 };
 use tokio::sync::Barrier;
 
@@ -48,6 +49,10 @@ pub async fn run_all(store: Arc<dyn Store>) {
     queue_is_bounded_and_requeue_is_idempotent(&store).await;
     concurrent_dequeues_hand_each_send_once(&store).await;
     claims_are_won_once_and_kept_until_their_ttl(&store).await;
+    outbox_hands_each_message_once_in_order(&store).await;
+    concurrent_outbox_takes_hand_each_message_once(&store).await;
+    leases_are_held_renewed_released(&store).await;
+    an_expired_lease_is_taken_over_once(&store).await;
 }
 
 /// The system time, Unix ms.
@@ -1253,4 +1258,267 @@ pub async fn claims_are_won_once_and_kept_until_their_ttl(store: &Arc<dyn Store>
         None,
         "past its TTL the value is gone"
     );
+}
+
+/// An outbox message with id `id`, queued at `at`, alive for a minute.
+pub fn outbox_message(id: &str, at: i64) -> OutboxMessage {
+    OutboxMessage {
+        id: id.to_owned(),
+        expires_at_ms: at + 60_000,
+        queued_at_ms: at,
+        sealed: format!("sealed-{id}"),
+    }
+}
+
+/// An outbox hands its messages out oldest first, each once; an id put there again (even
+/// after it was taken) is not queued again; a full outbox refuses; outboxes are apart.
+pub async fn outbox_hands_each_message_once_in_order(store: &Arc<dyn Store>) {
+    let (phone, other) = (fresh_id("phone-"), fresh_id("phone-"));
+    let t = now();
+    let ids: Vec<String> = (0..3).map(|_| fresh_id("v_")).collect();
+    for (n, id) in ids.iter().enumerate().rev() {
+        let m = outbox_message(id, t + n as i64);
+        assert!(store.outbox_push(&phone, &m, 3, t).await.expect("push"));
+    }
+    assert!(
+        store
+            .outbox_push(&phone, &outbox_message(&ids[0], t + 9), 3, t)
+            .await
+            .expect("push again"),
+        "an id seen before answers true"
+    );
+    assert!(
+        !store
+            .outbox_push(&phone, &outbox_message(&fresh_id("v_"), t), 3, t)
+            .await
+            .expect("push to a full outbox"),
+        "a full outbox refuses"
+    );
+    assert!(
+        store
+            .outbox_take(&other, 10, t)
+            .await
+            .expect("take")
+            .is_empty(),
+        "another outbox is empty"
+    );
+    let first = store.outbox_take(&phone, 2, t).await.expect("take");
+    assert_eq!(
+        first,
+        vec![outbox_message(&ids[0], t), outbox_message(&ids[1], t + 1)],
+        "oldest first, as pushed"
+    );
+    assert!(
+        store
+            .outbox_push(&phone, &outbox_message(&ids[0], t + 5), 3, t + 5)
+            .await
+            .expect("push a taken id"),
+    );
+    let rest = store.outbox_take(&phone, 10, t + 6).await.expect("take");
+    assert_eq!(
+        rest,
+        vec![outbox_message(&ids[2], t + 2)],
+        "a taken id never goes out again"
+    );
+    assert!(
+        store
+            .outbox_take(&phone, 10, t)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+}
+
+/// Racing takes hand every outbox message to exactly one caller.
+pub async fn concurrent_outbox_takes_hand_each_message_once(store: &Arc<dyn Store>) {
+    let phone = fresh_id("phone-");
+    let t = now();
+    let mut ids = BTreeSet::new();
+    for n in 0..RACERS {
+        let id = fresh_id("v_");
+        ids.insert(id.clone());
+        let m = outbox_message(&id, t + n as i64);
+        assert!(
+            store
+                .outbox_push(&phone, &m, 10_000, t)
+                .await
+                .expect("push")
+        );
+    }
+    let taken = race(store, RACERS, |store| {
+        let phone = phone.clone();
+        async move { store.outbox_take(&phone, 2, t).await.expect("take") }
+    })
+    .await;
+    let mut seen = BTreeSet::new();
+    for m in taken.into_iter().flatten() {
+        assert!(seen.insert(m.id.clone()), "{} handed out twice", m.id);
+    }
+    seen.extend(
+        store
+            .outbox_take(&phone, 10_000, t)
+            .await
+            .expect("take")
+            .into_iter()
+            .map(|m| m.id),
+    );
+    assert_eq!(seen, ids, "every message handed out once");
+}
+
+fn lease(key: &str, owner: &str, until_ms: i64, deadline_ms: i64) -> SendLease {
+    SendLease {
+        key: key.to_owned(),
+        owner: owner.to_owned(),
+        until_ms,
+        deadline_ms,
+        body: format!("body of {key} by {owner}"),
+    }
+}
+
+/// A live lease keeps other owners out; its owner rewrites and renews it; a renewal
+/// names the keys no longer held; only the owner releases it.
+pub async fn leases_are_held_renewed_released(store: &Arc<dyn Store>) {
+    let t = now();
+    let (key, a, b) = (fresh_id("v_") + ".1", fresh_id("i_"), fresh_id("i_"));
+    let deadline = t + 120_000;
+    assert!(
+        store
+            .lease_put(&lease(&key, &a, t + 10_000, deadline), t)
+            .await
+            .expect("put")
+    );
+    assert!(
+        !store
+            .lease_put(&lease(&key, &b, t + 10_000, deadline), t)
+            .await
+            .expect("put"),
+        "another owner's live lease keeps b out"
+    );
+    assert!(
+        store
+            .lease_put(&lease(&key, &a, t + 10_000, deadline), t + 1)
+            .await
+            .expect("put"),
+        "its owner rewrites it"
+    );
+    let ghost = fresh_id("v_") + ".1";
+    let lost = store
+        .lease_renew(&a, &[key.clone(), ghost.clone()], t + 20_000, t + 2)
+        .await
+        .expect("renew");
+    assert_eq!(lost, vec![ghost], "only the unknown key is not held");
+    assert_eq!(
+        store
+            .lease_renew(&b, std::slice::from_ref(&key), t + 20_000, t + 2)
+            .await
+            .expect("renew"),
+        vec![key.clone()],
+        "b holds nothing"
+    );
+    assert!(
+        store
+            .lease_take_expired(&b, t + 30_000, 100, t + 15_000)
+            .await
+            .expect("take")
+            .iter()
+            .all(|l| l.key != key),
+        "renewed: not expired at the old time"
+    );
+    store
+        .lease_release(&key, &b)
+        .await
+        .expect("release by another");
+    assert!(
+        !store
+            .lease_put(&lease(&key, &b, t + 10_000, deadline), t + 3)
+            .await
+            .expect("put"),
+        "a release by another owner changes nothing"
+    );
+    store.lease_release(&key, &a).await.expect("release");
+    assert!(
+        store
+            .lease_put(&lease(&key, &b, t + 10_000, deadline), t + 4)
+            .await
+            .expect("put"),
+        "released: free for another"
+    );
+    store.lease_release(&key, &b).await.expect("release");
+}
+
+/// An expired lease goes to exactly one of many racing takers, as now stored (owner and
+/// time the taker's); its old owner then no longer holds it; a lease past its deadline is
+/// forgotten, never handed out.
+pub async fn an_expired_lease_is_taken_over_once(store: &Arc<dyn Store>) {
+    let t = now();
+    let (key, dead_key, old) = (fresh_id("v_") + ".1", fresh_id("v_") + ".1", fresh_id("i_"));
+    assert!(
+        store
+            .lease_put(&lease(&key, &old, t + 1_000, t + 600_000), t)
+            .await
+            .expect("put")
+    );
+    assert!(
+        store
+            .lease_put(&lease(&dead_key, &old, t + 1_000, t + 1_500), t)
+            .await
+            .expect("put")
+    );
+    assert!(
+        store
+            .lease_take_expired(&fresh_id("i_"), t + 60_000, 100, t + 999)
+            .await
+            .expect("take")
+            .iter()
+            .all(|l| l.key != key && l.key != dead_key),
+        "nothing expired yet"
+    );
+    let at = t + 2_000;
+    let answers = race(store, RACERS, |store| async move {
+        let me = fresh_id("i_");
+        let got = store
+            .lease_take_expired(&me, at + 10_000, 10, at)
+            .await
+            .expect("take");
+        (me, got)
+    })
+    .await;
+    let mut winners = Vec::new();
+    for (me, got) in &answers {
+        for l in got {
+            assert_ne!(
+                l.key, dead_key,
+                "a lease past its deadline is never taken over"
+            );
+            if l.key == key {
+                assert_eq!((&l.owner, l.until_ms), (me, at + 10_000));
+                assert_eq!(
+                    l.body,
+                    format!("body of {key} by {old}"),
+                    "the body as written"
+                );
+                winners.push(me.clone());
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one taker");
+    assert_eq!(
+        store
+            .lease_renew(&old, std::slice::from_ref(&key), at + 20_000, at)
+            .await
+            .expect("renew"),
+        vec![key.clone()],
+        "the old owner lost it"
+    );
+    assert!(
+        !store
+            .lease_put(&lease(&key, &old, at + 20_000, t + 600_000), at)
+            .await
+            .expect("put"),
+        "nor may it write it back"
+    );
+    store
+        .lease_release(&key, &winners[0])
+        .await
+        .expect("release");
 }

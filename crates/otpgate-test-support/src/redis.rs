@@ -333,6 +333,8 @@ pub struct Node {
     pub port: u16,
     /// The process while it runs.
     pub proc: Option<Proc>,
+    /// How to start it again (a data node: its directory and extra arguments).
+    again: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Node {
@@ -358,7 +360,22 @@ impl Node {
         Self {
             port,
             proc: Some(p),
+            again: Some((dir.to_path_buf(), extra.to_vec())),
         }
+    }
+
+    /// Starts a killed data node again on its port with its arguments (no data: it comes
+    /// back empty, and a Cluster or the sentinels make it a replica of whoever took over).
+    pub fn restart(&mut self) {
+        assert!(self.proc.is_none(), "node {} still runs", self.port);
+        let (dir, extra) = self.again.clone().expect("a data node");
+        // The killed server's port may linger a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "port {} stays busy", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *self = Self::start(&dir, self.port, &extra);
     }
 
     /// SIGKILL.
@@ -449,6 +466,13 @@ impl RedisCluster {
     /// The port of the master that serves `key`'s slot (asked with `CLUSTER KEYSLOT` and
     /// `CLUSTER SHARDS`-free `CLUSTER NODES`).
     pub fn master_of(&self, key: &str) -> u16 {
+        self.try_master_of(key)
+            .unwrap_or_else(|| panic!("no healthy master serves the slot of {key}"))
+    }
+
+    /// The port of the healthy master that serves `key`'s slot, `None` while none does
+    /// (its master failed and no replica took over yet).
+    pub fn try_master_of(&self, key: &str) -> Option<u16> {
         let live = self
             .nodes
             .iter()
@@ -457,7 +481,7 @@ impl RedisCluster {
         let slot: u16 = command_args(live.port, &["CLUSTER", "KEYSLOT", key])
             .and_then(|r| r.trim().trim_start_matches(':').parse().ok())
             .expect("CLUSTER KEYSLOT");
-        let nodes = command_args(live.port, &["CLUSTER", "NODES"]).expect("CLUSTER NODES");
+        let nodes = command_args(live.port, &["CLUSTER", "NODES"])?;
         for line in nodes.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
@@ -472,14 +496,46 @@ impl RedisCluster {
             });
             if serves {
                 let addr = f[1].split('@').next().unwrap_or("");
-                return addr
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap();
+                return addr.rsplit(':').next().and_then(|p| p.parse().ok());
             }
         }
-        panic!("no master serves slot {slot}:\n{nodes}");
+        None
+    }
+
+    /// The port of the replica of the master on `master_port` (`CLUSTER NODES`).
+    pub fn replica_of(&self, master_port: u16) -> u16 {
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.proc.is_some())
+            .expect("a live node");
+        let nodes = command_args(live.port, &["CLUSTER", "NODES"]).expect("CLUSTER NODES");
+        let port_of = |addr: &str| -> Option<u16> {
+            addr.split('@').next()?.rsplit(':').next()?.parse().ok()
+        };
+        let rows: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 8)
+            .collect();
+        let master_id = rows
+            .iter()
+            .find(|f| port_of(f[1]) == Some(master_port))
+            .map(|f| f[0])
+            .unwrap_or_else(|| panic!("no node on {master_port}:\n{nodes}"));
+        rows.iter()
+            .find(|f| f[2].contains("slave") && f[3] == master_id && !f[2].contains("fail"))
+            .and_then(|f| port_of(f[1]))
+            .unwrap_or_else(|| panic!("no live replica of {master_port}:\n{nodes}"))
+    }
+
+    /// Starts the killed node on `port` again: it rejoins as a replica of whoever took over.
+    pub fn restart(&mut self, port: u16) {
+        for n in &mut self.nodes {
+            if n.port == port {
+                n.restart();
+            }
+        }
     }
 
     /// SIGKILLs the node on `port`.
@@ -558,6 +614,7 @@ impl RedisSentinel {
                 Node {
                     port,
                     proc: Some(p),
+                    again: None,
                 }
             })
             .collect();
@@ -709,6 +766,7 @@ impl RedisTlsServer {
             node: Node {
                 port,
                 proc: Some(p),
+                again: None,
             },
             url: format!("rediss://127.0.0.1:{port}"),
             pki,

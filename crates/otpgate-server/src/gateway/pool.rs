@@ -16,7 +16,7 @@
 //! - Delivery events are applied through `Store::update_delivery`, which only moves forward
 //!   and only for the current code version, so replays and stale events change nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -35,7 +35,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
 use crate::destination::{self, Region};
 use crate::keys::KeyRing;
-use crate::store::{Budget, DeliveryRecord, Outcome, QueuedSend, Store};
+use crate::store::{Budget, DeliveryRecord, Outcome, QueuedSend, SendLease, Store};
 
 /// The shortest lifetime worth sending (sms-gate.app refuses a ttl under 5 s).
 pub const MIN_LIFE_MS: i64 = 5_000;
@@ -207,6 +207,10 @@ pub struct Pool {
     pressure: OnceLock<Arc<dyn Pressure>>,
     /// Who is told of failures and health answers (the operator console), if anyone.
     pub(super) observer: OnceLock<super::fleet::PoolObserver>,
+    /// This instance's name on the leases of its in-flight sends.
+    instance: String,
+    /// The keys (`{verification_id}.{version}`) of the leases this instance holds.
+    leased: Mutex<HashSet<String>>,
     me: Weak<Self>,
 }
 
@@ -219,6 +223,27 @@ impl std::fmt::Debug for Pool {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// How long the lease of an in-flight send holds without renewal: when its instance stops
+/// (crash, `kill -9`, lost network) another instance takes the send over after this.
+pub const LEASE_MS: i64 = 15_000;
+/// How often an instance renews its leases and looks for expired ones.
+const LEASE_TICK: Duration = Duration::from_millis(1_000);
+/// Leases taken over at once.
+const LEASE_BATCH: u32 = 16;
+
+/// What the lease of an in-flight send carries: its route in the clear, the message sealed.
+#[derive(Serialize, serde::Deserialize)]
+struct LeaseBody {
+    message_id: String,
+    device: String,
+    route: u32,
+    tried: Vec<String>,
+    remote_id: Option<String>,
+    /// Written before the device was asked: the holder may have stopped before it was.
+    sending: bool,
+    sealed: String,
 }
 
 /// `{verification_id}.{version}.{route}`.
@@ -255,9 +280,10 @@ impl Pool {
             &cfg.webhook_signing_key_env,
             "gateways.webhook_signing_key_env",
         )?;
+        let sealer = Arc::new(Sealer::new(keys));
         let mut devices = Vec::with_capacity(cfg.devices.len());
         for d in &cfg.devices {
-            let (adapter, multiotp) = adapter::build(d, clock.clone())?;
+            let (adapter, multiotp) = adapter::build(d, clock.clone(), &store, &sealer)?;
             let what = format!("gateways.devices[{}].signing_key_env", d.name);
             let own_key = signing_key(&d.literal.signing_key, &d.signing_key_env, &what)?;
             let password = if d.kind == Kind::MultiOtp {
@@ -297,7 +323,8 @@ impl Pool {
             );
         }
         let (failover_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let queue = Queue::new(Sealer::new(keys), cfg.queue_max, cfg.queue_max_wait_secs);
+        let queue = Queue::new(sealer, cfg.queue_max, cfg.queue_max_wait_secs);
+        let instance = crate::random::id("i_").map_err(|e| anyhow::anyhow!("{e}"))?;
         let pool = Arc::new_cyclic(|me| Self {
             cfg,
             devices,
@@ -314,6 +341,8 @@ impl Pool {
             queue,
             pressure: OnceLock::new(),
             observer: OnceLock::new(),
+            instance,
+            leased: Mutex::new(HashSet::new()),
             me: me.clone(),
         });
         // Inside a runtime the loops start now: sends another instance queued in a shared
@@ -404,6 +433,14 @@ impl Pool {
         });
         let weak = self.me.clone();
         tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TICK).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.lease_tick().await;
+            }
+        });
+        let weak = self.me.clone();
+        tokio::spawn(async move {
             let mut pause = Duration::from_millis(QUEUE_TICK_MS);
             loop {
                 let Some(pool) = weak.upgrade() else { return };
@@ -412,6 +449,173 @@ impl Pool {
                 pause = pool.drain_queue().await;
             }
         });
+    }
+
+    fn leased(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.leased
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Leases the send `job` (on `device`, `route`) to this instance: written before each
+    /// attempt (`sending`) and once a device took it. `false` when another instance holds
+    /// it (this one then leaves it alone); a store that cannot be written does not stop the
+    /// send (it then has no lease to be taken over by).
+    async fn hold(
+        &self,
+        job: &SendJob,
+        device: usize,
+        route: u32,
+        tried: &[usize],
+        remote_id: Option<&str>,
+        sending: bool,
+    ) -> bool {
+        let sealed = match self.queue.sealer.seal(job) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "send lease: cannot seal");
+                return true;
+            }
+        };
+        let body = LeaseBody {
+            message_id: message_id(job, route),
+            device: self.devices[device].cfg.name.clone(),
+            route,
+            tried: tried
+                .iter()
+                .map(|&i| self.devices[i].cfg.name.clone())
+                .collect(),
+            remote_id: remote_id.map(str::to_owned),
+            sending,
+            sealed,
+        };
+        let now = self.clock.now_ms();
+        let key = entry_key(job);
+        let lease = SendLease {
+            key: key.clone(),
+            owner: self.instance.clone(),
+            until_ms: now + LEASE_MS,
+            deadline_ms: job.expires_at_ms + 120_000,
+            body: serde_json::to_string(&body).unwrap_or_default(),
+        };
+        match self.store.lease_put(&lease, now).await {
+            Ok(true) => {
+                self.leased().insert(key);
+                true
+            }
+            Ok(false) => {
+                tracing::info!(verification = %job.verification_id, "send held by another instance: left to it");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "send lease: store unavailable");
+                true
+            }
+        }
+    }
+
+    /// Gives up the lease of `job`'s send (delivered, failed, no longer wanted).
+    async fn let_go(&self, job: &SendJob) {
+        let key = entry_key(job);
+        if self.leased().remove(&key)
+            && let Err(e) = self.store.lease_release(&key, &self.instance).await
+        {
+            tracing::warn!(error = %e, "send lease: could not release");
+        }
+    }
+
+    /// Renews this instance's leases (dropping the sends another instance took over) and
+    /// takes over the sends whose instance stopped renewing theirs.
+    async fn lease_tick(&self) {
+        let now = self.clock.now_ms();
+        let keys: Vec<String> = self.leased().iter().cloned().collect();
+        match self
+            .store
+            .lease_renew(&self.instance, &keys, now + LEASE_MS, now)
+            .await
+        {
+            Ok(lost) => {
+                for k in lost {
+                    tracing::warn!(send = %k, "send lease lost: another instance took it over");
+                    self.leased().remove(&k);
+                    self.inflight().retain(|_, f| entry_key(&f.job) != k);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "send lease: could not renew"),
+        }
+        match self
+            .store
+            .lease_take_expired(&self.instance, now + LEASE_MS, LEASE_BATCH, now)
+            .await
+        {
+            Ok(taken) => {
+                for lease in taken {
+                    self.adopt(lease).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "send lease: could not look for expired ones"),
+        }
+    }
+
+    /// Takes over a send whose instance stopped: asks its device where the message is and
+    /// goes on from there, never sending a message id the device may have twice.
+    async fn adopt(&self, lease: SendLease) {
+        let opened = serde_json::from_str::<LeaseBody>(&lease.body)
+            .ok()
+            .and_then(|b| Some((self.queue.sealer.open_sealed(&lease.key, &b.sealed)?, b)));
+        let Some((job, body)) = opened else {
+            tracing::error!(send = %lease.key, "send lease: does not open with this issuer's code keys (do all issuers share them?)");
+            let _ = self.store.lease_release(&lease.key, &self.instance).await;
+            return;
+        };
+        self.leased().insert(lease.key.clone());
+        let position = |name: &str| self.devices.iter().position(|d| d.cfg.name == name);
+        let Some(idx) = position(&body.device) else {
+            self.give_up(&job, "its gateway is not configured here")
+                .await;
+            return;
+        };
+        let tried: Vec<usize> = body.tried.iter().filter_map(|n| position(n)).collect();
+        let id = body.message_id.clone();
+        tracing::info!(message_id = %id, device = %body.device, "took over an in-flight send whose instance stopped");
+        let entry = InFlight {
+            job,
+            device: idx,
+            route: body.route,
+            tried,
+            remote_id: body.remote_id.clone(),
+            polled_at_ms: self.clock.now_ms(),
+            uncertain: false,
+        };
+        let adapter = &self.devices[idx].adapter;
+        match adapter.status(&id, body.remote_id.as_deref()).await {
+            Ok(Some(state)) => {
+                self.inflight().insert(id.clone(), entry);
+                self.on_state(&id, state).await;
+            }
+            // Stopped before (or while) asking the device, which does not have it (or
+            // takes the same id once): this route's first send.
+            Ok(None) if body.sending && (adapter.idempotent() || adapter.polls()) => {
+                if let Some(pool) = self.me.upgrade() {
+                    tokio::spawn(pool.run(entry.job, idx, entry.route, entry.tried));
+                }
+            }
+            // The device took it once and no longer knows it: lost there, another route.
+            Ok(None) if adapter.polls() => {
+                let _ = self
+                    .failover_tx
+                    .send((entry, "unknown to the gateway after a takeover".into()));
+            }
+            // The device cannot be asked: its events (or the poll loop) tell.
+            Ok(None) => {
+                self.inflight().insert(id, entry);
+            }
+            Err(_) => {
+                let mut entry = entry;
+                entry.uncertain = true;
+                self.inflight().insert(id, entry);
+            }
+        }
     }
 
     async fn check_health(&self) {
@@ -638,6 +842,23 @@ impl Pool {
         0
     }
 
+    /// Whether the verification of message `id` still wants its code sent (as
+    /// [`Pool::current`], from the message id alone).
+    pub(super) async fn still_wanted(&self, id: &str) -> bool {
+        let Some((vid, version, _)) = parse_message_id(id) else {
+            return false;
+        };
+        match self.store.get(vid).await {
+            Ok(Some(r)) => {
+                r.outcome == Outcome::Open
+                    && r.code.version == version
+                    && r.expires_at_ms > self.clock.now_ms()
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// Whether the verification still wants this code sent (open, same version, alive).
     pub(super) async fn current(&self, job: &SendJob) -> bool {
         match self.store.get(&job.verification_id).await {
@@ -673,6 +894,10 @@ impl Pool {
                 return;
             }
             if !self.current(&job).await {
+                self.let_go(&job).await;
+                return;
+            }
+            if !self.hold(&job, idx, route, &tried, None, true).await {
                 return;
             }
             let id = message_id(&job, route);
@@ -800,6 +1025,8 @@ impl Pool {
         acc: Accepted,
     ) {
         let id = message_id(&job, route);
+        self.hold(&job, idx, route, &tried, acc.remote_id.as_deref(), false)
+            .await;
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         self.devices[idx].submitted.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = &acc.remote_id {
@@ -838,6 +1065,7 @@ impl Pool {
     /// Records that the message is lost. The record names no route, so it applies whichever
     /// route the store knows (unless that one already reached a final state).
     async fn give_up(&self, job: &SendJob, reason: &str) {
+        self.let_go(job).await;
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(verification = %job.verification_id, reason, "every gateway route failed");
         let rec = DeliveryRecord {
@@ -961,6 +1189,9 @@ impl Pool {
                     .await
                 {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(j) = job {
+                    self.let_go(j).await;
                 }
             }
             RemoteState::Failed(reason) => {

@@ -157,7 +157,6 @@ impl Sealer {
     /// # Errors
     /// The system RNG failed (no nonce).
     pub fn seal(&self, job: &SendJob) -> Result<String, String> {
-        let (kid, key) = self.keys.first().ok_or("no code key")?;
         let plain = Zeroizing::new(
             serde_json::to_vec(&Sealed {
                 vid: job.verification_id.clone(),
@@ -171,28 +170,31 @@ impl Sealer {
             })
             .map_err(|e| e.to_string())?,
         );
+        self.seal_bytes(entry_key(job).as_bytes(), &plain)
+    }
+
+    /// `plain` sealed under the current key and bound to `aad`:
+    /// `{key id}.{base64url(nonce ‖ ciphertext)}`.
+    ///
+    /// # Errors
+    /// No key, or the system RNG failed (no nonce).
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Result<String, String> {
+        let (kid, key) = self.keys.first().ok_or("no code key")?;
         let nonce = crate::random::bytes(12).map_err(|e| e.to_string())?;
         let nonce = <[u8; 12]>::try_from(nonce.as_slice()).map_err(|e| e.to_string())?;
         let cipher = Aes256Gcm::new(&(**key).into());
-        let aad = entry_key(job);
         let sealed = cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &plain,
-                    aad: aad.as_bytes(),
-                },
-            )
+            .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
             .map_err(|_| "seal failed".to_owned())?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(format!("{kid}.{}", B64.encode(out)))
     }
 
-    /// The send an entry holds; `None` when it is not sealed under a key held here, was
-    /// altered, or names another entry.
-    pub fn open(&self, entry: &QueuedSend) -> Option<SendJob> {
-        let (kid, body) = entry.sealed.rsplit_once('.')?;
+    /// What [`Sealer::seal_bytes`] sealed under `aad`; `None` when it is not sealed under a
+    /// key held here, was altered, or was bound to something else.
+    pub fn open_bytes(&self, aad: &[u8], sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let (kid, body) = sealed.rsplit_once('.')?;
         let (_, key) = self.keys.iter().find(|(id, _)| id == kid)?;
         let bytes = B64.decode(body).ok()?;
         if bytes.len() < 12 + 16 {
@@ -201,17 +203,21 @@ impl Sealer {
         let (nonce, ct) = bytes.split_at(12);
         let nonce = <[u8; 12]>::try_from(nonce).ok()?;
         let cipher = Aes256Gcm::new(&(**key).into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &Nonce::from(nonce),
-                    Payload {
-                        msg: ct,
-                        aad: entry.key.as_bytes(),
-                    },
-                )
-                .ok()?,
-        );
+        cipher
+            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// The send an entry holds; `None` when it is not sealed under a key held here, was
+    /// altered, or names another entry.
+    pub fn open(&self, entry: &QueuedSend) -> Option<SendJob> {
+        self.open_sealed(&entry.key, &entry.sealed)
+    }
+
+    /// The send sealed for entry key `key` (as [`Sealer::open`]).
+    pub fn open_sealed(&self, key: &str, sealed: &str) -> Option<SendJob> {
+        let plain = self.open_bytes(key.as_bytes(), sealed)?;
         let s: Sealed = serde_json::from_slice(&plain).ok()?;
         let version = s.version;
         Some(SendJob {
@@ -228,7 +234,7 @@ impl Sealer {
             priority: s.priority,
             work: s.work,
         })
-        .filter(|job| entry_key(job) == entry.key)
+        .filter(|job| entry_key(job) == key)
     }
 }
 
@@ -236,7 +242,7 @@ impl Sealer {
 /// wait (this instance's own count, corrected by the store's when it drains).
 #[derive(Debug)]
 pub(super) struct Queue {
-    pub(super) sealer: Sealer,
+    pub(super) sealer: std::sync::Arc<Sealer>,
     /// At most this many entries wait (a full queue refuses with `no_gateway_capacity`).
     pub(super) max: u32,
     /// An entry waits at most this long, ms.
@@ -249,7 +255,7 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    pub(super) fn new(sealer: Sealer, max: u32, max_wait_secs: u64) -> Self {
+    pub(super) fn new(sealer: std::sync::Arc<Sealer>, max: u32, max_wait_secs: u64) -> Self {
         Self {
             sealer,
             max,

@@ -540,27 +540,19 @@ async fn multiotp_post(
             pool.on_state(&id, state).await;
         }
     }
-    let (alive, dead) = d.multiotp.as_ref().map(|q| q.drain()).unwrap_or_default();
+    // Taken from the store's outbox: each message goes to one poll, whichever instance
+    // the phone asks.
+    let (alive, dead) = match &d.multiotp {
+        Some(q) => q.take().await,
+        None => Default::default(),
+    };
     for p in dead {
         pool.inflight().remove(&p.id);
     }
     let mut out = Vec::with_capacity(alive.len());
     for p in alive {
-        let job = pool.inflight().get(&p.id).map(|f| f.job.clone());
         // The same guard as every other send: alive and still the current code.
-        let ok = match &job {
-            Some(j) => {
-                j.expires_at_ms - pool.clock.now_ms() >= MIN_LIFE_MS && pool.current(j).await
-            }
-            None => {
-                // Queued a moment ago, not yet recorded: hand it out on the next poll.
-                if let Some(q) = &d.multiotp {
-                    q.requeue(p);
-                }
-                continue;
-            }
-        };
-        if ok {
+        if p.expires_at_ms - pool.clock.now_ms() >= MIN_LIFE_MS && pool.still_wanted(&p.id).await {
             out.push(json!({"id": p.id, "to": p.to, "content": p.content}));
         }
     }

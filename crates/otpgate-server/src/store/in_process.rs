@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::state::{Answer, Op, State};
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durable, Guess, QueuedSend,
-    Record, RotateOutcome, Rotation, Staged, Store, StoreError,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Durable, Guess, OutboxMessage,
+    QueuedSend, Record, RotateOutcome, Rotation, SendLease, Staged, Store, StoreError,
 };
 
 /// How an in-process backend applies operations to its [`State`]; every such backend is
@@ -293,5 +293,104 @@ impl<E: Engine> Store for E {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.healthy()
+    }
+
+    async fn outbox_push(
+        &self,
+        outbox: &str,
+        message: &OutboxMessage,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let op = Op::OutboxPush {
+            outbox: outbox.to_owned(),
+            message: Box::new(message.clone()),
+            max,
+            now: now_ms,
+        };
+        answer!(self, op, Bool(b) => b)
+    }
+
+    async fn outbox_take(
+        &self,
+        outbox: &str,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let empty = self.read(|st| {
+            st.outbox
+                .range((outbox.to_owned(), i64::MIN, String::new())..)
+                .next()
+                .is_none_or(|(k, _)| k.0 != outbox)
+        })?;
+        if max == 0 || empty {
+            // Nothing to take: no write (a phone polls often).
+            return Ok(Vec::new());
+        }
+        let op = Op::OutboxTake {
+            outbox: outbox.to_owned(),
+            max,
+            now: now_ms,
+        };
+        answer!(self, op, Outbox(v) => v)
+    }
+
+    async fn lease_put(&self, lease: &SendLease, now_ms: i64) -> Result<bool, StoreError> {
+        let op = Op::LeasePut {
+            lease: Box::new(lease.clone()),
+            now: now_ms,
+        };
+        answer!(self, op, Bool(b) => b)
+    }
+
+    async fn lease_renew(
+        &self,
+        owner: &str,
+        keys: &[String],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = Op::LeaseRenew {
+            owner: owner.to_owned(),
+            keys: keys.to_vec(),
+            until: until_ms,
+            now: now_ms,
+        };
+        answer!(self, op, Keys(v) => v)
+    }
+
+    async fn lease_release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        if !self.read(|st| st.leases.get(key).is_some_and(|l| l.owner == owner))? {
+            return Ok(());
+        }
+        let op = Op::LeaseRelease {
+            key: key.to_owned(),
+            owner: owner.to_owned(),
+        };
+        answer!(self, op, Unit => ())
+    }
+
+    async fn lease_take_expired(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<SendLease>, StoreError> {
+        let none = self.read(|st| st.leases.values().all(|l| l.until_ms > now_ms))?;
+        if max == 0 || none {
+            // Nothing ran out: no write (every instance looks every second).
+            return Ok(Vec::new());
+        }
+        let op = Op::LeaseTake {
+            owner: owner.to_owned(),
+            until: until_ms,
+            max,
+            now: now_ms,
+        };
+        answer!(self, op, Leases(v) => v)
     }
 }

@@ -12,6 +12,8 @@
 //!   group commit.
 //! - [`RedisStore`] (`redis.rs`): one Lua script per operation on one
 //!   Redis server (keys hash-tagged per script).
+//! - [`Observed`] (`observed.rs`): any of them, each operation's latency and failures
+//!   reported to the issuer's metrics.
 //! - `logic.rs`: the rules of one verification and of budget windows, shared by all three
 //!   (Redis states the record rules again in Lua); `state.rs`: the in-memory state the memory
 //!   and embedded stores share, changed by operations; `in_process.rs`: their one [`Store`]
@@ -36,11 +38,13 @@ mod fixtures;
 mod in_process;
 mod logic;
 mod memory;
+mod observed;
 mod redis;
 mod state;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
 pub use memory::MemoryStore;
+pub use observed::{Observed, Observer, failure_kind};
 pub use redis::{RedisMode, RedisOptions, RedisStore, RedisTarget, RedisTls};
 
 /// How long a verification stays readable after its code expired (status answers
@@ -600,6 +604,92 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Puts a message in the outbox of a phone that polls for its messages (multiOTP),
+    /// unless a message with its id was put there before (answers `true`, nothing
+    /// changes, even after it was taken: a message id goes to the phone once) or `max` wait
+    /// (answers `false`). An id is remembered until [`OutboxMessage::expires_at_ms`] plus
+    /// [`OUTBOX_GRACE_MS`].
+    async fn outbox_push(
+        &self,
+        outbox: &str,
+        message: &OutboxMessage,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes up to `max` messages from the outbox, oldest first, removing them: under any
+    /// concurrency each message goes to one caller. Expired ones are handed out too (the
+    /// caller drops them).
+    async fn outbox_take(
+        &self,
+        outbox: &str,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Records the in-flight send `lease.key` as held by `lease.owner` until
+    /// `lease.until_ms`, replacing what its owner wrote before; answers `false` (nothing
+    /// written) while another owner's lease on the key is live (`until_ms > now_ms`).
+    async fn lease_put(&self, lease: &SendLease, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Extends to `until_ms` the leases of `keys` that `owner` holds; answers the keys it
+    /// does not hold (any more): taken over, released or forgotten.
+    async fn lease_renew(
+        &self,
+        owner: &str,
+        keys: &[String],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Forgets the lease of `key` if `owner` holds it.
+    async fn lease_release(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Takes over up to `max` leases whose time ran out (`until_ms <= now_ms`), oldest
+    /// first: each becomes `owner`'s until `until_ms` and is answered as now stored. Under
+    /// any concurrency each expired lease goes to one caller. Leases past their
+    /// [`SendLease::deadline_ms`] are forgotten instead.
+    async fn lease_take_expired(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<SendLease>, StoreError>;
+}
+
+/// How long an outbox remembers a message id past the message's expiry.
+pub const OUTBOX_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// A message waiting for a phone that polls for it (`gateway::adapter::multiotp`). The
+/// store keeps and hands it out; it never reads the sealed message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// The message id (`{verification_id}.{version}.{route}`).
+    pub id: String,
+    /// Pointless to send after this, Unix ms.
+    pub expires_at_ms: i64,
+    /// Put in the outbox at, Unix ms (the order they are handed out in).
+    pub queued_at_ms: i64,
+    /// The destination and text, sealed under a key only the issuers hold.
+    pub sealed: String,
+}
+
+/// An in-flight send held by one issuer instance (`gateway::pool`): when its holder stops
+/// renewing it, another instance takes it over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendLease {
+    /// `{verification_id}.{code_version}`: one lease per code.
+    pub key: String,
+    /// The instance that holds it.
+    pub owner: String,
+    /// Held until, Unix ms; another instance may take it over after.
+    pub until_ms: i64,
+    /// Forgotten after this, Unix ms (the code is dead).
+    pub deadline_ms: i64,
+    /// What the holder needs to go on (its route, the sealed message): opaque to the store.
+    pub body: String,
 }
 
 /// A send waiting in the store for phone capacity (`gateway::queue`). The store orders and

@@ -19,6 +19,10 @@
 //! - a `once` key: `<prefix>:o:{<key>}`, `SET NX PX ttl` (expires on the Redis clock);
 //! - the send queue: `<prefix>:q:{sends}`, one sorted set (ZADD in a script, ZPOPMIN,
 //!   ZCARD: one key each);
+//! - a polling phone's outbox: `<prefix>:mo:{<name, hex>}:q` (a sorted set by queue time)
+//!   and `:seen` (the ids ever put there, until they expire): one slot per outbox;
+//! - the leases of in-flight sends: `<prefix>:l:{leases}:b|o|t` (bodies, owners, times):
+//!   one slot;
 //! - the readiness probe: `<prefix>:ready:{probe}` (a `SET PX` by [`Store::ping`]).
 //!
 //! A check also counts the caller's check budget, whose key lives in another hash slot. On
@@ -41,7 +45,13 @@
 //! As configured on the Redis server (AOF `appendfsync everysec` loses up to a second on
 //! a crash of the Redis host). Replication is asynchronous: a failover (Cluster or
 //! Sentinel) may lose the last writes the old primary acknowledged and had not yet passed
-//! to its replica. `WAIT` (`wait_replicas`) is not built yet.
+//! to its replica. With [`RedisOptions::wait_replicas`] = N > 0 every write (verification
+//! opened, attempt counted, approval, budget unit, `once` key, queue entry, claim) goes
+//! out in one pipeline with `WAIT N timeout` on the same connection; the store answers only
+//! when N replicas confirmed it, else [`StoreError::Unavailable`] (the write may stand on
+//! the primary: a budget unit counted, an attempt spent, an approval the caller did not
+//! see; never a success that a failover to one of those replicas can take back). Reads
+//! do not wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +71,9 @@ use redis::{
 
 use super::logic::Window;
 use super::{
-    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, QueuedSend, RETENTION_GRACE_MS,
-    Record, RotateOutcome, Rotation, Store, StoreError, codec, logic,
+    Budget, BudgetRequest, CheckOutcome, DeliveryRecord, Guess, OUTBOX_GRACE_MS, OutboxMessage,
+    QueuedSend, RETENTION_GRACE_MS, Record, RotateOutcome, Rotation, SendLease, Store, StoreError,
+    codec, logic,
 };
 use otpgate_core::wire::Status;
 
@@ -76,6 +87,13 @@ pub struct RedisOptions {
     /// Keeps every script within one hash slot even on a single server, as on a Cluster (a
     /// check is then two round trips). Off by default; for a proxy that hides a Cluster.
     pub one_slot_per_script: bool,
+    /// `wait_replicas`: when above 0, every write is acknowledged only after `WAIT N`
+    /// confirmed it on this many replicas (sent with the write, on its connection: on a
+    /// Cluster to the master of the write's slot); fewer within
+    /// [`RedisOptions::wait_timeout`] is [`StoreError::Unavailable`].
+    pub wait_replicas: u32,
+    /// The `WAIT` timeout (`wait_timeout_ms`).
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -84,6 +102,8 @@ impl Default for RedisOptions {
             op_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             one_slot_per_script: false,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -398,6 +418,9 @@ pub struct RedisStore {
     /// A single server (not a Cluster): scripts may touch keys of different hash slots.
     single_node: bool,
     mode: &'static str,
+    /// Replicas every write waits for (`WAIT`), 0 for none.
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -583,6 +606,91 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
+/// KEYS: the outbox (a sorted set of message JSON by queue time), its remembered ids (id
+/// → until). ARGV: id, queue time, the message JSON, max, remember until, now, the keys'
+/// TTL (ms). Answers 1 when queued or seen before, 0 when full.
+const OUTBOX_PUSH: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+for i = 1, 2 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+end
+return 1
+";
+
+/// The leases: KEYS[1] key → body JSON, KEYS[2] key → owner, KEYS[3] key → until (a
+/// sorted set). ARGV: key, owner, until, body, now, the keys' TTL (ms). Answers 1 when
+/// written, 0 while another owner's lease is live.
+const LEASE_PUT: &str = r"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur and cur ~= ARGV[2] then
+  local u = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if u and tonumber(u) > tonumber(ARGV[5]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+for i = 1, 3 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+end
+return 1
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: owner, until, then the keys. Answers the keys not held.
+const LEASE_RENEW: &str = r"
+local lost = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: key, owner.
+const LEASE_RELEASE: &str = r"
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return 0
+";
+
+/// KEYS as [`LEASE_PUT`]; ARGV: owner, until, max, now. Takes the leases whose time ran
+/// out, oldest first (those past their deadline are forgotten); answers their bodies.
+const LEASE_TAKE: &str = r"
+local now = tonumber(ARGV[4])
+local keys = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, k in ipairs(keys) do
+  local body = redis.call('HGET', KEYS[1], k)
+  if (not body) or cjson.decode(body).deadline_ms <= now then
+    redis.call('HDEL', KEYS[1], k)
+    redis.call('HDEL', KEYS[2], k)
+    redis.call('ZREM', KEYS[3], k)
+  else
+    redis.call('HSET', KEYS[2], k, ARGV[1])
+    redis.call('ZADD', KEYS[3], ARGV[2], k)
+    table.insert(out, body)
+  end
+end
+return out
+";
+
+/// A lease as Redis keeps it (owner and time beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LeaseBody {
+    key: String,
+    deadline_ms: i64,
+    body: String,
+}
+
 /// How long past its newest deadline the send queue is kept (for a dequeue to report
 /// the entries that missed it).
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -602,32 +710,57 @@ struct BudgetSlot {
     retry_after_ms: i64,
 }
 
+/// A script and its text (sent with `EVAL` when the server does not know its hash).
+struct Lua {
+    script: Script,
+    body: String,
+}
+
+impl Lua {
+    fn new(body: String) -> Self {
+        Self {
+            script: Script::new(&body),
+            body,
+        }
+    }
+}
+
 struct Scripts {
-    check: Script,
-    check_with_budget: Script,
-    rotate: Script,
-    cancel: Script,
-    update_delivery: Script,
-    take_budget: Script,
-    add_to_budget: Script,
-    refund_budget: Script,
-    enqueue_send: Script,
-    claim: Script,
+    check: Lua,
+    check_with_budget: Lua,
+    rotate: Lua,
+    cancel: Lua,
+    update_delivery: Lua,
+    take_budget: Lua,
+    add_to_budget: Lua,
+    refund_budget: Lua,
+    enqueue_send: Lua,
+    claim: Lua,
+    outbox_push: Lua,
+    lease_put: Lua,
+    lease_renew: Lua,
+    lease_release: Lua,
+    lease_take: Lua,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| {
-    let record = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+    let record = |body: &str| Lua::new(format!("{PRELUDE}{body}"));
     Scripts {
         check: record(&format!("{CHECK_HEAD}{CHECK}")),
         check_with_budget: record(&format!("{TAKE_FN}{CHECK_WITH_BUDGET_HEAD}{CHECK}")),
         rotate: record(ROTATE),
         cancel: record(CANCEL),
         update_delivery: record(UPDATE_DELIVERY),
-        take_budget: Script::new(&format!("{TAKE_FN}{TAKE_BUDGET}")),
-        add_to_budget: Script::new(ADD_TO_BUDGET),
-        refund_budget: Script::new(REFUND_BUDGET),
-        enqueue_send: Script::new(ENQUEUE_SEND),
-        claim: Script::new(CLAIM),
+        take_budget: Lua::new(format!("{TAKE_FN}{TAKE_BUDGET}")),
+        add_to_budget: Lua::new(ADD_TO_BUDGET.to_owned()),
+        refund_budget: Lua::new(REFUND_BUDGET.to_owned()),
+        enqueue_send: Lua::new(ENQUEUE_SEND.to_owned()),
+        claim: Lua::new(CLAIM.to_owned()),
+        outbox_push: Lua::new(OUTBOX_PUSH.to_owned()),
+        lease_put: Lua::new(LEASE_PUT.to_owned()),
+        lease_renew: Lua::new(LEASE_RENEW.to_owned()),
+        lease_release: Lua::new(LEASE_RELEASE.to_owned()),
+        lease_take: Lua::new(LEASE_TAKE.to_owned()),
     }
 });
 
@@ -690,8 +823,13 @@ impl RedisStore {
             op_timeout: opts.op_timeout,
             single_node: false,
             mode: target.mode.as_str(),
+            // The first probe does not wait for replicas: an issuer starts while they are
+            // away (and reports not ready, since every write then fails).
+            wait_replicas: 0,
+            wait_timeout: opts.wait_timeout,
         };
         store.ping().await?;
+        store.wait_replicas = opts.wait_replicas;
         store.single_node = !opts.one_slot_per_script
             && target.mode != RedisMode::Cluster
             && store.is_single_node().await;
@@ -837,6 +975,20 @@ impl RedisStore {
         format!("{}:q:{{sends}}", self.prefix)
     }
 
+    /// An outbox and its remembered ids (one hash slot: the outbox name, hex).
+    fn outbox_keys(&self, outbox: &str) -> [String; 2] {
+        let tag = hex::encode(outbox);
+        [
+            format!("{}:mo:{{{tag}}}:q", self.prefix),
+            format!("{}:mo:{{{tag}}}:seen", self.prefix),
+        ]
+    }
+
+    /// The leases: bodies, owners, times (one hash slot).
+    fn lease_keys(&self) -> [String; 3] {
+        ["b", "o", "t"].map(|k| format!("{}:l:{{leases}}:{k}", self.prefix))
+    }
+
     fn once_key(&self, key: &str) -> String {
         format!("{}:o:{{{key}}}", self.prefix)
     }
@@ -852,30 +1004,111 @@ impl RedisStore {
         }
     }
 
-    async fn eval(
-        &self,
-        script: &Script,
-        key: String,
-        args: &[String],
-    ) -> Result<Value, StoreError> {
+    async fn eval(&self, script: &Lua, key: String, args: &[String]) -> Result<Value, StoreError> {
         self.eval_keys(script, &[key], args).await
     }
 
+    /// Runs a script (a write): `EVALSHA`, `EVAL` when the server lacks it; with
+    /// `wait_replicas`, followed by `WAIT` (see [`RedisStore::write`]).
     async fn eval_keys(
         &self,
-        script: &Script,
+        script: &Lua,
         keys: &[String],
         args: &[String],
     ) -> Result<Value, StoreError> {
+        if self.wait_replicas == 0 {
+            let mut con = self.con.clone();
+            let mut inv = script.script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+            return self.bounded(inv.invoke_async(&mut con)).await;
+        }
+        let call = |verb: &str, what: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(what).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match self
+            .replicated(&call("EVALSHA", script.script.get_hash()))
+            .await
+        {
+            Err(Failed::Redis(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.write(&call("EVAL", &script.body)).await
+            }
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    /// Runs a write. With `wait_replicas` above 0, the write and `WAIT N timeout` go out as
+    /// one pipeline on one connection (the replication offset `WAIT` waits for is that
+    /// connection's; on a Cluster the pipeline goes to the master of the write's key, so
+    /// `WAIT` asks that master only): fewer replicas than N within the timeout is
+    /// [`StoreError::Unavailable`], even though the write may stand on the primary.
+    async fn write(&self, cmd: &Cmd) -> Result<Value, StoreError> {
+        if self.wait_replicas == 0 {
+            let mut con = self.con.clone();
+            return self.bounded(cmd.query_async(&mut con)).await;
+        }
+        self.replicated(cmd).await.map_err(StoreError::from)
+    }
+
+    /// `cmd` then `WAIT`, one pipeline, bounded by the operation and `WAIT` timeouts.
+    async fn replicated(&self, cmd: &Cmd) -> Result<Value, Failed> {
         let mut con = self.con.clone();
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k);
+        let wait_ms = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(wait_ms);
+        let answer: Vec<Value> = match tokio::time::timeout(
+            self.op_timeout + self.wait_timeout,
+            pipe.query_async(&mut con),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Failed::Redis)?,
+            Err(_) => return Err(Failed::Store(unavailable("timed out"))),
+        };
+        let mut it = answer.into_iter();
+        let (Some(value), Some(Value::Int(acked))) = (it.next(), it.next()) else {
+            return Err(Failed::Store(StoreError::Corrupt(
+                "redis: unexpected WAIT answer".into(),
+            )));
+        };
+        if acked < i64::from(self.wait_replicas) {
+            return Err(Failed::Store(unavailable(format!(
+                "WAIT: {acked} of {} replicas acknowledged the write within {wait_ms} ms",
+                self.wait_replicas
+            ))));
         }
-        for a in args {
-            inv.arg(a);
+        Ok(value)
+    }
+
+    /// Replicas every write waits for (0: none).
+    pub fn wait_replicas(&self) -> u32 {
+        self.wait_replicas
+    }
+}
+
+/// A failed write: Redis's own error (to tell `NOSCRIPT`), or the store's.
+enum Failed {
+    Redis(redis::RedisError),
+    Store(StoreError),
+}
+
+impl From<Failed> for StoreError {
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Redis(e) => unavailable(e),
+            Failed::Store(e) => e,
         }
-        self.bounded(inv.invoke_async(&mut con)).await
     }
 }
 
@@ -910,6 +1143,11 @@ fn record_of(v: Option<&Value>) -> Result<Record, StoreError> {
     }
 }
 
+/// A write's answer as `T`.
+fn decode<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
+    redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(format!("redis: {e}")))
+}
+
 fn int_of(v: &Value) -> Result<i64, StoreError> {
     match v {
         Value::Int(n) => Ok(*n),
@@ -925,14 +1163,13 @@ impl Store for RedisStore {
         let ttl = logic::purge_at(record)
             .saturating_sub(record.created_at_ms)
             .max(1);
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.record_key(&record.id))
             .arg(codec::encode(record))
             .arg("NX")
             .arg("PX")
             .arg(ttl);
-        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let set: Option<String> = decode(self.write(&cmd).await?)?;
         match set {
             Some(_) => Ok(()),
             None => Err(StoreError::Duplicate),
@@ -1154,14 +1391,13 @@ impl Store for RedisStore {
     }
 
     async fn once(&self, key: &str, ttl_ms: i64, _now_ms: i64) -> Result<bool, StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.once_key(key))
             .arg(1)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms.max(1));
-        let set: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let set: Option<String> = decode(self.write(&cmd).await?)?;
         Ok(set.is_some())
     }
 
@@ -1189,10 +1425,9 @@ impl Store for RedisStore {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("ZPOPMIN");
         cmd.arg(self.queue_key()).arg(max);
-        let popped: Vec<(String, f64)> = self.bounded(cmd.query_async(&mut con)).await?;
+        let popped: Vec<(String, f64)> = decode(self.write(&cmd).await?)?;
         let mut sends = Vec::with_capacity(popped.len());
         for (entry, _) in popped {
             match serde_json::from_str(&entry) {
@@ -1236,34 +1471,164 @@ impl Store for RedisStore {
         ttl_ms: i64,
         _now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.kv_key(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms.max(1));
-        let _: Option<String> = self.bounded(cmd.query_async(&mut con)).await?;
+        let _: Option<String> = decode(self.write(&cmd).await?)?;
         Ok(())
     }
 
     async fn forget(&self, key: &str) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.kv_key(key));
-        let _: i64 = self.bounded(cmd.query_async(&mut con)).await?;
+        let _: i64 = decode(self.write(&cmd).await?)?;
         Ok(())
+    }
+
+    async fn outbox_push(
+        &self,
+        outbox: &str,
+        message: &OutboxMessage,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let entry = serde_json::to_string(message)
+            .map_err(|e| StoreError::Corrupt(format!("outbox message: {e}")))?;
+        let until = message.expires_at_ms.saturating_add(OUTBOX_GRACE_MS);
+        let args = [
+            message.id.clone(),
+            message.queued_at_ms.to_string(),
+            entry,
+            max.to_string(),
+            until.to_string(),
+            now_ms.to_string(),
+            (until - now_ms).max(1).to_string(),
+        ];
+        let v = self
+            .eval_keys(&SCRIPTS.outbox_push, &self.outbox_keys(outbox), &args)
+            .await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    async fn outbox_take(
+        &self,
+        outbox: &str,
+        max: u32,
+        _now_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let [queue, _] = self.outbox_keys(outbox);
+        let mut cmd = redis::cmd("ZPOPMIN");
+        cmd.arg(queue).arg(max);
+        let popped: Vec<(String, f64)> = decode(self.write(&cmd).await?)?;
+        let mut out = Vec::with_capacity(popped.len());
+        for (entry, _) in popped {
+            match serde_json::from_str(&entry) {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::warn!(error = %e, "redis: unreadable outbox message dropped"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lease_put(&self, lease: &SendLease, now_ms: i64) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(&LeaseBody {
+            key: lease.key.clone(),
+            deadline_ms: lease.deadline_ms,
+            body: lease.body.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt(format!("send lease: {e}")))?;
+        let args = [
+            lease.key.clone(),
+            lease.owner.clone(),
+            lease.until_ms.to_string(),
+            body,
+            now_ms.to_string(),
+            (lease.deadline_ms.max(lease.until_ms) - now_ms)
+                .saturating_add(QUEUE_GRACE_MS)
+                .max(1)
+                .to_string(),
+        ];
+        let v = self
+            .eval_keys(&SCRIPTS.lease_put, &self.lease_keys(), &args)
+            .await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    async fn lease_renew(
+        &self,
+        owner: &str,
+        keys: &[String],
+        until_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![owner.to_owned(), until_ms.to_string()];
+        args.extend(keys.iter().cloned());
+        let v = self
+            .eval_keys(&SCRIPTS.lease_renew, &self.lease_keys(), &args)
+            .await?;
+        decode(v)
+    }
+
+    async fn lease_release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let args = [key.to_owned(), owner.to_owned()];
+        self.eval_keys(&SCRIPTS.lease_release, &self.lease_keys(), &args)
+            .await?;
+        Ok(())
+    }
+
+    async fn lease_take_expired(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        max: u32,
+        now_ms: i64,
+    ) -> Result<Vec<SendLease>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let args = [
+            owner.to_owned(),
+            until_ms.to_string(),
+            max.to_string(),
+            now_ms.to_string(),
+        ];
+        let bodies: Vec<String> = decode(
+            self.eval_keys(&SCRIPTS.lease_take, &self.lease_keys(), &args)
+                .await?,
+        )?;
+        bodies
+            .iter()
+            .map(|b| {
+                let l: LeaseBody = serde_json::from_str(b)
+                    .map_err(|e| StoreError::Corrupt(format!("redis: send lease: {e}")))?;
+                Ok(SendLease {
+                    key: l.key,
+                    owner: owner.to_owned(),
+                    until_ms,
+                    deadline_ms: l.deadline_ms,
+                    body: l.body,
+                })
+            })
+            .collect()
     }
 
     /// Writes the readiness probe (`SET <prefix>:ready:{probe} 1 PX 10000`): fails while
     /// the store cannot take writes (down, a replica, a Cluster refusing the probe's slot).
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(format!("{}:ready:{{probe}}", self.prefix))
             .arg(1)
             .arg("PX")
             .arg(10_000);
-        let ok: String = self.bounded(cmd.query_async(&mut con)).await?;
+        let ok: String = decode(self.write(&cmd).await?)?;
         if ok == "OK" {
             Ok(())
         } else {

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::logic::{self, Window};
 use super::{
-    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, QueuedSend, Record,
-    RotateOutcome, Rotation, StoreError,
+    Budget, BudgetRequest, Budgets, CheckOutcome, DeliveryRecord, Guess, OUTBOX_GRACE_MS,
+    OutboxMessage, QueuedSend, Record, RotateOutcome, Rotation, SendLease, StoreError,
 };
 
 /// One change to the state. The embedded store logs batches of them, so the form is
@@ -97,6 +97,37 @@ pub(crate) enum Op {
     Forget {
         key: String,
     },
+    OutboxPush {
+        outbox: String,
+        message: Box<OutboxMessage>,
+        max: u32,
+        now: i64,
+    },
+    OutboxTake {
+        outbox: String,
+        max: u32,
+        now: i64,
+    },
+    LeasePut {
+        lease: Box<SendLease>,
+        now: i64,
+    },
+    LeaseRenew {
+        owner: String,
+        keys: Vec<String>,
+        until: i64,
+        now: i64,
+    },
+    LeaseRelease {
+        key: String,
+        owner: String,
+    },
+    LeaseTake {
+        owner: String,
+        until: i64,
+        max: u32,
+        now: i64,
+    },
 }
 
 impl Op {
@@ -109,7 +140,8 @@ impl Op {
             Self::Delivery { .. }
             | Self::Enqueue { .. }
             | Self::Dequeue { .. }
-            | Self::Forget { .. } => i64::MIN,
+            | Self::Forget { .. }
+            | Self::LeaseRelease { .. } => i64::MIN,
             Self::Open { now, .. }
             | Self::Check { now, .. }
             | Self::Rotate { now, .. }
@@ -120,7 +152,12 @@ impl Op {
             | Self::Add { now, .. }
             | Self::Once { now, .. }
             | Self::Claim { now, .. }
-            | Self::Put { now, .. } => *now,
+            | Self::Put { now, .. }
+            | Self::OutboxPush { now, .. }
+            | Self::OutboxTake { now, .. }
+            | Self::LeasePut { now, .. }
+            | Self::LeaseRenew { now, .. }
+            | Self::LeaseTake { now, .. } => *now,
         }
     }
 
@@ -147,6 +184,9 @@ pub(crate) enum Answer {
     Budgets(Budgets),
     Sends(Vec<QueuedSend>),
     Text(Option<String>),
+    Outbox(Vec<OutboxMessage>),
+    Keys(Vec<String>),
+    Leases(Vec<SendLease>),
 }
 
 /// A budget counter: (purge at, window length, key); the purge time identifies the window.
@@ -154,6 +194,14 @@ pub(crate) type BudgetKey = (i64, i64, String);
 
 /// A queued send's place: (priority, queued at, key), the order it is handed out in.
 pub(crate) type QueueKey = (u16, i64, String);
+
+/// An outbox message's place: (outbox, queued at, id), the order it is handed out in.
+pub(crate) type OutboxKey = (String, i64, String);
+
+/// The `once` key that remembers a message id put in an outbox.
+fn outbox_seen(outbox: &str, id: &str) -> String {
+    format!("outbox:{}:{outbox}:{id}", outbox.len())
+}
 
 /// How long past its deadline a queued send is kept for a dequeue to report it.
 const QUEUE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -195,6 +243,8 @@ pub(crate) struct Dirty {
     once: HashSet<String>,
     queue: HashSet<QueueKey>,
     kv: HashSet<String>,
+    outbox: HashSet<OutboxKey>,
+    leases: HashSet<String>,
 }
 
 impl Dirty {
@@ -204,6 +254,8 @@ impl Dirty {
             && self.once.is_empty()
             && self.queue.is_empty()
             && self.kv.is_empty()
+            && self.outbox.is_empty()
+            && self.leases.is_empty()
     }
 }
 
@@ -229,6 +281,8 @@ pub(crate) struct Changes {
     pub(crate) once: Vec<(String, Option<i64>)>,
     pub(crate) queue: Vec<(QueueKey, Option<QueuedSend>)>,
     pub(crate) kv: Vec<(String, Option<(i64, String)>)>,
+    pub(crate) outbox: Vec<(OutboxKey, Option<OutboxMessage>)>,
+    pub(crate) leases: Vec<(String, Option<SendLease>)>,
     pub(crate) now_ms: i64,
 }
 
@@ -243,6 +297,10 @@ pub(crate) struct State {
     pub(crate) queue: BTreeMap<QueueKey, QueuedSend>,
     /// key → (until, exclusive; value): [`super::Store::claim`] and `put`.
     pub(crate) kv: HashMap<String, (i64, String)>,
+    /// Messages waiting for phones that poll ([`super::Store::outbox_push`]).
+    pub(crate) outbox: BTreeMap<OutboxKey, OutboxMessage>,
+    /// In-flight sends by key ([`super::Store::lease_put`]).
+    pub(crate) leases: BTreeMap<String, SendLease>,
     /// The store's clock: the latest `now` applied.
     pub(crate) now_ms: i64,
     /// The keys changed since the last [`State::take_changes`], when tracked.
@@ -527,6 +585,113 @@ impl State {
                 }
                 Answer::Unit
             }
+            Op::OutboxPush {
+                outbox,
+                message,
+                max,
+                now: at,
+            } => {
+                let seen = outbox_seen(outbox, &message.id);
+                if self.once.get(&seen).is_some_and(|u| *u > *at) {
+                    Answer::Bool(true)
+                } else if self.outbox_len(outbox) >= usize::try_from(*max).unwrap_or(usize::MAX) {
+                    Answer::Bool(false)
+                } else {
+                    let until = message.expires_at_ms.saturating_add(OUTBOX_GRACE_MS);
+                    self.once
+                        .insert(seen.clone(), until.max(at.saturating_add(1)));
+                    let k = (outbox.clone(), message.queued_at_ms, message.id.clone());
+                    self.mark(|d| {
+                        d.once.insert(seen);
+                        d.outbox.insert(k.clone());
+                    });
+                    self.outbox.insert(k, (**message).clone());
+                    Answer::Bool(true)
+                }
+            }
+            Op::OutboxTake { outbox, max, .. } => {
+                let keys: Vec<OutboxKey> = self
+                    .outbox_range(outbox)
+                    .take(usize::try_from(*max).unwrap_or(usize::MAX))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let mut taken = Vec::with_capacity(keys.len());
+                for k in keys {
+                    if let Some(m) = self.outbox.remove(&k) {
+                        taken.push(m);
+                    }
+                    self.mark(|d| {
+                        d.outbox.insert(k);
+                    });
+                }
+                Answer::Outbox(taken)
+            }
+            Op::LeasePut { lease, now: at } => match self.leases.get(&lease.key) {
+                Some(cur) if cur.owner != lease.owner && cur.until_ms > *at => Answer::Bool(false),
+                _ => {
+                    self.set_lease((**lease).clone());
+                    Answer::Bool(true)
+                }
+            },
+            Op::LeaseRenew {
+                owner, keys, until, ..
+            } => {
+                let mut lost = Vec::new();
+                for key in keys {
+                    match self.leases.get(key) {
+                        Some(cur) if cur.owner == *owner => {
+                            let mut l = cur.clone();
+                            l.until_ms = *until;
+                            self.set_lease(l);
+                        }
+                        _ => lost.push(key.clone()),
+                    }
+                }
+                Answer::Keys(lost)
+            }
+            Op::LeaseRelease { key, owner } => {
+                if self.leases.get(key).is_some_and(|l| l.owner == *owner) {
+                    self.leases.remove(key);
+                    self.mark(|d| {
+                        d.leases.insert(key.clone());
+                    });
+                }
+                Answer::Unit
+            }
+            Op::LeaseTake {
+                owner,
+                until,
+                max,
+                now: at,
+            } => {
+                let mut expired: Vec<(i64, String)> = self
+                    .leases
+                    .values()
+                    .filter(|l| l.until_ms <= *at)
+                    .map(|l| (l.until_ms, l.key.clone()))
+                    .collect();
+                expired.sort();
+                let mut taken = Vec::new();
+                for (_, key) in expired {
+                    if taken.len() >= usize::try_from(*max).unwrap_or(usize::MAX) {
+                        break;
+                    }
+                    let Some(mut l) = self.leases.remove(&key) else {
+                        continue;
+                    };
+                    self.mark(|d| {
+                        d.leases.insert(key.clone());
+                    });
+                    if l.deadline_ms <= *at {
+                        continue;
+                    }
+                    l.owner.clone_from(owner);
+                    l.until_ms = *until;
+                    self.leases.insert(key, l.clone());
+                    taken.push(l);
+                }
+                Answer::Leases(taken)
+            }
             Op::Once { key, ttl, now: at } => match self.once.get(key.as_str()) {
                 Some(u) if *u > *at => Answer::Bool(false),
                 _ => {
@@ -539,6 +704,27 @@ impl State {
                 }
             },
         })
+    }
+
+    fn set_lease(&mut self, lease: SendLease) {
+        self.mark(|d| {
+            d.leases.insert(lease.key.clone());
+        });
+        self.leases.insert(lease.key.clone(), lease);
+    }
+
+    /// The messages of one outbox, in order.
+    fn outbox_range<'a>(
+        &'a self,
+        outbox: &'a str,
+    ) -> impl Iterator<Item = (&'a OutboxKey, &'a OutboxMessage)> + 'a {
+        self.outbox
+            .range((outbox.to_owned(), i64::MIN, String::new())..)
+            .take_while(move |(k, _)| k.0 == outbox)
+    }
+
+    fn outbox_len(&self, outbox: &str) -> usize {
+        self.outbox_range(outbox).count()
     }
 
     fn set_kv(&mut self, key: &str, until: i64, value: &str) {
@@ -564,20 +750,25 @@ impl State {
             once,
             queue,
             kv,
+            outbox,
+            leases,
             dirty,
             ..
         } = self;
         let before = (records.len(), budgets.len(), once.len());
-        let (d_records, d_budgets, d_once, mut d_queue, d_kv) = match dirty {
-            Some(d) => (
-                Some(&mut d.records),
-                Some(&mut d.budgets),
-                Some(&mut d.once),
-                Some(&mut d.queue),
-                Some(&mut d.kv),
-            ),
-            None => (None, None, None, None, None),
-        };
+        let (d_records, d_budgets, d_once, mut d_queue, d_kv, mut d_outbox, mut d_leases) =
+            match dirty {
+                Some(d) => (
+                    Some(&mut d.records),
+                    Some(&mut d.budgets),
+                    Some(&mut d.once),
+                    Some(&mut d.queue),
+                    Some(&mut d.kv),
+                    Some(&mut d.outbox),
+                    Some(&mut d.leases),
+                ),
+                None => (None, None, None, None, None, None, None),
+            };
         retain_noting(records, d_records, |_, r| logic::purge_at(r) > now);
         retain_noting(budgets, d_budgets, |k, _| k.0 > now);
         retain_noting(once, d_once, |_, until| *until > now);
@@ -585,6 +776,20 @@ impl State {
         queue.retain(|k, send| {
             let kept = send.deadline_ms.saturating_add(QUEUE_GRACE_MS) > now;
             if !kept && let Some(d) = d_queue.as_deref_mut() {
+                d.insert(k.clone());
+            }
+            kept
+        });
+        outbox.retain(|k, m| {
+            let kept = m.expires_at_ms.saturating_add(OUTBOX_GRACE_MS) > now;
+            if !kept && let Some(d) = d_outbox.as_deref_mut() {
+                d.insert(k.clone());
+            }
+            kept
+        });
+        leases.retain(|k, l| {
+            let kept = l.deadline_ms > now;
+            if !kept && let Some(d) = d_leases.as_deref_mut() {
                 d.insert(k.clone());
             }
             kept
@@ -652,6 +857,22 @@ impl State {
                 .map(|k| {
                     let v = self.kv.get(&k).cloned();
                     (k, v)
+                })
+                .collect(),
+            outbox: dirty
+                .outbox
+                .into_iter()
+                .map(|k| {
+                    let m = self.outbox.get(&k).cloned();
+                    (k, m)
+                })
+                .collect(),
+            leases: dirty
+                .leases
+                .into_iter()
+                .map(|k| {
+                    let l = self.leases.get(&k).cloned();
+                    (k, l)
                 })
                 .collect(),
             now_ms: self.now_ms,

@@ -7,3 +7,4 @@ mod fault_concurrent_checks;
 mod fault_crash_embedded;
 mod fault_gateway_failover;
 mod fault_redis_restart;
+mod fault_two_instances_sends;

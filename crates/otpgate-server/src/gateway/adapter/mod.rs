@@ -6,8 +6,7 @@
 //! - multiOTP SMSGatewayApp (the phone polls us): `multiotp`.
 //! - The commercial fallbacks: `twilio` and `sns`, whose requests [`sigv4`] signs.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -168,6 +167,12 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Adapter::status`] asks the gateway (so `Ok(None)` means the gateway does
+    /// not have the message). Default: no (`status` always answers `Ok(None)`).
+    fn polls(&self) -> bool {
+        false
+    }
+
     /// Whether the gateway pushes delivery events (webhooks), so polling is only a safety
     /// net. Default: no.
     fn pushes_events(&self) -> bool {
@@ -264,7 +269,13 @@ pub(crate) type Built = (Arc<dyn Adapter>, Option<Arc<MultiOtp>>);
 ///
 /// # Errors
 /// A missing secret.
-pub(crate) fn build(dev: &DeviceConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Built> {
+/// Builds the adapter of `dev`; a polling phone's outbox lives in `store`, sealed by `sealer`.
+pub(crate) fn build(
+    dev: &DeviceConfig,
+    clock: Arc<dyn Clock>,
+    store: &Arc<dyn crate::store::Store>,
+    sealer: &Arc<super::queue::Sealer>,
+) -> anyhow::Result<Built> {
     let what = |f: &str| format!("gateways.devices[{}].{f}", dev.name);
     let password = secret(
         &dev.literal.password,
@@ -340,7 +351,9 @@ pub(crate) fn build(dev: &DeviceConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         }
         Kind::MultiOtp => {
             let q = Arc::new(MultiOtp {
-                queue: Mutex::new(VecDeque::new()),
+                device: dev.name.clone(),
+                store: store.clone(),
+                sealer: sealer.clone(),
                 clock,
             });
             return Ok((q.clone(), Some(q)));

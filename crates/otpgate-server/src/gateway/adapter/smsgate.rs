@@ -113,6 +113,10 @@ impl Adapter for SmsGate {
         }
     }
 
+    fn polls(&self) -> bool {
+        true
+    }
+
     async fn status(
         &self,
         message_id: &str,

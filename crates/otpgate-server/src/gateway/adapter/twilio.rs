@@ -50,6 +50,10 @@ impl Adapter for Twilio {
         })
     }
 
+    fn polls(&self) -> bool {
+        true
+    }
+
     async fn status(
         &self,
         _id: &str,

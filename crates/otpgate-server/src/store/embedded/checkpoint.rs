@@ -24,6 +24,10 @@ pub(super) const QUEUE: TableDefinition<(u16, i64, &str), &[u8]> =
     TableDefinition::new("send_queue");
 /// key → (until, value): claims and stored answers (idempotency keys).
 pub(super) const KV: TableDefinition<&str, (i64, &str)> = TableDefinition::new("kv");
+/// (outbox, queued at, id) → the outbox message as JSON.
+pub(super) const OUTBOX: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("outbox");
+/// key → the in-flight send's lease as JSON.
+pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// Store-wide values: `format`, `now_ms`, `wal_seq` (the last logged batch the file holds).
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 /// Purge indexes of layout 1 (dropped when such a file is opened).
@@ -96,6 +100,30 @@ pub(super) fn write_checkpoint(
                 }
                 None => {
                     kv.remove(key.as_str())?;
+                }
+            }
+        }
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for ((name, at, id), message) in &changes.outbox {
+            match message {
+                Some(m) => {
+                    let json = serde_json::to_vec(m).unwrap_or_default();
+                    outbox.insert((name.as_str(), *at, id.as_str()), json.as_slice())?;
+                }
+                None => {
+                    outbox.remove((name.as_str(), *at, id.as_str()))?;
+                }
+            }
+        }
+        let mut leases = txn.open_table(LEASES)?;
+        for (key, lease) in &changes.leases {
+            match lease {
+                Some(l) => {
+                    let json = serde_json::to_vec(l).unwrap_or_default();
+                    leases.insert(key.as_str(), json.as_slice())?;
+                }
+                None => {
+                    leases.remove(key.as_str())?;
                 }
             }
         }

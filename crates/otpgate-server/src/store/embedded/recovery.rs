@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
 use super::checkpoint::{
-    BUDGETS, KV, LAYOUT, META, OLD_INDEXES, ONCE, QUEUE, RECORDS, write_checkpoint,
+    BUDGETS, KV, LAYOUT, LEASES, META, OLD_INDEXES, ONCE, OUTBOX, QUEUE, RECORDS, write_checkpoint,
 };
 use super::segments::{new_segment, segments};
 use super::unavailable;
@@ -130,6 +130,18 @@ fn load(db: &Database) -> Result<(State, u64), StoreError> {
             let send = serde_json::from_slice(json)
                 .map_err(|e| corrupt(&format!("queued send {key}: {e}")))?;
             state.queue.insert((priority, at, key.to_owned()), send);
+            Ok(())
+        })?;
+        each_row(&txn, OUTBOX, |(name, at, id), json| {
+            let m = serde_json::from_slice(json)
+                .map_err(|e| corrupt(&format!("outbox message {id}: {e}")))?;
+            state.outbox.insert((name.to_owned(), at, id.to_owned()), m);
+            Ok(())
+        })?;
+        each_row(&txn, LEASES, |key, json| {
+            let l = serde_json::from_slice(json)
+                .map_err(|e| corrupt(&format!("send lease {key}: {e}")))?;
+            state.leases.insert(key.to_owned(), l);
             Ok(())
         })?;
         u64::try_from(seq).map_err(|_| corrupt(&format!("log sequence number {seq}")))?

@@ -13,7 +13,8 @@ use super::{EmbeddedOptions, EmbeddedStore};
 use crate::store::fixtures::{right, sample_record, sample_rotation, wrong};
 use crate::store::state::lock;
 use crate::store::{
-    Budgets, CheckOutcome, Durability, QueuedSend, RotateOutcome, Store, StoreError,
+    Budgets, CheckOutcome, Durability, OutboxMessage, QueuedSend, RotateOutcome, SendLease, Store,
+    StoreError,
 };
 
 /// A store file's path in a fresh directory (removed when the directory is dropped).
@@ -91,6 +92,89 @@ async fn queued_sends_survive_restarts_and_crashes() {
         s.dequeue_sends(10).await.expect("dequeue"),
         vec![queued("v_3.1", 1, t + 3), queued("v_1.1", 2, t + 1)],
         "the paid send taken before the crash stays taken"
+    );
+}
+
+fn message(id: &str, at: i64) -> OutboxMessage {
+    OutboxMessage {
+        id: id.to_owned(),
+        expires_at_ms: at + 60_000,
+        queued_at_ms: at,
+        sealed: format!("sealed-{id}"),
+    }
+}
+
+fn lease(key: &str, owner: &str, until_ms: i64) -> SendLease {
+    SendLease {
+        key: key.to_owned(),
+        owner: owner.to_owned(),
+        until_ms,
+        deadline_ms: until_ms + 600_000,
+        body: format!("body-{key}"),
+    }
+}
+
+/// Outbox messages and send leases outlive the process: through a clean restart
+/// (checkpoint) and a crash (log replay); a message taken stays taken (and its id
+/// remembered), a lease taken over stays its new owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outboxes_and_leases_survive_restarts_and_crashes() {
+    let (_dir, path) = temp_file();
+    let t = 1_764_000_000_000;
+    {
+        let s = EmbeddedStore::open(&path).expect("open");
+        for n in 0..3 {
+            let m = message(&format!("v_{n}.1.1"), t + n);
+            assert!(s.outbox_push("phone", &m, 10, t).await.expect("push"));
+        }
+        assert_eq!(s.outbox_take("phone", 1, t).await.expect("take").len(), 1);
+        assert!(
+            s.lease_put(&lease("v_a.1", "i_1", t + 1_000), t)
+                .await
+                .expect("put")
+        );
+        assert!(
+            s.lease_put(&lease("v_b.1", "i_1", t + 1_000), t)
+                .await
+                .expect("put")
+        );
+    }
+    let s = EmbeddedStore::open(&path).expect("reopen");
+    assert!(
+        !s.lease_put(&lease("v_a.1", "i_2", t + 1_000), t + 10)
+            .await
+            .expect("put"),
+        "the lease is still i_1's after a restart"
+    );
+    drop(s);
+    crash_after(&path, Durability::Disk, async |s| {
+        let taken = s.outbox_take("phone", 1, t).await.expect("take");
+        assert_eq!(taken, vec![message("v_1.1.1", t + 1)]);
+        let over = s
+            .lease_take_expired("i_2", t + 60_000, 1, t + 2_000)
+            .await
+            .expect("take over");
+        assert_eq!(over.len(), 1);
+    })
+    .await;
+    let s = EmbeddedStore::open(&path).expect("reopen");
+    assert!(s.stats().replayed > 0, "{:?}", s.stats());
+    assert!(
+        s.outbox_push("phone", &message("v_1.1.1", t + 5), 10, t + 5)
+            .await
+            .expect("push a taken id"),
+    );
+    assert_eq!(
+        s.outbox_take("phone", 10, t + 6).await.expect("take"),
+        vec![message("v_2.1.1", t + 2)],
+        "taken before the crash stays taken, its id remembered"
+    );
+    assert_eq!(
+        s.lease_renew("i_2", &["v_a.1".to_owned()], t + 70_000, t + 3_000)
+            .await
+            .expect("renew"),
+        Vec::<String>::new(),
+        "the lease taken over before the crash is i_2's"
     );
 }
 
