@@ -12,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 # The Kratos courier test evaluates examples/kratos/otpgate-sms.jsonnet (Debian package jsonnet).
 command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
+# The official Python clients' venv below (Debian's python3 makes one only with python3-venv).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -37,5 +39,18 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   ! npm ls --depth=0 >/dev/null 2>&1; then
   echo "setup: npm ci (the npm workspace)"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+# The official Python clients the API tests drive (the Supabase hook signed by
+# `standardwebhooks`, the `twilio` SDK): a venv of their own, pinned by
+# crates/otpgate-server/tests/clients/requirements.txt, made again when that file changes.
+CLIENTS_REQ=crates/otpgate-server/tests/clients/requirements.txt
+CLIENTS_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/clients-venv
+if ! cmp -s "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt" || ! [ -x "$CLIENTS_VENV/bin/python" ]; then
+  echo "setup: pip install the official clients into $CLIENTS_VENV"
+  rm -rf "$CLIENTS_VENV"
+  mkdir -p "$(dirname "$CLIENTS_VENV")"
+  python3 -m venv "$CLIENTS_VENV"
+  "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CLIENTS_REQ"
+  cp "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt"
 fi
 echo "setup: ok"

@@ -100,7 +100,7 @@ fn e164(phone: &str) -> String {
     params(
         ("webhook-id" = String, Header, description = "The message id (1 to 255 visible ASCII characters): a replay of an id that succeeded is answered as the first time and sends nothing"),
         ("webhook-timestamp" = String, Header, description = "Unix seconds, inside `timestamp_window_secs` (default 300) of the issuer's clock"),
-        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, several space-separated while rotating"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, several while rotating, separated by spaces or, as Supabase writes them, by \", \""),
     ),
     request_body(content = String, content_type = "application/json",
         description = "Supabase's payload: `{\"user\": {\"phone\": \"15555550100\", ...}, \"sms\": {\"otp\": \"123456\"}}` (other fields ignored)"),

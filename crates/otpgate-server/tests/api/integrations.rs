@@ -24,29 +24,29 @@ use otpgate_test_support::process::{Phone, Serve, ServeToml, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::{Value, json};
 
-const ISSUER: &str = "https://issuer.test";
-const SIGNING_KEY: &str = "integ-webhook-signing-key";
-const API_KEY: &str = "integ-api-key-0123456789abcdef";
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const SERVICE: &str = "VAfedcba9876543210fedcba9876543210";
-const TOKEN: &str = "twilio-auth-token-0123456789";
-const APP_HASH: &str = "FA+9qCX9VSu";
+pub(crate) const ISSUER: &str = "https://issuer.test";
+pub(crate) const SIGNING_KEY: &str = "integ-webhook-signing-key";
+pub(crate) const API_KEY: &str = "integ-api-key-0123456789abcdef";
+pub(crate) const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const SERVICE: &str = "VAfedcba9876543210fedcba9876543210";
+pub(crate) const TOKEN: &str = "twilio-auth-token-0123456789";
+pub(crate) const APP_HASH: &str = "FA+9qCX9VSu";
 
-fn secret(byte: u8) -> String {
+pub(crate) fn secret(byte: u8) -> String {
     format!("v1,whsec_{}", STANDARD.encode([byte; 32]))
 }
 
-struct Rig {
+pub(crate) struct Rig {
     // Field order = drop order: the issuer goes first.
-    serve: Serve,
-    phone: Phone,
-    http: reqwest::Client,
+    pub(crate) serve: Serve,
+    pub(crate) phone: Phone,
+    pub(crate) http: reqwest::Client,
     _redis: Option<TestRedis>,
     _dir: tempfile::TempDir,
 }
 
 #[derive(Clone, Copy)]
-enum Store {
+pub(crate) enum Store {
     Embedded,
     Redis,
 }
@@ -54,7 +54,7 @@ enum Store {
 impl Rig {
     /// The issuer with the three integrations, one emulated phone, anonymous starts behind
     /// a proof of work, 3 SMS per number per 10 min.
-    fn start(store: Store) -> Self {
+    pub(crate) fn start(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let hook = format!("http://127.0.0.1:{port}/v1/gateways/sms-gate/webhook");
@@ -141,7 +141,7 @@ app = "shop"
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.serve.base)
     }
 
@@ -156,7 +156,7 @@ app = "shop"
     }
 
     /// The SMS sent to `phone`, waiting up to 10 s for `n` of them.
-    async fn sms_to(&self, phone: &str, n: usize) -> Vec<String> {
+    pub(crate) async fn sms_to(&self, phone: &str, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let texts: Vec<String> = self
@@ -250,7 +250,7 @@ app = "shop"
     }
 }
 
-async fn json_of(res: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn json_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let bytes = res.bytes().await.unwrap();
     (
@@ -259,7 +259,7 @@ async fn json_of(res: reqwest::Response) -> (u16, Value) {
     )
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -270,7 +270,7 @@ fn now() -> i64 {
 }
 
 /// Supabase's payload, as its documentation shows it (phone as Supabase stores it).
-fn supabase_payload(phone: &str, otp: &str) -> String {
+pub(crate) fn supabase_payload(phone: &str, otp: &str) -> String {
     json!({
         "user": {
             "id": "8ccaa7af-909f-44e7-84cb-67cdccb56be6",
@@ -290,7 +290,7 @@ fn supabase_payload(phone: &str, otp: &str) -> String {
     .to_string()
 }
 
-fn assert_supabase_error(status: u16, body: &Value, want: u16) {
+pub(crate) fn assert_supabase_error(status: u16, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["http_code"], want, "{body}");
     assert!(
@@ -693,11 +693,11 @@ async fn kratos_courier_jsonnet_body_is_accepted() {
     }
 }
 
-fn code_of(text: &str) -> String {
+pub(crate) fn code_of(text: &str) -> String {
     otpgate_core::sms::parse(text).webotp.unwrap().code
 }
 
-fn assert_twilio_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
+pub(crate) fn assert_twilio_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
     assert_eq!(body["status"], want_status, "{body}");
