@@ -15,6 +15,7 @@
 //!   channels, auth and refused destinations with Twilio's error objects.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -908,4 +909,119 @@ async fn twilio_verify_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_verify_on_redis() {
     twilio_flow(Store::Redis).await;
+}
+
+/// Concurrent creates for a number whose verification is finished (approved or canceled):
+/// one new verification, one SMS, every create answered with its SID.
+async fn twilio_concurrent_creates(store: Store) {
+    const BURST: usize = 16;
+    let rig = Rig::start(store);
+    let verifications = format!("/v2/Services/{SERVICE}/Verifications");
+    let check = format!("/v2/Services/{SERVICE}/VerificationCheck");
+    for round in 0..4 {
+        let to = format!("+1415555090{round}");
+        if round == 0 {
+            // A check by To of a number with no verification, then at once a create.
+            let (status, err) = rig
+                .twilio(&check, &[("To", &to), ("Code", "123456")], true)
+                .await;
+            assert_twilio_error(status, &err, 404, 20404);
+        }
+        let (status, v) = rig
+            .twilio(&verifications, &[("To", &to), ("Channel", "sms")], true)
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let first = v["sid"].as_str().unwrap().to_owned();
+        let texts = rig.sms_to(&to, 1).await;
+        // Finish it: approved in even rounds, canceled in odd ones.
+        let (status, done) = if round % 2 == 0 {
+            rig.twilio(&check, &[("To", &to), ("Code", &code_of(&texts[0]))], true)
+                .await
+        } else {
+            rig.twilio(
+                &format!("{verifications}/{first}"),
+                &[("Status", "canceled")],
+                true,
+            )
+            .await
+        };
+        assert_eq!(status, 200, "{done}");
+        // Open the connections first, then let every create go at once.
+        let warm: Vec<_> = (0..BURST)
+            .map(|_| {
+                let (http, url) = (rig.http.clone(), rig.url("/healthz"));
+                tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+            })
+            .collect();
+        for w in warm {
+            assert!(w.await.unwrap().is_success());
+        }
+        let go = Arc::new(tokio::sync::Barrier::new(BURST));
+        let creates: Vec<_> = (0..BURST)
+            .map(|i| {
+                let (http, url, to) = (rig.http.clone(), rig.url(&verifications), to.clone());
+                let go = go.clone();
+                tokio::spawn(async move {
+                    go.wait().await;
+                    // Spread over a few store round trips, so that some creates find the
+                    // finished verification while others already replace it.
+                    tokio::time::sleep(Duration::from_micros(250 * (i as u64 % 8))).await;
+                    let res = http
+                        .post(url)
+                        .basic_auth(ACCOUNT, Some(TOKEN))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(
+                            serde_urlencoded::to_string([("To", to.as_str()), ("Channel", "sms")])
+                                .unwrap(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                    json_of(res).await
+                })
+            })
+            .collect();
+        let mut sids = std::collections::BTreeSet::new();
+        for c in creates {
+            let (status, v) = c.await.unwrap();
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (201, Some("pending")),
+                "{v}"
+            );
+            sids.insert(v["sid"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            sids.len(),
+            1,
+            "round {round}: one new verification: {sids:?}"
+        );
+        assert!(!sids.contains(&first), "round {round}");
+        rig.sms_to(&to, 2).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            rig.sms_to(&to, 2).await.len(),
+            2,
+            "round {round}: one SMS for the burst"
+        );
+        // It is the number's pending verification: found by To.
+        let (status, c) = rig
+            .twilio(&check, &[("To", &to), ("Code", "0000000")], true)
+            .await;
+        assert_eq!(
+            (status, c["sid"].as_str(), c["status"].as_str()),
+            (200, sids.first().map(String::as_str), Some("pending")),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_concurrent_creates_on_the_embedded_store() {
+    twilio_concurrent_creates(Store::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_concurrent_creates_on_redis() {
+    twilio_concurrent_creates(Store::Redis).await;
 }
