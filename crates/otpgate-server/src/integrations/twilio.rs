@@ -48,6 +48,10 @@ use sha2::{Digest as _, Sha256};
 use super::config::{TwilioVerify, is_sid};
 use super::{IntegrationState, Meta};
 use crate::api::error::PeerShaped;
+use crate::api::openapi::{
+    TwilioCheckFormDoc, TwilioCreateFormDoc, TwilioErrorDoc, TwilioUpdateFormDoc,
+    TwilioVerificationDoc,
+};
 use crate::clock::rfc3339;
 use crate::service::{RequestMeta, ServiceError, StartInput};
 use crate::store::Record;
@@ -344,17 +348,20 @@ fn is_marker(v: &str) -> bool {
 
 /// Starts a verification, or answers the pending one of the same number.
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/Verifications", tag = "integrations",
-    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    operation_id = "twilio_create_verification",
+    security(("twilio_basic" = [])),
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)")),
+    request_body(content = TwilioCreateFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`To` (E.164), `Channel` (`sms`; another Twilio channel is 400 60223), `Locale` (optional). `CustomMessage`, `CustomCode`, `SendDigits`, `TemplateSid`, `TemplateCustomSubstitutions` are refused (60200); other Twilio parameters are ignored"),
     responses(
-        (status = 201, description = "The verification (the pending one of this number when there is one: same SID, no second SMS)"),
-        (status = 400, description = "Twilio error 60200 (invalid parameter) or 60223 (channel not available)"),
-        (status = 401, description = "Twilio error 20003 (HTTP Basic: account SID and auth token)"),
-        (status = 403, description = "Twilio error 60410: the destination policy refused the number"),
-        (status = 404, description = "Twilio error 20404: unknown service"),
-        (status = 429, description = "Twilio error 60203 (the number's send budget) or 20429 (prefix or global budget), `Retry-After`"),
-        (status = 503, description = "Twilio error 20503 (store or phones unavailable), `Retry-After`"),
+        (status = 201, description = "The verification (the pending one of this number when there is one: same SID, no second SMS)", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200 (invalid parameter) or 60223 (channel not available)", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003 (HTTP Basic: account SID and auth token)", body = TwilioErrorDoc),
+        (status = 403, description = "Twilio error 60410: the destination policy refused the number", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404: unknown service, or the API is not configured (`[integrations.twilio_verify]`)", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 429, description = "Twilio error 60203 (the number's send budget) or 20429 (prefix or global budget), `Retry-After`", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503 (store or phones unavailable), `Retry-After`", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn create(
     State(state): State<IntegrationState>,
@@ -498,16 +505,19 @@ async fn start(
 
 /// Checks a code, by verification SID or by the number's pending verification.
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/VerificationCheck", tag = "integrations",
-    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    operation_id = "twilio_check_verification",
+    security(("twilio_basic" = [])),
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)")),
+    request_body(content = TwilioCheckFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`Code`, and `To` or `VerificationSid`"),
     responses(
-        (status = 200, description = "`status` `approved` and `valid: true`; for a wrong code `pending` (or `max_attempts_reached` on the last attempt) and `valid: false`"),
-        (status = 400, description = "Twilio error 60200"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404: no pending verification (unknown, approved, expired or canceled)"),
-        (status = 429, description = "Twilio error 60202: max check attempts reached; 20429: the number is locked after too many wrong codes"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "`status` `approved` and `valid: true`; for a wrong code `pending` (or `max_attempts_reached` on the last attempt) and `valid: false`", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404: no pending verification (unknown, approved, expired or canceled), unknown service, or the API is not configured", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 429, description = "Twilio error 60202: max check attempts reached; 20429: the number is locked after too many wrong codes", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn check(
     State(state): State<IntegrationState>,
@@ -575,15 +585,17 @@ pub(crate) async fn check(
 
 /// A verification.
 #[utoipa::path(get, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "integrations",
+    operation_id = "twilio_fetch_verification",
+    security(("twilio_basic" = [])),
     params(
-        ("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"),
-        ("Sid" = String, Path, description = "The verification SID (`VE…`)"),
+        ("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)"),
+        ("Sid" = String, Path, description = "The verification SID (`VE` + 32 lower-case hex digits)"),
     ),
     responses(
-        (status = 200, description = "The verification with its status (`pending`, `approved`, `canceled`, `max_attempts_reached`, `expired`), kept an hour after its code expired"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "The verification with its status (`pending`, `approved`, `canceled`, `max_attempts_reached`, `expired`), kept an hour after its code expired", body = TwilioVerificationDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404 (unknown verification or service, or the API is not configured)", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn fetch(
     State(state): State<IntegrationState>,
@@ -611,18 +623,21 @@ pub(crate) async fn fetch(
 
 /// Cancels a verification (`Status=canceled`).
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "integrations",
+    operation_id = "twilio_cancel_verification",
+    security(("twilio_basic" = [])),
     params(
-        ("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"),
-        ("Sid" = String, Path, description = "The verification SID (`VE…`)"),
+        ("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)"),
+        ("Sid" = String, Path, description = "The verification SID (`VE` + 32 lower-case hex digits)"),
     ),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TwilioUpdateFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`Status=canceled` (`approved`, Twilio's manual approval, is refused with 60200)"),
     responses(
-        (status = 200, description = "The verification, `canceled`"),
-        (status = 400, description = "Twilio error 60200"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404 (unknown, or already approved)"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "The verification, `canceled`", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404 (unknown, or already approved; unknown service, or the API is not configured)", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn update(
     State(state): State<IntegrationState>,
