@@ -53,4 +53,7 @@ if ! cmp -s "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt" || ! [ -x "$CLIENTS_
   "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CLIENTS_REQ"
   cp "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt"
 fi
+# schemathesis (pinned in scripts/fuzz-http.sh), which scripts/test.sh runs over the
+# integration routes: its own venv.
+bash scripts/fuzz-http.sh --install
 echo "setup: ok"

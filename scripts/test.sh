@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis),
-# the wasm tests in Node and headless Chromium against a real `otpgate serve`, the npm
-# package test, the browser end-to-end tests and the workerd tests. Exits non-zero on any
-# failure.
+# Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis;
+# the API tests also drive the official Python clients of Supabase's hook signing and of
+# Twilio), schemathesis over the integration routes (scripts/fuzz-http.sh,
+# FUZZ_HTTP_SCOPE=integrations), the wasm tests in Node and headless Chromium against a real
+# `otpgate serve`, the npm package test, the browser end-to-end tests and the workerd tests.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,6 +52,10 @@ bash scripts/build-pkg.sh
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+
+step "schemathesis on the integration routes (Supabase hook, Twilio Verify API, /v1/messages)"
+OTPGATE_BIN="$ROOT/target/debug/otpgate" FUZZ_HTTP_SCOPE=integrations \
+  bash scripts/fuzz-http.sh "${FUZZ_HTTP_SECONDS:-60}"
 
 step "wasm tests (Node and headless Chromium)"
 cargo test -p otpgate --target wasm32-unknown-unknown
