@@ -1025,3 +1025,49 @@ async fn twilio_concurrent_creates_on_the_embedded_store() {
 async fn twilio_concurrent_creates_on_redis() {
     twilio_concurrent_creates(Store::Redis).await;
 }
+
+/// An issuer without `[integrations.*]`: the routes the OpenAPI document lists answer 404 in
+/// their peer's shape (Supabase's, Twilio's 20404), whatever the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_not_configured_answer_404_in_their_peers_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = ServeToml::new(ISSUER).write(dir.path());
+    let serve = Serve::start(dir.path(), &config, port, &[]);
+    let http = reqwest::Client::new();
+    let ts = now().to_string();
+    let body = supabase_payload("14155550999", "123456");
+    let sig =
+        WebhookSecret::parse_list(&secret(1)).unwrap()[0].sign("msg_off", &ts, body.as_bytes());
+    let res = http
+        .post(format!("{}/v1/hooks/supabase/send-sms", serve.base))
+        .header("webhook-id", "msg_off")
+        .header("webhook-timestamp", ts)
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = json_of(res).await;
+    assert_supabase_error(status, &answer, 404);
+    for (path, get) in [
+        (format!("/v2/Services/{SERVICE}/Verifications"), false),
+        (format!("/v2/Services/{SERVICE}/VerificationCheck"), false),
+        (
+            format!("/v2/Services/{SERVICE}/Verifications/VE00000000000000000000000000000000"),
+            true,
+        ),
+    ] {
+        let url = format!("{}{path}", serve.base);
+        let req = if get {
+            http.get(url)
+        } else {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("To=%2B14155550999&Channel=sms&Code=123456")
+        };
+        let (status, answer) =
+            json_of(req.basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap()).await;
+        assert_twilio_error(status, &answer, 404, 20404);
+    }
+}
