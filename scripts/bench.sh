@@ -241,7 +241,7 @@ gateway() {
 client() {
 	say "client: npm package size (scripts/size.sh)"
 	bash scripts/size.sh | tee "$RAW/client-size.log" >&2 || return 1
-	awk '$1=="total"{printf "{\"raw\": %d, \"gzip\": %d}\n", $2, $3}' "$RAW/client-size.log" \
+	awk '$1=="total"{printf "{\"raw\": %d, \"gzip\": %d}\n", $2, $3; exit}' "$RAW/client-size.log" \
 		>"$RAW/client-size.json"
 	say "client: cold instantiation, Node and workerd ($RUNS runs each)"
 	sh examples/edge-worker/build.sh >&2 || return 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the npm package `otpgate` into pkg/ (ready for `cd pkg && npm pack`):
 #   otpgate.js + otpgate.d.ts      wasm-bindgen --target web: browsers, workerd/workers, Deno
-#                                  (`await init()` in pages, `initSync({module})` in workers)
+#                                  (`await init()` in pages, `initSync({module})` in workers);
+#                                  the JS minified by esbuild (from scripts/tools)
 #   node.mjs + node.d.ts           the Node entry: reads otpgate_bg.wasm with fs and calls
 #                                  initSync, so `import * as otpgate from "otpgate"` (and
 #                                  require() on Node >= 20.19) is usable at once. It reuses the
@@ -26,14 +27,22 @@ if [ "$HAVE" != "$WBG" ]; then
   exit 1
 fi
 WASM_OPT=$ROOT/node_modules/.bin/wasm-opt
-if [ ! -x "$WASM_OPT" ]; then
-  # Only scripts/tools' packages (binaryen), not the whole workspace.
+ESBUILD=$ROOT/node_modules/.bin/esbuild
+if [ ! -x "$WASM_OPT" ] || [ ! -x "$ESBUILD" ]; then
+  # Only scripts/tools' packages (binaryen, esbuild), not the whole workspace.
   npm ci --workspace scripts/tools --no-audit --no-fund --loglevel=error
 fi
 
 # The `wasm` profile (Cargo.toml): opt-level z, fat LTO, abort; not stripped, because
 # wasm-bindgen needs the target_features section; wasm-opt strips names and producers after.
-cargo build -q --profile wasm --target wasm32-unknown-unknown -p otpgate
+# Source paths kept in panic locations are shortened (registry and checkout prefixes); the
+# flags add to .cargo/config.toml's (cargo merges config arrays), which RUSTFLAGS would replace.
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+REMAP="'--remap-path-prefix=$ROOT/='"
+for d in "$CARGO_HOME"/registry/src/*/; do REMAP="$REMAP, '--remap-path-prefix=$d='"; done
+REMAP="[$REMAP]"
+cargo build -q --profile wasm --target wasm32-unknown-unknown -p otpgate \
+  --config "target.wasm32-unknown-unknown.rustflags=$REMAP"
 WASM=$TARGET_DIR/wasm32-unknown-unknown/wasm/otpgate.wasm
 
 WORK=$(mktemp -d)
@@ -44,7 +53,15 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
   echo "build-pkg: the web and nodejs wasm differ; cannot share one otpgate_bg.wasm" >&2
   exit 1
 }
-"$WASM_OPT" -Oz --strip-debug --strip-producers "$WORK/web/otpgate_bg.wasm" -o "$WORK/otpgate_bg.wasm"
+"$WASM_OPT" -Oz --strip-debug --strip-producers "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
+# wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them, in the wasm
+# and again in the glue) shortened in both, checked against each other (exports unchanged).
+node scripts/tools/minify-names.mjs "$WORK/opt.wasm" "$WORK/web/otpgate.js" \
+  "$WORK/otpgate_bg.wasm" "$WORK/glue.js" >/dev/null
+
+# The named wasm (before wasm-opt) for scripts/size.sh's breakdown by crate.
+mkdir -p "$TARGET_DIR/otpgate-pkg"
+cp "$WORK/web/otpgate_bg.wasm" "$TARGET_DIR/otpgate-pkg/otpgate_bg.named.wasm"
 
 VERSION=$(cargo metadata -q --no-deps --format-version 1 |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const p=JSON.parse(s).packages.find(p=>p.name==="otpgate");process.stdout.write(p.version)})')
@@ -52,16 +69,30 @@ VERSION=$(cargo metadata -q --no-deps --format-version 1 |
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$WORK/otpgate_bg.wasm" "$OUT/"
-cp "$WORK/web/otpgate.js" "$OUT/"
+# The glue minified (exports, import names and `new URL("otpgate_bg.wasm", import.meta.url)`
+# are kept, so bundlers still find the wasm); the typings keep every comment.
+"$ESBUILD" "$WORK/glue.js" --minify --format=esm --legal-comments=none --log-level=warning \
+  --outfile="$OUT/otpgate.js"
 # Trailing option bags are optional in JS; wasm-bindgen types `Option<JsValue>` parameters
 # as required, so mark them `?` (the names and types come from src/, see unchecked_param_type).
-sed -E 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
+# `[Symbol.dispose]()` is left out of the typings (the method is there): it needs
+# `lib: esnext.disposable`, and a strict project with the usual ES2022 lib and no
+# skipLibCheck would fail on it; `free()` does the same.
+sed -E -e 's/\b(options|maxTries): (OtpClientOptions|StartOptions|WaitForDeliveryOptions|ReceiveCodeOptions|VerifyWebhookOptions|number)\)/\1?: \2)/' \
+  -e 's/\btrunk: string \| undefined\)/trunk?: string)/' \
+  -e '/^    \[Symbol\.dispose\]\(\): void;$/d' \
   "$WORK/web/otpgate.d.ts" >"$OUT/otpgate.d.ts"
 cp pkg-template/node.mjs pkg-template/node.d.ts "$OUT/"
 cp pkg-template/README.md "$OUT/"
 [ -f LICENSE ] && cp LICENSE "$OUT/"
 sed "s/\"version\": \"0.0.0-template\"/\"version\": \"$VERSION\"/" pkg-template/package.json >"$OUT/package.json"
 grep -q "\"version\": \"$VERSION\"" "$OUT/package.json"
+
+# The package loads and answers through its Node entry (glue and wasm agree).
+node --input-type=module -e "
+  const m = await import('$OUT/node.mjs');
+  if (!m.errorCodes().includes('network_error') || m.parseSms('@a.example #123456').code !== '123456') process.exit(1);
+" || { echo "build-pkg: the built package does not load" >&2; exit 1; }
 
 echo "build-pkg: pkg/ otpgate@$VERSION"
 bash scripts/size.sh

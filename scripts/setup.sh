@@ -12,6 +12,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 # The Kratos courier test evaluates examples/kratos/otpgate-sms.jsonnet (Debian package jsonnet).
 command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
+# deploy/ checks: promtool (Debian package prometheus) and systemd-analyze.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The official Python clients' venv below (Debian's python3 makes one only with python3-venv).
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,6 +34,9 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; the
   cargo install -q wasm-bindgen-cli --version "$WBG"
 fi
 
+# twiggy: scripts/size.sh's breakdown of the package's wasm by crate.
+command -v twiggy >/dev/null 2>&1 || { echo "setup: cargo install twiggy"; cargo install -q twiggy; }
+
 # JavaScript tools, test drivers and benchmarks: one npm workspace (package.json: scripts/tools,
 # tests-node, e2e, examples/edge-worker, bench/js), pinned by the one package-lock.json.
 # Installed again when the lock file is newer than the last install or a package is missing
@@ -39,6 +45,14 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   ! npm ls --depth=0 >/dev/null 2>&1; then
   echo "setup: npm ci (the npm workspace)"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+# moto's server mode (PyPI), for the AWS SNS fallback test (tests/gateway/sns_moto.rs), in its
+# own venv under the cache.
+MOTO_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/moto-venv
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  echo "setup: moto[server] into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.1"
 fi
 # The official Python clients the API tests drive (the Supabase hook signed by
 # `standardwebhooks`, the `twilio` SDK): a venv of their own, pinned by
@@ -57,3 +71,4 @@ fi
 # integration routes: its own venv.
 bash scripts/fuzz-http.sh --install
 echo "setup: ok"
+

@@ -3,8 +3,10 @@
 # the API tests also drive the official Python clients of Supabase's hook signing and of
 # Twilio), schemathesis over the integration routes (scripts/fuzz-http.sh,
 # FUZZ_HTTP_SCOPE=integrations), the wasm tests in Node and headless Chromium against a real
-# `otpgate serve`, the npm package test, the browser end-to-end tests and the workerd tests.
-# Exits non-zero on any failure.
+# `otpgate serve` (and through a proxy that loses answers), the npm package test, a fresh Vite
+# app built with the package, the browser end-to-end tests (the demo page and the operator
+# console), the deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits
+# non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,6 +34,8 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 export OTPGATE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+# The AWS SNS fallback test drives moto (setup.sh installed it).
+export OTPGATE_MOTO_SERVER=${OTPGATE_MOTO_SERVER:-${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/moto-venv/bin/moto_server}
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -52,6 +56,16 @@ bash scripts/build-pkg.sh
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$OTPGATE_TEST_SERVER/healthz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+# The proxy that loses the first answer of each idempotent POST (the client's retry tests).
+node tests/support/drop-proxy.mjs --upstream "$OTPGATE_TEST_SERVER" >"$WORK/proxy.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q '^listening ' "$WORK/proxy.log" 2>/dev/null && break; sleep 0.1; done
+OTPGATE_TEST_DROP_PROXY=$(sed -n 's/^listening //p' "$WORK/proxy.log")
+[ -n "$OTPGATE_TEST_DROP_PROXY" ] || { cat "$WORK/proxy.log"; exit 1; }
+export OTPGATE_TEST_DROP_PROXY
+
+step "deploy/: systemd unit (systemd-analyze) and Prometheus alert rules (promtool)"
+bash scripts/check-deploy.sh "$OTPGATE_TEST_SERVER"
 
 step "schemathesis on the integration routes (Supabase hook, Twilio Verify API, /v1/messages)"
 OTPGATE_BIN="$ROOT/target/debug/otpgate" FUZZ_HTTP_SCOPE=integrations \
@@ -62,6 +76,9 @@ cargo test -p otpgate --target wasm32-unknown-unknown
 
 step "npm package (packed tarball through the exports map, typings)"
 (cd tests-node && node --test)
+
+step "a fresh Vite app with the package (tsc --strict, vite build, the page in Chromium)"
+(cd tests/vite && node --test)
 
 step "browser end-to-end (playwright-core + Chromium)"
 (cd e2e && node --test)

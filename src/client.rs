@@ -1,28 +1,45 @@
-//! `OtpClient`: the issuer's HTTP API (`/v1/verifications`) over the runtime's `fetch`.
+//! `OtpClient`: the issuer's HTTP API (`/v1/verifications`) through gloo-net.
 //!
-//! `fetch` is taken from `globalThis` (browsers, Node 18+, Deno, workerd and other workers:
-//! no `window`), or passed in the options. Answers are validated against the core's wire
-//! types; errors become `OtpError`s with the API's stable `code`, plus `status`,
-//! `retryAfter`, `attemptsLeft` and `requestId` when the issuer sent them. A start that is
-//! answered `pow_required` is retried once with the solved proof of work. Nothing sleeps
-//! behind the caller's back: a `Retry-After` is reported on the error.
+//! Requests are built and answers read with gloo-net, whose 0.7 `send` calls the global
+//! `fetch` (browsers, Node >= 20, Deno, workerd and other workers: no `window`); a `fetch`
+//! passed in the options is called with the same `Request` instead. Bodies are serialized
+//! and answers decoded with serde (serde-wasm-bindgen over the runtime's `JSON.parse`) into
+//! the types of `crate::types`, from which the TypeScript types are generated; errors become
+//! `OtpError`s with the API's stable `code`, plus `status`, `retryAfter`, `attemptsLeft` and
+//! `requestId` when the issuer sent them.
+//!
+//! Retries never send twice: every `start` and `resend` call draws an `Idempotency-Key`
+//! (16 bytes of the runtime's CSPRNG through `getrandom`, base64url) and sends it with each of
+//! its requests. A request that failed in transport (`network_error`: the answer may have been
+//! lost after the issuer sent the SMS) is sent once more with the same key and body, and the
+//! issuer replays its first answer instead of sending again. A start answered `pow_required` is
+//! retried once with the solved proof of work (same key: the issuer forgets a key whose request
+//! was refused). Nothing sleeps behind the caller's back: a `Retry-After` is reported on the
+//! error.
 
 use std::fmt;
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Reflect};
-use otpgate_core::wire::{DeliveryState, ErrorCode};
-use serde::Deserialize;
-use serde::de::value::StrDeserializer;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gloo_net::http::{Request, Response};
+use js_sys::{Function, Promise, Reflect};
+use otpgate_core::wire::ErrorCode;
+use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
-use crate::convert::{int, object, opt_string, prop};
-use crate::error::{invalid, otp_error, set};
+use crate::convert::{at_most, from_js, present, text, to_js};
+use crate::error::{invalid, otp_error, otp_error_with};
+use crate::types::{
+    CheckBody, CheckResult, ErrorFields, IssuerErrorBody, OtpClientOptions, PowBody, StartBody,
+    StartOptions, Verification, WaitForDeliveryOptions,
+};
 
-/// Shortest and default pause between two polls of `waitForDelivery`, in milliseconds.
-const MIN_INTERVAL_MS: f64 = 250.0;
-const DEFAULT_INTERVAL_MS: f64 = 1000.0;
+/// Shortest, default and longest pause between two polls of `waitForDelivery`, in ms.
+const MIN_INTERVAL_MS: u32 = 250;
+const DEFAULT_INTERVAL_MS: u32 = 1000;
+const MAX_INTERVAL_MS: u32 = 600_000;
 
 /// A client of one issuer (`otpgate serve`).
 ///
@@ -41,7 +58,8 @@ struct Inner {
     base: String,
     api_key: Option<String>,
     app: Option<String>,
-    fetch: Function,
+    /// A `fetch` passed in the options; `None`: gloo-net's (the global `fetch`).
+    fetch: Option<Function>,
 }
 
 impl fmt::Debug for Inner {
@@ -74,10 +92,8 @@ impl OtpClient {
         #[wasm_bindgen(js_name = baseUrl, unchecked_param_type = "string")] base_url: JsValue,
         #[wasm_bindgen(unchecked_param_type = "OtpClientOptions")] options: Option<JsValue>,
     ) -> Result<Self, JsValue> {
-        let options = options.unwrap_or_default();
-        let base = base_url
-            .as_string()
-            .ok_or_else(|| invalid("baseUrl must be a string"))?;
+        let o: OtpClientOptions = crate::convert::options(options, "OtpClient options")?;
+        let base = text(base_url, "baseUrl")?;
         let base = base.trim_end_matches('/').to_owned();
         let scheme_ok = base.starts_with("https://") || base.starts_with("http://");
         if !scheme_ok
@@ -89,28 +105,24 @@ impl OtpClient {
                 "baseUrl must be an http(s) URL without query or fragment",
             ));
         }
-        let fetch = match prop(&options, "fetch")? {
-            Some(f) => f
-                .dyn_into::<Function>()
-                .map_err(|_| invalid("`fetch` must be a function"))?,
-            None => Reflect::get(&js_sys::global(), &"fetch".into())?
-                .dyn_into::<Function>()
-                .map_err(|_| {
-                    otp_error(
-                        ErrorCode::FetchUnavailable,
-                        "this runtime has no global fetch; pass options.fetch",
-                    )
-                })?,
+        let fetch = match present(o.fetch) {
+            Some(f) => Some(
+                f.dyn_into::<Function>()
+                    .map_err(|_| invalid("`fetch` must be a function"))?,
+            ),
+            None if Reflect::get(&js_sys::global(), &"fetch".into())?.is_function() => None,
+            None => {
+                return Err(otp_error(
+                    ErrorCode::FetchUnavailable,
+                    "this runtime has no global fetch; pass options.fetch",
+                ));
+            }
         };
-        let (api_key, app) = (
-            opt_string(&options, "apiKey")?,
-            opt_string(&options, "app")?,
-        );
         Ok(Self {
             inner: Rc::new(Inner {
                 base,
-                api_key,
-                app,
+                api_key: o.api_key,
+                app: o.app,
                 fetch,
             }),
         })
@@ -119,13 +131,16 @@ impl OtpClient {
     /// Starts a verification: the issuer sends a code to `phone` (E.164). Options: `app`,
     /// `locale`. Resolves with the verification; rejects with the API's code (e.g.
     /// `rate_limited` with `retryAfter`, `destination_not_allowed`).
+    ///
+    /// The call carries a fresh `Idempotency-Key`; after a network error it is sent once more
+    /// with the same key, so a lost answer never costs a second SMS.
     #[wasm_bindgen(unchecked_return_type = "Promise<Verification>")]
     pub fn start(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] phone: JsValue,
         #[wasm_bindgen(unchecked_param_type = "StartOptions")] options: Option<JsValue>,
     ) -> Promise {
-        self.run(Op::Start(phone, options.unwrap_or_default()))
+        self.run(Op::Start(phone, options))
     }
 
     /// The current state of a verification, delivery included.
@@ -146,7 +161,8 @@ impl OtpClient {
     }
 
     /// Sends a new code (the old one stops working). Rejects with `resend_cooldown` (429)
-    /// and `retryAfter` inside the cooldown.
+    /// and `retryAfter` inside the cooldown. Like `start`, it carries a fresh
+    /// `Idempotency-Key` and is sent once more with it after a network error.
     #[wasm_bindgen(unchecked_return_type = "Promise<Verification>")]
     pub fn resend(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
         self.run(Op::Resend(id))
@@ -169,19 +185,19 @@ impl OtpClient {
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "WaitForDeliveryOptions")] options: Option<JsValue>,
     ) -> Promise {
-        self.run(Op::Wait(id, options.unwrap_or_default()))
+        self.run(Op::Wait(id, options))
     }
 }
 
 /// One call of the API. Every method goes through one future type, [`Inner::run`]: each
 /// distinct future given to `future_to_promise` costs about 2 KB of wasm.
 enum Op {
-    Start(JsValue, JsValue),
+    Start(JsValue, Option<JsValue>),
     Status(JsValue),
     Check(JsValue, JsValue),
     Resend(JsValue),
     Cancel(JsValue),
-    Wait(JsValue, JsValue),
+    Wait(JsValue, Option<JsValue>),
 }
 
 impl OtpClient {
@@ -207,140 +223,228 @@ fn path(id: &JsValue, suffix: &str) -> Result<String, JsValue> {
     }
 }
 
+/// An HTTP method of the API.
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
 impl Inner {
     async fn run(&self, op: Op) -> Result<JsValue, JsValue> {
         match op {
-            Op::Start(phone, options) => self.start(&phone, &options).await,
+            Op::Start(phone, options) => self.start(phone, options).await,
             Op::Status(id) => self
-                .send("GET", &path(&id, "")?, None, None)
+                .send(Method::Get, &path(&id, "")?, None, None, None)
                 .await?
-                .decode(VIEW_FIELDS),
-            Op::Check(id, code) => self.check(&id, &code).await,
-            Op::Resend(id) => self
-                .send("POST", &path(&id, "/resend")?, None, None)
-                .await?
-                .decode(VIEW_FIELDS),
+                .decode::<Verification>(),
+            Op::Check(id, code) => self.check(&id, code).await,
+            Op::Resend(id) => {
+                let path = path(&id, "/resend")?;
+                let key = idempotency_key()?;
+                self.post_idempotent(&path, None, &key, &mut false)
+                    .await?
+                    .decode::<Verification>()
+            }
             Op::Cancel(id) => {
-                let answer = self.send("DELETE", &path(&id, "")?, None, None).await?;
+                let answer = self
+                    .send(Method::Delete, &path(&id, "")?, None, None, None)
+                    .await?;
                 match answer.ok() && answer.body.trim().is_empty() {
                     true => Ok(JsValue::UNDEFINED),
-                    false => answer.decode(VIEW_FIELDS),
+                    false => answer.decode::<Verification>(),
                 }
             }
-            Op::Wait(id, options) => self.wait_for_delivery(&id, &options).await,
+            Op::Wait(id, options) => self.wait_for_delivery(&id, options).await,
         }
     }
 
-    async fn start(&self, phone: &JsValue, options: &JsValue) -> Result<JsValue, JsValue> {
-        let phone = phone
-            .as_string()
-            .ok_or_else(|| invalid("phone must be a string"))?;
-        let app = opt_string(options, "app")?.or_else(|| self.app.clone());
-        let locale = opt_string(options, "locale")?;
-        // The wire module's `StartRequest`, written with JSON.stringify (see `object`); the
-        // optional fields are absent rather than null.
-        let request = object(&[("phone", phone.into())]);
-        for (key, value) in [("app", app), ("locale", locale)] {
-            if let Some(value) = value {
-                set(&request, key, &value.into());
-            }
-        }
+    async fn start(&self, phone: JsValue, options: Option<JsValue>) -> Result<JsValue, JsValue> {
+        let phone = text(phone, "phone")?;
+        let o: StartOptions = crate::convert::options(options, "start options")?;
+        let mut body = StartBody {
+            phone: &phone,
+            app: o.app.as_deref().or(self.app.as_deref()),
+            locale: o.locale.as_deref(),
+            pow: None,
+        };
+        // One key for the whole call: the transport retry and the proof-of-work retry.
+        let key = idempotency_key()?;
+        let mut retried = false;
         let mut answer = self
-            .send("POST", "/v1/verifications", Some(json(&request)?), None)
+            .post_idempotent(START, Some(json(&body)?), &key, &mut retried)
             .await?;
         if let Some(challenge) = answer.pow_challenge() {
             let nonce = crate::solve(&challenge, None)?;
-            set(
-                &request,
-                "pow",
-                &object(&[("challenge", challenge.into()), ("nonce", nonce.into())]),
-            );
+            body.pow = Some(PowBody { challenge, nonce });
             answer = self
-                .send("POST", "/v1/verifications", Some(json(&request)?), None)
+                .post_idempotent(START, Some(json(&body)?), &key, &mut retried)
                 .await?;
         }
-        answer.decode(VIEW_FIELDS)
+        answer.decode::<Verification>()
     }
 
-    async fn check(&self, id: &JsValue, code: &JsValue) -> Result<JsValue, JsValue> {
+    /// A POST that sends an SMS, with `Idempotency-Key: key`: after a transport failure it is
+    /// sent once more, same key and body, unless `retried` says the call already did.
+    async fn post_idempotent(
+        &self,
+        path: &str,
+        body: Option<String>,
+        key: &str,
+        retried: &mut bool,
+    ) -> Result<Answer, JsValue> {
+        loop {
+            match self
+                .send(Method::Post, path, body.clone(), None, Some(key))
+                .await
+            {
+                Err(SendError::Network(_)) if !*retried => *retried = true,
+                other => return other.map_err(JsValue::from),
+            }
+        }
+    }
+
+    async fn check(&self, id: &JsValue, code: JsValue) -> Result<JsValue, JsValue> {
         let code = code
             .as_string()
             .filter(|c| c.len() <= 64)
             .ok_or_else(|| invalid("code must be a string"))?;
-        let body = json(&object(&[("code", code.into())]))?;
-        self.send("POST", &path(id, "/check")?, Some(body), None)
+        let body = json(&CheckBody { code: &code })?;
+        self.send(Method::Post, &path(id, "/check")?, Some(body), None, None)
             .await?
-            .decode(CHECK_FIELDS)
+            .decode::<CheckResult>()
     }
 
-    async fn wait_for_delivery(&self, id: &JsValue, options: &JsValue) -> Result<JsValue, JsValue> {
+    async fn wait_for_delivery(
+        &self,
+        id: &JsValue,
+        options: Option<JsValue>,
+    ) -> Result<JsValue, JsValue> {
         let path = path(id, "")?;
-        let signal = prop(options, "signal")?;
-        let interval = match prop(options, "intervalMs")? {
-            Some(v) => int(&v, "intervalMs", MIN_INTERVAL_MS, 600_000.0)?,
-            None => DEFAULT_INTERVAL_MS,
-        };
+        let o: WaitForDeliveryOptions =
+            crate::convert::options(options, "waitForDelivery options")?;
+        let signal = present(o.signal);
+        let interval = at_most(
+            o.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS),
+            "intervalMs",
+            MAX_INTERVAL_MS,
+        )?
+        .max(MIN_INTERVAL_MS);
         loop {
             abort_check(signal.as_ref())?;
-            let view = self
-                .send("GET", &path, None, signal.as_ref())
-                .await?
-                .decode(VIEW_FIELDS)?;
-            if settled(&view) {
-                return Ok(view);
+            let answer = self
+                .send(Method::Get, &path, None, signal.as_ref(), None)
+                .await?;
+            let view: Verification = answer.typed()?;
+            if view.delivery.state.is_terminal()
+                || view.status != crate::types::VerificationStatus::Pending
+            {
+                return to_js(&view);
             }
-            sleep(interval, signal.as_ref()).await?;
+            sleep(f64::from(interval), signal.as_ref()).await?;
         }
     }
 
-    /// One HTTP exchange. Transport failures become `network_error` (or `aborted`).
+    /// One HTTP exchange through gloo-net, with `Idempotency-Key: key` if given. Transport
+    /// failures are [`SendError::Network`] (or `aborted`).
     async fn send(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
         body: Option<String>,
         signal: Option<&JsValue>,
-    ) -> Result<Answer, JsValue> {
-        let headers = Object::new();
-        set(&headers, "accept", &"application/json".into());
-        if let Some(key) = &self.api_key {
-            set(&headers, "authorization", &format!("Bearer {key}").into());
-        }
-        let init = Object::new();
-        set(&init, "method", &method.into());
-        if let Some(body) = body {
-            set(&headers, "content-type", &"application/json".into());
-            set(&init, "body", &body.into());
-        }
-        set(&init, "headers", &headers);
-        if let Some(signal) = signal {
-            set(&init, "signal", signal);
-        }
+        key: Option<&str>,
+    ) -> Result<Answer, SendError> {
         let url = format!("{}{path}", self.base);
-        let pending = self
-            .fetch
-            .call2(&js_sys::global(), &url.into(), &init)
-            .map_err(transport)?;
-        let response = JsFuture::from(Promise::resolve(&pending))
-            .await
-            .map_err(transport)?;
-        let status = Reflect::get(&response, &"status".into())?
-            .as_f64()
-            .unwrap_or(0.0) as u16;
-        let retry_after =
-            header(&response, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-        let text = call_method(&response, "text").map_err(transport)?;
-        let body = JsFuture::from(Promise::resolve(&text))
-            .await
-            .map_err(transport)?
-            .as_string()
-            .unwrap_or_default();
+        let mut builder = match method {
+            Method::Get => Request::get(&url),
+            Method::Post => Request::post(&url),
+            Method::Delete => Request::delete(&url),
+        }
+        .header("accept", "application/json");
+        if let Some(key) = &self.api_key {
+            builder = builder.header("authorization", &format!("Bearer {key}"));
+        }
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
+        builder = builder.abort_signal(signal.map(JsCast::unchecked_ref));
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(body),
+            None => builder.build(),
+        }
+        .map_err(|e| SendError::Other(invalid(&format!("cannot build the request: {e}"))))?;
+        let response = match &self.fetch {
+            None => request.send().await.map_err(transport)?,
+            Some(fetch) => fetch_with(fetch, request).await?,
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response.text().await.map_err(transport)?;
         Ok(Answer {
             status,
             body,
             retry_after,
         })
     }
+}
+
+/// The path of `POST` start.
+const START: &str = "/v1/verifications";
+
+/// A fresh `Idempotency-Key`: 16 bytes (128 bits) of the runtime's CSPRNG
+/// (`crypto.getRandomValues` through `getrandom`), base64url without padding (22 characters).
+///
+/// # Errors
+/// `internal` when the runtime has no CSPRNG (never so in browsers, Node >= 20 or workers).
+pub(crate) fn idempotency_key() -> Result<String, JsValue> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| otp_error(ErrorCode::Internal, &format!("no random numbers: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why [`Inner::send`] got no answer.
+enum SendError {
+    /// The request or its answer was lost in transport (`network_error`): the issuer may or
+    /// may not have seen it.
+    Network(JsValue),
+    /// Anything else (`aborted`, a request that cannot be built, `bad_response`).
+    Other(JsValue),
+}
+
+impl From<SendError> for JsValue {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Network(e) | SendError::Other(e) => e,
+        }
+    }
+}
+
+/// Sends `request` with a `fetch` given in the options.
+async fn fetch_with(fetch: &Function, request: Request) -> Result<Response, SendError> {
+    let raw: web_sys::Request = request.into();
+    let pending = fetch
+        .call1(&JsValue::UNDEFINED, &raw)
+        .map_err(js_transport)?;
+    let response = JsFuture::from(Promise::resolve(&pending))
+        .await
+        .map_err(js_transport)?;
+    if !response.is_object() {
+        return Err(SendError::Other(otp_error(
+            ErrorCode::BadResponse,
+            "options.fetch did not resolve with a Response",
+        )));
+    }
+    Ok(Response::from(
+        response.unchecked_into::<web_sys::Response>(),
+    ))
 }
 
 /// An HTTP answer of the issuer.
@@ -352,129 +456,76 @@ struct Answer {
     retry_after: Option<u64>,
 }
 
-/// The fields a verification must have (`Verification` in the typings).
-const VIEW_FIELDS: &[&str] = &["id", "status", "expires_at", "resend_at", "delivery.state"];
-/// The fields of a successful check.
-const CHECK_FIELDS: &[&str] = &["status", "receipt"];
-
 impl Answer {
     fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    /// The body as a JS object after checking that every `required` path holds a string;
-    /// fields the issuer adds later are kept. A non-2xx answer is its error.
-    ///
-    /// Checked with `JSON.parse` and property reads rather than serde: a serde deserializer
-    /// per answer type costs kilobytes of wasm for the same check.
-    fn decode(&self, required: &[&str]) -> Result<JsValue, JsValue> {
+    /// The body as a JS value (the runtime's `JSON.parse`: no JSON parser in the wasm).
+    fn json(&self) -> Option<JsValue> {
+        js_sys::JSON::parse(&self.body)
+            .ok()
+            .filter(JsValue::is_object)
+    }
+
+    /// The body decoded as `T` (every field checked by serde); a non-2xx answer is its error.
+    fn typed<T: DeserializeOwned>(&self) -> Result<T, JsValue> {
         if !self.ok() {
             return Err(self.error());
         }
-        let value = js_sys::JSON::parse(&self.body)
-            .ok()
-            .filter(JsValue::is_object);
-        let value = value.ok_or_else(|| {
+        let value = self.json().ok_or_else(|| {
             otp_error(
                 ErrorCode::BadResponse,
                 "the issuer's answer is not a JSON object",
             )
         })?;
-        match required.iter().find(|path| text_at(&value, path).is_none()) {
-            Some(path) => Err(otp_error(
-                ErrorCode::BadResponse,
-                &format!("the issuer's answer has no `{path}`"),
-            )),
-            None => Ok(value),
-        }
+        from_js::<T>(value, "the issuer's answer").map_err(|e| {
+            let why = Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+                .unwrap_or_default();
+            otp_error(ErrorCode::BadResponse, &why)
+        })
+    }
+
+    /// The body decoded as `T`, back as the JS object the typings describe.
+    fn decode<T: DeserializeOwned + serde::Serialize>(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.typed::<T>()?)
     }
 
     /// The `error` object of the API's error shape, if the body is one.
-    fn detail(&self) -> Option<JsValue> {
-        let body = js_sys::JSON::parse(&self.body)
-            .ok()
-            .filter(JsValue::is_object)?;
-        Reflect::get(&body, &"error".into())
-            .ok()
-            .filter(JsValue::is_object)
+    fn detail(&self) -> Option<crate::types::IssuerError> {
+        self.json()
+            .and_then(|v| serde_wasm_bindgen::from_value::<IssuerErrorBody>(v).ok())
+            .map(|b| b.error)
     }
 
     /// The challenge of a `pow_required` answer.
     fn pow_challenge(&self) -> Option<String> {
         let detail = self.detail().filter(|_| !self.ok())?;
-        (text_at(&detail, "code").as_deref() == Some(ErrorCode::PowRequired.as_str()))
-            .then(|| text_at(&detail, "challenge"))
+        (detail.code.as_deref() == Some(ErrorCode::PowRequired.as_str()))
+            .then_some(detail.challenge)
             .flatten()
     }
 
     /// The `OtpError` of a non-2xx answer: the issuer's code, else one derived from the status.
     fn error(&self) -> JsValue {
-        let detail = self.detail().unwrap_or(JsValue::UNDEFINED);
-        let code = text_at(&detail, "code").filter(|c| is_code(c));
-        let message = text_at(&detail, "message")
+        let detail = self.detail().unwrap_or_default();
+        let code = detail.code.as_deref().filter(|c| is_code(c));
+        let message = detail
+            .message
+            .clone()
             .unwrap_or_else(|| format!("the issuer answered HTTP {}", self.status));
-        let err = otp_error(
-            code.as_deref()
-                .unwrap_or(fallback_code(self.status).as_str()),
-            &message,
-        );
-        set(&err, "status", &self.status.into());
-        let retry_after = self
-            .retry_after
-            .map(|s| s as f64)
-            .or_else(|| number_at(&detail, "retry_after"));
-        for (key, value) in [
-            ("retryAfter", retry_after.map(JsValue::from)),
-            (
-                "attemptsLeft",
-                number_at(&detail, "attempts_left").map(JsValue::from),
-            ),
-            (
-                "requestId",
-                text_at(&detail, "request_id").map(JsValue::from),
-            ),
-            (
-                "challenge",
-                text_at(&detail, "challenge").map(JsValue::from),
-            ),
-        ] {
-            if let Some(value) = value {
-                set(&err, key, &value);
-            }
-        }
-        err
+        let fields = ErrorFields {
+            code: code.unwrap_or(fallback_code(self.status).as_str()),
+            status: Some(self.status),
+            retry_after: self.retry_after.or(detail.retry_after),
+            attempts_left: detail.attempts_left,
+            request_id: detail.request_id.as_deref(),
+            challenge: detail.challenge.as_deref(),
+        };
+        otp_error_with(&fields, &message)
     }
-}
-
-/// The string at a dotted `path` of a JS object.
-fn text_at(value: &JsValue, path: &str) -> Option<String> {
-    path.split('.')
-        .try_fold(value.clone(), |v, key| {
-            v.is_object()
-                .then(|| Reflect::get(&v, &key.into()).ok())
-                .flatten()
-        })?
-        .as_string()
-}
-
-/// The non-negative integer at `key` of a JS object.
-fn number_at(value: &JsValue, key: &str) -> Option<f64> {
-    let n = value
-        .is_object()
-        .then(|| Reflect::get(value, &key.into()).ok())
-        .flatten()?
-        .as_f64()?;
-    (n >= 0.0 && n.fract() == 0.0 && n <= crate::convert::MAX_SAFE_INTEGER).then_some(n)
-}
-
-/// Whether a verification is done changing for `waitForDelivery`: its SMS reached a final
-/// delivery state (the core's rule), or it is no longer pending.
-fn settled(view: &JsValue) -> bool {
-    let state = text_at(view, "delivery.state").unwrap_or_default();
-    let terminal =
-        DeliveryState::deserialize(StrDeserializer::<serde::de::value::Error>::new(&state))
-            .is_ok_and(DeliveryState::is_terminal);
-    terminal || text_at(view, "status").as_deref() != Some("pending")
 }
 
 /// Whether the issuer's `code` looks like a stable code (so a broken proxy's text never
@@ -504,46 +555,41 @@ fn fallback_code(status: u16) -> ErrorCode {
     }
 }
 
-/// The JSON text of a request object.
-fn json(value: &JsValue) -> Result<String, JsValue> {
-    js_sys::JSON::stringify(value)?
+/// The JSON text of a request body: serialized with serde-wasm-bindgen, written by the
+/// runtime's `JSON.stringify` (no JSON serializer in the wasm).
+fn json<T: serde::Serialize>(value: &T) -> Result<String, JsValue> {
+    js_sys::JSON::stringify(&to_js(value)?)?
         .as_string()
         .ok_or_else(|| otp_error(ErrorCode::Internal, "JSON.stringify failed"))
 }
 
-/// A transport failure (`fetch` rejected): `aborted` for an `AbortError`, else `network_error`.
-fn transport(err: JsValue) -> JsValue {
+/// A transport failure of gloo-net: `aborted` for an `AbortError`, else `network_error`.
+fn transport(err: gloo_net::Error) -> SendError {
+    match err {
+        gloo_net::Error::JsError(e) => failure(&e.name, &e.message),
+        other => failure("", &other.to_string()),
+    }
+}
+
+/// A transport failure of a `fetch` given in the options.
+fn js_transport(err: JsValue) -> SendError {
     let text = |key: &str| {
         Reflect::get(&err, &key.into())
             .ok()
             .and_then(|v| v.as_string())
             .unwrap_or_default()
     };
-    match text("name").as_str() {
-        "AbortError" => otp_error(ErrorCode::Aborted, "the request was aborted"),
-        _ => otp_error(
+    failure(&text("name"), &text("message"))
+}
+
+fn failure(name: &str, message: &str) -> SendError {
+    match name {
+        "AbortError" => SendError::Other(otp_error(ErrorCode::Aborted, "the request was aborted")),
+        _ => SendError::Network(otp_error(
             ErrorCode::NetworkError,
-            &format!("could not reach the issuer: {}", text("message")),
-        ),
+            &format!("could not reach the issuer: {message}"),
+        )),
     }
-}
-
-/// `obj[name]()`.
-fn call_method(obj: &JsValue, name: &str) -> Result<JsValue, JsValue> {
-    let f: Function = Reflect::get(obj, &name.into())?
-        .dyn_into()
-        .map_err(|_| invalid(&format!("no {name}() method")))?;
-    f.call0(obj)
-}
-
-/// A response header, if the response has a `headers.get`.
-fn header(response: &JsValue, name: &str) -> Option<String> {
-    let headers = Reflect::get(response, &"headers".into()).ok()?;
-    let get: Function = Reflect::get(&headers, &"get".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    get.call1(&headers, &name.into()).ok()?.as_string()
 }
 
 fn abort_check(signal: Option<&JsValue>) -> Result<(), JsValue> {
@@ -557,7 +603,6 @@ fn abort_check(signal: Option<&JsValue>) -> Result<(), JsValue> {
         _ => Ok(()),
     }
 }
-
 /// Waits `ms` milliseconds with the global `setTimeout`, waking early if `signal` aborts.
 async fn sleep(ms: f64, signal: Option<&JsValue>) -> Result<(), JsValue> {
     let global = js_sys::global();

@@ -9,11 +9,12 @@
 //!
 //! # Layout
 //! - this file: the synchronous exports (SMS, app hash, receipts, webhooks, proof of work);
-//! - `client`: `OtpClient`, the issuer API over the runtime's global `fetch`;
+//! - `client`: `OtpClient`, the issuer API over the runtime's global `fetch` (gloo-net);
 //! - `webotp`: `receiveCode`, `navigator.credentials.get({otp})` bound by hand;
 //! - `error`: `OtpError`, a JS `Error` with a stable `code`;
-//! - `convert`: JS ↔ Rust conversions that fail with `invalid_argument`;
-//! - `typings`: the TypeScript interfaces of options and results.
+//! - `convert`: JS ↔ Rust conversions (serde-wasm-bindgen) that fail with `invalid_argument`;
+//! - `types`: the option bags, results and error fields as Rust types, with the TypeScript
+//!   declarations generated from them (tsify).
 //!
 //! # Security
 //! Nothing here holds a secret of the issuer. Receipt and webhook checks are the core's
@@ -24,19 +25,22 @@
 mod client;
 mod convert;
 mod error;
-mod typings;
+pub mod types;
 mod webotp;
 
 use otpgate_core::wire::ErrorCode;
 use otpgate_core::{phone, pow, receipt, sms, webhook};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{
-    MAX_SAFE_INTEGER, bytes, int, now_secs, opt_int, opt_string, opt_text, req_string,
-};
+use crate::convert::{at_most, bytes, from_js, now_secs, opt_text, present, text, to_js};
 use crate::error::{from_core, invalid, otp_error};
+use crate::types::{
+    ComposeSmsOptions, ComposedSms, Layout, ParsedSms, ReceiptClaims, SmsSegments,
+    VerifyReceiptOptions, VerifyWebhookOptions, WebOtpLine,
+};
 
 pub use crate::client::OtpClient;
+pub use crate::webotp::receive_code;
 
 /// A small free-list allocator instead of std's dlmalloc: about 6 KB less wasm. The module
 /// makes few, short-lived allocations (strings of one SMS, one HTTP answer), where a free
@@ -45,14 +49,9 @@ pub use crate::client::OtpClient;
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
-pub use crate::webotp::receive_code;
 
-/// A required string argument.
-fn text_arg(value: &JsValue, what: &str) -> Result<String, JsValue> {
-    value
-        .as_string()
-        .ok_or_else(|| invalid(&format!("{what} must be a string")))
-}
+/// Largest accepted `leeway` / `windowSecs`: a day.
+const MAX_SKEW_SECS: u32 = 86_400;
 
 /// Parses a received OTP SMS: `{code, webotp: {host, code, iframe_host} | null, app_hash}`,
 /// exactly what `otpgate sms parse` prints for the same text.
@@ -63,7 +62,17 @@ fn text_arg(value: &JsValue, what: &str) -> Result<String, JsValue> {
 pub fn parse_sms(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
 ) -> Result<JsValue, JsValue> {
-    convert::parsed(&sms::parse::parse_ref(&text_arg(&text, "text")?))
+    let message = convert::text(text, "text")?;
+    let p = sms::parse::parse_ref(&message);
+    to_js(&ParsedSms {
+        code: p.code,
+        webotp: p.webotp.map(|w| WebOtpLine {
+            host: w.host,
+            code: w.code,
+            iframe_host: w.iframe_host,
+        }),
+        app_hash: p.app_hash,
+    })
 }
 
 /// The light normalisation of a typed phone number to E.164 (the core's rule): separators
@@ -81,26 +90,22 @@ pub fn to_e164(
     #[wasm_bindgen(unchecked_param_type = "string | undefined")] trunk: Option<JsValue>,
 ) -> Result<String, JsValue> {
     let trunk = trunk.and_then(|t| t.as_string());
-    let home = phone::HomeCountry::new(&text_arg(&dial, "dial")?, trunk.as_deref())
+    let home = phone::HomeCountry::new(&text(dial, "dial")?, trunk.as_deref())
         .map_err(|e| invalid(&format!("home country: {e}")))?;
-    phone::normalize(&text_arg(&typed, "typed")?, &home)
+    phone::normalize(&text(typed, "typed")?, &home)
         .map(|p| p.as_str().to_owned())
         .map_err(|e| from_core(e.code(), &e))
 }
 
 /// Every stable error code of the issuer API and of this package (the `ErrorCode` type).
 #[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
-pub fn error_codes() -> js_sys::Array {
-    ErrorCode::ALL
-        .iter()
-        .map(|c| JsValue::from_str(c.as_str()))
-        .collect()
+pub fn error_codes() -> Result<JsValue, JsValue> {
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    to_js(&codes)
 }
 
 /// Composes the OTP SMS the issuer would send: `{text, locale, encoding, segments, units,
-/// bytes, ucs2_forced_by_template}`, as `otpgate sms compose --json`. Options: `app`, `code`
-/// (required), `origin`, `iframeOrigin`, `appHash`, `locale`, `template`, `layout`
-/// (`"combined"`, the default, or `"hash_line"`).
+/// bytes, ucs2_forced_by_template}`, as `otpgate sms compose --json`.
 ///
 /// # Errors
 /// `invalid_argument` for options of the wrong type; the core's code (`bad_code`,
@@ -109,34 +114,35 @@ pub fn error_codes() -> js_sys::Array {
 pub fn compose_sms(
     #[wasm_bindgen(unchecked_param_type = "ComposeSmsOptions")] options: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let o = |key| opt_string(&options, key);
-    let (app, code) = (req_string(&options, "app")?, req_string(&options, "code")?);
-    let (origin, iframe, hash, locale) = (
-        o("origin")?,
-        o("iframeOrigin")?,
-        o("appHash")?,
-        o("locale")?,
-    );
-    let template = o("template")?
+    let o: ComposeSmsOptions = from_js(options, "composeSms options")?;
+    let template = o
+        .template
         .map(sms::Template::new)
         .transpose()
         .map_err(|e| from_core(e.code(), &e))?;
-    let layout = match o("layout")?.as_deref() {
-        None | Some("combined") => sms::compose::Layout::Combined,
-        Some("hash_line") => sms::compose::Layout::HashLine,
-        Some(_) => return Err(invalid("`layout` must be \"combined\" or \"hash_line\"")),
+    let layout = match o.layout.unwrap_or_default() {
+        Layout::Combined => sms::compose::Layout::Combined,
+        Layout::HashLine => sms::compose::Layout::HashLine,
     };
     let request = sms::compose::ComposeRequest {
-        origin: origin.as_deref(),
-        iframe_origin: iframe.as_deref(),
-        app_hash: hash.as_deref(),
-        locale: locale.as_deref(),
+        origin: o.origin.as_deref(),
+        iframe_origin: o.iframe_origin.as_deref(),
+        app_hash: o.app_hash.as_deref(),
+        locale: o.locale.as_deref(),
         template: template.as_ref(),
         layout,
-        ..sms::compose::ComposeRequest::new(&app, &code)
+        ..sms::compose::ComposeRequest::new(&o.app, &o.code)
     };
-    let composed = sms::compose::compose(request).map_err(|e| from_core(e.code(), &e))?;
-    convert::composed(&composed)
+    let c = sms::compose::compose(request).map_err(|e| from_core(e.code(), &e))?;
+    to_js(&ComposedSms {
+        text: &c.text,
+        locale: &c.locale,
+        encoding: c.segments.encoding.as_str(),
+        segments: c.segments.segments,
+        units: c.segments.units,
+        bytes: u32::try_from(c.segments.bytes()).unwrap_or(u32::MAX),
+        ucs2_forced_by_template: c.ucs2_forced_by_template,
+    })
 }
 
 /// Counts the SMS segments of `text`: `{encoding, segments, units}` as `otpgate sms segments`.
@@ -147,7 +153,12 @@ pub fn compose_sms(
 pub fn sms_segments(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
 ) -> Result<JsValue, JsValue> {
-    convert::segments(&sms::segments(&text_arg(&text, "text")?))
+    let s = sms::segments(&convert::text(text, "text")?);
+    to_js(&SmsSegments {
+        encoding: s.encoding.as_str(),
+        segments: s.segments,
+        units: s.units,
+    })
 }
 
 /// The 11-character SMS Retriever hash of an Android package signed with `certificate`
@@ -162,7 +173,7 @@ pub fn app_hash(
     #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer | string")]
     certificate: JsValue,
 ) -> Result<String, JsValue> {
-    let package = text_arg(&package_name, "packageName")?;
+    let package = text(package_name, "packageName")?;
     sms::app_hash(&package, &bytes(&certificate, "certificate")?)
         .map_err(|e| from_core(e.code(), &e))
 }
@@ -178,12 +189,12 @@ pub fn verify_app_hash(
     #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string")] expected: JsValue,
 ) -> Result<bool, JsValue> {
-    let expected = text_arg(&expected, "expected")?;
+    let expected = text(expected, "expected")?;
     if !sms::compose::is_valid_app_hash(&expected) {
         return Err(invalid("expected must be an 11-character app hash"));
     }
     Ok(sms::app_hash::verify_app_hash(
-        &text_arg(&message, "message")?,
+        &text(message, "message")?,
         &expected,
     ))
 }
@@ -199,22 +210,26 @@ pub fn verify_receipt(
     #[wasm_bindgen(unchecked_param_type = "Jwks | string")] jwks: JsValue,
     #[wasm_bindgen(unchecked_param_type = "VerifyReceiptOptions")] options: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let jwks = convert::jwks(&jwks)?;
-    let (audience, issuer) = (
-        req_string(&options, "audience")?,
-        req_string(&options, "issuer")?,
-    );
-    let now = opt_int(&options, "now", 0.0, MAX_SAFE_INTEGER)?.map_or_else(now_secs, |n| n as i64);
-    let leeway = opt_int(&options, "leeway", 0.0, 86_400.0)?.unwrap_or(0.0) as i64;
+    let jwks = convert::jwks(jwks)?;
+    let o: VerifyReceiptOptions = from_js(options, "verifyReceipt options")?;
     let expect = receipt::Expectations {
-        audience: &audience,
-        issuer: &issuer,
-        now,
-        leeway,
+        audience: &o.audience,
+        issuer: &o.issuer,
+        now: o.now.map_or_else(now_secs, |n| n as i64),
+        leeway: at_most(o.leeway.unwrap_or(0), "leeway", MAX_SKEW_SECS)?.into(),
     };
-    let claims = receipt::verify_with(&text_arg(&jwt, "jwt")?, &jwks, &expect, &convert::JsJson)
+    let c = receipt::verify_with(&text(jwt, "jwt")?, &jwks, &expect, &convert::JsJson)
         .map_err(|e| from_core(e.code(), &e))?;
-    convert::claims(&claims)
+    to_js(&ReceiptClaims {
+        iss: &c.iss,
+        aud: &c.aud,
+        sub: &c.sub,
+        jti: &c.jti,
+        phone_number: &c.phone_number,
+        phone_number_verified: c.phone_number_verified,
+        iat: c.iat,
+        exp: c.exp,
+    })
 }
 
 /// Checks an sms-gate.app webhook: `signature` (`X-Signature`) over the exact raw body and
@@ -233,20 +248,21 @@ pub fn verify_webhook_signature(
     #[wasm_bindgen(unchecked_param_type = "string | null | undefined")] signature: JsValue,
     #[wasm_bindgen(unchecked_param_type = "VerifyWebhookOptions")] options: Option<JsValue>,
 ) -> Result<bool, JsValue> {
-    let options = options.unwrap_or_default();
-    let now = opt_int(&options, "now", 0.0, MAX_SAFE_INTEGER)?.map_or_else(now_secs, |n| n as i64);
-    let window = opt_int(&options, "windowSecs", 0.0, 86_400.0)?
-        .map_or(webhook::DEFAULT_WINDOW_SECS, |n| n as i64);
+    let o: VerifyWebhookOptions = convert::options(options, "verifyWebhookSignature options")?;
+    let window = match o.window_secs {
+        Some(w) => at_most(w, "windowSecs", MAX_SKEW_SECS)?.into(),
+        None => webhook::DEFAULT_WINDOW_SECS,
+    };
     let (ts, sig) = (
         opt_text(&timestamp, "timestamp")?,
         opt_text(&signature, "signature")?,
     );
     webhook::verify_smsgate(
-        &text_arg(&key, "key")?,
+        &text(key, "key")?,
         &bytes(&raw_body, "rawBody")?,
         ts.as_deref(),
         sig.as_deref(),
-        now,
+        o.now.map_or_else(now_secs, |n| n as i64),
         window,
     )
     .map(|()| true)
@@ -265,10 +281,13 @@ pub fn solve_pow(
     #[wasm_bindgen(unchecked_param_type = "string")] challenge: JsValue,
     #[wasm_bindgen(js_name = maxTries, unchecked_param_type = "number")] max_tries: Option<JsValue>,
 ) -> Result<f64, JsValue> {
-    let challenge = text_arg(&challenge, "challenge")?;
-    let max = match max_tries.filter(|m| !m.is_undefined() && !m.is_null()) {
+    let challenge = text(challenge, "challenge")?;
+    let max = match max_tries.and_then(present) {
         None => None,
-        Some(m) => Some(int(&m, "maxTries", 1.0, MAX_SAFE_INTEGER)? as u64),
+        Some(m) => match from_js::<u64>(m, "maxTries (a positive integer)")? {
+            0 => return Err(invalid("maxTries must be at least 1")),
+            n => Some(n),
+        },
     };
     solve(&challenge, max)
 }

@@ -10,8 +10,9 @@ use otpgate_core::wire::ErrorCode;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
-use crate::convert::prop;
-use crate::error::{otp_error, set};
+use crate::convert::present;
+use crate::error::otp_error;
+use crate::types::ReceiveCodeOptions;
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,12 +36,12 @@ extern "C" {
 pub fn receive_code(
     #[wasm_bindgen(unchecked_param_type = "ReceiveCodeOptions")] options: Option<JsValue>,
 ) -> Promise {
-    let options = options.unwrap_or_default();
-    future_to_promise(async move { receive(&options).await.map(JsValue::from) })
+    future_to_promise(async move { receive(options).await.map(JsValue::from) })
 }
 
-async fn receive(options: &JsValue) -> Result<String, JsValue> {
-    let signal = prop(options, "signal")?;
+async fn receive(options: Option<JsValue>) -> Result<String, JsValue> {
+    let options: ReceiveCodeOptions = crate::convert::options(options, "receiveCode options")?;
+    let signal = present(options.signal);
     if let Some(signal) = &signal {
         if Reflect::get(signal, &"aborted".into())?.is_truthy() {
             return Err(otp_error(
@@ -65,10 +66,11 @@ async fn receive(options: &JsValue) -> Result<String, JsValue> {
     }
     let request = web_sys::CredentialRequestOptions::new();
     let otp = Object::new();
-    set(&otp, "transport", &Array::of1(&"sms".into()));
-    set(&request, "otp", &otp);
+    // Fresh plain objects: defining a data property on them cannot fail.
+    let _ = Reflect::set(&otp, &"transport".into(), &Array::of1(&"sms".into()));
+    let _ = Reflect::set(&request, &"otp".into(), &otp);
     if let Some(signal) = signal {
-        set(&request, "signal", &signal);
+        request.set_signal(signal.unchecked_ref());
     }
     let container: web_sys::CredentialsContainer = credentials.unchecked_into();
     let pending = container.get_with_options(&request).map_err(failure)?;

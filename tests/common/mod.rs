@@ -235,6 +235,24 @@ fn verify_app_hash_checks_tokens() {
     );
     let err = otpgate::verify_app_hash(sms.into(), "short".into()).expect_err("malformed");
     assert_eq!(code_of(&err), "invalid_argument");
+    // As the package README says: a whitespace-separated token anywhere (the hash_line
+    // layout puts it before the origin-bound line, which must stay last), never a substring.
+    let hash_line = "Your code is 123456\nkFUwfusCq/+\n@shop.example #123456";
+    assert_eq!(
+        otpgate::verify_app_hash(hash_line.into(), "kFUwfusCq/+".into()),
+        Ok(true)
+    );
+    for inside in [
+        "Your code is 123456 xkFUwfusCq/+",
+        "Your code is 123456 kFUwfusCq/+x",
+        "@shop.example #123456kFUwfusCq/+",
+    ] {
+        assert_eq!(
+            otpgate::verify_app_hash(inside.into(), "kFUwfusCq/+".into()),
+            Ok(false),
+            "{inside}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- receipts
@@ -555,31 +573,52 @@ async fn receive_code_with_an_aborted_signal_rejects_aborted() {
 /// One answer of the fake `fetch`: status (0: reject), body, headers.
 pub type Answer = (u16, String, Vec<(&'static str, String)>);
 
-/// What the fake `fetch` saw: (method, url, body).
-pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>)>>>;
+/// What the fake `fetch` saw: (method, url, body, `Idempotency-Key` header).
+pub type Seen = Rc<RefCell<Vec<(String, String, Option<String>, Option<String>)>>>;
 
 /// A `fetch` answering each call with the next `(status, body, headers)` (a real `Response`),
 /// or rejecting with a `TypeError` when `status` is 0; `check` may look at the request body.
+/// It is called as the client calls a `fetch` given in its options: with one `Request`.
 pub fn fake_fetch(
     answers: Vec<Answer>,
     check: impl Fn(usize, Option<&str>) + 'static,
 ) -> (Function, Seen) {
     let seen: Seen = Rc::default();
     let log = Rc::clone(&seen);
-    let answers = RefCell::new(answers.into_iter());
-    let f = Closure::<dyn FnMut(JsValue, JsValue) -> JsValue>::new(
-        move |url: JsValue, init: JsValue| {
-            let body = get(&init, "body").as_string();
+    let answers = Rc::new(RefCell::new(answers.into_iter()));
+    let check = Rc::new(check);
+    let f = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |request: JsValue| {
+        let (log, answers, check) = (Rc::clone(&log), Rc::clone(&answers), Rc::clone(&check));
+        let future = async move {
+            let method = text(&request, "method");
+            let url = text(&request, "url");
+            let headers = get(&request, "headers");
+            let header = |name: &str| -> Option<String> {
+                let get_fn: Function = get(&headers, "get").dyn_into().expect("fn");
+                get_fn
+                    .call1(&headers, &name.into())
+                    .expect("get")
+                    .as_string()
+            };
+            let key = header("idempotency-key");
+            let text_fn: Function = get(&request, "text").dyn_into().expect("fn");
+            let body = resolve(
+                text_fn
+                    .call0(&request)
+                    .expect("text")
+                    .dyn_into()
+                    .expect("p"),
+            )
+            .await
+            .expect("body")
+            .as_string()
+            .filter(|b| !b.is_empty());
             let n = log.borrow().len();
             check(n, body.as_deref());
-            log.borrow_mut().push((
-                text(&init, "method"),
-                url.as_string().unwrap_or_default(),
-                body,
-            ));
+            log.borrow_mut().push((method, url, body, key));
             let (status, body, headers) = answers.borrow_mut().next().expect("no more answers");
             if status == 0 {
-                return Promise::reject(&js_sys::TypeError::new("fetch failed").into()).into();
+                return Err(js_sys::TypeError::new("fetch failed").into());
             }
             let h = Object::new();
             for (k, v) in headers {
@@ -590,11 +629,10 @@ pub fn fake_fetch(
                 .dyn_into()
                 .expect("fn");
             let init = obj(&[("status", status.into()), ("headers", h.into())]);
-            let response =
-                Reflect::construct(&ctor, &Array::of2(&body.into(), &init)).expect("Response");
-            Promise::resolve(&response).into()
-        },
-    );
+            Ok(Reflect::construct(&ctor, &Array::of2(&body.into(), &init)).expect("Response"))
+        };
+        wasm_bindgen_futures::future_to_promise(future).into()
+    });
     (f.into_js_value().unchecked_into(), seen)
 }
 
@@ -684,7 +722,63 @@ async fn otp_client_solves_pow_required_and_retries_once() {
         .await
         .expect("started after pow");
     assert_eq!(text(&v, "id"), "v_2");
-    assert_eq!(seen.borrow().len(), 2);
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].3.is_some(), "the start carries an Idempotency-Key");
+    assert_eq!(seen[0].3, seen[1].3, "the solved retry keeps it");
+}
+
+#[wasm_bindgen_test]
+async fn otp_client_retries_a_lost_start_once_with_the_same_key() {
+    let (fetch, seen) = fake_fetch(
+        vec![
+            (0, String::new(), vec![]),
+            (201, view_json("v_7", "queued", "pending"), vec![]),
+            (0, String::new(), vec![]),
+            (0, String::new(), vec![]),
+            (0, String::new(), vec![]),
+            (200, view_json("v_7", "queued", "pending"), vec![]),
+        ],
+        |_, _| {},
+    );
+    let client = client_with(fetch);
+    let v = resolve(client.start("+447400900123".into(), None))
+        .await
+        .expect("the retry's answer");
+    assert_eq!(text(&v, "id"), "v_7");
+    // Twice is the limit: a second network error is the caller's.
+    let err = resolve(client.start("+447400900123".into(), None))
+        .await
+        .expect_err("lost twice");
+    assert_eq!(code_of(&err), "network_error");
+    let v = resolve(client.resend("v_7".into()))
+        .await
+        .expect("resend retried");
+    assert_eq!(text(&v, "id"), "v_7");
+
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 6);
+    let key = |i: usize| seen[i].3.clone().expect("every start and resend has a key");
+    for (a, b) in [(0, 1), (2, 3), (4, 5)] {
+        assert_eq!(key(a), key(b), "a retry keeps its key");
+        assert_eq!(seen[a].2, seen[b].2, "and its body");
+        assert_eq!(seen[a].1, seen[b].1);
+    }
+    assert_ne!(key(0), key(2), "each call draws its own key");
+    assert_ne!(key(2), key(4));
+    for i in [0, 2, 4] {
+        let k = key(i);
+        assert_eq!(k.len(), 22, "{k}");
+        assert!(
+            k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{k}"
+        );
+    }
+    assert_eq!(
+        seen[4].1,
+        "https://otp.example.com/v1/verifications/v_7/resend"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -744,6 +838,11 @@ async fn otp_client_maps_http_errors_to_stable_codes() {
         "https://otp.example.com/v1/verifications/v_3/resend"
     );
     assert_eq!(seen[1].2.as_deref(), Some(r#"{"code":"000000"}"#));
+    assert!(seen[0].3.is_some(), "a resend carries an Idempotency-Key");
+    assert!(
+        seen[1..].iter().all(|r| r.3.is_none()),
+        "checks and reads send none"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -809,25 +908,30 @@ fn random_phone() -> String {
     format!("+4474009{:05}", (js_sys::Math::random() * 100_000.0) as u32)
 }
 
-/// The last SMS the dev-mode emulated phone "sent" to `phone`.
-async fn last_sms(base: &str, phone: &str) -> String {
+/// The texts of the SMS the dev-mode emulated phone "sent" to `phone` so far.
+async fn sms_to(base: &str, phone: &str) -> Vec<String> {
     let url = format!(
         "{base}/_emulator/messages?phone={}",
         js_sys::encode_uri_component(phone)
     );
+    let answer = fetch_json(&url).await;
+    let list = if Array::is_array(&answer) {
+        answer
+    } else {
+        get(&answer, "messages")
+    };
+    Array::from(&list)
+        .iter()
+        .filter(|m| get(m, "phone").as_string().as_deref() == Some(phone))
+        .map(|m| text(&m, "text"))
+        .collect()
+}
+
+/// The last SMS the dev-mode emulated phone "sent" to `phone`.
+async fn last_sms(base: &str, phone: &str) -> String {
     for _ in 0..100 {
-        let answer = fetch_json(&url).await;
-        let list = if Array::is_array(&answer) {
-            answer
-        } else {
-            get(&answer, "messages")
-        };
-        let list = Array::from(&list);
-        if let Some(last) = list
-            .iter()
-            .rfind(|m| get(m, "phone").as_string().as_deref() == Some(phone))
-        {
-            return text(&last, "text");
+        if let Some(last) = sms_to(base, phone).await.pop() {
+            return last;
         }
         sleep(100).await;
     }
@@ -1009,6 +1113,90 @@ async fn issuer_flow_resend_cooldown_and_cancel() {
         .await
         .expect_err("unknown id");
     assert_eq!(get(&err, "status").as_f64(), Some(404.0));
+}
+
+/// The proxy in front of the issuer that drops the first answer to each POST with a new
+/// `Idempotency-Key` (tests/support/drop-proxy.mjs, started by scripts/test.sh).
+#[allow(clippy::option_env_unwrap)] // on purpose: without the proxy these tests must fail
+pub fn drop_proxy() -> &'static str {
+    option_env!("OTPGATE_TEST_DROP_PROXY").expect(
+        "OTPGATE_TEST_DROP_PROXY must name tests/support/drop-proxy.mjs in front of the issuer; scripts/test.sh sets it",
+    )
+}
+
+/// What the drop proxy saw for `path`: (Idempotency-Key, dropped), oldest first.
+async fn proxied(proxy: &str, path: &str) -> Vec<(Option<String>, bool)> {
+    let log = fetch_json(&format!("{proxy}/_proxy/log")).await;
+    Array::from(&log)
+        .iter()
+        .filter(|e| text(e, "method") == "POST" && text(e, "path") == path)
+        .map(|e| (get(&e, "key").as_string(), get(&e, "dropped").is_truthy()))
+        .collect()
+}
+
+/// The requests of the last call that the proxy answered by dropping: same key.
+fn last_call(log: &[(Option<String>, bool)]) -> Vec<(Option<String>, bool)> {
+    let (key, _) = log
+        .iter()
+        .rfind(|(_, dropped)| *dropped)
+        .expect("one answer was dropped");
+    log.iter().filter(|(k, _)| k == key).cloned().collect()
+}
+
+#[wasm_bindgen_test]
+async fn issuer_start_whose_answer_is_lost_sends_one_sms() {
+    let (base, proxy) = (server(), drop_proxy());
+    let client = OtpClient::new(proxy.into(), None).expect("client");
+    let phone = random_phone();
+    let v = resolve(client.start(phone.clone().into(), None))
+        .await
+        .expect("the start survives its lost answer");
+    let id = text(&v, "id");
+    assert_eq!(text(&v, "status"), "pending");
+
+    // The proxy dropped the first answer; the client sent the same request once more with the
+    // same key, and the issuer replayed its answer.
+    let calls = last_call(&proxied(proxy, "/v1/verifications").await);
+    assert_eq!(calls.len(), 2, "one request, one retry: {calls:?}");
+    assert!(calls[0].1 && !calls[1].1, "{calls:?}");
+    let key = calls[0].0.clone().expect("a key");
+    assert_eq!(key.len(), 22, "128 bits, base64url: {key}");
+
+    // One verification, one SMS: wait for it, then long enough for a second to show.
+    let sms = last_sms(base, &phone).await;
+    sleep(1500).await;
+    assert_eq!(
+        sms_to(base, &phone).await,
+        vec![sms.clone()],
+        "exactly one SMS"
+    );
+    let code = text(&otpgate::parse_sms(sms.into()).expect("parse"), "code");
+    let ok = resolve(client.check(id.clone().into(), code.into()))
+        .await
+        .expect("the one SMS's code approves the verification the client got");
+    assert_eq!(text(&ok, "status"), "approved");
+
+    // Another call draws another key.
+    let again = resolve(client.start(random_phone().into(), None))
+        .await
+        .expect("start");
+    let calls = last_call(&proxied(proxy, "/v1/verifications").await);
+    assert_eq!(calls.len(), 2);
+    assert_ne!(
+        calls[0].0.as_deref(),
+        Some(key.as_str()),
+        "a fresh key per call"
+    );
+
+    // A resend inside the cooldown: its lost answer is retried with its key and the issuer,
+    // which keeps no refusal, refuses again; nothing is sent.
+    let again_id = text(&again, "id");
+    let err = resolve(client.resend(again_id.clone().into()))
+        .await
+        .expect_err("cooldown");
+    assert_eq!(code_of(&err), "resend_cooldown");
+    let calls = last_call(&proxied(proxy, &format!("/v1/verifications/{again_id}/resend")).await);
+    assert_eq!(calls.len(), 2, "{calls:?}");
 }
 
 /// Calls the page's global function `name` (`btoa`, `atob`) on the string `arg`.

@@ -123,6 +123,9 @@ pub struct Config {
     /// `[integrations]`: the Supabase Send SMS hook and the Twilio Verify-compatible API.
     #[serde(default)]
     pub integrations: crate::integrations::IntegrationsConfig,
+    /// `[admin]`: the operator console (off unless `listen` is set).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Set when no file was given: dev mode (never set from the file).
     #[serde(skip)]
     pub dev_mode: bool,
@@ -518,6 +521,48 @@ fn default_retention() -> u32 {
     90
 }
 
+/// `[admin]`: the operator console and its JSON API ([`crate::admin`]). Off unless
+/// `listen` is set; the token comes from the variable `token_env` names (or the file its
+/// `_FILE` variant names), never from this file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The console's own listener, e.g. `127.0.0.1:9090` (None: no console listener).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The environment variable that holds the admin token (default `OTPGATE_ADMIN_TOKEN`;
+    /// `{token_env}_FILE` names a file holding it instead).
+    #[serde(default = "default_admin_token_env")]
+    pub token_env: String,
+    /// Hours a console login (session cookie) lasts (default 12, at most 168).
+    #[serde(default = "default_admin_session_hours")]
+    pub session_hours: u64,
+    /// The token, read from the environment when the configuration is loaded.
+    #[serde(skip)]
+    pub token: Option<Secret>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token_env: default_admin_token_env(),
+            session_hours: default_admin_session_hours(),
+            token: None,
+        }
+    }
+}
+
+fn default_admin_token_env() -> String {
+    "OTPGATE_ADMIN_TOKEN".into()
+}
+fn default_admin_session_hours() -> u64 {
+    12
+}
+
+/// The shortest admin token accepted, in characters (`openssl rand -hex 32` makes 64).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
 /// Reads the environment: a seam so tests can pass their own variables.
 pub trait Env {
     /// The variable, if set and valid UTF-8.
@@ -759,7 +804,66 @@ impl Config {
         if let Some(v) = env_or_file(env, "OTPGATE_REDIS_SENTINEL_PASSWORD")? {
             self.store.sentinel_password = Some(Secret::new(v));
         }
+        let token_env = self.admin.token_env.clone();
+        if !token_env.is_empty()
+            && token_env
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            if let Some(v) = env_or_file(env, &token_env)? {
+                self.admin.token = Some(Secret::new(v));
+            }
+        }
         Ok(())
+    }
+
+    /// The `[admin]` checks: with a listener (or in dev mode, when a token is given) the
+    /// token is there and long enough; the variable's name is a name.
+    fn validate_admin(
+        &self,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let a = &self.admin;
+        if a.token_env.is_empty()
+            || !a
+                .token_env
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(invalid(
+                "admin.token_env".into(),
+                "must name an environment variable (letters, digits, `_`)".into(),
+            ));
+        }
+        if a.session_hours == 0 || a.session_hours > 168 {
+            return Err(invalid(
+                "admin.session_hours".into(),
+                "must be 1..=168".into(),
+            ));
+        }
+        if a.listen.is_none() && !self.dev_mode {
+            return Ok(());
+        }
+        match &a.token {
+            None if self.dev_mode => Ok(()),
+            None => Err(invalid(
+                "admin.token_env".into(),
+                format!(
+                    "[admin] listen is set but neither {0} nor {0}_FILE holds the admin token \
+                     (make one with `openssl rand -hex 32`)",
+                    a.token_env
+                ),
+            )),
+            Some(t) if t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_LEN => Err(invalid(
+                "admin.token_env".into(),
+                format!(
+                    "the admin token in {} is shorter than {MIN_ADMIN_TOKEN_LEN} characters \
+                     (make one with `openssl rand -hex 32`)",
+                    a.token_env
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The `[store]` checks: the mode and its keys agree, the URLs are Redis URLs, the TLS
@@ -1016,6 +1120,7 @@ impl Config {
             key,
             reason,
         };
+        self.validate_admin(&invalid)?;
         let s = &self.server;
         if s.removed_trust_forwarded_for.is_some() {
             return Err(invalid(

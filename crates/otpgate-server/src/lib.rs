@@ -1,6 +1,7 @@
 //! The otpgate issuer and gateway bridge.
 //!
 //! # Layout
+//! - [`admin`]: the operator console (`[admin] listen`) and its JSON API.
 //! - [`cli`]: the `otpgate` command line (`serve`, `emulator`, `app-hash`, `sms ...`, `keys`,
 //!   `audit verify`).
 //! - [`config`]: the TOML configuration with environment overrides, and dev mode.
@@ -19,6 +20,7 @@
 //! - [`clock`], [`random`]: the injected time and randomness.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod cli;

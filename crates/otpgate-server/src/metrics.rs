@@ -24,6 +24,9 @@ pub struct Metrics {
     destination_refusals: Family<Labels, Counter>,
     http: Family<Labels, Histogram>,
     pow_difficulty: Gauge<i64, AtomicI64>,
+    anchor_last_success: Gauge<i64, AtomicI64>,
+    anchor_failures: Counter,
+    anchor_interval: Gauge<i64, AtomicI64>,
     extra: std::sync::OnceLock<ExtraMetrics>,
 }
 
@@ -54,6 +57,9 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
         );
         let pow_difficulty = Gauge::<i64, AtomicI64>::default();
+        let anchor_last_success = Gauge::<i64, AtomicI64>::default();
+        let anchor_failures = Counter::default();
+        let anchor_interval = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "verifications",
             "Verification starts and their terminal outcomes, by outcome",
@@ -80,6 +86,22 @@ impl Metrics {
             "Current proof-of-work difficulty, bits",
             pow_difficulty.clone(),
         );
+        registry.register(
+            "audit_anchor_last_success_timestamp_seconds",
+            "When an audit anchor was last exported to [audit] anchor, Unix seconds (0: not \
+             since start)",
+            anchor_last_success.clone(),
+        );
+        registry.register(
+            "audit_anchor_failures",
+            "Audit anchor exports that failed",
+            anchor_failures.clone(),
+        );
+        registry.register(
+            "audit_anchor_interval_seconds",
+            "Seconds between audit anchor exports (0: no [audit] anchor sink)",
+            anchor_interval.clone(),
+        );
         Self {
             registry,
             verifications,
@@ -88,6 +110,9 @@ impl Metrics {
             destination_refusals,
             http,
             pow_difficulty,
+            anchor_last_success,
+            anchor_failures,
+            anchor_interval,
             extra: std::sync::OnceLock::new(),
         }
     }
@@ -135,6 +160,21 @@ impl Metrics {
     /// Sets the current proof-of-work difficulty.
     pub fn set_pow_difficulty(&self, bits: u8) {
         self.pow_difficulty.set(i64::from(bits));
+    }
+
+    /// Sets the seconds between anchor exports (called once an anchor sink is set up).
+    pub fn set_anchor_interval(&self, secs: u64) {
+        self.anchor_interval
+            .set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
+
+    /// Records an audit anchor export: its time on success, a failure otherwise.
+    pub fn anchor_exported(&self, ok: bool, now_ms: i64) {
+        if ok {
+            self.anchor_last_success.set(now_ms / 1000);
+        } else {
+            self.anchor_failures.inc();
+        }
     }
 
     /// The registry, to register more metrics (the gateway pool's).

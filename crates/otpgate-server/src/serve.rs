@@ -69,6 +69,8 @@ pub struct Issuer {
     pub store: Arc<dyn Store>,
     /// The audit anchors' exporter, when `[audit] anchor` is set.
     pub anchors: Option<Arc<AnchorExporter>>,
+    /// The operator console of `[admin] listen`, when configured ([`crate::admin`]).
+    pub console: Option<Arc<crate::admin::Console>>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -208,13 +210,17 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     } else {
         Arc::new(AuditLog::disabled())
     };
+    let metrics = Arc::new(Metrics::new());
     let anchors = match (&config.audit.anchor, config.audit.enabled) {
         (Some(sink), true) => {
             let sink = AnchorSink::parse(sink).map_err(|r| anyhow::anyhow!("audit.anchor: {r}"))?;
+            metrics.set_anchor_interval(config.audit.anchor_every_secs);
             let exporter = Arc::new(AnchorExporter {
                 audit: audit.clone(),
                 sink,
                 client: reqwest::Client::new(),
+                metrics: metrics.clone(),
+                status: std::sync::Mutex::new(AnchorState::default()),
             });
             schedule_anchors(
                 &exporter,
@@ -246,12 +252,11 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         store.clone(),
         keys.pow_key().to_vec(),
     ));
-    let metrics = Arc::new(Metrics::new());
     let mut issuer_url = config.public_url();
     if config.server.public_url.is_none() && config.server.listen.port() == 0 {
         issuer_url = format!("http://{local_addr}");
     }
-    let (dispatcher, extra, send_capacity) = dispatcher_for(
+    let (dispatcher, extra, send_capacity, pool) = dispatcher_for(
         config,
         local_addr,
         store.clone(),
@@ -296,6 +301,54 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         metrics,
         trusted_proxies: config.server.trusted_proxies.clone(),
     };
+    let recorder = Arc::new(crate::admin::Recorder::new());
+    let console_of = |token: &crate::gateway::Secret, base: &str, tls: bool, loopback_only| {
+        Arc::new(crate::admin::Console {
+            service: service.clone(),
+            pool: pool.clone(),
+            recorder: recorder.clone(),
+            audit: service.audit_log().clone(),
+            anchors: anchors.clone(),
+            audit_config: config.audit.clone(),
+            auth: crate::admin::Auth::new(token, config.admin.session_hours),
+            base: base.to_owned(),
+            tls,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            loopback_only,
+            started_at_ms: service.clock().now_ms(),
+        })
+    };
+    let console = config
+        .admin
+        .listen
+        .and(config.admin.token.as_ref())
+        .map(|token| console_of(token, "", false, false));
+    let mut extra = extra;
+    if config.dev_mode {
+        let (token, from) = match &config.admin.token {
+            Some(t) => (t.clone(), config.admin.token_env.clone()),
+            None => {
+                let path = dev_admin_token(&data_dir)?;
+                let token = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                (
+                    crate::gateway::Secret::new(token.trim()),
+                    path.display().to_string(),
+                )
+            }
+        };
+        let dev = console_of(&token, "/admin", config.server.tls.is_some(), true);
+        extra = extra.merge(crate::admin::router(dev));
+        tracing::info!(
+            console = %format!("http://{local_addr}/admin"),
+            token = %from,
+            "DEV MODE: the operator console is at /admin (loopback only); its token is in \
+             this file or variable"
+        );
+    }
+    if console.is_some() || config.dev_mode {
+        crate::admin::start_recording(&recorder, &service, pool.as_ref());
+    }
     let options = RouterOptions {
         body_limit: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),
@@ -325,6 +378,7 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
         service,
         store,
         anchors,
+        console,
     })
 }
 
@@ -367,11 +421,56 @@ pub fn dev_api_key(data_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((path, entry))
 }
 
+/// The file under the data dir that holds dev mode's admin console token.
+pub const DEV_ADMIN_TOKEN_FILE: &str = "dev-admin-token";
+
+/// Dev mode's console token file: `DATA_DIR/dev-admin-token`, made owner-only (0600) with
+/// 32 random bytes (hex) on the first start and kept afterwards. Returns its path; the
+/// token itself is never logged.
+///
+/// # Errors
+/// The file cannot be read, written or made private.
+pub fn dev_admin_token(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(DEV_ADMIN_TOKEN_FILE);
+    crate::fsperm::ensure_private_file(&path)
+        .with_context(|| format!("cannot create {} (0600)", path.display()))?;
+    let held = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    if held.trim().chars().count() < crate::config::MIN_ADMIN_TOKEN_LEN {
+        let (made, _) = crate::cli::keys::new_api_key()?;
+        std::fs::write(&path, format!("{}\n", made.as_str()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
 /// Exports anchors of the audit log to the sink of `[audit] anchor`.
 pub struct AnchorExporter {
     audit: Arc<AuditLog>,
     sink: AnchorSink,
     client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    status: std::sync::Mutex<AnchorState>,
+}
+
+/// The last exports' outcome.
+#[derive(Clone, Debug, Default)]
+struct AnchorState {
+    last_success_ms: Option<i64>,
+    last_error: Option<crate::admin::recorder::Stamped>,
+}
+
+/// The anchor exports as the console shows them.
+#[derive(Clone, Debug)]
+pub struct AnchorReport {
+    /// Where they go (no credentials, no query).
+    pub sink: String,
+    /// The last successful export, Unix ms.
+    pub last_success_ms: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<crate::admin::recorder::Stamped>,
 }
 
 impl std::fmt::Debug for AnchorExporter {
@@ -395,10 +494,40 @@ impl AnchorExporter {
         self.sink.write(&self.client, &anchor).await
     }
 
-    /// [`AnchorExporter::export`], logging a failure (never the anchor's MAC).
+    /// [`AnchorExporter::export`], logging a failure (never the anchor's MAC); counted in
+    /// the metrics and kept for the console.
     pub async fn export_logged(&self) {
-        if let Err(e) = self.export().await {
-            tracing::error!(sink = %self.sink.describe(), error = %format!("{e:#}"), "audit log: cannot export the anchor");
+        let result = self.export().await;
+        let now = SystemClock.now_ms();
+        self.metrics.anchor_exported(result.is_ok(), now);
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(()) => status.last_success_ms = Some(now),
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(sink = %self.sink.describe(), error = %why, "audit log: cannot export the anchor");
+                status.last_error = Some(crate::admin::recorder::Stamped {
+                    at_ms: now,
+                    reason: crate::admin::recorder::scrub(&why),
+                });
+            }
+        }
+    }
+
+    /// The last exports' outcome.
+    pub fn status(&self) -> AnchorReport {
+        let s = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        AnchorReport {
+            sink: self.sink.describe(),
+            last_success_ms: s.last_success_ms,
+            last_error: s.last_error,
         }
     }
 }
@@ -473,6 +602,25 @@ where
         let _ = tx.send(true);
     };
     let anchors = issuer.anchors.clone();
+    if let (Some(console), Some(addr)) = (issuer.console.clone(), config.admin.listen) {
+        let admin = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} ([admin] listen)"))?;
+        let bound = admin.local_addr()?;
+        if !bound.ip().is_loopback() {
+            tracing::warn!(listen = %bound, "admin console on a non-loopback address over plain HTTP: put it behind a TLS proxy (trusted_proxies) or an SSH tunnel");
+        }
+        tracing::info!(listen = %bound, "admin console listening");
+        let mut rx3 = rx.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx3.wait_for(|v| *v).await;
+            };
+            if let Err(e) = crate::admin::serve(admin, console, stop).await {
+                tracing::error!(error = %e, "admin console listener failed");
+            }
+        });
+    }
     let app = issuer
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -603,6 +751,10 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// What [`dispatcher_for`] sets up: the dispatcher, the routes it adds, the phones' send
+/// capacity per minute, and the pool (for the console) when there is one.
+type Dispatching = (Arc<dyn Dispatcher>, Router, u32, Option<Arc<Pool>>);
+
 /// The dispatcher of the configuration and the routes it adds.
 ///
 /// - dev mode: the built-in emulated phone (sms-gate.app API at `/_emulator/phone`, its
@@ -624,7 +776,7 @@ fn dispatcher_for(
     clock: Arc<dyn Clock>,
     metrics: &Metrics,
     (keys, policy): (&KeyRing, &Arc<Policy>),
-) -> anyhow::Result<(Arc<dyn Dispatcher>, Router, u32)> {
+) -> anyhow::Result<Dispatching> {
     let pool_of = |gateways: GatewaysConfig| -> anyhow::Result<Arc<Pool>> {
         let pool = Pool::new(gateways, store.clone(), audit.clone(), clock.clone(), keys)?;
         pool.set_pressure(policy.clone());
@@ -653,7 +805,7 @@ fn dispatcher_for(
             .routes()
             .merge(emulator.outbox_router())
             .nest("/_emulator/phone", emulator.router());
-        return Ok((pool, extra, capacity));
+        return Ok((pool.clone(), extra, capacity, Some(pool)));
     }
     if config.gateways.is_empty() {
         tracing::error!(
@@ -661,7 +813,7 @@ fn dispatcher_for(
              gateway `discard`); only test numbers can really be verified"
         );
         let sender = Arc::new(LocalSender { store, clock });
-        return Ok((sender, Router::new(), 0));
+        return Ok((sender, Router::new(), 0, None));
     }
     let sharing = config.gateways.devices_sharing_the_gateway_key();
     if !sharing.is_empty() {
@@ -675,7 +827,7 @@ fn dispatcher_for(
     let capacity = send_capacity_per_minute(&config.gateways);
     let pool = pool_of(config.gateways.clone())?;
     let routes = pool.routes();
-    Ok((pool, routes, capacity))
+    Ok((pool.clone(), routes, capacity, Some(pool)))
 }
 
 /// SMS segments per minute the phones can send in all (the paid fallbacks, used only when

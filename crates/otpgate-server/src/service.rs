@@ -371,6 +371,11 @@ impl Service {
         &self.keys
     }
 
+    /// The audit log (the operator console observes it).
+    pub fn audit_log(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
     /// The store (for readiness).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

@@ -60,12 +60,7 @@ pub fn app_hash(package: &str, certificate: &[u8]) -> Result<String, AppHashErro
         if find(&block[end..], PEM_BEGIN).is_some() {
             return Err(AppHashError::MultipleCertificates);
         }
-        let (label, body) =
-            pem_rfc7468::decode_vec(&block[..end]).map_err(|_| AppHashError::BadCertificate)?;
-        if label != "CERTIFICATE" {
-            return Err(AppHashError::BadCertificate);
-        }
-        pem = body;
+        pem = pem_body(&block[PEM_BEGIN.len()..end - PEM_END.len()])?;
         &pem
     } else {
         certificate
@@ -94,6 +89,24 @@ fn hash_der(package: &str, der: &[u8]) -> String {
     let mut out = STANDARD.encode(&digest[..9]);
     out.truncate(11);
     out
+}
+
+/// The bytes of a PEM body (RFC 7468 §3, lax: the text between the encapsulation
+/// boundaries): base64 lines with LF or CRLF ends, whitespace ignored, padding required. The
+/// begin boundary must end its line; headers (`Proc-Type: ...`) are refused, as anything
+/// outside the base64 alphabet is. Decoded with the `base64` crate the module already links.
+fn pem_body(body: &[u8]) -> Result<Vec<u8>, AppHashError> {
+    if !matches!(body.first(), Some(b'\r' | b'\n')) {
+        return Err(AppHashError::BadCertificate);
+    }
+    let text: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(text)
+        .map_err(|_| AppHashError::BadCertificate)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -208,6 +221,40 @@ mod tests {
             app_hash("com.awesomeproject", truncated.as_bytes()),
             Err(AppHashError::BadCertificate)
         );
+        let body = pem
+            .split_once("-----BEGIN CERTIFICATE-----")
+            .and_then(|(_, rest)| rest.split_once("-----END CERTIFICATE-----"))
+            .expect("one block")
+            .0;
+        let rewrapped: String = body
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<Vec<_>>()
+            .chunks(76)
+            .map(|l| l.iter().collect::<String>() + "\n")
+            .collect();
+        let rewrapped =
+            format!("-----BEGIN CERTIFICATE-----\n{rewrapped}-----END CERTIFICATE-----\n");
+        assert_eq!(
+            app_hash("com.awesomeproject", rewrapped.as_bytes()).as_deref(),
+            Ok("kFUwfusCq/+"),
+            "any line length"
+        );
+        for bad in [
+            pem.replace("-----\n", "-----x\n"),
+            pem.replace(
+                "-----BEGIN CERTIFICATE-----\n",
+                "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\n",
+            ),
+            pem.replacen("MII", "M*I", 1),
+            pem.replace('=', ""),
+        ] {
+            assert_eq!(
+                app_hash("com.awesomeproject", bad.as_bytes()),
+                Err(AppHashError::BadCertificate),
+                "{bad}"
+            );
+        }
         let key = pem.replace("CERTIFICATE", "PRIVATE KEY");
         assert_eq!(
             app_hash("com.awesomeproject", key.as_bytes()),

@@ -23,6 +23,20 @@ macro_rules! error_codes {
             /// Every code, in declaration order.
             pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
 
+            /// Every code as the TypeScript union `ErrorCode` (with its doc comment), written
+            /// at compile time from this list: the npm package's typings carry it as it is,
+            /// so the union can never lag behind the codes.
+            pub const TYPESCRIPT: &'static str = concat!(
+                "/**\n",
+                " * The stable codes of the issuer API and of this package (`errorCodes()` lists\n",
+                " * them at run time). A newer issuer may answer a code not listed here: compare,\n",
+                " * never switch exhaustively.\n",
+                " */\n",
+                "export type ErrorCode =",
+                $("\n  | \"", $text, "\"",)*
+                ";\n"
+            );
+
             /// The code as it goes on the wire.
             pub const fn as_str(self) -> &'static str {
                 match self {
@@ -293,6 +307,26 @@ mod tests {
             assert_eq!(json, format!("\"{text}\""));
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).ok(), Some(*code));
         }
+    }
+
+    #[test]
+    fn typescript_union_lists_every_code_in_order() {
+        let union = ErrorCode::TYPESCRIPT
+            .split_once("export type ErrorCode =")
+            .expect("declares the union")
+            .1;
+        let listed: Vec<&str> = union
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .trim_end_matches(';')
+                    .strip_prefix("| \"")?
+                    .strip_suffix('"')
+            })
+            .collect();
+        let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, all);
+        assert!(union.trim_end().ends_with(';'));
     }
 
     #[test]

@@ -18,7 +18,7 @@ tokio::task_local! {
 /// Marks a 4xx that [`ApiError`] already wrote in the one shape with the request id, so the
 /// middleware passes it on without reading it back.
 #[derive(Clone, Copy, Debug)]
-struct Shaped;
+pub(crate) struct Shaped;
 
 /// Marks a response written in a peer's error shape (the Supabase hook's, the Twilio
 /// Verify-compatible API's): the middleware passes it on as it is. Only set on answers the

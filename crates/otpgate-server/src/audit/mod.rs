@@ -169,7 +169,31 @@ pub struct AuditLog {
     pseudonym_key: Zeroizing<Vec<u8>>,
     /// The key new lines and anchors are sealed with (`None` when disabled).
     key: Option<AuditKey>,
+    /// Who else sees each event as it is appended (the operator console), if anyone.
+    tap: std::sync::OnceLock<Tap>,
 }
+
+/// An audit event as an observer in the process sees it ([`AuditLog::set_tap`]): the number
+/// already pseudonymised and `detail` sanitised exactly as in the written line; no client
+/// address, no request id.
+#[derive(Clone, Debug)]
+pub struct TapEvent {
+    /// What happened ([`AuditEvent::kind`]).
+    pub kind: &'static str,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The verification concerned.
+    pub verification_id: Option<String>,
+    /// The app.
+    pub app: Option<String>,
+    /// The number's pseudonym ([`AuditLog::pseudonymize`]).
+    pub phone: Option<String>,
+    /// The sanitised detail.
+    pub detail: Value,
+}
+
+/// An observer of appended events. It runs inside [`AuditLog::append`]: keep it quick.
+pub type Tap = Box<dyn Fn(TapEvent) + Send + Sync>;
 
 impl fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,7 +201,7 @@ impl fmt::Debug for AuditLog {
             .field("path", &self.path)
             .field("pseudonym_key", &"[redacted]")
             .field("key", &self.key)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -672,6 +696,7 @@ impl AuditLog {
             path: Some(path.to_owned()),
             pseudonym_key: Zeroizing::new(keys.pseudonym_key().to_vec()),
             key: Some(key),
+            tap: std::sync::OnceLock::new(),
         })
     }
 
@@ -682,7 +707,14 @@ impl AuditLog {
             path: None,
             pseudonym_key: Zeroizing::new(b"otpgate-audit-disabled".to_vec()),
             key: None,
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets `tap` see every event appended from now on (once; later calls are ignored),
+    /// whether or not the log writes a file.
+    pub fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     /// The line count (the last seq; purged lines included) and the link of the last line,
@@ -775,6 +807,16 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError`] when the line could not be written.
     pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
+        if let Some(tap) = self.tap.get() {
+            tap(TapEvent {
+                kind: event.kind,
+                at_ms: event.at_ms,
+                verification_id: event.verification_id.clone(),
+                app: event.app.clone(),
+                phone: event.phone.as_ref().map(|p| self.pseudonymize(p)),
+                detail: sanitize(event.detail.clone()),
+            });
+        }
         let Some(tx) = &self.tx else {
             return Ok(());
         };

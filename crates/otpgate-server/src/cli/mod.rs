@@ -1,11 +1,12 @@
 //! The `otpgate` command line: [`Cli`] and [`main`] here, and one file per command family
-//! ([`serve`], [`emulator`], [`app_hash`], [`sms`], [`keys`], [`audit`]) holding its
+//! ([`serve`], [`emulator`], [`app_hash`], [`sms`], [`keys`], [`audit`], [`gateways`]) holding its
 //! arguments and its body, which prints and calls the module that owns the work; the binary's
 //! `main.rs` only calls [`main`].
 
 pub mod app_hash;
 pub mod audit;
 pub mod emulator;
+pub mod gateways;
 pub mod keys;
 pub mod serve;
 pub mod sms;
@@ -13,6 +14,7 @@ pub mod sms;
 pub use app_hash::AppHashArgs;
 pub use audit::AuditCommand;
 pub use emulator::EmulatorArgs;
+pub use gateways::{GatewaysArgs, GatewaysCommand};
 pub use keys::{KeysArgs, KeysCommand, RevokeArgs};
 pub use serve::ServeArgs;
 
@@ -47,6 +49,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The phones: check them, connect their webhooks.
+    #[command(subcommand)]
+    Gateways(GatewaysCommand),
 }
 
 /// Parses the command line and runs the command; errors print as one line on stderr.
@@ -59,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Emulator(args) => emulator::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Gateways(cmd) => gateways::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,11 +13,14 @@
 pub mod adapter;
 pub mod config;
 pub mod crypto;
+pub mod fleet;
+pub mod onboard;
 pub mod pool;
 pub mod queue;
 mod webhooks;
 
 pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
+pub use fleet::{DeviceStatus, PoolEvent, PoolObserver};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};
 pub use queue::{Pressure, Priority, Sealer, TRUSTED_WORK};
 

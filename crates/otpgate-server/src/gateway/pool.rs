@@ -39,7 +39,7 @@ use crate::store::{Budget, DeliveryRecord, Outcome, QueuedSend, Store};
 
 /// The shortest lifetime worth sending (sms-gate.app refuses a ttl under 5 s).
 pub const MIN_LIFE_MS: i64 = 5_000;
-const BREAKER_THRESHOLD: u32 = 3;
+pub(super) const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_OPEN_MS: i64 = 30_000;
 const SAME_DEVICE_RETRIES: u32 = 2;
 const DAY_MS: i64 = 86_400_000;
@@ -49,8 +49,8 @@ const SUB_WINDOWS: i64 = 5;
 pub(super) struct Health {
     /// The last health check's answer (true until one says otherwise).
     pub(super) healthy: bool,
-    failures: u32,
-    open_until_ms: i64,
+    pub(super) failures: u32,
+    pub(super) open_until_ms: i64,
 }
 
 pub(super) struct Device {
@@ -205,6 +205,8 @@ pub struct Pool {
     queue: Queue,
     /// What a queued send must have paid to leave now (the policy's proof of work).
     pressure: OnceLock<Arc<dyn Pressure>>,
+    /// Who is told of failures and health answers (the operator console), if anyone.
+    pub(super) observer: OnceLock<super::fleet::PoolObserver>,
     me: Weak<Self>,
 }
 
@@ -311,6 +313,7 @@ impl Pool {
             failover_rx: Mutex::new(Some(rx)),
             queue,
             pressure: OnceLock::new(),
+            observer: OnceLock::new(),
             me: me.clone(),
         });
         // Inside a runtime the loops start now: sends another instance queued in a shared
@@ -414,6 +417,10 @@ impl Pool {
     async fn check_health(&self) {
         for d in &self.devices {
             let up = d.adapter.health().await;
+            self.observe(super::fleet::PoolEvent::Health {
+                device: &d.cfg.name,
+                up,
+            });
             let mut h = d.health();
             if up && !h.healthy {
                 tracing::info!(device = %d.cfg.name, "gateway healthy again");
@@ -681,6 +688,10 @@ impl Pool {
                 }
                 Err(e) => {
                     dev.fail(self.clock.now_ms());
+                    self.observe(super::fleet::PoolEvent::SendFailed {
+                        device: &dev.cfg.name,
+                        reason: &e.to_string(),
+                    });
                     maybe_taken |= matches!(e, SendError::Timeout);
                     tracing::info!(device = %dev.cfg.name, message_id = %id, code = e.code(), "gateway send failed");
                     let idempotent = dev.adapter.idempotent();
@@ -959,6 +970,10 @@ impl Pool {
                     return;
                 };
                 self.devices[e.device].fail(self.clock.now_ms());
+                self.observe(super::fleet::PoolEvent::SendFailed {
+                    device: &self.devices[e.device].cfg.name,
+                    reason: &reason,
+                });
                 tracing::info!(device = %self.devices[e.device].cfg.name, message_id = %id, reason = %reason.chars().take(60).collect::<String>(), "gateway reported failure");
                 let _ = self.failover_tx.send((e, reason));
             }

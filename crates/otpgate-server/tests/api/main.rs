@@ -15,6 +15,7 @@ mod idempotency;
 mod integrations;
 mod official_clients;
 mod policy_gates;
+mod serve_admin;
 mod serve_audit_anchor;
 mod serve_config;
 mod serve_privacy;

@@ -381,7 +381,7 @@ async fn twilio_is_used_only_when_every_phone_failed() {
     assert!(
         form.contains("To=%2B447911123456")
             && form.contains("From=%2B14155550111")
-            && form.contains("Body=123456%20is%20your%20code"),
+            && form.contains("Body=123456+is+your+code"),
         "{form}"
     );
     assert!(

@@ -6,4 +6,6 @@ mod emulator_api;
 mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
+mod gateways_onboarding;
+mod sns_moto;
 mod webhook_binding;

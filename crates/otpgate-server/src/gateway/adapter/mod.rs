@@ -175,7 +175,8 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-fn client(dev: &DeviceConfig) -> reqwest::Client {
+/// The HTTP client of a device (its timeout, otpgate's user agent).
+pub(crate) fn client(dev: &DeviceConfig) -> reqwest::Client {
     let timeout = Duration::from_millis(dev.timeout_ms.unwrap_or(5_000).clamp(100, 60_000));
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -184,6 +185,17 @@ fn client(dev: &DeviceConfig) -> reqwest::Client {
         .user_agent(concat!("otpgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
+}
+
+/// The base of an sms-gate.app device's API: the phone's own server in local mode, the
+/// `/3rdparty/v1` API of the cloud or a private server.
+pub(crate) fn smsgate_base(dev: &DeviceConfig) -> String {
+    let base = base_url(dev);
+    match dev.mode {
+        Mode::Local => base,
+        Mode::Cloud if base.ends_with("/3rdparty/v1") => base,
+        Mode::Cloud => format!("{base}/3rdparty/v1"),
+    }
 }
 
 fn base_url(dev: &DeviceConfig) -> String {
@@ -213,10 +225,14 @@ fn json_answer(status: u16, text: &str) -> Result<Value, SendError> {
     Ok(serde_json::from_str(text).unwrap_or(Value::Null))
 }
 
+/// `application/x-www-form-urlencoded` as HTML forms and Python's `urlencode` write it: the
+/// unreserved characters as they are, a space as `+`, every other byte `%XX`. moto (which
+/// re-encodes the parsed form to check a SigV4 signature) refused `%20` for a space.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| uri_encode(s, true).replace("%20", "+");
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true)))
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -240,11 +256,7 @@ pub(crate) fn build(dev: &DeviceConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let base = base_url(dev);
     let adapter: Arc<dyn Adapter> = match dev.kind {
         Kind::SmsGate => {
-            let base = match dev.mode {
-                Mode::Local => base,
-                Mode::Cloud if base.ends_with("/3rdparty/v1") => base,
-                Mode::Cloud => format!("{base}/3rdparty/v1"),
-            };
+            let base = smsgate_base(dev);
             let auth = match (&dev.username, password, token) {
                 (Some(u), Some(p), _) => Auth::Basic(u.clone(), p),
                 (_, _, Some(t)) => Auth::Bearer(t),
