@@ -15,6 +15,8 @@ command -v jsonnet >/dev/null 2>&1 || need+=(jsonnet)
 # deploy/ checks: promtool (Debian package prometheus) and systemd-analyze.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The official Python clients' venv below (Debian's python3 makes one only with python3-venv).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -52,5 +54,21 @@ if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.1"
 fi
+# The official Python clients the API tests drive (the Supabase hook signed by
+# `standardwebhooks`, the `twilio` SDK): a venv of their own, pinned by
+# crates/otpgate-server/tests/clients/requirements.txt, made again when that file changes.
+CLIENTS_REQ=crates/otpgate-server/tests/clients/requirements.txt
+CLIENTS_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/otpgate/clients-venv
+if ! cmp -s "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt" || ! [ -x "$CLIENTS_VENV/bin/python" ]; then
+  echo "setup: pip install the official clients into $CLIENTS_VENV"
+  rm -rf "$CLIENTS_VENV"
+  mkdir -p "$(dirname "$CLIENTS_VENV")"
+  python3 -m venv "$CLIENTS_VENV"
+  "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CLIENTS_REQ"
+  cp "$CLIENTS_REQ" "$CLIENTS_VENV/requirements.txt"
+fi
+# schemathesis (pinned in scripts/fuzz-http.sh), which scripts/test.sh runs over the
+# integration routes: its own venv.
+bash scripts/fuzz-http.sh --install
 echo "setup: ok"
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis),
-# the wasm tests in Node and headless Chromium against a real `otpgate serve` (and through a
-# proxy that loses answers), the npm package test, a fresh Vite app built with the package,
-# the browser end-to-end tests (the demo page and the operator console), the deploy/ checks
-# (systemd unit, Prometheus rules) and the workerd tests. Exits non-zero on any
-# failure.
+# Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis;
+# the API tests also drive the official Python clients of Supabase's hook signing and of
+# Twilio), schemathesis over the integration routes (scripts/fuzz-http.sh,
+# FUZZ_HTTP_SCOPE=integrations), the wasm tests in Node and headless Chromium against a real
+# `otpgate serve` (and through a proxy that loses answers), the npm package test, a fresh Vite
+# app built with the package, the browser end-to-end tests (the demo page and the operator
+# console), the deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits
+# non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,6 +66,10 @@ export OTPGATE_TEST_DROP_PROXY
 
 step "deploy/: systemd unit (systemd-analyze) and Prometheus alert rules (promtool)"
 bash scripts/check-deploy.sh "$OTPGATE_TEST_SERVER"
+
+step "schemathesis on the integration routes (Supabase hook, Twilio Verify API, /v1/messages)"
+OTPGATE_BIN="$ROOT/target/debug/otpgate" FUZZ_HTTP_SCOPE=integrations \
+  bash scripts/fuzz-http.sh "${FUZZ_HTTP_SECONDS:-60}"
 
 step "wasm tests (Node and headless Chromium)"
 cargo test -p otpgate --target wasm32-unknown-unknown

@@ -8,6 +8,8 @@
 //!   rotated by accepting the old and the new one for a while.
 //! - `webhook-signature` holds one or more space-separated `v<n>,<base64>` entries (a sender
 //!   signs with each of its secrets while it rotates); entries of other versions are skipped.
+//!   Supabase Auth joins its entries with `", "` (`v1,<a>, v1,<b>`): a comma ending an entry
+//!   is not part of it (base64 has no comma), so both forms are read.
 //!
 //! # Rules
 //! The timestamp follows [`crate::webhook::check_timestamp`] (1 to 12 digits, inside the
@@ -156,6 +158,7 @@ pub fn verify(
     // secret or entry matched.
     let matched = sig
         .split(' ')
+        .map(|e| e.strip_suffix(',').unwrap_or(e))
         .filter(|e| e.starts_with("v1,"))
         .fold(false, |found, entry| {
             expected.iter().fold(found, |f, want| {
@@ -219,6 +222,24 @@ mod tests {
         assert_eq!(
             verify(&only_old, BODY, headers(ID, TS, &multi), now, 300),
             Ok(())
+        );
+        // Supabase Auth joins its signatures with ", ": the old secret's entry first, a
+        // comma after it; it matches in either place.
+        let supabase = format!("{SIG}, v1,AAAA");
+        assert_eq!(
+            verify(&only_old, BODY, headers(ID, TS, &supabase), now, 300),
+            Ok(())
+        );
+        let supabase = format!("v1,AAAA, {SIG}");
+        assert_eq!(
+            verify(&only_old, BODY, headers(ID, TS, &supabase), now, 300),
+            Ok(())
+        );
+        // A comma inside an entry, or two, is not Supabase's form.
+        let mangled = format!("{SIG},,");
+        assert_eq!(
+            verify(&only_old, BODY, headers(ID, TS, &mangled), now, 300),
+            Err(WebhookError::BadSignature)
         );
         // Rotated out: only the other secret left.
         let only_new = WebhookSecret::parse_list(&other).unwrap();

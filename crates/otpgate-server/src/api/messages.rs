@@ -44,7 +44,8 @@ fn require_key(meta: &RequestMeta) -> Result<(), ApiError> {
 }
 
 /// Sends a code made elsewhere, composed with the app's template.
-#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", operation_id = "send_message",
+    security(("api_key" = [])),
     request_body = super::openapi::MessageRequestDoc,
     params(("Idempotency-Key" = Option<String>, Header, description = "As for a start: the same key with the same body within 24 h gets the first answer again and sends nothing")),
     responses(
@@ -98,7 +99,8 @@ pub(crate) async fn send(
 }
 
 /// The delivery of a message, kept current.
-#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", operation_id = "message_status",
+    security(("api_key" = [])),
     params(super::openapi::MessageIdParam),
     responses(
         (status = 200, description = "The message", body = super::openapi::MessageDoc),

@@ -241,6 +241,176 @@ pub struct ErrorDoc {
     pub error: ErrorDetailDoc,
 }
 
+/// Supabase Auth's Send SMS hook payload: the parts otpgate reads. Every other field (the
+/// rest of Supabase's user object, `sms.sms_type`, ...) is ignored.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseSendSmsDoc {
+    /// The user (Supabase's user object).
+    pub user: SupabaseUserDoc,
+    /// The SMS to send.
+    pub sms: SupabaseSmsDoc,
+}
+
+/// The user of a Supabase hook call.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseUserDoc {
+    /// The number as Supabase stores it: E.164 digits with or without the leading `+`. Absent,
+    /// null or empty: 400.
+    #[schema(example = "14155550100")]
+    pub phone: Option<String>,
+}
+
+/// The SMS of a Supabase hook call.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseSmsDoc {
+    /// The code Supabase made (4 to 10 letters or digits; another is 400).
+    #[schema(example = "561166")]
+    pub otp: String,
+}
+
+/// Supabase's hook success answer: an empty object.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseOkDoc {}
+
+/// Supabase's hook error shape.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseErrorDoc {
+    /// The error.
+    pub error: SupabaseErrorDetailDoc,
+}
+
+/// The error of a Supabase hook answer.
+#[derive(Serialize, ToSchema)]
+pub struct SupabaseErrorDetailDoc {
+    /// The HTTP status, repeated.
+    #[schema(example = 403)]
+    pub http_code: u16,
+    /// What went wrong (no secret, code or number in it).
+    pub message: String,
+}
+
+/// Twilio's error object, as the Twilio SDKs read it (`TwilioRestException.code`).
+#[derive(Serialize, ToSchema)]
+pub struct TwilioErrorDoc {
+    /// Twilio's error code: 20003 (authentication), 20404 (not found), 20429 (too many
+    /// requests), 20500, 20503, 60200 (invalid parameter), 60202 (max check attempts), 60203
+    /// (max send attempts), 60223 (channel disabled), 60410 (delivery blocked).
+    #[schema(example = 60200)]
+    pub code: u32,
+    /// What went wrong.
+    pub message: String,
+    /// `https://www.twilio.com/docs/errors/{code}`.
+    pub more_info: String,
+    /// The HTTP status, repeated.
+    #[schema(example = 400)]
+    pub status: u16,
+}
+
+/// A Twilio Verify verification (or verification check) as Twilio writes it.
+#[derive(Serialize, ToSchema)]
+pub struct TwilioVerificationDoc {
+    /// `VE` + 32 hex digits: the otpgate verification id written the Twilio way.
+    #[schema(example = "VEdeadbeefdeadbeefdeadbeefdeadbeef")]
+    pub sid: String,
+    /// The service SID.
+    pub service_sid: String,
+    /// The account SID.
+    pub account_sid: String,
+    /// The number, E.164.
+    pub to: String,
+    /// `sms`.
+    pub channel: String,
+    /// The status.
+    pub status: TwilioStatusDoc,
+    /// Whether the verification is approved.
+    pub valid: bool,
+    /// `{"carrier": null}`.
+    #[schema(value_type = Object)]
+    pub lookup: serde_json::Value,
+    /// Always null (no PSD2 fields).
+    pub amount: Option<String>,
+    /// Always null.
+    pub payee: Option<String>,
+    /// One entry per SMS sent: `attempt_sid`, `channel`, `time`.
+    #[schema(value_type = Vec<Object>)]
+    pub send_code_attempts: Vec<serde_json::Value>,
+    /// `YYYY-MM-DDTHH:MM:SSZ` (the form the Twilio SDKs parse).
+    #[schema(
+        example = "2025-11-25T20:19:58Z",
+        pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+    )]
+    pub date_created: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")]
+    pub date_updated: String,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub sna: Option<serde_json::Value>,
+    /// The verification's URL on this issuer.
+    pub url: String,
+}
+
+/// The statuses of a Twilio Verify verification.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TwilioStatusDoc {
+    /// Waiting for the right code.
+    Pending,
+    /// Approved.
+    Approved,
+    /// Canceled (Twilio's spelling).
+    Canceled,
+    /// Expired.
+    Expired,
+    /// Every attempt was used.
+    MaxAttemptsReached,
+}
+
+/// `POST /v2/Services/{ServiceSid}/Verifications` (form-encoded; a name given twice is 400).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TwilioCreateFormDoc {
+    /// The number, E.164.
+    #[schema(example = "+14155550100")]
+    pub to: String,
+    /// `sms`; another Twilio channel is 400 60223, anything else 400 60200.
+    #[schema(example = "sms")]
+    pub channel: String,
+    /// A BCP 47 language tag choosing the app's template.
+    #[schema(example = "en")]
+    pub locale: Option<String>,
+}
+
+/// `POST /v2/Services/{ServiceSid}/VerificationCheck` (form-encoded): `Code`, and `To` or
+/// `VerificationSid`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TwilioCheckFormDoc {
+    /// The code the person typed.
+    #[schema(example = "123456")]
+    pub code: String,
+    /// The number whose pending verification is checked.
+    pub to: Option<String>,
+    /// The verification SID (`VE…`).
+    pub verification_sid: Option<String>,
+}
+
+/// `POST /v2/Services/{ServiceSid}/Verifications/{Sid}` (form-encoded).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TwilioUpdateFormDoc {
+    /// `canceled` (Twilio's manual `approved` is refused with 60200).
+    pub status: TwilioUpdateStatusDoc,
+}
+
+/// The one status a verification can be set to.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TwilioUpdateStatusDoc {
+    /// Cancel it.
+    Canceled,
+}
+
 /// One Ed25519 public key.
 #[derive(Serialize, ToSchema)]
 pub struct JwkDoc {
@@ -374,18 +544,53 @@ fn multiotp_post_doc() {}
     components(schemas(
         StartRequestDoc, PowSolutionDoc, CheckRequestDoc, ResendRequestDoc, StatusDoc, DeliveryStateDoc,
         DeliveryDoc, VerificationDoc, CheckResponseDoc, ErrorDetailDoc, ErrorDoc, JwkDoc, JwksDoc,
-        MessageRequestDoc, MessageDoc
+        MessageRequestDoc, MessageDoc, SupabaseSendSmsDoc, SupabaseUserDoc, SupabaseSmsDoc,
+        SupabaseOkDoc, SupabaseErrorDoc, SupabaseErrorDetailDoc, TwilioErrorDoc,
+        TwilioVerificationDoc, TwilioStatusDoc, TwilioCreateFormDoc, TwilioCheckFormDoc,
+        TwilioUpdateFormDoc, TwilioUpdateStatusDoc
     )),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "verifications", description = "Start, check, resend and cancel verifications"),
         (name = "messages", description = "Delivery of codes other systems make (Ory Kratos' HTTP courier, Keycloak, custom backends): API key only"),
         (name = "receipts", description = "Keys to verify receipts offline"),
         (name = "operations", description = "Health, readiness, metrics"),
-        (name = "integrations", description = "Supabase Auth's Send SMS hook (Standard Webhooks) and the Twilio Verify-compatible API (HTTP Basic). These routes answer in their peer's error shape (Supabase's `{\"error\": {\"http_code\", \"message\"}}`, Twilio's `{\"code\", \"message\", \"more_info\", \"status\"}`), the one exception to the single error shape; they exist only when `[integrations.*]` configures them"),
+        (name = "integrations", description = "Supabase Auth's Send SMS hook (Standard Webhooks) and the Twilio Verify-compatible API (HTTP Basic). These routes answer in their peer's error shape (Supabase's `{\"error\": {\"http_code\", \"message\"}}`, Twilio's `{\"code\", \"message\", \"more_info\", \"status\"}`), the one exception to the single error shape; while `[integrations.*]` does not configure one, its routes answer 404 in that shape"),
         (name = "gateways", description = "Delivery events from the gateways (routes of the gateway pool)"),
     )
 )]
 pub struct ApiDoc;
+
+/// The security schemes: the API key of `[policy] api_keys` (`Authorization: Bearer`) and
+/// the Twilio account's HTTP Basic credentials.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key of `[policy] api_keys`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "twilio_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "`[integrations.twilio_verify] account_sid` and the auth token its `auth_token_env` names",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document, with the webhook route the gateway pool adds.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -21,12 +21,16 @@ pub mod twilio;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use config::{Integrations, IntegrationsConfig};
 
+use crate::api::error::PeerShaped;
 use crate::client_addr::TrustedProxies;
 use crate::service::{RequestMeta, Service};
 
@@ -44,26 +48,60 @@ pub struct IntegrationState {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// The routes of the configured integrations (none for those not configured: their paths
-/// answer 404), to merge into the API router (`crate::api::router`'s `extra`).
+/// The routes of the integrations, to merge into the API router (`crate::api::router`'s
+/// `extra`). Those of an integration not configured answer 404 in their peer's shape (so
+/// `/openapi.json`, which lists them, stays true of every issuer).
 pub fn router(state: IntegrationState) -> Router {
-    let mut r = Router::new();
-    if state.integrations.supabase.is_some() {
-        r = r.route(supabase::PATH, post(supabase::send_sms));
+    Router::new()
+        .route(supabase::PATH, post(supabase::send_sms))
+        .route("/v2/Services/{service}/Verifications", post(twilio::create))
+        .route(
+            "/v2/Services/{service}/Verifications/{sid}",
+            get(twilio::fetch).post(twilio::update),
+        )
+        .route(
+            "/v2/Services/{service}/VerificationCheck",
+            post(twilio::check),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(peer_shaped))
+        .with_state(state)
+}
+
+/// Writes the errors axum answers before a handler runs (a body over [`BODY_LIMIT`], a path
+/// that is not UTF-8) in the route's peer shape, as the handlers write theirs; 405 keeps the
+/// API's shape (its `Allow` header says what to do).
+async fn peer_shaped(req: Request, next: Next) -> Response {
+    let supabase = req.uri().path() == supabase::PATH;
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || status == StatusCode::METHOD_NOT_ALLOWED
+        || res.extensions().get::<PeerShaped>().is_some()
+    {
+        return res;
     }
-    if state.integrations.twilio.is_some() {
-        r = r
-            .route("/v2/Services/{service}/Verifications", post(twilio::create))
-            .route(
-                "/v2/Services/{service}/Verifications/{sid}",
-                get(twilio::fetch).post(twilio::update),
-            )
-            .route(
-                "/v2/Services/{service}/VerificationCheck",
-                post(twilio::check),
-            );
+    let retry_after = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the request body is over {} KiB", BODY_LIMIT / 1024)
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    };
+    if supabase {
+        return supabase::refusal(status, &message, retry_after);
     }
-    r.layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(state)
+    let code = match status.as_u16() {
+        400 | 413 | 415 | 422 => 60200,
+        401 => 20003,
+        s => 20000 + u32::from(s),
+    };
+    twilio::error(status, code, &message, retry_after)
 }
 
 /// The caller of an integration route: trusted once its route's own secret was checked.

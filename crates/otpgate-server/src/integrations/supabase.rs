@@ -31,6 +31,7 @@ use serde_json::json;
 
 use super::{IntegrationState, Meta};
 use crate::api::error::PeerShaped;
+use crate::api::openapi::{SupabaseErrorDoc, SupabaseOkDoc, SupabaseSendSmsDoc};
 use crate::api::{ApiError, idempotency};
 use crate::service::DeliverInput;
 
@@ -97,22 +98,28 @@ fn e164(phone: &str) -> String {
 
 /// Sends the code of a Supabase Send SMS hook.
 #[utoipa::path(post, path = "/v1/hooks/supabase/send-sms", tag = "integrations",
+    operation_id = "supabase_send_sms",
     params(
-        ("webhook-id" = String, Header, description = "The message id (1 to 255 visible ASCII characters): a replay of an id that succeeded is answered as the first time and sends nothing"),
-        ("webhook-timestamp" = String, Header, description = "Unix seconds, inside `timestamp_window_secs` (default 300) of the issuer's clock"),
-        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, several space-separated while rotating"),
+        ("webhook-id" = String, Header, pattern = "^[!-~]{1,255}$", example = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            description = "The message id (1 to 255 visible ASCII characters): a replay of an id that succeeded is answered as the first time and sends nothing"),
+        ("webhook-timestamp" = String, Header, pattern = "^[0-9]{1,12}$", example = "1733570000",
+            description = "Unix seconds, inside `timestamp_window_secs` (default 300) of the issuer's clock"),
+        ("webhook-signature" = String, Header, min_length = 1, example = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            description = "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, several while rotating, separated by spaces or, as Supabase writes them, by \", \""),
     ),
-    request_body(content = String, content_type = "application/json",
+    request_body(content = SupabaseSendSmsDoc, content_type = "application/json",
         description = "Supabase's payload: `{\"user\": {\"phone\": \"15555550100\", ...}, \"sms\": {\"otp\": \"123456\"}}` (other fields ignored)"),
     responses(
-        (status = 200, description = "Sent (or queued for a phone): `{}`"),
-        (status = 400, description = "Not Supabase's payload, or the phone or code is not valid: `{\"error\": {\"http_code\": 400, \"message\"}}`"),
-        (status = 401, description = "Missing headers, a malformed or stale timestamp, or a signature no configured secret made"),
-        (status = 403, description = "The destination is not allowed by the policy"),
-        (status = 409, description = "The first request with this webhook-id still runs after 4 s (`Retry-After`)"),
-        (status = 422, description = "This webhook-id was used with another body"),
-        (status = 429, description = "A budget of the number, prefix or global is spent (`Retry-After`): Supabase retries"),
-        (status = 503, description = "Store unavailable or no phone could take it (`Retry-After`): Supabase retries"),
+        (status = 200, description = "Sent (or queued for a phone): `{}`", body = SupabaseOkDoc),
+        (status = 400, description = "Not Supabase's payload, or the phone or code is not valid", body = SupabaseErrorDoc),
+        (status = 401, description = "Missing headers, a malformed or stale timestamp, or a signature no configured secret made", body = SupabaseErrorDoc),
+        (status = 403, description = "The destination is not allowed by the policy", body = SupabaseErrorDoc),
+        (status = 404, description = "The hook is not configured (`[integrations.supabase]`)", body = SupabaseErrorDoc),
+        (status = 409, description = "The first request with this webhook-id still runs after 4 s (`Retry-After`)", body = SupabaseErrorDoc),
+        (status = 413, description = "Body over 64 KiB", body = SupabaseErrorDoc),
+        (status = 422, description = "This webhook-id was used with another body", body = SupabaseErrorDoc),
+        (status = 429, description = "A budget of the number, prefix or global is spent (`Retry-After`): Supabase retries", body = SupabaseErrorDoc),
+        (status = 503, description = "Store unavailable or no phone could take it (`Retry-After`): Supabase retries", body = SupabaseErrorDoc),
     ))]
 pub(crate) async fn send_sms(
     State(state): State<IntegrationState>,
@@ -121,7 +128,11 @@ pub(crate) async fn send_sms(
     body: Bytes,
 ) -> Response {
     let Some(hook) = state.integrations.supabase.as_ref() else {
-        return refusal(StatusCode::NOT_FOUND, "not found", None);
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "the Supabase hook is not configured ([integrations.supabase])",
+            None,
+        );
     };
     let service = &state.service;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

@@ -15,8 +15,20 @@
 //!
 //! Verification SIDs are otpgate's verification ids written the Twilio way: `VE` + the 16
 //! random bytes of the id in hex, so no mapping is stored. The pending verification of a
-//! number is found through a store key per service and number (`claim`/`put`/`forget`), so it
-//! is found from every issuer instance sharing the store.
+//! number is found through a store key per service and number (`claim`/`put`), so it is found
+//! from every issuer instance sharing the store.
+//!
+//! # One pending verification per number
+//! A create claims the number's key (set-if-absent, with a "creating" marker). When the key
+//! names a verification that is finished (approved, canceled, expired, out of attempts), the
+//! create does not delete the key (a delete is not a compare-and-delete: it could remove a
+//! concurrent create's marker); it claims the successor key of that verification,
+//! `…:after:<id>`, which only one create can win. The winner starts the new verification and
+//! writes its id under the successor key and then the number's key; the losers wait for it
+//! and answer the same verification. Only the holder of a key's marker ever deletes it (when
+//! its start is refused). A check by `To` reads the number's key through a claim too: on an
+//! absent key it leaves a marker that expires after 300 ms and is never deleted (a create
+//! meanwhile waits it out).
 
 use std::time::Duration;
 
@@ -36,6 +48,10 @@ use sha2::{Digest as _, Sha256};
 use super::config::{TwilioVerify, is_sid};
 use super::{IntegrationState, Meta};
 use crate::api::error::PeerShaped;
+use crate::api::openapi::{
+    TwilioCheckFormDoc, TwilioCreateFormDoc, TwilioErrorDoc, TwilioUpdateFormDoc,
+    TwilioVerificationDoc,
+};
 use crate::clock::rfc3339;
 use crate::service::{RequestMeta, ServiceError, StartInput};
 use crate::store::Record;
@@ -52,8 +68,16 @@ const REFUSED_PARAMS: &[&str] = &[
 ];
 /// The marker a create leaves on a number's key while it starts a verification.
 const CREATING: &str = "creating";
+/// The marker a read of an absent key leaves (the store has no plain read): left to expire
+/// after [`PEEK_TTL_MS`], never deleted, so no read removes a create's marker.
+const PEEKING: &str = "peeking";
+/// How long [`PEEKING`] stays.
+const PEEK_TTL_MS: i64 = 300;
 /// How long a create waits for a concurrent create of the same number.
 const WAIT_FOR_CREATE: Duration = Duration::from_secs(4);
+/// The most successor keys a create follows (one per finished verification whose
+/// successor has not reached the number's key yet): beyond, the store is not as written.
+const MAX_HOPS: usize = 16;
 
 /// A Twilio error answer.
 pub fn error(status: StatusCode, code: u32, message: &str, retry_after: Option<u64>) -> Response {
@@ -291,33 +315,53 @@ fn to_key(service: &str, phone: &PhoneNumber) -> String {
     format!("twilio:to:{service}:{}", phone.as_str())
 }
 
+/// The key a create claims to replace the finished verification `id` of the number whose
+/// key is `to_key`: one create wins it.
+fn successor_key(to_key: &str, id: &str) -> String {
+    format!("{to_key}:after:{id}")
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        20503,
+        "Service Unavailable",
+        Some(1),
+    )
+}
+
 /// Reads a key through `claim` (the store has no plain read): the live value, or `None`
-/// (the marker written meanwhile is taken back at once).
+/// (then [`PEEKING`] holds the key for [`PEEK_TTL_MS`]: a create waits it out).
 async fn peek(state: &IntegrationState, key: &str) -> Result<Option<String>, ServiceError> {
-    let store = state.service.store();
     let now = state.service.clock().now_ms();
-    match store.claim(key, CREATING, 1_000, now).await? {
-        Some(v) => Ok(Some(v)),
-        None => {
-            store.forget(key).await?;
-            Ok(None)
-        }
-    }
+    Ok(state
+        .service
+        .store()
+        .claim(key, PEEKING, PEEK_TTL_MS, now)
+        .await?)
+}
+
+/// Whether a key's value is a marker rather than a verification id.
+fn is_marker(v: &str) -> bool {
+    v == CREATING || v == PEEKING
 }
 
 /// Starts a verification, or answers the pending one of the same number.
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/Verifications", tag = "integrations",
-    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    operation_id = "twilio_create_verification",
+    security(("twilio_basic" = [])),
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)")),
+    request_body(content = TwilioCreateFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`To` (E.164), `Channel` (`sms`; another Twilio channel is 400 60223), `Locale` (optional). `CustomMessage`, `CustomCode`, `SendDigits`, `TemplateSid`, `TemplateCustomSubstitutions` are refused (60200); other Twilio parameters are ignored"),
     responses(
-        (status = 201, description = "The verification (the pending one of this number when there is one: same SID, no second SMS)"),
-        (status = 400, description = "Twilio error 60200 (invalid parameter) or 60223 (channel not available)"),
-        (status = 401, description = "Twilio error 20003 (HTTP Basic: account SID and auth token)"),
-        (status = 403, description = "Twilio error 60410: the destination policy refused the number"),
-        (status = 404, description = "Twilio error 20404: unknown service"),
-        (status = 429, description = "Twilio error 60203 (the number's send budget) or 20429 (prefix or global budget), `Retry-After`"),
-        (status = 503, description = "Twilio error 20503 (store or phones unavailable), `Retry-After`"),
+        (status = 201, description = "The verification (the pending one of this number when there is one: same SID, no second SMS)", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200 (invalid parameter) or 60223 (channel not available)", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003 (HTTP Basic: account SID and auth token)", body = TwilioErrorDoc),
+        (status = 403, description = "Twilio error 60410: the destination policy refused the number", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404: unknown service, or the API is not configured (`[integrations.twilio_verify]`)", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 429, description = "Twilio error 60203 (the number's send budget) or 20429 (prefix or global budget), `Retry-After`", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503 (store or phones unavailable), `Retry-After`", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn create(
     State(state): State<IntegrationState>,
@@ -361,9 +405,12 @@ pub(crate) async fn create(
     let Ok(phone) = PhoneNumber::parse(to) else {
         return invalid(&format!("To ({to}) is not a valid phone number"));
     };
-    let key = to_key(&service, &phone);
+    let number_key = to_key(&service, &phone);
     let svc = &state.service;
     let deadline = tokio::time::Instant::now() + WAIT_FOR_CREATE;
+    // The key claimed next: the number's, then the successor of each finished verification.
+    let mut key = number_key.clone();
+    let mut hops = 0;
     loop {
         let now = svc.clock().now_ms();
         let claimed = match svc.store().claim(&key, CREATING, 30_000, now).await {
@@ -371,15 +418,11 @@ pub(crate) async fn create(
             Err(e) => return refusal(&ServiceError::Store(e), to),
         };
         match claimed {
-            // A create of the same number is under way: its verification is this one's.
-            Some(v) if v == CREATING => {
+            // A create of the same number is under way (its verification is this one's), or
+            // a check by To just read the absent key.
+            Some(v) if is_marker(&v) => {
                 if tokio::time::Instant::now() >= deadline {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        20503,
-                        "Service Unavailable",
-                        Some(1),
-                    );
+                    return unavailable();
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -388,23 +431,33 @@ pub(crate) async fn create(
                     let v = resource(&state, tw, &service, &r, Status::Pending);
                     return answer(StatusCode::CREATED, v);
                 }
+                // Finished: the one create that wins its successor key replaces it.
                 Ok(_) | Err(ServiceError::NotFound) => {
-                    if let Err(e) = svc.store().forget(&key).await {
-                        return refusal(&ServiceError::Store(e), to);
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        tracing::warn!(
+                            "twilio verify: a number's chain of verifications is too long"
+                        );
+                        return unavailable();
                     }
+                    key = successor_key(&number_key, &id);
                 }
                 Err(e) => return refusal(&e, to),
             },
-            None => return start(&state, (tw, app, &service), &key, (to, locale), &meta).await,
+            None => {
+                let keys = (key.as_str(), number_key.as_str());
+                return start(&state, (tw, app, &service), keys, (to, locale), &meta).await;
+            }
         }
     }
 }
 
-/// The start of a create that claimed its number's key.
+/// The start of a create that claimed `claimed` (the number's key `number_key`, or the
+/// successor key of its finished verification).
 async fn start(
     state: &IntegrationState,
     (tw, app, service): (&TwilioVerify, &str, &str),
-    key: &str,
+    (claimed, number_key): (&str, &str),
     (to, locale): (&str, Option<String>),
     meta: &RequestMeta,
 ) -> Response {
@@ -418,7 +471,8 @@ async fn start(
     let started = match svc.start(input, meta).await {
         Ok(v) => v,
         Err(e) => {
-            if let Err(se) = svc.store().forget(key).await {
+            // This create holds the marker: freeing it lets the next create try.
+            if let Err(se) = svc.store().forget(claimed).await {
                 tracing::warn!(error = %se, "twilio verify: could not free a number's key");
             }
             return refusal(&e, to);
@@ -430,9 +484,18 @@ async fn start(
         Err(e) => return refusal(&e, to),
     };
     let ttl = (record.expires_at_ms - now).max(1_000);
-    if let Err(e) = svc.store().put(key, &record.id, ttl, now).await {
-        // The SMS left: answer it; a later create may then start a second one.
-        tracing::warn!(error = %e, "twilio verify: could not keep the number's verification");
+    // The claimed key first (the creates waiting on it), then the number's key (which later
+    // creates and checks by To read); a successor key stays until the verification expires,
+    // so a create that still finds the finished one under the number's key finds this one.
+    let mut keys = vec![claimed];
+    if claimed != number_key {
+        keys.push(number_key);
+    }
+    for key in keys {
+        if let Err(e) = svc.store().put(key, &record.id, ttl, now).await {
+            // The SMS left: answer it; a later create may then start a second one.
+            tracing::warn!(error = %e, "twilio verify: could not keep the number's verification");
+        }
     }
     answer(
         StatusCode::CREATED,
@@ -442,16 +505,19 @@ async fn start(
 
 /// Checks a code, by verification SID or by the number's pending verification.
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/VerificationCheck", tag = "integrations",
-    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    operation_id = "twilio_check_verification",
+    security(("twilio_basic" = [])),
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)")),
+    request_body(content = TwilioCheckFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`Code`, and `To` or `VerificationSid`"),
     responses(
-        (status = 200, description = "`status` `approved` and `valid: true`; for a wrong code `pending` (or `max_attempts_reached` on the last attempt) and `valid: false`"),
-        (status = 400, description = "Twilio error 60200"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404: no pending verification (unknown, approved, expired or canceled)"),
-        (status = 429, description = "Twilio error 60202: max check attempts reached; 20429: the number is locked after too many wrong codes"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "`status` `approved` and `valid: true`; for a wrong code `pending` (or `max_attempts_reached` on the last attempt) and `valid: false`", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404: no pending verification (unknown, approved, expired or canceled), unknown service, or the API is not configured", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 429, description = "Twilio error 60202: max check attempts reached; 20429: the number is locked after too many wrong codes", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn check(
     State(state): State<IntegrationState>,
@@ -473,9 +539,9 @@ pub(crate) async fn check(
         return invalid("Code is required");
     };
     let svc = &state.service;
-    let (id, to_key) = match (param(&pairs, "VerificationSid"), param(&pairs, "To")) {
+    let id = match (param(&pairs, "VerificationSid"), param(&pairs, "To")) {
         (Some(sid), _) if !sid.is_empty() => match id_of(sid) {
-            Some(id) => (id, None),
+            Some(id) => id,
             None => return not_found(&path),
         },
         (_, Some(to)) if !to.is_empty() => {
@@ -484,7 +550,7 @@ pub(crate) async fn check(
             };
             let key = to_key(&service, &phone);
             match peek(&state, &key).await {
-                Ok(Some(id)) if id != CREATING => (id, Some(key)),
+                Ok(Some(id)) if !is_marker(&id) => id,
                 Ok(_) => return not_found(&path),
                 Err(e) => return refusal(&e, to),
             }
@@ -497,13 +563,10 @@ pub(crate) async fn check(
         Err(e) => return refusal(&e, ""),
     }
     let outcome = svc.check_trusted(&id, code, &meta).await;
+    // An approved verification stays under the number's key: the next create replaces it
+    // through its successor key (see the module's rules).
     let status = match outcome {
-        Ok(_) => {
-            if let Some(key) = &to_key {
-                let _ = svc.store().forget(key).await;
-            }
-            Status::Approved
-        }
+        Ok(_) => Status::Approved,
         Err(ServiceError::WrongCode { attempts_left: 0 }) => Status::MaxAttemptsReached,
         Err(ServiceError::WrongCode { .. }) => Status::Pending,
         Err(
@@ -522,15 +585,17 @@ pub(crate) async fn check(
 
 /// A verification.
 #[utoipa::path(get, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "integrations",
+    operation_id = "twilio_fetch_verification",
+    security(("twilio_basic" = [])),
     params(
-        ("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"),
-        ("Sid" = String, Path, description = "The verification SID (`VE…`)"),
+        ("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)"),
+        ("Sid" = String, Path, description = "The verification SID (`VE` + 32 lower-case hex digits)"),
     ),
     responses(
-        (status = 200, description = "The verification with its status (`pending`, `approved`, `canceled`, `max_attempts_reached`, `expired`), kept an hour after its code expired"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "The verification with its status (`pending`, `approved`, `canceled`, `max_attempts_reached`, `expired`), kept an hour after its code expired", body = TwilioVerificationDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404 (unknown verification or service, or the API is not configured)", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn fetch(
     State(state): State<IntegrationState>,
@@ -558,18 +623,21 @@ pub(crate) async fn fetch(
 
 /// Cancels a verification (`Status=canceled`).
 #[utoipa::path(post, path = "/v2/Services/{ServiceSid}/Verifications/{Sid}", tag = "integrations",
+    operation_id = "twilio_cancel_verification",
+    security(("twilio_basic" = [])),
     params(
-        ("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"),
-        ("Sid" = String, Path, description = "The verification SID (`VE…`)"),
+        ("ServiceSid" = String, Path, description = "A configured service SID (`VA` + 32 lower-case hex digits)"),
+        ("Sid" = String, Path, description = "The verification SID (`VE` + 32 lower-case hex digits)"),
     ),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TwilioUpdateFormDoc, content_type = "application/x-www-form-urlencoded",
         description = "`Status=canceled` (`approved`, Twilio's manual approval, is refused with 60200)"),
     responses(
-        (status = 200, description = "The verification, `canceled`"),
-        (status = 400, description = "Twilio error 60200"),
-        (status = 401, description = "Twilio error 20003"),
-        (status = 404, description = "Twilio error 20404 (unknown, or already approved)"),
-        (status = 503, description = "Twilio error 20503"),
+        (status = 200, description = "The verification, `canceled`", body = TwilioVerificationDoc),
+        (status = 400, description = "Twilio error 60200", body = TwilioErrorDoc),
+        (status = 401, description = "Twilio error 20003", body = TwilioErrorDoc),
+        (status = 404, description = "Twilio error 20404 (unknown, or already approved; unknown service, or the API is not configured)", body = TwilioErrorDoc),
+        (status = 413, description = "Twilio error 60200: body over 64 KiB", body = TwilioErrorDoc),
+        (status = 503, description = "Twilio error 20503", body = TwilioErrorDoc),
     ))]
 pub(crate) async fn update(
     State(state): State<IntegrationState>,
@@ -596,23 +664,18 @@ pub(crate) async fn update(
         return not_found(&path);
     };
     let svc = &state.service;
-    let record = match svc.record(&id).await {
-        Ok(r) if r.app == app => r,
+    match svc.record(&id).await {
+        Ok(r) if r.app == app => {}
         Ok(_) | Err(ServiceError::NotFound) => return not_found(&path),
         Err(e) => return refusal(&e, ""),
-    };
+    }
     match svc.cancel(&id, &meta).await {
         Ok(_) => {}
         Err(ServiceError::NotFound | ServiceError::AlreadyUsed) => return not_found(&path),
         Err(e) => return refusal(&e, ""),
     }
-    // The number's pending verification is no longer this one.
-    if let Ok(phone) = PhoneNumber::parse(&record.phone) {
-        let key = to_key(&service, &phone);
-        if matches!(peek(&state, &key).await, Ok(Some(v)) if v == id) {
-            let _ = svc.store().forget(&key).await;
-        }
-    }
+    // A canceled verification stays under the number's key: the next create replaces it
+    // through its successor key (see the module's rules).
     match svc.record(&id).await {
         Ok(r) => {
             let status = r.status(svc.clock().now_ms());

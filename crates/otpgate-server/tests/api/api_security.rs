@@ -552,6 +552,41 @@ mod inputs {
                 "{method} {path} missing"
             );
         }
+        // Operation ids are unique (clients and fuzzers key on them).
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default();
+                assert!(
+                    ids.insert(id.to_owned()),
+                    "{method} {path}: operationId {id} twice"
+                );
+            }
+        }
+        // The integrations' answers are documented in their peers' shapes, and their
+        // credentials as security schemes.
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["twilio_basic"]["scheme"], "basic", "{schemes}");
+        assert_eq!(schemes["api_key"]["scheme"], "bearer", "{schemes}");
+        let twilio = &paths["/v2/Services/{ServiceSid}/Verifications"]["post"];
+        assert_eq!(
+            twilio["responses"]["404"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/TwilioErrorDoc"
+        );
+        assert_eq!(
+            twilio["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"],
+            "#/components/schemas/TwilioCreateFormDoc"
+        );
+        let hook = &paths["/v1/hooks/supabase/send-sms"]["post"]["responses"];
+        for code in ["200", "400", "401", "403", "404", "429", "503"] {
+            assert!(
+                hook[code]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("Supabase")),
+                "supabase hook {code}: {}",
+                hook[code]
+            );
+        }
         let check = &paths["/v1/verifications/{id}/check"]["post"]["responses"];
         for code in ["200", "404", "409", "410", "422", "429"] {
             assert!(check.get(code).is_some(), "check response {code}");

@@ -15,6 +15,7 @@
 //!   channels, auth and refused destinations with Twilio's error objects.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -24,29 +25,29 @@ use otpgate_test_support::process::{Phone, Serve, ServeToml, free_port};
 use otpgate_test_support::redis::TestRedis;
 use serde_json::{Value, json};
 
-const ISSUER: &str = "https://issuer.test";
-const SIGNING_KEY: &str = "integ-webhook-signing-key";
-const API_KEY: &str = "integ-api-key-0123456789abcdef";
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const SERVICE: &str = "VAfedcba9876543210fedcba9876543210";
-const TOKEN: &str = "twilio-auth-token-0123456789";
-const APP_HASH: &str = "FA+9qCX9VSu";
+pub(crate) const ISSUER: &str = "https://issuer.test";
+pub(crate) const SIGNING_KEY: &str = "integ-webhook-signing-key";
+pub(crate) const API_KEY: &str = "integ-api-key-0123456789abcdef";
+pub(crate) const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const SERVICE: &str = "VAfedcba9876543210fedcba9876543210";
+pub(crate) const TOKEN: &str = "twilio-auth-token-0123456789";
+pub(crate) const APP_HASH: &str = "FA+9qCX9VSu";
 
-fn secret(byte: u8) -> String {
+pub(crate) fn secret(byte: u8) -> String {
     format!("v1,whsec_{}", STANDARD.encode([byte; 32]))
 }
 
-struct Rig {
+pub(crate) struct Rig {
     // Field order = drop order: the issuer goes first.
-    serve: Serve,
-    phone: Phone,
-    http: reqwest::Client,
+    pub(crate) serve: Serve,
+    pub(crate) phone: Phone,
+    pub(crate) http: reqwest::Client,
     _redis: Option<TestRedis>,
     _dir: tempfile::TempDir,
 }
 
 #[derive(Clone, Copy)]
-enum Store {
+pub(crate) enum Store {
     Embedded,
     Redis,
 }
@@ -54,7 +55,7 @@ enum Store {
 impl Rig {
     /// The issuer with the three integrations, one emulated phone, anonymous starts behind
     /// a proof of work, 3 SMS per number per 10 min.
-    fn start(store: Store) -> Self {
+    pub(crate) fn start(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let hook = format!("http://127.0.0.1:{port}/v1/gateways/sms-gate/webhook");
@@ -141,7 +142,7 @@ app = "shop"
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.serve.base)
     }
 
@@ -156,7 +157,7 @@ app = "shop"
     }
 
     /// The SMS sent to `phone`, waiting up to 10 s for `n` of them.
-    async fn sms_to(&self, phone: &str, n: usize) -> Vec<String> {
+    pub(crate) async fn sms_to(&self, phone: &str, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let texts: Vec<String> = self
@@ -250,7 +251,7 @@ app = "shop"
     }
 }
 
-async fn json_of(res: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn json_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let bytes = res.bytes().await.unwrap();
     (
@@ -259,7 +260,7 @@ async fn json_of(res: reqwest::Response) -> (u16, Value) {
     )
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -270,7 +271,7 @@ fn now() -> i64 {
 }
 
 /// Supabase's payload, as its documentation shows it (phone as Supabase stores it).
-fn supabase_payload(phone: &str, otp: &str) -> String {
+pub(crate) fn supabase_payload(phone: &str, otp: &str) -> String {
     json!({
         "user": {
             "id": "8ccaa7af-909f-44e7-84cb-67cdccb56be6",
@@ -290,7 +291,7 @@ fn supabase_payload(phone: &str, otp: &str) -> String {
     .to_string()
 }
 
-fn assert_supabase_error(status: u16, body: &Value, want: u16) {
+pub(crate) fn assert_supabase_error(status: u16, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["http_code"], want, "{body}");
     assert!(
@@ -693,11 +694,11 @@ async fn kratos_courier_jsonnet_body_is_accepted() {
     }
 }
 
-fn code_of(text: &str) -> String {
+pub(crate) fn code_of(text: &str) -> String {
     otpgate_core::sms::parse(text).webotp.unwrap().code
 }
 
-fn assert_twilio_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
+pub(crate) fn assert_twilio_error(status: u16, body: &Value, want_status: u16, want_code: u64) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
     assert_eq!(body["status"], want_status, "{body}");
@@ -908,4 +909,165 @@ async fn twilio_verify_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_verify_on_redis() {
     twilio_flow(Store::Redis).await;
+}
+
+/// Concurrent creates for a number whose verification is finished (approved or canceled):
+/// one new verification, one SMS, every create answered with its SID.
+async fn twilio_concurrent_creates(store: Store) {
+    const BURST: usize = 16;
+    let rig = Rig::start(store);
+    let verifications = format!("/v2/Services/{SERVICE}/Verifications");
+    let check = format!("/v2/Services/{SERVICE}/VerificationCheck");
+    for round in 0..4 {
+        let to = format!("+1415555090{round}");
+        if round == 0 {
+            // A check by To of a number with no verification, then at once a create.
+            let (status, err) = rig
+                .twilio(&check, &[("To", &to), ("Code", "123456")], true)
+                .await;
+            assert_twilio_error(status, &err, 404, 20404);
+        }
+        let (status, v) = rig
+            .twilio(&verifications, &[("To", &to), ("Channel", "sms")], true)
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let first = v["sid"].as_str().unwrap().to_owned();
+        let texts = rig.sms_to(&to, 1).await;
+        // Finish it: approved in even rounds, canceled in odd ones.
+        let (status, done) = if round % 2 == 0 {
+            rig.twilio(&check, &[("To", &to), ("Code", &code_of(&texts[0]))], true)
+                .await
+        } else {
+            rig.twilio(
+                &format!("{verifications}/{first}"),
+                &[("Status", "canceled")],
+                true,
+            )
+            .await
+        };
+        assert_eq!(status, 200, "{done}");
+        // Open the connections first, then let every create go at once.
+        let warm: Vec<_> = (0..BURST)
+            .map(|_| {
+                let (http, url) = (rig.http.clone(), rig.url("/healthz"));
+                tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+            })
+            .collect();
+        for w in warm {
+            assert!(w.await.unwrap().is_success());
+        }
+        let go = Arc::new(tokio::sync::Barrier::new(BURST));
+        let creates: Vec<_> = (0..BURST)
+            .map(|i| {
+                let (http, url, to) = (rig.http.clone(), rig.url(&verifications), to.clone());
+                let go = go.clone();
+                tokio::spawn(async move {
+                    go.wait().await;
+                    // Spread over a few store round trips, so that some creates find the
+                    // finished verification while others already replace it.
+                    tokio::time::sleep(Duration::from_micros(250 * (i as u64 % 8))).await;
+                    let res = http
+                        .post(url)
+                        .basic_auth(ACCOUNT, Some(TOKEN))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(
+                            serde_urlencoded::to_string([("To", to.as_str()), ("Channel", "sms")])
+                                .unwrap(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                    json_of(res).await
+                })
+            })
+            .collect();
+        let mut sids = std::collections::BTreeSet::new();
+        for c in creates {
+            let (status, v) = c.await.unwrap();
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (201, Some("pending")),
+                "{v}"
+            );
+            sids.insert(v["sid"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            sids.len(),
+            1,
+            "round {round}: one new verification: {sids:?}"
+        );
+        assert!(!sids.contains(&first), "round {round}");
+        rig.sms_to(&to, 2).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            rig.sms_to(&to, 2).await.len(),
+            2,
+            "round {round}: one SMS for the burst"
+        );
+        // It is the number's pending verification: found by To.
+        let (status, c) = rig
+            .twilio(&check, &[("To", &to), ("Code", "0000000")], true)
+            .await;
+        assert_eq!(
+            (status, c["sid"].as_str(), c["status"].as_str()),
+            (200, sids.first().map(String::as_str), Some("pending")),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_concurrent_creates_on_the_embedded_store() {
+    twilio_concurrent_creates(Store::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_concurrent_creates_on_redis() {
+    twilio_concurrent_creates(Store::Redis).await;
+}
+
+/// An issuer without `[integrations.*]`: the routes the OpenAPI document lists answer 404 in
+/// their peer's shape (Supabase's, Twilio's 20404), whatever the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_not_configured_answer_404_in_their_peers_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = ServeToml::new(ISSUER).write(dir.path());
+    let serve = Serve::start(dir.path(), &config, port, &[]);
+    let http = reqwest::Client::new();
+    let ts = now().to_string();
+    let body = supabase_payload("14155550999", "123456");
+    let sig =
+        WebhookSecret::parse_list(&secret(1)).unwrap()[0].sign("msg_off", &ts, body.as_bytes());
+    let res = http
+        .post(format!("{}/v1/hooks/supabase/send-sms", serve.base))
+        .header("webhook-id", "msg_off")
+        .header("webhook-timestamp", ts)
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = json_of(res).await;
+    assert_supabase_error(status, &answer, 404);
+    for (path, get) in [
+        (format!("/v2/Services/{SERVICE}/Verifications"), false),
+        (format!("/v2/Services/{SERVICE}/VerificationCheck"), false),
+        (
+            format!("/v2/Services/{SERVICE}/Verifications/VE00000000000000000000000000000000"),
+            true,
+        ),
+    ] {
+        let url = format!("{}{path}", serve.base);
+        let req = if get {
+            http.get(url)
+        } else {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("To=%2B14155550999&Channel=sms&Code=123456")
+        };
+        let (status, answer) =
+            json_of(req.basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap()).await;
+        assert_twilio_error(status, &answer, 404, 20404);
+    }
 }

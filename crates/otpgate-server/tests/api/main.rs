@@ -13,6 +13,7 @@ mod bombing;
 mod destinations;
 mod idempotency;
 mod integrations;
+mod official_clients;
 mod policy_gates;
 mod serve_admin;
 mod serve_audit_anchor;
