@@ -454,8 +454,19 @@ async fn an_unpaid_send_waits_out_pressure_and_fails_at_its_bound_unsent() {
 
 #[tokio::test]
 async fn a_send_that_cannot_leave_within_its_bound_is_refused_at_once() {
-    // One send per hour: a second cannot leave within the queue's minute.
-    let r = rig(&[(fast(), 1)], 3_600).await;
+    // One send per (about an) hour: a second cannot leave within the queue's minute. The
+    // budget windows are clock-aligned: a window that ends within two minutes could free its
+    // unit inside the queue's bound (the send is then rightly queued), so take one that
+    // does not.
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let window = [3_600u64, 3_900, 4_100]
+        .into_iter()
+        .find(|w| w - now_secs % w > 120)
+        .unwrap_or(3_600);
+    let r = rig(&[(fast(), 1)], window).await;
     let a = r.job_of(660, Priority::Paid).await;
     assert_eq!(r.pool.dispatch(a).await, Ok(Dispatched::Sending));
     let b = r.job_of(661, Priority::Paid).await;
