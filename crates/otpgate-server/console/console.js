@@ -70,6 +70,14 @@
       ? `open until ${time(d.breaker_open_until_ms)}`
       : `closed (${d.breaker_failures}/${d.breaker_threshold} failures)`);
     add("Health", d.last_health ? `${d.last_health.up ? "healthy" : "failed"} at ${time(d.last_health.at_ms)}` : (d.healthy ? "healthy" : "failed"));
+    const h = d.health;
+    if (h && (h.battery_pct != null || h.online != null)) {
+      const parts = [];
+      if (h.battery_pct != null) parts.push(`battery ${h.battery_pct} %${h.charging ? " (charging)" : ""}`);
+      if (h.online != null) parts.push(h.online ? "online" : "no internet");
+      if (h.failed_messages != null) parts.push(`${h.failed_messages} failed`);
+      add("Phone", parts.join(" · "));
+    }
     add("Last error", d.last_error ? `${d.last_error.reason} (${time(d.last_error.at_ms)})` : "none");
     add("Delivered, 1 h", `${pct(d.h1.success_ratio)} of ${d.h1.delivered + d.h1.failed} · p50 ${ms(d.h1.latency_p50_ms)} · p99 ${ms(d.h1.latency_p99_ms)}`);
     add("Delivered, 24 h", `${pct(d.h24.success_ratio)} of ${d.h24.delivered + d.h24.failed} · p50 ${ms(d.h24.latency_p50_ms)} · p99 ${ms(d.h24.latency_p99_ms)}`);

@@ -38,6 +38,13 @@ pub struct Knobs {
     pub webhook_retries: u32,
     /// Interval of `system:ping` webhooks, in milliseconds (0 = off, as the app's default).
     pub ping_interval_ms: u64,
+    /// The battery level `GET /health` reports, percent (the app: `warn` below 25, `fail`
+    /// below 10).
+    pub battery_level: u8,
+    /// Whether the phone is charging (`battery:charging`).
+    pub charging: bool,
+    /// Internet connectivity (`connection:status`).
+    pub online: bool,
 }
 
 impl Default for Knobs {
@@ -52,6 +59,9 @@ impl Default for Knobs {
             webhook_retry_base_ms: 5_000,
             webhook_retries: 15,
             ping_interval_ms: 0,
+            battery_level: 87,
+            charging: true,
+            online: true,
         }
     }
 }
@@ -69,6 +79,9 @@ pub(super) struct KnobsPatch {
     webhook_retry_base_ms: Option<u64>,
     webhook_retries: Option<u32>,
     ping_interval_ms: Option<u64>,
+    battery_level: Option<u8>,
+    charging: Option<bool>,
+    online: Option<bool>,
 }
 
 /// `offline` accepts a boolean too (`true` = 503).
@@ -119,6 +132,18 @@ impl Knobs {
         }
         if let Some(v) = p.ping_interval_ms {
             k.ping_interval_ms = if v == 0 { 0 } else { v.clamp(100, 86_400_000) };
+        }
+        if let Some(v) = p.battery_level {
+            if v > 100 {
+                return Err("battery_level: must be 0..100".into());
+            }
+            k.battery_level = v;
+        }
+        if let Some(v) = p.charging {
+            k.charging = v;
+        }
+        if let Some(v) = p.online {
+            k.online = v;
         }
         Ok(k)
     }

@@ -143,8 +143,15 @@ pub(super) async fn cancel(State(emu): State<Arc<Emulator>>, Path(id): Path<Stri
     axum::Json(view).into_response()
 }
 
+/// `GET /health`: as the app, a `fail` status answers 500 with the report.
 pub(super) async fn health(State(emu): State<Arc<Emulator>>) -> Resp {
-    axum::Json(emu.health_view()).into_response()
+    let h = emu.health_view();
+    let status = if h.status == "fail" {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(h)).into_response()
 }
 
 /// The path prefix the call came in under (`""`, `/3rdparty/v1`, or wherever it is mounted).

@@ -44,14 +44,33 @@ impl Emulator {
             let pending = g.messages.values().filter(|m| m.state == "Pending").count();
             (failed, pending)
         };
+        let k = self.knobs();
+        // As the app: the battery warns below 25 %, fails below 10 %; no internet fails.
+        let battery = match k.battery_level {
+            0..10 => "fail",
+            10..25 => "warn",
+            _ => "pass",
+        };
+        let connection = if k.online { "pass" } else { "fail" };
+        let status = if battery == "fail" || connection == "fail" {
+            "fail"
+        } else if battery == "warn" {
+            "warn"
+        } else {
+            "pass"
+        };
+        // battery:charging flags: 2 AC, 4 USB, plus 1 while charging.
+        let charging = if k.charging { 3 } else { 0 };
         HealthResponse {
-            status: "pass".into(),
+            status: status.into(),
             version: Some(APP_VERSION.into()),
             release_id: Some(json!(1)),
             checks: Some(json!({
                 "messages:failed": {"description": "Failed messages", "observedUnit": "messages", "observedValue": failed, "status": "pass"},
                 "messages:pending": {"description": "Pending messages", "observedUnit": "messages", "observedValue": pending, "status": "pass"},
-                "connection:status": {"description": "Internet connection status", "observedUnit": "boolean", "observedValue": 1, "status": "pass"},
+                "connection:status": {"description": "Internet connection status", "observedUnit": "boolean", "observedValue": u8::from(k.online), "status": connection},
+                "battery:level": {"description": "Battery level in percent", "observedUnit": "percent", "observedValue": k.battery_level, "status": battery},
+                "battery:charging": {"description": "Is the phone charging?", "observedUnit": "flags", "observedValue": charging, "status": "pass"},
             })),
         }
     }

@@ -64,6 +64,9 @@ pub struct DeviceStatus {
     pub used_window: Option<u32>,
     /// Segments counted today (UTC day; `None`: the store did not answer).
     pub used_today: Option<u32>,
+    /// The last health answer's details (battery, charging, connection, failed messages;
+    /// `None` before the first check).
+    pub health: Option<super::health::PhoneHealth>,
 }
 
 impl Pool {
@@ -92,13 +95,19 @@ impl Pool {
         let window_ms = i64::try_from(self.cfg.budget_window_secs).unwrap_or(60) * 1000;
         let mut out = Vec::with_capacity(self.devices.len());
         for d in &self.devices {
-            let (healthy, failures, open_until) = {
+            let (healthy, failures, open_until, out_why, health) = {
                 let h = d.health();
-                (h.healthy, h.failures, h.open_until_ms)
+                (
+                    h.healthy,
+                    h.failures,
+                    h.open_until_ms,
+                    h.reason.clone(),
+                    h.report.clone(),
+                )
             };
             let open = now < open_until;
             let reason = if !healthy {
-                Some("health check failed".to_owned())
+                Some(out_why.unwrap_or_else(|| "health check failed".to_owned()))
             } else if open {
                 Some(format!(
                     "circuit open after {failures} failed sends (retried in {} s)",
@@ -134,6 +143,7 @@ impl Pool {
                 daily_cap: d.cfg.daily_cap,
                 used_window,
                 used_today,
+                health,
             });
         }
         out

@@ -14,6 +14,7 @@ pub mod adapter;
 pub mod config;
 pub mod crypto;
 pub mod fleet;
+pub mod health;
 pub mod onboard;
 pub mod pool;
 pub mod queue;

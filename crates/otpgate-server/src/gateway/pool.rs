@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::adapter::{self, Accepted, Adapter, MultiOtp, RemoteState, SendError};
-use super::config::{DeviceConfig, GatewaysConfig, Kind, Secret, secret, signing_key};
+use super::config::{DeviceConfig, GatewaysConfig, Kind, Mode, Secret, secret, signing_key};
 use super::queue::{Queue, Sealer, entry_key, queue_rank};
 use super::{DispatchError, Dispatched, Dispatcher, Pressure, Priority, SendJob};
 use crate::audit::{AuditEvent, AuditLog};
@@ -49,6 +49,10 @@ const SUB_WINDOWS: i64 = 5;
 pub(super) struct Health {
     /// The last health check's answer (true until one says otherwise).
     pub(super) healthy: bool,
+    /// Why the phone is out of the rotation ([`super::health::judge`]), `None` while in.
+    pub(super) reason: Option<String>,
+    /// The last health answer's details.
+    pub(super) report: Option<super::health::PhoneHealth>,
     pub(super) failures: u32,
     pub(super) open_until_ms: i64,
 }
@@ -620,18 +624,30 @@ impl Pool {
 
     async fn check_health(&self) {
         for d in &self.devices {
-            let up = d.adapter.health().await;
+            let report = d.adapter.health().await;
+            let needs_internet = d.cfg.kind == Kind::SmsGate && d.cfg.mode == Mode::Cloud;
+            let reason = {
+                let h = d.health();
+                super::health::judge(h.reason.as_deref(), &report, needs_internet)
+            };
+            let up = reason.is_none();
             self.observe(super::fleet::PoolEvent::Health {
                 device: &d.cfg.name,
                 up,
             });
             let mut h = d.health();
-            if up && !h.healthy {
-                tracing::info!(device = %d.cfg.name, "gateway healthy again");
-            } else if !up && h.healthy {
-                tracing::warn!(device = %d.cfg.name, "gateway health check failed");
+            match (&reason, &h.reason) {
+                (None, Some(was)) => {
+                    tracing::info!(device = %d.cfg.name, was = %was, "gateway back in rotation");
+                }
+                (Some(why), None) => {
+                    tracing::warn!(device = %d.cfg.name, reason = %why, "gateway out of rotation");
+                }
+                _ => {}
             }
             h.healthy = up;
+            h.reason = reason;
+            h.report = Some(report);
         }
     }
 

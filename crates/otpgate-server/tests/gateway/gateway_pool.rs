@@ -822,3 +822,60 @@ async fn health_checks_take_a_phone_out_and_back() {
     assert!(r.pool.metrics().devices[0].up);
     assert!(r.pool.ready().await);
 }
+
+/// Issue 20 item 2: the health report's details take a phone out of rotation before its sends
+/// fail (a battery at 8 % off the charger), with the reason visible in the fleet, and bring
+/// it back only past the hysteresis (25 %, or charging); a local phone without internet keeps
+/// sending (it sends over cellular, and is reached over the LAN).
+#[tokio::test]
+async fn a_phone_low_on_battery_leaves_the_rotation_and_comes_back_past_the_hysteresis() {
+    let r = rig(&[(fast(), 25), (fast(), 25)], 60).await;
+    let knobs = |battery_level, charging, online| Knobs {
+        battery_level,
+        charging,
+        online,
+        ..fast()
+    };
+    let reason = |fleet: &[otpgate_server::gateway::DeviceStatus]| fleet[0].reason.clone();
+    r.phones[0].set_knobs(knobs(8, false, true));
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let fleet = r.pool.fleet().await;
+    assert_eq!(fleet[0].state, "down");
+    assert_eq!(
+        reason(&fleet).as_deref(),
+        Some("battery 8 % and not charging")
+    );
+    let h = fleet[0].health.clone().expect("details");
+    assert_eq!(
+        (h.battery_pct, h.charging, h.online),
+        (Some(8), Some(false), Some(true))
+    );
+    assert_eq!(fleet[1].state, "up");
+    for n in 0..4 {
+        let job = r.job(720 + n, 1, 60_000).await;
+        r.pool.dispatch(job.clone()).await.expect("dispatched");
+        r.assert_delivered(std::slice::from_ref(&job), Duration::from_secs(10))
+            .await;
+    }
+    assert!(
+        r.phones[0].states().is_empty(),
+        "the phone at 8 % was never tried"
+    );
+    // 20 %: above the line it left at, below the one it comes back at.
+    r.phones[0].set_knobs(knobs(20, false, true));
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(
+        reason(&r.pool.fleet().await).as_deref(),
+        Some("battery 20 % and not charging")
+    );
+    // On the charger: back at once.
+    r.phones[0].set_knobs(knobs(20, true, true));
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(r.pool.fleet().await[0].state, "up");
+    // No internet on a local phone: still in (its report fails, it still sends).
+    r.phones[0].set_knobs(knobs(90, true, false));
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let fleet = r.pool.fleet().await;
+    assert_eq!(fleet[0].state, "up", "{:?}", fleet[0]);
+    assert_eq!(fleet[0].health.as_ref().and_then(|h| h.online), Some(false));
+}

@@ -155,10 +155,10 @@ pub trait Adapter: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Whether the gateway answers and says it is fine (default: assumed healthy when the
-    /// gateway has no health call; failed sends still open the circuit breaker).
-    async fn health(&self) -> bool {
-        true
+    /// The gateway's health answer (default: assumed healthy when the gateway has no health
+    /// call; failed sends still open the circuit breaker).
+    async fn health(&self) -> crate::gateway::health::PhoneHealth {
+        crate::gateway::health::PhoneHealth::assumed_up()
     }
 
     /// Whether re-sending with the same message id is harmless (the gateway de-duplicates).

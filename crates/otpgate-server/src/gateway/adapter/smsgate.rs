@@ -1,13 +1,13 @@
 //! sms-gate.app (local or cloud/private): the phones.
 
 use async_trait::async_trait;
-use otpgate_core::wire::smsgate::{MessageState, SendMessage, TextMessage};
-use serde_json::Value;
+use otpgate_core::wire::smsgate::{HealthResponse, MessageState, SendMessage, TextMessage};
 
 use super::{Accepted, Adapter, RemoteState, SendError, exchange};
 use crate::gateway::Outgoing;
 use crate::gateway::config::Secret;
 use crate::gateway::crypto;
+use crate::gateway::health::PhoneHealth;
 
 pub(super) enum Auth {
     Basic(String, Secret),
@@ -144,16 +144,17 @@ impl Adapter for SmsGate {
         Ok(Some(map_smsgate(&state)))
     }
 
-    async fn health(&self) -> bool {
+    /// `GET /health`; the app answers a `fail` report with 500 and the body, read either way.
+    async fn health(&self) -> PhoneHealth {
         let Ok(res) = self.http.get(format!("{}/health", self.base)).send().await else {
-            return false;
+            return PhoneHealth::unreachable();
         };
-        if !res.status().is_success() {
-            return false;
+        let ok = res.status().is_success();
+        match res.json::<HealthResponse>().await {
+            Ok(report) => PhoneHealth::from_smsgate(&report),
+            Err(_) if ok => PhoneHealth::assumed_up(),
+            Err(_) => PhoneHealth::unreachable(),
         }
-        res.json::<Value>()
-            .await
-            .is_ok_and(|v| v.get("status").and_then(Value::as_str) != Some("fail"))
     }
 
     fn idempotent(&self) -> bool {
