@@ -135,6 +135,14 @@ pub struct DeviceConfig {
     /// The SIM slot (1..3).
     #[serde(default)]
     pub sim: Option<u8>,
+    /// A phone with several SIMs: one entry per SIM (each sends through its slot and keeps
+    /// its own daily cap), while the per-minute budget and Android's limit, which count per
+    /// app on the phone, stay the phone's and are shared. Not with `sim`.
+    #[serde(default)]
+    pub sims: Vec<SimConfig>,
+    /// The phone whose budgets this entry shares (set for each SIM of a `sims` list).
+    #[serde(skip)]
+    pub(crate) phone: Option<String>,
     /// Relative share of traffic.
     #[serde(default = "one")]
     pub weight: u32,
@@ -193,6 +201,49 @@ pub struct DeviceConfig {
     pub(crate) literal: LiteralSecrets,
 }
 
+/// One SIM of a phone (`[[gateways.devices]] sims = [{ sim = 1, daily_cap = 300 }, ...]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// The slot (1..3).
+    pub sim: u8,
+    /// Most segments per UTC day through this SIM (0 = no cap): a SIM plan's own limit.
+    #[serde(default)]
+    pub daily_cap: u32,
+    /// Relative share of the phone's traffic (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+impl DeviceConfig {
+    /// The name of the budgets this entry counts against per minute: its phone's when it is
+    /// one SIM of several, else its own.
+    pub fn budget_name(&self) -> &str {
+        self.phone.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The entries the pool sends through: one per SIM of a `sims` list (named
+    /// `{name}/sim{n}`), or the device itself.
+    pub fn routes(&self) -> Vec<DeviceConfig> {
+        if self.sims.is_empty() {
+            return vec![self.clone()];
+        }
+        self.sims
+            .iter()
+            .map(|s| {
+                let mut d = self.clone();
+                d.name = format!("{}/sim{}", self.name, s.sim);
+                d.sim = Some(s.sim);
+                d.daily_cap = s.daily_cap;
+                d.weight = s.weight;
+                d.sims = Vec::new();
+                d.phone = Some(self.name.clone());
+                d
+            })
+            .collect()
+    }
+}
+
 /// Secrets given in code rather than through the environment (dev mode, tests).
 #[derive(Clone, Debug, Default)]
 pub struct LiteralSecrets {
@@ -218,6 +269,8 @@ impl DeviceConfig {
             password_env: None,
             token_env: None,
             sim: None,
+            sims: Vec::new(),
+            phone: None,
             weight: 1,
             regions: Vec::new(),
             removed_countries: None,
@@ -425,6 +478,30 @@ impl GatewaysConfig {
             }
             if d.sim.is_some_and(|s| !(1..=3).contains(&s)) {
                 return Err(format!("{}: must be 1..3", at("sim")));
+            }
+            if !d.sims.is_empty() {
+                if d.sim.is_some() {
+                    return Err(format!("{}: give sim or sims, not both", at("sims")));
+                }
+                if !matches!(d.kind, Kind::SmsGate | Kind::TextBee) {
+                    return Err(format!(
+                        "{}: SIMs are for sms-gate and textbee phones",
+                        at("sims")
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (j, sim) in d.sims.iter().enumerate() {
+                    let at_sim = |f: &str| format!("{}[{j}].{f}", at("sims"));
+                    if !(1..=3).contains(&sim.sim) {
+                        return Err(format!("{}: must be 1..3", at_sim("sim")));
+                    }
+                    if !seen.insert(sim.sim) {
+                        return Err(format!("{}: SIM {} listed twice", at_sim("sim"), sim.sim));
+                    }
+                    if sim.weight == 0 || sim.weight > 1000 {
+                        return Err(format!("{}: must be 1..1000", at_sim("weight")));
+                    }
+                }
             }
             if d.ca_file.is_some() || d.cert_pin.is_some() {
                 if d.ca_file.is_some() && d.cert_pin.is_some() {

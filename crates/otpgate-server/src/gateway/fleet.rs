@@ -119,7 +119,7 @@ impl Pool {
             let key = |what: &str| format!("dev:{}:{what}", d.cfg.name);
             let used_window = self
                 .store
-                .budget_used(&key("min"), window_ms, now)
+                .budget_used(&format!("dev:{}:min", d.cfg.budget_name()), window_ms, now)
                 .await
                 .ok();
             let used_today = if d.cfg.daily_cap > 0 {

@@ -21,7 +21,7 @@ pub mod queue;
 pub mod tls;
 mod webhooks;
 
-pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret};
+pub use config::{DeviceConfig, GatewaysConfig, Kind, LiteralSecrets, Mode, Secret, SimConfig};
 pub use fleet::{DeviceStatus, PoolEvent, PoolObserver};
 pub use pool::{DeviceMetrics, Pool, PoolMetrics};
 pub use queue::{Pressure, Priority, Sealer, TRUSTED_WORK};

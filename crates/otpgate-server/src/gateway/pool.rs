@@ -279,6 +279,17 @@ impl Pool {
         keys: &KeyRing,
     ) -> anyhow::Result<Arc<Self>> {
         cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+        // A phone with several SIMs sends through one entry per SIM.
+        let mut cfg = cfg;
+        cfg.devices = cfg.devices.iter().flat_map(DeviceConfig::routes).collect();
+        let mut names = HashSet::new();
+        if let Some(d) = cfg.devices.iter().find(|d| !names.insert(d.name.as_str())) {
+            anyhow::bail!(
+                "gateways.devices: the name {} is used twice (a SIM entry is named \
+                 {{phone}}/sim{{n}})",
+                d.name
+            );
+        }
         let pool_key = signing_key(
             &cfg.signing_key,
             &cfg.webhook_signing_key_env,
@@ -721,7 +732,7 @@ impl Pool {
             // could pass the phone's limit L, sends are also capped per fifth of the window at
             // L/6 (a sliding window overlaps at most six fifths).
             let mut budgets = vec![(
-                format!("dev:{}:min", d.cfg.name),
+                format!("dev:{}:min", d.cfg.budget_name()),
                 d.cfg.budget_per_minute,
                 window_ms,
             )];
@@ -730,7 +741,7 @@ impl Pool {
                 budgets.insert(
                     0,
                     (
-                        format!("dev:{}:sub", d.cfg.name),
+                        format!("dev:{}:sub", d.cfg.budget_name()),
                         sub_cap,
                         (window_ms / SUB_WINDOWS).max(1),
                     ),

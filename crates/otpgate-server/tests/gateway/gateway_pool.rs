@@ -14,7 +14,7 @@ use otpgate_server::destination::Region;
 use otpgate_server::emulator::{Emulator, EmulatorConfig, Knobs, Offline};
 use otpgate_server::gateway::{
     DeviceConfig, DispatchError, Dispatched, Dispatcher, GatewaysConfig, Kind, LiteralSecrets,
-    Pool, Pressure, Priority, Secret, SendJob, TRUSTED_WORK,
+    Pool, Pressure, Priority, Secret, SendJob, SimConfig, TRUSTED_WORK,
 };
 use otpgate_server::keys::KeyRing;
 use otpgate_server::store::{MemoryStore, Store};
@@ -878,4 +878,71 @@ async fn a_phone_low_on_battery_leaves_the_rotation_and_comes_back_past_the_hyst
     let fleet = r.pool.fleet().await;
     assert_eq!(fleet[0].state, "up", "{:?}", fleet[0]);
     assert_eq!(fleet[0].health.as_ref().and_then(|h| h.online), Some(false));
+}
+
+/// Issue 20 item 2: a dual-SIM phone is one phone. Android's limit counts per app on the
+/// phone, so both SIMs share its per-minute budget (a burst of 24 sends gets the phone's 8,
+/// not 8 per SIM, the rest queued or refused); each SIM keeps its own daily cap (SIM 1 stops
+/// at 3, SIM 2 takes the rest); each send goes out through its SIM's slot.
+#[tokio::test]
+async fn a_dual_sim_phone_shares_its_minute_budget_and_keeps_each_sims_daily_cap() {
+    let r = rig_with(&[(fast(), 8)], 60, &[], |cfg| {
+        let d = &mut cfg.devices[0];
+        d.sims = vec![
+            SimConfig {
+                sim: 1,
+                daily_cap: 3,
+                weight: 1,
+            },
+            SimConfig {
+                sim: 2,
+                daily_cap: 0,
+                weight: 1,
+            },
+        ];
+        cfg.queue_max_wait_secs = 1;
+    })
+    .await;
+    let mut jobs = Vec::new();
+    for n in 0..24 {
+        let job = r.job(760 + n, 1, 120_000).await;
+        let _ = r.pool.dispatch(job.clone()).await;
+        jobs.push(job);
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let sent = r.phones[0].sent(None);
+    assert_eq!(sent.len(), 8, "the phone's minute budget, shared: {sent:?}");
+    let by_sim = |s: u8| sent.iter().filter(|m| m.sim_number == s).count();
+    assert_eq!(by_sim(1), 3, "SIM 1 stops at its daily cap");
+    assert_eq!(by_sim(2), 5);
+    let fleet = r.pool.fleet().await;
+    let names: Vec<&str> = fleet.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["phone-0/sim1", "phone-0/sim2"]);
+    assert_eq!(
+        (fleet[0].sim, fleet[0].used_window, fleet[0].used_today),
+        (Some(1), Some(8), Some(3)),
+        "the window is the phone's, the day the SIM's"
+    );
+    assert_eq!((fleet[1].used_window, fleet[1].daily_cap), (Some(8), 0));
+}
+
+#[test]
+fn sims_are_validated() {
+    let mut cfg = GatewaysConfig::default().with_signing_key(KEY);
+    let mut d = emulated_device(0, "http://127.0.0.1:9".into(), 10, 30);
+    let sim = |n| SimConfig {
+        sim: n,
+        daily_cap: 0,
+        weight: 1,
+    };
+    d.sims = vec![sim(1), sim(1)];
+    cfg.devices = vec![d.clone()];
+    assert!(cfg.validate().unwrap_err().contains("listed twice"));
+    d.sims = vec![sim(4)];
+    cfg.devices = vec![d.clone()];
+    assert!(cfg.validate().unwrap_err().contains("1..3"));
+    d.sims = vec![sim(1)];
+    d.sim = Some(2);
+    cfg.devices = vec![d];
+    assert!(cfg.validate().unwrap_err().contains("not both"));
 }
