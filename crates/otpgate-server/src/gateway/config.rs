@@ -224,7 +224,7 @@ impl DeviceConfig {
 
     /// The entries the pool sends through: one per SIM of a `sims` list (named
     /// `{name}/sim{n}`), or the device itself.
-    pub fn routes(&self) -> Vec<DeviceConfig> {
+    pub fn routes(&self) -> Vec<Self> {
         if self.sims.is_empty() {
             return vec![self.clone()];
         }
