@@ -7,7 +7,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  SCREENS, activeId, axeViolations, devServer, events, freshPhone, inOtp, otpText, recordEvents,
+  SCREENS, activeId, axeOnElement, axeViolations, devServer, events, freshPhone, inOtp, otpText, recordEvents,
   screenshot, smsOnPanel, startVerification, typeCode, withDemo, waitInOtp,
 } from "./helpers.mjs";
 
@@ -72,6 +72,7 @@ for (const { name, viewport } of SCREENS) {
       assert.equal(await otpText(page, "code-hint"), "Type the code from the SMS.");
       await screenshot(page, `happy-${name}-1-sms-and-code`);
       assert.deepEqual(await axeViolations(page), [], "axe-core: the code step with the phone panel");
+      assert.deepEqual(await axeOnElement(page), [], "axe-core on the element, every impact: the code step");
 
       await typeCode(page, sms.code);
       await page.waitForSelector("#result:not([hidden])", { timeout: 15_000 });
@@ -93,6 +94,7 @@ for (const { name, viewport } of SCREENS) {
       console.log(`# timing (${name}): click → SMS on the phone panel ${smsMs} ms; start → approved ${elapsedMs} ms measured by the element, ${wall} ms wall clock (reading and typing the code included)`);
       await screenshot(page, `happy-${name}-2-approved`);
       assert.deepEqual(await axeViolations(page), [], "axe-core: the verdict");
+      assert.deepEqual(await axeOnElement(page), [], "axe-core on the element, every impact: the verdict");
       assert.deepEqual(errors, [], "no console or page errors");
     }, { base: server.url, viewport }));
 }
@@ -105,8 +107,10 @@ test("accessible: labels, a live region, keyboard only, axe in light and dark, r
     assert.deepEqual(unlabelled, []);
     assert.ok(await inOtp(page, (root) => !!root.querySelector("[aria-live]")), "a live region announces status changes");
     assert.deepEqual(await axeViolations(page), [], "axe-core: the number step");
+    assert.deepEqual(await axeOnElement(page), [], "axe-core on the element, every impact: the number step");
     await page.emulateMedia({ colorScheme: "dark" });
     assert.deepEqual(await axeViolations(page), [], "axe-core: the number step, dark scheme");
+    assert.deepEqual(await axeOnElement(page), [], "axe-core on the element, every impact: dark scheme");
     await page.emulateMedia({ colorScheme: "light" });
 
     // An invalid number is refused in words, the field marked and focused.
@@ -140,6 +144,11 @@ test("accessible: labels, a live region, keyboard only, axe in light and dark, r
     await page.keyboard.press("Enter");
     assert.match(await otpText(page, "check-error"), /Enter the code/);
     assert.equal(await page.getAttribute("#code", "aria-invalid"), "true");
+    assert.deepEqual(await axeOnElement(page), [], "axe-core on the element, every impact: a refusal shown");
+    // The scan does look inside the shadow root: an unlabelled field there is caught.
+    await inOtp(page, (root) => root.getElementById("check-form").append(Object.assign(document.createElement("input"), { id: "probe" })));
+    assert.match((await axeOnElement(page)).join("\n"), /^label \(critical\)/m);
+    await inOtp(page, (root) => root.getElementById("probe").remove());
     // "Change number" goes back with the number kept and focused.
     await page.click("#change-btn");
     assert.equal(await activeId(page), "national");

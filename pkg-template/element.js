@@ -169,6 +169,7 @@ function explain(err, stage) {
       if (code === C("number_locked")) {
         return "Too many wrong codes were entered for this number today. Try again later, or sign in another way.";
       }
+      if (code === C("too_many_sends")) return "No more codes can be sent for this verification. Start again later.";
       if (stage === "check" && code !== C("rate_limited")) return "Too many wrong codes: this code is locked. Send a new code.";
       return "Too many requests. Try again later.";
     default:
@@ -757,7 +758,13 @@ export class OtpVerifyElement extends Base {
 
   showExpired() {
     const cur = this.cur;
-    if (!cur || cur.done || cur.expired) return;
+    if (!cur || cur.done) return;
+    if (cur.expired) {
+      // Said again (the issuer's 410 after the element's own clock): no second event.
+      this.show("check-error", "This code has expired. Send a new code.");
+      this.$("check-btn").disabled = true;
+      return;
+    }
     cur.expired = true;
     this.clocks.expiry.stop();
     this.clocks.resend.stop();
