@@ -246,7 +246,8 @@ export async function axeOnElement(page) {
 
 export async function screenshot(page, name) {
   const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  // Animations finished first: a full-page capture restarts them (the SMS would look dimmed).
+  await page.screenshot({ path: file, fullPage: true, animations: "disabled" });
   return file;
 }
 

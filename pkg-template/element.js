@@ -178,29 +178,32 @@ function explain(err, stage) {
   }
 }
 
-/** A countdown to an absolute time (ms): render(secsLeft) on each new second, done() at zero. */
+/**
+ * A countdown to an absolute time (ms): render(secsLeft) as each second begins, done() at
+ * zero. Each tick is timed to the next second boundary, so the text changes on the second.
+ */
 class Countdown {
   constructor() {
     this.timer = 0;
   }
   start(untilMs, render, done) {
     this.stop();
-    let shown = -1;
     const tick = () => {
-      const s = secsLeft(untilMs - Date.now());
+      const ms = untilMs - Date.now();
+      const s = secsLeft(ms);
       if (s <= 0) {
-        this.stop();
+        this.timer = 0;
         done();
-      } else if (s !== shown) {
-        shown = s;
-        render(s);
+        return;
       }
+      render(s);
+      // The next whole second left (a few ms late rather than early).
+      this.timer = setTimeout(tick, ms - (s - 1) * 1000 + 5);
     };
-    this.timer = setInterval(tick, 200);
     tick();
   }
   stop() {
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.timer = 0;
   }
 }
@@ -356,7 +359,7 @@ export class OtpVerifyElement extends Base {
 
   constructor() {
     super();
-    const root = this.attachShadow({ mode: "open", delegatesFocus: true });
+    const root = this.attachShadow({ mode: "open" });
     styles(root);
     const t = document.createElement("template");
     t.innerHTML = HTML;
@@ -528,7 +531,7 @@ export class OtpVerifyElement extends Base {
   /** An error the element shows in words and reports as `otp-error`. */
   fail(stage, err, text, where = "boot-error") {
     this.show(where, text);
-    const detail = { code: err?.code || "unexpected", message: text, stage };
+    const detail = { code: err?.code || C("error"), message: text, stage };
     for (const k of ["status", "retryAfter", "attemptsLeft", "requestId"]) if (err?.[k] !== undefined) detail[k] = err[k];
     this.emit("otp-error", detail);
   }
@@ -609,7 +612,7 @@ export class OtpVerifyElement extends Base {
   enterVerify(phone, view, t0) {
     const $ = this.$;
     this.stopVerification();
-    this.cur = { id: view.id, phone, t0, times: {}, base: toMs(view.delivery?.updated_at), webotp: null, done: false };
+    this.cur = { id: view.id, phone, t0, sentAt: t0, times: {}, webotp: null, done: false };
     $("start-form").hidden = true;
     $("verify-step").hidden = false;
     $("result").hidden = true;
@@ -653,7 +656,7 @@ export class OtpVerifyElement extends Base {
   applyView(view) {
     const cur = this.cur;
     if (!view || !cur) return;
-    if (view.delivery?.state) this.markDelivery(view.delivery.state, toMs(view.delivery.updated_at));
+    if (view.delivery?.state) this.markDelivery(view.delivery.state);
     const expires = toMs(view.expires_at);
     if (expires) cur.expiresAt = expires;
     // The issuer's own instant (whole seconds): the countdown reads its seconds, and a resend
@@ -693,16 +696,16 @@ export class OtpVerifyElement extends Base {
   }
 
   /**
-   * The timeline at `state` (its change at `at`, the issuer's clock). Steps passed between
-   * two polls get the time they were first seen passed ("by +1.2 s"); a step seen as it
-   * happened gets its own time from the issuer.
+   * The timeline at `state`, seen now: its time is when it was first seen (the issuer's
+   * `updated_at` has whole seconds only); steps passed between two polls get the time they
+   * were first seen passed ("by +1.2 s").
    */
-  markDelivery(state, at) {
+  markDelivery(state) {
     const cur = this.cur;
     if (state === cur.last) return;
     cur.last = state;
     const since = (ms) => `+${(ms / 1000).toFixed(1)} s`;
-    const elapsed = at && cur.base ? Math.max(0, at - cur.base) : performance.now() - cur.t0;
+    const elapsed = performance.now() - cur.sentAt;
     const rank = state === "failed" ? STEPS.indexOf(cur.lastRank || "queued") : STEPS.indexOf(state);
     if (rank >= 0 && state !== "failed") cur.lastRank = state;
     for (const [i, s] of STEPS.entries()) {
@@ -819,8 +822,7 @@ export class OtpVerifyElement extends Base {
       if (cur !== this.cur) return;
       cur.times = {};
       cur.last = cur.lastRank = null;
-      cur.t0 = performance.now();
-      cur.base = toMs(view.delivery?.updated_at);
+      cur.sentAt = performance.now(); // the timeline restarts; elapsedMs counts from the first "Send code"
       this.resetTimeline();
       this.resetCode();
       this.applyView(view);
@@ -895,8 +897,6 @@ export class OtpVerifyElement extends Base {
         }, "Too many requests.");
       } else if (err?.status === 410 && err.code !== C("cancelled")) {
         this.showExpired();
-      } else if (err?.status === 429 && err.code !== C("number_locked")) {
-        this.fail("check", err, explain(err, "check"), "check-error");
       } else {
         this.fail("check", err, explain(err, "check"), "check-error");
         btn.disabled = [404, 409, 429].includes(err?.status);
@@ -969,7 +969,7 @@ export class OtpVerifyElement extends Base {
     } catch (err) {
       const text = `The code was accepted, but the receipt could not be checked here: ${err?.message || err}.`;
       this.show("receipt-note", text, "warn");
-      const detail = { code: err?.code || "unexpected", message: text, stage: "receipt", receipt };
+      const detail = { code: err?.code || C("error"), message: text, stage: "receipt", receipt };
       this.emit("otp-error", detail);
     }
   }
