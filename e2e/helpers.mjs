@@ -1,7 +1,7 @@
 // Shared helpers of the browser end-to-end tests: the issuer under test, Chromium through
 // playwright-core, and reading the SMS off the emulated phone panel like a person would.
 
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -92,13 +92,86 @@ export function freshPhone() {
   return { national, e164: `+1${national}` };
 }
 
-/** Opens the demo page and waits until the npm package is loaded. */
+/** Opens the demo page and waits until its <otp-verify> element has loaded the package. */
 export async function openDemo(page, base) {
   await page.goto(`${base}/`);
-  await page.waitForSelector("html[data-ready=true]", { timeout: 15_000 });
+  await page.waitForSelector("otp-verify[data-ready]", { timeout: 15_000 });
 }
 
-/** Fills the number (United States) and presses "Send code"; returns performance.now(). */
+/**
+ * Runs `fn(root, arg)` in the page with the <otp-verify> element's shadow root (the CSS
+ * selectors of playwright pierce it by themselves; `document.querySelector` does not).
+ */
+export function inOtp(page, fn, arg) {
+  return page.evaluate(
+    ([src, a]) => {
+      const root = document.querySelector("otp-verify").shadowRoot;
+      // eslint-disable-next-line no-new-func
+      return new Function("root", "arg", `return (${src})(root, arg);`)(root, a);
+    },
+    [fn.toString(), arg],
+  );
+}
+
+/** The id of the focused control inside the element (null when the focus is elsewhere). */
+export function activeId(page) {
+  return page.evaluate(() => document.querySelector("otp-verify").shadowRoot.activeElement?.id ?? null);
+}
+
+/** The text of an element of the <otp-verify> shadow root, by id ("" when hidden or empty). */
+export function otpText(page, id) {
+  return inOtp(page, (root, i) => {
+    const el = root.getElementById(i);
+    return el && !el.hidden ? el.textContent : "";
+  }, id);
+}
+
+/**
+ * Waits until `fn(root, arg)` is truthy in the element's shadow root (polled), like
+ * page.waitForFunction.
+ */
+export function waitInOtp(page, fn, arg, { timeout = 15_000, polling = 100 } = {}) {
+  return page.waitForFunction(
+    ([src, a]) => {
+      const root = document.querySelector("otp-verify")?.shadowRoot;
+      // eslint-disable-next-line no-new-func
+      return root && new Function("root", "arg", `return (${src})(root, arg);`)(root, a);
+    },
+    [fn.toString(), arg],
+    { timeout, polling },
+  );
+}
+
+/**
+ * Records the element's events (otp-sent, otp-approved, otp-error) in `window.__otpEvents`
+ * as `{type, detail, at}`; call before the flow starts.
+ */
+export function recordEvents(page) {
+  return page.evaluate(() => {
+    window.__otpEvents = [];
+    for (const type of ["otp-sent", "otp-approved", "otp-error"]) {
+      document.addEventListener(type, (ev) => window.__otpEvents.push({ type, detail: ev.detail, at: Date.now() }));
+    }
+  });
+}
+
+/** The events recorded by recordEvents() so far. */
+export function events(page, type) {
+  return page.evaluate((t) => window.__otpEvents.filter((e) => !t || e.type === t), type);
+}
+
+/** A fresh dev-mode `otpgate serve` for one test file (its own per-IP start budget). */
+export function devServer() {
+  return startServer();
+}
+
+/** The two screens every flow is tried on: a phone (first) and a desktop. */
+export const SCREENS = [
+  { name: "phone", viewport: { width: 390, height: 844 } },
+  { name: "desktop", viewport: { width: 1280, height: 800 } },
+];
+
+/** Fills the number (United States) into the element and presses "Send code". */
 export async function startVerification(page, phone) {
   await page.selectOption("#country", "US");
   await page.fill("#national", phone.national);
@@ -153,9 +226,28 @@ export async function axeViolations(page) {
     .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
 }
 
+/**
+ * Runs axe-core (WCAG 2.x A/AA rules and best practices) on the <otp-verify> element alone,
+ * shadow root included; returns every violation, whatever its impact, as readable lines.
+ */
+export async function axeOnElement(page) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    // Evaluated, not a <script> tag: a page's Content-Security-Policy does not stop it.
+    await page.evaluate(readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8"));
+  }
+  const result = await page.evaluate(async () =>
+    // eslint-disable-next-line no-undef
+    axe.run({ include: [["otp-verify"]] }, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+    }));
+  return result.violations
+    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
 export async function screenshot(page, name) {
   const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  // Animations finished first: a full-page capture restarts them (the SMS would look dimmed).
+  await page.screenshot({ path: file, fullPage: true, animations: "disabled" });
   return file;
 }
 

@@ -11,7 +11,8 @@ if [[ "${1:-}" == "--build" || ! -f pkg/otpgate.js ]]; then
 fi
 
 # The browser/workerd build is the `--target web` output: otpgate.js + otpgate_bg.wasm
-# (+ typings). A nested web/ directory is accepted too.
+# (+ typings, and element.js: the <otp-verify> element the demo page is built on). A nested
+# web/ directory is accepted too.
 src=pkg
 if [[ ! -f pkg/otpgate_bg.wasm && -f pkg/web/otpgate_bg.wasm ]]; then
   src=pkg/web
@@ -24,7 +25,7 @@ for dest in www/pkg examples/edge-worker/pkg; do
   rm -rf "$dest"
   mkdir -p "$dest"
   cp "$src/otpgate.js" "$src/otpgate_bg.wasm" "$dest/"
-  for f in otpgate.d.ts otpgate_bg.wasm.d.ts package.json; do
+  for f in otpgate.d.ts otpgate_bg.wasm.d.ts package.json element.js element.d.ts; do
     [[ -f "$src/$f" ]] && cp "$src/$f" "$dest/"
   done
   if [[ -d "$src/snippets" ]]; then cp -r "$src/snippets" "$dest/"; fi

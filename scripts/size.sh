@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The npm package's size: raw and gzip -9 of what an app ships (pkg/otpgate_bg.wasm, the JS
 # glue pkg/otpgate.js and the Node entry pkg/node.mjs, built by scripts/build-pkg.sh), checked
-# against the budget (90 KiB gzipped; the aim is 60), and what each part costs: the wasm's
+# against the budget (90 KiB gzipped; the aim is 60), the <otp-verify> element's JS on a line
+# of its own (outside the budget), and what each part costs: the wasm's
 # functions and data by crate, from `twiggy top` over the named wasm that build-pkg.sh keeps in
 # target/otpgate-pkg/ (wasm-bindgen's output before wasm-opt: names intact).
 #
@@ -29,6 +30,12 @@ for f in otpgate_bg.wasm otpgate.js node.mjs; do
 done
 printf '%-18s %9d %9d   (%s KiB gzipped; budget %d, aim %d)\n' total "$total_raw" "$total_gz" \
   "$(awk "BEGIN{printf \"%.1f\", $total_gz/1024}")" "$BUDGET" "$AIM"
+# The <otp-verify> element's JS (entry `otpgate/element`): loaded only by pages that use the
+# element, so outside the budget, reported on its own line.
+if [ -f element.js ]; then
+  printf '%-18s %9d %9d   (the <otp-verify> element, otpgate/element; outside the budget)\n' element.js \
+    "$(wc -c <element.js)" "$(gzip -9c element.js | wc -c)"
+fi
 
 if ! command -v twiggy >/dev/null 2>&1; then
   echo "size: twiggy not installed (scripts/setup.sh installs it): no breakdown"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of otpgate: lints, host tests of the whole workspace (with a real Redis;
 # the API tests also drive the official Python clients of Supabase's hook signing and of
-# Twilio), schemathesis over the integration routes (scripts/fuzz-http.sh,
-# FUZZ_HTTP_SCOPE=integrations), the wasm tests in Node and headless Chromium against a real
-# `otpgate serve` (and through a proxy that loses answers), the npm package test, a fresh Vite
-# app built with the package, the browser end-to-end tests (the demo page and the operator
-# console), the deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits
+# Twilio, the gateway tests moto's SNS), schemathesis over the integration routes
+# (scripts/fuzz-http.sh, FUZZ_HTTP_SCOPE=integrations), the wasm tests in Node and headless
+# Chromium against a real `otpgate serve` (and through a proxy that loses answers), the npm
+# package test, a fresh Vite app built with the package, the browser end-to-end tests (the
+# demo page, the <otp-verify> element and the operator console, each file with its own
+# issuer), the deploy/ checks (systemd unit, Prometheus rules) and the workerd tests. Exits
 # non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

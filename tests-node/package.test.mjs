@@ -50,7 +50,7 @@ after(() => {
 
 test("the tarball holds the wasm, the glue, the Node entry and the typings", () => {
   const files = readdirSync(join(scratch, "node_modules", "otpgate")).sort();
-  for (const f of ["otpgate_bg.wasm", "otpgate.js", "otpgate.d.ts", "node.mjs", "node.d.ts", "package.json", "README.md", "LICENSE"]) {
+  for (const f of ["otpgate_bg.wasm", "otpgate.js", "otpgate.d.ts", "node.mjs", "node.d.ts", "element.js", "element.d.ts", "package.json", "README.md", "LICENSE"]) {
     assert.ok(files.includes(f), `${f} in ${files}`);
   }
 });
@@ -65,6 +65,14 @@ test("import * as otpgate from 'otpgate' is usable at once in Node", () => {
     console.log(JSON.stringify(otpgate.parseSms("x\\n@a.example #1234")));
   `]);
   assert.deepEqual(JSON.parse(out), { code: "1234", webotp: { host: "a.example", code: "1234", iframe_host: null }, app_hash: null });
+});
+
+test("import 'otpgate/element' resolves through the exports map and is harmless outside a browser (SSR)", () => {
+  const out = node(["--input-type=module", "-e", `
+    const m = await import("otpgate/element");
+    console.log(typeof m.OtpVerifyElement, typeof globalThis.customElements);
+  `]);
+  assert.equal(out.trim(), "function undefined");
 });
 
 test("require('otpgate') works too", () => {

@@ -4,7 +4,9 @@
 // for production, `vite preview` serving dist/, and headless Chromium (playwright-core,
 // Debian's chromium) verifying a number on that page against the real dev-mode `otpgate
 // serve` named by OTPGATE_TEST_SERVER (scripts/test.sh starts it): start, the code read from
-// the emulated phone and typed in, check, and the receipt verified offline in the page.
+// the emulated phone and typed in, check, and the receipt verified offline in the page; then
+// the same through the <otp-verify> element (`import "otpgate/element"`, typed by its
+// declarations under tsc --strict) on a second page of the app.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -76,9 +78,12 @@ test("the typings are not `any`: wrong usage fails tsc --strict", () => {
   writeFileSync(
     join(app, "src", "wrong.ts"),
     `import { OtpClient, parseSms, type ErrorCode } from "otpgate";
+import "otpgate/element";
 const n: number = parseSms("x").code;                       // string | null, not number
 const c: ErrorCode = "not_a_code";                         // outside the union
 void new OtpClient("https://x", { apiKey: 42 });           // apiKey is a string
+document.querySelector("otp-verify")?.addEventListener("otp-approved", (e) => { const r: number = e.detail.receipt; void r; });
+document.querySelector("otp-verify")?.addEventListener("otp-error", (e) => { const s: "nope" = e.detail.stage; void s; });
 export { n, c };
 `,
   );
@@ -90,7 +95,10 @@ export { n, c };
   } finally {
     rmSync(join(app, "src", "wrong.ts"));
   }
-  for (const line of [2, 3, 4]) assert.match(out, new RegExp(`wrong\\.ts\\(${line},`), out);
+  for (const line of [3, 4, 5, 6, 7]) assert.match(out, new RegExp(`wrong\\.ts\\(${line},`), out);
+  // The element's events are typed by their detail (not `Event`, not `any`).
+  assert.match(out, /wrong\.ts\(6,\d+\): error TS2322: Type 'string' is not assignable to type 'number'/, out);
+  assert.match(out, /wrong\.ts\(7,\d+\): error TS2322: Type 'OtpErrorStage' is not assignable to type '"nope"'/, out);
 });
 
 test("vite build (production) bundles the glue and emits the wasm as an asset", () => {
@@ -100,6 +108,7 @@ test("vite build (production) bundles the glue and emits the wasm as an asset", 
   const assets = readdirSync(join(app, "dist", "assets"));
   assert.ok(assets.some((f) => f.endsWith(".wasm")), `a .wasm in dist/assets: ${assets}\n${out}`);
   assert.ok(assets.some((f) => f.endsWith(".js")), `a bundle in dist/assets: ${assets}`);
+  assert.ok(existsSync(join(app, "dist", "element.html")), "the element's page is built");
 });
 
 test("the built page verifies a number against the real issuer in headless Chromium", async () => {
@@ -165,4 +174,40 @@ test("the built page verifies a number against the real issuer in headless Chrom
   await status.filter({ hasText: /^verified:|error|unexpected/ }).waitFor({ timeout: 15000 });
   assert.equal(await status.textContent(), `verified:${e164}:true`, String(problems));
   assert.deepEqual(problems, [], "no console errors");
+});
+
+test("the <otp-verify> element from the package verifies a number in the built app", async () => {
+  assert.ok(browser && previewUrl, "the previous test started vite preview and Chromium");
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  const problems = [];
+  page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
+  page.on("pageerror", (e) => problems.push(String(e)));
+  await page.goto(`${previewUrl}element.html`);
+  await page.waitForSelector("otp-verify[data-ready]", { timeout: 15000 });
+  const status = page.locator("#status");
+
+  const last = String(Math.floor(Math.random() * 100)).padStart(2, "0");
+  const e164 = `+141555501${last}`;
+  await page.selectOption("otp-verify #country", "US");
+  await page.fill("otp-verify #national", `(415) 555-01${last}`);
+  await page.click("otp-verify #start-btn");
+  await status.filter({ hasText: /^sent:|^error/ }).waitFor({ timeout: 15000 });
+  assert.match(await status.textContent(), new RegExp(`^sent:v_[\\w-]+:\\${e164}$`), String(problems));
+
+  const { parseSms } = await import(join(PKG, "node.mjs"));
+  let code;
+  for (let i = 0; i < 100 && !code; i++) {
+    const r = await fetch(`${SERVER}/_emulator/messages?phone=${encodeURIComponent(e164)}`);
+    const list = await r.json();
+    const mine = (Array.isArray(list) ? list : list.messages).filter((m) => m.phone === e164);
+    code = mine.length ? parseSms(mine[mine.length - 1].text).code : undefined;
+    if (!code) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(code, `an SMS to ${e164}`);
+  await page.fill("otp-verify #code", code);
+  await page.keyboard.press("Enter");
+  await status.filter({ hasText: /^verified:|^error/ }).waitFor({ timeout: 15000 });
+  assert.equal(await status.textContent(), `verified:${e164}:true:3`, String(problems));
+  assert.deepEqual(problems, [], "no console errors");
+  await page.close();
 });
