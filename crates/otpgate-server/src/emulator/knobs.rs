@@ -38,6 +38,14 @@ pub struct Knobs {
     pub webhook_retries: u32,
     /// Interval of `system:ping` webhooks, in milliseconds (0 = off, as the app's default).
     pub ping_interval_ms: u64,
+    /// Token auth on (`POST /auth/token` issues JWTs); off is a private server without
+    /// `jwt.secret` (`/auth/*` answer 501).
+    pub jwt_enabled: bool,
+    /// The longest access token, seconds (the server's `jwt.access_ttl`, 15 min), also the
+    /// lifetime of every refreshed one.
+    pub jwt_access_ttl_secs: u64,
+    /// The refresh token's lifetime, seconds (the server's `jwt.refresh_ttl`, 30 days).
+    pub jwt_refresh_ttl_secs: u64,
 }
 
 impl Default for Knobs {
@@ -52,6 +60,9 @@ impl Default for Knobs {
             webhook_retry_base_ms: 5_000,
             webhook_retries: 15,
             ping_interval_ms: 0,
+            jwt_enabled: true,
+            jwt_access_ttl_secs: 900,
+            jwt_refresh_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -69,6 +80,9 @@ pub(super) struct KnobsPatch {
     webhook_retry_base_ms: Option<u64>,
     webhook_retries: Option<u32>,
     ping_interval_ms: Option<u64>,
+    jwt_enabled: Option<bool>,
+    jwt_access_ttl_secs: Option<u64>,
+    jwt_refresh_ttl_secs: Option<u64>,
 }
 
 /// `offline` accepts a boolean too (`true` = 503).
@@ -119,6 +133,24 @@ impl Knobs {
         }
         if let Some(v) = p.ping_interval_ms {
             k.ping_interval_ms = if v == 0 { 0 } else { v.clamp(100, 86_400_000) };
+        }
+        if let Some(v) = p.jwt_enabled {
+            k.jwt_enabled = v;
+        }
+        if let Some(v) = p.jwt_access_ttl_secs {
+            if !(1..=86_400).contains(&v) {
+                return Err("jwt_access_ttl_secs: must be 1..86400".into());
+            }
+            k.jwt_access_ttl_secs = v;
+        }
+        if let Some(v) = p.jwt_refresh_ttl_secs {
+            if !(1..=366 * 86_400).contains(&v) {
+                return Err("jwt_refresh_ttl_secs: must be 1..31622400".into());
+            }
+            k.jwt_refresh_ttl_secs = v;
+        }
+        if k.jwt_refresh_ttl_secs <= k.jwt_access_ttl_secs {
+            return Err("jwt_refresh_ttl_secs: must be longer than jwt_access_ttl_secs".into());
         }
         Ok(k)
     }
