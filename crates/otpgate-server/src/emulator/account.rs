@@ -1,4 +1,4 @@
-//! The account handlers: webhooks, devices, settings, logs and inbox (empty), tokens.
+//! The account handlers: webhooks, devices, settings, logs and inbox (empty).
 
 use std::sync::Arc;
 
@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use otpgate_core::wire::smsgate::Webhook;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{EVENTS, Emulator, Resp, error, fmt_time, nanoid};
@@ -147,35 +146,4 @@ pub(super) async fn delete_device(
 
 pub(super) async fn empty_list() -> Resp {
     axum::Json(json!([])).into_response()
-}
-
-pub(super) async fn issue_token(State(emu): State<Arc<Emulator>>, body: Bytes) -> Resp {
-    #[derive(Deserialize)]
-    struct TokenRequest {
-        #[serde(default)]
-        ttl: Option<u64>,
-        #[serde(default)]
-        #[allow(dead_code)]
-        scopes: Vec<String>,
-    }
-    let req: TokenRequest =
-        match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("failed to parse request: {e}"),
-                );
-            }
-        };
-    let ttl = req.ttl.unwrap_or(3600).clamp(1, 86_400 * 30);
-    let exp = emu.clock.now_ms() + i64::try_from(ttl).unwrap_or(3600) * 1000;
-    let token = nanoid(43);
-    let id = nanoid(21);
-    emu.lock().tokens.insert(token.clone(), exp);
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({"id": id, "token_type": "Bearer", "access_token": token, "expires_at": fmt_time(exp)})),
-    )
-        .into_response()
 }

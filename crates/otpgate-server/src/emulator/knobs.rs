@@ -45,6 +45,14 @@ pub struct Knobs {
     pub charging: bool,
     /// Internet connectivity (`connection:status`).
     pub online: bool,
+    /// Token auth on (`POST /auth/token` issues JWTs); off is a private server without
+    /// `jwt.secret` (`/auth/*` answer 501).
+    pub jwt_enabled: bool,
+    /// The longest access token, seconds (the server's `jwt.access_ttl`, 15 min), also the
+    /// lifetime of every refreshed one.
+    pub jwt_access_ttl_secs: u64,
+    /// The refresh token's lifetime, seconds (the server's `jwt.refresh_ttl`, 30 days).
+    pub jwt_refresh_ttl_secs: u64,
 }
 
 impl Default for Knobs {
@@ -62,6 +70,9 @@ impl Default for Knobs {
             battery_level: 87,
             charging: true,
             online: true,
+            jwt_enabled: true,
+            jwt_access_ttl_secs: 900,
+            jwt_refresh_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -82,6 +93,9 @@ pub(super) struct KnobsPatch {
     battery_level: Option<u8>,
     charging: Option<bool>,
     online: Option<bool>,
+    jwt_enabled: Option<bool>,
+    jwt_access_ttl_secs: Option<u64>,
+    jwt_refresh_ttl_secs: Option<u64>,
 }
 
 /// `offline` accepts a boolean too (`true` = 503).
@@ -144,6 +158,24 @@ impl Knobs {
         }
         if let Some(v) = p.online {
             k.online = v;
+        }
+        if let Some(v) = p.jwt_enabled {
+            k.jwt_enabled = v;
+        }
+        if let Some(v) = p.jwt_access_ttl_secs {
+            if !(1..=86_400).contains(&v) {
+                return Err("jwt_access_ttl_secs: must be 1..86400".into());
+            }
+            k.jwt_access_ttl_secs = v;
+        }
+        if let Some(v) = p.jwt_refresh_ttl_secs {
+            if !(1..=366 * 86_400).contains(&v) {
+                return Err("jwt_refresh_ttl_secs: must be 1..31622400".into());
+            }
+            k.jwt_refresh_ttl_secs = v;
+        }
+        if k.jwt_refresh_ttl_secs <= k.jwt_access_ttl_secs {
+            return Err("jwt_refresh_ttl_secs: must be longer than jwt_access_ttl_secs".into());
         }
         Ok(k)
     }

@@ -3,8 +3,10 @@
 //!
 //! It serves the local-mode paths (`/message`, `/messages`, `/messages/{id}`, `/health`,
 //! `/webhooks`, `/webhook`, `/device`, `/settings`, `/logs`, `/auth/token`) and the same under
-//! `/3rdparty/v1` and `/api/3rdparty/v1` (cloud and private server); Basic auth (and Bearer
-//! tokens from `POST /auth/token`); 202 + `MessageState` + `Location`; 409 on a duplicate id;
+//! `/3rdparty/v1` and `/api/3rdparty/v1` (cloud and private server); Basic auth, and the
+//! server's token auth (`POST /auth/token`, `/auth/token/refresh`, `DELETE /auth/token/{jti}`:
+//! HS256 JWTs with a lifetime and scopes, each route requiring its scope, see `tokens`);
+//! 202 + `MessageState` + `Location`; 409 on a duplicate id;
 //! `{"message": ...}` errors; the seven states with the recipients roll-up and the `states`
 //! history; signed webhooks (`X-Signature`, `X-Timestamp`) with retries and back-off; and
 //! Android's per-app sending limit (30 per 60 s by default; past it a message goes `Failed`
@@ -24,8 +26,9 @@
 //! - `sending`: accepting a send and walking it through its states (Android's limit).
 //! - `webhooks`: signed webhook delivery with retries, and the `system:ping` pinger.
 //! - `routes`: the router, authentication and offline middleware, the refusing listener.
+//! - `tokens`: token auth (JWTs, scopes, refresh, revocation) and the calls seen.
 //! - `messages`, `account`, `control`: the handlers, by API family (messages; webhooks,
-//!   devices, settings and tokens; the emulator's own control and outbox).
+//!   devices and settings; the emulator's own control and outbox).
 
 mod account;
 mod control;
@@ -34,10 +37,12 @@ mod messages;
 mod routes;
 mod sending;
 mod state;
+mod tokens;
 mod webhooks;
 
 pub use knobs::{Knobs, Offline};
 pub use state::SentMessage;
+pub use tokens::{AuthSeen, IssuedToken};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -15,10 +15,13 @@ use axum::routing::{get, post};
 
 use super::account::{
     accepted_empty, add_webhook, delete_device, delete_webhook, devices, empty_list, get_settings,
-    issue_token, list_webhooks, patch_settings,
+    list_webhooks, patch_settings,
 };
 use super::control::{get_control, outbox, post_control};
 use super::messages::{cancel, get_one, health, list, send};
+use super::tokens::{
+    AuthSeen, Principal, issue_token, refresh_token, required_scope, revoke_token,
+};
 use super::{Emulator, Offline, Resp, error};
 
 impl Emulator {
@@ -48,6 +51,8 @@ impl Emulator {
             .route("/messages/inbox/export", post(accepted_empty))
             .route("/devices/{id}", axum::routing::delete(delete_device))
             .route("/auth/token", post(issue_token))
+            .route("/auth/token/refresh", post(refresh_token))
+            .route("/auth/token/{jti}", axum::routing::delete(revoke_token))
             .route("/_control", get(get_control).post(post_control))
             .route_layer(middleware::from_fn_with_state(self.clone(), auth))
             .route("/health", get(health));
@@ -129,45 +134,81 @@ pub(super) async fn offline(State(emu): State<Arc<Emulator>>, req: Request, next
     }
 }
 
-pub(super) async fn auth(State(emu): State<Arc<Emulator>>, req: Request, next: Next) -> Resp {
-    if authorized(&emu, req.headers()) {
-        next.run(req).await
+/// Authentication, then the route's scope (the server's `userauth.NewBasic`, `jwtauth.NewJWT`,
+/// `UserRequired`, `RequireScope`): no or bad credentials 401, a missing scope 403. Every
+/// call is noted with its scheme and answer.
+pub(super) async fn auth(State(emu): State<Arc<Emulator>>, mut req: Request, next: Next) -> Resp {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let scheme = scheme_of(req.headers());
+    let resp = match principal(&emu, req.headers()) {
+        None => {
+            let mut r = StatusCode::UNAUTHORIZED.into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Access to SMS Gateway\""),
+            );
+            r
+        }
+        Some(who) => {
+            let (scope, exact) = required_scope(&method, &path);
+            if who.has(scope, exact) {
+                req.extensions_mut().insert(who);
+                next.run(req).await
+            } else {
+                error(StatusCode::FORBIDDEN, format!("scope required: {scope}"))
+            }
+        }
+    };
+    emu.lock().tokens.note(AuthSeen {
+        method: method.to_string(),
+        path,
+        scheme,
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+fn scheme_of(headers: &HeaderMap) -> &'static str {
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let starts = |p: &str| v.len() > p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+    if starts("basic ") {
+        "basic"
+    } else if starts("bearer ") {
+        "bearer"
     } else {
-        let mut r = StatusCode::UNAUTHORIZED.into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Access to SMS Gateway\""),
-        );
-        r
+        "none"
     }
 }
 
-pub(super) fn authorized(emu: &Emulator, headers: &HeaderMap) -> bool {
+/// Who the credentials name, with their scopes (`None`: no or bad credentials).
+pub(super) fn principal(emu: &Emulator, headers: &HeaderMap) -> Option<Principal> {
     use base64::Engine as _;
-    let Some(v) = headers
+    let v = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+        .and_then(|v| v.to_str().ok())?;
     let ct = otpgate_core::code::ct_eq;
-    if let Some(b) = v
-        .strip_prefix("Basic ")
-        .or_else(|| v.strip_prefix("basic "))
-    {
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
-            return false;
-        };
-        let expected = format!("{}:{}", emu.username, emu.password);
-        return ct(&raw, expected.as_bytes());
+    match scheme_of(headers) {
+        "basic" => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v[6..].trim())
+                .ok()?;
+            let expected = format!("{}:{}", emu.username, emu.password);
+            ct(&raw, expected.as_bytes()).then(Principal::basic)
+        }
+        "bearer" => {
+            if !emu.knobs().jwt_enabled {
+                return None;
+            }
+            let now = emu.clock.now_ms();
+            let claims = emu.lock().tokens.verify(v[7..].trim(), now)?;
+            Some(Principal {
+                scopes: claims.scopes.clone(),
+                claims: Some(claims),
+            })
+        }
+        _ => None,
     }
-    if let Some(t) = v.strip_prefix("Bearer ") {
-        let now = emu.clock.now_ms();
-        let g = emu.lock();
-        // Compare against every live token in constant time each.
-        return g.tokens.iter().fold(false, |ok, (tok, &exp)| {
-            ok | (ct(tok.as_bytes(), t.trim().as_bytes()) && exp > now)
-        });
-    }
-    false
 }

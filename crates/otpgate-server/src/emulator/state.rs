@@ -131,7 +131,7 @@ pub(super) struct Inner {
     pub(super) sends: VecDeque<i64>,
     pub(super) outbox: Vec<SentMessage>,
     pub(super) settings: Value,
-    pub(super) tokens: HashMap<String, i64>,
+    pub(super) tokens: super::tokens::Tokens,
     pub(super) signing_key: String,
     pub(super) passphrase: Option<String>,
 }

@@ -99,6 +99,18 @@ pub enum Mode {
     Cloud,
 }
 
+/// How an sms-gate device in cloud mode authenticates its calls.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Every call carries the configured credentials (Basic, or the `token_env` bearer).
+    #[default]
+    Basic,
+    /// A short-lived JWT from `POST /auth/token` (scopes `messages:send`, `messages:read`),
+    /// refreshed before it expires; the password only obtains a token.
+    Token,
+}
+
 fn one() -> u32 {
     1
 }
@@ -188,6 +200,11 @@ pub struct DeviceConfig {
     /// every message, number and code included, cross the network in clear). Refused without.
     #[serde(default)]
     pub danger_allow_http: bool,
+    /// sms-gate cloud/private: `basic` (default: the credentials as given, Basic auth with
+    /// username + password, or the static `token_env` bearer) or `token` (the password is
+    /// used only to obtain a short-lived JWT with the scopes otpgate needs, then refreshed).
+    #[serde(default)]
+    pub auth: AuthMode,
     /// A local phone's HTTPS: the PEM file of the CA that signed its certificate (then the
     /// only trust anchors for this device).
     #[serde(default)]
@@ -284,6 +301,7 @@ impl DeviceConfig {
             region: None,
             timeout_ms: None,
             danger_allow_http: false,
+            auth: AuthMode::Basic,
             ca_file: None,
             cert_pin: None,
             literal: LiteralSecrets::default(),
@@ -521,6 +539,29 @@ impl GatewaysConfig {
                 }
                 if let Some(ca) = &d.ca_file {
                     super::tls::read_ca_file(ca).map_err(|r| format!("{}: {r}", at("ca_file")))?;
+                }
+            }
+            if d.auth == AuthMode::Token {
+                if d.kind != Kind::SmsGate || d.mode != Mode::Cloud {
+                    return Err(format!(
+                        "{}: \"token\" is for kind = \"sms-gate\" with mode = \"cloud\" (the \
+                         cloud or a private server)",
+                        at("auth")
+                    ));
+                }
+                if d.username.is_none()
+                    || (d.password_env.is_none() && d.literal.password.is_none())
+                {
+                    return Err(format!(
+                        "{}: auth = \"token\" needs username and password_env (to obtain tokens)",
+                        at("username")
+                    ));
+                }
+                if d.token_env.is_some() || d.literal.token.is_some() {
+                    return Err(format!(
+                        "{}: not with auth = \"token\" (otpgate obtains its own tokens)",
+                        at("token_env")
+                    ));
                 }
             }
             let needs_url = !matches!(d.kind, Kind::MultiOtp | Kind::Sns);

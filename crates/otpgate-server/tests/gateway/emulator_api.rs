@@ -222,11 +222,11 @@ async fn auth_is_required_401_empty_with_www_authenticate() {
         .expect("send");
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.expect("json")["status"], "pass");
-    // Bearer tokens from /auth/token work.
+    // Bearer tokens from /auth/token work, within their scopes.
     let (s, _, t) = p
         .post(
             "/auth/token",
-            json!({"ttl": 60, "scopes": ["messages:send"]}),
+            json!({"ttl": 60, "scopes": ["messages:send", "messages:list"]}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
@@ -239,6 +239,14 @@ async fn auth_is_required_401_empty_with_www_authenticate() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 200);
+    let r = p
+        .http
+        .get(format!("{}/webhooks", p.base))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 403);
     let r = p
         .http
         .get(format!("{}/messages", p.base))

@@ -889,10 +889,11 @@ async fn a_dual_sim_phone_shares_its_minute_budget_and_keeps_each_sims_daily_cap
     let r = rig_with(&[(fast(), 8)], 60, &[], |cfg| {
         let d = &mut cfg.devices[0];
         d.sims = vec![
+            // Picked first (weights are random draws) until its cap: the cap is what stops it.
             SimConfig {
                 sim: 1,
                 daily_cap: 3,
-                weight: 1,
+                weight: 1000,
             },
             SimConfig {
                 sim: 2,
@@ -903,6 +904,10 @@ async fn a_dual_sim_phone_shares_its_minute_budget_and_keeps_each_sims_daily_cap
         cfg.queue_max_wait_secs = 1;
     })
     .await;
+    // The budget windows are clock-aligned minutes: do not straddle one.
+    while now_ms() % 60_000 > 50_000 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut jobs = Vec::new();
     for n in 0..24 {
         let job = r.job(760 + n, 1, 120_000).await;

@@ -6,6 +6,7 @@ mod emulator_api;
 mod emulator_npm_client;
 mod gateway_adapters;
 mod gateway_pool;
+mod gateway_token_auth;
 mod gateways_onboarding;
 mod phone_tls;
 mod sns_moto;

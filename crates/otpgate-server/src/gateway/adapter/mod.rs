@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::Outgoing;
-use super::config::{DeviceConfig, Kind, Mode, secret};
+use super::config::{AuthMode, DeviceConfig, Kind, Mode, secret};
 use crate::clock::Clock;
 
 mod multiotp;
@@ -27,11 +27,11 @@ pub mod sigv4;
 
 pub(crate) use multiotp::MultiOtp;
 pub use multiotp::Pending;
-pub use smsgate::smsgate_body;
+pub use smsgate::{TOKEN_SCOPES, TOKEN_TTL_SECS, smsgate_body};
 pub use webhook::webhook_signature;
 
 use sigv4::uri_encode;
-use smsgate::{Auth, SmsGate};
+use smsgate::{Auth, SmsGate, TokenSource};
 use sns::Sns;
 use textbee::TextBee;
 use twilio::Twilio;
@@ -288,9 +288,20 @@ pub(crate) fn build(
     let adapter: Arc<dyn Adapter> = match dev.kind {
         Kind::SmsGate => {
             let base = smsgate_base(dev);
-            let auth = match (&dev.username, password, token) {
-                (Some(u), Some(p), _) => Auth::Basic(u.clone(), p),
-                (_, _, Some(t)) => Auth::Bearer(t),
+            let auth = match (dev.auth, &dev.username, password, token) {
+                (AuthMode::Token, Some(u), Some(p), None) => Auth::Token(TokenSource::new(
+                    http.clone(),
+                    base.clone(),
+                    dev.name.clone(),
+                    u.clone(),
+                    p,
+                )),
+                (AuthMode::Token, ..) => anyhow::bail!(
+                    "{}: auth = \"token\" needs username and password_env, and no token_env",
+                    what("auth")
+                ),
+                (AuthMode::Basic, Some(u), Some(p), _) => Auth::Basic(u.clone(), p),
+                (AuthMode::Basic, _, _, Some(t)) => Auth::Bearer(t),
                 _ => anyhow::bail!("{}: credentials required", what("username")),
             };
             let passphrase = secret(
