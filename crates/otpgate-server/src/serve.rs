@@ -217,7 +217,6 @@ pub async fn build(config: &Config, local_addr: SocketAddr) -> anyhow::Result<Is
     } else {
         Arc::new(AuditLog::disabled())
     };
-    let metrics = Arc::new(Metrics::new());
     let anchors = match (&config.audit.anchor, config.audit.enabled) {
         (Some(sink), true) => {
             let sink = AnchorSink::parse(sink).map_err(|r| anyhow::anyhow!("audit.anchor: {r}"))?;
