@@ -27,7 +27,7 @@
 #
 # Knobs: FUZZ_HTTP_SECONDS, FUZZ_HTTP_PROFILE (debug|release), FUZZ_HTTP_WORKERS (default 1:
 # hypothesis under CPython 3.11 threads can fail in ast.parse with "recursion depth mismatch"),
-# FUZZ_HTTP_SEED, FUZZ_HTTP_KEEP=1 (keep the work dir with the reports and the server log),
+# FUZZ_HTTP_SEED, FUZZ_HTTP_MAX_RESPONSE_SECS (default 5: an answer slower than this fails), FUZZ_HTTP_KEEP=1 (keep the work dir with the reports and the server log),
 # SCHEMATHESIS_VERSION, OTPGATE_BIN.
 set -euo pipefail
 
@@ -163,7 +163,7 @@ args=(${st_global[@]+"${st_global[@]}"} run "$BASE/openapi.json"
   --checks "$CHECKS"
   --max-time "$SECS"
   --workers "$WORKERS"
-  --max-response-time 5
+  --max-response-time "${FUZZ_HTTP_MAX_RESPONSE_SECS:-5}"
   --request-timeout 10
   --suppress-health-check all
   --report junit,ndjson --report-dir "$WORK/report"
