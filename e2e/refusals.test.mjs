@@ -125,9 +125,14 @@ test("cooldown (phone and desktop at once): the resend countdown is the issuer's
 
     // An early resend (the button forced on, as a stale tab would): the issuer refuses with
     // Retry-After, and the element counts exactly those seconds.
-    await inOtp(page, (root) => { root.getElementById("resend-btn").disabled = false; });
+    // Enabled and clicked in one synchronous step: the countdown's next tick (which disables
+    // the button again) cannot come between them, as it did on a loaded machine.
     const refused = page.waitForResponse((r) => r.url().endsWith("/resend"));
-    await resend.click();
+    await inOtp(page, (root) => {
+      const b = root.getElementById("resend-btn");
+      b.disabled = false;
+      b.click();
+    });
     const r429 = await refused;
     assert.equal(r429.status(), 429);
     const retryAfter = Number(await r429.headerValue("retry-after"));
