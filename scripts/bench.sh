@@ -159,7 +159,7 @@ issuer() {
 	SKIP_BUILD=1 JSON_DIR="$RAW" DURATION="$ISSUER_SECS" REDIS_AOF="$REDIS_AOF" \
 		EMBEDDED_DURABILITY="${EMBEDDED_DURABILITY:-disk process}" \
 		REDIS_AUDIT_DURABILITY="${REDIS_AUDIT_DURABILITY:-disk process}" \
-		CONCURRENCY="${CONCURRENCY:-64}" timeout 900 bash scripts/bench-issuer.sh all || return 1
+		CONCURRENCY="${CONCURRENCY:-64}" timeout 900 bash scripts/bench-issuer.sh embedded redis || return 1
 	echo "{\"redis_aof\": \"$REDIS_AOF\", \"embedded_durability\": \"${EMBEDDED_DURABILITY:-disk process}\"," \
 		"\"redis_audit_durability\": \"${REDIS_AUDIT_DURABILITY:-disk process}\"}" >"$RAW/issuer-meta.json"
 }
