@@ -32,7 +32,7 @@ use wasm_bindgen_futures::{JsFuture, future_to_promise};
 use crate::convert::{at_most, from_js, present, text, to_js};
 use crate::error::{invalid, otp_error, otp_error_with};
 use crate::types::{
-    CheckBody, CheckResult, ErrorFields, IssuerErrorBody, OtpClientOptions, PowBody, StartBody,
+    CheckBody, CheckResult, ErrorFields, IssuerError, OtpClientOptions, PowBody, StartBody,
     StartOptions, Verification, WaitForDeliveryOptions,
 };
 
@@ -493,11 +493,10 @@ impl Answer {
         to_js(&self.typed::<T>()?)
     }
 
-    /// The `error` object of the API's error shape, if the body is one.
-    fn detail(&self) -> Option<crate::types::IssuerError> {
-        self.json()
-            .and_then(|v| serde_wasm_bindgen::from_value::<IssuerErrorBody>(v).ok())
-            .map(|b| b.error)
+    /// The `error` object of the API's error shape (`{"error": {...}}`), if the body is one.
+    fn detail(&self) -> Option<IssuerError> {
+        let error = Reflect::get(&self.json()?, &"error".into()).ok()?;
+        serde_wasm_bindgen::from_value(error.is_object().then_some(error)?).ok()
     }
 
     /// The challenge of a `pow_required` answer.

@@ -351,8 +351,8 @@ pub struct CheckResult {
     pub receipt: String,
 }
 
-/// The `error` member of the issuer's error body (every field optional: a proxy or an old
-/// issuer may send less).
+/// The `error` member of the issuer's error body `{"error": {...}}` (every field optional: a
+/// proxy or an old issuer may send less).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct IssuerError {
     #[serde(default)]
@@ -367,12 +367,6 @@ pub(crate) struct IssuerError {
     pub(crate) challenge: Option<String>,
     #[serde(default)]
     pub(crate) request_id: Option<String>,
-}
-
-/// The issuer's error body `{"error": {...}}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct IssuerErrorBody {
-    pub(crate) error: IssuerError,
 }
 
 /// The extra properties of an `OtpError` (set on the JS `Error`).
