@@ -336,11 +336,11 @@ impl Inner {
             let answer = self
                 .send(Method::Get, &path, None, signal.as_ref(), None)
                 .await?;
-            let view: Verification = answer.typed()?;
+            let (view, value): (Verification, _) = answer.typed()?;
             if view.delivery.state.is_terminal()
                 || view.status != crate::types::VerificationStatus::Pending
             {
-                return to_js(&view);
+                return Ok(value);
             }
             sleep(f64::from(interval), signal.as_ref()).await?;
         }
@@ -468,8 +468,9 @@ impl Answer {
             .filter(JsValue::is_object)
     }
 
-    /// The body decoded as `T` (every field checked by serde); a non-2xx answer is its error.
-    fn typed<T: DeserializeOwned>(&self) -> Result<T, JsValue> {
+    /// The body decoded as `T` (every field checked by serde), with the JS object it was
+    /// decoded from; a non-2xx answer is its error.
+    fn typed<T: DeserializeOwned>(&self) -> Result<(T, JsValue), JsValue> {
         if !self.ok() {
             return Err(self.error());
         }
@@ -479,18 +480,21 @@ impl Answer {
                 "the issuer's answer is not a JSON object",
             )
         })?;
-        from_js::<T>(value, "the issuer's answer").map_err(|e| {
+        let typed = from_js::<T>(value.clone(), "the issuer's answer").map_err(|e| {
             let why = Reflect::get(&e, &"message".into())
                 .ok()
                 .and_then(|m| m.as_string())
                 .unwrap_or_default();
             otp_error(ErrorCode::BadResponse, &why)
-        })
+        })?;
+        Ok((typed, value))
     }
 
-    /// The body decoded as `T`, back as the JS object the typings describe.
-    fn decode<T: DeserializeOwned + serde::Serialize>(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.typed::<T>()?)
+    /// The body checked as `T` and returned as the issuer's own object: the issuer writes
+    /// absent members as absent, never `null`, so it is the object the typings describe (a
+    /// second conversion back from `T` cost 0.7 KB of gzipped wasm for the same object).
+    fn decode<T: DeserializeOwned>(&self) -> Result<JsValue, JsValue> {
+        self.typed::<T>().map(|(_, value)| value)
     }
 
     /// The `error` object of the API's error shape (`{"error": {...}}`), if the body is one.
