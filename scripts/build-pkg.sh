@@ -9,8 +9,8 @@
 #                                  web glue: a second glue from --target nodejs would add 6 KB
 #                                  gzipped for the same functions (the wasm is identical; the
 #                                  nodejs output is still generated and compared as a check).
-#   otpgate_bg.wasm                optimised by wasm-opt (-Oz with little inlining of
-#                                  single-caller functions, for gzip; see below)
+#   otpgate_bg.wasm                optimised by wasm-opt (-Oz --converge with little inlining
+#                                  of single-caller functions, for gzip; see below)
 #   package.json, README.md        from pkg-template/ (version from Cargo.toml)
 # Tools: wasm-bindgen at the Cargo.lock version (scripts/setup.sh installs it); wasm-opt from
 # the npm package binaryen pinned in scripts/tools (Debian's binaryen 108 breaks the output),
@@ -56,17 +56,17 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
   echo "build-pkg: the web and nodejs wasm differ; cannot share one otpgate_bg.wasm" >&2
   exit 1
 }
-# -Oz, but a function with one caller is inlined into it only when it is tiny (20 bytes;
-# binaryen's default inlines every single-caller function): the big exported shims that
-# swallowed their whole call tree compressed worse than the separate functions, whose
-# similar code gzip finds again (measured: 4.2 KB less gzipped than plain -Oz, about 75 B
-# from 10 to 30; PoW solving and receipt checks run as fast). --low-memory-unused (Rust's
-# stack sits below the data, so no pointer is under 1 KiB and constant offsets fold into
-# loads), --zero-filled-memory (the module defines its memory, which starts zeroed: zero bytes
-# of the data segments need not be stored); functions reordered by use and locals by use,
-# which shortens the LEB indices.
-"$WASM_OPT" -Oz --one-caller-inline-max-function-size=20 --low-memory-unused --zero-filled-memory \
-  --reorder-functions --reorder-locals --strip-debug --strip-producers \
+# -Oz repeated until it stops shrinking (--converge), but a function with one caller is inlined
+# into it only when it is small (30 bytes; binaryen's default inlines every single-caller
+# function): the big exported shims that swallowed their whole call tree compressed worse
+# than the separate functions, whose similar code gzip finds again (measured: 4.5 KB less
+# gzipped than a plain -Oz; 15 to 40 are within 150 B). --low-memory-unused (Rust's stack
+# sits below the data, so no pointer is under 1 KiB and constant offsets fold into loads),
+# --zero-filled-memory (the module defines its memory, which starts zeroed: zero bytes of the
+# data segments need not be stored); functions reordered by use and locals by use, which
+# shortens the LEB indices.
+"$WASM_OPT" -Oz --converge --one-caller-inline-max-function-size=30 --low-memory-unused \
+  --zero-filled-memory --reorder-functions --reorder-locals --strip-debug --strip-producers \
   "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
 # wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them, in the wasm
 # and again in the glue) shortened in both, checked against each other (exports unchanged).
