@@ -27,7 +27,7 @@ use js_sys::{Function, Promise, Reflect};
 use otpgate_core::wire::ErrorCode;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, future_to_promise};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::convert::{at_most, from_js, present, text, to_js};
 use crate::error::{invalid, otp_error, otp_error_with};
@@ -190,7 +190,8 @@ impl OtpClient {
 }
 
 /// One call of the API. Every method goes through one future type, [`Inner::run`]: each
-/// distinct future given to `future_to_promise` costs about 2 KB of wasm.
+/// distinct async state machine costs about 2 KB of wasm (and [`crate::convert::promise`]
+/// shares js-sys's promise glue between it and `receiveCode`'s).
 enum Op {
     Start(JsValue, Option<JsValue>),
     Status(JsValue),
@@ -203,7 +204,7 @@ enum Op {
 impl OtpClient {
     fn run(&self, op: Op) -> Promise {
         let inner = Rc::clone(&self.inner);
-        future_to_promise(async move { inner.run(op).await })
+        crate::convert::promise(async move { inner.run(op).await })
     }
 }
 

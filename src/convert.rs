@@ -1,6 +1,9 @@
 //! Conversions between JS values and Rust values through serde-wasm-bindgen, each failing
 //! with an `OtpError` (`invalid_argument`) instead of panicking.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use js_sys::Uint8Array;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,6 +14,16 @@ use crate::error::invalid;
 /// Results as plain JSON-like objects: `None` is `null` (the CLI's JSON), maps are objects.
 const SERIALIZER: serde_wasm_bindgen::Serializer =
     serde_wasm_bindgen::Serializer::json_compatible();
+
+/// Runs `future` as a JS `Promise`. Every async export goes through this one boxed future
+/// type, so js-sys's promise glue (`future_to_promise`) is in the wasm once, not once per
+/// future type (about 0.5 KB gzipped each).
+pub(crate) fn promise(
+    future: impl Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
+    wasm_bindgen_futures::future_to_promise(future)
+}
 
 /// A Rust value as a JS value.
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
