@@ -64,10 +64,11 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
 # sits below the data, so no pointer is under 1 KiB and constant offsets fold into loads),
 # --zero-filled-memory (the module defines its memory, which starts zeroed: zero bytes of the
 # data segments need not be stored); functions reordered by use and locals by use, which
-# shortens the LEB indices.
+# shortens the LEB indices. Every custom section goes (names, producers, and target_features,
+# which only wasm-bindgen reads, before this step: 130 B gzipped).
 "$WASM_OPT" -Oz --converge --one-caller-inline-max-function-size=30 --low-memory-unused \
   --zero-filled-memory --reorder-functions --reorder-locals --strip-debug --strip-producers \
-  "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
+  --strip-target-features "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
 # wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them, in the wasm
 # and again in the glue) shortened in both, checked against each other (exports unchanged).
 node scripts/tools/minify-names.mjs "$WORK/opt.wasm" "$WORK/web/otpgate.js" \
