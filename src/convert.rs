@@ -27,14 +27,24 @@ pub(crate) fn promise(
 
 /// A Rust value as a JS value.
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value.serialize(&SERIALIZER).map_err(|e| {
-        crate::error::otp_error(otpgate_core::wire::ErrorCode::Internal, &e.to_string())
-    })
+    value.serialize(&SERIALIZER).map_err(|e| unserializable(&e))
+}
+
+/// The `internal` error of [`to_js`], out of line: one copy for every `T`.
+#[inline(never)]
+fn unserializable(e: &serde_wasm_bindgen::Error) -> JsValue {
+    crate::error::otp_error(otpgate_core::wire::ErrorCode::Internal, &e.to_string())
 }
 
 /// A JS value as `T`; `what` names it in the `invalid_argument` error.
 pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| invalid(&format!("{what}: {e}")))
+    serde_wasm_bindgen::from_value(value).map_err(|e| bad_value(what, &e))
+}
+
+/// The `invalid_argument` error of [`from_js`], out of line: one copy for every `T`.
+#[inline(never)]
+fn bad_value(what: &str, e: &serde_wasm_bindgen::Error) -> JsValue {
+    invalid(&format!("{what}: {e}"))
 }
 
 /// An optional option bag: `undefined` and `null` are the defaults.
