@@ -472,23 +472,23 @@ impl Answer {
     /// The body decoded as `T` (every field checked by serde), with the JS object it was
     /// decoded from; a non-2xx answer is its error.
     fn typed<T: DeserializeOwned>(&self) -> Result<(T, JsValue), JsValue> {
+        let value = self.object()?;
+        let typed = from_js::<T>(value.clone(), "the issuer's answer").map_err(bad_response)?;
+        Ok((typed, value))
+    }
+
+    /// The body of a 2xx answer as a JS object (the part of [`Self::typed`] that is the same
+    /// for every `T`).
+    fn object(&self) -> Result<JsValue, JsValue> {
         if !self.ok() {
             return Err(self.error());
         }
-        let value = self.json().ok_or_else(|| {
+        self.json().ok_or_else(|| {
             otp_error(
                 ErrorCode::BadResponse,
                 "the issuer's answer is not a JSON object",
             )
-        })?;
-        let typed = from_js::<T>(value.clone(), "the issuer's answer").map_err(|e| {
-            let why = Reflect::get(&e, &"message".into())
-                .ok()
-                .and_then(|m| m.as_string())
-                .unwrap_or_default();
-            otp_error(ErrorCode::BadResponse, &why)
-        })?;
-        Ok((typed, value))
+        })
     }
 
     /// The body checked as `T` and returned as the issuer's own object: the issuer writes
@@ -530,6 +530,15 @@ impl Answer {
         };
         otp_error_with(&fields, &message)
     }
+}
+
+/// An answer that does not decode as its type: `bad_response` with serde's reason.
+fn bad_response(invalid: JsValue) -> JsValue {
+    let why = Reflect::get(&invalid, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    otp_error(ErrorCode::BadResponse, &why)
 }
 
 /// Whether the issuer's `code` looks like a stable code (so a broken proxy's text never
