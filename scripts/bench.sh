@@ -14,7 +14,7 @@
 #            `otpgate emulator` phone (bench/src/bin/flood.rs): legitimate users vs attackers
 #            from many loopback addresses; sends to blocked countries must be 0
 #   gateway  ten emulated phones at their budgets (bench/src/bin/gateway.rs)
-#   client   npm package size (bar 80 KB gzipped), cold instantiation in Node and workerd
+#   client   npm package size (bar 90 KiB gzipped), cold instantiation in Node and workerd
 #            (bench/js/client-cold.mjs)
 # What each measures and the bar it is held to: bench/README.md.
 #

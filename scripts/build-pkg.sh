@@ -9,7 +9,8 @@
 #                                  web glue: a second glue from --target nodejs would add 6 KB
 #                                  gzipped for the same functions (the wasm is identical; the
 #                                  nodejs output is still generated and compared as a check).
-#   otpgate_bg.wasm                optimised by wasm-opt -Oz
+#   otpgate_bg.wasm                optimised by wasm-opt (-Oz --converge with little inlining
+#                                  of single-caller functions, for gzip; see below)
 #   package.json, README.md        from pkg-template/ (version from Cargo.toml)
 # Tools: wasm-bindgen at the Cargo.lock version (scripts/setup.sh installs it); wasm-opt from
 # the npm package binaryen pinned in scripts/tools (Debian's binaryen 108 breaks the output),
@@ -35,14 +36,16 @@ fi
 
 # The `wasm` profile (Cargo.toml): opt-level z, fat LTO, abort; not stripped, because
 # wasm-bindgen needs the target_features section; wasm-opt strips names and producers after.
-# Source paths kept in panic locations are shortened (registry and checkout prefixes); the
-# flags add to .cargo/config.toml's (cargo merges config arrays), which RUSTFLAGS would replace.
+# Source paths kept in panic locations are shortened (registry and checkout prefixes).
+# LLVM's inline threshold is raised from opt-level z's to 40: inlining small callees lets LLVM
+# simplify them away in their callers (measured 0.6 to 1.3 KB less gzipped for thresholds from
+# 15 to 80, the least at 40; re-check with scripts/size.sh after large changes). The flags add
+# to .cargo/config.toml's (cargo merges config arrays), which RUSTFLAGS would replace.
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
-REMAP="'--remap-path-prefix=$ROOT/='"
-for d in "$CARGO_HOME"/registry/src/*/; do REMAP="$REMAP, '--remap-path-prefix=$d='"; done
-REMAP="[$REMAP]"
+RUSTFLAGS_PKG="'-Cllvm-args=-inline-threshold=40', '--remap-path-prefix=$ROOT/='"
+for d in "$CARGO_HOME"/registry/src/*/; do RUSTFLAGS_PKG="$RUSTFLAGS_PKG, '--remap-path-prefix=$d='"; done
 cargo build -q --profile wasm --target wasm32-unknown-unknown -p otpgate \
-  --config "target.wasm32-unknown-unknown.rustflags=$REMAP"
+  --config "target.wasm32-unknown-unknown.rustflags=[$RUSTFLAGS_PKG]"
 WASM=$TARGET_DIR/wasm32-unknown-unknown/wasm/otpgate.wasm
 
 WORK=$(mktemp -d)
@@ -53,7 +56,19 @@ cmp -s "$WORK/web/otpgate_bg.wasm" "$WORK/node/otpgate_bg.wasm" || {
   echo "build-pkg: the web and nodejs wasm differ; cannot share one otpgate_bg.wasm" >&2
   exit 1
 }
-"$WASM_OPT" -Oz --strip-debug --strip-producers "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
+# -Oz repeated until it stops shrinking (--converge), but a function with one caller is inlined
+# into it only when it is small (30 bytes; binaryen's default inlines every single-caller
+# function): the big exported shims that swallowed their whole call tree compressed worse
+# than the separate functions, whose similar code gzip finds again (measured: 4.5 KB less
+# gzipped than a plain -Oz; 15 to 40 are within 150 B). --low-memory-unused (Rust's stack
+# sits below the data, so no pointer is under 1 KiB and constant offsets fold into loads),
+# --zero-filled-memory (the module defines its memory, which starts zeroed: zero bytes of the
+# data segments need not be stored); functions reordered by use and locals by use, which
+# shortens the LEB indices. Every custom section goes (names, producers, and target_features,
+# which only wasm-bindgen reads, before this step: 130 B gzipped).
+"$WASM_OPT" -Oz --converge --one-caller-inline-max-function-size=30 --low-memory-unused \
+  --zero-filled-memory --reorder-functions --reorder-locals --strip-debug --strip-producers \
+  --strip-target-features "$WORK/web/otpgate_bg.wasm" -o "$WORK/opt.wasm"
 # wasm-bindgen's long hashed import names (`__wbg_<name>_<16 hex>`, ~120 of them, in the wasm
 # and again in the glue) shortened in both, checked against each other (exports unchanged).
 node scripts/tools/minify-names.mjs "$WORK/opt.wasm" "$WORK/web/otpgate.js" \

@@ -9,7 +9,8 @@
 # A crate's share is the shallow size of its symbols (monomorphised generics count for the
 # crate that defines the code, so `serde_wasm_bindgen` holds the Deserializer instantiated for
 # every option bag); "gz est." spreads the gzipped code and data sections over them by raw
-# share. OTPGATE_SIZE_ENFORCE=1 makes an over-budget package fatal.
+# share. An over-budget package is fatal (exit 1), so scripts/build-pkg.sh and the test run fail
+# on it; OTPGATE_SIZE_ENFORCE=0 only reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -116,6 +117,8 @@ fi
 
 if [ "$total_gz" -gt "$BUDGET" ]; then
   echo "size: over budget by $((total_gz - BUDGET)) bytes gzipped" >&2
-  [ "${OTPGATE_SIZE_ENFORCE:-0}" = 1 ] && exit 1
+  [ "${OTPGATE_SIZE_ENFORCE:-1}" = 0 ] || exit 1
+else
+  echo "size: within budget by $((BUDGET - total_gz)) bytes gzipped"
 fi
 exit 0

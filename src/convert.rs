@@ -1,6 +1,9 @@
 //! Conversions between JS values and Rust values through serde-wasm-bindgen, each failing
 //! with an `OtpError` (`invalid_argument`) instead of panicking.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use js_sys::Uint8Array;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,16 +15,36 @@ use crate::error::invalid;
 const SERIALIZER: serde_wasm_bindgen::Serializer =
     serde_wasm_bindgen::Serializer::json_compatible();
 
+/// Runs `future` as a JS `Promise`. Every async export goes through this one boxed future
+/// type, so js-sys's promise glue (`future_to_promise`) is in the wasm once, not once per
+/// future type (about 0.5 KB gzipped each).
+pub(crate) fn promise(
+    future: impl Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
+    wasm_bindgen_futures::future_to_promise(future)
+}
+
 /// A Rust value as a JS value.
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value.serialize(&SERIALIZER).map_err(|e| {
-        crate::error::otp_error(otpgate_core::wire::ErrorCode::Internal, &e.to_string())
-    })
+    value.serialize(&SERIALIZER).map_err(|e| unserializable(&e))
+}
+
+/// The `internal` error of [`to_js`], out of line: one copy for every `T`.
+#[inline(never)]
+fn unserializable(e: &serde_wasm_bindgen::Error) -> JsValue {
+    crate::error::otp_error(otpgate_core::wire::ErrorCode::Internal, &e.to_string())
 }
 
 /// A JS value as `T`; `what` names it in the `invalid_argument` error.
 pub(crate) fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsValue> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| invalid(&format!("{what}: {e}")))
+    serde_wasm_bindgen::from_value(value).map_err(|e| bad_value(what, &e))
+}
+
+/// The `invalid_argument` error of [`from_js`], out of line: one copy for every `T`.
+#[inline(never)]
+fn bad_value(what: &str, e: &serde_wasm_bindgen::Error) -> JsValue {
+    invalid(&format!("{what}: {e}"))
 }
 
 /// An optional option bag: `undefined` and `null` are the defaults.

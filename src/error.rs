@@ -43,6 +43,7 @@ pub(crate) fn invalid(message: &str) -> JsValue {
 }
 
 /// The `OtpError` of a core error that has a stable code.
-pub(crate) fn from_core<E: std::fmt::Display>(code: impl AsRef<str>, err: &E) -> JsValue {
+pub(crate) fn from_core(code: impl AsRef<str>, err: &dyn std::fmt::Display) -> JsValue {
+    // `dyn`: one `to_string` in the wasm for every core error type.
     otp_error(code, &err.to_string())
 }

@@ -18,8 +18,8 @@
 //!
 //! # Security
 //! Nothing here holds a secret of the issuer. Receipt and webhook checks are the core's
-//! (Ed25519 with `verify_strict`, constant-time HMAC comparison); the clock is the JS clock
-//! (`Date.now()`), never `SystemTime`, which panics on wasm32.
+//! (Ed25519 checked strictly with ed25519-compact, constant-time HMAC comparison); the clock
+//! is the JS clock (`Date.now()`), never `SystemTime`, which panics on wasm32.
 #![forbid(unsafe_code)]
 
 mod client;

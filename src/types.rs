@@ -1,6 +1,7 @@
 //! The values that cross the JS boundary, as Rust types: option bags (deserialized with
-//! serde-wasm-bindgen), results and errors (serialized with it), and their TypeScript
-//! declarations, generated from the same types by `tsify` into the package's `.d.ts`.
+//! serde-wasm-bindgen), results and errors (serialized with it; the issuer's answers are
+//! deserialized with it to check them and handed on as the issuer's object), and their
+//! TypeScript declarations, generated from the same types by `tsify` into the package's `.d.ts`.
 //!
 //! Data objects keep the JSON shapes of the CLI and the HTTP API (snake_case); option bags
 //! are camelCase. A few JS-only types (`AbortSignalLike`, `FetchLike`, the `OtpError`
@@ -269,7 +270,7 @@ pub(crate) struct CheckBody<'a> {
 }
 
 /// The state of a verification.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize, Tsify)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Deserialize, Tsify)]
 #[serde(rename_all = "snake_case")]
 pub enum VerificationStatus {
     /// Waiting for the code.
@@ -285,7 +286,7 @@ pub enum VerificationStatus {
 }
 
 /// The delivery state of a verification's SMS.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize, Tsify)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Deserialize, Tsify)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting for a gateway.
@@ -310,22 +311,22 @@ impl DeliveryState {
 }
 
 /// Where a verification's SMS is.
-#[derive(Debug, Serialize, Deserialize, Tsify)]
+#[derive(Debug, Deserialize, Tsify)]
 pub struct Delivery {
     /// The state.
     pub state: DeliveryState,
     /// The gateway that took it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[tsify(optional)]
     pub gateway: Option<String>,
     /// RFC 3339: when the state last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[tsify(optional)]
     pub updated_at: Option<String>,
 }
 
 /// A verification as the issuer shows it.
-#[derive(Debug, Serialize, Deserialize, Tsify)]
+#[derive(Debug, Deserialize, Tsify)]
 pub struct Verification {
     /// The verification id.
     pub id: String,
@@ -342,7 +343,7 @@ pub struct Verification {
 }
 
 /// What a successful `OtpClient.check` resolves with.
-#[derive(Debug, Serialize, Deserialize, Tsify)]
+#[derive(Debug, Deserialize, Tsify)]
 pub struct CheckResult {
     /// `"approved"`.
     #[tsify(type = "\"approved\"")]
@@ -351,8 +352,8 @@ pub struct CheckResult {
     pub receipt: String,
 }
 
-/// The `error` member of the issuer's error body (every field optional: a proxy or an old
-/// issuer may send less).
+/// The `error` member of the issuer's error body `{"error": {...}}` (every field optional: a
+/// proxy or an old issuer may send less).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct IssuerError {
     #[serde(default)]
@@ -367,12 +368,6 @@ pub(crate) struct IssuerError {
     pub(crate) challenge: Option<String>,
     #[serde(default)]
     pub(crate) request_id: Option<String>,
-}
-
-/// The issuer's error body `{"error": {...}}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct IssuerErrorBody {
-    pub(crate) error: IssuerError,
 }
 
 /// The extra properties of an `OtpError` (set on the JS `Error`).

@@ -8,7 +8,7 @@
 use js_sys::{Array, Object, Promise, Reflect};
 use otpgate_core::wire::ErrorCode;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, future_to_promise};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::convert::present;
 use crate::error::otp_error;
@@ -36,7 +36,7 @@ extern "C" {
 pub fn receive_code(
     #[wasm_bindgen(unchecked_param_type = "ReceiveCodeOptions")] options: Option<JsValue>,
 ) -> Promise {
-    future_to_promise(async move { receive(options).await.map(JsValue::from) })
+    crate::convert::promise(async move { receive(options).await.map(JsValue::from) })
 }
 
 async fn receive(options: Option<JsValue>) -> Result<String, JsValue> {

@@ -162,18 +162,85 @@ pub fn verify(
 /// [`PowError::Malformed`] for a bad challenge; `Ok(None)` when no nonce was found in time.
 pub fn solve(challenge: &str, max_tries: u64) -> Result<Option<u64>, PowError> {
     let (difficulty, _) = describe(challenge)?;
-    let mut prefix = Sha256::new();
-    prefix.update(challenge.as_bytes());
-    prefix.update(b".");
-    let mut buf = itoa_buf();
-    for nonce in 0..max_tries {
-        let mut h = prefix.clone();
-        h.update(fmt_u64(nonce, &mut buf));
-        if leading_zero_bits(&h.finalize()) >= u32::from(difficulty) {
-            return Ok(Some(nonce));
+    let prefix = Prefix::new(challenge);
+    Ok((0..max_tries).find(|&nonce| prefix.work(nonce) >= u32::from(difficulty)))
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// [`work`] for many nonces of one challenge, the solver's inner loop: the whole 64-byte
+/// blocks of `challenge ‖ "."` are compressed once, and each nonce costs only the one or two
+/// last blocks (the rest of that prefix, the nonce's digits, SHA-256's padding of FIPS 180-4
+/// 5.1.1), given to sha2's raw compression function. About twice as fast as a fresh
+/// `Sha256` per nonce in the wasm, where this loop is the client's only hot path.
+struct Prefix {
+    /// The state after the prefix's whole blocks.
+    state: [u32; 8],
+    /// The prefix's last, partial block (fewer than 64 bytes).
+    tail: Vec<u8>,
+    /// The prefix's length in bytes.
+    len: usize,
+}
+
+impl Prefix {
+    fn new(challenge: &str) -> Self {
+        let mut bytes = Vec::with_capacity(challenge.len() + 1);
+        bytes.extend_from_slice(challenge.as_bytes());
+        bytes.push(b'.');
+        let mut state = SHA256_IV;
+        let mut chunks = bytes.chunks_exact(64);
+        for chunk in &mut chunks {
+            let mut block = [0u8; 64];
+            block.copy_from_slice(chunk);
+            sha2::block_api::compress256(&mut state, &[block]);
+        }
+        Self {
+            state,
+            tail: chunks.remainder().to_vec(),
+            len: bytes.len(),
         }
     }
-    Ok(None)
+
+    /// `work(challenge, nonce)`.
+    fn work(&self, nonce: u64) -> u32 {
+        let mut n = 0;
+        for word in self.hash(nonce) {
+            if word != 0 {
+                return n + word.leading_zeros();
+            }
+            n += 32;
+        }
+        n
+    }
+
+    /// `SHA-256(challenge ‖ "." ‖ nonce)` as its eight big-endian words.
+    fn hash(&self, nonce: u64) -> [u32; 8] {
+        let mut digits = itoa_buf();
+        let digits = fmt_u64(nonce, &mut digits);
+        // At most 63 + 20 bytes of message, then 0x80 and the 8-byte bit length: two blocks.
+        let mut blocks = [[0u8; 64]; 2];
+        let flat = blocks.as_flattened_mut();
+        let (t, d) = (self.tail.len(), digits.len());
+        flat[..t].copy_from_slice(&self.tail);
+        flat[t..t + d].copy_from_slice(digits);
+        flat[t + d] = 0x80;
+        let used = if t + d + 9 <= 64 { 64 } else { 128 };
+        let bits = ((self.len + d) as u64) * 8;
+        flat[used - 8..used].copy_from_slice(&bits.to_be_bytes());
+        let mut state = self.state;
+        sha2::block_api::compress256(&mut state, &blocks[..used / 64]);
+        state
+    }
 }
 
 fn itoa_buf() -> [u8; 20] {
@@ -258,6 +325,40 @@ mod tests {
             assert!(verify(KEY, "b", c, 0, 0).is_err(), "{c}");
         }
         assert_eq!(solve("nope", 10), Err(PowError::Malformed));
+    }
+
+    /// The solver's block-by-block hash is the plain `Sha256` of `challenge ‖ "." ‖ nonce`
+    /// (and so counts the same zero bits), for every prefix length across the block and padding
+    /// boundaries and nonces of 1 to 20 digits.
+    #[test]
+    fn solver_hash_matches_sha256() {
+        let nonces = [
+            0,
+            7,
+            42,
+            999,
+            123_456,
+            4_294_967_296,
+            10u64.pow(18),
+            u64::MAX,
+        ];
+        for len in 0..200 {
+            let challenge: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let prefix = Prefix::new(&challenge);
+            for nonce in nonces.into_iter().chain(0..40) {
+                let words = prefix.hash(nonce);
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+                let expected = Sha256::digest(format!("{challenge}.{nonce}").as_bytes());
+                assert_eq!(bytes, expected.as_slice(), "{len} {nonce}");
+                assert_eq!(prefix.work(nonce), work(&challenge, nonce), "{len} {nonce}");
+            }
+        }
+        // A digest with many leading zeros is counted past the first word.
+        let c = issue(KEY, "+14155550123", 12, 1000, &mut Fixed).expect("issue");
+        let found = solve(&c, 1 << 22).expect("ok").expect("found");
+        assert_eq!(Prefix::new(&c).work(found), work(&c, found));
     }
 
     #[test]

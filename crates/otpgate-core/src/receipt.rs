@@ -6,10 +6,17 @@
 //! exactly that: `alg` must be `EdDSA` (so `none` and HMAC confusion are impossible), `typ`
 //! `JWT` when present, the key is chosen by `kid` from the JWKS and must be an OKP Ed25519
 //! key, and `iss`, `aud`, `exp` and `iat` are required and checked.
+//!
+//! Signatures are made with `ed25519-dalek` (the issuer) and checked with `ed25519-compact`,
+//! which is much smaller in the WebAssembly client. Its check is strict like dalek's
+//! `verify_strict`: `S` must be canonical, the key and `R` canonical encodings of points that
+//! are not of small order; the tests hold it to dalek's decisions on valid, tampered and such
+//! malformed signatures. (The one difference, `[S]B - [k]A - R` allowed to be a small-order
+//! point rather than the identity, needs the private key to produce: no forgery.)
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::ErrorCode;
@@ -257,15 +264,19 @@ pub fn verify_with(
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or(ReceiptError::UnknownKey)?;
-    let vk = VerifyingKey::from_bytes(&x).map_err(|_| ReceiptError::UnknownKey)?;
     let sig: [u8; 64] = URL_SAFE_NO_PAD
         .decode(s64)
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or(ReceiptError::BadSignature)?;
     let signing_input = &jwt[..h64.len() + 1 + c64.len()];
-    vk.verify_strict(signing_input.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| ReceiptError::BadSignature)?;
+    ed25519_compact::PublicKey::new(x)
+        .verify(signing_input, &ed25519_compact::Signature::new(sig))
+        .map_err(|e| match e {
+            // Not a point: the JWK cannot be a public key (as dalek's `from_bytes` refusing it).
+            ed25519_compact::Error::InvalidPublicKey => ReceiptError::UnknownKey,
+            _ => ReceiptError::BadSignature,
+        })?;
     let claims = json.claims(&b64(c64)?).ok_or(ReceiptError::Malformed)?;
     if claims.iss != expect.issuer {
         return Err(ReceiptError::WrongIssuer);
@@ -401,5 +412,104 @@ mod tests {
                 "{jwt:.20}"
             );
         }
+    }
+
+    /// What dalek's `verify_strict` (the verifier before ed25519-compact) decides for a key and
+    /// a signature over `msg`, as a receipt error.
+    fn dalek_decision(x: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> Result<(), ReceiptError> {
+        let vk = VerifyingKey::from_bytes(x).map_err(|_| ReceiptError::UnknownKey)?;
+        vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
+            .map_err(|_| ReceiptError::BadSignature)
+    }
+
+    /// The receipt signed by `key(1)` with its key and signature bytes replaced, checked
+    /// against a JWKS publishing `x` as `k1`: ed25519-compact decides as dalek's
+    /// `verify_strict` did, on valid signatures, tampered ones, non-canonical `S`, small-order
+    /// `R` and keys, and keys that are not points.
+    #[test]
+    fn signature_checks_decide_as_dalek_verify_strict() {
+        let jwt = sign(&key(1), "k1", &claims());
+        let (input, s64) = jwt.rsplit_once('.').expect("jwt");
+        let good: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(s64)
+            .expect("b64")
+            .try_into()
+            .expect("64 bytes");
+        let pk = key(1).verifying_key().to_bytes();
+        // The group order L, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut s_plus_l = good;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(good[32 + i]) + u16::from(L[i]) + carry;
+            s_plus_l[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        let mut high_s = good;
+        high_s[63] |= 0x80;
+        // Encodings of small-order points: the identity, the point of order 2, one of order 4.
+        let small: [[u8; 32]; 3] = [
+            {
+                let mut b = [0u8; 32];
+                b[0] = 1;
+                b
+            },
+            {
+                let mut b = [0xffu8; 32];
+                b[0] = 0xec;
+                b[31] = 0x7f;
+                b
+            },
+            [0u8; 32],
+        ];
+        let (head, _) = input.split_once('.').expect("jwt");
+        let mut other = claims();
+        other.phone_number = "+14155550000".into();
+        let tampered = format!(
+            "{head}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).expect("json"))
+        );
+        let mut cases: Vec<([u8; 32], [u8; 64], String)> = vec![
+            (pk, good, input.to_owned()),
+            (pk, good, tampered),
+            (pk, s_plus_l, input.to_owned()),
+            (pk, high_s, input.to_owned()),
+            (key(2).verifying_key().to_bytes(), good, input.to_owned()),
+        ];
+        for p in small {
+            let mut small_r = good;
+            small_r[..32].copy_from_slice(&p);
+            cases.push((pk, small_r, input.to_owned()));
+            cases.push((p, good, input.to_owned()));
+        }
+        // A key that is not a point at all.
+        let not_a_point = (2u8..)
+            .map(|y| {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b
+            })
+            .find(|b| VerifyingKey::from_bytes(b).is_err())
+            .expect("some y is off the curve");
+        cases.push((not_a_point, good, input.to_owned()));
+        let mut outcomes = std::collections::BTreeSet::new();
+        for (x, sig, input) in &cases {
+            let jwks = Jwks {
+                keys: vec![Jwk {
+                    x: URL_SAFE_NO_PAD.encode(x),
+                    ..Jwk::ed25519("k1", &key(1).verifying_key())
+                }],
+            };
+            let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+            let ours = verify(&jwt, &jwks, &expect(1200)).map(|_| ());
+            assert_eq!(ours, dalek_decision(x, sig, input.as_bytes()), "{jwt}");
+            outcomes.insert(format!("{ours:?}"));
+        }
+        // Every kind of decision was exercised.
+        let expected = ["Err(BadSignature)", "Err(UnknownKey)", "Ok(())"];
+        assert_eq!(outcomes, expected.map(String::from).into(), "{outcomes:?}");
     }
 }
