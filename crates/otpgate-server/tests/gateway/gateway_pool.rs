@@ -471,10 +471,9 @@ async fn an_unpaid_send_waits_out_pressure_and_fails_at_its_bound_unsent() {
 #[tokio::test]
 async fn a_send_that_cannot_leave_within_its_bound_is_refused_at_once() {
     // One send per (about an) hour (at most 3,600 s, the longest window allowed): a second
-    // cannot leave within the queue's minute. The
-    // budget windows are clock-aligned: a window that ends within two minutes could free its
-    // unit inside the queue's bound (the send is then rightly queued), so take one that
-    // does not.
+    // cannot leave within the queue's minute. The budget windows are clock-aligned: a window
+    // that ends within two minutes could free its unit inside the queue's bound (the send is
+    // then rightly queued), so take one that does not.
     let now_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
