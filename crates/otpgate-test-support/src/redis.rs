@@ -264,7 +264,7 @@ pub fn bin(name: &str, package: &str) -> PathBuf {
     panic!("{name} is not on PATH: install it (apt-get install {package}; scripts/setup.sh does)");
 }
 
-/// A free port whose cluster bus port (+10000) is free too, both below 65536.
+/// A free port whose cluster bus port (+10000) is free too, both below the ephemeral range.
 pub fn free_cluster_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -276,9 +276,12 @@ pub fn free_cluster_port() -> u16 {
                 .map_or(0, |d| d.subsec_nanos()),
         );
     for i in 0..20_000u32 {
-        // 20000..=45000: the bus port stays at most 55000.
-        let port = u16::try_from(20_000 + (seed.wrapping_add(i.wrapping_mul(97))) % 25_000)
-            .unwrap_or(20_000);
+        // 10000..22700, the bus port 20000..32700: both below Linux's ephemeral range
+        // (32768..61000), where the OS hands out the ports of outgoing connections and of
+        // every other test's `free_port()`: a bus port found free there was taken before
+        // redis-server bound it (CI: "Failed listening on port 44100 (cluster)").
+        let port = u16::try_from(10_000 + (seed.wrapping_add(i.wrapping_mul(97))) % 12_700)
+            .unwrap_or(10_000);
         let bindable = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if bindable(port) && bindable(port + 10_000) {
             let mut given = GIVEN
